@@ -1,0 +1,184 @@
+"""A throwaway PostgreSQL 15 cluster with pg_cron loaded, for tests, the demo and benchmarks.
+
+PostgreSQL refuses to run as root, so when the caller is root the cluster is created and
+started as the ``postgres`` OS user (``runuser``). It listens on 127.0.0.1 on a free port,
+trusts local connections, and is removed by :meth:`Cluster.destroy`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+STATE_FILE = "cluster.json"
+
+
+def _pg_bindir(version: str = "15") -> Path:
+    candidate = Path(f"/usr/lib/postgresql/{version}/bin")
+    if (candidate / "initdb").exists():
+        return candidate
+    out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True)
+    return Path(out.stdout.strip())
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Cluster:
+    """A cluster directory, its port, and whether pg_cron is preloaded."""
+
+    directory: Path
+    port: int
+    pg_cron: bool = True
+
+    @property
+    def datadir(self) -> Path:
+        return self.directory / "data"
+
+    @property
+    def logfile(self) -> Path:
+        return self.directory / "postgres.log"
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        directory: str | Path | None = None,
+        *,
+        pg_cron: bool = True,
+        port: int | None = None,
+        settings: dict[str, str] | None = None,
+        durable: bool = False,
+    ) -> Cluster:
+        """initdb a new cluster and start it. ``durable=False`` turns fsync off (tests)."""
+        base = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="autopilot-pg-"))
+        base.mkdir(parents=True, exist_ok=True)
+        cluster = cls(directory=base, port=port or free_port(), pg_cron=pg_cron)
+        cluster._chown(base)
+        cluster._run(
+            [
+                str(_pg_bindir() / "initdb"),
+                "-D",
+                str(cluster.datadir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]
+        )
+        conf = {
+            "port": str(cluster.port),
+            "listen_addresses": "'127.0.0.1'",
+            "unix_socket_directories": f"'{base}'",
+            "max_connections": "200",
+            "shared_buffers": "'256MB'",
+            "log_min_messages": "warning",
+            "log_line_prefix": "'%m [%p] %d '",
+        }
+        if not durable:
+            conf.update({"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"})
+        if pg_cron:
+            conf.update(
+                {
+                    "shared_preload_libraries": "'pg_cron'",
+                    "cron.database_name": "'postgres'",
+                    "cron.host": "'127.0.0.1'",
+                }
+            )
+        conf.update(settings or {})
+        with open(cluster.datadir / "postgresql.conf", "a") as f:
+            f.write("\n# throwaway autopilot cluster\n")
+            for key, value in conf.items():
+                f.write(f"{key} = {value}\n")
+        cluster.start()
+        (base / STATE_FILE).write_text(json.dumps({"port": cluster.port, "pg_cron": pg_cron}))
+        return cluster
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Cluster:
+        directory = Path(directory)
+        state = json.loads((directory / STATE_FILE).read_text())
+        return cls(directory=directory, port=state["port"], pg_cron=state["pg_cron"])
+
+    def start(self) -> None:
+        self._run(
+            [
+                str(_pg_bindir() / "pg_ctl"),
+                "-D",
+                str(self.datadir),
+                "-l",
+                str(self.logfile),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        )
+        self._wait_ready()
+
+    def stop(self) -> None:
+        if self.datadir.exists():
+            self._run(
+                [str(_pg_bindir() / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop"],
+                check=False,
+            )
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.destroy()
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.5):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"PostgreSQL did not start on port {self.port}; see {self.logfile}")
+
+    @staticmethod
+    def _as_postgres() -> bool:
+        return os.geteuid() == 0
+
+    def _chown(self, path: Path) -> None:
+        if self._as_postgres():
+            pw = pwd.getpwnam("postgres")
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+
+    def _run(self, argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+        if self._as_postgres():
+            argv = ["runuser", "-u", "postgres", "--", *argv]
+        result = subprocess.run(argv, capture_output=True, text=True, cwd="/")
+        if check and result.returncode != 0:
+            log = self.logfile.read_text()[-3000:] if self.logfile.exists() else ""
+            raise RuntimeError(
+                f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout}{result.stderr}{log}"
+            )
+        return result

@@ -1,0 +1,36 @@
+CREATE FUNCTION autopilot._enqueue_catalog_job(p_name text)
+RETURNS autopilot.job_step
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- A runner-side catalog entry only enqueues. The unique key dedupes against the
+-- unfinished job of the same entry, so a runner that was down for a day finds
+-- one pending backup, not twenty-four.
+DECLARE
+    v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
+    v_key text := 'catalog:' || p_name;
+    v_id bigint;
+BEGIN
+    INSERT INTO autopilot.jobs AS j (queue, worker, args, unique_key, meta)
+    VALUES (v_job.queue, v_job.target, v_job.args, v_key, jsonb_build_object('catalog', p_name))
+    ON CONFLICT (unique_key)
+    WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable')
+    DO NOTHING
+    RETURNING j.id INTO v_id;
+
+    IF v_id IS NOT NULL THEN
+        RETURN ROW(true, NULL, 1, format('enqueued job %s (%s)', v_id, v_job.target),
+                   jsonb_build_object('job_id', v_id))::autopilot.job_step;
+    END IF;
+    SELECT j.id INTO v_id
+    FROM autopilot.jobs AS j
+    WHERE j.unique_key = v_key
+      AND j.state IN ('available', 'scheduled', 'executing', 'retryable');
+    RETURN ROW(true, NULL, 0, format('job %s (%s) is still pending: not enqueued again', v_id, v_job.target),
+               jsonb_build_object('job_id', v_id, 'deduplicated', true))::autopilot.job_step;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._enqueue_catalog_job(text) IS
+'Private: enqueues the runner job of a runner-side catalog entry into autopilot.jobs, unless one is still unfinished.';

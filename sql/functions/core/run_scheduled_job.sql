@@ -1,0 +1,75 @@
+-- A procedure, so that a batched job commits between batches: no batch holds
+-- its locks long. A procedure that commits cannot carry SET search_path
+-- (PostgreSQL forbids transaction control there), so this body only calls
+-- schema-qualified functions that pin their own search_path.
+CREATE PROCEDURE autopilot.run_scheduled_job(p_name text, p_manual boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_run_id bigint;
+    v_step autopilot.job_step;
+    v_cursor jsonb;
+    v_rows bigint := 0;
+    v_batches integer := 0;
+    v_state text;
+    v_message text;
+    v_detail text;
+    v_hint text;
+BEGIN
+    -- fails at once inside a transaction block, before any lock is taken
+    COMMIT;
+    IF NOT p_manual AND autopilot._skips_today(p_name) THEN
+        RETURN;
+    END IF;
+    IF (autopilot._catalog_job(p_name)).kind = 'statement' THEN
+        PERFORM autopilot._run_job_step(p_name, NULL);
+    END IF;
+
+    v_run_id := autopilot._run_start(p_name, p_manual, true);
+    COMMIT;
+    IF v_run_id IS NULL THEN
+        RETURN;
+    END IF;
+
+    LOOP
+        BEGIN
+            v_step := autopilot._run_job_step(p_name, v_cursor);
+        EXCEPTION
+            WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE,
+                                        v_message = MESSAGE_TEXT,
+                                        v_detail = PG_EXCEPTION_DETAIL,
+                                        v_hint = PG_EXCEPTION_HINT;
+        END;
+        EXIT WHEN v_state IS NOT NULL;
+        v_rows := v_rows + coalesce(v_step.rows_affected, 0);
+        v_batches := v_batches + 1;
+        v_cursor := v_step.cursor;
+        COMMIT;
+        EXIT WHEN v_step.done;
+    END LOOP;
+
+    IF v_state IS NOT NULL THEN
+        PERFORM autopilot._run_finish(v_run_id, 'failed', v_rows, v_message, v_state,
+                                      jsonb_build_object('detail', v_detail, 'batches_committed', v_batches));
+    ELSE
+        PERFORM autopilot._run_finish(
+            v_run_id, 'succeeded', v_rows,
+            coalesce(v_step.message, format('%s rows in %s batches', v_rows, v_batches)),
+            NULL,
+            coalesce(v_step.details, '{}') || jsonb_build_object('batches', v_batches)
+        );
+    END IF;
+    PERFORM pg_advisory_unlock(autopilot._job_lock_key(p_name));
+    COMMIT;
+
+    IF v_state IS NOT NULL THEN
+        -- the run is in the ledger; re-raise the job's own error so pg_cron records it too
+        RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message,
+                              DETAIL = coalesce(v_detail, ''), HINT = coalesce(v_hint, '');
+    END IF;
+END;
+$$;
+
+COMMENT ON PROCEDURE autopilot.run_scheduled_job(text, boolean) IS
+'The command pg_cron runs for every database-side and runner-side catalog job (CALL autopilot.run_scheduled_job(''name'')): ledger run committed first, a COMMIT after every batch, a failure recorded and then re-raised so that cron.job_run_details shows it too. Must be CALLed outside a transaction block. p_manual => true (the CLI) ignores a weekday restriction.';

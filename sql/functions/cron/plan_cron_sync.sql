@@ -1,0 +1,65 @@
+CREATE FUNCTION autopilot.plan_cron_sync(
+    p_current jsonb,
+    p_database text DEFAULT current_database(),
+    p_username text DEFAULT current_user
+)
+RETURNS TABLE (
+    action text, jobid bigint, jobname text, schedule text, command text, active boolean
+)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- p_current: the rows of cron.job (jobid, jobname, schedule, command,
+    -- database, username, active), wherever pg_cron lives. Only jobs named
+    -- autopilot:* of this database are ever changed.
+    WITH desired AS (
+        SELECT
+            d.cron_jobname AS jobname,
+            d.schedule,
+            d.cron_command AS command,
+            d.enabled AND d.unavailable_reason IS NULL AS active
+        FROM autopilot.job_definitions AS d
+        WHERE d.schedule IS NOT NULL
+    ),
+
+    current_jobs AS (
+        SELECT c.*
+        FROM jsonb_to_recordset(coalesce(p_current, '[]')) AS c (
+            jobid bigint, jobname text, schedule text, command text,
+            database text, username text, active boolean
+        )
+        WHERE starts_with(c.jobname, 'autopilot:')
+    ),
+
+    here AS (
+        SELECT * FROM current_jobs WHERE database = p_database
+    ),
+
+    elsewhere AS (
+        SELECT * FROM current_jobs WHERE database <> p_database AND username = p_username
+    )
+
+    SELECT 'conflict', e.jobid, d.jobname, e.schedule, e.command, e.active
+    FROM desired AS d
+    INNER JOIN elsewhere AS e ON d.jobname = e.jobname
+    WHERE NOT EXISTS (SELECT FROM here AS h WHERE h.jobname = d.jobname)
+    UNION ALL
+    SELECT 'schedule', NULL::bigint, d.jobname, d.schedule, d.command, d.active
+    FROM desired AS d
+    WHERE NOT EXISTS (SELECT FROM current_jobs AS c WHERE c.jobname = d.jobname
+                      AND (c.database = p_database OR c.username = p_username))
+    UNION ALL
+    SELECT 'alter', h.jobid, d.jobname, d.schedule, d.command, d.active
+    FROM desired AS d
+    INNER JOIN here AS h ON d.jobname = h.jobname
+    WHERE (h.schedule, h.command, h.active) IS DISTINCT FROM (d.schedule, d.command, d.active)
+    UNION ALL
+    SELECT 'unschedule', h.jobid, h.jobname, h.schedule, h.command, h.active
+    FROM here AS h
+    WHERE NOT EXISTS (SELECT FROM desired AS d WHERE d.jobname = h.jobname)
+    ORDER BY 1, 3
+$$;
+
+COMMENT ON FUNCTION autopilot.plan_cron_sync(jsonb, text, text) IS
+'What must change in cron.job (given as a jsonb array of its rows) so that the autopilot:* jobs of this database match the catalog: schedule, alter, unschedule, or conflict (the name is taken by a job of this role in another database). Changes nothing; autopilot.sync_schedules() and the installer carry the plan out.';

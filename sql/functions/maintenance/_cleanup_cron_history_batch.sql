@@ -1,0 +1,36 @@
+CREATE FUNCTION autopilot._cleanup_cron_history_batch(p_cursor jsonb, p_limit integer)
+RETURNS autopilot.job_step
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- cron-history-cleanup, one batch. pg_cron never prunes cron.job_run_details,
+-- and the table has only its primary key: walk it in runid order (runs start
+-- in runid order) and stop at the first run younger than cron_history.retention.
+DECLARE
+    v_after bigint := coalesce((p_cursor ->> 'after')::bigint, 0);
+    v_cutoff timestamptz := now() - autopilot.get_setting('cron_history.retention')::interval;
+    v_ids bigint[];
+    v_deleted bigint;
+BEGIN
+    v_ids := ARRAY(
+        SELECT d.runid FROM cron.job_run_details AS d
+        WHERE d.runid > v_after
+        ORDER BY d.runid
+        LIMIT p_limit
+    );
+    DELETE FROM cron.job_run_details AS d
+    WHERE d.runid = ANY(v_ids)
+      AND d.status IN ('succeeded', 'failed')
+      AND coalesce(d.end_time, d.start_time) < v_cutoff;
+    GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    RETURN ROW(
+        v_deleted < cardinality(v_ids) OR cardinality(v_ids) < p_limit,
+        jsonb_build_object('after', v_ids[cardinality(v_ids)]),
+        v_deleted, NULL, NULL
+    )::autopilot.job_step;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._cleanup_cron_history_batch(jsonb, integer) IS
+'cron-history-cleanup, one batch: deletes cron.job_run_details rows older than cron_history.retention (all of pg_cron''s history that this role may delete), in runid order.';

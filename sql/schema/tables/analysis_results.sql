@@ -1,0 +1,26 @@
+CREATE TABLE autopilot.analysis_results (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    codebase text NOT NULL,
+    analyzer text NOT NULL,
+    pattern_type text NOT NULL,
+    pattern_key text NOT NULL,
+    outcome text NOT NULL,
+    score double precision,
+    agent_id bigint,
+    task_id bigint,
+    details jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT analysis_results_pkey PRIMARY KEY (id),
+    CONSTRAINT analysis_results_outcome_check CHECK (outcome IN ('success', 'failure', 'neutral')),
+    CONSTRAINT analysis_results_agent_id_fkey FOREIGN KEY (agent_id)
+    REFERENCES autopilot.agents (id) ON DELETE SET NULL,
+    CONSTRAINT analysis_results_task_id_fkey FOREIGN KEY (task_id)
+    REFERENCES autopilot.tasks (id) ON DELETE SET NULL
+);
+
+CREATE INDEX analysis_results_pattern_idx ON autopilot.analysis_results (pattern_type, pattern_key);
+CREATE INDEX analysis_results_agent_id_idx ON autopilot.analysis_results (agent_id)
+WHERE agent_id IS NOT NULL;
+
+COMMENT ON TABLE autopilot.analysis_results IS
+'What the analyzers found (written by registry-sync and by agents): one observed pattern with its outcome. Pattern learning folds these into autopilot.learned_patterns.';

@@ -1,0 +1,42 @@
+-- The one source of truth for every schedule. Rows come from sql/jobs/ and belong
+-- to the extension version; a DBA's changes live in autopilot.job_overrides.
+CREATE TABLE autopilot.job_catalog (
+    name text NOT NULL,
+    side text NOT NULL,
+    kind text NOT NULL,
+    schedule text,
+    only_on_dow smallint,
+    target text NOT NULL,
+    queue text,
+    args jsonb NOT NULL DEFAULT '{}',
+    run_at_startup boolean NOT NULL DEFAULT false,
+    requires_local_pg_cron boolean NOT NULL DEFAULT false,
+    description text NOT NULL,
+    CONSTRAINT job_catalog_pkey PRIMARY KEY (name),
+    CONSTRAINT job_catalog_name_format_check CHECK (
+        name ~ '^[a-z][a-z0-9-]*$' AND octet_length('autopilot:' || name) <= 63
+    ),
+    CONSTRAINT job_catalog_side_check CHECK (side IN ('database', 'runner')),
+    CONSTRAINT job_catalog_kind_check CHECK (
+        (side = 'database' AND kind IN ('function', 'batched', 'statement'))
+        OR (side = 'runner' AND kind = 'enqueue')
+    ),
+    CONSTRAINT job_catalog_dow_check CHECK (only_on_dow BETWEEN 0 AND 6),
+    CONSTRAINT job_catalog_queue_check CHECK ((side = 'runner') = (queue IS NOT NULL)),
+    CONSTRAINT job_catalog_scheduled_check CHECK (schedule IS NOT NULL OR run_at_startup)
+);
+
+COMMENT ON TABLE autopilot.job_catalog IS
+'Every scheduled job of autopilot, database side (pg_cron runs SQL) and runner side (pg_cron enqueues into autopilot.jobs). autopilot.sync_schedules() makes cron.job match it.';
+COMMENT ON COLUMN autopilot.job_catalog.kind IS
+'function: the target function does the whole job and returns a jsonb summary; batched: the target function deletes or moves one bounded batch, and a scheduled run commits between batches; statement: pg_cron runs the target statement at top level (VACUUM, REINDEX CONCURRENTLY cannot run in a function); enqueue: a runner job is enqueued into autopilot.jobs, deduplicated.';
+COMMENT ON COLUMN autopilot.job_catalog.schedule IS
+'Default cron expression, UTC, pg_cron 1.4 syntax; NULL for a runner job that runs only at runner startup.';
+COMMENT ON COLUMN autopilot.job_catalog.only_on_dow IS
+'When set (0 = Sunday), a scheduled run fires only on that UTC weekday: cron ORs day-of-month and day-of-week, so "first Sunday" is day 1-7 plus this filter.';
+COMMENT ON COLUMN autopilot.job_catalog.target IS
+'The function (schema-qualified name) a job runs, the top-level statement of a statement job, or the worker name of a runner job.';
+COMMENT ON COLUMN autopilot.job_catalog.queue IS 'Queue of autopilot.jobs that a runner job is enqueued into.';
+COMMENT ON COLUMN autopilot.job_catalog.run_at_startup IS 'The runner enqueues this job when it starts (deduplicated).';
+COMMENT ON COLUMN autopilot.job_catalog.args IS 'Arguments of the runner job enqueued by a runner-side entry.';
+COMMENT ON COLUMN autopilot.job_catalog.requires_local_pg_cron IS 'The job works on pg_cron''s own tables, so it runs only where pg_cron is installed.';

@@ -1,0 +1,35 @@
+CREATE TABLE autopilot.job_runs (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    job_name text NOT NULL,
+    side text NOT NULL,
+    trigger text NOT NULL,
+    status text NOT NULL DEFAULT 'running',
+    started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at timestamptz,
+    rows_affected bigint,
+    message text,
+    error_sqlstate text,
+    details jsonb NOT NULL DEFAULT '{}',
+    backend_pid integer DEFAULT pg_backend_pid(),
+    CONSTRAINT job_runs_pkey PRIMARY KEY (id),
+    CONSTRAINT job_runs_side_check CHECK (side IN ('database', 'runner')),
+    CONSTRAINT job_runs_trigger_check CHECK (trigger IN ('pg_cron', 'manual', 'runner')),
+    CONSTRAINT job_runs_status_check CHECK (
+        status IN ('running', 'succeeded', 'failed', 'skipped', 'abandoned')
+    ),
+    CONSTRAINT job_runs_finished_check CHECK ((status = 'running') = (finished_at IS NULL)),
+    CONSTRAINT job_runs_order_check CHECK (finished_at >= started_at)
+);
+
+-- status: the last run (and the last successful run) of each job
+CREATE INDEX job_runs_job_name_started_at_idx ON autopilot.job_runs (job_name, started_at DESC);
+CREATE INDEX job_runs_succeeded_idx ON autopilot.job_runs (job_name, started_at DESC)
+WHERE status = 'succeeded';
+
+COMMENT ON TABLE autopilot.job_runs IS
+'The run ledger: one row for every run of every job, database side and runner side: when, how long, outcome, rows affected, error.';
+COMMENT ON COLUMN autopilot.job_runs.trigger IS 'pg_cron (a scheduled run), manual (autopilot.run_job or the CLI), runner (a job finished by the runner).';
+COMMENT ON COLUMN autopilot.job_runs.status IS
+'running, succeeded, failed, skipped (another run held the job''s lock), abandoned (the session ended mid-run; found by autopilot.run_job).';
+COMMENT ON COLUMN autopilot.job_runs.error_sqlstate IS 'SQLSTATE of the error of a failed run.';
+COMMENT ON COLUMN autopilot.job_runs.backend_pid IS 'Backend that ran the job; lets a later run tell a live run from an abandoned one.';

@@ -1,0 +1,51 @@
+-- The runner's durable queue (Oban's shape and state names).
+CREATE TABLE autopilot.jobs (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    queue text NOT NULL DEFAULT 'default',
+    worker text NOT NULL,
+    args jsonb NOT NULL DEFAULT '{}',
+    state text NOT NULL DEFAULT 'available',
+    priority smallint NOT NULL DEFAULT 0,
+    attempt integer NOT NULL DEFAULT 0,
+    max_attempts integer NOT NULL DEFAULT 20,
+    unique_key text,
+    errors jsonb NOT NULL DEFAULT '[]',
+    meta jsonb NOT NULL DEFAULT '{}',
+    inserted_at timestamptz NOT NULL DEFAULT now(),
+    scheduled_at timestamptz NOT NULL DEFAULT now(),
+    attempted_at timestamptz,
+    attempted_by text,
+    heartbeat_at timestamptz,
+    completed_at timestamptz,
+    cancelled_at timestamptz,
+    discarded_at timestamptz,
+    CONSTRAINT jobs_pkey PRIMARY KEY (id),
+    CONSTRAINT jobs_state_check CHECK (
+        state IN (
+            'available', 'scheduled', 'executing', 'retryable',
+            'completed', 'discarded', 'cancelled'
+        )
+    ),
+    CONSTRAINT jobs_priority_check CHECK (priority BETWEEN 0 AND 9),
+    CONSTRAINT jobs_attempts_check CHECK (attempt >= 0 AND max_attempts > 0),
+    CONSTRAINT jobs_queue_check CHECK (queue <> '' AND worker <> ''),
+    CONSTRAINT jobs_errors_check CHECK (jsonb_typeof(errors) = 'array')
+);
+
+-- one unfinished job per unique key: a runner down for a day finds one pending backup
+CREATE UNIQUE INDEX jobs_unique_key_idx ON autopilot.jobs (unique_key)
+WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable');
+-- claiming: by queue, priority, then age
+CREATE INDEX jobs_claim_idx ON autopilot.jobs (queue, priority, scheduled_at, id)
+WHERE state IN ('available', 'scheduled', 'retryable');
+-- old-job-cleanup walks finished jobs in id order
+CREATE INDEX jobs_finished_idx ON autopilot.jobs (id)
+WHERE state IN ('completed', 'discarded', 'cancelled');
+
+COMMENT ON TABLE autopilot.jobs IS
+'The runner''s job queue: jobs that need code, files or a shell (pg_dump, git, embeddings), enqueued by pg_cron from the catalog and drained by the autopilot runner.';
+COMMENT ON COLUMN autopilot.jobs.state IS
+'available, scheduled, executing, retryable, completed, discarded, cancelled (Oban''s states).';
+COMMENT ON COLUMN autopilot.jobs.unique_key IS
+'Deduplicates against unfinished jobs through jobs_unique_key_idx: a second enqueue with the same key while one is unfinished inserts nothing.';
+COMMENT ON COLUMN autopilot.jobs.errors IS 'The error of each failed attempt, oldest first: [{"attempt", "at", "error"}].';

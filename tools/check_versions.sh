@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The version lives in control/autopilot.control (default_version). Fails when
+# pyproject.toml or the newest CHANGELOG.md entry says otherwise, or when a
+# version listed as released in CHANGELOG.md has no frozen script in extension/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+control=$(sed -n "s/^default_version *= *'\(.*\)'/\1/p" control/autopilot.control)
+pyproject=$(sed -n 's/^version *= *"\(.*\)"/\1/p' pyproject.toml | head -n1)
+# newest entry: "## [X.Y.Z] - DATE" when released, "## Unreleased (X.Y.Z)" before
+changelog=$(grep -m1 -E '^## ' CHANGELOG.md | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1)
+status=0
+for pair in "pyproject.toml:$pyproject" "CHANGELOG.md:$changelog"; do
+    if [ "${pair#*:}" != "$control" ]; then
+        echo "version mismatch: control/autopilot.control says $control, ${pair%%:*} says ${pair#*:}" >&2
+        status=1
+    fi
+done
+for released in $(grep -oE '^## \[[0-9]+\.[0-9]+\.[0-9]+\]' CHANGELOG.md | grep -oE '[0-9.]+[0-9]'); do
+    if [ ! -f "extension/autopilot--${released}.sql" ]; then
+        echo "CHANGELOG.md releases $released but extension/autopilot--${released}.sql is missing" >&2
+        status=1
+    fi
+done
+exit $status
