@@ -23,9 +23,12 @@ BEGIN
                 coalesce(v_summary, '{}')
             )::autopilot.job_step;
         WHEN 'batched' THEN
-            EXECUTE format('SELECT * FROM %s($1, $2)', v_job.target::regproc)
-            INTO v_step
+            -- through jsonb: a dynamic query's row type is unknown until it runs,
+            -- so a scalar result keeps the step checkable (plpgsql_check)
+            EXECUTE format('SELECT to_jsonb(%s($1, $2))', v_job.target::regproc)
+            INTO v_summary
             USING coalesce(p_cursor, '{}'), autopilot.get_setting('cleanup.batch_size')::integer;
+            v_step := jsonb_populate_record(NULL::autopilot.job_step, v_summary);
         WHEN 'enqueue' THEN
             v_step := autopilot._enqueue_catalog_job(p_name);
         ELSE

@@ -22,7 +22,6 @@ DECLARE
     v_value text;
     v_number integer;
     v_numbers integer[];
-    i integer;
 BEGIN
     IF p_expression IS NULL OR btrim(p_expression) = '' THEN
         RETURN 'the cron expression is empty';
@@ -42,7 +41,7 @@ BEGIN
                 RETURN format('%s field "%s": "%s" is not a value, range or step',
                               c_names[i], v_fields[i], v_item);
             END IF;
-            IF v_parts[2] IS NOT NULL AND v_parts[2]::integer < 1 THEN
+            IF v_parts[2] IS NOT NULL AND v_parts[2]::numeric < 1 THEN
                 RETURN format('%s field "%s": the step must be at least 1', c_names[i], v_fields[i]);
             END IF;
             IF v_parts[1] = '*' THEN

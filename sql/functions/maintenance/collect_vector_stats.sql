@@ -12,8 +12,11 @@ AS $$
 DECLARE
     v_column record;
     v_model_column text;
-    v_stats record;
-    v_tables text[] := '{}';
+    v_row_count bigint;
+    v_missing_count bigint;
+    v_dimensions jsonb;
+    v_models jsonb;
+    v_tables text[] := '{}'::text[];
     v_table text;
     v_columns integer := 0;
 BEGIN
@@ -38,26 +41,40 @@ BEGIN
         EXECUTE format(
             $q$
             SELECT
-                count(*) AS row_count,
-                count(*) FILTER (WHERE %1$I IS NULL) AS missing_count,
+                count(*),
+                count(*) FILTER (WHERE %1$I IS NULL),
                 coalesce((SELECT jsonb_object_agg(d.dims, d.n) FROM (
                     SELECT cardinality(%1$I)::text AS dims, count(*) AS n
-                    FROM autopilot.%2$I WHERE %1$I IS NOT NULL GROUP BY 1) AS d), '{}') AS dimensions,
-                coalesce((SELECT jsonb_object_agg(m.model, m.n) FROM (
-                    SELECT coalesce(%3$s, '(unknown)') AS model, count(*) AS n
-                    FROM autopilot.%2$I WHERE %1$I IS NOT NULL GROUP BY 1) AS m), '{}') AS models
+                    FROM autopilot.%2$I WHERE %1$I IS NOT NULL GROUP BY 1) AS d), '{}')
             FROM autopilot.%2$I
             $q$,
-            v_column.column_name, v_column.table_name,
-            coalesce(quote_ident(v_model_column) || '::text', 'NULL::text')
-        ) INTO v_stats;
+            v_column.column_name, v_column.table_name
+        ) INTO v_row_count, v_missing_count, v_dimensions;
+
+        IF v_model_column IS NULL THEN
+            -- no model column: every row with an embedding is of an unknown model
+            v_models := CASE
+                WHEN v_row_count > v_missing_count
+                    THEN jsonb_build_object('(unknown)', v_row_count - v_missing_count)
+                ELSE '{}'::jsonb
+            END;
+        ELSE
+            EXECUTE format(
+                $q$
+                SELECT coalesce(jsonb_object_agg(m.model, m.n), '{}') FROM (
+                    SELECT coalesce(%3$I::text, '(unknown)') AS model, count(*) AS n
+                    FROM autopilot.%2$I WHERE %1$I IS NOT NULL GROUP BY 1) AS m
+                $q$,
+                v_column.column_name, v_column.table_name, v_model_column
+            ) INTO v_models;
+        END IF;
 
         INSERT INTO autopilot.vector_stats_history (
             table_name, column_name, row_count, missing_count, dimensions, models
         )
         VALUES (
-            v_column.table_name, v_column.column_name, v_stats.row_count,
-            v_stats.missing_count, v_stats.dimensions, v_stats.models
+            v_column.table_name, v_column.column_name, v_row_count,
+            v_missing_count, v_dimensions, v_models
         );
         v_columns := v_columns + 1;
         IF NOT v_column.table_name = ANY(v_tables) THEN

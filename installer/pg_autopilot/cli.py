@@ -1,0 +1,235 @@
+"""The `autopilot` command."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+from rich.console import Console
+
+from . import __version__, installer, jobs, schedules
+from .db import connect, translated_errors
+from .errors import AutopilotError, JobFailed, NotInstalled
+from .render import duration, status_table
+from .status import gather
+
+# not a terminal (a pipe, CI): a wide fixed width instead of rich's 80 columns
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+dsn_option = click.option(
+    "--dsn",
+    envvar="AUTOPILOT_DSN",
+    help="libpq connection string or URI; default: AUTOPILOT_DSN, then the PG* variables.",
+)
+
+
+def _handled(func):
+    """The CLI's error boundary: an AutopilotError is a message and a non-zero exit, no traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            with translated_errors():
+                return func(*args, **kwargs)
+        except AutopilotError as exc:
+            err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+            if exc.hint:
+                err_console.print(f"[bold]hint:[/] {exc.hint}", highlight=False)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _require_installed(conn) -> installer.Installed:
+    current = installer.installed(conn)
+    if current is None:
+        raise NotInstalled("autopilot is not installed in this database", hint="Run `autopilot install`.")
+    return current
+
+
+def _report_sync(conn, dsn: str | None) -> None:
+    result = schedules.sync(conn, dsn)
+    style = "yellow" if result.location.explanation else "green"
+    console.print(f"[{style}]{result.message}[/]", highlight=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="autopilot")
+def cli() -> None:
+    """Self-driving learning and maintenance jobs for PostgreSQL, scheduled by pg_cron."""
+
+
+@cli.command()
+@dsn_option
+@click.option(
+    "--mode",
+    type=click.Choice(["auto", "extension", "schema"]),
+    default="auto",
+    show_default=True,
+    help="extension: CREATE EXTENSION (files on the server); schema: plain SQL (managed servers); "
+    "auto: extension when the files are there.",
+)
+@click.option("--no-sync", is_flag=True, help="Do not register the schedules with pg_cron.")
+@_handled
+def install(dsn: str | None, mode: str, no_sync: bool) -> None:
+    """Install autopilot into a database (harmless when already installed)."""
+    with connect(dsn) as conn:
+        result = installer.install(conn, mode=mode)
+        console.print(f"[green]{result.message}[/]" if result.changed else result.message, highlight=False)
+        if not no_sync:
+            _report_sync(conn, dsn)
+
+
+@cli.command()
+@dsn_option
+@click.option("--to", "to_version", metavar="VERSION", help="Target version (default: this package's).")
+@_handled
+def upgrade(dsn: str | None, to_version: str | None) -> None:
+    """Upgrade autopilot through its upgrade scripts; overrides and data are kept."""
+    with connect(dsn) as conn:
+        result = installer.upgrade(conn, to=to_version)
+        console.print(f"[green]{result.message}[/]" if result.changed else result.message, highlight=False)
+        _report_sync(conn, dsn)
+
+
+@cli.command()
+@dsn_option
+@click.option("--drop-data", is_flag=True, help="Also drop the autopilot schema and ALL its data.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (with --drop-data).")
+@_handled
+def uninstall(dsn: str | None, drop_data: bool, yes: bool) -> None:
+    """Remove autopilot's pg_cron jobs; with --drop-data, the extension and its data too."""
+    with connect(dsn) as conn:
+        current = _require_installed(conn)
+        database = conn.info.dbname
+        if drop_data and not yes:
+            answer = click.prompt(
+                f"This drops autopilot {current.version} and every row of its tables in database "
+                f'"{database}". Type the database name to confirm',
+                default="",
+                show_default=False,
+            )
+            if answer != database:
+                raise AutopilotError("not confirmed: nothing changed")
+        result = schedules.sync(conn, dsn, remove_all=True)
+        if result.location.explanation:
+            console.print(result.location.explanation, highlight=False)
+        else:
+            console.print(f"removed {len(result.changes)} pg_cron jobs", highlight=False)
+        if drop_data:
+            console.print(f"[green]{installer.drop(conn)}[/]", highlight=False)
+        else:
+            console.print(
+                "autopilot's tables and data are kept; `autopilot install` schedules the jobs again, "
+                "`autopilot uninstall --drop-data` removes everything.",
+                highlight=False,
+            )
+
+
+@cli.command()
+@dsn_option
+@_handled
+def sync(dsn: str | None) -> None:
+    """Make pg_cron match the catalog and the overrides (wherever pg_cron lives)."""
+    with connect(dsn) as conn:
+        _require_installed(conn)
+        _report_sync(conn, dsn)
+
+
+@cli.command()
+@dsn_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_handled
+def status(dsn: str | None, as_json: bool) -> None:
+    """Every job: schedule, pg_cron state, last run, next run, OVERDUE; and the queue."""
+    with connect(dsn, autocommit=True) as conn:
+        result = gather(conn, dsn)
+    if as_json:
+        click.echo(json.dumps(result.as_json(), indent=2, default=str))
+    else:
+        status_table(result, console)
+
+
+@cli.command()
+@dsn_option
+@click.argument("job")
+@_handled
+def run(dsn: str | None, job: str) -> None:
+    """Run JOB now (a runner-side job is enqueued); exits non-zero when it fails."""
+    with connect(dsn, autocommit=True) as conn:
+        _require_installed(conn)
+        ran = jobs.run_now(conn, job)
+    line = (
+        f"{job}: {ran['status']} in {duration(ran['duration'])}"
+        f" ({ran['rows_affected'] if ran['rows_affected'] is not None else '-'} rows)"
+        f" — {ran['message']} [ledger run {ran['id']}]"
+    )
+    if ran["status"] == "failed":
+        raise JobFailed(f"{line}; SQLSTATE {ran['error_sqlstate']}")
+    console.print(line, style="green" if ran["status"] == "succeeded" else "yellow", highlight=False)
+
+
+@cli.command()
+@dsn_option
+@click.argument("job")
+@click.argument("cron", required=False)
+@click.option("--disable", "action", flag_value="disable", help="Disable the job (kept in pg_cron, inactive).")
+@click.option("--enable", "action", flag_value="enable", help="Enable the job again.")
+@click.option("--reset", "action", flag_value="reset", help="Back to the catalog's schedule, enabled.")
+@_handled
+def schedule(dsn: str | None, job: str, cron: str | None, action: str | None) -> None:
+    """Change JOB's schedule to CRON (five fields, UTC), or --disable, --enable, --reset it."""
+    if (cron is None) == (action is None):
+        raise click.UsageError("give either a CRON expression or one of --disable, --enable, --reset")
+    with connect(dsn) as conn:
+        _require_installed(conn)
+        with conn.transaction():
+            if cron is not None:
+                value = conn.execute("SELECT autopilot.set_job_schedule(%s, %s)", [job, cron]).fetchone()[0]
+                message = f"{job} now runs on '{value}' (UTC)"
+            elif action == "reset":
+                value = conn.execute("SELECT autopilot.reset_job(%s)", [job]).fetchone()[0]
+                message = f"{job} is back to its catalog schedule '{value}', enabled"
+            else:
+                conn.execute("SELECT autopilot.set_job_enabled(%s, %s)", [job, action == "enable"])
+                message = f"{job} is {action}d"
+        console.print(message, highlight=False)
+        _report_sync(conn, dsn)
+
+
+@cli.command()
+@dsn_option
+@click.argument("name", required=False)
+@click.argument("value", required=False)
+@click.option("--reset", is_flag=True, help="Return NAME to its default.")
+@_handled
+def settings(dsn: str | None, name: str | None, value: str | None, reset: bool) -> None:
+    """List the settings, show NAME, set NAME to VALUE, or --reset NAME."""
+    with connect(dsn) as conn:
+        _require_installed(conn)
+        with conn.transaction():
+            if name and reset:
+                conn.execute("SELECT autopilot.reset_setting(%s)", [name])
+            elif name and value is not None:
+                conn.execute("SELECT autopilot.set_setting(%s, %s)", [name, value])
+            rows = conn.execute(
+                "SELECT s.name, autopilot.get_setting(s.name), s.default_value, s.value_type, s.description "
+                "FROM autopilot.settings AS s WHERE %s::text IS NULL OR s.name = %s ORDER BY s.name",
+                [name, name],
+            ).fetchall()
+            if name and not rows:
+                conn.execute("SELECT autopilot.get_setting(%s)", [name])  # raises: unknown setting
+    for setting, current, default, kind, description in rows:
+        changed = "" if current == default else f"  (default {default})"
+        console.print(f"[bold]{setting}[/] = {current} [dim]{kind}{changed} — {description}[/]", highlight=False)
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Keeping pg_cron in step with the catalog, wherever pg_cron lives.
+
+When pg_cron is installed in the application database, ``autopilot.sync_schedules()`` does it
+all in SQL. When it lives in another database (``cron.database_name``), pg_cron's functions
+can only be called there: the plan comes from ``autopilot.plan_cron_sync()`` in the application
+database, and is carried out in the cron database with ``cron.schedule_in_database()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from .db import other_database
+from .errors import AutopilotError
+
+CRON_SYNC_LOCK = 0x6175_7470_6372_6F6E  # "autpcron"
+
+_CURRENT_JOBS = """
+    SELECT coalesce(jsonb_agg(to_jsonb(j)), '[]')
+    FROM cron.job AS j
+    WHERE starts_with(j.jobname, 'autopilot:')
+"""
+
+
+@dataclass
+class CronLocation:
+    """Where pg_cron is, seen from the application database."""
+
+    database: str | None  # cron.database_name, None when pg_cron is not loaded
+    app_database: str
+    created: bool  # CREATE EXTENSION pg_cron was run in that database
+
+    @property
+    def local(self) -> bool:
+        return self.database == self.app_database
+
+    @property
+    def explanation(self) -> str | None:
+        if self.database is None:
+            return "pg_cron is not loaded on this server (shared_preload_libraries): nothing is scheduled"
+        if not self.created:
+            return f'pg_cron is loaded but not created in database "{self.database}": nothing is scheduled'
+        return None
+
+
+def locate(conn: psycopg.Connection, dsn: str | None) -> CronLocation:
+    app_db, cron_db = conn.execute(
+        "SELECT current_database(), current_setting('cron.database_name', true)"
+    ).fetchone()
+    if cron_db is None:
+        return CronLocation(None, app_db, False)
+    if cron_db == app_db:
+        created = conn.execute("SELECT to_regclass('cron.job') IS NOT NULL").fetchone()[0]
+        return CronLocation(cron_db, app_db, created)
+    with other_database(dsn, cron_db, autocommit=True) as cconn:
+        created = cconn.execute("SELECT to_regclass('cron.job') IS NOT NULL").fetchone()[0]
+    return CronLocation(cron_db, app_db, created)
+
+
+@dataclass
+class SyncResult:
+    location: CronLocation
+    changes: list[dict] = field(default_factory=list)
+
+    @property
+    def message(self) -> str:
+        if self.location.explanation:
+            return self.location.explanation
+        where = "" if self.location.local else f' (registered from database "{self.location.database}")'
+        if not self.changes:
+            return f"pg_cron already matches the catalog{where}"
+        counts: dict[str, int] = {}
+        for change in self.changes:
+            counts[change["action"]] = counts.get(change["action"], 0) + 1
+        done = {"schedule": "scheduled", "alter": "altered", "unschedule": "unscheduled"}
+        summary = ", ".join(f"{n} {done.get(action, action)}" for action, n in sorted(counts.items()))
+        return f"pg_cron synced{where}: {summary}"
+
+
+def sync(conn: psycopg.Connection, dsn: str | None, *, remove_all: bool = False) -> SyncResult:
+    """Make cron.job match the catalog for this database; with remove_all, unschedule every autopilot job."""
+    location = locate(conn, dsn)
+    if location.explanation:
+        return SyncResult(location)
+    if location.local:
+        return SyncResult(location, _apply_local(conn, remove_all))
+    with other_database(dsn, location.database, autocommit=False) as cconn:
+        return SyncResult(location, _apply_remote(conn, cconn, location, remove_all))
+
+
+def _plan(conn: psycopg.Connection, current: list, database: str, username: str, remove_all: bool):
+    if remove_all:
+        return [
+            {"action": "unschedule", **job}
+            for job in current
+            if job["database"] == database and job["jobname"].startswith("autopilot:")
+        ]
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT * FROM autopilot.plan_cron_sync(%s, %s, %s)", [Jsonb(current), database, username]
+        )
+        plan = cur.fetchall()
+    conflicts = [p for p in plan if p["action"] == "conflict"]
+    if conflicts:
+        raise AutopilotError(
+            "pg_cron jobs of this role already belong to another database: "
+            + ", ".join(p["jobname"] for p in conflicts),
+            hint="pg_cron job names are unique per role: uninstall autopilot from the other database, "
+            "or install this one as another role.",
+        )
+    return plan
+
+
+def _apply_local(conn: psycopg.Connection, remove_all: bool) -> list[dict]:
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        if not remove_all:
+            return cur.execute("SELECT * FROM autopilot.sync_schedules()").fetchall()
+        cur.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", [CRON_SYNC_LOCK])
+        current = conn.execute(_CURRENT_JOBS).fetchone()[0]
+        plan = _plan(conn, current, conn.info.dbname, "", True)
+        for step in plan:
+            cur.execute("SELECT cron.unschedule(%s::bigint)", [step["jobid"]])
+        return plan
+
+
+def _apply_remote(
+    conn: psycopg.Connection, cconn: psycopg.Connection, location: CronLocation, remove_all: bool
+) -> list[dict]:
+    with cconn.transaction():
+        cconn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", [CRON_SYNC_LOCK])
+        current = cconn.execute(_CURRENT_JOBS).fetchone()[0]
+        username = cconn.execute("SELECT current_user").fetchone()[0]
+        plan = _plan(conn, current, location.app_database, username, remove_all)
+        for step in plan:
+            if step["action"] == "schedule":
+                cconn.execute(
+                    "SELECT cron.schedule_in_database(%s, %s, %s, %s, NULL, %s)",
+                    [step["jobname"], step["schedule"], step["command"], location.app_database, step["active"]],
+                )
+            elif step["action"] == "alter":
+                cconn.execute(
+                    "SELECT cron.alter_job(%s, %s, %s, %s, NULL, %s)",
+                    [step["jobid"], step["schedule"], step["command"], location.app_database, step["active"]],
+                )
+            elif step["action"] == "unschedule":
+                cconn.execute("SELECT cron.unschedule(%s::bigint)", [step["jobid"]])
+    return plan
+
+
+def cron_jobs(conn: psycopg.Connection, dsn: str | None, location: CronLocation) -> dict[str, dict]:
+    """pg_cron's view of this database's autopilot jobs: jobid, active, and the last cron run."""
+    if location.explanation:
+        return {}
+    query = """
+        SELECT j.jobid, j.jobname, j.schedule, j.command, j.active,
+               last.status AS last_status, last.start_time AS last_start,
+               last.end_time AS last_end, last.return_message AS last_message,
+               last_ok.end_time AS last_success
+        FROM cron.job AS j
+        LEFT JOIN LATERAL (
+            SELECT d.status, d.start_time, d.end_time, d.return_message
+            FROM cron.job_run_details AS d WHERE d.jobid = j.jobid
+            ORDER BY d.runid DESC LIMIT 1
+        ) AS last ON true
+        LEFT JOIN LATERAL (
+            SELECT d.end_time FROM cron.job_run_details AS d
+            WHERE d.jobid = j.jobid AND d.status = 'succeeded'
+            ORDER BY d.runid DESC LIMIT 1
+        ) AS last_ok ON true
+        WHERE starts_with(j.jobname, 'autopilot:') AND j.database = %s
+    """
+    if location.local:
+        with conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(query, [location.app_database]).fetchall()
+    else:
+        with other_database(dsn, location.database, autocommit=True) as cconn:
+            rows = cconn.cursor(row_factory=dict_row).execute(query, [location.app_database]).fetchall()
+    return {r["jobname"]: r for r in rows}

@@ -1,0 +1,151 @@
+"""`autopilot status`: every catalog job, pg_cron's view of it, its last and next run, and the queue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from croniter import croniter
+from psycopg.rows import dict_row
+
+from . import installer, schedules
+from .errors import NotInstalled
+
+OVERDUE_FACTOR = 2
+
+
+def next_runs(schedule: str, only_on_dow: int | None, after: datetime, count: int = 1) -> list[datetime]:
+    """The next fire times of a cron schedule (UTC), keeping only the catalog's weekday when set."""
+    it = croniter(schedule, after.astimezone(UTC))
+    found: list[datetime] = []
+    for _ in range(count * 400):
+        fire = it.get_next(datetime)
+        # croniter's weekday: Monday 0; the catalog's (cron's): Sunday 0
+        if only_on_dow is None or (fire.weekday() + 1) % 7 == only_on_dow:
+            found.append(fire)
+            if len(found) == count:
+                break
+    return found
+
+
+def interval_of(schedule: str, only_on_dow: int | None, now: datetime) -> timedelta:
+    """The longest gap between consecutive runs over the coming fires: what "on time" means."""
+    fires = next_runs(schedule, only_on_dow, now, count=12 if only_on_dow is None else 6)
+    gaps = [b - a for a, b in zip(fires, fires[1:], strict=False)]
+    return max(gaps) if gaps else timedelta(days=31)
+
+
+@dataclass
+class Status:
+    database: str
+    version: str
+    mode: str
+    cron: schedules.CronLocation
+    jobs: list[dict]
+    queue: dict[str, int]
+    now: datetime
+
+    def as_json(self) -> dict:
+        return {
+            "database": self.database,
+            "version": self.version,
+            "mode": self.mode,
+            "pg_cron": {
+                "database": self.cron.database,
+                "local": self.cron.local,
+                "scheduled": self.cron.explanation is None,
+                "message": self.cron.explanation,
+            },
+            "jobs": [{k: _jsonable(v) for k, v in job.items()} for job in self.jobs],
+            "queue": self.queue,
+            "generated_at": self.now.isoformat(),
+        }
+
+
+def _jsonable(value):
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return value
+
+
+def gather(conn: psycopg.Connection, dsn: str | None) -> Status:
+    current = installer.installed(conn)
+    if current is None:
+        raise NotInstalled("autopilot is not installed in this database", hint="Run `autopilot install`.")
+    location = schedules.locate(conn, dsn)
+    cron = schedules.cron_jobs(conn, dsn, location)
+    with conn.cursor(row_factory=dict_row) as cur:
+        now = cur.execute("SELECT now() AS now").fetchone()["now"]
+        rows = cur.execute(
+            """
+            SELECT s.*, first_run.started_at AS first_started_at
+            FROM autopilot.job_status AS s
+            LEFT JOIN LATERAL (
+                SELECT r.started_at FROM autopilot.job_runs AS r
+                WHERE r.job_name = s.name ORDER BY r.started_at LIMIT 1
+            ) AS first_run ON true
+            ORDER BY s.side, s.name
+            """
+        ).fetchall()
+        queue = {
+            r["state"]: r["n"]
+            for r in cur.execute("SELECT state, count(*) AS n FROM autopilot.jobs GROUP BY state").fetchall()
+        }
+    jobs = [_job_view(row, cron.get(row["cron_jobname"]), location, now) for row in rows]
+    return Status(conn.info.dbname, current.version, current.mode, location, jobs, queue, now)
+
+
+def _job_view(row: dict, cron: dict | None, location: schedules.CronLocation, now: datetime) -> dict:
+    last_at, last_status, last_duration, last_message = (
+        row["last_started_at"],
+        row["last_status"],
+        row["last_duration"],
+        row["last_message"],
+    )
+    last_success = row["last_success_at"]
+    # statement jobs (VACUUM) run outside any function: their scheduled runs are in pg_cron's history
+    if cron and cron.get("last_start") and (last_at is None or cron["last_start"] > last_at):
+        last_at, last_status = cron["last_start"], cron["last_status"]
+        last_duration = (cron["last_end"] - cron["last_start"]) if cron["last_end"] else None
+        last_message = f"pg_cron: {cron['last_message']}"
+    if cron and cron.get("last_success") and (last_success is None or cron["last_success"] > last_success):
+        last_success = cron["last_success"]
+
+    scheduled = row["schedule"] is not None
+    if not scheduled:
+        cron_state = "startup only"
+    elif location.explanation:
+        cron_state = "not scheduled"
+    elif cron is None:
+        cron_state = "missing (run autopilot sync)"
+    else:
+        cron_state = f"#{cron['jobid']} {'active' if cron['active'] else 'inactive'}"
+
+    runnable = row["enabled"] and row["unavailable_reason"] is None and scheduled
+    next_run = None
+    overdue = False
+    if runnable and not location.explanation:
+        next_run = next_runs(row["schedule"], row["only_on_dow"], now)[0]
+        allowed = OVERDUE_FACTOR * interval_of(row["schedule"], row["only_on_dow"], now)
+        reference = last_success or row["first_started_at"]
+        overdue = reference is not None and now - reference > allowed
+    return {
+        "name": row["name"],
+        "side": row["side"],
+        "kind": row["kind"],
+        "schedule": row["schedule"],
+        "only_on_dow": row["only_on_dow"],
+        "enabled": row["enabled"],
+        "unavailable": row["unavailable_reason"],
+        "pg_cron": cron_state,
+        "last_run_at": last_at,
+        "last_status": last_status,
+        "last_duration": last_duration,
+        "last_message": last_message,
+        "last_success_at": last_success,
+        "next_run_at": next_run,
+        "overdue": overdue,
+    }
