@@ -1,0 +1,116 @@
+"""`autopilot status` with 1,000,000 rows in the run ledger. Goal: under 1 s.
+
+Loads 1,000,000 runs spread over every catalog job (a year of history), then times
+``autopilot status --json`` as a real subprocess (what a DBA waits for, interpreter start
+included) and the status query alone, median of 5 each.
+
+    PYTHONPATH=installer .venv/bin/python bench/status.py [--dsn DSN] [--rows N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import psycopg
+
+from pg_autopilot import installer, schedules
+from pg_autopilot.cluster import Cluster
+from pg_autopilot.status import gather
+
+GOAL_SECONDS = 1.0
+
+
+def load_ledger(dsn: str, rows: int) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            """
+            INSERT INTO autopilot.job_runs (job_name, side, trigger, status, started_at, finished_at,
+                                            rows_affected, message)
+            SELECT c.name, c.side, 'pg_cron',
+                   CASE WHEN g %% 50 = 0 THEN 'failed' ELSE 'succeeded' END,
+                   now() - (g * interval '30 seconds'),
+                   now() - (g * interval '30 seconds') + interval '40 ms',
+                   g %% 1000, 'benchmark run'
+            FROM generate_series(1, %s) AS g
+            CROSS JOIN LATERAL (
+                SELECT name, side FROM autopilot.job_catalog ORDER BY name
+                OFFSET (g %% (SELECT count(*) FROM autopilot.job_catalog)) LIMIT 1
+            ) AS c
+            """,
+            [rows],
+        )
+        conn.execute("VACUUM ANALYZE autopilot.job_runs")
+        count = conn.execute("SELECT count(*) FROM autopilot.job_runs").fetchone()[0]
+    print(f"ledger rows: {count:,}")
+
+
+def time_it(fn, repeat: int = 5) -> list[float]:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dsn", help="an existing server (superuser); default: a throwaway cluster")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+
+    cluster = None if args.dsn else Cluster.create(durable=True)
+    admin = args.dsn or cluster.dsn()
+    dbname = "autopilot_bench_status"
+    try:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+            conn.execute(f"DROP DATABASE IF EXISTS {dbname}")
+            conn.execute(f"CREATE DATABASE {dbname}")
+        dsn = psycopg.conninfo.make_conninfo(admin, dbname=dbname)
+        with psycopg.connect(dsn) as conn:
+            installer.install(conn)
+            schedules.sync(conn, dsn)
+        load_ledger(dsn, args.rows)
+
+        def query_only() -> None:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                gather(conn, dsn)
+
+        def cli() -> None:
+            subprocess.run(
+                [sys.executable, "-m", "pg_autopilot.cli", "status", "--json"],
+                env=dict(os.environ, AUTOPILOT_DSN=dsn),
+                check=True,
+                capture_output=True,
+            )
+
+        gather_times = time_it(query_only)
+        cli_times = time_it(cli)
+        for label, times in (("status (in process, connect + queries)", gather_times),
+                             ("autopilot status --json (subprocess)", cli_times)):
+            median = statistics.median(times)
+            verdict = "PASS" if median < GOAL_SECONDS else "MISS"
+            print(f"{label:42s} median {median * 1000:7.1f} ms  worst {max(times) * 1000:7.1f} ms"
+                  f"  goal < {GOAL_SECONDS * 1000:.0f} ms  {verdict}")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            plan = conn.execute("EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) SELECT * FROM autopilot.job_status")
+            total = [r[0] for r in plan.fetchall() if r[0].startswith("Execution Time")]
+        print(f"autopilot.job_status view: {total[0] if total else '?'}")
+    finally:
+        if cluster:
+            cluster.destroy()
+        else:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f"SELECT cron.unschedule(jobid) FROM cron.job WHERE database = '{dbname}'")
+                conn.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Fixtures: one throwaway cluster for the session (or AUTOPILOT_TEST_DSN), a fresh database per test.
+
+pg_cron lives in the cluster's ``postgres`` database (cron.database_name), so a test database
+is an application database whose schedules are registered from there, exactly the
+cross-database case; ``cron_db`` lets a test install into the cron database itself.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from pg_autopilot import installer, schedules
+from pg_autopilot.cluster import Cluster
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def admin_dsn() -> Iterator[str]:
+    """A superuser DSN to the database pg_cron runs in."""
+    if dsn := os.environ.get("AUTOPILOT_TEST_DSN"):
+        yield dsn
+        return
+    cluster = Cluster.create()
+    try:
+        yield cluster.dsn()
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def cron_database(admin_dsn: str) -> str:
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+        return conn.execute("SHOW cron.database_name").fetchone()[0]
+
+
+def _unschedule_database(admin_dsn: str, cron_database: str, dbname: str) -> None:
+    with psycopg.connect(make_conninfo(admin_dsn, dbname=cron_database), autocommit=True) as conn:
+        conn.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE database = %s", [dbname])
+
+
+class Database:
+    """A scratch database: its name and DSN, and helpers to connect and install."""
+
+    def __init__(self, admin_dsn: str, name: str):
+        self.name = name
+        self.dsn = make_conninfo(admin_dsn, dbname=name)
+
+    def connect(self, autocommit: bool = True) -> psycopg.Connection:
+        return psycopg.connect(self.dsn, autocommit=autocommit)
+
+    def install(self, mode: str = "extension", sync: bool = False) -> None:
+        with psycopg.connect(self.dsn) as conn:
+            installer.install(conn, mode=mode)
+            if sync:
+                schedules.sync(conn, self.dsn)
+
+    def scalar(self, query: str, params: list | None = None):
+        with self.connect() as conn:
+            row = conn.execute(query, params or []).fetchone()
+            return row[0] if row else None
+
+
+@pytest.fixture
+def new_database(admin_dsn: str, cron_database: str) -> Iterator:
+    """A factory of empty databases, dropped (with their pg_cron jobs) after the test."""
+    created: list[str] = []
+
+    def make(prefix: str = "t") -> Database:
+        name = f"ap_{prefix}_{next(_counter)}_{uuid.uuid4().hex[:6]}"
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return Database(admin_dsn, name)
+
+    yield make
+    for name in created:
+        _unschedule_database(admin_dsn, cron_database, name)
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def db(new_database) -> Database:
+    """An empty database."""
+    return new_database()
+
+
+@pytest.fixture(params=["extension", "schema"])
+def installed_db(request, new_database) -> Database:
+    """A database with autopilot installed, in each install mode (schedules not registered)."""
+    database = new_database(request.param[:3])
+    database.install(request.param)
+    database.mode = request.param
+    return database
+
+
+@pytest.fixture
+def cron_db(admin_dsn: str, cron_database: str) -> Iterator[Database]:
+    """The cron database itself (pg_cron local), with autopilot removed again afterwards."""
+    database = Database(admin_dsn, cron_database)
+    yield database
+    with psycopg.connect(database.dsn) as conn:
+        if installer.installed(conn) is not None:
+            schedules.sync(conn, database.dsn, remove_all=True)
+            installer.drop(conn)
+
+
+def dsn_params(dsn: str) -> dict:
+    return conninfo_to_dict(dsn)

@@ -1,0 +1,94 @@
+"""`make demo`: autopilot on a throwaway cluster, with sample data, every database-side job run once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+
+from pg_autopilot.cluster import Cluster
+
+ROOT = Path(__file__).resolve().parents[1]
+AUTOPILOT = [sys.executable, "-m", "pg_autopilot.cli"]
+
+SAMPLE_DATA = """
+INSERT INTO autopilot.agents (name, skills, capacity, last_seen_at)
+SELECT 'agent-' || i, (ARRAY['python', 'sql', 'review', 'python'])[1 + i % 3 : 2 + i % 3], 1 + i % 4, now()
+FROM generate_series(1, 12) AS i;
+
+INSERT INTO autopilot.tasks (title, required_skills, priority, status, created_at)
+SELECT 'task ' || i, ARRAY['python'], i % 5, 'pending', now() - i * interval '1 minute'
+FROM generate_series(1, 40) AS i;
+
+INSERT INTO autopilot.analysis_results (codebase, analyzer, pattern_type, pattern_key, outcome, score)
+SELECT 'platform', 'lint', 'style', 'rule-' || (i % 20),
+       (ARRAY['success', 'failure', 'neutral'])[1 + i % 3], random()
+FROM generate_series(1, 500) AS i;
+
+-- knowledge that has gone unused for a long time, and knowledge in use
+INSERT INTO autopilot.knowledge_artifacts (artifact_type, name, usage_count, last_used_at, created_at,
+                                           embedding, embedding_model)
+SELECT 'template', 'template-' || i, i % 3,
+       CASE WHEN i % 2 = 0 THEN now() - interval '200 days' ELSE now() - interval '1 day' END,
+       now() - interval '300 days',
+       CASE WHEN i % 5 = 0 THEN NULL ELSE ARRAY[random(), random(), random(), random()]::real[] END,
+       'all-MiniLM-L6-v2'
+FROM generate_series(1, 60) AS i;
+
+INSERT INTO autopilot.learned_patterns (pattern_type, pattern_key, occurrences, successes, confidence,
+                                        first_seen_at, last_seen_at)
+SELECT 'style', 'old-rule-' || i, 3, 1, 0.2, now() - interval '400 days', now() - interval '365 days'
+FROM generate_series(1, 25) AS i;
+
+-- code chunks: a re-ingest superseded the old versions two weeks ago
+INSERT INTO autopilot.code_chunks (codebase, file_path, chunk_index, content, content_hash,
+                                   embedding, embedding_model, superseded_at)
+SELECT 'platform', 'lib/module_' || (i % 30) || '.py', i / 30, 'def f(): pass', md5(i::text),
+       ARRAY[random(), random(), random()]::real[], 'code-embed-v1',
+       CASE WHEN i >= 60 THEN now() - interval '14 days' END
+FROM generate_series(0, 119) AS i;
+
+-- runner jobs finished long ago, and backups from last year
+INSERT INTO autopilot.jobs (worker, queue, state, completed_at, inserted_at, attempt)
+SELECT 'backup', 'backups', 'completed', now() - interval '30 days', now() - interval '30 days', 1
+FROM generate_series(1, 300);
+INSERT INTO autopilot.backup_metadata (kind, database_name, file_path, size_bytes, status,
+                                       started_at, finished_at)
+SELECT 'hourly', 'autopilot_demo', '/backups/demo-' || i || '.dump', 1024 * i, 'verified',
+       now() - interval '120 days' - i * interval '1 hour', now() - interval '120 days'
+FROM generate_series(1, 48) AS i;
+"""
+
+
+def autopilot(dsn: str, *args: str) -> int:
+    print(f"\n$ autopilot {' '.join(args)}", flush=True)
+    return subprocess.run([*AUTOPILOT, *args], env={"AUTOPILOT_DSN": dsn, "PATH": "/usr/bin:/bin"}).returncode
+
+
+def run_demo(cluster: Cluster) -> None:
+    with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+        conn.execute("CREATE DATABASE autopilot_demo")
+    dsn = cluster.dsn("autopilot_demo")
+
+    if autopilot(dsn, "install") != 0:
+        raise SystemExit("install failed")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(SAMPLE_DATA)
+        print("\nloaded sample data: 12 agents, 40 tasks, 500 analysis results, 60 artifacts, "
+              "120 code chunks, 300 finished runner jobs, 48 old backup records")
+        jobs = conn.execute(
+            "SELECT name, unavailable_reason FROM autopilot.job_definitions "
+            "WHERE side = 'database' ORDER BY name"
+        ).fetchall()
+
+    print("\nRunning every database-side job once:")
+    for name, unavailable in jobs:
+        if unavailable:
+            print(f"\n- {name}: not run ({unavailable})")
+            continue
+        autopilot(dsn, "run", name)
+    autopilot(dsn, "run", "backup-hourly")
+    autopilot(dsn, "status")
