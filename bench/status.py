@@ -92,14 +92,20 @@ def main() -> int:
 
         gather_times = time_it(query_only)
         cli_times = time_it(cli)
-        for label, times in (("status (in process, connect + queries)", gather_times),
-                             ("autopilot status --json (subprocess)", cli_times)):
+        for label, times in (
+            ("status (in process, connect + queries)", gather_times),
+            ("autopilot status --json (subprocess)", cli_times),
+        ):
             median = statistics.median(times)
             verdict = "PASS" if median < GOAL_SECONDS else "MISS"
-            print(f"{label:42s} median {median * 1000:7.1f} ms  worst {max(times) * 1000:7.1f} ms"
-                  f"  goal < {GOAL_SECONDS * 1000:.0f} ms  {verdict}")
+            print(
+                f"{label:42s} median {median * 1000:7.1f} ms  worst {max(times) * 1000:7.1f} ms"
+                f"  goal < {GOAL_SECONDS * 1000:.0f} ms  {verdict}"
+            )
         with psycopg.connect(dsn, autocommit=True) as conn:
-            plan = conn.execute("EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) SELECT * FROM autopilot.job_status")
+            plan = conn.execute(
+                "EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) SELECT * FROM autopilot.job_status"
+            )
             total = [r[0] for r in plan.fetchall() if r[0].startswith("Execution Time")]
         print(f"autopilot.job_status view: {total[0] if total else '?'}")
     finally:

@@ -77,8 +77,10 @@ def run_demo(cluster: Cluster) -> None:
         raise SystemExit("install failed")
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(SAMPLE_DATA)
-        print("\nloaded sample data: 12 agents, 40 tasks, 500 analysis results, 60 artifacts, "
-              "120 code chunks, 300 finished runner jobs, 48 old backup records")
+        print(
+            "\nloaded sample data: 12 agents, 40 tasks, 500 analysis results, 60 artifacts, "
+            "120 code chunks, 300 finished runner jobs, 48 old backup records"
+        )
         jobs = conn.execute(
             "SELECT name, unavailable_reason FROM autopilot.job_definitions "
             "WHERE side = 'database' ORDER BY name"

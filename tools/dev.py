@@ -53,8 +53,13 @@ def server(pg_cron: bool = True) -> Iterator[str]:
 def libpq_env(dsn: str) -> dict[str, str]:
     params = conninfo_to_dict(dsn)
     env = dict(os.environ)
-    for key, var in (("host", "PGHOST"), ("port", "PGPORT"), ("user", "PGUSER"), ("dbname", "PGDATABASE"),
-                     ("password", "PGPASSWORD")):
+    for key, var in (
+        ("host", "PGHOST"),
+        ("port", "PGPORT"),
+        ("user", "PGUSER"),
+        ("dbname", "PGDATABASE"),
+        ("password", "PGPASSWORD"),
+    ):
         if key in params:
             env[var] = str(params[key])
     return env
@@ -170,7 +175,9 @@ def cmd_bench(_: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     test = sub.add_parser("test")
     test.add_argument("--only", choices=["sql", "py"])

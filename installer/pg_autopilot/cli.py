@@ -176,7 +176,9 @@ def run(dsn: str | None, job: str) -> None:
 @dsn_option
 @click.argument("job")
 @click.argument("cron", required=False)
-@click.option("--disable", "action", flag_value="disable", help="Disable the job (kept in pg_cron, inactive).")
+@click.option(
+    "--disable", "action", flag_value="disable", help="Disable the job (kept in pg_cron, inactive)."
+)
 @click.option("--enable", "action", flag_value="enable", help="Enable the job again.")
 @click.option("--reset", "action", flag_value="reset", help="Back to the catalog's schedule, enabled.")
 @_handled
@@ -224,7 +226,9 @@ def settings(dsn: str | None, name: str | None, value: str | None, reset: bool) 
                 conn.execute("SELECT autopilot.get_setting(%s)", [name])  # raises: unknown setting
     for setting, current, default, kind, description in rows:
         changed = "" if current == default else f"  (default {default})"
-        console.print(f"[bold]{setting}[/] = {current} [dim]{kind}{changed} — {description}[/]", highlight=False)
+        console.print(
+            f"[bold]{setting}[/] = {current} [dim]{kind}{changed} — {description}[/]", highlight=False
+        )
 
 
 def main() -> None:

@@ -31,7 +31,9 @@ class Installed:
 
 def installed(conn: psycopg.Connection) -> Installed | None:
     """What is installed in this database, if anything."""
-    row = conn.execute("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'autopilot'").fetchone()
+    row = conn.execute(
+        "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'autopilot'"
+    ).fetchone()
     if row:
         return Installed("extension", row[0])
     has_schema = conn.execute("SELECT to_regnamespace('autopilot') IS NOT NULL").fetchone()[0]

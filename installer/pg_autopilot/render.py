@@ -60,7 +60,10 @@ def status_table(status: Status, console: Console) -> None:
     else:
         where = "this database" if status.cron.local else f'database "{status.cron.database}"'
         console.print(f"{header}; pg_cron runs in {where}")
-    for side, title in (("database", "database side (pg_cron runs SQL)"), ("runner", "runner side (enqueued)")):
+    for side, title in (
+        ("database", "database side (pg_cron runs SQL)"),
+        ("runner", "runner side (enqueued)"),
+    ):
         console.print(_jobs_table([j for j in status.jobs if j["side"] == side], title, now))
 
     queue = Table(title="runner queue (autopilot.jobs)", header_style="bold", title_justify="left")

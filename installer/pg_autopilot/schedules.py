@@ -139,7 +139,13 @@ def _apply_remote(
             if step["action"] == "schedule":
                 cconn.execute(
                     "SELECT cron.schedule_in_database(%s, %s, %s, %s, NULL, %s)",
-                    [step["jobname"], step["schedule"], step["command"], location.app_database, step["active"]],
+                    [
+                        step["jobname"],
+                        step["schedule"],
+                        step["command"],
+                        location.app_database,
+                        step["active"],
+                    ],
                 )
             elif step["action"] == "alter":
                 cconn.execute(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import psycopg
 from croniter import croniter
@@ -32,7 +33,7 @@ def next_runs(schedule: str, only_on_dow: int | None, after: datetime, count: in
 def interval_of(schedule: str, only_on_dow: int | None, now: datetime) -> timedelta:
     """The longest gap between consecutive runs over the coming fires: what "on time" means."""
     fires = next_runs(schedule, only_on_dow, now, count=12 if only_on_dow is None else 6)
-    gaps = [b - a for a, b in zip(fires, fires[1:], strict=False)]
+    gaps = [b - a for a, b in pairwise(fires)]
     return max(gaps) if gaps else timedelta(days=31)
 
 
