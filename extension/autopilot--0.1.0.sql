@@ -210,7 +210,7 @@ COMMENT ON COLUMN autopilot.jobs.errors IS 'The error of each failed attempt, ol
 CREATE TABLE autopilot.agents (
     id bigint GENERATED ALWAYS AS IDENTITY,
     name text NOT NULL,
-    skills text [] NOT NULL DEFAULT '{}',
+    skills text[] NOT NULL DEFAULT '{}',
     capacity integer NOT NULL DEFAULT 1,
     status text NOT NULL DEFAULT 'active',
     last_seen_at timestamptz,
@@ -232,7 +232,7 @@ COMMENT ON COLUMN autopilot.agents.last_seen_at IS 'Last heartbeat of the agent;
 CREATE TABLE autopilot.tasks (
     id bigint GENERATED ALWAYS AS IDENTITY,
     title text NOT NULL,
-    required_skills text [] NOT NULL DEFAULT '{}',
+    required_skills text[] NOT NULL DEFAULT '{}',
     priority integer NOT NULL DEFAULT 0,
     status text NOT NULL DEFAULT 'pending',
     agent_id bigint,
@@ -302,7 +302,7 @@ CREATE TABLE autopilot.learned_patterns (
     success_rate double precision,
     confidence double precision NOT NULL DEFAULT 0,
     mean_score double precision,
-    codebases text [] NOT NULL DEFAULT '{}',
+    codebases text[] NOT NULL DEFAULT '{}',
     first_seen_at timestamptz NOT NULL DEFAULT now(),
     last_seen_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
@@ -369,7 +369,7 @@ CREATE TABLE autopilot.knowledge_artifacts (
     source text,
     usage_count bigint NOT NULL DEFAULT 0,
     last_used_at timestamptz,
-    embedding real [],
+    embedding real[],
     embedding_model text,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
@@ -397,7 +397,7 @@ CREATE TABLE autopilot.code_chunks (
     chunk_index integer NOT NULL,
     content text NOT NULL,
     content_hash text NOT NULL,
-    embedding real [],
+    embedding real[],
     embedding_model text,
     created_at timestamptz NOT NULL DEFAULT now(),
     superseded_at timestamptz,
@@ -795,7 +795,6 @@ DECLARE
     v_value text;
     v_number integer;
     v_numbers integer[];
-    i integer;
 BEGIN
     IF p_expression IS NULL OR btrim(p_expression) = '' THEN
         RETURN 'the cron expression is empty';
@@ -815,7 +814,7 @@ BEGIN
                 RETURN format('%s field "%s": "%s" is not a value, range or step',
                               c_names[i], v_fields[i], v_item);
             END IF;
-            IF v_parts[2] IS NOT NULL AND v_parts[2]::integer < 1 THEN
+            IF v_parts[2] IS NOT NULL AND v_parts[2]::numeric < 1 THEN
                 RETURN format('%s field "%s": the step must be at least 1', c_names[i], v_fields[i]);
             END IF;
             IF v_parts[1] = '*' THEN
@@ -1318,9 +1317,12 @@ BEGIN
                 coalesce(v_summary, '{}')
             )::autopilot.job_step;
         WHEN 'batched' THEN
-            EXECUTE format('SELECT * FROM %s($1, $2)', v_job.target::regproc)
-            INTO v_step
+            -- through jsonb: a dynamic query's row type is unknown until it runs,
+            -- so a scalar result keeps the step checkable (plpgsql_check)
+            EXECUTE format('SELECT to_jsonb(%s($1, $2))', v_job.target::regproc)
+            INTO v_summary
             USING coalesce(p_cursor, '{}'), autopilot.get_setting('cleanup.batch_size')::integer;
+            v_step := jsonb_populate_record(NULL::autopilot.job_step, v_summary);
         WHEN 'enqueue' THEN
             v_step := autopilot._enqueue_catalog_job(p_name);
         ELSE
@@ -1492,7 +1494,9 @@ BEGIN
 END;
 $$;
 
-COMMENT ON PROCEDURE autopilot.run_scheduled_job(text, boolean) IS
+-- (LT01 is silenced on the next line: sqlfluff's postgres dialect reads the argument list in
+-- COMMENT ON PROCEDURE as a separate bracket and wants a space before it.)
+COMMENT ON PROCEDURE autopilot.run_scheduled_job(text, boolean) IS -- noqa: LT01
 'The command pg_cron runs for every database-side and runner-side catalog job (CALL autopilot.run_scheduled_job(''name'')): ledger run committed first, a COMMIT after every batch, a failure recorded and then re-raised so that cron.job_run_details shows it too. Must be CALLed outside a transaction block. p_manual => true (the CLI) ignores a weekday restriction.';
 
 -- sql/functions/maintenance/_cleanup_old_jobs_batch.sql
@@ -1506,7 +1510,7 @@ AS $$
 -- retention (completed and cancelled: jobs.completed_retention; discarded:
 -- jobs.discarded_retention), walking jobs_finished_idx in id order. Phase
 -- "job_runs": ledger runs finished before job_runs.retention, in id order,
--- stopping at the first run that is still kept.
+-- stopping at the first run that started after that cutoff.
 DECLARE
     v_phase text := coalesce(p_cursor ->> 'phase', 'jobs');
     v_after bigint := coalesce((p_cursor ->> 'after')::bigint, 0);
@@ -1550,8 +1554,12 @@ BEGIN
     WHERE r.id = ANY(v_ids) AND r.status <> 'running' AND r.finished_at < v_runs_cutoff;
     GET DIAGNOSTICS v_deleted = ROW_COUNT;
     RETURN ROW(
-        -- runs finish roughly in id order: the first kept run ends the walk
-        v_deleted < cardinality(v_ids) OR cardinality(v_ids) < p_limit,
+        -- runs start in id order: the first run started after the cutoff ends the
+        -- walk (not the first run kept: a run left 'running' by a crashed session
+        -- of a job that never ran again would stop every later cleanup there)
+        cardinality(v_ids) < p_limit
+        OR EXISTS (SELECT FROM autopilot.job_runs AS r
+                   WHERE r.id = ANY(v_ids) AND r.started_at >= v_runs_cutoff),
         jsonb_build_object('phase', 'job_runs', 'after', v_ids[cardinality(v_ids)]),
         v_deleted, NULL, NULL
     )::autopilot.job_step;
@@ -1767,7 +1775,11 @@ BEGIN
       AND coalesce(d.end_time, d.start_time) < v_cutoff;
     GET DIAGNOSTICS v_deleted = ROW_COUNT;
     RETURN ROW(
-        v_deleted < cardinality(v_ids) OR cardinality(v_ids) < p_limit,
+        -- the first run started after the cutoff ends the walk (a run still
+        -- going, or one that ended recently, is kept but does not stop it)
+        cardinality(v_ids) < p_limit
+        OR EXISTS (SELECT FROM cron.job_run_details AS d
+                   WHERE d.runid = ANY(v_ids) AND d.start_time >= v_cutoff),
         jsonb_build_object('after', v_ids[cardinality(v_ids)]),
         v_deleted, NULL, NULL
     )::autopilot.job_step;
@@ -1792,8 +1804,11 @@ AS $$
 DECLARE
     v_column record;
     v_model_column text;
-    v_stats record;
-    v_tables text[] := '{}';
+    v_row_count bigint;
+    v_missing_count bigint;
+    v_dimensions jsonb;
+    v_models jsonb;
+    v_tables text[] := '{}'::text[];
     v_table text;
     v_columns integer := 0;
 BEGIN
@@ -1818,26 +1833,40 @@ BEGIN
         EXECUTE format(
             $q$
             SELECT
-                count(*) AS row_count,
-                count(*) FILTER (WHERE %1$I IS NULL) AS missing_count,
+                count(*),
+                count(*) FILTER (WHERE %1$I IS NULL),
                 coalesce((SELECT jsonb_object_agg(d.dims, d.n) FROM (
                     SELECT cardinality(%1$I)::text AS dims, count(*) AS n
-                    FROM autopilot.%2$I WHERE %1$I IS NOT NULL GROUP BY 1) AS d), '{}') AS dimensions,
-                coalesce((SELECT jsonb_object_agg(m.model, m.n) FROM (
-                    SELECT coalesce(%3$s, '(unknown)') AS model, count(*) AS n
-                    FROM autopilot.%2$I WHERE %1$I IS NOT NULL GROUP BY 1) AS m), '{}') AS models
+                    FROM autopilot.%2$I WHERE %1$I IS NOT NULL GROUP BY 1) AS d), '{}')
             FROM autopilot.%2$I
             $q$,
-            v_column.column_name, v_column.table_name,
-            coalesce(quote_ident(v_model_column) || '::text', 'NULL::text')
-        ) INTO v_stats;
+            v_column.column_name, v_column.table_name
+        ) INTO v_row_count, v_missing_count, v_dimensions;
+
+        IF v_model_column IS NULL THEN
+            -- no model column: every row with an embedding is of an unknown model
+            v_models := CASE
+                WHEN v_row_count > v_missing_count
+                    THEN jsonb_build_object('(unknown)', v_row_count - v_missing_count)
+                ELSE '{}'::jsonb
+            END;
+        ELSE
+            EXECUTE format(
+                $q$
+                SELECT coalesce(jsonb_object_agg(m.model, m.n), '{}') FROM (
+                    SELECT coalesce(%3$I::text, '(unknown)') AS model, count(*) AS n
+                    FROM autopilot.%2$I WHERE %1$I IS NOT NULL GROUP BY 1) AS m
+                $q$,
+                v_column.column_name, v_column.table_name, v_model_column
+            ) INTO v_models;
+        END IF;
 
         INSERT INTO autopilot.vector_stats_history (
             table_name, column_name, row_count, missing_count, dimensions, models
         )
         VALUES (
-            v_column.table_name, v_column.column_name, v_stats.row_count,
-            v_stats.missing_count, v_stats.dimensions, v_stats.models
+            v_column.table_name, v_column.column_name, v_row_count,
+            v_missing_count, v_dimensions, v_models
         );
         v_columns := v_columns + 1;
         IF NOT v_column.table_name = ANY(v_tables) THEN
@@ -1889,102 +1918,179 @@ COMMENT ON FUNCTION autopilot.analyze_database() IS
 -- Database side: pg_cron runs the SQL. Schedules are the seed's, in UTC.
 INSERT INTO autopilot.job_catalog (name, side, kind, schedule, only_on_dow, target, description)
 VALUES
-('pattern-learning', 'database', 'function', '*/5 * * * *', NULL,
- 'autopilot.learn_patterns_from_analysis', 'Fold new analysis results into learned patterns.'),
-('centralcloud-sync', 'database', 'function', '*/10 * * * *', NULL,
- 'autopilot.sync_learning_to_centralcloud', 'Push changed learned patterns to the central database.'),
-('agent-knowledge-update', 'database', 'function', '0 * * * *', NULL,
- 'autopilot.update_agent_knowledge', 'Recompute the per-agent knowledge summary.'),
-('task-assignment', 'database', 'function', '*/2 * * * *', NULL,
- 'autopilot.assign_pending_tasks', 'Assign pending tasks to capable agents with free capacity.'),
-('metrics-refresh', 'database', 'function', '*/30 * * * *', NULL,
- 'autopilot.refresh_performance_metrics', 'Refresh hourly performance aggregates.'),
-('vacuum-analyze', 'database', 'statement', '0 23 * * *', NULL,
- 'VACUUM (ANALYZE) autopilot.agents, autopilot.agent_knowledge, autopilot.analysis_results, '
- || 'autopilot.backup_metadata, autopilot.backup_metadata_archive, autopilot.code_chunks, '
- || 'autopilot.graph_edges, autopilot.graph_nodes, autopilot.job_catalog, autopilot.job_overrides, '
- || 'autopilot.job_runs, autopilot.jobs, autopilot.knowledge_artifacts, autopilot.learned_patterns, '
- || 'autopilot.performance_metrics, autopilot.setting_values, autopilot.settings, autopilot.tasks, '
- || 'autopilot.vector_stats_history',
- 'VACUUM ANALYZE of the autopilot tables (one top-level statement: VACUUM cannot run in a function).'),
-('table-statistics', 'database', 'function', '0 */6 * * *', NULL,
- 'autopilot.analyze_database', 'ANALYZE the database, keeping planner statistics current.'),
-('old-job-cleanup', 'database', 'batched', '0 0 * * 0', NULL,
- 'autopilot._cleanup_old_jobs_batch', 'Delete finished runner jobs and ledger runs past their retention.'),
-('old-artifact-cleanup', 'database', 'batched', '0 1 * * 0', NULL,
- 'autopilot._cleanup_old_artifacts_batch', 'Delete unused knowledge artifacts and unused, unconfident learned patterns.'),
-('code-chunk-cleanup', 'database', 'batched', '0 2 * * 0', NULL,
- 'autopilot._cleanup_code_chunks_batch', 'Delete obsolete (superseded) code chunks.'),
-('index-reindex', 'database', 'function', '0 3 * * 0', NULL,
- 'autopilot.reindex_bloated_indexes', 'Rebuild bloated autopilot indexes concurrently.'),
-('vector-stats', 'database', 'function', '0 4 * * 0', NULL,
- 'autopilot.collect_vector_stats', 'Record embedding statistics and ANALYZE the embedding tables.'),
+(
+    'pattern-learning', 'database', 'function', '*/5 * * * *', NULL,
+    'autopilot.learn_patterns_from_analysis', 'Fold new analysis results into learned patterns.'
+),
+(
+    'centralcloud-sync', 'database', 'function', '*/10 * * * *', NULL,
+    'autopilot.sync_learning_to_centralcloud', 'Push changed learned patterns to the central database.'
+),
+(
+    'agent-knowledge-update', 'database', 'function', '0 * * * *', NULL,
+    'autopilot.update_agent_knowledge', 'Recompute the per-agent knowledge summary.'
+),
+(
+    'task-assignment', 'database', 'function', '*/2 * * * *', NULL,
+    'autopilot.assign_pending_tasks', 'Assign pending tasks to capable agents with free capacity.'
+),
+(
+    'metrics-refresh', 'database', 'function', '*/30 * * * *', NULL,
+    'autopilot.refresh_performance_metrics', 'Refresh hourly performance aggregates.'
+),
+(
+    'vacuum-analyze', 'database', 'statement', '0 23 * * *', NULL,
+    'VACUUM (ANALYZE) autopilot.agents, autopilot.agent_knowledge, autopilot.analysis_results, '
+    || 'autopilot.backup_metadata, autopilot.backup_metadata_archive, autopilot.code_chunks, '
+    || 'autopilot.graph_edges, autopilot.graph_nodes, autopilot.job_catalog, autopilot.job_overrides, '
+    || 'autopilot.job_runs, autopilot.jobs, autopilot.knowledge_artifacts, autopilot.learned_patterns, '
+    || 'autopilot.performance_metrics, autopilot.setting_values, autopilot.settings, autopilot.tasks, '
+    || 'autopilot.vector_stats_history',
+    'VACUUM ANALYZE of the autopilot tables (one top-level statement: VACUUM cannot run in a function).'
+),
+(
+    'table-statistics', 'database', 'function', '0 */6 * * *', NULL,
+    'autopilot.analyze_database', 'ANALYZE the database, keeping planner statistics current.'
+),
+(
+    'old-job-cleanup', 'database', 'batched', '0 0 * * 0', NULL,
+    'autopilot._cleanup_old_jobs_batch', 'Delete finished runner jobs and ledger runs past their retention.'
+),
+(
+    'old-artifact-cleanup', 'database', 'batched', '0 1 * * 0', NULL,
+    'autopilot._cleanup_old_artifacts_batch',
+    'Delete unused knowledge artifacts and unused, unconfident learned patterns.'
+),
+(
+    'code-chunk-cleanup', 'database', 'batched', '0 2 * * 0', NULL,
+    'autopilot._cleanup_code_chunks_batch', 'Delete obsolete (superseded) code chunks.'
+),
+(
+    'index-reindex', 'database', 'function', '0 3 * * 0', NULL,
+    'autopilot.reindex_bloated_indexes', 'Rebuild bloated autopilot indexes concurrently.'
+),
+(
+    'vector-stats', 'database', 'function', '0 4 * * 0', NULL,
+    'autopilot.collect_vector_stats', 'Record embedding statistics and ANALYZE the embedding tables.'
+),
 -- first Sunday of the month: cron ORs day-of-month and day-of-week, so the
 -- schedule fires on days 1-7 and only_on_dow keeps the Sunday among them
-('backup-archival', 'database', 'batched', '0 5 1-7 * *', 0,
- 'autopilot._archive_old_backups_batch', 'Move old backup records into the archive (first Sunday of the month).'),
-('pagerank', 'database', 'function', '0 3 * * *', NULL,
- 'autopilot.recalculate_all_pagerank', 'Recompute PageRank over the code graph.');
+(
+    'backup-archival', 'database', 'batched', '0 5 1-7 * *', 0,
+    'autopilot._archive_old_backups_batch', 'Move old backup records into the archive (first Sunday of the month).'
+),
+(
+    'pagerank', 'database', 'function', '0 3 * * *', NULL,
+    'autopilot.recalculate_all_pagerank', 'Recompute PageRank over the code graph.'
+);
 
 INSERT INTO autopilot.job_catalog (name, side, kind, schedule, target, requires_local_pg_cron, description)
 VALUES
-('cron-history-cleanup', 'database', 'batched', '30 0 * * *', 'autopilot._cleanup_cron_history_batch', true,
- 'Delete cron.job_run_details rows past cron_history.retention (pg_cron never prunes them).');
+(
+    'cron-history-cleanup', 'database', 'batched', '30 0 * * *', 'autopilot._cleanup_cron_history_batch', true,
+    'Delete cron.job_run_details rows past cron_history.retention (pg_cron never prunes them).'
+);
 
 -- sql/jobs/runner_jobs.sql
 -- Runner side: pg_cron only enqueues into autopilot.jobs; the runner executes.
 INSERT INTO autopilot.job_catalog (name, side, kind, schedule, target, args, queue, run_at_startup, description)
 VALUES
-('backup-hourly', 'runner', 'enqueue', '0 * * * *', 'backup', '{"kind": "hourly"}', 'backups', false,
- 'pg_dump of the configured databases.'),
-('backup-daily', 'runner', 'enqueue', '0 1 * * *', 'backup', '{"kind": "daily"}', 'backups', false,
- 'pg_dump of the configured databases, longer retention.'),
-('template-sync', 'runner', 'enqueue', '0 2 * * *', 'template_sync', '{}', 'default', false,
- 'Sync template changes from git into the database.'),
-('cache-cleanup', 'runner', 'enqueue', '0 3 * * *', 'cache_cleanup', '{}', 'default', false,
- 'Clear the runner''s in-process caches.'),
-('registry-sync', 'runner', 'enqueue', '0 4 * * *', 'registry_sync', '{}', 'default', false,
- 'Run the analyzers and store snapshots (feeds analysis results).'),
-('template-embed', 'runner', 'enqueue', '0 5 * * 0', 'template_embed', '{}', 'default', false,
- 'Regenerate template embeddings.'),
-('code-ingest', 'runner', 'enqueue', '0 6 * * 0', 'code_ingest', '{}', 'default', true,
- 'Parse the codebase, chunk and embed it.'),
-('graph-populate', 'runner', 'enqueue', '0 7 * * 0', 'graph_populate', '{}', 'default', true,
- 'Build the dependency graph from the ingested code.'),
-('knowledge-migration', 'runner', 'enqueue', NULL, 'knowledge_migration', '{}', 'default', true,
- 'Load JSON templates into the database (one-time, idempotent).'),
-('templates-data-load', 'runner', 'enqueue', NULL, 'templates_data_load', '{}', 'default', true,
- 'Sync templates_data/ into the database (one-time, idempotent).'),
-('planning-seed', 'runner', 'enqueue', NULL, 'planning_seed', '{}', 'default', true,
- 'Initialise the work plan (one-time, idempotent).'),
-('rag-setup', 'runner', 'enqueue', NULL, 'rag_setup', '{}', 'default', true,
- 'Full retrieval setup (one-time, idempotent).');
+(
+    'backup-hourly', 'runner', 'enqueue', '0 * * * *', 'backup', '{"kind": "hourly"}', 'backups', false,
+    'pg_dump of the configured databases.'
+),
+(
+    'backup-daily', 'runner', 'enqueue', '0 1 * * *', 'backup', '{"kind": "daily"}', 'backups', false,
+    'pg_dump of the configured databases, longer retention.'
+),
+(
+    'template-sync', 'runner', 'enqueue', '0 2 * * *', 'template_sync', '{}', 'default', false,
+    'Sync template changes from git into the database.'
+),
+(
+    'cache-cleanup', 'runner', 'enqueue', '0 3 * * *', 'cache_cleanup', '{}', 'default', false,
+    'Clear the runner''s in-process caches.'
+),
+(
+    'registry-sync', 'runner', 'enqueue', '0 4 * * *', 'registry_sync', '{}', 'default', false,
+    'Run the analyzers and store snapshots (feeds analysis results).'
+),
+(
+    'template-embed', 'runner', 'enqueue', '0 5 * * 0', 'template_embed', '{}', 'default', false,
+    'Regenerate template embeddings.'
+),
+(
+    'code-ingest', 'runner', 'enqueue', '0 6 * * 0', 'code_ingest', '{}', 'default', true,
+    'Parse the codebase, chunk and embed it.'
+),
+(
+    'graph-populate', 'runner', 'enqueue', '0 7 * * 0', 'graph_populate', '{}', 'default', true,
+    'Build the dependency graph from the ingested code.'
+),
+(
+    'knowledge-migration', 'runner', 'enqueue', NULL, 'knowledge_migration', '{}', 'default', true,
+    'Load JSON templates into the database (one-time, idempotent).'
+),
+(
+    'templates-data-load', 'runner', 'enqueue', NULL, 'templates_data_load', '{}', 'default', true,
+    'Sync templates_data/ into the database (one-time, idempotent).'
+),
+(
+    'planning-seed', 'runner', 'enqueue', NULL, 'planning_seed', '{}', 'default', true,
+    'Initialise the work plan (one-time, idempotent).'
+),
+(
+    'rag-setup', 'runner', 'enqueue', NULL, 'rag_setup', '{}', 'default', true,
+    'Full retrieval setup (one-time, idempotent).'
+);
 
 -- sql/settings/defaults.sql
 -- Every setting with its type, default and range. Retention periods define what
 -- the cleanups delete; docs/settings are generated from this list (README).
 INSERT INTO autopilot.settings (name, value_type, default_value, min_value, max_value, description)
 VALUES
-('cleanup.batch_size', 'integer', '5000', '1', '1000000',
- 'Rows a cleanup deletes or moves per batch; a scheduled run commits after each batch.'),
-('jobs.completed_retention', 'interval', '7 days', '0', NULL,
- 'old-job-cleanup deletes completed and cancelled runner jobs that finished longer ago than this.'),
-('jobs.discarded_retention', 'interval', '30 days', '0', NULL,
- 'old-job-cleanup deletes discarded runner jobs (kept longer, for their errors) older than this.'),
-('job_runs.retention', 'interval', '90 days', '1 day', NULL,
- 'old-job-cleanup deletes ledger runs (autopilot.job_runs) that finished longer ago than this.'),
-('artifacts.unused_retention', 'interval', '90 days', '1 day', NULL,
- 'old-artifact-cleanup deletes knowledge artifacts not used (or, never used, not created) for this long.'),
-('patterns.unused_retention', 'interval', '180 days', '1 day', NULL,
- 'old-artifact-cleanup deletes learned patterns not seen for this long whose confidence is below patterns.keep_confidence.'),
-('patterns.keep_confidence', 'numeric', '0.8', '0', '1',
- 'Learned patterns at or above this confidence are never deleted as unused.'),
-('code_chunks.obsolete_retention', 'interval', '7 days', '0', NULL,
- 'code-chunk-cleanup deletes code chunks superseded (by a re-ingest, or their file gone) longer ago than this.'),
-('backups.archive_after', 'interval', '90 days', '1 day', NULL,
- 'backup-archival moves backup records that started longer ago than this into autopilot.backup_metadata_archive.'),
-('cron_history.retention', 'interval', '7 days', '1 hour', NULL,
- 'cron-history-cleanup deletes cron.job_run_details rows that ended longer ago than this (pg_cron never prunes them).');
+(
+    'cleanup.batch_size', 'integer', '5000', '1', '1000000',
+    'Rows a cleanup deletes or moves per batch; a scheduled run commits after each batch.'
+),
+(
+    'jobs.completed_retention', 'interval', '7 days', '0', NULL,
+    'old-job-cleanup deletes completed and cancelled runner jobs that finished longer ago than this.'
+),
+(
+    'jobs.discarded_retention', 'interval', '30 days', '0', NULL,
+    'old-job-cleanup deletes discarded runner jobs (kept longer, for their errors) older than this.'
+),
+(
+    'job_runs.retention', 'interval', '90 days', '1 day', NULL,
+    'old-job-cleanup deletes ledger runs (autopilot.job_runs) that finished longer ago than this.'
+),
+(
+    'artifacts.unused_retention', 'interval', '90 days', '1 day', NULL,
+    'old-artifact-cleanup deletes knowledge artifacts not used (or, never used, not created) for this long.'
+),
+(
+    'patterns.unused_retention', 'interval', '180 days', '1 day', NULL,
+    'old-artifact-cleanup deletes learned patterns not seen for this long '
+    || 'whose confidence is below patterns.keep_confidence.'
+),
+(
+    'patterns.keep_confidence', 'numeric', '0.8', '0', '1',
+    'Learned patterns at or above this confidence are never deleted as unused.'
+),
+(
+    'code_chunks.obsolete_retention', 'interval', '7 days', '0', NULL,
+    'code-chunk-cleanup deletes code chunks superseded (by a re-ingest, or their file gone) longer ago than this.'
+),
+(
+    'backups.archive_after', 'interval', '90 days', '1 day', NULL,
+    'backup-archival moves backup records that started longer ago than this into autopilot.backup_metadata_archive.'
+),
+(
+    'cron_history.retention', 'interval', '7 days', '1 hour', NULL,
+    'cron-history-cleanup deletes cron.job_run_details rows that ended longer ago than this '
+    || '(pg_cron never prunes them).'
+);
 
 -- sql/grants/privileges.sql
 -- The whole privilege model of autopilot. The extension creates no roles.

@@ -1,44 +1,75 @@
 -- Database side: pg_cron runs the SQL. Schedules are the seed's, in UTC.
 INSERT INTO autopilot.job_catalog (name, side, kind, schedule, only_on_dow, target, description)
 VALUES
-('pattern-learning', 'database', 'function', '*/5 * * * *', NULL,
- 'autopilot.learn_patterns_from_analysis', 'Fold new analysis results into learned patterns.'),
-('centralcloud-sync', 'database', 'function', '*/10 * * * *', NULL,
- 'autopilot.sync_learning_to_centralcloud', 'Push changed learned patterns to the central database.'),
-('agent-knowledge-update', 'database', 'function', '0 * * * *', NULL,
- 'autopilot.update_agent_knowledge', 'Recompute the per-agent knowledge summary.'),
-('task-assignment', 'database', 'function', '*/2 * * * *', NULL,
- 'autopilot.assign_pending_tasks', 'Assign pending tasks to capable agents with free capacity.'),
-('metrics-refresh', 'database', 'function', '*/30 * * * *', NULL,
- 'autopilot.refresh_performance_metrics', 'Refresh hourly performance aggregates.'),
-('vacuum-analyze', 'database', 'statement', '0 23 * * *', NULL,
- 'VACUUM (ANALYZE) autopilot.agents, autopilot.agent_knowledge, autopilot.analysis_results, '
- || 'autopilot.backup_metadata, autopilot.backup_metadata_archive, autopilot.code_chunks, '
- || 'autopilot.graph_edges, autopilot.graph_nodes, autopilot.job_catalog, autopilot.job_overrides, '
- || 'autopilot.job_runs, autopilot.jobs, autopilot.knowledge_artifacts, autopilot.learned_patterns, '
- || 'autopilot.performance_metrics, autopilot.setting_values, autopilot.settings, autopilot.tasks, '
- || 'autopilot.vector_stats_history',
- 'VACUUM ANALYZE of the autopilot tables (one top-level statement: VACUUM cannot run in a function).'),
-('table-statistics', 'database', 'function', '0 */6 * * *', NULL,
- 'autopilot.analyze_database', 'ANALYZE the database, keeping planner statistics current.'),
-('old-job-cleanup', 'database', 'batched', '0 0 * * 0', NULL,
- 'autopilot._cleanup_old_jobs_batch', 'Delete finished runner jobs and ledger runs past their retention.'),
-('old-artifact-cleanup', 'database', 'batched', '0 1 * * 0', NULL,
- 'autopilot._cleanup_old_artifacts_batch', 'Delete unused knowledge artifacts and unused, unconfident learned patterns.'),
-('code-chunk-cleanup', 'database', 'batched', '0 2 * * 0', NULL,
- 'autopilot._cleanup_code_chunks_batch', 'Delete obsolete (superseded) code chunks.'),
-('index-reindex', 'database', 'function', '0 3 * * 0', NULL,
- 'autopilot.reindex_bloated_indexes', 'Rebuild bloated autopilot indexes concurrently.'),
-('vector-stats', 'database', 'function', '0 4 * * 0', NULL,
- 'autopilot.collect_vector_stats', 'Record embedding statistics and ANALYZE the embedding tables.'),
+(
+    'pattern-learning', 'database', 'function', '*/5 * * * *', NULL,
+    'autopilot.learn_patterns_from_analysis', 'Fold new analysis results into learned patterns.'
+),
+(
+    'centralcloud-sync', 'database', 'function', '*/10 * * * *', NULL,
+    'autopilot.sync_learning_to_centralcloud', 'Push changed learned patterns to the central database.'
+),
+(
+    'agent-knowledge-update', 'database', 'function', '0 * * * *', NULL,
+    'autopilot.update_agent_knowledge', 'Recompute the per-agent knowledge summary.'
+),
+(
+    'task-assignment', 'database', 'function', '*/2 * * * *', NULL,
+    'autopilot.assign_pending_tasks', 'Assign pending tasks to capable agents with free capacity.'
+),
+(
+    'metrics-refresh', 'database', 'function', '*/30 * * * *', NULL,
+    'autopilot.refresh_performance_metrics', 'Refresh hourly performance aggregates.'
+),
+(
+    'vacuum-analyze', 'database', 'statement', '0 23 * * *', NULL,
+    'VACUUM (ANALYZE) autopilot.agents, autopilot.agent_knowledge, autopilot.analysis_results, '
+    || 'autopilot.backup_metadata, autopilot.backup_metadata_archive, autopilot.code_chunks, '
+    || 'autopilot.graph_edges, autopilot.graph_nodes, autopilot.job_catalog, autopilot.job_overrides, '
+    || 'autopilot.job_runs, autopilot.jobs, autopilot.knowledge_artifacts, autopilot.learned_patterns, '
+    || 'autopilot.performance_metrics, autopilot.setting_values, autopilot.settings, autopilot.tasks, '
+    || 'autopilot.vector_stats_history',
+    'VACUUM ANALYZE of the autopilot tables (one top-level statement: VACUUM cannot run in a function).'
+),
+(
+    'table-statistics', 'database', 'function', '0 */6 * * *', NULL,
+    'autopilot.analyze_database', 'ANALYZE the database, keeping planner statistics current.'
+),
+(
+    'old-job-cleanup', 'database', 'batched', '0 0 * * 0', NULL,
+    'autopilot._cleanup_old_jobs_batch', 'Delete finished runner jobs and ledger runs past their retention.'
+),
+(
+    'old-artifact-cleanup', 'database', 'batched', '0 1 * * 0', NULL,
+    'autopilot._cleanup_old_artifacts_batch',
+    'Delete unused knowledge artifacts and unused, unconfident learned patterns.'
+),
+(
+    'code-chunk-cleanup', 'database', 'batched', '0 2 * * 0', NULL,
+    'autopilot._cleanup_code_chunks_batch', 'Delete obsolete (superseded) code chunks.'
+),
+(
+    'index-reindex', 'database', 'function', '0 3 * * 0', NULL,
+    'autopilot.reindex_bloated_indexes', 'Rebuild bloated autopilot indexes concurrently.'
+),
+(
+    'vector-stats', 'database', 'function', '0 4 * * 0', NULL,
+    'autopilot.collect_vector_stats', 'Record embedding statistics and ANALYZE the embedding tables.'
+),
 -- first Sunday of the month: cron ORs day-of-month and day-of-week, so the
 -- schedule fires on days 1-7 and only_on_dow keeps the Sunday among them
-('backup-archival', 'database', 'batched', '0 5 1-7 * *', 0,
- 'autopilot._archive_old_backups_batch', 'Move old backup records into the archive (first Sunday of the month).'),
-('pagerank', 'database', 'function', '0 3 * * *', NULL,
- 'autopilot.recalculate_all_pagerank', 'Recompute PageRank over the code graph.');
+(
+    'backup-archival', 'database', 'batched', '0 5 1-7 * *', 0,
+    'autopilot._archive_old_backups_batch', 'Move old backup records into the archive (first Sunday of the month).'
+),
+(
+    'pagerank', 'database', 'function', '0 3 * * *', NULL,
+    'autopilot.recalculate_all_pagerank', 'Recompute PageRank over the code graph.'
+);
 
 INSERT INTO autopilot.job_catalog (name, side, kind, schedule, target, requires_local_pg_cron, description)
 VALUES
-('cron-history-cleanup', 'database', 'batched', '30 0 * * *', 'autopilot._cleanup_cron_history_batch', true,
- 'Delete cron.job_run_details rows past cron_history.retention (pg_cron never prunes them).');
+(
+    'cron-history-cleanup', 'database', 'batched', '30 0 * * *', 'autopilot._cleanup_cron_history_batch', true,
+    'Delete cron.job_run_details rows past cron_history.retention (pg_cron never prunes them).'
+);

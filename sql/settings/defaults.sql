@@ -2,23 +2,45 @@
 -- the cleanups delete; docs/settings are generated from this list (README).
 INSERT INTO autopilot.settings (name, value_type, default_value, min_value, max_value, description)
 VALUES
-('cleanup.batch_size', 'integer', '5000', '1', '1000000',
- 'Rows a cleanup deletes or moves per batch; a scheduled run commits after each batch.'),
-('jobs.completed_retention', 'interval', '7 days', '0', NULL,
- 'old-job-cleanup deletes completed and cancelled runner jobs that finished longer ago than this.'),
-('jobs.discarded_retention', 'interval', '30 days', '0', NULL,
- 'old-job-cleanup deletes discarded runner jobs (kept longer, for their errors) older than this.'),
-('job_runs.retention', 'interval', '90 days', '1 day', NULL,
- 'old-job-cleanup deletes ledger runs (autopilot.job_runs) that finished longer ago than this.'),
-('artifacts.unused_retention', 'interval', '90 days', '1 day', NULL,
- 'old-artifact-cleanup deletes knowledge artifacts not used (or, never used, not created) for this long.'),
-('patterns.unused_retention', 'interval', '180 days', '1 day', NULL,
- 'old-artifact-cleanup deletes learned patterns not seen for this long whose confidence is below patterns.keep_confidence.'),
-('patterns.keep_confidence', 'numeric', '0.8', '0', '1',
- 'Learned patterns at or above this confidence are never deleted as unused.'),
-('code_chunks.obsolete_retention', 'interval', '7 days', '0', NULL,
- 'code-chunk-cleanup deletes code chunks superseded (by a re-ingest, or their file gone) longer ago than this.'),
-('backups.archive_after', 'interval', '90 days', '1 day', NULL,
- 'backup-archival moves backup records that started longer ago than this into autopilot.backup_metadata_archive.'),
-('cron_history.retention', 'interval', '7 days', '1 hour', NULL,
- 'cron-history-cleanup deletes cron.job_run_details rows that ended longer ago than this (pg_cron never prunes them).');
+(
+    'cleanup.batch_size', 'integer', '5000', '1', '1000000',
+    'Rows a cleanup deletes or moves per batch; a scheduled run commits after each batch.'
+),
+(
+    'jobs.completed_retention', 'interval', '7 days', '0', NULL,
+    'old-job-cleanup deletes completed and cancelled runner jobs that finished longer ago than this.'
+),
+(
+    'jobs.discarded_retention', 'interval', '30 days', '0', NULL,
+    'old-job-cleanup deletes discarded runner jobs (kept longer, for their errors) older than this.'
+),
+(
+    'job_runs.retention', 'interval', '90 days', '1 day', NULL,
+    'old-job-cleanup deletes ledger runs (autopilot.job_runs) that finished longer ago than this.'
+),
+(
+    'artifacts.unused_retention', 'interval', '90 days', '1 day', NULL,
+    'old-artifact-cleanup deletes knowledge artifacts not used (or, never used, not created) for this long.'
+),
+(
+    'patterns.unused_retention', 'interval', '180 days', '1 day', NULL,
+    'old-artifact-cleanup deletes learned patterns not seen for this long '
+    || 'whose confidence is below patterns.keep_confidence.'
+),
+(
+    'patterns.keep_confidence', 'numeric', '0.8', '0', '1',
+    'Learned patterns at or above this confidence are never deleted as unused.'
+),
+(
+    'code_chunks.obsolete_retention', 'interval', '7 days', '0', NULL,
+    'code-chunk-cleanup deletes code chunks superseded (by a re-ingest, or their file gone) longer ago than this.'
+),
+(
+    'backups.archive_after', 'interval', '90 days', '1 day', NULL,
+    'backup-archival moves backup records that started longer ago than this into autopilot.backup_metadata_archive.'
+),
+(
+    'cron_history.retention', 'interval', '7 days', '1 hour', NULL,
+    'cron-history-cleanup deletes cron.job_run_details rows that ended longer ago than this '
+    || '(pg_cron never prunes them).'
+);

@@ -71,5 +71,7 @@ BEGIN
 END;
 $$;
 
-COMMENT ON PROCEDURE autopilot.run_scheduled_job(text, boolean) IS
+-- (LT01 is silenced on the next line: sqlfluff's postgres dialect reads the argument list in
+-- COMMENT ON PROCEDURE as a separate bracket and wants a space before it.)
+COMMENT ON PROCEDURE autopilot.run_scheduled_job(text, boolean) IS -- noqa: LT01
 'The command pg_cron runs for every database-side and runner-side catalog job (CALL autopilot.run_scheduled_job(''name'')): ledger run committed first, a COMMIT after every batch, a failure recorded and then re-raised so that cron.job_run_details shows it too. Must be CALLed outside a transaction block. p_manual => true (the CLI) ignores a weekday restriction.';

@@ -25,7 +25,11 @@ BEGIN
       AND coalesce(d.end_time, d.start_time) < v_cutoff;
     GET DIAGNOSTICS v_deleted = ROW_COUNT;
     RETURN ROW(
-        v_deleted < cardinality(v_ids) OR cardinality(v_ids) < p_limit,
+        -- the first run started after the cutoff ends the walk (a run still
+        -- going, or one that ended recently, is kept but does not stop it)
+        cardinality(v_ids) < p_limit
+        OR EXISTS (SELECT FROM cron.job_run_details AS d
+                   WHERE d.runid = ANY(v_ids) AND d.start_time >= v_cutoff),
         jsonb_build_object('after', v_ids[cardinality(v_ids)]),
         v_deleted, NULL, NULL
     )::autopilot.job_step;

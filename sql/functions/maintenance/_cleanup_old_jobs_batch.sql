@@ -8,7 +8,7 @@ AS $$
 -- retention (completed and cancelled: jobs.completed_retention; discarded:
 -- jobs.discarded_retention), walking jobs_finished_idx in id order. Phase
 -- "job_runs": ledger runs finished before job_runs.retention, in id order,
--- stopping at the first run that is still kept.
+-- stopping at the first run that started after that cutoff.
 DECLARE
     v_phase text := coalesce(p_cursor ->> 'phase', 'jobs');
     v_after bigint := coalesce((p_cursor ->> 'after')::bigint, 0);
@@ -52,8 +52,12 @@ BEGIN
     WHERE r.id = ANY(v_ids) AND r.status <> 'running' AND r.finished_at < v_runs_cutoff;
     GET DIAGNOSTICS v_deleted = ROW_COUNT;
     RETURN ROW(
-        -- runs finish roughly in id order: the first kept run ends the walk
-        v_deleted < cardinality(v_ids) OR cardinality(v_ids) < p_limit,
+        -- runs start in id order: the first run started after the cutoff ends the
+        -- walk (not the first run kept: a run left 'running' by a crashed session
+        -- of a job that never ran again would stop every later cleanup there)
+        cardinality(v_ids) < p_limit
+        OR EXISTS (SELECT FROM autopilot.job_runs AS r
+                   WHERE r.id = ANY(v_ids) AND r.started_at >= v_runs_cutoff),
         jsonb_build_object('phase', 'job_runs', 'after', v_ids[cardinality(v_ids)]),
         v_deleted, NULL, NULL
     )::autopilot.job_step;

@@ -1,7 +1,7 @@
 CREATE TABLE autopilot.agents (
     id bigint GENERATED ALWAYS AS IDENTITY,
     name text NOT NULL,
-    skills text [] NOT NULL DEFAULT '{}',
+    skills text[] NOT NULL DEFAULT '{}',
     capacity integer NOT NULL DEFAULT 1,
     status text NOT NULL DEFAULT 'active',
     last_seen_at timestamptz,

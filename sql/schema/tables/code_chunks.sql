@@ -5,7 +5,7 @@ CREATE TABLE autopilot.code_chunks (
     chunk_index integer NOT NULL,
     content text NOT NULL,
     content_hash text NOT NULL,
-    embedding real [],
+    embedding real[],
     embedding_model text,
     created_at timestamptz NOT NULL DEFAULT now(),
     superseded_at timestamptz,

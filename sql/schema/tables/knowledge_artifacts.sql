@@ -6,7 +6,7 @@ CREATE TABLE autopilot.knowledge_artifacts (
     source text,
     usage_count bigint NOT NULL DEFAULT 0,
     last_used_at timestamptz,
-    embedding real [],
+    embedding real[],
     embedding_model text,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),

@@ -8,7 +8,7 @@ CREATE TABLE autopilot.learned_patterns (
     success_rate double precision,
     confidence double precision NOT NULL DEFAULT 0,
     mean_score double precision,
-    codebases text [] NOT NULL DEFAULT '{}',
+    codebases text[] NOT NULL DEFAULT '{}',
     first_seen_at timestamptz NOT NULL DEFAULT now(),
     last_seen_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),

@@ -1,7 +1,7 @@
 CREATE TABLE autopilot.tasks (
     id bigint GENERATED ALWAYS AS IDENTITY,
     title text NOT NULL,
-    required_skills text [] NOT NULL DEFAULT '{}',
+    required_skills text[] NOT NULL DEFAULT '{}',
     priority integer NOT NULL DEFAULT 0,
     status text NOT NULL DEFAULT 'pending',
     agent_id bigint,

@@ -1,0 +1,208 @@
+-- The tables of autopilot: they exist with their primary keys, and their
+-- constraints reject the states the jobs rely on never seeing.
+BEGIN;
+SELECT plan(55);
+
+SELECT tables_are(
+    'autopilot',
+    ARRAY[
+        'settings', 'setting_values', 'job_catalog', 'job_overrides', 'job_runs', 'jobs', 'agents', 'tasks',
+        'analysis_results', 'learned_patterns', 'agent_knowledge', 'performance_metrics',
+        'knowledge_artifacts', 'code_chunks', 'graph_nodes', 'graph_edges', 'backup_metadata',
+        'backup_metadata_archive', 'vector_stats_history'
+    ],
+    'schema autopilot has exactly its tables'
+);
+SELECT views_are('autopilot', ARRAY['job_definitions', 'job_status'], 'schema autopilot has exactly its views');
+SELECT types_are('autopilot', ARRAY['job_step'], 'schema autopilot has exactly its composite type job_step');
+
+SELECT col_is_pk('autopilot', 'settings', ARRAY['name'], 'settings: primary key name');
+SELECT col_is_pk('autopilot', 'setting_values', ARRAY['name'], 'setting_values: primary key name');
+SELECT col_is_pk('autopilot', 'job_catalog', ARRAY['name'], 'job_catalog: primary key name');
+SELECT col_is_pk('autopilot', 'job_overrides', ARRAY['job_name'], 'job_overrides: primary key job_name');
+SELECT col_is_pk('autopilot', 'job_runs', ARRAY['id'], 'job_runs: primary key id');
+SELECT col_is_pk('autopilot', 'jobs', ARRAY['id'], 'jobs: primary key id');
+SELECT col_is_pk('autopilot', 'agents', ARRAY['id'], 'agents: primary key id');
+SELECT col_is_pk('autopilot', 'tasks', ARRAY['id'], 'tasks: primary key id');
+SELECT col_is_pk('autopilot', 'analysis_results', ARRAY['id'], 'analysis_results: primary key id');
+SELECT col_is_pk('autopilot', 'learned_patterns', ARRAY['id'], 'learned_patterns: primary key id');
+SELECT col_is_pk('autopilot', 'agent_knowledge', ARRAY['agent_id'], 'agent_knowledge: primary key agent_id');
+SELECT col_is_pk(
+    'autopilot', 'performance_metrics', ARRAY['subject_kind', 'subject', 'hour'],
+    'performance_metrics: primary key (subject_kind, subject, hour)'
+);
+SELECT col_is_pk('autopilot', 'knowledge_artifacts', ARRAY['id'], 'knowledge_artifacts: primary key id');
+SELECT col_is_pk('autopilot', 'code_chunks', ARRAY['id'], 'code_chunks: primary key id');
+SELECT col_is_pk('autopilot', 'graph_nodes', ARRAY['id'], 'graph_nodes: primary key id');
+SELECT col_is_pk(
+    'autopilot', 'graph_edges', ARRAY['source_id', 'target_id'], 'graph_edges: primary key (source_id, target_id)'
+);
+SELECT col_is_pk('autopilot', 'backup_metadata', ARRAY['id'], 'backup_metadata: primary key id');
+SELECT col_is_pk('autopilot', 'backup_metadata_archive', ARRAY['id'], 'backup_metadata_archive: primary key id');
+SELECT col_is_pk('autopilot', 'vector_stats_history', ARRAY['id'], 'vector_stats_history: primary key id');
+
+-- fixtures for the foreign keys
+INSERT INTO autopilot.agents (name, skills, capacity) VALUES ('tap-agent', '{elixir}', 2);
+INSERT INTO autopilot.graph_nodes (codebase, node_key) VALUES ('app', 'A'), ('app', 'B');
+
+-- check constraints on states
+SELECT throws_ok(
+    $$INSERT INTO autopilot.jobs (worker, state) VALUES ('w', 'exploded')$$,
+    '23514', NULL, 'jobs.state rejects an unknown state'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.jobs (worker, priority) VALUES ('w', 10)$$,
+    '23514', NULL, 'jobs.priority is 0-9'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.jobs (worker, errors) VALUES ('w', '{}')$$,
+    '23514', NULL, 'jobs.errors is an array'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.jobs (worker) VALUES ('')$$, '23514', NULL, 'jobs.worker is not empty'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.tasks (title, status) VALUES ('t', 'lost')$$,
+    '23514', NULL, 'tasks.status rejects an unknown status'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.tasks (title, status) VALUES ('t', 'assigned')$$,
+    '23514', NULL, 'an assigned task has an agent'
+);
+SELECT lives_ok(
+    $$INSERT INTO autopilot.tasks (title, status, agent_id)
+      SELECT 't', 'assigned', id FROM autopilot.agents WHERE name = 'tap-agent'$$,
+    'an assigned task with an agent is accepted'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.tasks (title, agent_id) VALUES ('t', -1)$$,
+    '23503', NULL, 'tasks.agent_id references an agent'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.analysis_results (codebase, analyzer, pattern_type, pattern_key, outcome)
+      VALUES ('app', 'credo', 'naming', 'k', 'maybe')$$,
+    '23514', NULL, 'analysis_results.outcome is success, failure or neutral'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.agents (name, capacity) VALUES ('negative', -1)$$,
+    '23514', NULL, 'agents.capacity may not be negative'
+);
+SELECT lives_ok(
+    $$INSERT INTO autopilot.agents (name, capacity) VALUES ('idle', 0)$$,
+    'agents.capacity may be 0'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.agents (name) VALUES ('tap-agent')$$,
+    '23505', NULL, 'agent names are unique'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.job_runs (job_name, side, trigger, status, finished_at)
+      VALUES ('x', 'database', 'manual', 'running', now())$$,
+    '23514', NULL, 'a running ledger run has no finish time'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.job_runs (job_name, side, trigger, status)
+      VALUES ('x', 'database', 'manual', 'succeeded')$$,
+    '23514', NULL, 'a finished ledger run has a finish time'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.job_runs (job_name, side, trigger) VALUES ('x', 'database', 'cron')$$,
+    '23514', NULL, 'job_runs.trigger is pg_cron, manual or runner'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.learned_patterns (pattern_type, pattern_key, confidence) VALUES ('t', 'k', 1.5)$$,
+    '23514', NULL, 'learned_patterns.confidence is between 0 and 1'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.learned_patterns (pattern_type, pattern_key, occurrences, successes)
+      VALUES ('t', 'k', 1, 2)$$,
+    '23514', NULL, 'learned_patterns: no more successes than occurrences'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.graph_edges (source_id, target_id, weight)
+      SELECT a.id, b.id, 0 FROM autopilot.graph_nodes AS a, autopilot.graph_nodes AS b
+      WHERE a.node_key = 'A' AND b.node_key = 'B'$$,
+    '23514', NULL, 'graph_edges.weight is positive'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.graph_edges (source_id, target_id)
+      SELECT a.id, b.id FROM autopilot.graph_nodes AS a, autopilot.graph_nodes AS b, generate_series(1, 2)
+      WHERE a.node_key = 'A' AND b.node_key = 'B'$$,
+    '23505', NULL, 'one edge per pair of nodes'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.backup_metadata (kind, database_name, sha256) VALUES ('hourly', 'app', 'abc')$$,
+    '23514', NULL, 'backup_metadata.sha256 is 64 hex digits'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.backup_metadata (kind, database_name) VALUES ('weekly', 'app')$$,
+    '23514', NULL, 'backup_metadata.kind is hourly, daily or manual'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.performance_metrics (subject_kind, subject, hour)
+      VALUES ('agent', 'a', '2024-01-01 10:30+00')$$,
+    '23514', NULL, 'performance_metrics.hour is truncated to the hour'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.vector_stats_history (table_name, column_name, row_count, missing_count)
+      VALUES ('t', 'c', 1, 2)$$,
+    '23514', NULL, 'vector_stats_history: no more missing embeddings than rows'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.job_catalog (name, side, kind, schedule, target, queue, description)
+      VALUES ('tap-job', 'runner', 'function', '0 0 * * *', 'w', 'default', 'd')$$,
+    '23514', NULL, 'job_catalog: a runner job only enqueues'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.job_catalog (name, side, kind, target, description)
+      VALUES ('tap-job', 'database', 'function', 'autopilot.version', 'd')$$,
+    '23514', NULL, 'job_catalog: a job without a schedule must run at startup'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.job_catalog (name, side, kind, schedule, target, description)
+      VALUES (repeat('x', 60), 'database', 'function', '0 0 * * *', 'autopilot.version', 'd')$$,
+    '23514', NULL, 'job_catalog: autopilot:<name> fits in pg_cron''s 63 bytes'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.job_overrides (job_name) VALUES ('backup-hourly')$$,
+    '23514', NULL, 'job_overrides: an override changes something'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.job_overrides (job_name, enabled) VALUES ('no-such-job', false)$$,
+    '23503', NULL, 'job_overrides: only for catalog jobs'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.setting_values (name, value) VALUES ('no.such_setting', '1')$$,
+    '23503', NULL, 'setting_values: only for defined settings'
+);
+
+-- one unfinished job per unique key
+SELECT ok(
+    (
+        SELECT i.indisunique AND i.indpred IS NOT NULL FROM pg_index AS i
+        WHERE i.indexrelid = 'autopilot.jobs_unique_key_idx'::regclass
+    ),
+    'jobs_unique_key_idx is a partial unique index'
+);
+INSERT INTO autopilot.jobs (worker, unique_key) VALUES ('backup', 'tap:key');
+SELECT throws_ok(
+    $$INSERT INTO autopilot.jobs (worker, unique_key, state) VALUES ('backup', 'tap:key', 'scheduled')$$,
+    '23505', NULL, 'a second unfinished job with the same unique key is rejected'
+);
+UPDATE autopilot.jobs SET state = 'completed', completed_at = now()
+WHERE unique_key = 'tap:key';
+SELECT lives_ok(
+    $$INSERT INTO autopilot.jobs (worker, unique_key) VALUES ('backup', 'tap:key')$$,
+    'once the first is completed, a new job with the same key is accepted'
+);
+SELECT is(
+    (
+        SELECT count(*)::integer FROM autopilot.jobs
+        WHERE unique_key = 'tap:key'
+    ),
+    2,
+    'both jobs are there: one completed, one available'
+);
+
+SELECT * FROM finish();
+ROLLBACK;
