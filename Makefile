@@ -9,7 +9,8 @@ SQL_SOURCES := $(shell grep -v '^\s*\(\#\|$$\)' sql/manifest.txt)
 UPDATE_SCRIPTS := $(patsubst sql/updates/%,extension/%,$(wildcard sql/updates/autopilot--*--*.sql))
 
 VENV ?= .venv
-PYTHON = $(VENV)/bin/python
+# not PYTHON: PGXS defines that one (for PL/Python)
+VENV_PYTHON = $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # ---- PGXS: `make install` copies the control file and every version's scripts
@@ -61,27 +62,27 @@ lint: bootstrap build
 	$(VENV)/bin/ruff check installer tests bench tools
 	$(VENV)/bin/ruff format --check installer tests bench tools
 	$(VENV)/bin/sqlfluff lint sql tests/sql
-	$(PYTHON) tools/dev.py plpgsql-check
+	$(VENV_PYTHON) tools/dev.py plpgsql-check
 
 # make test: set up, build, install, lint, pgTAP on both install modes, pytest.
 test: bootstrap check-build
 	$(SUDO) $(MAKE) --no-print-directory install
 	$(MAKE) --no-print-directory lint
-	$(PYTHON) tools/dev.py test
+	$(VENV_PYTHON) tools/dev.py test
 
 test-sql: bootstrap build
-	$(PYTHON) tools/dev.py test --only sql
+	$(VENV_PYTHON) tools/dev.py test --only sql
 
 test-py: bootstrap build
-	$(PYTHON) tools/dev.py test --only py
+	$(VENV_PYTHON) tools/dev.py test --only py
 
 demo: bootstrap check-build
 	$(SUDO) $(MAKE) --no-print-directory install
-	$(PYTHON) tools/dev.py demo
+	$(VENV_PYTHON) tools/dev.py demo
 
 bench: bootstrap check-build
 	$(SUDO) $(MAKE) --no-print-directory install
-	$(PYTHON) tools/dev.py bench
+	$(VENV_PYTHON) tools/dev.py bench
 
 clean-cluster:
-	$(PYTHON) tools/dev.py stop
+	$(VENV_PYTHON) tools/dev.py stop

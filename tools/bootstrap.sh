@@ -22,17 +22,20 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-python=${PYTHON:-python3}
+# pip's notes about this machine's unused local indexes are noise here
+quiet_pip() { "$venv/bin/pip" "$@" 2> >(grep -v "^WARNING: Location" >&2); }
+
+python=${BOOTSTRAP_PYTHON:-python3}
 if [ ! -x "$venv/bin/python" ]; then
     echo "==> creating virtualenv $venv"
     "$python" -m venv "$venv"
-    "$venv/bin/pip" install --quiet --upgrade pip
+    quiet_pip install --quiet --upgrade pip
 fi
 # reinstall when the sources changed (the package carries the built SQL as data)
 stamp="$venv/.autopilot-installed"
 digest=$(cat pyproject.toml control/autopilot.control extension/*.sql installer/pg_autopilot/*.py 2>/dev/null | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
     echo "==> installing pg-autopilot into $venv"
-    "$venv/bin/pip" install --quiet ".[dev]"
+    quiet_pip install --quiet ".[dev]"
     echo "$digest" > "$stamp"
 fi
