@@ -68,6 +68,7 @@ CREATE TABLE autopilot.job_catalog (
     args jsonb NOT NULL DEFAULT '{}',
     run_at_startup boolean NOT NULL DEFAULT false,
     requires_local_pg_cron boolean NOT NULL DEFAULT false,
+    only_when_armed boolean NOT NULL DEFAULT false,
     description text NOT NULL,
     CONSTRAINT job_catalog_pkey PRIMARY KEY (name),
     CONSTRAINT job_catalog_name_format_check CHECK (
@@ -97,6 +98,8 @@ COMMENT ON COLUMN autopilot.job_catalog.queue IS 'Queue of autopilot.jobs that a
 COMMENT ON COLUMN autopilot.job_catalog.run_at_startup IS 'The runner enqueues this job when it starts (deduplicated).';
 COMMENT ON COLUMN autopilot.job_catalog.args IS 'Arguments of the runner job enqueued by a runner-side entry.';
 COMMENT ON COLUMN autopilot.job_catalog.requires_local_pg_cron IS 'The job works on pg_cron''s own tables, so it runs only where pg_cron is installed.';
+COMMENT ON COLUMN autopilot.job_catalog.only_when_armed IS
+'pg_cron runs the job only while another job has armed it (autopilot.job_arming); otherwise its pg_cron entry stays inactive.';
 
 -- sql/schema/tables/job_overrides.sql
 CREATE TABLE autopilot.job_overrides (
@@ -526,6 +529,56 @@ COMMENT ON TABLE autopilot.vector_stats_history IS
 COMMENT ON COLUMN autopilot.vector_stats_history.dimensions IS 'Row count per embedding dimension, e.g. {"384": 1200}.';
 COMMENT ON COLUMN autopilot.vector_stats_history.models IS 'Row count per embedding model version, e.g. {"all-MiniLM-L6-v2": 1200}.';
 
+-- sql/schema/tables/index_maintenance.sql
+CREATE TABLE autopilot.index_maintenance (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    index_name text NOT NULL,
+    action text NOT NULL,
+    statement text NOT NULL,
+    reason text NOT NULL,
+    size_bytes bigint,
+    bloat_ratio double precision,
+    state text NOT NULL DEFAULT 'pending',
+    planned_at timestamptz NOT NULL DEFAULT now(),
+    armed_at timestamptz,
+    finished_at timestamptz,
+    message text,
+    CONSTRAINT index_maintenance_pkey PRIMARY KEY (id),
+    CONSTRAINT index_maintenance_action_check CHECK (action IN ('reindex', 'drop_invalid')),
+    CONSTRAINT index_maintenance_state_check CHECK (
+        state IN ('pending', 'armed', 'done', 'failed')
+    ),
+    CONSTRAINT index_maintenance_finished_check CHECK (
+        (state IN ('done', 'failed')) = (finished_at IS NOT NULL)
+    )
+);
+
+-- pg_cron runs one statement of the cycle at a time
+CREATE UNIQUE INDEX index_maintenance_one_armed_idx ON autopilot.index_maintenance ((true))
+WHERE state = 'armed';
+CREATE INDEX index_maintenance_open_idx ON autopilot.index_maintenance (id)
+WHERE state IN ('pending', 'armed');
+
+COMMENT ON TABLE autopilot.index_maintenance IS
+'The work of index-reindex: one row per top-level statement it decided on (REINDEX INDEX CONCURRENTLY of a bloated index, DROP INDEX CONCURRENTLY of an invalid leftover of a failed rebuild), with why and how it ended.';
+COMMENT ON COLUMN autopilot.index_maintenance.state IS
+'pending (to run), armed (handed to pg_cron''s index-reindex-step job), done, failed.';
+
+-- sql/schema/tables/job_arming.sql
+CREATE TABLE autopilot.job_arming (
+    job_name text NOT NULL,
+    schedule text NOT NULL,
+    command text,
+    armed_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT job_arming_pkey PRIMARY KEY (job_name),
+    CONSTRAINT job_arming_job_name_fkey FOREIGN KEY (job_name)
+    REFERENCES autopilot.job_catalog (name) ON DELETE CASCADE
+);
+
+COMMENT ON TABLE autopilot.job_arming IS
+'How a job temporarily asks pg_cron to run itself or a helper job: another schedule and, for a statement job, another statement. index-reindex arms index-reindex-step with one REINDEX at a time (it cannot run inside a function). Applied by autopilot.job_definitions and sync; removed when the work is done.';
+COMMENT ON COLUMN autopilot.job_arming.command IS 'Top-level statement for a statement job; NULL keeps the job''s own command.';
+
 -- sql/functions/core/version.sql
 CREATE FUNCTION autopilot.version()
 RETURNS text
@@ -570,7 +623,7 @@ SELECT
     c.name,
     c.side,
     c.kind,
-    coalesce(o.schedule, c.schedule) AS schedule,
+    coalesce(a.schedule, o.schedule, c.schedule) AS schedule,
     c.schedule AS default_schedule,
     coalesce(o.enabled, true) AS enabled,
     c.only_on_dow,
@@ -583,14 +636,21 @@ SELECT
         AS unavailable_reason,
     'autopilot:' || c.name AS cron_jobname,
     CASE
-        WHEN c.kind = 'statement' THEN c.target
+        WHEN c.kind = 'statement' THEN coalesce(a.command, c.target)
         ELSE format('CALL autopilot.run_scheduled_job(%L)', c.name)
-    END AS cron_command
+    END AS cron_command,
+    c.only_when_armed,
+    a.armed_at,
+    -- what pg_cron's entry should say: enabled, runnable here, and armed when it must be
+    coalesce(o.enabled, true)
+    AND autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron) IS NULL
+    AND (NOT c.only_when_armed OR a.job_name IS NOT NULL) AS active
 FROM autopilot.job_catalog AS c
-LEFT JOIN autopilot.job_overrides AS o ON c.name = o.job_name;
+LEFT JOIN autopilot.job_overrides AS o ON c.name = o.job_name
+LEFT JOIN autopilot.job_arming AS a ON c.name = a.job_name;
 
 COMMENT ON VIEW autopilot.job_definitions IS
-'The catalog with the DBA''s overrides applied: the schedule and state each job should have in pg_cron, the pg_cron job name and command, and why a job cannot run here (unavailable_reason).';
+'The catalog with the DBA''s overrides applied: the schedule and state each job should have in pg_cron, the pg_cron job name and command, why a job cannot run here (unavailable_reason), and whether pg_cron should run it (active). A job''s own arming (autopilot.job_arming) wins over overrides while it lasts.';
 
 -- sql/schema/views/job_status.sql
 CREATE VIEW autopilot.job_status AS
@@ -948,7 +1008,7 @@ AS $$
             d.cron_jobname AS jobname,
             d.schedule,
             d.cron_command AS command,
-            d.enabled AND d.unavailable_reason IS NULL AS active
+            d.active
         FROM autopilot.job_definitions AS d
         WHERE d.schedule IS NOT NULL
     ),
@@ -1914,6 +1974,306 @@ $$;
 COMMENT ON FUNCTION autopilot.analyze_database() IS
 'table-statistics: ANALYZE of the whole database (the tables this role may analyze), so that the planner''s statistics stay current.';
 
+-- sql/functions/maintenance/index_bloat.sql
+CREATE FUNCTION autopilot.index_bloat()
+RETURNS TABLE (
+    index_name text,
+    table_name text,
+    size_bytes bigint,
+    bloat_ratio double precision,
+    method text
+)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Bloat of every valid btree index of schema autopilot: the share of its size that a
+-- rebuild would give back. Measured with pgstattuple's pgstatindex() when that
+-- extension is installed (it reads the whole index); otherwise estimated from the
+-- planner's statistics: the size the index's entries need at its fillfactor
+-- (8-byte tuple header + key widths, MAXALIGNed, + 4-byte line pointer per entry;
+-- 24-byte page header + 16-byte btree special space per page; one meta page),
+-- against its real size. An index whose table was never analyzed has no estimate.
+DECLARE
+    v_pgstattuple_schema text;
+    v_index record;
+    v_density double precision;
+BEGIN
+    SELECT n.nspname
+    INTO v_pgstattuple_schema
+    FROM pg_extension AS e
+    INNER JOIN pg_namespace AS n ON e.extnamespace = n.oid
+    WHERE e.extname = 'pgstattuple';
+
+    FOR v_index IN
+        SELECT
+            i.indexrelid,
+            ic.relname AS index_relname,
+            tc.relname AS table_relname,
+            pg_relation_size(i.indexrelid) AS bytes,
+            ic.relpages,
+            ic.reltuples,
+            coalesce((
+                SELECT split_part(o, '=', 2)::integer
+                FROM unnest(ic.reloptions) AS o WHERE o LIKE 'fillfactor=%'
+            ), 90) AS fillfactor,
+            current_setting('block_size')::integer AS block_size,
+            (
+                SELECT sum(coalesce(
+                    s.avg_width,
+                    CASE WHEN t.typlen > 0 THEN t.typlen ELSE 32 END
+                ))
+                FROM pg_attribute AS a
+                INNER JOIN pg_type AS t ON a.atttypid = t.oid
+                LEFT JOIN pg_attribute AS ta
+                    ON ta.attrelid = i.indrelid AND ta.attnum = i.indkey[a.attnum - 1]
+                LEFT JOIN pg_stats AS s
+                    ON s.schemaname = 'autopilot'
+                   AND ((ta.attname IS NOT NULL AND s.tablename = tc.relname AND s.attname = ta.attname)
+                        OR (ta.attname IS NULL AND s.tablename = ic.relname AND s.attname = a.attname))
+                WHERE a.attrelid = i.indexrelid AND a.attnum > 0
+            ) AS key_width
+        FROM pg_index AS i
+        INNER JOIN pg_class AS ic ON i.indexrelid = ic.oid
+        INNER JOIN pg_class AS tc ON i.indrelid = tc.oid
+        INNER JOIN pg_am AS am ON ic.relam = am.oid
+        WHERE ic.relnamespace = 'autopilot'::regnamespace
+          AND am.amname = 'btree'
+          AND i.indisvalid
+        ORDER BY 2
+    LOOP
+        index_name := format('autopilot.%I', v_index.index_relname);
+        table_name := format('autopilot.%I', v_index.table_relname);
+        size_bytes := v_index.bytes;
+        IF v_pgstattuple_schema IS NOT NULL THEN
+            EXECUTE format('SELECT avg_leaf_density FROM %I.pgstatindex($1)', v_pgstattuple_schema)
+            INTO v_density USING v_index.indexrelid;
+            method := 'pgstattuple';
+            bloat_ratio := CASE WHEN v_density = 'NaN' THEN 0
+                                ELSE greatest(0, 1 - v_density / v_index.fillfactor) END;
+        ELSIF v_index.reltuples < 0 OR v_index.relpages = 0 THEN
+            method := 'no statistics';
+            bloat_ratio := NULL;
+        ELSE
+            method := 'estimate';
+            bloat_ratio := greatest(0, 1 - (
+                1 + ceil(
+                    v_index.reltuples * (8 * ceil((8 + v_index.key_width) / 8.0) + 4)
+                    / ((v_index.block_size - 24 - 16) * v_index.fillfactor / 100.0)
+                )
+            ) / v_index.relpages);
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.index_bloat() IS
+'Bloat of every valid btree index of schema autopilot (share of its size a rebuild would give back): measured with pgstattuple when installed, else estimated from planner statistics (method says which; NULL without statistics).';
+
+-- sql/functions/maintenance/plan_index_maintenance.sql
+CREATE FUNCTION autopilot.plan_index_maintenance()
+RETURNS integer
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Starts a cycle of index-reindex unless one is still open: first DROP INDEX
+-- CONCURRENTLY of the invalid _ccnew/_ccold leftovers a failed REINDEX
+-- CONCURRENTLY leaves behind, then REINDEX INDEX CONCURRENTLY of every index at
+-- least reindex.min_size_bytes large whose bloat is at least
+-- reindex.bloat_threshold, most bloated first. Returns how many statements it
+-- planned (0 when a cycle is still open or nothing needs work).
+DECLARE
+    v_threshold double precision := autopilot.get_setting('reindex.bloat_threshold')::double precision;
+    v_min_size bigint := autopilot.get_setting('reindex.min_size_bytes')::bigint;
+    v_planned integer;
+    v_rebuilds integer;
+BEGIN
+    -- one planner at a time; an open cycle is finished first
+    PERFORM pg_advisory_xact_lock(autopilot._job_lock_key('index-reindex:plan'));
+    IF EXISTS (SELECT FROM autopilot.index_maintenance WHERE state IN ('pending', 'armed')) THEN
+        RETURN 0;
+    END IF;
+
+    INSERT INTO autopilot.index_maintenance (index_name, action, statement, reason, size_bytes)
+    SELECT
+        format('autopilot.%I', c.relname),
+        'drop_invalid',
+        format('DROP INDEX CONCURRENTLY IF EXISTS autopilot.%I', c.relname),
+        'invalid index left by a failed REINDEX CONCURRENTLY',
+        pg_relation_size(c.oid)
+    FROM pg_index AS i
+    INNER JOIN pg_class AS c ON i.indexrelid = c.oid
+    WHERE c.relnamespace = 'autopilot'::regnamespace
+      AND NOT i.indisvalid
+      AND c.relname ~ '_cc(new|old)[0-9]*$'
+    ORDER BY c.relname;
+    GET DIAGNOSTICS v_planned = ROW_COUNT;
+
+    INSERT INTO autopilot.index_maintenance (index_name, action, statement, reason, size_bytes, bloat_ratio)
+    SELECT
+        b.index_name,
+        'reindex',
+        format('REINDEX INDEX CONCURRENTLY %s', b.index_name),
+        format('bloat %s%% (%s) of %s', round((b.bloat_ratio * 100)::numeric, 1), b.method,
+               pg_size_pretty(b.size_bytes)),
+        b.size_bytes,
+        b.bloat_ratio
+    FROM autopilot.index_bloat() AS b
+    WHERE b.size_bytes >= v_min_size AND b.bloat_ratio >= v_threshold
+      AND b.index_name !~ '_cc(new|old)[0-9]*$'
+    ORDER BY b.bloat_ratio DESC, b.index_name;
+    GET DIAGNOSTICS v_rebuilds = ROW_COUNT;
+    RETURN v_planned + v_rebuilds;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.plan_index_maintenance() IS
+'Starts an index-reindex cycle unless one is open: queues DROP INDEX CONCURRENTLY of invalid _ccnew/_ccold leftovers and REINDEX INDEX CONCURRENTLY of indexes past reindex.bloat_threshold and reindex.min_size_bytes into autopilot.index_maintenance. Returns the number of statements queued.';
+
+-- sql/functions/maintenance/finish_index_maintenance_item.sql
+CREATE FUNCTION autopilot.finish_index_maintenance_item(
+    p_id bigint, p_succeeded boolean, p_message text DEFAULT NULL
+)
+RETURNS autopilot.index_maintenance
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_item autopilot.index_maintenance;
+BEGIN
+    UPDATE autopilot.index_maintenance
+    SET state = CASE WHEN p_succeeded THEN 'done' ELSE 'failed' END,
+        finished_at = now(),
+        message = p_message
+    WHERE id = p_id AND state IN ('pending', 'armed')
+    RETURNING * INTO v_item;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'index maintenance item % is not open', p_id
+            USING ERRCODE = 'no_data_found',
+                  HINT = 'SELECT * FROM autopilot.index_maintenance WHERE state IN (''pending'', ''armed'') lists the open items.';
+    END IF;
+    RETURN v_item;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.finish_index_maintenance_item(bigint, boolean, text) IS
+'Records how one statement of an index-reindex cycle ended (done or failed, with a message); called by index-reindex when pg_cron ran it, and by "autopilot run index-reindex", which runs the statements itself.';
+
+-- sql/functions/maintenance/reindex_bloated_indexes.sql
+CREATE FUNCTION autopilot.reindex_bloated_indexes()
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- index-reindex, the pg_cron side. REINDEX INDEX CONCURRENTLY (and DROP INDEX
+-- CONCURRENTLY) cannot run inside a function, a procedure or a multi-statement
+-- pg_cron command, so this function never runs them: it plans a cycle
+-- (autopilot.plan_index_maintenance), then hands pg_cron one statement at a
+-- time by arming the statement job index-reindex-step to fire once, at the next
+-- minute, and arming itself to run every minute while the cycle lasts. Each run
+-- first settles the armed statement from pg_cron's own record of it
+-- (cron.job_run_details), then arms the next; when nothing is left it disarms
+-- both, and index-reindex is back on its weekly schedule. Only a run outside a
+-- cycle plans a new one.
+-- When pg_cron lives in another database it cannot arm anything: it plans, and
+-- "autopilot run index-reindex" runs the planned statements at top level.
+DECLARE
+    c_step constant text := 'index-reindex-step';
+    v_local boolean := to_regclass('cron.job_run_details') IS NOT NULL;
+    v_item autopilot.index_maintenance;
+    v_status text;
+    v_return text;
+    v_settled integer := 0;
+    v_planned integer := 0;
+    v_open integer;
+    v_at timestamp;
+BEGIN
+    -- 1. settle the statement pg_cron was given, from pg_cron's record of its run
+    SELECT * INTO v_item FROM autopilot.index_maintenance WHERE state = 'armed';
+    IF FOUND AND v_local THEN
+        SELECT d.status, d.return_message
+        INTO v_status, v_return
+        FROM cron.job_run_details AS d
+        INNER JOIN cron.job AS j ON d.jobid = j.jobid
+        WHERE j.jobname = 'autopilot:' || c_step
+          AND j.database = current_database()
+          AND d.command = v_item.statement
+          AND d.start_time >= v_item.armed_at
+        ORDER BY d.runid DESC
+        LIMIT 1;
+        IF v_status IN ('succeeded', 'failed') THEN
+            PERFORM autopilot.finish_index_maintenance_item(
+                v_item.id, v_status = 'succeeded', 'pg_cron: ' || coalesce(v_return, v_status)
+            );
+            v_settled := 1;
+        ELSIF v_status IS NULL AND v_item.armed_at < now() - interval '10 minutes' THEN
+            -- pg_cron never started it (stopped, or the step job was changed): run it again later
+            UPDATE autopilot.index_maintenance SET state = 'pending', armed_at = NULL WHERE id = v_item.id;
+        ELSE
+            RETURN jsonb_build_object(
+                'rows_affected', 0,
+                'message', format('waiting for pg_cron to run: %s', v_item.statement)
+            );
+        END IF;
+    END IF;
+
+    -- 2. a new cycle, planned only by a scheduled run, never by the per-minute runs of a
+    -- cycle: a statement that keeps failing waits for next week instead of looping
+    IF NOT EXISTS (SELECT FROM autopilot.job_arming WHERE job_name = 'index-reindex') THEN
+        v_planned := autopilot.plan_index_maintenance();
+    END IF;
+    SELECT count(*) INTO v_open FROM autopilot.index_maintenance WHERE state IN ('pending', 'armed');
+
+    -- 3. hand pg_cron the next statement, or end the cycle
+    SELECT * INTO v_item FROM autopilot.index_maintenance WHERE state = 'pending' ORDER BY id LIMIT 1;
+    IF FOUND AND v_local AND (autopilot._catalog_job(c_step)).enabled THEN
+        v_at := date_trunc('minute', now() AT TIME ZONE 'UTC') + interval '1 minute';
+        INSERT INTO autopilot.job_arming AS a (job_name, schedule, command)
+        VALUES (
+            c_step,
+            format('%s %s %s %s *', extract(minute FROM v_at), extract(hour FROM v_at),
+                   extract(day FROM v_at), extract(month FROM v_at)),
+            v_item.statement
+        ),
+        ('index-reindex', '* * * * *', NULL)
+        ON CONFLICT (job_name) DO UPDATE
+            SET schedule = excluded.schedule, command = excluded.command, armed_at = now();
+        UPDATE autopilot.index_maintenance SET state = 'armed', armed_at = now() WHERE id = v_item.id;
+        PERFORM autopilot._sync_if_local();
+        RETURN jsonb_build_object(
+            'rows_affected', v_settled,
+            'planned', v_planned,
+            'message', format('pg_cron runs next: %s (%s statements open)', v_item.statement, v_open)
+        );
+    END IF;
+
+    DELETE FROM autopilot.job_arming WHERE job_name IN (c_step, 'index-reindex');
+    IF FOUND THEN
+        PERFORM autopilot._sync_if_local();
+    END IF;
+    RETURN jsonb_build_object(
+        'rows_affected', v_settled,
+        'planned', v_planned,
+        'message', CASE
+            WHEN v_open > 0 AND NOT v_local THEN format(
+                '%s index statements are waiting: pg_cron runs in another database, so run "autopilot run index-reindex" to carry them out',
+                v_open)
+            WHEN v_open > 0 THEN format(
+                '%s index statements are waiting: the index-reindex-step job is disabled', v_open)
+            WHEN v_settled > 0 THEN 'index maintenance cycle finished'
+            ELSE 'no index needs a rebuild'
+        END
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.reindex_bloated_indexes() IS
+'index-reindex under pg_cron: settles the statement it last handed to pg_cron, plans a cycle when none is open, and arms the statement job index-reindex-step with the next REINDEX INDEX CONCURRENTLY / DROP INDEX CONCURRENTLY (which cannot run inside a function). Needs pg_cron in this database to arm; otherwise "autopilot run index-reindex" runs the planned statements.';
+
 -- sql/jobs/database_jobs.sql
 -- Database side: pg_cron runs the SQL. Schedules are the seed's, in UTC.
 INSERT INTO autopilot.job_catalog (name, side, kind, schedule, only_on_dow, target, description)
@@ -1942,10 +2302,10 @@ VALUES
     'vacuum-analyze', 'database', 'statement', '0 23 * * *', NULL,
     'VACUUM (ANALYZE) autopilot.agents, autopilot.agent_knowledge, autopilot.analysis_results, '
     || 'autopilot.backup_metadata, autopilot.backup_metadata_archive, autopilot.code_chunks, '
-    || 'autopilot.graph_edges, autopilot.graph_nodes, autopilot.job_catalog, autopilot.job_overrides, '
-    || 'autopilot.job_runs, autopilot.jobs, autopilot.knowledge_artifacts, autopilot.learned_patterns, '
-    || 'autopilot.performance_metrics, autopilot.setting_values, autopilot.settings, autopilot.tasks, '
-    || 'autopilot.vector_stats_history',
+    || 'autopilot.graph_edges, autopilot.graph_nodes, autopilot.index_maintenance, autopilot.job_arming, '
+    || 'autopilot.job_catalog, autopilot.job_overrides, autopilot.job_runs, autopilot.jobs, '
+    || 'autopilot.knowledge_artifacts, autopilot.learned_patterns, autopilot.performance_metrics, '
+    || 'autopilot.setting_values, autopilot.settings, autopilot.tasks, autopilot.vector_stats_history',
     'VACUUM ANALYZE of the autopilot tables (one top-level statement: VACUUM cannot run in a function).'
 ),
 (
@@ -1984,11 +2344,22 @@ VALUES
     'autopilot.recalculate_all_pagerank', 'Recompute PageRank over the code graph.'
 );
 
-INSERT INTO autopilot.job_catalog (name, side, kind, schedule, target, requires_local_pg_cron, description)
+INSERT INTO autopilot.job_catalog (
+    name, side, kind, schedule, target, requires_local_pg_cron, only_when_armed, description
+)
 VALUES
 (
-    'cron-history-cleanup', 'database', 'batched', '30 0 * * *', 'autopilot._cleanup_cron_history_batch', true,
+    'cron-history-cleanup', 'database', 'batched', '30 0 * * *', 'autopilot._cleanup_cron_history_batch',
+    true, false,
     'Delete cron.job_run_details rows past cron_history.retention (pg_cron never prunes them).'
+),
+-- REINDEX CONCURRENTLY cannot run in a function: index-reindex arms this job with
+-- one top-level statement at a time (see autopilot.reindex_bloated_indexes)
+(
+    'index-reindex-step', 'database', 'statement', '* * * * *',
+    'SELECT ''index-reindex-step runs only what index-reindex arms''',
+    true, true,
+    'Runs, at top level, the one REINDEX / DROP INDEX CONCURRENTLY statement index-reindex has armed.'
 );
 
 -- sql/jobs/runner_jobs.sql
@@ -2090,6 +2461,14 @@ VALUES
     'cron_history.retention', 'interval', '7 days', '1 hour', NULL,
     'cron-history-cleanup deletes cron.job_run_details rows that ended longer ago than this '
     || '(pg_cron never prunes them).'
+),
+(
+    'reindex.bloat_threshold', 'numeric', '0.3', '0', '1',
+    'index-reindex rebuilds an index when at least this share of its size is bloat (measured or estimated).'
+),
+(
+    'reindex.min_size_bytes', 'integer', '10485760', '0', NULL,
+    'index-reindex leaves indexes smaller than this alone (a rebuild gains little there).'
 );
 
 -- sql/grants/privileges.sql

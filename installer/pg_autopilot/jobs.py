@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
-from .errors import translate
+from .errors import InvalidInput, translate
+
+# index-reindex's statements (REINDEX / DROP INDEX CONCURRENTLY) cannot run in a function: under
+# pg_cron the job hands them one at a time to a pg_cron statement job; run from here, this
+# session runs them itself, at top level.
+INDEX_REINDEX = "index-reindex"
+
+
+class JobRefused(InvalidInput):
+    """The job cannot be run this way."""
 
 
 def run_now(conn: psycopg.Connection, name: str) -> dict:
@@ -22,8 +32,15 @@ def run_now(conn: psycopg.Connection, name: str) -> dict:
         if job["unavailable_reason"]:
             # raises the job's reason as an error, recording nothing
             cur.execute("SELECT autopilot._run_job_step(%s, NULL)", [name])
+        if job["only_when_armed"]:
+            raise JobRefused(
+                f"{name} only runs the statement another job arms for it",
+                hint="Run `autopilot run index-reindex`: it plans and runs the index statements itself.",
+            )
         before = cur.execute("SELECT coalesce(max(id), 0) AS id FROM autopilot.job_runs").fetchone()["id"]
-        if job["kind"] == "statement":
+        if name == INDEX_REINDEX:
+            _run_index_maintenance(conn)
+        elif job["kind"] == "statement":
             _run_statement(conn, job)
         else:
             try:
@@ -37,9 +54,12 @@ def run_now(conn: psycopg.Connection, name: str) -> dict:
 
 
 def _run_after(cur: psycopg.Cursor, name: str, before: int) -> dict | None:
+    # this session's run: a concurrent run of the same job (skipped, or the one that made this
+    # one skip) is in the ledger too, with a higher id
     return cur.execute(
         "SELECT *, finished_at - started_at AS duration FROM autopilot.job_runs "
-        "WHERE job_name = %s AND id > %s ORDER BY id DESC LIMIT 1",
+        "WHERE job_name = %s AND id > %s AND backend_pid = pg_catalog.pg_backend_pid() "
+        "ORDER BY id DESC LIMIT 1",
         [name, before],
     ).fetchone()
 
@@ -63,3 +83,53 @@ def _run_statement(conn: psycopg.Connection, job: dict) -> None:
             )
         finally:
             cur.execute("SELECT pg_catalog.pg_advisory_unlock(autopilot._job_lock_key(%s))", [job["name"]])
+
+
+def _run_index_maintenance(conn: psycopg.Connection) -> None:
+    """Plan an index-reindex cycle (unless one is open) and run its pending statements at top level."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        run_id = cur.execute("SELECT autopilot._run_start(%s, true, true) AS id", [INDEX_REINDEX]).fetchone()[
+            "id"
+        ]
+        if run_id is None:
+            return  # skipped, and recorded as such
+        done = failed = 0
+        try:
+            planned = cur.execute("SELECT autopilot.plan_index_maintenance() AS n").fetchone()["n"]
+            while item := cur.execute(
+                "SELECT id, statement FROM autopilot.index_maintenance WHERE state = 'pending' "
+                "ORDER BY id LIMIT 1"
+            ).fetchone():
+                try:
+                    cur.execute(item["statement"])
+                except psycopg.Error as exc:
+                    failed += 1
+                    message = exc.diag.message_primary or str(exc)
+                    cur.execute(
+                        "SELECT autopilot.finish_index_maintenance_item(%s, false, %s)", [item["id"], message]
+                    )
+                else:
+                    done += 1
+                    cur.execute(
+                        "SELECT autopilot.finish_index_maintenance_item(%s, true, 'ran at top level')",
+                        [item["id"]],
+                    )
+            cur.execute(
+                "SELECT autopilot._run_finish(%s, %s, %s, %s, NULL, %s)",
+                [
+                    run_id,
+                    "failed" if failed else "succeeded",
+                    done,
+                    f"planned {planned} index statements; ran {done + failed}: {done} done, {failed} failed"
+                    if done + failed
+                    else "no index needs a rebuild",
+                    Jsonb({"planned": planned, "done": done, "failed": failed}),
+                ],
+            )
+        except psycopg.Error as exc:
+            cur.execute(
+                "SELECT autopilot._run_finish(%s, 'failed', %s, %s, %s)",
+                [run_id, done, exc.diag.message_primary or str(exc), exc.diag.sqlstate],
+            )
+        finally:
+            cur.execute("SELECT pg_catalog.pg_advisory_unlock(autopilot._job_lock_key(%s))", [INDEX_REINDEX])

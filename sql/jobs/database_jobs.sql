@@ -25,10 +25,10 @@ VALUES
     'vacuum-analyze', 'database', 'statement', '0 23 * * *', NULL,
     'VACUUM (ANALYZE) autopilot.agents, autopilot.agent_knowledge, autopilot.analysis_results, '
     || 'autopilot.backup_metadata, autopilot.backup_metadata_archive, autopilot.code_chunks, '
-    || 'autopilot.graph_edges, autopilot.graph_nodes, autopilot.job_catalog, autopilot.job_overrides, '
-    || 'autopilot.job_runs, autopilot.jobs, autopilot.knowledge_artifacts, autopilot.learned_patterns, '
-    || 'autopilot.performance_metrics, autopilot.setting_values, autopilot.settings, autopilot.tasks, '
-    || 'autopilot.vector_stats_history',
+    || 'autopilot.graph_edges, autopilot.graph_nodes, autopilot.index_maintenance, autopilot.job_arming, '
+    || 'autopilot.job_catalog, autopilot.job_overrides, autopilot.job_runs, autopilot.jobs, '
+    || 'autopilot.knowledge_artifacts, autopilot.learned_patterns, autopilot.performance_metrics, '
+    || 'autopilot.setting_values, autopilot.settings, autopilot.tasks, autopilot.vector_stats_history',
     'VACUUM ANALYZE of the autopilot tables (one top-level statement: VACUUM cannot run in a function).'
 ),
 (
@@ -67,9 +67,20 @@ VALUES
     'autopilot.recalculate_all_pagerank', 'Recompute PageRank over the code graph.'
 );
 
-INSERT INTO autopilot.job_catalog (name, side, kind, schedule, target, requires_local_pg_cron, description)
+INSERT INTO autopilot.job_catalog (
+    name, side, kind, schedule, target, requires_local_pg_cron, only_when_armed, description
+)
 VALUES
 (
-    'cron-history-cleanup', 'database', 'batched', '30 0 * * *', 'autopilot._cleanup_cron_history_batch', true,
+    'cron-history-cleanup', 'database', 'batched', '30 0 * * *', 'autopilot._cleanup_cron_history_batch',
+    true, false,
     'Delete cron.job_run_details rows past cron_history.retention (pg_cron never prunes them).'
+),
+-- REINDEX CONCURRENTLY cannot run in a function: index-reindex arms this job with
+-- one top-level statement at a time (see autopilot.reindex_bloated_indexes)
+(
+    'index-reindex-step', 'database', 'statement', '* * * * *',
+    'SELECT ''index-reindex-step runs only what index-reindex arms''',
+    true, true,
+    'Runs, at top level, the one REINDEX / DROP INDEX CONCURRENTLY statement index-reindex has armed.'
 );

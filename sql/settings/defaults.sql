@@ -43,4 +43,12 @@ VALUES
     'cron_history.retention', 'interval', '7 days', '1 hour', NULL,
     'cron-history-cleanup deletes cron.job_run_details rows that ended longer ago than this '
     || '(pg_cron never prunes them).'
+),
+(
+    'reindex.bloat_threshold', 'numeric', '0.3', '0', '1',
+    'index-reindex rebuilds an index when at least this share of its size is bloat (measured or estimated).'
+),
+(
+    'reindex.min_size_bytes', 'integer', '10485760', '0', NULL,
+    'index-reindex leaves indexes smaller than this alone (a rebuild gains little there).'
 );

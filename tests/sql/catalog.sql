@@ -20,8 +20,10 @@ SELECT set_eq(
         ('vector-stats', '0 4 * * 0', NULL, 'database', 'function'),
         ('backup-archival', '0 5 1-7 * *', 0, 'database', 'batched'),
         ('pagerank', '0 3 * * *', NULL, 'database', 'function'),
-        ('cron-history-cleanup', '30 0 * * *', NULL, 'database', 'batched')$$,
-    'the database-side jobs of DESIGN.md, plus cron-history-cleanup, with their schedules and kinds'
+        ('cron-history-cleanup', '30 0 * * *', NULL, 'database', 'batched'),
+        ('index-reindex-step', '* * * * *', NULL, 'database', 'statement')$$,
+    'the database-side jobs of DESIGN.md, plus cron-history-cleanup and index-reindex''s step, '
+    || 'with their schedules and kinds'
 );
 SELECT set_eq(
     $$SELECT name, schedule, run_at_startup, side, kind, queue, target FROM autopilot.job_catalog
@@ -117,7 +119,7 @@ SELECT set_eq(
     $$SELECT name FROM autopilot.job_definitions WHERE unavailable_reason IS NOT NULL$$,
     ARRAY[
         'pattern-learning', 'centralcloud-sync', 'agent-knowledge-update', 'task-assignment',
-        'metrics-refresh', 'index-reindex', 'pagerank'
+        'metrics-refresh', 'pagerank'
     ],
     'the jobs whose functions come in a later version are the only ones that cannot run'
 );

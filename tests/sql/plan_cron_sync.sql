@@ -21,7 +21,7 @@ SELECT
     d.cron_command AS command,
     current_database()::text AS database,
     current_user::text AS username,
-    d.enabled AND d.unavailable_reason IS NULL AS active
+    d.active
 FROM autopilot.job_definitions AS d
 WHERE d.schedule IS NOT NULL;
 
@@ -75,7 +75,7 @@ SELECT results_eq(
     $$SELECT action, jobid, jobname, schedule, command, active
       FROM autopilot.plan_cron_sync(pg_temp.tap_current())$$,
     $$SELECT 'alter'::text, t.jobid, d.cron_jobname, d.schedule, d.cron_command,
-             d.enabled AND d.unavailable_reason IS NULL
+             d.active
       FROM autopilot.job_definitions AS d
       INNER JOIN tap_desired AS t ON d.cron_jobname = t.jobname
       WHERE d.name IN ('backup-hourly', 'old-job-cleanup', 'pattern-learning')

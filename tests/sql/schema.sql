@@ -1,7 +1,7 @@
 -- The tables of autopilot: they exist with their primary keys, and their
 -- constraints reject the states the jobs rely on never seeing.
 BEGIN;
-SELECT plan(55);
+SELECT plan(58);
 
 SELECT tables_are(
     'autopilot',
@@ -9,7 +9,7 @@ SELECT tables_are(
         'settings', 'setting_values', 'job_catalog', 'job_overrides', 'job_runs', 'jobs', 'agents', 'tasks',
         'analysis_results', 'learned_patterns', 'agent_knowledge', 'performance_metrics',
         'knowledge_artifacts', 'code_chunks', 'graph_nodes', 'graph_edges', 'backup_metadata',
-        'backup_metadata_archive', 'vector_stats_history'
+        'backup_metadata_archive', 'vector_stats_history', 'index_maintenance', 'job_arming'
     ],
     'schema autopilot has exactly its tables'
 );
@@ -40,6 +40,14 @@ SELECT col_is_pk(
 SELECT col_is_pk('autopilot', 'backup_metadata', ARRAY['id'], 'backup_metadata: primary key id');
 SELECT col_is_pk('autopilot', 'backup_metadata_archive', ARRAY['id'], 'backup_metadata_archive: primary key id');
 SELECT col_is_pk('autopilot', 'vector_stats_history', ARRAY['id'], 'vector_stats_history: primary key id');
+SELECT col_is_pk('autopilot', 'index_maintenance', ARRAY['id'], 'index_maintenance: primary key id');
+SELECT col_is_pk('autopilot', 'job_arming', ARRAY['job_name'], 'job_arming: primary key job_name');
+SELECT throws_ok(
+    $$INSERT INTO autopilot.index_maintenance (index_name, action, statement, reason, state)
+      VALUES ('autopilot.a', 'reindex', 'REINDEX INDEX CONCURRENTLY autopilot.a', 't', 'armed'),
+             ('autopilot.b', 'reindex', 'REINDEX INDEX CONCURRENTLY autopilot.b', 't', 'armed')$$,
+    '23505', NULL, 'index_maintenance: only one statement is armed at a time'
+);
 
 -- fixtures for the foreign keys
 INSERT INTO autopilot.agents (name, skills, capacity) VALUES ('tap-agent', '{elixir}', 2);

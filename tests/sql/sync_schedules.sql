@@ -23,14 +23,14 @@ SELECT * FROM autopilot.sync_schedules();
 
 SELECT set_eq(
     $$SELECT action, jobname, schedule, active FROM tap_first_sync$$,
-    $$SELECT 'schedule'::text, d.cron_jobname, d.schedule, d.enabled AND d.unavailable_reason IS NULL
+    $$SELECT 'schedule'::text, d.cron_jobname, d.schedule, d.active
       FROM autopilot.job_definitions AS d WHERE d.schedule IS NOT NULL$$,
     'the first sync schedules every catalog job that has a schedule, and returns what it did'
 );
 SELECT set_eq(
     $$SELECT jobname, schedule, command, active, database, username
       FROM cron.job WHERE jobname LIKE 'autopilot:%'$$,
-    $$SELECT d.cron_jobname, d.schedule, d.cron_command, d.enabled AND d.unavailable_reason IS NULL,
+    $$SELECT d.cron_jobname, d.schedule, d.cron_command, d.active,
              current_database()::text, current_user::text
       FROM autopilot.job_definitions AS d WHERE d.schedule IS NOT NULL$$,
     'cron.job holds each job with its schedule, command, state, database and role'

@@ -18,7 +18,7 @@ AS $$
             d.cron_jobname AS jobname,
             d.schedule,
             d.cron_command AS command,
-            d.enabled AND d.unavailable_reason IS NULL AS active
+            d.active
         FROM autopilot.job_definitions AS d
         WHERE d.schedule IS NOT NULL
     ),

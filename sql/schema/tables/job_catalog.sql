@@ -11,6 +11,7 @@ CREATE TABLE autopilot.job_catalog (
     args jsonb NOT NULL DEFAULT '{}',
     run_at_startup boolean NOT NULL DEFAULT false,
     requires_local_pg_cron boolean NOT NULL DEFAULT false,
+    only_when_armed boolean NOT NULL DEFAULT false,
     description text NOT NULL,
     CONSTRAINT job_catalog_pkey PRIMARY KEY (name),
     CONSTRAINT job_catalog_name_format_check CHECK (
@@ -40,3 +41,5 @@ COMMENT ON COLUMN autopilot.job_catalog.queue IS 'Queue of autopilot.jobs that a
 COMMENT ON COLUMN autopilot.job_catalog.run_at_startup IS 'The runner enqueues this job when it starts (deduplicated).';
 COMMENT ON COLUMN autopilot.job_catalog.args IS 'Arguments of the runner job enqueued by a runner-side entry.';
 COMMENT ON COLUMN autopilot.job_catalog.requires_local_pg_cron IS 'The job works on pg_cron''s own tables, so it runs only where pg_cron is installed.';
+COMMENT ON COLUMN autopilot.job_catalog.only_when_armed IS
+'pg_cron runs the job only while another job has armed it (autopilot.job_arming); otherwise its pg_cron entry stays inactive.';

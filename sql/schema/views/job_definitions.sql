@@ -3,7 +3,7 @@ SELECT
     c.name,
     c.side,
     c.kind,
-    coalesce(o.schedule, c.schedule) AS schedule,
+    coalesce(a.schedule, o.schedule, c.schedule) AS schedule,
     c.schedule AS default_schedule,
     coalesce(o.enabled, true) AS enabled,
     c.only_on_dow,
@@ -16,11 +16,18 @@ SELECT
         AS unavailable_reason,
     'autopilot:' || c.name AS cron_jobname,
     CASE
-        WHEN c.kind = 'statement' THEN c.target
+        WHEN c.kind = 'statement' THEN coalesce(a.command, c.target)
         ELSE format('CALL autopilot.run_scheduled_job(%L)', c.name)
-    END AS cron_command
+    END AS cron_command,
+    c.only_when_armed,
+    a.armed_at,
+    -- what pg_cron's entry should say: enabled, runnable here, and armed when it must be
+    coalesce(o.enabled, true)
+    AND autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron) IS NULL
+    AND (NOT c.only_when_armed OR a.job_name IS NOT NULL) AS active
 FROM autopilot.job_catalog AS c
-LEFT JOIN autopilot.job_overrides AS o ON c.name = o.job_name;
+LEFT JOIN autopilot.job_overrides AS o ON c.name = o.job_name
+LEFT JOIN autopilot.job_arming AS a ON c.name = a.job_name;
 
 COMMENT ON VIEW autopilot.job_definitions IS
-'The catalog with the DBA''s overrides applied: the schedule and state each job should have in pg_cron, the pg_cron job name and command, and why a job cannot run here (unavailable_reason).';
+'The catalog with the DBA''s overrides applied: the schedule and state each job should have in pg_cron, the pg_cron job name and command, why a job cannot run here (unavailable_reason), and whether pg_cron should run it (active). A job''s own arming (autopilot.job_arming) wins over overrides while it lasts.';
