@@ -27,6 +27,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from pg_autopilot import installer, schedules
 from pg_autopilot.cluster import Cluster
+from pg_autopilot.sqlfiles import bundle, parse_version
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = Path(os.environ.get("AUTOPILOT_DEMO_DIR", "/tmp/autopilot-demo"))
@@ -73,19 +74,29 @@ def reset_autopilot(conn: psycopg.Connection, dsn: str) -> None:
 
 
 def run_pgtap(dsn: str) -> bool:
+    """pg_prove on each install mode, and again after upgrading from every earlier release."""
     files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests" / "sql").glob("*.sql"))
     if not files:
         print("no pgTAP tests found under tests/sql", file=sys.stderr)
         return False
+    current = bundle().default_version
+    earlier = [v for v in bundle().versions if parse_version(v) < parse_version(current)]
+    runs = [("extension", None), ("schema", None)]
+    runs += [(mode, version) for version in earlier for mode in ("extension", "schema")]
+    if not earlier:
+        print(f"(no release before {current}: the suite runs again after each upgrade once there is one)")
     ok = True
-    for mode in ("extension", "schema"):
-        say(f"pgTAP suite, autopilot installed in {mode} mode ({len(files)} files)")
+    for mode, start in runs:
+        how = f"upgraded from {start} in {mode} mode" if start else f"installed in {mode} mode"
+        say(f"pgTAP suite, autopilot {how} ({len(files)} files)")
         with psycopg.connect(dsn, autocommit=False) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pgtap")
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
             conn.commit()
             reset_autopilot(conn, dsn)
-            print(installer.install(conn, mode=mode).message)
+            print(installer.install(conn, mode=mode, version=start or current).message)
+            if start:
+                print(installer.upgrade(conn, to=current).message)
             print(schedules.sync(conn, dsn).message)
         result = subprocess.run(["pg_prove", "--failures", *files], cwd=ROOT, env=libpq_env(dsn))
         ok = ok and result.returncode == 0

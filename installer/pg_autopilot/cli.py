@@ -8,6 +8,7 @@ import sys
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from . import __version__, installer, jobs, schedules
 from .db import connect, translated_errors
@@ -35,9 +36,10 @@ def _handled(func):
             with translated_errors():
                 return func(*args, **kwargs)
         except AutopilotError as exc:
-            err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+            # soft_wrap: one message, one line, whatever the width (greppable in logs)
+            err_console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
             if exc.hint:
-                err_console.print(f"[bold]hint:[/] {exc.hint}", highlight=False)
+                err_console.print(f"[bold]hint:[/] {escape(exc.hint)}", highlight=False, soft_wrap=True)
             sys.exit(1)
 
     return wrapper
@@ -50,10 +52,16 @@ def _require_installed(conn) -> installer.Installed:
     return current
 
 
-def _report_sync(conn, dsn: str | None) -> None:
-    result = schedules.sync(conn, dsn)
+def _report_sync(conn, dsn: str | None, after: str | None = None) -> None:
+    """Sync pg_cron; ``after`` names what was already committed, so a failure says what stands."""
+    try:
+        result = schedules.sync(conn, dsn)
+    except AutopilotError as exc:
+        if after:
+            exc.message = f"{after}, but the schedules were not registered with pg_cron: {exc.message}"
+        raise
     style = "yellow" if result.location.explanation else "green"
-    console.print(f"[{style}]{result.message}[/]", highlight=False)
+    console.print(f"[{style}]{escape(result.message)}[/]", highlight=False)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -78,9 +86,12 @@ def install(dsn: str | None, mode: str, no_sync: bool) -> None:
     """Install autopilot into a database (harmless when already installed)."""
     with connect(dsn) as conn:
         result = installer.install(conn, mode=mode)
-        console.print(f"[green]{result.message}[/]" if result.changed else result.message, highlight=False)
+        console.print(
+            f"[green]{escape(result.message)}[/]" if result.changed else escape(result.message),
+            highlight=False,
+        )
         if not no_sync:
-            _report_sync(conn, dsn)
+            _report_sync(conn, dsn, after=f"autopilot {result.version} is installed ({result.mode} mode)")
 
 
 @cli.command()
@@ -91,8 +102,11 @@ def upgrade(dsn: str | None, to_version: str | None) -> None:
     """Upgrade autopilot through its upgrade scripts; overrides and data are kept."""
     with connect(dsn) as conn:
         result = installer.upgrade(conn, to=to_version)
-        console.print(f"[green]{result.message}[/]" if result.changed else result.message, highlight=False)
-        _report_sync(conn, dsn)
+        console.print(
+            f"[green]{escape(result.message)}[/]" if result.changed else escape(result.message),
+            highlight=False,
+        )
+        _report_sync(conn, dsn, after=f"autopilot {result.version} is installed ({result.mode} mode)")
 
 
 @cli.command()
@@ -116,11 +130,11 @@ def uninstall(dsn: str | None, drop_data: bool, yes: bool) -> None:
                 raise AutopilotError("not confirmed: nothing changed")
         result = schedules.sync(conn, dsn, remove_all=True)
         if result.location.explanation:
-            console.print(result.location.explanation, highlight=False)
+            console.print(escape(result.location.explanation), highlight=False)
         else:
             console.print(f"removed {len(result.changes)} pg_cron jobs", highlight=False)
         if drop_data:
-            console.print(f"[green]{installer.drop(conn)}[/]", highlight=False)
+            console.print(f"[green]{escape(installer.drop(conn))}[/]", highlight=False)
         else:
             console.print(
                 "autopilot's tables and data are kept; `autopilot install` schedules the jobs again, "
@@ -169,7 +183,9 @@ def run(dsn: str | None, job: str) -> None:
     )
     if ran["status"] == "failed":
         raise JobFailed(f"{line}; SQLSTATE {ran['error_sqlstate']}")
-    console.print(line, style="green" if ran["status"] == "succeeded" else "yellow", highlight=False)
+    console.print(
+        line, style="green" if ran["status"] == "succeeded" else "yellow", highlight=False, markup=False
+    )
 
 
 @cli.command()
@@ -198,11 +214,24 @@ def schedule(dsn: str | None, job: str, cron: str | None, action: str | None) ->
             else:
                 conn.execute("SELECT autopilot.set_job_enabled(%s, %s)", [job, action == "enable"])
                 message = f"{job} is {action}d"
-        console.print(message, highlight=False)
-        _report_sync(conn, dsn)
+        console.print(message, highlight=False, markup=False)
+        _report_sync(conn, dsn, after="the change is saved")
 
 
-@cli.command()
+class _ValuesMayStartWithADash(click.Command):
+    """`settings NAME '-1 day'`: an argument that starts with one dash and is not an option of the
+    command is a VALUE (a negative number or interval), not an unknown option."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" not in args:
+            options = {opt for param in self.get_params(ctx) for opt in (*param.opts, *param.secondary_opts)}
+            dashed = [i for i, a in enumerate(args) if a[:1] == "-" and a[:2] != "--" and a not in options]
+            if dashed:
+                args = [a for i, a in enumerate(args) if i not in dashed] + ["--"] + [args[i] for i in dashed]
+        return super().parse_args(ctx, args)
+
+
+@cli.command(cls=_ValuesMayStartWithADash)
 @dsn_option
 @click.argument("name", required=False)
 @click.argument("value", required=False)
@@ -227,7 +256,9 @@ def settings(dsn: str | None, name: str | None, value: str | None, reset: bool) 
     for setting, current, default, kind, description in rows:
         changed = "" if current == default else f"  (default {default})"
         console.print(
-            f"[bold]{setting}[/] = {current} [dim]{kind}{changed} — {description}[/]", highlight=False
+            f"[bold]{escape(setting)}[/] = {escape(current)} "
+            f"[dim]{kind}{escape(changed)} — {escape(description)}[/]",
+            highlight=False,
         )
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .status import Status
+from .status import QUEUE_STATES, Status
 
 _DAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
 
@@ -53,12 +54,12 @@ _STATUS_STYLE = {
 
 def status_table(status: Status, console: Console) -> None:
     now = status.now
-    header = f"autopilot {status.version} ({status.mode} mode) in database [bold]{status.database}[/]"
+    header = f"autopilot {status.version} ({status.mode} mode) in database [bold]{escape(status.database)}[/]"
     if status.cron.explanation:
         console.print(header)
-        console.print(f"[bold yellow]{status.cron.explanation}.[/]")
+        console.print(f"[bold yellow]{escape(status.cron.explanation)}.[/]")
     else:
-        where = "this database" if status.cron.local else f'database "{status.cron.database}"'
+        where = "this database" if status.cron.local else f'database "{escape(status.cron.database)}"'
         console.print(f"{header}; pg_cron runs in {where}")
     for side, title in (
         ("database", "database side (pg_cron runs SQL)"),
@@ -67,10 +68,9 @@ def status_table(status: Status, console: Console) -> None:
         console.print(_jobs_table([j for j in status.jobs if j["side"] == side], title, now))
 
     queue = Table(title="runner queue (autopilot.jobs)", header_style="bold", title_justify="left")
-    states = ("available", "scheduled", "executing", "retryable", "completed", "discarded", "cancelled")
-    for state in states:
+    for state in QUEUE_STATES:
         queue.add_column(state, justify="right")
-    queue.add_row(*(str(status.queue.get(s, 0)) for s in states))
+    queue.add_row(*(str(status.queue[s]) for s in QUEUE_STATES))
     console.print(queue)
 
 

@@ -33,6 +33,7 @@ class CronLocation:
     database: str | None  # cron.database_name, None when pg_cron is not loaded
     app_database: str
     created: bool  # CREATE EXTENSION pg_cron was run in that database
+    hidden: bool = False  # this role may not read cron.database_name
 
     @property
     def local(self) -> bool:
@@ -40,6 +41,11 @@ class CronLocation:
 
     @property
     def explanation(self) -> str | None:
+        if self.hidden:
+            return (
+                "this role may not read cron.database_name, so pg_cron's state is not shown "
+                "(grant it pg_read_all_settings to see it)"
+            )
         if self.database is None:
             return "pg_cron is not loaded on this server (shared_preload_libraries): nothing is scheduled"
         if not self.created:
@@ -48,9 +54,13 @@ class CronLocation:
 
 
 def locate(conn: psycopg.Connection, dsn: str | None) -> CronLocation:
-    app_db, cron_db = conn.execute(
-        "SELECT current_database(), current_setting('cron.database_name', true)"
-    ).fetchone()
+    app_db = conn.execute("SELECT current_database()").fetchone()[0]
+    try:
+        # pg_cron's settings are superuser-only: a plain role needs pg_read_all_settings
+        with conn.transaction():
+            cron_db = conn.execute("SELECT current_setting('cron.database_name', true)").fetchone()[0]
+    except psycopg.errors.InsufficientPrivilege:
+        return CronLocation(None, app_db, False, hidden=True)
     if cron_db is None:
         return CronLocation(None, app_db, False)
     if cron_db == app_db:

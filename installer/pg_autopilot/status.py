@@ -14,6 +14,7 @@ from . import installer, schedules
 from .errors import NotInstalled
 
 OVERDUE_FACTOR = 2
+QUEUE_STATES = ("available", "scheduled", "executing", "retryable", "completed", "discarded", "cancelled")
 
 
 def next_runs(schedule: str, only_on_dow: int | None, after: datetime, count: int = 1) -> list[datetime]:
@@ -91,10 +92,9 @@ def gather(conn: psycopg.Connection, dsn: str | None) -> Status:
             ORDER BY s.side, s.name
             """
         ).fetchall()
-        queue = {
-            r["state"]: r["n"]
-            for r in cur.execute("SELECT state, count(*) AS n FROM autopilot.jobs GROUP BY state").fetchall()
-        }
+        queue = dict.fromkeys(QUEUE_STATES, 0)
+        for r in cur.execute("SELECT state, count(*) AS n FROM autopilot.jobs GROUP BY state").fetchall():
+            queue[r["state"]] = r["n"]
     jobs = [_job_view(row, cron.get(row["cron_jobname"]), location, now) for row in rows]
     return Status(conn.info.dbname, current.version, current.mode, location, jobs, queue, now)
 

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
+from click.testing import CliRunner, Result
+from helpers import assert_no_traceback
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pg_autopilot import installer, schedules
+from pg_autopilot.cli import cli
 from pg_autopilot.cluster import Cluster
 
 _counter = itertools.count()
@@ -69,12 +73,23 @@ class Database:
             return row[0] if row else None
 
 
+def clear_of_the_hour(before: float = 15, after: float = 5) -> None:
+    """Every catalog job that is active in a test database fires at minute 0 (UTC). A test that syncs
+    and then counts rows must not straddle that moment: near the hour, wait until just past it."""
+    into_hour = time.time() % 3600
+    if into_hour > 3600 - before:
+        time.sleep(3600 - into_hour + after)
+    elif into_hour < after:
+        time.sleep(after - into_hour)
+
+
 @pytest.fixture
 def new_database(admin_dsn: str, cron_database: str) -> Iterator:
     """A factory of empty databases, dropped (with their pg_cron jobs) after the test."""
     created: list[str] = []
 
     def make(prefix: str = "t") -> Database:
+        clear_of_the_hour()
         name = f"ap_{prefix}_{next(_counter)}_{uuid.uuid4().hex[:6]}"
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
@@ -116,3 +131,64 @@ def cron_db(admin_dsn: str, cron_database: str) -> Iterator[Database]:
 
 def dsn_params(dsn: str) -> dict:
     return conninfo_to_dict(dsn)
+
+
+# -- added for the CLI, schedule, dump/restore and upgrade tests ---------------------------------
+
+
+@pytest.fixture(scope="session")
+def cron_dsn(admin_dsn: str, cron_database: str) -> str:
+    """A superuser DSN to the database pg_cron runs in (where cron.job lives)."""
+    return make_conninfo(admin_dsn, dbname=cron_database)
+
+
+@pytest.fixture
+def cron_conn(cron_dsn: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the cron database."""
+    with psycopg.connect(cron_dsn, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def autopilot() -> Callable[..., Result]:
+    """Invoke the `autopilot` command through click's CliRunner; fails the test on a traceback."""
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None, env: dict[str, str | None] | None = None) -> Result:
+        env = {"AUTOPILOT_DSN": None, **(env or {})}  # only what the test passes
+        result = runner.invoke(cli, list(args), input=input, env=env, catch_exceptions=True)
+        assert_no_traceback(result)
+        return result
+
+    return invoke
+
+
+@pytest.fixture(scope="session")
+def nocron_cluster() -> Iterator[Cluster]:
+    """A second throwaway server WITHOUT pg_cron in shared_preload_libraries."""
+    cluster = Cluster.create(pg_cron=False)
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def nocron_db(nocron_cluster: Cluster) -> Iterator[Database]:
+    """An empty database on the server without pg_cron, dropped after the test."""
+    name = f"ap_nocron_{next(_counter)}_{uuid.uuid4().hex[:6]}"
+    admin = nocron_cluster.dsn()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield Database(admin, name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def synced_db(new_database) -> Database:
+    """A database with autopilot installed (extension mode) and its schedules registered in pg_cron."""
+    database = new_database("sync")
+    database.install("extension", sync=True)
+    database.mode = "extension"
+    return database

@@ -1,0 +1,73 @@
+"""Helpers shared by the pytest modules (plain functions; the fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+
+import psycopg
+from click.testing import Result
+from psycopg.rows import dict_row
+
+PG_BINDIR = Path("/usr/lib/postgresql/15/bin")
+
+
+def flat(text: str) -> str:
+    """Whitespace collapsed: rich wraps long messages at the console width."""
+    return " ".join(text.split())
+
+
+def assert_no_traceback(result: Result | subprocess.CompletedProcess) -> None:
+    if isinstance(result, Result):
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            shown = "".join(traceback.format_exception(*result.exc_info)) if result.exc_info else ""
+            raise AssertionError(f"the command raised {result.exception!r}:\n{shown}\n{result.output}")
+        text = result.output
+    else:
+        text = result.stdout + result.stderr
+    assert "Traceback" not in text, text
+
+
+def autopilot_argv() -> list[str]:
+    """The `autopilot` command as a real process: the console script of this venv, else `python -m`."""
+    script = Path(sys.executable).with_name("autopilot")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "pg_autopilot.cli"]
+
+
+def run_subprocess(*args: str, env: dict[str, str] | None = None, input: str | None = None):
+    """`autopilot ARGS` in a separate process, without the caller's AUTOPILOT_DSN and PG* variables."""
+    argv = autopilot_argv()
+    full_env = {k: v for k, v in os.environ.items() if k != "AUTOPILOT_DSN" and not k.startswith("PG")}
+    full_env.update(env or {})
+    result = subprocess.run(
+        [*argv, *args], capture_output=True, text=True, env=full_env, input=input, timeout=120
+    )
+    assert_no_traceback(result)
+    return result
+
+
+def cron_jobs(cron_conn: psycopg.Connection, database: str) -> dict[str, dict]:
+    """The autopilot:* rows of cron.job for one database, by job name."""
+    with cron_conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "SELECT jobid, jobname, schedule, command, database, username, active FROM cron.job "
+            "WHERE database = %s AND starts_with(jobname, 'autopilot:') ORDER BY jobname",
+            [database],
+        ).fetchall()
+    return {r["jobname"]: r for r in rows}
+
+
+def all_cron_jobs(cron_conn: psycopg.Connection) -> list[dict]:
+    with cron_conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT jobid, jobname, schedule, command, database, username, active "
+            "FROM cron.job ORDER BY jobid"
+        ).fetchall()
+
+
+def dict_rows(conn: psycopg.Connection, query: str, params: list | None = None) -> list[dict]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query, params or []).fetchall()

@@ -1,0 +1,167 @@
+"""Sample rows for every table of schema autopilot, shared by the dump/restore and upgrade tests."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+# table -> statements that add rows to it (run in this order). %(tag)s makes each round's values
+# unique, so the same statements run again after the restore insert new rows beside the old ones.
+# The definition tables (job catalog, settings) are filled by the install script itself.
+FIXTURES: dict[str, list[str]] = {
+    "job_catalog": [],
+    "settings": [],
+    "setting_values": [
+        "SELECT autopilot.set_setting('jobs.completed_retention', '3 days')",
+        "SELECT autopilot.set_setting('patterns.keep_confidence', '0.9')",
+    ],
+    "job_overrides": [
+        "SELECT autopilot.set_job_schedule('table-statistics', '*/7 * * * *')",
+        "SELECT autopilot.set_job_enabled('vector-stats', false)",
+    ],
+    "agents": [
+        "INSERT INTO autopilot.agents (name, skills, capacity, status, last_seen_at) VALUES "
+        "('coder-' || %(tag)s, '{elixir,sql}', 3, 'active', now()), "
+        "('reviewer-' || %(tag)s, '{review}', 1, 'paused', NULL)",
+    ],
+    "tasks": [
+        "INSERT INTO autopilot.tasks (title, required_skills, priority, status, agent_id, details, "
+        "assigned_at) "
+        "SELECT 'task ' || %(tag)s, '{sql}', 5, 'assigned', a.id, '{\"ticket\": 42}', now() "
+        "FROM autopilot.agents AS a WHERE a.name = 'coder-' || %(tag)s",
+        "INSERT INTO autopilot.tasks (title) VALUES ('pending ' || %(tag)s)",
+    ],
+    "analysis_results": [
+        "INSERT INTO autopilot.analysis_results (codebase, analyzer, pattern_type, pattern_key, outcome, "
+        "score, agent_id, task_id, details) "
+        "SELECT 'app', 'credo', 'naming', 'snake_case-' || %(tag)s, 'success', 0.75, a.id, t.id, "
+        "'{\"line\": 7}' "
+        "FROM autopilot.agents AS a, autopilot.tasks AS t "
+        "WHERE a.name = 'coder-' || %(tag)s AND t.title = 'task ' || %(tag)s",
+    ],
+    "learned_patterns": [
+        "INSERT INTO autopilot.learned_patterns (pattern_type, pattern_key, occurrences, successes, "
+        "failures, success_rate, confidence, mean_score, codebases) "
+        "VALUES ('naming', 'snake_case-' || %(tag)s, 10, 8, 2, 0.8, 0.66, 0.7, '{app}')",
+    ],
+    "agent_knowledge": [
+        "INSERT INTO autopilot.agent_knowledge (agent_id, summary) "
+        "SELECT a.id, jsonb_build_object('tasks', 3, 'tag', %(tag)s::text) "
+        "FROM autopilot.agents AS a WHERE a.name = 'coder-' || %(tag)s",
+    ],
+    "performance_metrics": [
+        "INSERT INTO autopilot.performance_metrics (subject_kind, subject, hour, succeeded, failed, "
+        "success_rate, mean_duration, p50_duration, p95_duration) "
+        "VALUES ('worker', 'backup-' || %(tag)s, date_trunc('hour', now()), 9, 1, 0.9, "
+        "'2 seconds', '1.5 seconds', '4 seconds')",
+    ],
+    "knowledge_artifacts": [
+        "INSERT INTO autopilot.knowledge_artifacts (artifact_type, name, content, source, usage_count, "
+        "last_used_at, embedding, embedding_model) "
+        "VALUES ('template', 'genserver-' || %(tag)s, '{\"body\": \"defmodule\"}', 'git', 4, now(), "
+        "'{0.1,0.2,0.3}', 'all-MiniLM-L6-v2')",
+    ],
+    "code_chunks": [
+        "INSERT INTO autopilot.code_chunks (codebase, file_path, chunk_index, content, content_hash, "
+        "embedding, embedding_model, superseded_at) "
+        "VALUES ('app', 'lib/' || %(tag)s || '.ex', 0, 'defmodule A do end', 'abc', '{1,2,3,4}', 'm1', "
+        "NULL), "
+        "('app', 'lib/' || %(tag)s || '.ex', 0, 'defmodule A0 do end', 'abd', NULL, NULL, now())",
+    ],
+    "graph_nodes": [
+        "INSERT INTO autopilot.graph_nodes (codebase, node_key, kind, pagerank, attributes) "
+        "VALUES ('app', 'A-' || %(tag)s, 'module', 0.4, '{}'), "
+        "('app', 'B-' || %(tag)s, 'module', NULL, '{\"x\": 1}')",
+    ],
+    "graph_edges": [
+        "INSERT INTO autopilot.graph_edges (source_id, target_id, weight, kind) "
+        "SELECT s.id, t.id, 2.5, 'calls' FROM autopilot.graph_nodes AS s, autopilot.graph_nodes AS t "
+        "WHERE s.node_key = 'A-' || %(tag)s AND t.node_key = 'B-' || %(tag)s",
+    ],
+    "backup_metadata": [
+        "INSERT INTO autopilot.backup_metadata (kind, database_name, file_path, size_bytes, sha256, status, "
+        "started_at, finished_at) "
+        "VALUES ('hourly', 'app', '/backups/' || %(tag)s || '-new.dump', 1024, repeat('a', 64), 'succeeded', "
+        "now(), now()), "
+        "('daily', 'app', '/backups/' || %(tag)s || '-old.dump', 2048, repeat('b', 64), 'verified', "
+        "now() - interval '200 days', now() - interval '200 days')",
+    ],
+    # backup-archival moves the 200-day-old record (keeping its id) into the archive
+    "backup_metadata_archive": ["SELECT autopilot.run_job('backup-archival')"],
+    # a ledger run of a real job, and a failed one
+    "job_runs": [
+        "SELECT autopilot.run_job('table-statistics')",
+        "INSERT INTO autopilot.job_runs (job_name, side, trigger, status, finished_at, message, "
+        "error_sqlstate, details) "
+        "VALUES ('old-job-cleanup', 'database', 'pg_cron', 'failed', clock_timestamp(), 'boom ' || %(tag)s, "
+        "'XX000', '{\"detail\": \"x\"}')",
+    ],
+    "jobs": [
+        "SELECT autopilot.run_job('backup-hourly')",
+        "INSERT INTO autopilot.jobs (queue, worker, args, state, attempt, errors, meta, completed_at) "
+        "VALUES ('default', 'code_ingest', jsonb_build_object('tag', %(tag)s::text), 'completed', 1, "
+        '\'[{"attempt": 1, "error": "timeout"}]\', \'{"m": true}\', now())',
+    ],
+    "index_maintenance": [
+        "INSERT INTO autopilot.index_maintenance (index_name, action, statement, reason, size_bytes, "
+        "bloat_ratio, state, armed_at, finished_at, message) "
+        "VALUES ('autopilot.jobs_pkey', 'reindex', 'REINDEX INDEX CONCURRENTLY autopilot.jobs_pkey', "
+        "'bloat ' || %(tag)s, 81920, 0.45, 'done', now(), now(), 'pg_cron: REINDEX')",
+    ],
+    # a job arming itself (index-reindex does so while a cycle lasts)
+    "job_arming": [
+        "INSERT INTO autopilot.job_arming (job_name, schedule, command) "
+        "VALUES ('index-reindex', '* * * * *', NULL) ON CONFLICT (job_name) DO NOTHING",
+    ],
+    # vector-stats measures the embedding columns filled above
+    "vector_stats_history": ["SELECT autopilot.run_job('vector-stats')"],
+}
+
+
+def user_tables(conn: psycopg.Connection) -> list[str]:
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT relname FROM pg_class WHERE relnamespace = 'autopilot'::regnamespace "
+            "AND relkind IN ('r', 'p') ORDER BY relname"
+        )
+    ]
+
+
+def fill(conn: psycopg.Connection, tag: str) -> None:
+    with conn.transaction():
+        for statements in FIXTURES.values():
+            for statement in statements:
+                conn.execute(statement, {"tag": tag})
+
+
+def table_digest(conn: psycopg.Connection, table: str) -> tuple[int, str]:
+    query = sql.SQL("SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {} t")
+    return conn.execute(query.format(sql.Identifier("autopilot", table))).fetchone()
+
+
+def identity_columns(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    return conn.execute(
+        "SELECT c.relname, a.attname FROM pg_attribute AS a JOIN pg_class AS c ON c.oid = a.attrelid "
+        "WHERE c.relnamespace = 'autopilot'::regnamespace AND a.attidentity <> '' ORDER BY 1"
+    ).fetchall()
+
+
+def identities_behind(conn: psycopg.Connection) -> list[str]:
+    """Identity columns whose sequence would hand out a value the table already holds."""
+    behind = []
+    for table, column in identity_columns(conn):
+        sequence = conn.execute(
+            "SELECT pg_get_serial_sequence(%s, %s)", [f"autopilot.{table}", column]
+        ).fetchone()[0]
+        query = sql.SQL(
+            "SELECT (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM {seq}) "
+            "> coalesce((SELECT max({col}) FROM {tbl}), 0)"
+        ).format(
+            seq=sql.Identifier(*sequence.split(".")),
+            col=sql.Identifier(column),
+            tbl=sql.Identifier("autopilot", table),
+        )
+        if not conn.execute(query).fetchone()[0]:
+            behind.append(f"{table}.{column}")
+    return behind

@@ -1,0 +1,112 @@
+"""The privilege model: nothing for PUBLIC, and the README's grants give a runner role and a
+read-only role what they need, and no more. The grants are read from README.md itself, so the
+documentation cannot drift from what works."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_grants() -> str:
+    blocks = re.findall(r"```sql\n(.*?)```", README.read_text(), re.S)
+    grants = [b for b in blocks if "GRANT" in b and "autopilot_runner" in b]
+    assert len(grants) == 1, "README.md has one sql block with the grants for autopilot_runner"
+    return grants[0]
+
+
+@pytest.fixture
+def roles(installed_db, admin_dsn):
+    """Three login roles: runner and read-only (granted as the README says), and one with nothing."""
+    suffix = uuid.uuid4().hex[:8]
+    names = {
+        "runner": f"ap_runner_{suffix}",
+        "readonly": f"ap_readonly_{suffix}",
+        "nobody": f"ap_nobody_{suffix}",
+    }
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        for name in names.values():
+            conn.execute(f"CREATE ROLE {name} LOGIN")
+    grants = (
+        readme_grants()
+        .replace("autopilot_runner", names["runner"])
+        .replace("autopilot_readonly", names["readonly"])
+    )
+    with installed_db.connect() as conn:
+        conn.execute(grants)
+    yield {k: make_conninfo(installed_db.dsn, user=v) for k, v in names.items()}
+    with installed_db.connect() as conn:
+        for name in names.values():
+            conn.execute(f"DROP OWNED BY {name}")
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        for name in names.values():
+            conn.execute(f"DROP OWNED BY {name}")
+            conn.execute(f"DROP ROLE {name}")
+
+
+def denied(dsn: str, query: str) -> bool:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        try:
+            conn.execute(query)
+        except psycopg.errors.InsufficientPrivilege:
+            return True
+    return False
+
+
+def test_public_gets_nothing(roles):
+    assert denied(roles["nobody"], "SELECT count(*) FROM autopilot.jobs")
+    assert denied(roles["nobody"], "SELECT autopilot.version()")
+    assert denied(roles["nobody"], "SELECT * FROM autopilot.run_job('table-statistics')")
+
+
+def test_runner_role_can_work_the_queue_and_no_more(roles):
+    runner = roles["runner"]
+    with psycopg.connect(runner, autocommit=True) as conn:
+        job_id = conn.execute(
+            "INSERT INTO autopilot.jobs (worker, args) VALUES ('backup', '{}') RETURNING id"
+        ).fetchone()[0]
+        conn.execute("UPDATE autopilot.jobs SET state = 'executing', attempt = 1 WHERE id = %s", [job_id])
+        conn.execute(
+            "INSERT INTO autopilot.job_runs (job_name, side, trigger, status, finished_at) "
+            "VALUES ('backup-hourly', 'runner', 'runner', 'succeeded', clock_timestamp())"
+        )
+        assert (
+            conn.execute("SELECT autopilot.get_setting('jobs.completed_retention')").fetchone()[0] == "7 days"
+        )
+        assert conn.execute("SELECT count(*) FROM autopilot.job_definitions").fetchone()[0] > 20
+    assert denied(runner, "DELETE FROM autopilot.jobs")
+    assert denied(runner, "SELECT autopilot.set_setting('jobs.completed_retention', '1 day')")
+    assert denied(runner, "SELECT * FROM autopilot.run_job('table-statistics')")
+    assert denied(runner, "UPDATE autopilot.job_catalog SET schedule = '* * * * *'")
+
+
+def test_readonly_role_reads_everything_and_changes_nothing(roles, installed_db):
+    readonly = roles["readonly"]
+    with psycopg.connect(readonly, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM autopilot.job_status").fetchone()[0] > 20
+        assert conn.execute("SELECT count(*) FROM autopilot.settings").fetchone()[0] > 5
+    assert denied(readonly, "INSERT INTO autopilot.jobs (worker) VALUES ('backup')")
+    assert denied(readonly, "SELECT autopilot.set_job_enabled('table-statistics', false)")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pg_autopilot.cli", "status", "--json"],
+        env=dict(os.environ, AUTOPILOT_DSN=readonly),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    status = json.loads(result.stdout)
+    assert {job["name"] for job in status["jobs"]} >= {"vacuum-analyze", "backup-hourly"}
+    assert "pg_read_all_settings" in status["pg_cron"]["message"]
