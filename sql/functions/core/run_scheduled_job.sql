@@ -55,7 +55,7 @@ BEGIN
     ELSE
         PERFORM autopilot._run_finish(
             v_run_id, 'succeeded', v_rows,
-            coalesce(v_step.message, format('%s rows in %s batches', v_rows, v_batches)),
+            coalesce(v_step.message, format('%s rows in %s %s', v_rows, v_batches, CASE WHEN v_batches = 1 THEN 'batch' ELSE 'batches' END)),
             NULL,
             coalesce(v_step.details, '{}') || jsonb_build_object('batches', v_batches)
         );
