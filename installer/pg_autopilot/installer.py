@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from .errors import AutopilotError, NotInstalled, VersionError
-from .sqlfiles import bundle, parse_version
+from .sqlfiles import bundle, parse_version, strip_psql_guard
 
 Mode = Literal["extension", "schema"]
 
@@ -142,7 +142,7 @@ def upgrade(conn: psycopg.Connection, *, to: str | None = None) -> InstallResult
             conn.execute(sql.SQL("ALTER EXTENSION autopilot UPDATE TO {}").format(sql.Literal(target)))
         else:
             for start, end in bundle().upgrade_path(current.version, target):
-                conn.execute(bundle().updates[(start, end)])
+                conn.execute(strip_psql_guard(bundle().updates[(start, end)]))
         after = installed(conn)
         if after is None or after.version != target:
             raise VersionError(

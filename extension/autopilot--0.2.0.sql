@@ -1,0 +1,2510 @@
+-- autopilot 0.2.0: built from sql/ by tools/build_extension.sh (sql/manifest.txt order). Do not edit.
+\echo Use "CREATE EXTENSION autopilot" (or "autopilot install") to load this file. \quit
+
+-- sql/schema/types/job_step.sql
+-- What one step of a job did. A function job runs in one step; a batched job
+-- (a cleanup) runs a step per batch, with a COMMIT between steps under pg_cron.
+CREATE TYPE autopilot.job_step AS (
+    done boolean,
+    cursor jsonb,
+    rows_affected bigint,
+    message text,
+    details jsonb
+);
+
+COMMENT ON TYPE autopilot.job_step IS
+'Result of one step of a job: done (no more steps), cursor (where the next batch starts), rows affected, a message and details for the run ledger.';
+
+-- sql/schema/tables/settings.sql
+-- Typed, validated settings: the definitions and defaults belong to the extension;
+-- what a DBA changes lives in autopilot.setting_values, so that it survives
+-- pg_dump/restore and upgrades.
+CREATE TABLE autopilot.settings (
+    name text NOT NULL,
+    value_type text NOT NULL,
+    default_value text NOT NULL,
+    min_value text,
+    max_value text,
+    description text NOT NULL,
+    CONSTRAINT settings_pkey PRIMARY KEY (name),
+    CONSTRAINT settings_name_format_check CHECK (name ~ '^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$'),
+    CONSTRAINT settings_value_type_check CHECK (
+        value_type IN ('integer', 'numeric', 'interval', 'boolean', 'text')
+    )
+);
+
+COMMENT ON TABLE autopilot.settings IS
+'Definitions of every autopilot setting: type, default and allowed range. Read a value with autopilot.get_setting(), change it with autopilot.set_setting().';
+COMMENT ON COLUMN autopilot.settings.value_type IS
+'One of integer, numeric, interval, boolean, text; autopilot.set_setting() casts and range-checks against it.';
+COMMENT ON COLUMN autopilot.settings.min_value IS 'Smallest allowed value (inclusive), in the setting''s type; NULL for no bound.';
+COMMENT ON COLUMN autopilot.settings.max_value IS 'Largest allowed value (inclusive), in the setting''s type; NULL for no bound.';
+
+-- sql/schema/tables/setting_values.sql
+CREATE TABLE autopilot.setting_values (
+    name text NOT NULL,
+    value text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    updated_by text NOT NULL DEFAULT current_user,
+    CONSTRAINT setting_values_pkey PRIMARY KEY (name),
+    CONSTRAINT setting_values_name_fkey FOREIGN KEY (name)
+    REFERENCES autopilot.settings (name) ON DELETE CASCADE
+);
+
+COMMENT ON TABLE autopilot.setting_values IS
+'Values a DBA has set, overriding autopilot.settings.default_value. Written only through autopilot.set_setting(), which validates them.';
+
+-- sql/schema/tables/job_catalog.sql
+-- The one source of truth for every schedule. Rows come from sql/jobs/ and belong
+-- to the extension version; a DBA's changes live in autopilot.job_overrides.
+CREATE TABLE autopilot.job_catalog (
+    name text NOT NULL,
+    side text NOT NULL,
+    kind text NOT NULL,
+    schedule text,
+    only_on_dow smallint,
+    target text NOT NULL,
+    queue text,
+    args jsonb NOT NULL DEFAULT '{}',
+    run_at_startup boolean NOT NULL DEFAULT false,
+    requires_local_pg_cron boolean NOT NULL DEFAULT false,
+    only_when_armed boolean NOT NULL DEFAULT false,
+    description text NOT NULL,
+    CONSTRAINT job_catalog_pkey PRIMARY KEY (name),
+    CONSTRAINT job_catalog_name_format_check CHECK (
+        name ~ '^[a-z][a-z0-9-]*$' AND octet_length('autopilot:' || name) <= 63
+    ),
+    CONSTRAINT job_catalog_side_check CHECK (side IN ('database', 'runner')),
+    CONSTRAINT job_catalog_kind_check CHECK (
+        (side = 'database' AND kind IN ('function', 'batched', 'statement'))
+        OR (side = 'runner' AND kind = 'enqueue')
+    ),
+    CONSTRAINT job_catalog_dow_check CHECK (only_on_dow BETWEEN 0 AND 6),
+    CONSTRAINT job_catalog_queue_check CHECK ((side = 'runner') = (queue IS NOT NULL)),
+    CONSTRAINT job_catalog_scheduled_check CHECK (schedule IS NOT NULL OR run_at_startup)
+);
+
+COMMENT ON TABLE autopilot.job_catalog IS
+'Every scheduled job of autopilot, database side (pg_cron runs SQL) and runner side (pg_cron enqueues into autopilot.jobs). autopilot.sync_schedules() makes cron.job match it.';
+COMMENT ON COLUMN autopilot.job_catalog.kind IS
+'function: the target function does the whole job and returns a jsonb summary; batched: the target function deletes or moves one bounded batch, and a scheduled run commits between batches; statement: pg_cron runs the target statement at top level (VACUUM, REINDEX CONCURRENTLY cannot run in a function); enqueue: a runner job is enqueued into autopilot.jobs, deduplicated.';
+COMMENT ON COLUMN autopilot.job_catalog.schedule IS
+'Default cron expression, UTC, pg_cron 1.4 syntax; NULL for a runner job that runs only at runner startup.';
+COMMENT ON COLUMN autopilot.job_catalog.only_on_dow IS
+'When set (0 = Sunday), a scheduled run fires only on that UTC weekday: cron ORs day-of-month and day-of-week, so "first Sunday" is day 1-7 plus this filter.';
+COMMENT ON COLUMN autopilot.job_catalog.target IS
+'The function (schema-qualified name) a job runs, the top-level statement of a statement job, or the worker name of a runner job.';
+COMMENT ON COLUMN autopilot.job_catalog.queue IS 'Queue of autopilot.jobs that a runner job is enqueued into.';
+COMMENT ON COLUMN autopilot.job_catalog.run_at_startup IS 'The runner enqueues this job when it starts (deduplicated).';
+COMMENT ON COLUMN autopilot.job_catalog.args IS 'Arguments of the runner job enqueued by a runner-side entry.';
+COMMENT ON COLUMN autopilot.job_catalog.requires_local_pg_cron IS 'The job works on pg_cron''s own tables, so it runs only where pg_cron is installed.';
+COMMENT ON COLUMN autopilot.job_catalog.only_when_armed IS
+'pg_cron runs the job only while another job has armed it (autopilot.job_arming); otherwise its pg_cron entry stays inactive.';
+
+-- sql/schema/tables/job_overrides.sql
+CREATE TABLE autopilot.job_overrides (
+    job_name text NOT NULL,
+    schedule text,
+    enabled boolean,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    updated_by text NOT NULL DEFAULT current_user,
+    CONSTRAINT job_overrides_pkey PRIMARY KEY (job_name),
+    CONSTRAINT job_overrides_job_name_fkey FOREIGN KEY (job_name)
+    REFERENCES autopilot.job_catalog (name) ON DELETE CASCADE,
+    CONSTRAINT job_overrides_not_empty_check CHECK (schedule IS NOT NULL OR enabled IS NOT NULL)
+);
+
+COMMENT ON TABLE autopilot.job_overrides IS
+'A DBA''s changes to the catalog: another schedule, or enabled/disabled. Kept across re-syncs, upgrades and pg_dump/restore; written by autopilot.set_job_schedule(), set_job_enabled() and reset_job().';
+COMMENT ON COLUMN autopilot.job_overrides.schedule IS 'Cron expression replacing the catalog default; NULL keeps the default.';
+COMMENT ON COLUMN autopilot.job_overrides.enabled IS 'false disables the job (its pg_cron entry stays, inactive); NULL keeps the default.';
+
+-- sql/schema/tables/job_runs.sql
+CREATE TABLE autopilot.job_runs (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    job_name text NOT NULL,
+    side text NOT NULL,
+    trigger text NOT NULL,
+    status text NOT NULL DEFAULT 'running',
+    started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at timestamptz,
+    rows_affected bigint,
+    message text,
+    error_sqlstate text,
+    details jsonb NOT NULL DEFAULT '{}',
+    backend_pid integer DEFAULT pg_backend_pid(),
+    CONSTRAINT job_runs_pkey PRIMARY KEY (id),
+    CONSTRAINT job_runs_side_check CHECK (side IN ('database', 'runner')),
+    CONSTRAINT job_runs_trigger_check CHECK (trigger IN ('pg_cron', 'manual', 'runner')),
+    CONSTRAINT job_runs_status_check CHECK (
+        status IN ('running', 'succeeded', 'failed', 'skipped', 'abandoned')
+    ),
+    CONSTRAINT job_runs_finished_check CHECK ((status = 'running') = (finished_at IS NULL)),
+    CONSTRAINT job_runs_order_check CHECK (finished_at >= started_at)
+);
+
+-- status: the last run (and the last successful run) of each job
+CREATE INDEX job_runs_job_name_started_at_idx ON autopilot.job_runs (job_name, started_at DESC);
+CREATE INDEX job_runs_succeeded_idx ON autopilot.job_runs (job_name, started_at DESC)
+WHERE status = 'succeeded';
+
+COMMENT ON TABLE autopilot.job_runs IS
+'The run ledger: one row for every run of every job, database side and runner side: when, how long, outcome, rows affected, error.';
+COMMENT ON COLUMN autopilot.job_runs.trigger IS 'pg_cron (a scheduled run), manual (autopilot.run_job or the CLI), runner (a job finished by the runner).';
+COMMENT ON COLUMN autopilot.job_runs.status IS
+'running, succeeded, failed, skipped (another run held the job''s lock), abandoned (the session ended mid-run; found by autopilot.run_job).';
+COMMENT ON COLUMN autopilot.job_runs.error_sqlstate IS 'SQLSTATE of the error of a failed run.';
+COMMENT ON COLUMN autopilot.job_runs.backend_pid IS 'Backend that ran the job; lets a later run tell a live run from an abandoned one.';
+
+-- sql/schema/tables/jobs.sql
+-- The runner's durable queue (Oban's shape and state names).
+CREATE TABLE autopilot.jobs (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    queue text NOT NULL DEFAULT 'default',
+    worker text NOT NULL,
+    args jsonb NOT NULL DEFAULT '{}',
+    state text NOT NULL DEFAULT 'available',
+    priority smallint NOT NULL DEFAULT 0,
+    attempt integer NOT NULL DEFAULT 0,
+    max_attempts integer NOT NULL DEFAULT 20,
+    unique_key text,
+    errors jsonb NOT NULL DEFAULT '[]',
+    meta jsonb NOT NULL DEFAULT '{}',
+    inserted_at timestamptz NOT NULL DEFAULT now(),
+    scheduled_at timestamptz NOT NULL DEFAULT now(),
+    attempted_at timestamptz,
+    attempted_by text,
+    heartbeat_at timestamptz,
+    completed_at timestamptz,
+    cancelled_at timestamptz,
+    discarded_at timestamptz,
+    CONSTRAINT jobs_pkey PRIMARY KEY (id),
+    CONSTRAINT jobs_state_check CHECK (
+        state IN (
+            'available', 'scheduled', 'executing', 'retryable',
+            'completed', 'discarded', 'cancelled'
+        )
+    ),
+    CONSTRAINT jobs_priority_check CHECK (priority BETWEEN 0 AND 9),
+    CONSTRAINT jobs_attempts_check CHECK (attempt >= 0 AND max_attempts > 0),
+    CONSTRAINT jobs_queue_check CHECK (queue <> '' AND worker <> ''),
+    CONSTRAINT jobs_errors_check CHECK (jsonb_typeof(errors) = 'array')
+);
+
+-- one unfinished job per unique key: a runner down for a day finds one pending backup
+CREATE UNIQUE INDEX jobs_unique_key_idx ON autopilot.jobs (unique_key)
+WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable');
+-- claiming: by queue, priority, then age
+CREATE INDEX jobs_claim_idx ON autopilot.jobs (queue, priority, scheduled_at, id)
+WHERE state IN ('available', 'scheduled', 'retryable');
+-- old-job-cleanup walks finished jobs in id order
+CREATE INDEX jobs_finished_idx ON autopilot.jobs (id)
+WHERE state IN ('completed', 'discarded', 'cancelled');
+
+COMMENT ON TABLE autopilot.jobs IS
+'The runner''s job queue: jobs that need code, files or a shell (pg_dump, git, embeddings), enqueued by pg_cron from the catalog and drained by the autopilot runner.';
+COMMENT ON COLUMN autopilot.jobs.state IS
+'available, scheduled, executing, retryable, completed, discarded, cancelled (Oban''s states).';
+COMMENT ON COLUMN autopilot.jobs.unique_key IS
+'Deduplicates against unfinished jobs through jobs_unique_key_idx: a second enqueue with the same key while one is unfinished inserts nothing.';
+COMMENT ON COLUMN autopilot.jobs.errors IS 'The error of each failed attempt, oldest first: [{"attempt", "at", "error"}].';
+
+-- sql/schema/tables/agents.sql
+CREATE TABLE autopilot.agents (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    name text NOT NULL,
+    skills text[] NOT NULL DEFAULT '{}',
+    capacity integer NOT NULL DEFAULT 1,
+    status text NOT NULL DEFAULT 'active',
+    last_seen_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT agents_pkey PRIMARY KEY (id),
+    CONSTRAINT agents_name_key UNIQUE (name),
+    CONSTRAINT agents_capacity_check CHECK (capacity >= 0),
+    CONSTRAINT agents_status_check CHECK (status IN ('active', 'paused', 'retired'))
+);
+
+CREATE INDEX agents_skills_idx ON autopilot.agents USING gin (skills);
+
+COMMENT ON TABLE autopilot.agents IS 'The platform''s AI agents: their skills, how many tasks they take at once, and when they were last seen.';
+COMMENT ON COLUMN autopilot.agents.capacity IS 'How many assigned or running tasks the agent may hold at once.';
+COMMENT ON COLUMN autopilot.agents.last_seen_at IS 'Last heartbeat of the agent; task assignment takes tasks back from agents silent for too long.';
+
+-- sql/schema/tables/tasks.sql
+CREATE TABLE autopilot.tasks (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    title text NOT NULL,
+    required_skills text[] NOT NULL DEFAULT '{}',
+    priority integer NOT NULL DEFAULT 0,
+    status text NOT NULL DEFAULT 'pending',
+    agent_id bigint,
+    details jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    assigned_at timestamptz,
+    started_at timestamptz,
+    finished_at timestamptz,
+    CONSTRAINT tasks_pkey PRIMARY KEY (id),
+    CONSTRAINT tasks_agent_id_fkey FOREIGN KEY (agent_id) REFERENCES autopilot.agents (id),
+    CONSTRAINT tasks_status_check CHECK (
+        status IN ('pending', 'assigned', 'running', 'succeeded', 'failed', 'cancelled')
+    ),
+    CONSTRAINT tasks_agent_check CHECK (
+        (status IN ('assigned', 'running')) <= (agent_id IS NOT NULL)
+    )
+);
+
+-- task assignment: pending tasks, highest priority first, then oldest
+CREATE INDEX tasks_pending_idx ON autopilot.tasks (priority DESC, created_at, id)
+WHERE status = 'pending';
+-- load per agent and per-agent history
+CREATE INDEX tasks_agent_id_status_idx ON autopilot.tasks (agent_id, status);
+-- metrics: finished tasks by hour
+CREATE INDEX tasks_finished_at_idx ON autopilot.tasks (finished_at)
+WHERE finished_at IS NOT NULL;
+
+COMMENT ON TABLE autopilot.tasks IS 'Work for the agents: what skills it needs, its priority, who holds it and how it ended.';
+COMMENT ON COLUMN autopilot.tasks.status IS 'pending, assigned, running, succeeded, failed, cancelled.';
+
+-- sql/schema/tables/analysis_results.sql
+CREATE TABLE autopilot.analysis_results (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    codebase text NOT NULL,
+    analyzer text NOT NULL,
+    pattern_type text NOT NULL,
+    pattern_key text NOT NULL,
+    outcome text NOT NULL,
+    score double precision,
+    agent_id bigint,
+    task_id bigint,
+    details jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT analysis_results_pkey PRIMARY KEY (id),
+    CONSTRAINT analysis_results_outcome_check CHECK (outcome IN ('success', 'failure', 'neutral')),
+    CONSTRAINT analysis_results_agent_id_fkey FOREIGN KEY (agent_id)
+    REFERENCES autopilot.agents (id) ON DELETE SET NULL,
+    CONSTRAINT analysis_results_task_id_fkey FOREIGN KEY (task_id)
+    REFERENCES autopilot.tasks (id) ON DELETE SET NULL
+);
+
+CREATE INDEX analysis_results_pattern_idx ON autopilot.analysis_results (pattern_type, pattern_key);
+CREATE INDEX analysis_results_agent_id_idx ON autopilot.analysis_results (agent_id)
+WHERE agent_id IS NOT NULL;
+
+COMMENT ON TABLE autopilot.analysis_results IS
+'What the analyzers found (written by registry-sync and by agents): one observed pattern with its outcome. Pattern learning folds these into autopilot.learned_patterns.';
+
+-- sql/schema/tables/learned_patterns.sql
+CREATE TABLE autopilot.learned_patterns (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    pattern_type text NOT NULL,
+    pattern_key text NOT NULL,
+    occurrences bigint NOT NULL DEFAULT 0,
+    successes bigint NOT NULL DEFAULT 0,
+    failures bigint NOT NULL DEFAULT 0,
+    success_rate double precision,
+    confidence double precision NOT NULL DEFAULT 0,
+    mean_score double precision,
+    codebases text[] NOT NULL DEFAULT '{}',
+    first_seen_at timestamptz NOT NULL DEFAULT now(),
+    last_seen_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT learned_patterns_pkey PRIMARY KEY (id),
+    CONSTRAINT learned_patterns_pattern_key UNIQUE (pattern_type, pattern_key),
+    CONSTRAINT learned_patterns_counts_check CHECK (
+        successes >= 0 AND failures >= 0 AND successes + failures <= occurrences
+    ),
+    CONSTRAINT learned_patterns_confidence_check CHECK (confidence BETWEEN 0 AND 1)
+);
+
+-- old-artifact-cleanup: patterns not seen for a long time
+CREATE INDEX learned_patterns_last_seen_at_idx ON autopilot.learned_patterns (last_seen_at);
+-- central sync: patterns changed since the last push
+CREATE INDEX learned_patterns_updated_at_idx ON autopilot.learned_patterns (updated_at);
+
+COMMENT ON TABLE autopilot.learned_patterns IS
+'What the system has learned: one row per (pattern type, pattern key) with its evidence and a confidence that grows with it.';
+COMMENT ON COLUMN autopilot.learned_patterns.confidence IS 'Between 0 and 1; grows with evidence (the pattern-learning job defines it).';
+
+-- sql/schema/tables/agent_knowledge.sql
+CREATE TABLE autopilot.agent_knowledge (
+    agent_id bigint NOT NULL,
+    summary jsonb NOT NULL DEFAULT '{}',
+    computed_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT agent_knowledge_pkey PRIMARY KEY (agent_id),
+    CONSTRAINT agent_knowledge_agent_id_fkey FOREIGN KEY (agent_id)
+    REFERENCES autopilot.agents (id) ON DELETE CASCADE
+);
+
+COMMENT ON TABLE autopilot.agent_knowledge IS
+'Per-agent knowledge summary (task outcomes, skills, patterns met), readable by an agent in one query.';
+
+-- sql/schema/tables/performance_metrics.sql
+CREATE TABLE autopilot.performance_metrics (
+    subject_kind text NOT NULL,
+    subject text NOT NULL,
+    hour timestamptz NOT NULL,
+    succeeded bigint NOT NULL DEFAULT 0,
+    failed bigint NOT NULL DEFAULT 0,
+    discarded bigint NOT NULL DEFAULT 0,
+    success_rate double precision,
+    mean_duration interval,
+    p50_duration interval,
+    p95_duration interval,
+    computed_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT performance_metrics_pkey PRIMARY KEY (subject_kind, subject, hour),
+    CONSTRAINT performance_metrics_subject_kind_check CHECK (subject_kind IN ('agent', 'worker')),
+    CONSTRAINT performance_metrics_hour_check CHECK (hour = date_trunc('hour', hour))
+);
+
+CREATE INDEX performance_metrics_hour_idx ON autopilot.performance_metrics (hour);
+
+COMMENT ON TABLE autopilot.performance_metrics IS
+'Hourly performance aggregates per agent and per runner worker.';
+COMMENT ON COLUMN autopilot.performance_metrics.hour IS 'Start of the hour (UTC), truncated.';
+
+-- sql/schema/tables/knowledge_artifacts.sql
+CREATE TABLE autopilot.knowledge_artifacts (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    artifact_type text NOT NULL,
+    name text NOT NULL,
+    content jsonb NOT NULL DEFAULT '{}',
+    source text,
+    usage_count bigint NOT NULL DEFAULT 0,
+    last_used_at timestamptz,
+    embedding real[],
+    embedding_model text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT knowledge_artifacts_pkey PRIMARY KEY (id),
+    CONSTRAINT knowledge_artifacts_type_name_key UNIQUE (artifact_type, name),
+    CONSTRAINT knowledge_artifacts_usage_check CHECK (usage_count >= 0)
+);
+
+-- old-artifact-cleanup: artifacts by last use (never used: by creation)
+CREATE INDEX knowledge_artifacts_last_used_idx ON autopilot.knowledge_artifacts (
+    (coalesce(last_used_at, created_at))
+);
+
+COMMENT ON TABLE autopilot.knowledge_artifacts IS
+'Templates, prompts and other knowledge loaded by the runner (knowledge-migration, template-sync) and used by agents.';
+COMMENT ON COLUMN autopilot.knowledge_artifacts.last_used_at IS
+'When an agent last used the artifact; "unused" for old-artifact-cleanup is measured from here (or from created_at when never used).';
+COMMENT ON COLUMN autopilot.knowledge_artifacts.embedding IS 'Embedding vector (real[]: pgvector is not assumed); model in embedding_model.';
+
+-- sql/schema/tables/code_chunks.sql
+CREATE TABLE autopilot.code_chunks (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    codebase text NOT NULL,
+    file_path text NOT NULL,
+    chunk_index integer NOT NULL,
+    content text NOT NULL,
+    content_hash text NOT NULL,
+    embedding real[],
+    embedding_model text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    superseded_at timestamptz,
+    CONSTRAINT code_chunks_pkey PRIMARY KEY (id),
+    CONSTRAINT code_chunks_chunk_index_check CHECK (chunk_index >= 0)
+);
+
+-- one current chunk per position of a file; superseded versions are kept until cleanup
+CREATE UNIQUE INDEX code_chunks_current_key ON autopilot.code_chunks (codebase, file_path, chunk_index)
+WHERE superseded_at IS NULL;
+-- code-chunk-cleanup walks obsolete chunks
+CREATE INDEX code_chunks_superseded_idx ON autopilot.code_chunks (superseded_at, id)
+WHERE superseded_at IS NOT NULL;
+
+COMMENT ON TABLE autopilot.code_chunks IS
+'Chunks of ingested source code with their embeddings (written by code-ingest).';
+COMMENT ON COLUMN autopilot.code_chunks.superseded_at IS
+'Set when re-ingest replaces the chunk or its file disappears: the chunk is obsolete from then on, and code-chunk-cleanup deletes it after a retention.';
+
+-- sql/schema/tables/graph_nodes.sql
+CREATE TABLE autopilot.graph_nodes (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    codebase text NOT NULL,
+    node_key text NOT NULL,
+    kind text NOT NULL DEFAULT 'module',
+    pagerank double precision,
+    attributes jsonb NOT NULL DEFAULT '{}',
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT graph_nodes_pkey PRIMARY KEY (id),
+    CONSTRAINT graph_nodes_codebase_node_key_key UNIQUE (codebase, node_key)
+);
+
+COMMENT ON TABLE autopilot.graph_nodes IS 'Nodes of the code dependency graph (written by graph-populate), with their PageRank.';
+
+-- sql/schema/tables/graph_edges.sql
+CREATE TABLE autopilot.graph_edges (
+    source_id bigint NOT NULL,
+    target_id bigint NOT NULL,
+    weight double precision NOT NULL DEFAULT 1,
+    kind text NOT NULL DEFAULT 'depends_on',
+    CONSTRAINT graph_edges_pkey PRIMARY KEY (source_id, target_id),
+    CONSTRAINT graph_edges_source_id_fkey FOREIGN KEY (source_id)
+    REFERENCES autopilot.graph_nodes (id) ON DELETE CASCADE,
+    CONSTRAINT graph_edges_target_id_fkey FOREIGN KEY (target_id)
+    REFERENCES autopilot.graph_nodes (id) ON DELETE CASCADE,
+    CONSTRAINT graph_edges_weight_check CHECK (weight > 0 AND weight < 'infinity')
+);
+
+CREATE INDEX graph_edges_target_id_idx ON autopilot.graph_edges (target_id);
+
+COMMENT ON TABLE autopilot.graph_edges IS
+'Directed, weighted edges of the code graph; the primary key guarantees one edge per pair, so PageRank never de-duplicates at run time.';
+
+-- sql/schema/tables/backup_metadata.sql
+CREATE TABLE autopilot.backup_metadata (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    kind text NOT NULL,
+    database_name text NOT NULL,
+    file_path text,
+    size_bytes bigint,
+    sha256 text,
+    status text NOT NULL DEFAULT 'running',
+    started_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz,
+    verified_at timestamptz,
+    verification text,
+    error text,
+    details jsonb NOT NULL DEFAULT '{}',
+    CONSTRAINT backup_metadata_pkey PRIMARY KEY (id),
+    CONSTRAINT backup_metadata_kind_check CHECK (kind IN ('hourly', 'daily', 'manual')),
+    CONSTRAINT backup_metadata_status_check CHECK (
+        status IN ('running', 'succeeded', 'verified', 'failed', 'pruned')
+    ),
+    CONSTRAINT backup_metadata_size_check CHECK (size_bytes >= 0),
+    CONSTRAINT backup_metadata_sha256_check CHECK (sha256 ~ '^[0-9a-f]{64}$')
+);
+
+-- backup-archival walks old records in id order
+CREATE INDEX backup_metadata_started_at_idx ON autopilot.backup_metadata (started_at, id);
+
+COMMENT ON TABLE autopilot.backup_metadata IS
+'One row per pg_dump backup taken by the runner: kind, file, size, checksum, timings, verification and status.';
+
+-- sql/schema/tables/backup_metadata_archive.sql
+CREATE TABLE autopilot.backup_metadata_archive (
+    id bigint NOT NULL,
+    kind text NOT NULL,
+    database_name text NOT NULL,
+    file_path text,
+    size_bytes bigint,
+    sha256 text,
+    status text NOT NULL,
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz,
+    verified_at timestamptz,
+    verification text,
+    error text,
+    details jsonb NOT NULL DEFAULT '{}',
+    archived_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT backup_metadata_archive_pkey PRIMARY KEY (id)
+);
+
+COMMENT ON TABLE autopilot.backup_metadata_archive IS
+'Backup records older than the backups.archive_after setting, moved here by backup-archival (each in the same statement that deletes it from autopilot.backup_metadata).';
+
+-- sql/schema/tables/vector_stats_history.sql
+CREATE TABLE autopilot.vector_stats_history (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    captured_at timestamptz NOT NULL DEFAULT now(),
+    table_name text NOT NULL,
+    column_name text NOT NULL,
+    row_count bigint NOT NULL,
+    missing_count bigint NOT NULL,
+    dimensions jsonb NOT NULL DEFAULT '{}',
+    models jsonb NOT NULL DEFAULT '{}',
+    CONSTRAINT vector_stats_history_pkey PRIMARY KEY (id),
+    CONSTRAINT vector_stats_history_counts_check CHECK (missing_count BETWEEN 0 AND row_count)
+);
+
+CREATE INDEX vector_stats_history_column_idx ON autopilot.vector_stats_history (
+    table_name, column_name, captured_at DESC
+);
+
+COMMENT ON TABLE autopilot.vector_stats_history IS
+'What vector-stats measured, per embedding column: rows, rows without an embedding, how many rows have each dimension and each model.';
+COMMENT ON COLUMN autopilot.vector_stats_history.dimensions IS 'Row count per embedding dimension, e.g. {"384": 1200}.';
+COMMENT ON COLUMN autopilot.vector_stats_history.models IS 'Row count per embedding model version, e.g. {"all-MiniLM-L6-v2": 1200}.';
+
+-- sql/schema/tables/index_maintenance.sql
+CREATE TABLE autopilot.index_maintenance (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    index_name text NOT NULL,
+    action text NOT NULL,
+    statement text NOT NULL,
+    reason text NOT NULL,
+    size_bytes bigint,
+    bloat_ratio double precision,
+    state text NOT NULL DEFAULT 'pending',
+    planned_at timestamptz NOT NULL DEFAULT now(),
+    armed_at timestamptz,
+    finished_at timestamptz,
+    message text,
+    CONSTRAINT index_maintenance_pkey PRIMARY KEY (id),
+    CONSTRAINT index_maintenance_action_check CHECK (action IN ('reindex', 'drop_invalid')),
+    CONSTRAINT index_maintenance_state_check CHECK (
+        state IN ('pending', 'armed', 'done', 'failed')
+    ),
+    CONSTRAINT index_maintenance_finished_check CHECK (
+        (state IN ('done', 'failed')) = (finished_at IS NOT NULL)
+    )
+);
+
+-- pg_cron runs one statement of the cycle at a time
+CREATE UNIQUE INDEX index_maintenance_one_armed_idx ON autopilot.index_maintenance ((true))
+WHERE state = 'armed';
+CREATE INDEX index_maintenance_open_idx ON autopilot.index_maintenance (id)
+WHERE state IN ('pending', 'armed');
+
+COMMENT ON TABLE autopilot.index_maintenance IS
+'The work of index-reindex: one row per top-level statement it decided on (REINDEX INDEX CONCURRENTLY of a bloated index, DROP INDEX CONCURRENTLY of an invalid leftover of a failed rebuild), with why and how it ended.';
+COMMENT ON COLUMN autopilot.index_maintenance.state IS
+'pending (to run), armed (handed to pg_cron''s index-reindex-step job), done, failed.';
+
+-- sql/schema/tables/job_arming.sql
+CREATE TABLE autopilot.job_arming (
+    job_name text NOT NULL,
+    schedule text NOT NULL,
+    command text,
+    armed_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT job_arming_pkey PRIMARY KEY (job_name),
+    CONSTRAINT job_arming_job_name_fkey FOREIGN KEY (job_name)
+    REFERENCES autopilot.job_catalog (name) ON DELETE CASCADE
+);
+
+COMMENT ON TABLE autopilot.job_arming IS
+'How a job temporarily asks pg_cron to run itself or a helper job: another schedule and, for a statement job, another statement. index-reindex arms index-reindex-step with one REINDEX at a time (it cannot run inside a function). Applied by autopilot.job_definitions and sync; removed when the work is done.';
+COMMENT ON COLUMN autopilot.job_arming.command IS 'Top-level statement for a statement job; NULL keeps the job''s own command.';
+
+-- sql/functions/core/version.sql
+CREATE FUNCTION autopilot.version()
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT '0.2.0'::text $$;
+
+COMMENT ON FUNCTION autopilot.version() IS
+'Version of the autopilot SQL installed in this database (in schema mode, the installer reads it to choose upgrade scripts).';
+
+-- sql/functions/cron/_job_unavailable_reason.sql
+CREATE FUNCTION autopilot._job_unavailable_reason(
+    p_kind text, p_target text, p_requires_local_pg_cron boolean
+)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- NULL when the job can run in this database, else why it cannot. A catalog
+-- entry whose function arrives in a later version is registered with pg_cron,
+-- inactive, so that upgrading is all it takes to switch it on.
+BEGIN
+    IF p_kind IN ('function', 'batched') AND to_regproc(p_target) IS NULL THEN
+        RETURN format('%s() is not part of autopilot %s', p_target, autopilot.version());
+    END IF;
+    IF p_requires_local_pg_cron AND to_regclass('cron.job_run_details') IS NULL THEN
+        RETURN 'pg_cron is not installed in this database';
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._job_unavailable_reason(text, text, boolean) IS
+'Private: NULL when a catalog job can run here, else the reason (its function is not in this version, or it needs pg_cron in this database).';
+
+-- sql/schema/views/job_definitions.sql
+CREATE VIEW autopilot.job_definitions AS
+SELECT
+    c.name,
+    c.side,
+    c.kind,
+    coalesce(a.schedule, o.schedule, c.schedule) AS schedule,
+    c.schedule AS default_schedule,
+    coalesce(o.enabled, true) AS enabled,
+    c.only_on_dow,
+    c.target,
+    c.args,
+    c.queue,
+    c.run_at_startup,
+    c.description,
+    autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron)
+        AS unavailable_reason,
+    'autopilot:' || c.name AS cron_jobname,
+    CASE
+        WHEN c.kind = 'statement' THEN coalesce(a.command, c.target)
+        ELSE format('CALL autopilot.run_scheduled_job(%L)', c.name)
+    END AS cron_command,
+    c.only_when_armed,
+    a.armed_at,
+    -- what pg_cron's entry should say: enabled, runnable here, and armed when it must be
+    coalesce(o.enabled, true)
+    AND autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron) IS NULL
+    AND (NOT c.only_when_armed OR a.job_name IS NOT NULL) AS active
+FROM autopilot.job_catalog AS c
+LEFT JOIN autopilot.job_overrides AS o ON c.name = o.job_name
+LEFT JOIN autopilot.job_arming AS a ON c.name = a.job_name;
+
+COMMENT ON VIEW autopilot.job_definitions IS
+'The catalog with the DBA''s overrides applied: the schedule and state each job should have in pg_cron, the pg_cron job name and command, why a job cannot run here (unavailable_reason), and whether pg_cron should run it (active). A job''s own arming (autopilot.job_arming) wins over overrides while it lasts.';
+
+-- sql/schema/views/job_status.sql
+CREATE VIEW autopilot.job_status AS
+SELECT
+    d.name,
+    d.side,
+    d.kind,
+    d.schedule,
+    d.enabled,
+    d.only_on_dow,
+    d.run_at_startup,
+    d.unavailable_reason,
+    d.cron_jobname,
+    last_run.id AS last_run_id,
+    last_run.trigger AS last_trigger,
+    last_run.status AS last_status,
+    last_run.started_at AS last_started_at,
+    last_run.finished_at AS last_finished_at,
+    last_run.finished_at - last_run.started_at AS last_duration,
+    last_run.rows_affected AS last_rows_affected,
+    last_run.message AS last_message,
+    last_success.started_at AS last_success_at
+FROM autopilot.job_definitions AS d
+LEFT JOIN LATERAL (
+    SELECT
+        r.id,
+        r.trigger,
+        r.status,
+        r.started_at,
+        r.finished_at,
+        r.rows_affected,
+        r.message
+    FROM autopilot.job_runs AS r
+    WHERE r.job_name = d.name
+    ORDER BY r.started_at DESC
+    LIMIT 1
+) AS last_run ON true
+LEFT JOIN LATERAL (
+    SELECT r.started_at
+    FROM autopilot.job_runs AS r
+    WHERE r.job_name = d.name AND r.status = 'succeeded'
+    ORDER BY r.started_at DESC
+    LIMIT 1
+) AS last_success ON true;
+
+COMMENT ON VIEW autopilot.job_status IS
+'Every catalog job with its effective schedule and state and its last run and last successful run from the ledger (autopilot status adds pg_cron''s view and the next run time).';
+
+-- sql/functions/core/_setting_value_error.sql
+CREATE FUNCTION autopilot._setting_value_error(
+    p_type text, p_value text, p_min text, p_max text
+)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- NULL when p_value is a valid value of type p_type within [p_min, p_max], else why not.
+DECLARE
+    v_below boolean := false;
+    v_above boolean := false;
+BEGIN
+    IF p_value IS NULL THEN
+        RETURN 'a value is required';
+    END IF;
+    BEGIN
+        CASE p_type
+            WHEN 'integer' THEN
+                v_below := p_min IS NOT NULL AND p_value::bigint < p_min::bigint;
+                v_above := p_max IS NOT NULL AND p_value::bigint > p_max::bigint;
+            WHEN 'numeric' THEN
+                v_below := p_min IS NOT NULL AND p_value::numeric < p_min::numeric;
+                v_above := p_max IS NOT NULL AND p_value::numeric > p_max::numeric;
+            WHEN 'interval' THEN
+                v_below := p_min IS NOT NULL AND p_value::interval < p_min::interval;
+                v_above := p_max IS NOT NULL AND p_value::interval > p_max::interval;
+            WHEN 'boolean' THEN
+                PERFORM p_value::boolean;
+            ELSE
+                NULL;
+        END CASE;
+    EXCEPTION
+        WHEN data_exception THEN
+            RETURN format('%L is not a valid %s', p_value, p_type);
+    END;
+    IF v_below THEN
+        RETURN format('%s is below the minimum %s', p_value, p_min);
+    ELSIF v_above THEN
+        RETURN format('%s is above the maximum %s', p_value, p_max);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._setting_value_error(text, text, text, text) IS
+'Private: NULL when a value is valid for a setting''s type and range, else the reason (used by set_setting and by the settings'' own check).';
+
+-- sql/functions/core/get_setting.sql
+CREATE FUNCTION autopilot.get_setting(p_name text)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_value text;
+BEGIN
+    SELECT coalesce(v.value, s.default_value)
+    INTO v_value
+    FROM autopilot.settings AS s
+    LEFT JOIN autopilot.setting_values AS v ON v.name = s.name
+    WHERE s.name = p_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown autopilot setting "%"', p_name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT name FROM autopilot.settings lists the settings.';
+    END IF;
+    RETURN v_value;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.get_setting(text) IS
+'Current value of a setting as text (the DBA''s value, else the default); cast it to the setting''s type. Unknown names raise undefined_object.';
+
+-- sql/functions/core/set_setting.sql
+CREATE FUNCTION autopilot.set_setting(p_name text, p_value text)
+RETURNS text
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_setting autopilot.settings;
+    v_error text;
+BEGIN
+    SELECT * INTO v_setting FROM autopilot.settings WHERE name = p_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown autopilot setting "%"', p_name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT name FROM autopilot.settings lists the settings.';
+    END IF;
+    v_error := autopilot._setting_value_error(
+        v_setting.value_type, p_value, v_setting.min_value, v_setting.max_value
+    );
+    IF v_error IS NOT NULL THEN
+        RAISE EXCEPTION 'invalid value for setting "%": %', p_name, v_error
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('%s is of type %s, allowed range [%s, %s].',
+                                  p_name, v_setting.value_type,
+                                  coalesce(v_setting.min_value, '-'),
+                                  coalesce(v_setting.max_value, '-'));
+    END IF;
+    INSERT INTO autopilot.setting_values AS sv (name, value)
+    VALUES (p_name, p_value)
+    ON CONFLICT (name) DO UPDATE
+        SET value = excluded.value, updated_at = now(), updated_by = current_user;
+    RETURN p_value;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.set_setting(text, text) IS
+'Sets a setting after checking its type and range (invalid_parameter_value otherwise); kept across upgrades and pg_dump/restore. Returns the value.';
+
+-- sql/functions/core/reset_setting.sql
+CREATE FUNCTION autopilot.reset_setting(p_name text)
+RETURNS text
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM autopilot.setting_values WHERE name = p_name;
+    RETURN autopilot.get_setting(p_name);
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.reset_setting(text) IS
+'Returns a setting to its default and returns that default. Unknown names raise undefined_object.';
+
+-- sql/functions/cron/cron_expression_error.sql
+CREATE FUNCTION autopilot.cron_expression_error(p_expression text)
+RETURNS text
+LANGUAGE plpgsql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Checks a five-field cron expression the way pg_cron 1.4 reads it (minute hour
+-- day-of-month month day-of-week; lists, ranges, steps, month and weekday names).
+-- Returns NULL when valid, else a sentence saying what is wrong.
+DECLARE
+    c_names constant text[] := ARRAY['minute', 'hour', 'day of month', 'month', 'day of week'];
+    c_low constant integer[] := ARRAY[0, 0, 1, 1, 0];
+    c_high constant integer[] := ARRAY[59, 23, 31, 12, 7];
+    c_months constant text[] := ARRAY['jan', 'feb', 'mar', 'apr', 'may', 'jun',
+                                      'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
+    c_days constant text[] := ARRAY['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
+    v_fields text[];
+    v_item text;
+    v_parts text[];
+    v_bounds text[];
+    v_value text;
+    v_number integer;
+    v_numbers integer[];
+BEGIN
+    IF p_expression IS NULL OR btrim(p_expression) = '' THEN
+        RETURN 'the cron expression is empty';
+    END IF;
+    v_fields := regexp_split_to_array(btrim(p_expression), '\s+');
+    IF array_length(v_fields, 1) <> 5 THEN
+        RETURN format(
+            'expected 5 fields (minute hour day-of-month month day-of-week), found %s',
+            array_length(v_fields, 1)
+        );
+    END IF;
+    FOR i IN 1..5 LOOP
+        FOREACH v_item IN ARRAY string_to_array(lower(v_fields[i]), ',') LOOP
+            -- item := (* | value | value-value) [/step]
+            v_parts := regexp_match(v_item, '^([^/]+)(?:/([0-9]+))?$');
+            IF v_parts IS NULL THEN
+                RETURN format('%s field "%s": "%s" is not a value, range or step',
+                              c_names[i], v_fields[i], v_item);
+            END IF;
+            IF v_parts[2] IS NOT NULL AND v_parts[2]::numeric < 1 THEN
+                RETURN format('%s field "%s": the step must be at least 1', c_names[i], v_fields[i]);
+            END IF;
+            IF v_parts[1] = '*' THEN
+                CONTINUE;
+            END IF;
+            v_bounds := string_to_array(v_parts[1], '-');
+            IF array_length(v_bounds, 1) > 2 THEN
+                RETURN format('%s field "%s": "%s" is not a range', c_names[i], v_fields[i], v_item);
+            END IF;
+            IF array_length(v_bounds, 1) = 1 AND v_parts[2] IS NOT NULL THEN
+                RETURN format('%s field "%s": a step needs * or a range before it',
+                              c_names[i], v_fields[i]);
+            END IF;
+            v_numbers := ARRAY[]::integer[];
+            FOREACH v_value IN ARRAY v_bounds LOOP
+                IF v_value ~ '^[0-9]{1,4}$' THEN
+                    v_number := v_value::integer;
+                ELSIF i = 4 AND v_value = ANY(c_months) THEN
+                    v_number := array_position(c_months, v_value);
+                ELSIF i = 5 AND v_value = ANY(c_days) THEN
+                    v_number := array_position(c_days, v_value) - 1;
+                ELSE
+                    RETURN format('%s field "%s": "%s" is not a number%s',
+                                  c_names[i], v_fields[i], v_value,
+                                  CASE i WHEN 4 THEN ' or month name' WHEN 5 THEN ' or weekday name' ELSE '' END);
+                END IF;
+                IF v_number < c_low[i] OR v_number > c_high[i] THEN
+                    RETURN format('%s field "%s": %s is out of range %s-%s',
+                                  c_names[i], v_fields[i], v_number, c_low[i], c_high[i]);
+                END IF;
+                v_numbers := v_numbers || v_number;
+            END LOOP;
+            IF array_length(v_numbers, 1) = 2 AND v_numbers[1] > v_numbers[2] THEN
+                RETURN format('%s field "%s": range %s-%s runs backwards',
+                              c_names[i], v_fields[i], v_numbers[1], v_numbers[2]);
+            END IF;
+        END LOOP;
+    END LOOP;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.cron_expression_error(text) IS
+'NULL when the text is a valid five-field cron expression for pg_cron 1.4 (UTC; no seconds, no @macros), else a sentence saying what is wrong.';
+
+-- sql/functions/cron/is_valid_cron.sql
+CREATE FUNCTION autopilot.is_valid_cron(p_expression text)
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT autopilot.cron_expression_error(p_expression) IS NULL $$;
+
+COMMENT ON FUNCTION autopilot.is_valid_cron(text) IS
+'true when the text is a five-field cron expression pg_cron 1.4 accepts; autopilot.cron_expression_error() says why not.';
+
+-- sql/functions/cron/_assert_valid_cron.sql
+CREATE FUNCTION autopilot._assert_valid_cron(p_expression text)
+RETURNS void
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_error text := autopilot.cron_expression_error(p_expression);
+BEGIN
+    IF v_error IS NOT NULL THEN
+        RAISE EXCEPTION 'invalid cron expression "%": %', p_expression, v_error
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Five fields, in UTC: minute hour day-of-month month day-of-week, e.g. ''*/5 * * * *''.';
+    END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._assert_valid_cron(text) IS
+'Private: raises invalid_parameter_value with the reason when the text is not a valid cron expression.';
+
+-- sql/functions/cron/_catalog_job.sql
+CREATE FUNCTION autopilot._catalog_job(p_name text)
+RETURNS autopilot.job_definitions
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_job autopilot.job_definitions;
+BEGIN
+    SELECT * INTO v_job FROM autopilot.job_definitions WHERE name = p_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown autopilot job "%"', p_name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT name FROM autopilot.job_catalog lists the jobs.';
+    END IF;
+    RETURN v_job;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._catalog_job(text) IS
+'Private: the job''s effective definition; an unknown name raises undefined_object.';
+
+-- sql/functions/cron/pg_cron_database.sql
+CREATE FUNCTION autopilot.pg_cron_database()
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT current_setting('cron.database_name', true) $$;
+
+COMMENT ON FUNCTION autopilot.pg_cron_database() IS
+'The database pg_cron runs in (cron.database_name), or NULL when pg_cron is not loaded on this server (shared_preload_libraries).';
+
+-- sql/functions/cron/plan_cron_sync.sql
+CREATE FUNCTION autopilot.plan_cron_sync(
+    p_current jsonb,
+    p_database text DEFAULT current_database(),
+    p_username text DEFAULT current_user
+)
+RETURNS TABLE (
+    action text, jobid bigint, jobname text, schedule text, command text, active boolean
+)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- p_current: the rows of cron.job (jobid, jobname, schedule, command,
+    -- database, username, active), wherever pg_cron lives. Only jobs named
+    -- autopilot:* of this database are ever changed.
+    WITH desired AS (
+        SELECT
+            d.cron_jobname AS jobname,
+            d.schedule,
+            d.cron_command AS command,
+            d.active
+        FROM autopilot.job_definitions AS d
+        WHERE d.schedule IS NOT NULL
+    ),
+
+    current_jobs AS (
+        SELECT c.*
+        FROM jsonb_to_recordset(coalesce(p_current, '[]')) AS c (
+            jobid bigint, jobname text, schedule text, command text,
+            database text, username text, active boolean
+        )
+        WHERE starts_with(c.jobname, 'autopilot:')
+    ),
+
+    here AS (
+        SELECT * FROM current_jobs WHERE database = p_database
+    ),
+
+    elsewhere AS (
+        SELECT * FROM current_jobs WHERE database <> p_database AND username = p_username
+    )
+
+    SELECT 'conflict', e.jobid, d.jobname, e.schedule, e.command, e.active
+    FROM desired AS d
+    INNER JOIN elsewhere AS e ON d.jobname = e.jobname
+    WHERE NOT EXISTS (SELECT FROM here AS h WHERE h.jobname = d.jobname)
+    UNION ALL
+    SELECT 'schedule', NULL::bigint, d.jobname, d.schedule, d.command, d.active
+    FROM desired AS d
+    WHERE NOT EXISTS (SELECT FROM current_jobs AS c WHERE c.jobname = d.jobname
+                      AND (c.database = p_database OR c.username = p_username))
+    UNION ALL
+    SELECT 'alter', h.jobid, d.jobname, d.schedule, d.command, d.active
+    FROM desired AS d
+    INNER JOIN here AS h ON d.jobname = h.jobname
+    WHERE (h.schedule, h.command, h.active) IS DISTINCT FROM (d.schedule, d.command, d.active)
+    UNION ALL
+    SELECT 'unschedule', h.jobid, h.jobname, h.schedule, h.command, h.active
+    FROM here AS h
+    WHERE NOT EXISTS (SELECT FROM desired AS d WHERE d.jobname = h.jobname)
+    ORDER BY 1, 3
+$$;
+
+COMMENT ON FUNCTION autopilot.plan_cron_sync(jsonb, text, text) IS
+'What must change in cron.job (given as a jsonb array of its rows) so that the autopilot:* jobs of this database match the catalog: schedule, alter, unschedule, or conflict (the name is taken by a job of this role in another database). Changes nothing; autopilot.sync_schedules() and the installer carry the plan out.';
+
+-- sql/functions/cron/sync_schedules.sql
+CREATE FUNCTION autopilot.sync_schedules()
+RETURNS TABLE (action text, jobname text, schedule text, active boolean)
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Makes cron.job match the catalog for the autopilot:* jobs of this database,
+-- when pg_cron is installed here. When pg_cron lives in another database, the
+-- installer carries out autopilot.plan_cron_sync() there instead.
+DECLARE
+    v_cron_database text := autopilot.pg_cron_database();
+    v_current jsonb;
+    v_conflicts text;
+    v_step record;
+BEGIN
+    IF v_cron_database IS NULL THEN
+        RAISE NOTICE 'pg_cron is not loaded on this server: nothing is scheduled'
+            USING HINT = 'Add pg_cron to shared_preload_libraries, restart, CREATE EXTENSION pg_cron, then run autopilot.sync_schedules().';
+        RETURN;
+    END IF;
+    IF to_regclass('cron.job') IS NULL THEN
+        IF v_cron_database <> current_database() THEN
+            RAISE EXCEPTION 'pg_cron runs in database "%", not in "%"', v_cron_database, current_database()
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = format('Run "autopilot sync" (or "autopilot install"): it registers the schedules from database %s with cron.schedule_in_database().', v_cron_database);
+        END IF;
+        RAISE NOTICE 'pg_cron is loaded but not created in this database: nothing is scheduled'
+            USING HINT = 'CREATE EXTENSION pg_cron; then SELECT * FROM autopilot.sync_schedules();';
+        RETURN;
+    END IF;
+
+    -- one sync at a time: two concurrent syncs would both schedule a missing job
+    PERFORM pg_advisory_xact_lock(hashtext('autopilot.sync_schedules'));
+
+    SELECT coalesce(jsonb_agg(to_jsonb(j)), '[]')
+    INTO v_current
+    FROM cron.job AS j
+    WHERE starts_with(j.jobname, 'autopilot:');
+
+    SELECT string_agg(format('%s (in database %s)', p.jobname, c.database), ', ')
+    INTO v_conflicts
+    FROM autopilot.plan_cron_sync(v_current) AS p
+    INNER JOIN cron.job AS c ON p.jobid = c.jobid
+    WHERE p.action = 'conflict';
+    IF v_conflicts IS NOT NULL THEN
+        RAISE EXCEPTION 'pg_cron jobs of role % already belong to another database: %', current_user, v_conflicts
+            USING ERRCODE = 'duplicate_object',
+                  DETAIL = 'pg_cron job names are unique per role, so one role can run autopilot for one database.',
+                  HINT = 'Uninstall autopilot from the other database, or install this one as another role.';
+    END IF;
+
+    FOR v_step IN SELECT * FROM autopilot.plan_cron_sync(v_current) LOOP
+        CASE v_step.action
+            WHEN 'schedule' THEN
+                PERFORM cron.schedule_in_database(
+                    v_step.jobname, v_step.schedule, v_step.command,
+                    current_database(), NULL, v_step.active
+                );
+            WHEN 'alter' THEN
+                PERFORM cron.alter_job(
+                    v_step.jobid, v_step.schedule, v_step.command,
+                    current_database(), NULL, v_step.active
+                );
+            WHEN 'unschedule' THEN
+                PERFORM cron.unschedule(v_step.jobid);
+        END CASE;
+        action := v_step.action;
+        jobname := v_step.jobname;
+        schedule := v_step.schedule;
+        active := v_step.active;
+        RETURN NEXT;
+    END LOOP;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.sync_schedules() IS
+'Makes cron.job match the catalog (with overrides) for the autopilot:* jobs of this database: schedules, alters, unschedules; never touches other jobs; idempotent. Returns what it changed. Needs pg_cron in this database; otherwise it says what to do.';
+
+-- sql/functions/cron/_sync_if_local.sql
+CREATE FUNCTION autopilot._sync_if_local()
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF to_regclass('cron.job') IS NOT NULL THEN
+        PERFORM autopilot.sync_schedules();
+    END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._sync_if_local() IS
+'Private: applies a changed override to pg_cron at once when pg_cron is in this database (otherwise "autopilot sync" applies it).';
+
+-- sql/functions/cron/set_job_schedule.sql
+CREATE FUNCTION autopilot.set_job_schedule(p_name text, p_schedule text)
+RETURNS text
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM autopilot._catalog_job(p_name);
+    PERFORM autopilot._assert_valid_cron(p_schedule);
+    INSERT INTO autopilot.job_overrides AS o (job_name, schedule)
+    VALUES (p_name, btrim(p_schedule))
+    ON CONFLICT (job_name) DO UPDATE
+        SET schedule = excluded.schedule, updated_at = now(), updated_by = current_user;
+    PERFORM autopilot._sync_if_local();
+    RETURN btrim(p_schedule);
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.set_job_schedule(text, text) IS
+'Overrides a job''s schedule (validated first: invalid_parameter_value and no change when the cron expression is wrong). Kept across syncs, upgrades and restores; applied to pg_cron at once when it is in this database.';
+
+-- sql/functions/cron/set_job_enabled.sql
+CREATE FUNCTION autopilot.set_job_enabled(p_name text, p_enabled boolean)
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM autopilot._catalog_job(p_name);
+    IF p_enabled IS NULL THEN
+        RAISE EXCEPTION 'p_enabled must be true or false'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'autopilot.reset_job() returns a job to its catalog defaults.';
+    END IF;
+    INSERT INTO autopilot.job_overrides AS o (job_name, enabled)
+    VALUES (p_name, p_enabled)
+    ON CONFLICT (job_name) DO UPDATE
+        SET enabled = excluded.enabled, updated_at = now(), updated_by = current_user;
+    PERFORM autopilot._sync_if_local();
+    RETURN p_enabled;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.set_job_enabled(text, boolean) IS
+'Enables or disables a job (a disabled job keeps its pg_cron entry, inactive). Kept across syncs, upgrades and restores.';
+
+-- sql/functions/cron/reset_job.sql
+CREATE FUNCTION autopilot.reset_job(p_name text)
+RETURNS text
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
+BEGIN
+    DELETE FROM autopilot.job_overrides WHERE job_name = p_name;
+    PERFORM autopilot._sync_if_local();
+    RETURN (autopilot._catalog_job(v_job.name)).schedule;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.reset_job(text) IS
+'Drops a job''s overrides, returning it to the catalog''s schedule, enabled; returns that schedule.';
+
+-- sql/functions/core/_job_lock_key.sql
+CREATE FUNCTION autopilot._job_lock_key(p_name text)
+RETURNS bigint
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- one advisory lock per job; the high half marks the key as autopilot's
+    SELECT (x'61757470'::bigint << 32) | (hashtext(p_name)::bigint & x'ffffffff'::bigint)
+$$;
+
+COMMENT ON FUNCTION autopilot._job_lock_key(text) IS
+'Private: the advisory lock key that makes two runs of one job exclusive.';
+
+-- sql/functions/core/_run_start.sql
+CREATE FUNCTION autopilot._run_start(p_name text, p_manual boolean, p_session_lock boolean)
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Takes the job's lock and opens a run in the ledger; returns its id. When another
+-- run holds the lock, records a skipped run and returns NULL: pg_cron would
+-- otherwise queue overlapping runs without limit.
+DECLARE
+    v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
+    v_key bigint := autopilot._job_lock_key(p_name);
+    v_trigger text := CASE
+        WHEN p_manual THEN 'manual'
+        WHEN current_setting('application_name') = 'pg_cron' THEN 'pg_cron'
+        ELSE 'manual'
+    END;
+    v_locked boolean;
+    v_run_id bigint;
+BEGIN
+    IF p_session_lock THEN
+        v_locked := pg_try_advisory_lock(v_key);
+    ELSE
+        v_locked := pg_try_advisory_xact_lock(v_key);
+    END IF;
+
+    IF NOT v_locked THEN
+        INSERT INTO autopilot.job_runs AS r (job_name, side, trigger, status, finished_at, message)
+        VALUES (p_name, v_job.side, v_trigger, 'skipped', clock_timestamp(),
+                format('skipped: another run of %s is still in progress', p_name))
+        RETURNING r.id INTO v_run_id;
+        RAISE NOTICE 'autopilot job % skipped: another run is still in progress (ledger run %)', p_name, v_run_id;
+        RETURN NULL;
+    END IF;
+
+    -- holding the lock, any run of this job still marked running was cut short
+    UPDATE autopilot.job_runs
+    SET status = 'abandoned',
+        finished_at = greatest(started_at, clock_timestamp()),
+        message = 'the session running it ended before the run finished'
+    WHERE job_name = p_name AND status = 'running';
+
+    INSERT INTO autopilot.job_runs AS r (job_name, side, trigger)
+    VALUES (p_name, v_job.side, v_trigger)
+    RETURNING r.id INTO v_run_id;
+    RETURN v_run_id;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._run_start(text, boolean, boolean) IS
+'Private: takes a job''s advisory lock (session or transaction level) and opens a ledger run; records a skipped run and returns NULL when another run holds the lock.';
+
+-- sql/functions/core/_run_finish.sql
+CREATE FUNCTION autopilot._run_finish(
+    p_run_id bigint,
+    p_status text,
+    p_rows_affected bigint,
+    p_message text,
+    p_error_sqlstate text DEFAULT NULL,
+    p_details jsonb DEFAULT '{}'
+)
+RETURNS autopilot.job_runs
+LANGUAGE sql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE autopilot.job_runs
+    SET status = p_status,
+        finished_at = greatest(started_at, clock_timestamp()),
+        rows_affected = p_rows_affected,
+        message = p_message,
+        error_sqlstate = p_error_sqlstate,
+        details = coalesce(p_details, '{}')
+    WHERE id = p_run_id
+    RETURNING *
+$$;
+
+COMMENT ON FUNCTION autopilot._run_finish(bigint, text, bigint, text, text, jsonb) IS
+'Private: closes a ledger run with its outcome.';
+
+-- sql/functions/core/_enqueue_catalog_job.sql
+CREATE FUNCTION autopilot._enqueue_catalog_job(p_name text)
+RETURNS autopilot.job_step
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- A runner-side catalog entry only enqueues. The unique key dedupes against the
+-- unfinished job of the same entry, so a runner that was down for a day finds
+-- one pending backup, not twenty-four.
+DECLARE
+    v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
+    v_key text := 'catalog:' || p_name;
+    v_id bigint;
+BEGIN
+    INSERT INTO autopilot.jobs AS j (queue, worker, args, unique_key, meta)
+    VALUES (v_job.queue, v_job.target, v_job.args, v_key, jsonb_build_object('catalog', p_name))
+    ON CONFLICT (unique_key)
+    WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable')
+    DO NOTHING
+    RETURNING j.id INTO v_id;
+
+    IF v_id IS NOT NULL THEN
+        RETURN ROW(true, NULL, 1, format('enqueued job %s (%s)', v_id, v_job.target),
+                   jsonb_build_object('job_id', v_id))::autopilot.job_step;
+    END IF;
+    SELECT j.id INTO v_id
+    FROM autopilot.jobs AS j
+    WHERE j.unique_key = v_key
+      AND j.state IN ('available', 'scheduled', 'executing', 'retryable');
+    RETURN ROW(true, NULL, 0, format('job %s (%s) is still pending: not enqueued again', v_id, v_job.target),
+               jsonb_build_object('job_id', v_id, 'deduplicated', true))::autopilot.job_step;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._enqueue_catalog_job(text) IS
+'Private: enqueues the runner job of a runner-side catalog entry into autopilot.jobs, unless one is still unfinished.';
+
+-- sql/functions/core/_run_job_step.sql
+CREATE FUNCTION autopilot._run_job_step(p_name text, p_cursor jsonb)
+RETURNS autopilot.job_step
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
+    v_summary jsonb;
+    v_step autopilot.job_step;
+BEGIN
+    IF v_job.unavailable_reason IS NOT NULL THEN
+        RAISE EXCEPTION 'autopilot job % cannot run here: %', p_name, v_job.unavailable_reason
+            USING ERRCODE = 'feature_not_supported';
+    END IF;
+    CASE v_job.kind
+        WHEN 'function' THEN
+            EXECUTE format('SELECT %s()', v_job.target::regproc) INTO v_summary;
+            v_step := ROW(
+                true, NULL,
+                (v_summary ->> 'rows_affected')::bigint,
+                v_summary ->> 'message',
+                coalesce(v_summary, '{}')
+            )::autopilot.job_step;
+        WHEN 'batched' THEN
+            -- through jsonb: a dynamic query's row type is unknown until it runs,
+            -- so a scalar result keeps the step checkable (plpgsql_check)
+            EXECUTE format('SELECT to_jsonb(%s($1, $2))', v_job.target::regproc)
+            INTO v_summary
+            USING coalesce(p_cursor, '{}'), autopilot.get_setting('cleanup.batch_size')::integer;
+            v_step := jsonb_populate_record(NULL::autopilot.job_step, v_summary);
+        WHEN 'enqueue' THEN
+            v_step := autopilot._enqueue_catalog_job(p_name);
+        ELSE
+            RAISE EXCEPTION 'autopilot job % runs a statement that cannot run inside a function or a transaction block', p_name
+                USING ERRCODE = 'feature_not_supported',
+                      DETAIL = format('Its statement is: %s', v_job.target),
+                      HINT = format('Run "autopilot run %s", or run the statement itself outside a transaction.', p_name);
+    END CASE;
+    RETURN v_step;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._run_job_step(text, jsonb) IS
+'Private: runs one step of a job: the whole of a function job, one batch of a batched job (from the cursor), or the enqueue of a runner job.';
+
+-- sql/functions/core/_skips_today.sql
+CREATE FUNCTION autopilot._skips_today(p_name text)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(
+        d.only_on_dow <> extract(dow FROM now() AT TIME ZONE 'UTC'),
+        false
+    )
+    FROM autopilot._catalog_job(p_name) AS d
+$$;
+
+COMMENT ON FUNCTION autopilot._skips_today(text) IS
+'Private: true when a scheduled run of the job must not run today (UTC), because the catalog restricts it to another weekday.';
+
+-- sql/functions/core/run_job.sql
+CREATE FUNCTION autopilot.run_job(p_name text)
+RETURNS autopilot.job_runs
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Runs a job now, in the caller's transaction, and returns its ledger row. A job
+-- that fails is recorded as failed (with its SQLSTATE) and reported as a
+-- WARNING; its partial work is rolled back. A second concurrent run skips.
+DECLARE
+    v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
+    v_run_id bigint;
+    v_step autopilot.job_step;
+    v_cursor jsonb;
+    v_rows bigint := 0;
+    v_batches integer := 0;
+    v_state text;
+    v_message text;
+    v_detail text;
+BEGIN
+    IF v_job.kind = 'statement' OR v_job.unavailable_reason IS NOT NULL THEN
+        -- raises the reason, before anything is recorded
+        PERFORM autopilot._run_job_step(p_name, NULL);
+    END IF;
+
+    v_run_id := autopilot._run_start(p_name, false, false);
+    IF v_run_id IS NULL THEN
+        RETURN (SELECT r FROM autopilot.job_runs AS r
+                WHERE r.job_name = p_name ORDER BY r.id DESC LIMIT 1);
+    END IF;
+
+    BEGIN
+        LOOP
+            v_step := autopilot._run_job_step(p_name, v_cursor);
+            v_rows := v_rows + coalesce(v_step.rows_affected, 0);
+            v_batches := v_batches + 1;
+            v_cursor := v_step.cursor;
+            EXIT WHEN v_step.done;
+        END LOOP;
+    EXCEPTION
+        WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE,
+                                    v_message = MESSAGE_TEXT,
+                                    v_detail = PG_EXCEPTION_DETAIL;
+    END;
+
+    IF v_state IS NOT NULL THEN
+        RAISE WARNING 'autopilot job % failed: %', p_name, v_message
+            USING DETAIL = coalesce(v_detail, ''), HINT = format('The run is ledger run %s.', v_run_id);
+        RETURN autopilot._run_finish(v_run_id, 'failed', NULL, v_message, v_state,
+                                     jsonb_build_object('detail', v_detail));
+    END IF;
+    RETURN autopilot._run_finish(
+        v_run_id, 'succeeded', v_rows,
+        coalesce(v_step.message, format('%s rows in %s %s', v_rows, v_batches, CASE WHEN v_batches = 1 THEN 'batch' ELSE 'batches' END)),
+        NULL,
+        coalesce(v_step.details, '{}') || jsonb_build_object('batches', v_batches)
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.run_job(text) IS
+'Runs a database-side job (or enqueues a runner-side one) now, in one transaction, and returns its run from autopilot.job_runs: status succeeded, failed (with the error and SQLSTATE; the job''s work rolled back) or skipped (another run in progress). Statement jobs (VACUUM) cannot run in a function: use "autopilot run NAME".';
+
+-- sql/functions/core/run_scheduled_job.sql
+-- A procedure, so that a batched job commits between batches: no batch holds
+-- its locks long. A procedure that commits cannot carry SET search_path
+-- (PostgreSQL forbids transaction control there), so this body only calls
+-- schema-qualified functions that pin their own search_path.
+CREATE PROCEDURE autopilot.run_scheduled_job(p_name text, p_manual boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_run_id bigint;
+    v_step autopilot.job_step;
+    v_cursor jsonb;
+    v_rows bigint := 0;
+    v_batches integer := 0;
+    v_state text;
+    v_message text;
+    v_detail text;
+    v_hint text;
+BEGIN
+    -- fails at once inside a transaction block, before any lock is taken
+    COMMIT;
+    IF NOT p_manual AND autopilot._skips_today(p_name) THEN
+        RETURN;
+    END IF;
+    IF (autopilot._catalog_job(p_name)).kind = 'statement' THEN
+        PERFORM autopilot._run_job_step(p_name, NULL);
+    END IF;
+
+    v_run_id := autopilot._run_start(p_name, p_manual, true);
+    COMMIT;
+    IF v_run_id IS NULL THEN
+        RETURN;
+    END IF;
+
+    LOOP
+        BEGIN
+            v_step := autopilot._run_job_step(p_name, v_cursor);
+        EXCEPTION
+            WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE,
+                                        v_message = MESSAGE_TEXT,
+                                        v_detail = PG_EXCEPTION_DETAIL,
+                                        v_hint = PG_EXCEPTION_HINT;
+        END;
+        EXIT WHEN v_state IS NOT NULL;
+        v_rows := v_rows + coalesce(v_step.rows_affected, 0);
+        v_batches := v_batches + 1;
+        v_cursor := v_step.cursor;
+        COMMIT;
+        EXIT WHEN v_step.done;
+    END LOOP;
+
+    IF v_state IS NOT NULL THEN
+        PERFORM autopilot._run_finish(v_run_id, 'failed', v_rows, v_message, v_state,
+                                      jsonb_build_object('detail', v_detail, 'batches_committed', v_batches));
+    ELSE
+        PERFORM autopilot._run_finish(
+            v_run_id, 'succeeded', v_rows,
+            coalesce(v_step.message, format('%s rows in %s %s', v_rows, v_batches, CASE WHEN v_batches = 1 THEN 'batch' ELSE 'batches' END)),
+            NULL,
+            coalesce(v_step.details, '{}') || jsonb_build_object('batches', v_batches)
+        );
+    END IF;
+    PERFORM pg_advisory_unlock(autopilot._job_lock_key(p_name));
+    COMMIT;
+
+    IF v_state IS NOT NULL THEN
+        -- the run is in the ledger; re-raise the job's own error so pg_cron records it too
+        RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message,
+                              DETAIL = coalesce(v_detail, ''), HINT = coalesce(v_hint, '');
+    END IF;
+END;
+$$;
+
+-- (LT01 is silenced on the next line: sqlfluff's postgres dialect reads the argument list in
+-- COMMENT ON PROCEDURE as a separate bracket and wants a space before it.)
+COMMENT ON PROCEDURE autopilot.run_scheduled_job(text, boolean) IS -- noqa: LT01
+'The command pg_cron runs for every database-side and runner-side catalog job (CALL autopilot.run_scheduled_job(''name'')): ledger run committed first, a COMMIT after every batch, a failure recorded and then re-raised so that cron.job_run_details shows it too. Must be CALLed outside a transaction block. p_manual => true (the CLI) ignores a weekday restriction.';
+
+-- sql/functions/maintenance/_cleanup_old_jobs_batch.sql
+CREATE FUNCTION autopilot._cleanup_old_jobs_batch(p_cursor jsonb, p_limit integer)
+RETURNS autopilot.job_step
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- old-job-cleanup, one batch. Phase "jobs": finished runner jobs past their
+-- retention (completed and cancelled: jobs.completed_retention; discarded:
+-- jobs.discarded_retention), walking jobs_finished_idx in id order. Phase
+-- "job_runs": ledger runs finished before job_runs.retention, in id order,
+-- stopping at the first run that started after that cutoff.
+DECLARE
+    v_phase text := coalesce(p_cursor ->> 'phase', 'jobs');
+    v_after bigint := coalesce((p_cursor ->> 'after')::bigint, 0);
+    v_completed_cutoff timestamptz := now() - autopilot.get_setting('jobs.completed_retention')::interval;
+    v_discarded_cutoff timestamptz := now() - autopilot.get_setting('jobs.discarded_retention')::interval;
+    v_runs_cutoff timestamptz := now() - autopilot.get_setting('job_runs.retention')::interval;
+    v_ids bigint[];
+    v_deleted bigint;
+BEGIN
+    IF v_phase = 'jobs' THEN
+        v_ids := ARRAY(
+            SELECT j.id FROM autopilot.jobs AS j
+            WHERE j.state IN ('completed', 'discarded', 'cancelled') AND j.id > v_after
+            ORDER BY j.id
+            LIMIT p_limit
+        );
+        DELETE FROM autopilot.jobs AS j
+        WHERE j.id = ANY(v_ids)
+          AND CASE j.state
+                  WHEN 'completed' THEN j.completed_at < v_completed_cutoff
+                  WHEN 'cancelled' THEN j.cancelled_at < v_completed_cutoff
+                  WHEN 'discarded' THEN j.discarded_at < v_discarded_cutoff
+                  ELSE false
+              END;
+        GET DIAGNOSTICS v_deleted = ROW_COUNT;
+        IF cardinality(v_ids) < p_limit THEN
+            RETURN ROW(false, jsonb_build_object('phase', 'job_runs', 'after', 0), v_deleted,
+                       NULL, NULL)::autopilot.job_step;
+        END IF;
+        RETURN ROW(false, jsonb_build_object('phase', 'jobs', 'after', v_ids[cardinality(v_ids)]),
+                   v_deleted, NULL, NULL)::autopilot.job_step;
+    END IF;
+
+    v_ids := ARRAY(
+        SELECT r.id FROM autopilot.job_runs AS r
+        WHERE r.id > v_after
+        ORDER BY r.id
+        LIMIT p_limit
+    );
+    DELETE FROM autopilot.job_runs AS r
+    WHERE r.id = ANY(v_ids) AND r.status <> 'running' AND r.finished_at < v_runs_cutoff;
+    GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    RETURN ROW(
+        -- runs start in id order: the first run started after the cutoff ends the
+        -- walk (not the first run kept: a run left 'running' by a crashed session
+        -- of a job that never ran again would stop every later cleanup there)
+        cardinality(v_ids) < p_limit
+        OR EXISTS (SELECT FROM autopilot.job_runs AS r
+                   WHERE r.id = ANY(v_ids) AND r.started_at >= v_runs_cutoff),
+        jsonb_build_object('phase', 'job_runs', 'after', v_ids[cardinality(v_ids)]),
+        v_deleted, NULL, NULL
+    )::autopilot.job_step;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._cleanup_old_jobs_batch(jsonb, integer) IS
+'old-job-cleanup, one batch: deletes finished runner jobs past jobs.completed_retention / jobs.discarded_retention, then ledger runs past job_runs.retention.';
+
+-- sql/functions/maintenance/_cleanup_old_artifacts_batch.sql
+CREATE FUNCTION autopilot._cleanup_old_artifacts_batch(p_cursor jsonb, p_limit integer)
+RETURNS autopilot.job_step
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- old-artifact-cleanup, one batch. Unused means:
+--   knowledge artifact: not used (last_used_at, or created_at when never used)
+--     for artifacts.unused_retention;
+--   learned pattern: not seen for patterns.unused_retention and its confidence
+--     below patterns.keep_confidence (confident knowledge is kept however old).
+-- Keyset-driven on (time, id); the DELETE re-checks the condition, so a row
+-- used between the two statements is kept.
+DECLARE
+    v_phase text := coalesce(p_cursor ->> 'phase', 'artifacts');
+    v_after_at timestamptz := coalesce((p_cursor ->> 'after_at')::timestamptz, '-infinity');
+    v_after_id bigint := coalesce((p_cursor ->> 'after_id')::bigint, 0);
+    v_artifact_cutoff timestamptz := now() - autopilot.get_setting('artifacts.unused_retention')::interval;
+    v_pattern_cutoff timestamptz := now() - autopilot.get_setting('patterns.unused_retention')::interval;
+    v_keep_confidence double precision := autopilot.get_setting('patterns.keep_confidence')::double precision;
+    v_keys record;
+    v_deleted bigint;
+BEGIN
+    IF v_phase = 'artifacts' THEN
+        SELECT array_agg(k.id ORDER BY k.at, k.id) AS ids, array_agg(k.at ORDER BY k.at, k.id) AS ats
+        INTO v_keys
+        FROM (
+            SELECT a.id, coalesce(a.last_used_at, a.created_at) AS at
+            FROM autopilot.knowledge_artifacts AS a
+            WHERE (coalesce(a.last_used_at, a.created_at), a.id) > (v_after_at, v_after_id)
+              AND coalesce(a.last_used_at, a.created_at) < v_artifact_cutoff
+            ORDER BY coalesce(a.last_used_at, a.created_at), a.id
+            LIMIT p_limit
+        ) AS k;
+        DELETE FROM autopilot.knowledge_artifacts AS a
+        WHERE a.id = ANY(v_keys.ids)
+          AND coalesce(a.last_used_at, a.created_at) < v_artifact_cutoff;
+        GET DIAGNOSTICS v_deleted = ROW_COUNT;
+        IF coalesce(cardinality(v_keys.ids), 0) < p_limit THEN
+            RETURN ROW(false, jsonb_build_object('phase', 'patterns'), v_deleted, NULL, NULL)::autopilot.job_step;
+        END IF;
+        RETURN ROW(false, jsonb_build_object('phase', 'artifacts',
+                                             'after_at', v_keys.ats[cardinality(v_keys.ats)],
+                                             'after_id', v_keys.ids[cardinality(v_keys.ids)]),
+                   v_deleted, NULL, NULL)::autopilot.job_step;
+    END IF;
+
+    SELECT array_agg(k.id ORDER BY k.at, k.id) AS ids, array_agg(k.at ORDER BY k.at, k.id) AS ats
+    INTO v_keys
+    FROM (
+        SELECT p.id, p.last_seen_at AS at
+        FROM autopilot.learned_patterns AS p
+        WHERE (p.last_seen_at, p.id) > (v_after_at, v_after_id)
+          AND p.last_seen_at < v_pattern_cutoff
+          AND p.confidence < v_keep_confidence
+        ORDER BY p.last_seen_at, p.id
+        LIMIT p_limit
+    ) AS k;
+    DELETE FROM autopilot.learned_patterns AS p
+    WHERE p.id = ANY(v_keys.ids)
+      AND p.last_seen_at < v_pattern_cutoff
+      AND p.confidence < v_keep_confidence;
+    GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    RETURN ROW(
+        coalesce(cardinality(v_keys.ids), 0) < p_limit,
+        jsonb_build_object('phase', 'patterns',
+                           'after_at', v_keys.ats[cardinality(v_keys.ats)],
+                           'after_id', v_keys.ids[cardinality(v_keys.ids)]),
+        v_deleted, NULL, NULL
+    )::autopilot.job_step;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._cleanup_old_artifacts_batch(jsonb, integer) IS
+'old-artifact-cleanup, one batch: deletes knowledge artifacts unused for artifacts.unused_retention, then learned patterns not seen for patterns.unused_retention whose confidence is below patterns.keep_confidence.';
+
+-- sql/functions/maintenance/_cleanup_code_chunks_batch.sql
+CREATE FUNCTION autopilot._cleanup_code_chunks_batch(p_cursor jsonb, p_limit integer)
+RETURNS autopilot.job_step
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- code-chunk-cleanup, one batch. Obsolete means: superseded by a re-ingest (or
+-- its file gone) for longer than code_chunks.obsolete_retention. Keyset on
+-- (superseded_at, id) through code_chunks_superseded_idx.
+DECLARE
+    v_after_at timestamptz := coalesce((p_cursor ->> 'after_at')::timestamptz, '-infinity');
+    v_after_id bigint := coalesce((p_cursor ->> 'after_id')::bigint, 0);
+    v_cutoff timestamptz := now() - autopilot.get_setting('code_chunks.obsolete_retention')::interval;
+    v_keys record;
+    v_deleted bigint;
+BEGIN
+    SELECT array_agg(k.id ORDER BY k.superseded_at, k.id) AS ids,
+           array_agg(k.superseded_at ORDER BY k.superseded_at, k.id) AS ats
+    INTO v_keys
+    FROM (
+        SELECT c.id, c.superseded_at
+        FROM autopilot.code_chunks AS c
+        WHERE c.superseded_at IS NOT NULL
+          AND (c.superseded_at, c.id) > (v_after_at, v_after_id)
+          AND c.superseded_at < v_cutoff
+        ORDER BY c.superseded_at, c.id
+        LIMIT p_limit
+    ) AS k;
+    DELETE FROM autopilot.code_chunks AS c
+    WHERE c.id = ANY(v_keys.ids) AND c.superseded_at < v_cutoff;
+    GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    RETURN ROW(
+        coalesce(cardinality(v_keys.ids), 0) < p_limit,
+        jsonb_build_object('after_at', v_keys.ats[cardinality(v_keys.ats)],
+                           'after_id', v_keys.ids[cardinality(v_keys.ids)]),
+        v_deleted, NULL, NULL
+    )::autopilot.job_step;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._cleanup_code_chunks_batch(jsonb, integer) IS
+'code-chunk-cleanup, one batch: deletes code chunks superseded for longer than code_chunks.obsolete_retention.';
+
+-- sql/functions/maintenance/_archive_old_backups_batch.sql
+CREATE FUNCTION autopilot._archive_old_backups_batch(p_cursor jsonb, p_limit integer)
+RETURNS autopilot.job_step
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- backup-archival, one batch: backup records that started before
+-- backups.archive_after and are no longer running move to
+-- autopilot.backup_metadata_archive. The DELETE and the INSERT are one
+-- statement, so a record is in exactly one of the two tables at every moment.
+DECLARE
+    v_after_at timestamptz := coalesce((p_cursor ->> 'after_at')::timestamptz, '-infinity');
+    v_after_id bigint := coalesce((p_cursor ->> 'after_id')::bigint, 0);
+    v_cutoff timestamptz := now() - autopilot.get_setting('backups.archive_after')::interval;
+    v_keys record;
+    v_moved bigint;
+BEGIN
+    SELECT array_agg(k.id ORDER BY k.started_at, k.id) AS ids,
+           array_agg(k.started_at ORDER BY k.started_at, k.id) AS ats
+    INTO v_keys
+    FROM (
+        SELECT b.id, b.started_at
+        FROM autopilot.backup_metadata AS b
+        WHERE (b.started_at, b.id) > (v_after_at, v_after_id)
+          AND b.started_at < v_cutoff
+        ORDER BY b.started_at, b.id
+        LIMIT p_limit
+    ) AS k;
+
+    WITH moved AS (
+        DELETE FROM autopilot.backup_metadata AS b
+        WHERE b.id = ANY(v_keys.ids) AND b.started_at < v_cutoff AND b.status <> 'running'
+        RETURNING b.*
+    )
+    INSERT INTO autopilot.backup_metadata_archive (
+        id, kind, database_name, file_path, size_bytes, sha256, status,
+        started_at, finished_at, verified_at, verification, error, details
+    )
+    SELECT
+        m.id, m.kind, m.database_name, m.file_path, m.size_bytes, m.sha256, m.status,
+        m.started_at, m.finished_at, m.verified_at, m.verification, m.error, m.details
+    FROM moved AS m;
+    GET DIAGNOSTICS v_moved = ROW_COUNT;
+
+    RETURN ROW(
+        coalesce(cardinality(v_keys.ids), 0) < p_limit,
+        jsonb_build_object('after_at', v_keys.ats[cardinality(v_keys.ats)],
+                           'after_id', v_keys.ids[cardinality(v_keys.ids)]),
+        v_moved, NULL, NULL
+    )::autopilot.job_step;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._archive_old_backups_batch(jsonb, integer) IS
+'backup-archival, one batch: moves backup records older than backups.archive_after (and not running) into autopilot.backup_metadata_archive, delete and insert in one statement.';
+
+-- sql/functions/maintenance/_cleanup_cron_history_batch.sql
+CREATE FUNCTION autopilot._cleanup_cron_history_batch(p_cursor jsonb, p_limit integer)
+RETURNS autopilot.job_step
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- cron-history-cleanup, one batch. pg_cron never prunes cron.job_run_details,
+-- and the table has only its primary key: walk it in runid order (runs start
+-- in runid order) and stop at the first run younger than cron_history.retention.
+DECLARE
+    v_after bigint := coalesce((p_cursor ->> 'after')::bigint, 0);
+    v_cutoff timestamptz := now() - autopilot.get_setting('cron_history.retention')::interval;
+    v_ids bigint[];
+    v_deleted bigint;
+BEGIN
+    v_ids := ARRAY(
+        SELECT d.runid FROM cron.job_run_details AS d
+        WHERE d.runid > v_after
+        ORDER BY d.runid
+        LIMIT p_limit
+    );
+    DELETE FROM cron.job_run_details AS d
+    WHERE d.runid = ANY(v_ids)
+      AND d.status IN ('succeeded', 'failed')
+      AND coalesce(d.end_time, d.start_time) < v_cutoff;
+    GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    RETURN ROW(
+        -- the first run started after the cutoff ends the walk (a run still
+        -- going, or one that ended recently, is kept but does not stop it)
+        cardinality(v_ids) < p_limit
+        OR EXISTS (SELECT FROM cron.job_run_details AS d
+                   WHERE d.runid = ANY(v_ids) AND d.start_time >= v_cutoff),
+        jsonb_build_object('after', v_ids[cardinality(v_ids)]),
+        v_deleted, NULL, NULL
+    )::autopilot.job_step;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._cleanup_cron_history_batch(jsonb, integer) IS
+'cron-history-cleanup, one batch: deletes cron.job_run_details rows older than cron_history.retention (all of pg_cron''s history that this role may delete), in runid order.';
+
+-- sql/functions/maintenance/collect_vector_stats.sql
+CREATE FUNCTION autopilot.collect_vector_stats()
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- vector-stats. An embedding column is a column of schema autopilot named
+-- "embedding" or "*_embedding" of an array type; its model is in the column
+-- "<name>_model" of the same table when there is one. For each: rows, rows
+-- without an embedding, rows per dimension and per model, into
+-- autopilot.vector_stats_history; then ANALYZE of each such table.
+DECLARE
+    v_column record;
+    v_model_column text;
+    v_row_count bigint;
+    v_missing_count bigint;
+    v_dimensions jsonb;
+    v_models jsonb;
+    v_tables text[] := '{}'::text[];
+    v_table text;
+    v_columns integer := 0;
+BEGIN
+    FOR v_column IN
+        SELECT c.relname AS table_name, a.attname AS column_name, c.oid AS table_oid
+        FROM pg_attribute AS a
+        INNER JOIN pg_class AS c ON a.attrelid = c.oid
+        INNER JOIN pg_type AS t ON a.atttypid = t.oid
+        WHERE c.relnamespace = 'autopilot'::regnamespace
+          AND c.relkind = 'r'
+          AND a.attnum > 0 AND NOT a.attisdropped
+          AND (a.attname = 'embedding' OR a.attname LIKE '%\_embedding')
+          AND t.typcategory = 'A'
+        ORDER BY 1, 2
+    LOOP
+        SELECT a.attname INTO v_model_column
+        FROM pg_attribute AS a
+        WHERE a.attrelid = v_column.table_oid
+          AND a.attname = v_column.column_name || '_model'
+          AND a.attnum > 0 AND NOT a.attisdropped;
+
+        EXECUTE format(
+            $q$
+            SELECT
+                count(*),
+                count(*) FILTER (WHERE %1$I IS NULL),
+                coalesce((SELECT jsonb_object_agg(d.dims, d.n) FROM (
+                    SELECT cardinality(%1$I)::text AS dims, count(*) AS n
+                    FROM autopilot.%2$I WHERE %1$I IS NOT NULL GROUP BY 1) AS d), '{}')
+            FROM autopilot.%2$I
+            $q$,
+            v_column.column_name, v_column.table_name
+        ) INTO v_row_count, v_missing_count, v_dimensions;
+
+        IF v_model_column IS NULL THEN
+            -- no model column: every row with an embedding is of an unknown model
+            v_models := CASE
+                WHEN v_row_count > v_missing_count
+                    THEN jsonb_build_object('(unknown)', v_row_count - v_missing_count)
+                ELSE '{}'::jsonb
+            END;
+        ELSE
+            EXECUTE format(
+                $q$
+                SELECT coalesce(jsonb_object_agg(m.model, m.n), '{}') FROM (
+                    SELECT coalesce(%3$I::text, '(unknown)') AS model, count(*) AS n
+                    FROM autopilot.%2$I WHERE %1$I IS NOT NULL GROUP BY 1) AS m
+                $q$,
+                v_column.column_name, v_column.table_name, v_model_column
+            ) INTO v_models;
+        END IF;
+
+        INSERT INTO autopilot.vector_stats_history (
+            table_name, column_name, row_count, missing_count, dimensions, models
+        )
+        VALUES (
+            v_column.table_name, v_column.column_name, v_row_count,
+            v_missing_count, v_dimensions, v_models
+        );
+        v_columns := v_columns + 1;
+        IF NOT v_column.table_name = ANY(v_tables) THEN
+            v_tables := v_tables || v_column.table_name::text;
+        END IF;
+    END LOOP;
+
+    -- fresh planner statistics for the tables that hold embeddings
+    FOREACH v_table IN ARRAY v_tables LOOP
+        EXECUTE format('ANALYZE autopilot.%I', v_table);
+    END LOOP;
+
+    RETURN jsonb_build_object(
+        'rows_affected', v_columns,
+        'message', format('%s embedding columns measured; analyzed %s', v_columns,
+                          coalesce(nullif(array_to_string(v_tables, ', '), ''), 'nothing')),
+        'tables', to_jsonb(v_tables)
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.collect_vector_stats() IS
+'vector-stats: for every embedding column of autopilot (named embedding or *_embedding, an array), records rows, rows missing an embedding, rows per dimension and per model into autopilot.vector_stats_history, then ANALYZEs those tables.';
+
+-- sql/functions/maintenance/analyze_database.sql
+CREATE FUNCTION autopilot.analyze_database()
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- table-statistics: ANALYZE may run inside a function (unlike VACUUM).
+DECLARE
+    v_started timestamptz := clock_timestamp();
+BEGIN
+    ANALYZE;
+    RETURN jsonb_build_object(
+        'message', format('analyzed database %s in %s ms', current_database(),
+                          round(extract(epoch FROM clock_timestamp() - v_started) * 1000)),
+        'rows_affected', 0
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.analyze_database() IS
+'table-statistics: ANALYZE of the whole database (the tables this role may analyze), so that the planner''s statistics stay current.';
+
+-- sql/functions/maintenance/index_bloat.sql
+CREATE FUNCTION autopilot.index_bloat()
+RETURNS TABLE (
+    index_name text,
+    table_name text,
+    size_bytes bigint,
+    bloat_ratio double precision,
+    method text
+)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Bloat of every valid btree index of schema autopilot: the share of its size that a
+-- rebuild would give back. Measured with pgstattuple's pgstatindex() when that
+-- extension is installed (it reads the whole index); otherwise estimated from the
+-- planner's statistics: the size the index's entries need at its fillfactor
+-- (8-byte tuple header + key widths, MAXALIGNed, + 4-byte line pointer per entry;
+-- 24-byte page header + 16-byte btree special space per page; one meta page),
+-- against its real size. An index whose table was never analyzed has no estimate.
+DECLARE
+    v_pgstattuple_schema text;
+    v_index record;
+    v_density double precision;
+BEGIN
+    SELECT n.nspname
+    INTO v_pgstattuple_schema
+    FROM pg_extension AS e
+    INNER JOIN pg_namespace AS n ON e.extnamespace = n.oid
+    WHERE e.extname = 'pgstattuple';
+
+    FOR v_index IN
+        SELECT
+            i.indexrelid,
+            ic.relname AS index_relname,
+            tc.relname AS table_relname,
+            pg_relation_size(i.indexrelid) AS bytes,
+            ic.relpages,
+            ic.reltuples,
+            coalesce((
+                SELECT split_part(o, '=', 2)::integer
+                FROM unnest(ic.reloptions) AS o WHERE o LIKE 'fillfactor=%'
+            ), 90) AS fillfactor,
+            current_setting('block_size')::integer AS block_size,
+            (
+                SELECT sum(coalesce(
+                    s.avg_width,
+                    CASE WHEN t.typlen > 0 THEN t.typlen ELSE 32 END
+                ))
+                FROM pg_attribute AS a
+                INNER JOIN pg_type AS t ON a.atttypid = t.oid
+                LEFT JOIN pg_attribute AS ta
+                    ON ta.attrelid = i.indrelid AND ta.attnum = i.indkey[a.attnum - 1]
+                LEFT JOIN pg_stats AS s
+                    ON s.schemaname = 'autopilot'
+                   AND ((ta.attname IS NOT NULL AND s.tablename = tc.relname AND s.attname = ta.attname)
+                        OR (ta.attname IS NULL AND s.tablename = ic.relname AND s.attname = a.attname))
+                WHERE a.attrelid = i.indexrelid AND a.attnum > 0
+            ) AS key_width
+        FROM pg_index AS i
+        INNER JOIN pg_class AS ic ON i.indexrelid = ic.oid
+        INNER JOIN pg_class AS tc ON i.indrelid = tc.oid
+        INNER JOIN pg_am AS am ON ic.relam = am.oid
+        WHERE ic.relnamespace = 'autopilot'::regnamespace
+          AND am.amname = 'btree'
+          AND i.indisvalid
+        ORDER BY 2
+    LOOP
+        index_name := format('autopilot.%I', v_index.index_relname);
+        table_name := format('autopilot.%I', v_index.table_relname);
+        size_bytes := v_index.bytes;
+        IF v_pgstattuple_schema IS NOT NULL THEN
+            EXECUTE format('SELECT avg_leaf_density FROM %I.pgstatindex($1)', v_pgstattuple_schema)
+            INTO v_density USING v_index.indexrelid;
+            method := 'pgstattuple';
+            bloat_ratio := CASE WHEN v_density = 'NaN' THEN 0
+                                ELSE greatest(0, 1 - v_density / v_index.fillfactor) END;
+        ELSIF v_index.reltuples < 0 OR v_index.relpages = 0 THEN
+            method := 'no statistics';
+            bloat_ratio := NULL;
+        ELSE
+            method := 'estimate';
+            bloat_ratio := greatest(0, 1 - (
+                1 + ceil(
+                    v_index.reltuples * (8 * ceil((8 + v_index.key_width) / 8.0) + 4)
+                    / ((v_index.block_size - 24 - 16) * v_index.fillfactor / 100.0)
+                )
+            ) / v_index.relpages);
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.index_bloat() IS
+'Bloat of every valid btree index of schema autopilot (share of its size a rebuild would give back): measured with pgstattuple when installed, else estimated from planner statistics (method says which; NULL without statistics).';
+
+-- sql/functions/maintenance/plan_index_maintenance.sql
+CREATE FUNCTION autopilot.plan_index_maintenance()
+RETURNS integer
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Starts a cycle of index-reindex unless one is still open: first DROP INDEX
+-- CONCURRENTLY of the invalid _ccnew/_ccold leftovers a failed REINDEX
+-- CONCURRENTLY leaves behind, then REINDEX INDEX CONCURRENTLY of every index at
+-- least reindex.min_size_bytes large whose bloat is at least
+-- reindex.bloat_threshold, most bloated first. Returns how many statements it
+-- planned (0 when a cycle is still open or nothing needs work).
+DECLARE
+    v_threshold double precision := autopilot.get_setting('reindex.bloat_threshold')::double precision;
+    v_min_size bigint := autopilot.get_setting('reindex.min_size_bytes')::bigint;
+    v_planned integer;
+    v_rebuilds integer;
+BEGIN
+    -- one planner at a time; an open cycle is finished first
+    PERFORM pg_advisory_xact_lock(autopilot._job_lock_key('index-reindex:plan'));
+    IF EXISTS (SELECT FROM autopilot.index_maintenance WHERE state IN ('pending', 'armed')) THEN
+        RETURN 0;
+    END IF;
+
+    INSERT INTO autopilot.index_maintenance (index_name, action, statement, reason, size_bytes)
+    SELECT
+        format('autopilot.%I', c.relname),
+        'drop_invalid',
+        format('DROP INDEX CONCURRENTLY IF EXISTS autopilot.%I', c.relname),
+        'invalid index left by a failed REINDEX CONCURRENTLY',
+        pg_relation_size(c.oid)
+    FROM pg_index AS i
+    INNER JOIN pg_class AS c ON i.indexrelid = c.oid
+    WHERE c.relnamespace = 'autopilot'::regnamespace
+      AND NOT i.indisvalid
+      AND c.relname ~ '_cc(new|old)[0-9]*$'
+    ORDER BY c.relname;
+    GET DIAGNOSTICS v_planned = ROW_COUNT;
+
+    INSERT INTO autopilot.index_maintenance (index_name, action, statement, reason, size_bytes, bloat_ratio)
+    SELECT
+        b.index_name,
+        'reindex',
+        format('REINDEX INDEX CONCURRENTLY %s', b.index_name),
+        format('bloat %s%% (%s) of %s', round((b.bloat_ratio * 100)::numeric, 1), b.method,
+               pg_size_pretty(b.size_bytes)),
+        b.size_bytes,
+        b.bloat_ratio
+    FROM autopilot.index_bloat() AS b
+    WHERE b.size_bytes >= v_min_size AND b.bloat_ratio >= v_threshold
+      AND b.index_name !~ '_cc(new|old)[0-9]*$'
+    ORDER BY b.bloat_ratio DESC, b.index_name;
+    GET DIAGNOSTICS v_rebuilds = ROW_COUNT;
+    RETURN v_planned + v_rebuilds;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.plan_index_maintenance() IS
+'Starts an index-reindex cycle unless one is open: queues DROP INDEX CONCURRENTLY of invalid _ccnew/_ccold leftovers and REINDEX INDEX CONCURRENTLY of indexes past reindex.bloat_threshold and reindex.min_size_bytes into autopilot.index_maintenance. Returns the number of statements queued.';
+
+-- sql/functions/maintenance/finish_index_maintenance_item.sql
+CREATE FUNCTION autopilot.finish_index_maintenance_item(
+    p_id bigint, p_succeeded boolean, p_message text DEFAULT NULL
+)
+RETURNS autopilot.index_maintenance
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_item autopilot.index_maintenance;
+BEGIN
+    UPDATE autopilot.index_maintenance
+    SET state = CASE WHEN p_succeeded THEN 'done' ELSE 'failed' END,
+        finished_at = now(),
+        message = p_message
+    WHERE id = p_id AND state IN ('pending', 'armed')
+    RETURNING * INTO v_item;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'index maintenance item % is not open', p_id
+            USING ERRCODE = 'no_data_found',
+                  HINT = 'SELECT * FROM autopilot.index_maintenance WHERE state IN (''pending'', ''armed'') lists the open items.';
+    END IF;
+    RETURN v_item;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.finish_index_maintenance_item(bigint, boolean, text) IS
+'Records how one statement of an index-reindex cycle ended (done or failed, with a message); called by index-reindex when pg_cron ran it, and by "autopilot run index-reindex", which runs the statements itself.';
+
+-- sql/functions/maintenance/reindex_bloated_indexes.sql
+CREATE FUNCTION autopilot.reindex_bloated_indexes()
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- index-reindex, the pg_cron side. REINDEX INDEX CONCURRENTLY (and DROP INDEX
+-- CONCURRENTLY) cannot run inside a function, a procedure or a multi-statement
+-- pg_cron command, so this function never runs them: it plans a cycle
+-- (autopilot.plan_index_maintenance), then hands pg_cron one statement at a
+-- time by arming the statement job index-reindex-step to fire once, at the next
+-- minute, and arming itself to run every minute while the cycle lasts. Each run
+-- first settles the armed statement from pg_cron's own record of it
+-- (cron.job_run_details), then arms the next; when nothing is left it disarms
+-- both, and index-reindex is back on its weekly schedule. Only a run outside a
+-- cycle plans a new one.
+-- When pg_cron lives in another database it cannot arm anything: it plans, and
+-- "autopilot run index-reindex" runs the planned statements at top level.
+DECLARE
+    c_step constant text := 'index-reindex-step';
+    v_local boolean := to_regclass('cron.job_run_details') IS NOT NULL;
+    v_item autopilot.index_maintenance;
+    v_status text;
+    v_return text;
+    v_settled integer := 0;
+    v_planned integer := 0;
+    v_open integer;
+    v_at timestamp;
+BEGIN
+    -- 1. settle the statement pg_cron was given, from pg_cron's record of its run
+    SELECT * INTO v_item FROM autopilot.index_maintenance WHERE state = 'armed';
+    IF FOUND AND v_local THEN
+        SELECT d.status, d.return_message
+        INTO v_status, v_return
+        FROM cron.job_run_details AS d
+        INNER JOIN cron.job AS j ON d.jobid = j.jobid
+        WHERE j.jobname = 'autopilot:' || c_step
+          AND j.database = current_database()
+          AND d.command = v_item.statement
+          AND d.start_time >= v_item.armed_at
+        ORDER BY d.runid DESC
+        LIMIT 1;
+        IF v_status IN ('succeeded', 'failed') THEN
+            PERFORM autopilot.finish_index_maintenance_item(
+                v_item.id, v_status = 'succeeded', 'pg_cron: ' || coalesce(v_return, v_status)
+            );
+            v_settled := 1;
+        ELSIF v_status IS NULL AND v_item.armed_at < now() - interval '10 minutes' THEN
+            -- pg_cron never started it (stopped, or the step job was changed): run it again later
+            UPDATE autopilot.index_maintenance SET state = 'pending', armed_at = NULL WHERE id = v_item.id;
+        ELSE
+            RETURN jsonb_build_object(
+                'rows_affected', 0,
+                'message', format('waiting for pg_cron to run: %s', v_item.statement)
+            );
+        END IF;
+    END IF;
+
+    -- 2. a new cycle, planned only by a scheduled run, never by the per-minute runs of a
+    -- cycle: a statement that keeps failing waits for next week instead of looping
+    IF NOT EXISTS (SELECT FROM autopilot.job_arming WHERE job_name = 'index-reindex') THEN
+        v_planned := autopilot.plan_index_maintenance();
+    END IF;
+    SELECT count(*) INTO v_open FROM autopilot.index_maintenance WHERE state IN ('pending', 'armed');
+
+    -- 3. hand pg_cron the next statement, or end the cycle
+    SELECT * INTO v_item FROM autopilot.index_maintenance WHERE state = 'pending' ORDER BY id LIMIT 1;
+    IF FOUND AND v_local AND (autopilot._catalog_job(c_step)).enabled THEN
+        v_at := date_trunc('minute', now() AT TIME ZONE 'UTC') + interval '1 minute';
+        INSERT INTO autopilot.job_arming AS a (job_name, schedule, command)
+        VALUES (
+            c_step,
+            format('%s %s %s %s *', extract(minute FROM v_at), extract(hour FROM v_at),
+                   extract(day FROM v_at), extract(month FROM v_at)),
+            v_item.statement
+        ),
+        ('index-reindex', '* * * * *', NULL)
+        ON CONFLICT (job_name) DO UPDATE
+            SET schedule = excluded.schedule, command = excluded.command, armed_at = now();
+        UPDATE autopilot.index_maintenance SET state = 'armed', armed_at = now() WHERE id = v_item.id;
+        PERFORM autopilot._sync_if_local();
+        RETURN jsonb_build_object(
+            'rows_affected', v_settled,
+            'planned', v_planned,
+            'message', format('pg_cron runs next: %s (%s statements open)', v_item.statement, v_open)
+        );
+    END IF;
+
+    DELETE FROM autopilot.job_arming WHERE job_name IN (c_step, 'index-reindex');
+    IF FOUND THEN
+        PERFORM autopilot._sync_if_local();
+    END IF;
+    RETURN jsonb_build_object(
+        'rows_affected', v_settled,
+        'planned', v_planned,
+        'message', CASE
+            WHEN v_open > 0 AND NOT v_local THEN format(
+                '%s index statements are waiting: pg_cron runs in another database, so run "autopilot run index-reindex" to carry them out',
+                v_open)
+            WHEN v_open > 0 THEN format(
+                '%s index statements are waiting: the index-reindex-step job is disabled', v_open)
+            WHEN v_settled > 0 THEN 'index maintenance cycle finished'
+            ELSE 'no index needs a rebuild'
+        END
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.reindex_bloated_indexes() IS
+'index-reindex under pg_cron: settles the statement it last handed to pg_cron, plans a cycle when none is open, and arms the statement job index-reindex-step with the next REINDEX INDEX CONCURRENTLY / DROP INDEX CONCURRENTLY (which cannot run inside a function). Needs pg_cron in this database to arm; otherwise "autopilot run index-reindex" runs the planned statements.';
+
+-- sql/jobs/database_jobs.sql
+-- Database side: pg_cron runs the SQL. Schedules are the seed's, in UTC.
+INSERT INTO autopilot.job_catalog (name, side, kind, schedule, only_on_dow, target, description)
+VALUES
+(
+    'pattern-learning', 'database', 'function', '*/5 * * * *', NULL,
+    'autopilot.learn_patterns_from_analysis', 'Fold new analysis results into learned patterns.'
+),
+(
+    'centralcloud-sync', 'database', 'function', '*/10 * * * *', NULL,
+    'autopilot.sync_learning_to_centralcloud', 'Push changed learned patterns to the central database.'
+),
+(
+    'agent-knowledge-update', 'database', 'function', '0 * * * *', NULL,
+    'autopilot.update_agent_knowledge', 'Recompute the per-agent knowledge summary.'
+),
+(
+    'task-assignment', 'database', 'function', '*/2 * * * *', NULL,
+    'autopilot.assign_pending_tasks', 'Assign pending tasks to capable agents with free capacity.'
+),
+(
+    'metrics-refresh', 'database', 'function', '*/30 * * * *', NULL,
+    'autopilot.refresh_performance_metrics', 'Refresh hourly performance aggregates.'
+),
+(
+    'vacuum-analyze', 'database', 'statement', '0 23 * * *', NULL,
+    'VACUUM (ANALYZE) autopilot.agents, autopilot.agent_knowledge, autopilot.analysis_results, '
+    || 'autopilot.backup_metadata, autopilot.backup_metadata_archive, autopilot.code_chunks, '
+    || 'autopilot.graph_edges, autopilot.graph_nodes, autopilot.index_maintenance, autopilot.job_arming, '
+    || 'autopilot.job_catalog, autopilot.job_overrides, autopilot.job_runs, autopilot.jobs, '
+    || 'autopilot.knowledge_artifacts, autopilot.learned_patterns, autopilot.performance_metrics, '
+    || 'autopilot.setting_values, autopilot.settings, autopilot.tasks, autopilot.vector_stats_history',
+    'VACUUM ANALYZE of the autopilot tables (one top-level statement: VACUUM cannot run in a function).'
+),
+(
+    'table-statistics', 'database', 'function', '0 */6 * * *', NULL,
+    'autopilot.analyze_database', 'ANALYZE the database, keeping planner statistics current.'
+),
+(
+    'old-job-cleanup', 'database', 'batched', '0 0 * * 0', NULL,
+    'autopilot._cleanup_old_jobs_batch', 'Delete finished runner jobs and ledger runs past their retention.'
+),
+(
+    'old-artifact-cleanup', 'database', 'batched', '0 1 * * 0', NULL,
+    'autopilot._cleanup_old_artifacts_batch',
+    'Delete unused knowledge artifacts and unused, unconfident learned patterns.'
+),
+(
+    'code-chunk-cleanup', 'database', 'batched', '0 2 * * 0', NULL,
+    'autopilot._cleanup_code_chunks_batch', 'Delete obsolete (superseded) code chunks.'
+),
+(
+    'index-reindex', 'database', 'function', '0 3 * * 0', NULL,
+    'autopilot.reindex_bloated_indexes', 'Rebuild bloated autopilot indexes concurrently.'
+),
+(
+    'vector-stats', 'database', 'function', '0 4 * * 0', NULL,
+    'autopilot.collect_vector_stats', 'Record embedding statistics and ANALYZE the embedding tables.'
+),
+-- first Sunday of the month: cron ORs day-of-month and day-of-week, so the
+-- schedule fires on days 1-7 and only_on_dow keeps the Sunday among them
+(
+    'backup-archival', 'database', 'batched', '0 5 1-7 * *', 0,
+    'autopilot._archive_old_backups_batch', 'Move old backup records into the archive (first Sunday of the month).'
+),
+(
+    'pagerank', 'database', 'function', '0 3 * * *', NULL,
+    'autopilot.recalculate_all_pagerank', 'Recompute PageRank over the code graph.'
+);
+
+INSERT INTO autopilot.job_catalog (
+    name, side, kind, schedule, target, requires_local_pg_cron, only_when_armed, description
+)
+VALUES
+(
+    'cron-history-cleanup', 'database', 'batched', '30 0 * * *', 'autopilot._cleanup_cron_history_batch',
+    true, false,
+    'Delete cron.job_run_details rows past cron_history.retention (pg_cron never prunes them).'
+),
+-- REINDEX CONCURRENTLY cannot run in a function: index-reindex arms this job with
+-- one top-level statement at a time (see autopilot.reindex_bloated_indexes)
+(
+    'index-reindex-step', 'database', 'statement', '* * * * *',
+    'SELECT ''index-reindex-step runs only what index-reindex arms''',
+    true, true,
+    'Runs, at top level, the one REINDEX / DROP INDEX CONCURRENTLY statement index-reindex has armed.'
+);
+
+-- sql/jobs/runner_jobs.sql
+-- Runner side: pg_cron only enqueues into autopilot.jobs; the runner executes.
+INSERT INTO autopilot.job_catalog (name, side, kind, schedule, target, args, queue, run_at_startup, description)
+VALUES
+(
+    'backup-hourly', 'runner', 'enqueue', '0 * * * *', 'backup', '{"kind": "hourly"}', 'backups', false,
+    'pg_dump of the configured databases.'
+),
+(
+    'backup-daily', 'runner', 'enqueue', '0 1 * * *', 'backup', '{"kind": "daily"}', 'backups', false,
+    'pg_dump of the configured databases, longer retention.'
+),
+(
+    'template-sync', 'runner', 'enqueue', '0 2 * * *', 'template_sync', '{}', 'default', false,
+    'Sync template changes from git into the database.'
+),
+(
+    'cache-cleanup', 'runner', 'enqueue', '0 3 * * *', 'cache_cleanup', '{}', 'default', false,
+    'Clear the runner''s in-process caches.'
+),
+(
+    'registry-sync', 'runner', 'enqueue', '0 4 * * *', 'registry_sync', '{}', 'default', false,
+    'Run the analyzers and store snapshots (feeds analysis results).'
+),
+(
+    'template-embed', 'runner', 'enqueue', '0 5 * * 0', 'template_embed', '{}', 'default', false,
+    'Regenerate template embeddings.'
+),
+(
+    'code-ingest', 'runner', 'enqueue', '0 6 * * 0', 'code_ingest', '{}', 'default', true,
+    'Parse the codebase, chunk and embed it.'
+),
+(
+    'graph-populate', 'runner', 'enqueue', '0 7 * * 0', 'graph_populate', '{}', 'default', true,
+    'Build the dependency graph from the ingested code.'
+),
+(
+    'knowledge-migration', 'runner', 'enqueue', NULL, 'knowledge_migration', '{}', 'default', true,
+    'Load JSON templates into the database (one-time, idempotent).'
+),
+(
+    'templates-data-load', 'runner', 'enqueue', NULL, 'templates_data_load', '{}', 'default', true,
+    'Sync templates_data/ into the database (one-time, idempotent).'
+),
+(
+    'planning-seed', 'runner', 'enqueue', NULL, 'planning_seed', '{}', 'default', true,
+    'Initialise the work plan (one-time, idempotent).'
+),
+(
+    'rag-setup', 'runner', 'enqueue', NULL, 'rag_setup', '{}', 'default', true,
+    'Full retrieval setup (one-time, idempotent).'
+);
+
+-- sql/settings/defaults.sql
+-- Every setting with its type, default and range. Retention periods define what
+-- the cleanups delete; docs/settings are generated from this list (README).
+INSERT INTO autopilot.settings (name, value_type, default_value, min_value, max_value, description)
+VALUES
+(
+    'cleanup.batch_size', 'integer', '5000', '1', '1000000',
+    'Rows a cleanup deletes or moves per batch; a scheduled run commits after each batch.'
+),
+(
+    'jobs.completed_retention', 'interval', '7 days', '0', NULL,
+    'old-job-cleanup deletes completed and cancelled runner jobs that finished longer ago than this.'
+),
+(
+    'jobs.discarded_retention', 'interval', '30 days', '0', NULL,
+    'old-job-cleanup deletes discarded runner jobs (kept longer, for their errors) older than this.'
+),
+(
+    'job_runs.retention', 'interval', '90 days', '1 day', NULL,
+    'old-job-cleanup deletes ledger runs (autopilot.job_runs) that finished longer ago than this.'
+),
+(
+    'artifacts.unused_retention', 'interval', '90 days', '1 day', NULL,
+    'old-artifact-cleanup deletes knowledge artifacts not used (or, never used, not created) for this long.'
+),
+(
+    'patterns.unused_retention', 'interval', '180 days', '1 day', NULL,
+    'old-artifact-cleanup deletes learned patterns not seen for this long '
+    || 'whose confidence is below patterns.keep_confidence.'
+),
+(
+    'patterns.keep_confidence', 'numeric', '0.8', '0', '1',
+    'Learned patterns at or above this confidence are never deleted as unused.'
+),
+(
+    'code_chunks.obsolete_retention', 'interval', '7 days', '0', NULL,
+    'code-chunk-cleanup deletes code chunks superseded (by a re-ingest, or their file gone) longer ago than this.'
+),
+(
+    'backups.archive_after', 'interval', '90 days', '1 day', NULL,
+    'backup-archival moves backup records that started longer ago than this into autopilot.backup_metadata_archive.'
+),
+(
+    'cron_history.retention', 'interval', '7 days', '1 hour', NULL,
+    'cron-history-cleanup deletes cron.job_run_details rows that ended longer ago than this '
+    || '(pg_cron never prunes them).'
+),
+(
+    'reindex.bloat_threshold', 'numeric', '0.3', '0', '1',
+    'index-reindex rebuilds an index when at least this share of its size is bloat (measured or estimated).'
+),
+(
+    'reindex.min_size_bytes', 'integer', '10485760', '0', NULL,
+    'index-reindex leaves indexes smaller than this alone (a rebuild gains little there).'
+);
+
+-- sql/grants/privileges.sql
+-- The whole privilege model of autopilot. The extension creates no roles.
+-- Nothing is executable or readable by PUBLIC: the owner (the installing role)
+-- grants what other roles need; the README shows the grants for a runner role
+-- and a read-only role. No function is SECURITY DEFINER.
+REVOKE ALL ON SCHEMA autopilot FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA autopilot FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA autopilot FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA autopilot FROM PUBLIC;
+REVOKE ALL ON ALL PROCEDURES IN SCHEMA autopilot FROM PUBLIC;
+
+-- sql/grants/config_dump.sql
+-- pg_dump dumps an extension's tables only when they are marked as
+-- configuration: mark every table whose rows are the user's (and the sequences
+-- behind their identity columns). The catalog and the setting definitions
+-- belong to the extension script and are recreated by CREATE EXTENSION; the
+-- DBA's overrides live in job_overrides and setting_values, which are dumped.
+-- In schema mode (no extension) pg_dump dumps everything and this does nothing.
+DO $$
+DECLARE
+    v_relation regclass;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'autopilot') THEN
+        RETURN;
+    END IF;
+    FOR v_relation IN
+        SELECT c.oid::regclass
+        FROM pg_catalog.pg_class AS c
+        WHERE c.relnamespace = 'autopilot'::regnamespace
+          AND c.relkind IN ('r', 'S')
+          AND c.relname NOT IN ('job_catalog', 'settings')
+        ORDER BY c.relname
+    LOOP
+        PERFORM pg_catalog.pg_extension_config_dump(v_relation, '');
+    END LOOP;
+END;
+$$;
