@@ -147,6 +147,9 @@ CREATE TABLE autopilot.job_runs (
 CREATE INDEX job_runs_job_name_started_at_idx ON autopilot.job_runs (job_name, started_at DESC);
 CREATE INDEX job_runs_succeeded_idx ON autopilot.job_runs (job_name, started_at DESC)
 WHERE status = 'succeeded';
+-- metrics-refresh: the runner's failed runs by the time they finished
+CREATE INDEX job_runs_runner_failed_idx ON autopilot.job_runs (finished_at)
+WHERE side = 'runner' AND status = 'failed';
 
 COMMENT ON TABLE autopilot.job_runs IS
 'The run ledger: one row for every run of every job, database side and runner side: when, how long, outcome, rows affected, error.';
@@ -200,6 +203,9 @@ WHERE state IN ('available', 'scheduled', 'retryable');
 -- old-job-cleanup walks finished jobs in id order
 CREATE INDEX jobs_finished_idx ON autopilot.jobs (id)
 WHERE state IN ('completed', 'discarded', 'cancelled');
+-- metrics-refresh: completed and discarded jobs by the time they finished
+CREATE INDEX jobs_outcome_at_idx ON autopilot.jobs ((coalesce(completed_at, discarded_at)))
+WHERE state IN ('completed', 'discarded');
 
 COMMENT ON TABLE autopilot.jobs IS
 'The runner''s job queue: jobs that need code, files or a shell (pg_dump, git, embeddings), enqueued by pg_cron from the catalog and drained by the autopilot runner.';
@@ -219,17 +225,24 @@ CREATE TABLE autopilot.agents (
     last_seen_at timestamptz,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
+    active_tasks integer NOT NULL DEFAULT 0,
     CONSTRAINT agents_pkey PRIMARY KEY (id),
     CONSTRAINT agents_name_key UNIQUE (name),
     CONSTRAINT agents_capacity_check CHECK (capacity >= 0),
-    CONSTRAINT agents_status_check CHECK (status IN ('active', 'paused', 'retired'))
+    CONSTRAINT agents_status_check CHECK (status IN ('active', 'paused', 'retired')),
+    -- the schema's guarantee that no agent ever holds more tasks than its capacity
+    CONSTRAINT agents_active_tasks_check CHECK (active_tasks BETWEEN 0 AND capacity)
 );
 
 CREATE INDEX agents_skills_idx ON autopilot.agents USING gin (skills);
 
 COMMENT ON TABLE autopilot.agents IS 'The platform''s AI agents: their skills, how many tasks they take at once, and when they were last seen.';
+COMMENT ON COLUMN autopilot.agents.skills IS
+'What the agent can do: it may hold a task only when it has every skill the task requires (tasks.required_skills <@ skills).';
 COMMENT ON COLUMN autopilot.agents.capacity IS 'How many assigned or running tasks the agent may hold at once.';
 COMMENT ON COLUMN autopilot.agents.last_seen_at IS 'Last heartbeat of the agent; task assignment takes tasks back from agents silent for too long.';
+COMMENT ON COLUMN autopilot.agents.active_tasks IS
+'How many tasks the agent holds (status assigned or running), kept exact by the statement triggers on autopilot.tasks (autopilot._track_agent_load); always at most capacity (agents_active_tasks_check). Read it, never set it: a new agent starts at 0 and a direct change is refused.';
 
 -- sql/schema/tables/tasks.sql
 CREATE TABLE autopilot.tasks (
@@ -279,6 +292,7 @@ CREATE TABLE autopilot.analysis_results (
     task_id bigint,
     details jsonb NOT NULL DEFAULT '{}',
     created_at timestamptz NOT NULL DEFAULT now(),
+    created_xid xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
     CONSTRAINT analysis_results_pkey PRIMARY KEY (id),
     CONSTRAINT analysis_results_outcome_check CHECK (outcome IN ('success', 'failure', 'neutral')),
     CONSTRAINT analysis_results_agent_id_fkey FOREIGN KEY (agent_id)
@@ -290,9 +304,13 @@ CREATE TABLE autopilot.analysis_results (
 CREATE INDEX analysis_results_pattern_idx ON autopilot.analysis_results (pattern_type, pattern_key);
 CREATE INDEX analysis_results_agent_id_idx ON autopilot.analysis_results (agent_id)
 WHERE agent_id IS NOT NULL;
+-- pattern learning and agent knowledge: the rows of the transactions between two horizons
+CREATE INDEX analysis_results_created_xid_idx ON autopilot.analysis_results (created_xid);
 
 COMMENT ON TABLE autopilot.analysis_results IS
 'What the analyzers found (written by registry-sync and by agents): one observed pattern with its outcome. Pattern learning folds these into autopilot.learned_patterns.';
+COMMENT ON COLUMN autopilot.analysis_results.created_xid IS
+'The inserting transaction (its default, pg_current_xact_id(); never set it yourself). Pattern learning folds a row once every transaction below its horizon has ended, so rows committed out of id order are still counted exactly once. 0 on rows that existed before autopilot 0.2.0 (folded by the first run) and on rows relabelled after a restore into another cluster.';
 
 -- sql/schema/tables/learned_patterns.sql
 CREATE TABLE autopilot.learned_patterns (
@@ -309,12 +327,14 @@ CREATE TABLE autopilot.learned_patterns (
     first_seen_at timestamptz NOT NULL DEFAULT now(),
     last_seen_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
+    score_count bigint NOT NULL DEFAULT 0,
     CONSTRAINT learned_patterns_pkey PRIMARY KEY (id),
     CONSTRAINT learned_patterns_pattern_key UNIQUE (pattern_type, pattern_key),
     CONSTRAINT learned_patterns_counts_check CHECK (
         successes >= 0 AND failures >= 0 AND successes + failures <= occurrences
     ),
-    CONSTRAINT learned_patterns_confidence_check CHECK (confidence BETWEEN 0 AND 1)
+    CONSTRAINT learned_patterns_confidence_check CHECK (confidence BETWEEN 0 AND 1),
+    CONSTRAINT learned_patterns_score_count_check CHECK (score_count >= 0)
 );
 
 -- old-artifact-cleanup: patterns not seen for a long time
@@ -324,7 +344,20 @@ CREATE INDEX learned_patterns_updated_at_idx ON autopilot.learned_patterns (upda
 
 COMMENT ON TABLE autopilot.learned_patterns IS
 'What the system has learned: one row per (pattern type, pattern key) with its evidence and a confidence that grows with it.';
-COMMENT ON COLUMN autopilot.learned_patterns.confidence IS 'Between 0 and 1; grows with evidence (the pattern-learning job defines it).';
+COMMENT ON COLUMN autopilot.learned_patterns.occurrences IS
+'Analysis rows folded into the pattern, whatever their outcome (neutral ones included).';
+COMMENT ON COLUMN autopilot.learned_patterns.success_rate IS
+'successes / (successes + failures); neutral outcomes are not evidence either way. NULL while there is no evidence.';
+COMMENT ON COLUMN autopilot.learned_patterns.confidence IS
+'The Wilson score lower bound at 95% (z = 1.96) of the success rate over successes + failures: between 0 and 1, grows with evidence; 0 without any.';
+COMMENT ON COLUMN autopilot.learned_patterns.mean_score IS
+'Mean of the non-null scores of the folded rows (an exact running mean, weighted by score_count); NULL while none had a score.';
+COMMENT ON COLUMN autopilot.learned_patterns.score_count IS
+'How many folded rows had a score: the weight of mean_score when new rows are folded in.';
+COMMENT ON COLUMN autopilot.learned_patterns.codebases IS 'Every codebase the pattern was seen in, sorted, without duplicates.';
+COMMENT ON COLUMN autopilot.learned_patterns.first_seen_at IS 'Earliest created_at of the folded analysis rows.';
+COMMENT ON COLUMN autopilot.learned_patterns.last_seen_at IS 'Latest created_at of the folded analysis rows.';
+COMMENT ON COLUMN autopilot.learned_patterns.updated_at IS 'When a pattern-learning run last changed the row.';
 
 -- sql/schema/tables/agent_knowledge.sql
 CREATE TABLE autopilot.agent_knowledge (
@@ -338,6 +371,47 @@ CREATE TABLE autopilot.agent_knowledge (
 
 COMMENT ON TABLE autopilot.agent_knowledge IS
 'Per-agent knowledge summary (task outcomes, skills, patterns met), readable by an agent in one query.';
+
+-- sql/schema/tables/agent_knowledge_pending.sql
+CREATE TABLE autopilot.agent_knowledge_pending (
+    changed_xid xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    agent_id bigint NOT NULL,
+    CONSTRAINT agent_knowledge_pending_pkey PRIMARY KEY (changed_xid, agent_id)
+);
+
+COMMENT ON TABLE autopilot.agent_knowledge_pending IS
+'Agents whose task outcomes changed: one row per agent and writing transaction, added by the statement triggers on autopilot.tasks and consumed by agent-knowledge-update once the transaction has ended. No foreign key: a deleted agent''s rows are simply consumed.';
+COMMENT ON COLUMN autopilot.agent_knowledge_pending.changed_xid IS
+'The transaction that changed the agent''s tasks (pg_current_xact_id()).';
+
+-- sql/schema/tables/learning_watermarks.sql
+-- Where pattern learning and agent knowledge have got to. One row per job,
+-- created by the job's first run (not by the install script: in extension
+-- mode the rows are dumped, and CREATE EXTENSION must not recreate them).
+CREATE TABLE autopilot.learning_watermarks (
+    name text NOT NULL,
+    horizon xid8 NOT NULL DEFAULT '0',
+    max_id bigint NOT NULL DEFAULT 0,
+    system_identifier bigint,
+    rows_total bigint NOT NULL DEFAULT 0,
+    runs bigint NOT NULL DEFAULT 0,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT learning_watermarks_pkey PRIMARY KEY (name),
+    CONSTRAINT learning_watermarks_name_check CHECK (name IN ('pattern-learning', 'agent-knowledge-update')),
+    CONSTRAINT learning_watermarks_counts_check CHECK (max_id >= 0 AND rows_total >= 0 AND runs >= 0)
+);
+
+COMMENT ON TABLE autopilot.learning_watermarks IS
+'How far pattern-learning and agent-knowledge-update have got, one row per job, advanced in the same transaction as the work. A run locks its row (FOR UPDATE), so two runs of one job never overlap.';
+COMMENT ON COLUMN autopilot.learning_watermarks.horizon IS
+'pattern-learning: every analysis row with created_xid below this has been folded, none at or above it. agent-knowledge-update: the pattern-learning horizon its last run saw.';
+COMMENT ON COLUMN autopilot.learning_watermarks.max_id IS
+'pattern-learning: the highest analysis_results.id folded so far. After a restore into another cluster (whose transaction ids mean nothing here), rows above it are known to be new.';
+COMMENT ON COLUMN autopilot.learning_watermarks.system_identifier IS
+'The cluster (pg_control_system().system_identifier) whose transaction ids horizon counts in; NULL before the first run. A run that finds another one rebases (see the job''s function).';
+COMMENT ON COLUMN autopilot.learning_watermarks.rows_total IS
+'pattern-learning: analysis rows folded by all runs; agent-knowledge-update: agent summaries computed.';
+COMMENT ON COLUMN autopilot.learning_watermarks.runs IS 'Runs that changed the watermark.';
 
 -- sql/schema/tables/performance_metrics.sql
 CREATE TABLE autopilot.performance_metrics (
@@ -354,14 +428,48 @@ CREATE TABLE autopilot.performance_metrics (
     computed_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT performance_metrics_pkey PRIMARY KEY (subject_kind, subject, hour),
     CONSTRAINT performance_metrics_subject_kind_check CHECK (subject_kind IN ('agent', 'worker')),
-    CONSTRAINT performance_metrics_hour_check CHECK (hour = date_trunc('hour', hour))
+    CONSTRAINT performance_metrics_hour_check CHECK (hour = date_trunc('hour', hour, 'UTC'))
 );
 
 CREATE INDEX performance_metrics_hour_idx ON autopilot.performance_metrics (hour);
 
 COMMENT ON TABLE autopilot.performance_metrics IS
 'Hourly performance aggregates per agent and per runner worker.';
-COMMENT ON COLUMN autopilot.performance_metrics.hour IS 'Start of the hour (UTC), truncated.';
+COMMENT ON COLUMN autopilot.performance_metrics.subject_kind IS
+'agent (from autopilot.tasks) or worker (a runner worker: from autopilot.jobs and the runner''s failed runs in autopilot.job_runs).';
+COMMENT ON COLUMN autopilot.performance_metrics.subject IS
+'The agent''s id (as text), or the worker''s name (autopilot.jobs.worker; a runner run''s catalog job maps to its worker).';
+COMMENT ON COLUMN autopilot.performance_metrics.hour IS 'Start of the hour (UTC), truncated in UTC whatever the session''s TimeZone.';
+COMMENT ON COLUMN autopilot.performance_metrics.succeeded IS
+'Agent: tasks that succeeded in the hour (by finished_at). Worker: jobs completed in the hour (by completed_at).';
+COMMENT ON COLUMN autopilot.performance_metrics.failed IS
+'Agent: tasks that failed in the hour. Worker: the runner''s failed runs (job_runs, side runner, status failed) that finished in the hour.';
+COMMENT ON COLUMN autopilot.performance_metrics.discarded IS 'Worker: jobs discarded in the hour (by discarded_at). Always 0 for an agent.';
+COMMENT ON COLUMN autopilot.performance_metrics.success_rate IS 'succeeded / (succeeded + failed); NULL when both are 0.';
+COMMENT ON COLUMN autopilot.performance_metrics.mean_duration IS
+'Mean duration of what finished in the hour: a task''s finished_at - started_at (tasks never started are left out); a completed job''s completed_at - attempted_at, a failed run''s finished_at - started_at.';
+COMMENT ON COLUMN autopilot.performance_metrics.p50_duration IS 'Median of the same durations (percentile_cont(0.5)).';
+COMMENT ON COLUMN autopilot.performance_metrics.p95_duration IS '95th percentile of the same durations (percentile_cont(0.95)).';
+COMMENT ON COLUMN autopilot.performance_metrics.computed_at IS 'When metrics-refresh last recomputed the row.';
+
+-- sql/schema/tables/performance_metrics_pending.sql
+-- The hours whose performance metrics are stale: written by the statement triggers on
+-- autopilot.tasks, autopilot.jobs and autopilot.job_runs in the same transaction as the change,
+-- consumed by metrics-refresh (autopilot.refresh_performance_metrics).
+CREATE TABLE autopilot.performance_metrics_pending (
+    changed_xid xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    subject_kind text NOT NULL,
+    hour timestamptz NOT NULL,
+    CONSTRAINT performance_metrics_pending_pkey PRIMARY KEY (changed_xid, subject_kind, hour),
+    CONSTRAINT performance_metrics_pending_subject_kind_check CHECK (subject_kind IN ('agent', 'worker'))
+);
+
+COMMENT ON TABLE autopilot.performance_metrics_pending IS
+'Hours whose performance metrics must be recomputed: one row per writing transaction, kind of subject and hour, added by the statement triggers on autopilot.tasks, jobs and job_runs whenever a finished task, job or failed runner run appears, changes or moves hour; metrics-refresh deletes the rows it can see and recomputes their hours from the base tables.';
+COMMENT ON COLUMN autopilot.performance_metrics_pending.changed_xid IS
+'The writing transaction (pg_current_xact_id()): part of the key, so that concurrent writers never wait on each other''s rows.';
+COMMENT ON COLUMN autopilot.performance_metrics_pending.subject_kind IS 'agent (from autopilot.tasks) or worker (from autopilot.jobs and job_runs).';
+COMMENT ON COLUMN autopilot.performance_metrics_pending.hour IS 'Start of the stale hour (UTC).';
 
 -- sql/schema/tables/knowledge_artifacts.sql
 CREATE TABLE autopilot.knowledge_artifacts (
@@ -2274,6 +2382,1829 @@ $$;
 COMMENT ON FUNCTION autopilot.reindex_bloated_indexes() IS
 'index-reindex under pg_cron: settles the statement it last handed to pg_cron, plans a cycle when none is open, and arms the statement job index-reindex-step with the next REINDEX INDEX CONCURRENTLY / DROP INDEX CONCURRENTLY (which cannot run inside a function). Needs pg_cron in this database to arm; otherwise "autopilot run index-reindex" runs the planned statements.';
 
+-- sql/functions/learning/learn_patterns_from_analysis.sql
+CREATE FUNCTION autopilot.learn_patterns_from_analysis()
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- pattern-learning. Folds the analysis rows no run has folded yet into
+-- autopilot.learned_patterns, one row per (pattern_type, pattern_key):
+--   occurrences    every folded row, whatever its outcome;
+--   successes, failures    rows with outcome success / failure (a neutral row
+--                  is an occurrence but no evidence either way);
+--   success_rate   successes / (successes + failures), NULL without evidence;
+--   confidence     Wilson score lower bound at 95% (z = 1.96) of that rate
+--                  over n = successes + failures, 0 without a success:
+--                  (s + z^2/2 - z * sqrt(s*f/n + z^2/4)) / (n + z^2);
+--   mean_score, score_count    exact running mean of the non-null scores,
+--                  weighted by how many rows had one (a mean written by hand
+--                  without a score_count carries no weight);
+--   first_seen_at, last_seen_at    earliest / latest created_at folded;
+--   codebases      union of the rows' codebases, sorted, no duplicates;
+--   updated_at     now() on every row the run changed.
+--
+-- Exactly once. Each analysis row carries created_xid, the transaction that
+-- inserted it. A run locks its watermark row (so runs are serialised: a second
+-- concurrent run waits, then folds only what the first left), takes as new
+-- horizon the xmin of its snapshot -- every transaction below it has ended,
+-- so every committed row with created_xid below it is visible -- and folds
+-- the rows with created_xid in [old horizon, new horizon) in one set-based
+-- upsert, then advances the watermark in the same transaction. A row whose
+-- transaction is still open (even one that began before rows already folded,
+-- i.e. commits out of id order) stays at or above the horizon and is folded
+-- by a later run; a run that fails or is killed rolls back with its
+-- watermark. An open transaction anywhere in the cluster holds the horizon
+-- back: learning is delayed, nothing is lost. The cost is the new rows (an
+-- index range scan on created_xid), not the table; the whole backlog goes in
+-- one transaction. Rows the calling transaction wrote itself wait for a
+-- later run. Never set created_xid by hand: a value below the horizon is
+-- never folded.
+--
+-- Rows that existed before autopilot 0.2.0 have created_xid 0 and are folded
+-- once, by the first run, into whatever learned_patterns already holds.
+--
+-- Restore into another cluster. Transaction ids mean nothing across clusters,
+-- so the watermark records the cluster (system identifier) its horizon counts
+-- in, and the highest row id folded. A run that finds another cluster's
+-- watermark (a pg_dump restored elsewhere; pg_upgrade too, harmlessly) takes
+-- a SHARE lock on analysis_results (writers wait for the run), folds the rows
+-- not folded yet -- id above the recorded maximum (restored identities only
+-- grow) or created_xid at or above the recorded horizon -- then sets
+-- created_xid to 0 on every row at or above the new horizon and starts
+-- counting in this cluster. This one run reads the whole table.
+DECLARE
+    c_all_xids CONSTANT xid8 := '18446744073709551615'::xid8;
+    v_system_identifier bigint := (pg_catalog.pg_control_system()).system_identifier;
+    v_mark autopilot.learning_watermarks;
+    v_rebase boolean;
+    v_horizon xid8;
+    v_from xid8[];
+    v_to xid8[];
+    v_after_id bigint[];
+    v_pass_rows bigint;
+    v_pass_patterns bigint;
+    v_pass_max_id bigint;
+    v_rows bigint := 0;
+    v_patterns bigint := 0;
+    v_max_id bigint;
+    v_relabelled bigint := 0;
+BEGIN
+    INSERT INTO autopilot.learning_watermarks (name) VALUES ('pattern-learning')
+    ON CONFLICT (name) DO NOTHING;
+    SELECT w.* INTO STRICT v_mark
+    FROM autopilot.learning_watermarks AS w
+    WHERE w.name = 'pattern-learning'
+    FOR UPDATE;
+
+    v_rebase := v_mark.system_identifier IS DISTINCT FROM v_system_identifier
+        AND v_mark.system_identifier IS NOT NULL;
+    IF v_rebase THEN
+        -- no writer in flight: every row of the table is committed and visible
+        LOCK TABLE autopilot.analysis_results IN SHARE MODE;
+    END IF;
+    v_horizon := pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot());
+    IF NOT v_rebase THEN
+        -- never backwards (that would fold rows twice)
+        v_horizon := greatest(v_horizon, v_mark.horizon);
+    END IF;
+    v_max_id := v_mark.max_id;
+
+    IF v_rebase THEN
+        v_from := ARRAY[v_mark.horizon, '0'::xid8];
+        v_to := ARRAY[c_all_xids, v_mark.horizon];
+        v_after_id := ARRAY[0, v_mark.max_id];
+    ELSE
+        v_from := ARRAY[v_mark.horizon];
+        v_to := ARRAY[v_horizon];
+        v_after_id := ARRAY[0::bigint];
+    END IF;
+
+    FOR v_pass IN 1 .. cardinality(v_from) LOOP
+        WITH batch AS (
+            SELECT
+                a.pattern_type,
+                a.pattern_key,
+                count(*) AS occurrences,
+                count(*) FILTER (WHERE a.outcome = 'success') AS successes,
+                count(*) FILTER (WHERE a.outcome = 'failure') AS failures,
+                count(a.score) AS score_count,
+                avg(a.score) AS mean_score,
+                min(a.created_at) AS first_seen_at,
+                max(a.created_at) AS last_seen_at,
+                array_agg(DISTINCT a.codebase ORDER BY a.codebase) AS codebases,
+                max(a.id) AS max_id
+            FROM autopilot.analysis_results AS a
+            WHERE a.created_xid >= v_from[v_pass]
+              AND a.created_xid < v_to[v_pass]
+              AND a.id > v_after_id[v_pass]
+            GROUP BY a.pattern_type, a.pattern_key
+        ),
+
+        upserted AS (
+            INSERT INTO autopilot.learned_patterns AS lp (
+                pattern_type, pattern_key, occurrences, successes, failures, success_rate, confidence,
+                mean_score, score_count, codebases, first_seen_at, last_seen_at, updated_at
+            )
+            SELECT
+                b.pattern_type,
+                b.pattern_key,
+                b.occurrences,
+                b.successes,
+                b.failures,
+                b.successes::double precision / nullif(b.successes + b.failures, 0),
+                -- Wilson lower bound, in double precision throughout
+                CASE WHEN b.successes = 0 THEN 0 ELSE
+                    greatest(0, least(1,
+                        (b.successes::double precision + 1.9208::double precision
+                         - 1.96::double precision
+                         * sqrt(b.successes::double precision * b.failures / (b.successes + b.failures)
+                                + 0.9604::double precision))
+                        / ((b.successes + b.failures)::double precision + 3.8416::double precision)))
+                END,
+                b.mean_score,
+                b.score_count,
+                b.codebases,
+                b.first_seen_at,
+                b.last_seen_at,
+                now()
+            FROM batch AS b
+            ON CONFLICT (pattern_type, pattern_key) DO UPDATE
+            SET occurrences = lp.occurrences + excluded.occurrences,
+                successes = lp.successes + excluded.successes,
+                failures = lp.failures + excluded.failures,
+                success_rate = (lp.successes + excluded.successes)::double precision
+                / nullif(lp.successes + excluded.successes + lp.failures + excluded.failures, 0),
+                confidence = CASE
+                    WHEN lp.successes + excluded.successes = 0 THEN 0
+                    ELSE greatest(0, least(1,
+                        ((lp.successes + excluded.successes)::double precision + 1.9208::double precision
+                         - 1.96::double precision
+                         * sqrt((lp.successes + excluded.successes)::double precision
+                                * (lp.failures + excluded.failures)
+                                / (lp.successes + excluded.successes + lp.failures + excluded.failures)
+                                + 0.9604::double precision))
+                        / ((lp.successes + excluded.successes + lp.failures + excluded.failures)::double precision
+                           + 3.8416::double precision)))
+                END,
+                mean_score = CASE
+                    WHEN excluded.score_count = 0 THEN lp.mean_score
+                    WHEN lp.score_count = 0 OR lp.mean_score IS NULL THEN excluded.mean_score
+                    ELSE (lp.mean_score * lp.score_count + excluded.mean_score * excluded.score_count)
+                    / (lp.score_count + excluded.score_count)
+                END,
+                score_count = lp.score_count + excluded.score_count,
+                codebases = CASE
+                    WHEN excluded.codebases <@ lp.codebases THEN lp.codebases
+                    ELSE array(
+                        SELECT DISTINCT c.codebase
+                        FROM unnest(lp.codebases || excluded.codebases) AS c (codebase)
+                        ORDER BY c.codebase
+                    )
+                END,
+                first_seen_at = least(lp.first_seen_at, excluded.first_seen_at),
+                last_seen_at = greatest(lp.last_seen_at, excluded.last_seen_at),
+                updated_at = now()
+            RETURNING 1
+        )
+
+        SELECT
+            coalesce(sum(b.occurrences), 0)::bigint,
+            max(b.max_id),
+            (SELECT count(*) FROM upserted)
+        INTO v_pass_rows, v_pass_max_id, v_pass_patterns
+        FROM batch AS b;
+
+        v_rows := v_rows + v_pass_rows;
+        v_patterns := v_patterns + v_pass_patterns;
+        v_max_id := greatest(v_max_id, v_pass_max_id);
+    END LOOP;
+
+    IF v_rebase THEN
+        -- every row is folded now; those at or above the new horizon carry
+        -- another cluster's transaction ids and must never be folded again
+        UPDATE autopilot.analysis_results AS a
+        SET created_xid = '0'
+        WHERE a.created_xid >= v_horizon;
+        GET DIAGNOSTICS v_relabelled = ROW_COUNT;
+    END IF;
+
+    UPDATE autopilot.learning_watermarks AS w
+    SET horizon = v_horizon,
+        max_id = v_max_id,
+        system_identifier = v_system_identifier,
+        rows_total = w.rows_total + v_rows,
+        runs = w.runs + 1,
+        updated_at = now()
+    WHERE w.name = 'pattern-learning';
+
+    RETURN jsonb_build_object(
+        'rows_affected', v_rows,
+        'message', format(
+            '%s analysis %s folded into %s learned %s',
+            v_rows, CASE WHEN v_rows = 1 THEN 'row' ELSE 'rows' END,
+            v_patterns, CASE WHEN v_patterns = 1 THEN 'pattern' ELSE 'patterns' END
+        ) || CASE WHEN v_rebase
+            THEN format(' (first run in this cluster: rebased, %s rows relabelled)', v_relabelled)
+            ELSE ''
+        END,
+        'patterns', v_patterns,
+        'horizon', v_horizon::text,
+        'previous_horizon', v_mark.horizon::text,
+        'rebased', v_rebase
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.learn_patterns_from_analysis() IS
+'pattern-learning: folds every analysis row not yet folded into autopilot.learned_patterns (occurrences, successes, failures, success rate, Wilson lower-bound confidence at 95%, running mean score, first/last seen, codebases), exactly once: rows are taken by inserting transaction, below a horizon every transaction under which has ended, and the watermark advances in the same transaction. Returns the job summary (rows_affected = rows folded).';
+
+-- sql/functions/learning/_mark_agent_knowledge_pending.sql
+CREATE FUNCTION autopilot._mark_agent_knowledge_pending()
+RETURNS trigger
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- @plpgsql_check_options: oldtable = old_rows, newtable = new_rows
+--
+-- Statement trigger on autopilot.tasks (after INSERT, UPDATE, DELETE,
+-- TRUNCATE): records in autopilot.agent_knowledge_pending, once per agent and
+-- transaction, the agents whose task outcomes changed -- a task with an agent
+-- entering or leaving succeeded/failed, or a finished task changing agent or
+-- required skills; after TRUNCATE, every agent. Assigning, starting or
+-- cancelling work writes nothing. One set-based INSERT per statement; ON
+-- CONFLICT DO NOTHING on (transaction, agent) never waits on another
+-- transaction.
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        INSERT INTO autopilot.agent_knowledge_pending (agent_id)
+        SELECT a.id FROM autopilot.agents AS a
+        ON CONFLICT DO NOTHING;
+    ELSIF TG_OP = 'INSERT' THEN
+        INSERT INTO autopilot.agent_knowledge_pending (agent_id)
+        SELECT DISTINCT n.agent_id
+        FROM new_rows AS n
+        WHERE n.agent_id IS NOT NULL AND n.status IN ('succeeded', 'failed')
+        ON CONFLICT DO NOTHING;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO autopilot.agent_knowledge_pending (agent_id)
+        SELECT DISTINCT o.agent_id
+        FROM old_rows AS o
+        WHERE o.agent_id IS NOT NULL AND o.status IN ('succeeded', 'failed')
+        ON CONFLICT DO NOTHING;
+    ELSE
+        INSERT INTO autopilot.agent_knowledge_pending (agent_id)
+        SELECT DISTINCT c.agent_id
+        FROM (
+            (
+                SELECT n.id, n.agent_id, n.status, n.required_skills
+                FROM new_rows AS n
+                WHERE n.agent_id IS NOT NULL AND n.status IN ('succeeded', 'failed')
+                EXCEPT
+                SELECT o.id, o.agent_id, o.status, o.required_skills
+                FROM old_rows AS o
+                WHERE o.agent_id IS NOT NULL AND o.status IN ('succeeded', 'failed')
+            )
+            UNION ALL
+            (
+                SELECT o.id, o.agent_id, o.status, o.required_skills
+                FROM old_rows AS o
+                WHERE o.agent_id IS NOT NULL AND o.status IN ('succeeded', 'failed')
+                EXCEPT
+                SELECT n.id, n.agent_id, n.status, n.required_skills
+                FROM new_rows AS n
+                WHERE n.agent_id IS NOT NULL AND n.status IN ('succeeded', 'failed')
+            )
+        ) AS c
+        ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._mark_agent_knowledge_pending() IS
+'Private: statement trigger on autopilot.tasks (insert, update, delete, truncate); records in autopilot.agent_knowledge_pending the agents whose finished (succeeded/failed) tasks changed, for agent-knowledge-update.';
+
+CREATE TRIGGER tasks_agent_knowledge_insert_trg
+AFTER INSERT ON autopilot.tasks
+REFERENCING NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._mark_agent_knowledge_pending();
+
+CREATE TRIGGER tasks_agent_knowledge_update_trg
+AFTER UPDATE ON autopilot.tasks
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._mark_agent_knowledge_pending();
+
+CREATE TRIGGER tasks_agent_knowledge_delete_trg
+AFTER DELETE ON autopilot.tasks
+REFERENCING OLD TABLE AS old_rows
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._mark_agent_knowledge_pending();
+
+CREATE TRIGGER tasks_agent_knowledge_truncate_trg
+AFTER TRUNCATE ON autopilot.tasks
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._mark_agent_knowledge_pending();
+
+COMMENT ON TRIGGER tasks_agent_knowledge_insert_trg ON autopilot.tasks IS
+'Agents given an already finished task: their knowledge summary is recomputed by agent-knowledge-update.';
+COMMENT ON TRIGGER tasks_agent_knowledge_update_trg ON autopilot.tasks IS
+'Agents whose tasks finished, left a finished state, or changed agent or skills while finished: recomputed by agent-knowledge-update.';
+COMMENT ON TRIGGER tasks_agent_knowledge_delete_trg ON autopilot.tasks IS
+'Agents whose finished tasks were deleted: recomputed by agent-knowledge-update.';
+COMMENT ON TRIGGER tasks_agent_knowledge_truncate_trg ON autopilot.tasks IS
+'Every agent, after autopilot.tasks is truncated: recomputed by agent-knowledge-update.';
+
+-- sql/functions/learning/update_agent_knowledge.sql
+CREATE FUNCTION autopilot.update_agent_knowledge()
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- agent-knowledge-update. For each agent, one row in autopilot.agent_knowledge
+-- whose summary an agent reads in one query
+-- (SELECT summary FROM autopilot.agent_knowledge WHERE agent_id = $1):
+--   tasks          {"succeeded", "failed", "success_rate"}: its tasks that
+--                  succeeded or failed (cancelled, pending, assigned and
+--                  running ones are no outcome of its own and not counted);
+--                  success_rate = succeeded / (succeeded + failed), null with
+--                  none;
+--   skills         {"<skill>": {"succeeded", "failed", "success_rate"}}: the
+--                  same per required skill (a task requiring two skills counts
+--                  for both; one requiring none only in tasks);
+--   pattern_types  the pattern types of its analysis rows (the types it works
+--                  with), sorted;
+--   patterns_met   [{"pattern_type", "pattern_key", "met", "successes",
+--                  "failures", "confidence", "success_rate"}]: the patterns of
+--                  its analysis rows -- met/successes/failures are its own
+--                  rows, confidence and success_rate the learned (global) ones
+--                  -- most confident first, at most
+--                  agent_knowledge.patterns_met_limit of them;
+--   patterns_met_total    how many patterns it has met in all;
+--   top_patterns   {"<pattern type>": [{"pattern_key", "confidence",
+--                  "success_rate", "occurrences"}]}: for each of its pattern
+--                  types the agent_knowledge.top_patterns most confident
+--                  learned patterns (confidence > 0; ties: more occurrences,
+--                  then key);
+--   top_patterns_limit, patterns_met_limit    the settings it was built with.
+-- Only analysis rows pattern learning has folded count (created_xid below its
+-- horizon), so patterns_met agrees with autopilot.learned_patterns.
+--
+-- Recomputed only for agents whose inputs changed since the last run:
+--   * agents without a summary yet (new agents);
+--   * agents whose finished tasks changed (every agent after a TRUNCATE of
+--     autopilot.tasks): the statement triggers on autopilot.tasks add
+--     (transaction, agent) rows to autopilot.agent_knowledge_pending; a run
+--     consumes the rows of transactions below the xmin of its snapshot (all
+--     ended, all visible) and leaves the others for the next run. A trigger,
+--     because tasks change state by UPDATE and carry no change marker; a
+--     statement trigger with transition tables, so that a bulk change costs
+--     one INSERT; only finished tasks count, so assignment writes nothing.
+--     (In extension mode the triggers also fire while pg_restore loads
+--     autopilot.tasks: the restored agents are recomputed once, harmlessly.);
+--   * agents with analysis rows folded since the last run, and agents working
+--     with a pattern type any folded row belongs to (its learned patterns,
+--     hence their confidences and the type's top list, changed): the rows
+--     with created_xid between the pattern-learning horizon the last run saw
+--     and the current one;
+--   * every agent when the two settings differ from those its summary was
+--     built with.
+-- Not noticed until one of the above happens: learned patterns deleted by
+-- old-artifact-cleanup, analysis rows deleted or edited by hand.
+-- Runs are serialised by the watermark row's lock. The first run, and the
+-- first after a restore into another cluster (whose transaction ids mean
+-- nothing here), recomputes every agent; until pattern learning has rebased
+-- itself after such a restore, a run waits (changes nothing, says so).
+DECLARE
+    v_system_identifier bigint := (pg_catalog.pg_control_system()).system_identifier;
+    v_top_patterns integer := autopilot.get_setting('agent_knowledge.top_patterns')::integer;
+    v_met_limit integer := autopilot.get_setting('agent_knowledge.patterns_met_limit')::integer;
+    v_mark autopilot.learning_watermarks;
+    v_learning autopilot.learning_watermarks;
+    v_learned xid8;
+    v_full boolean;
+    v_horizon xid8;
+    v_types text[] := '{}'::text[];
+    v_agents bigint[];
+    v_computed bigint;
+    v_consumed bigint;
+BEGIN
+    INSERT INTO autopilot.learning_watermarks (name) VALUES ('agent-knowledge-update')
+    ON CONFLICT (name) DO NOTHING;
+    SELECT w.* INTO STRICT v_mark
+    FROM autopilot.learning_watermarks AS w
+    WHERE w.name = 'agent-knowledge-update'
+    FOR UPDATE;
+
+    SELECT w.* INTO v_learning
+    FROM autopilot.learning_watermarks AS w
+    WHERE w.name = 'pattern-learning';
+    IF v_learning.system_identifier IS DISTINCT FROM v_system_identifier
+       AND v_learning.system_identifier IS NOT NULL THEN
+        RETURN jsonb_build_object(
+            'rows_affected', 0,
+            'message', 'waiting for pattern-learning: it has not run since this database was restored '
+            || 'into another cluster',
+            'agents', '[]'::jsonb
+        );
+    END IF;
+    -- the analysis rows folded so far: created_xid below this
+    v_learned := coalesce(v_learning.horizon, '0');
+
+    v_full := v_mark.system_identifier IS DISTINCT FROM v_system_identifier;
+    IF v_full AND v_mark.system_identifier IS NOT NULL THEN
+        -- restored into another cluster: no writer in flight, so every
+        -- pending row is visible and consumed by this full recomputation
+        LOCK TABLE autopilot.agent_knowledge_pending IN SHARE MODE;
+    END IF;
+    v_horizon := pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot());
+
+    IF v_full THEN
+        SELECT coalesce(array_agg(a.id ORDER BY a.id), '{}') INTO v_agents FROM autopilot.agents AS a;
+    ELSE
+        IF v_learned > v_mark.horizon THEN
+            SELECT coalesce(array_agg(DISTINCT r.pattern_type), '{}')
+            INTO v_types
+            FROM autopilot.analysis_results AS r
+            WHERE r.created_xid >= v_mark.horizon AND r.created_xid < v_learned;
+        END IF;
+
+        SELECT coalesce(array_agg(a.id ORDER BY a.id), '{}')
+        INTO v_agents
+        FROM autopilot.agents AS a
+        WHERE NOT EXISTS (SELECT FROM autopilot.agent_knowledge AS k WHERE k.agent_id = a.id)
+           OR a.id IN (
+               SELECT p.agent_id
+               FROM autopilot.agent_knowledge_pending AS p
+               WHERE p.changed_xid < v_horizon
+               UNION
+               SELECT r.agent_id
+               FROM autopilot.analysis_results AS r
+               WHERE r.created_xid >= v_mark.horizon AND r.created_xid < v_learned
+                 AND r.agent_id IS NOT NULL
+               UNION
+               SELECT k.agent_id
+               FROM autopilot.agent_knowledge AS k
+               WHERE (k.summary -> 'pattern_types') ?| v_types
+                  OR (k.summary -> 'top_patterns_limit') IS DISTINCT FROM to_jsonb(v_top_patterns)
+                  OR (k.summary -> 'patterns_met_limit') IS DISTINCT FROM to_jsonb(v_met_limit)
+           );
+    END IF;
+
+    WITH agent AS (
+        SELECT d.agent_id FROM unnest(v_agents) AS d (agent_id)
+    ),
+
+    finished AS MATERIALIZED (
+        SELECT t.agent_id, t.status, t.required_skills
+        FROM autopilot.tasks AS t
+        WHERE t.agent_id = ANY(v_agents) AND t.status IN ('succeeded', 'failed')
+    ),
+
+    task_totals AS (
+        SELECT
+            f.agent_id,
+            jsonb_build_object(
+                'succeeded', count(*) FILTER (WHERE f.status = 'succeeded'),
+                'failed', count(*) FILTER (WHERE f.status = 'failed'),
+                'success_rate', (count(*) FILTER (WHERE f.status = 'succeeded'))::double precision / count(*)
+            ) AS tasks
+        FROM finished AS f
+        GROUP BY f.agent_id
+    ),
+
+    skill_totals AS (
+        SELECT
+            s.agent_id,
+            jsonb_object_agg(
+                s.skill,
+                jsonb_build_object(
+                    'succeeded', s.succeeded,
+                    'failed', s.failed,
+                    'success_rate', s.succeeded::double precision / (s.succeeded + s.failed)
+                )
+            ) AS skills
+        FROM (
+            SELECT
+                f.agent_id,
+                k.skill,
+                count(*) FILTER (WHERE f.status = 'succeeded') AS succeeded,
+                count(*) FILTER (WHERE f.status = 'failed') AS failed
+            FROM finished AS f
+            CROSS JOIN LATERAL unnest(f.required_skills) AS k (skill)
+            GROUP BY f.agent_id, k.skill
+        ) AS s
+        GROUP BY s.agent_id
+    ),
+
+    met AS MATERIALIZED (
+        SELECT
+            r.agent_id,
+            r.pattern_type,
+            r.pattern_key,
+            count(*) AS met,
+            count(*) FILTER (WHERE r.outcome = 'success') AS successes,
+            count(*) FILTER (WHERE r.outcome = 'failure') AS failures
+        FROM autopilot.analysis_results AS r
+        WHERE r.agent_id = ANY(v_agents) AND r.created_xid < v_learned
+        GROUP BY r.agent_id, r.pattern_type, r.pattern_key
+    ),
+
+    met_ranked AS (
+        SELECT
+            m.*,
+            lp.confidence,
+            lp.success_rate,
+            row_number() OVER (
+                PARTITION BY m.agent_id
+                ORDER BY lp.confidence DESC NULLS LAST, m.met DESC, m.pattern_type, m.pattern_key
+            ) AS rank
+        FROM met AS m
+        LEFT JOIN autopilot.learned_patterns AS lp
+            ON m.pattern_type = lp.pattern_type AND m.pattern_key = lp.pattern_key
+    ),
+
+    met_totals AS (
+        SELECT
+            r.agent_id,
+            count(*) AS total,
+            array_agg(DISTINCT r.pattern_type ORDER BY r.pattern_type) AS pattern_types,
+            jsonb_agg(
+                jsonb_build_object(
+                    'pattern_type', r.pattern_type,
+                    'pattern_key', r.pattern_key,
+                    'met', r.met,
+                    'successes', r.successes,
+                    'failures', r.failures,
+                    'confidence', r.confidence,
+                    'success_rate', r.success_rate
+                )
+                ORDER BY r.rank
+            ) FILTER (WHERE r.rank <= v_met_limit) AS patterns
+        FROM met_ranked AS r
+        GROUP BY r.agent_id
+    ),
+
+    -- once per pattern type, not once per agent and type
+    top_by_type AS MATERIALIZED (
+        SELECT
+            y.pattern_type,
+            coalesce(
+                (
+                    SELECT
+                        jsonb_agg(
+                            jsonb_build_object(
+                                'pattern_key', t.pattern_key,
+                                'confidence', t.confidence,
+                                'success_rate', t.success_rate,
+                                'occurrences', t.occurrences
+                            )
+                            ORDER BY t.confidence DESC, t.occurrences DESC, t.pattern_key
+                        )
+                    FROM (
+                        SELECT lp.pattern_key, lp.confidence, lp.success_rate, lp.occurrences
+                        FROM autopilot.learned_patterns AS lp
+                        WHERE lp.pattern_type = y.pattern_type AND lp.confidence > 0
+                        ORDER BY lp.confidence DESC, lp.occurrences DESC, lp.pattern_key
+                        LIMIT v_top_patterns
+                    ) AS t
+                ),
+                '[]'
+            ) AS patterns
+        FROM (SELECT DISTINCT m.pattern_type FROM met AS m) AS y
+    ),
+
+    top_totals AS (
+        SELECT
+            m.agent_id,
+            jsonb_object_agg(tb.pattern_type, tb.patterns) AS top_patterns
+        FROM (SELECT DISTINCT m.agent_id, m.pattern_type FROM met AS m) AS m
+        INNER JOIN top_by_type AS tb ON m.pattern_type = tb.pattern_type
+        GROUP BY m.agent_id
+    ),
+
+    computed AS (
+        INSERT INTO autopilot.agent_knowledge AS k (agent_id, summary, computed_at)
+        SELECT
+            a.agent_id,
+            jsonb_build_object(
+                'tasks', coalesce(tt.tasks, '{"succeeded": 0, "failed": 0, "success_rate": null}'),
+                'skills', coalesce(st.skills, '{}'),
+                'pattern_types', to_jsonb(coalesce(mt.pattern_types, '{}')),
+                'patterns_met', coalesce(mt.patterns, '[]'),
+                'patterns_met_total', coalesce(mt.total, 0),
+                'top_patterns', coalesce(tp.top_patterns, '{}'),
+                'top_patterns_limit', v_top_patterns,
+                'patterns_met_limit', v_met_limit
+            ),
+            now()
+        FROM agent AS a
+        LEFT JOIN task_totals AS tt ON a.agent_id = tt.agent_id
+        LEFT JOIN skill_totals AS st ON a.agent_id = st.agent_id
+        LEFT JOIN met_totals AS mt ON a.agent_id = mt.agent_id
+        LEFT JOIN top_totals AS tp ON a.agent_id = tp.agent_id
+        ON CONFLICT (agent_id) DO UPDATE
+        SET summary = excluded.summary,
+            computed_at = excluded.computed_at
+        RETURNING 1
+    )
+
+    SELECT count(*) INTO v_computed FROM computed;
+
+    IF v_full AND v_mark.system_identifier IS NOT NULL THEN
+        DELETE FROM autopilot.agent_knowledge_pending;
+    ELSE
+        DELETE FROM autopilot.agent_knowledge_pending AS p WHERE p.changed_xid < v_horizon;
+    END IF;
+    GET DIAGNOSTICS v_consumed = ROW_COUNT;
+
+    UPDATE autopilot.learning_watermarks AS w
+    SET horizon = v_learned,
+        system_identifier = v_system_identifier,
+        rows_total = w.rows_total + v_computed,
+        runs = w.runs + 1,
+        updated_at = now()
+    WHERE w.name = 'agent-knowledge-update';
+
+    RETURN jsonb_build_object(
+        'rows_affected', v_computed,
+        'message', format(
+            '%s agent %s recomputed%s', v_computed, CASE WHEN v_computed = 1 THEN 'summary' ELSE 'summaries' END,
+            CASE WHEN v_full THEN ' (all agents)' ELSE '' END
+        ),
+        'agents', to_jsonb(v_agents[1:100]),
+        'pattern_types_changed', to_jsonb(v_types),
+        'pending_consumed', v_consumed,
+        'full', v_full
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.update_agent_knowledge() IS
+'agent-knowledge-update: recomputes autopilot.agent_knowledge.summary (task outcomes overall and per skill, success rate, the patterns the agent met with their learned confidence, the most confident learned patterns of its pattern types) for the agents whose inputs changed since the last run: new agents, agents whose finished tasks changed (autopilot.agent_knowledge_pending), agents with newly folded analysis rows or working with a pattern type that changed. Returns the job summary (rows_affected = summaries recomputed).';
+
+-- sql/functions/agents/_track_agent_load.sql
+CREATE FUNCTION autopilot._track_agent_load()
+RETURNS trigger
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- @plpgsql_check_options: oldtable = old_rows, newtable = new_rows
+--
+-- Statement triggers on autopilot.tasks (after INSERT, UPDATE, DELETE, TRUNCATE):
+-- keep autopilot.agents.active_tasks equal to the number of the agent's tasks in
+-- status assigned or running, and refuse a statement that would give an agent a
+-- task it lacks a skill for or more tasks than its capacity. Whoever writes the
+-- tasks (assign_pending_tasks or the application), the schema holds both
+-- invariants.
+--
+-- Set-based: one pass over the transition tables per statement, so a bulk
+-- assignment of 100,000 tasks costs one UPDATE per agent, not per task.
+--
+-- Concurrency: the agents concerned are locked in id order (FOR NO KEY UPDATE)
+-- before anything is read from them, so two statements changing the same agent
+-- queue up instead of both reading the old count; the counter itself moves by
+-- a delta computed from the changed rows (never recounted from a snapshot), so
+-- it is exact in any isolation level. The skills are compared after the lock:
+-- a concurrent change of the agent's skills (autopilot._guard_agent, under the
+-- same row lock) is either seen or waits.
+DECLARE
+    v_agents bigint[];
+    v_deltas integer[];
+    -- the (agent, required skills) pairs of the tasks that became held, changed
+    -- agent or changed skills: the only ones whose skills need checking
+    v_pair_agents bigint[];
+    v_pair_skills text[];
+    v_old_held bigint := 0;
+    v_agent bigint;
+    v_skills text;
+    v_task bigint;
+    v_held integer;
+    v_capacity integer;
+    v_delta integer;
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        UPDATE autopilot.agents SET active_tasks = 0 WHERE active_tasks <> 0;
+        RETURN NULL;
+    END IF;
+
+    -- Only aggregates and set operations over the transition tables: their
+    -- plans are cached with the size of the first statement a session ran, and
+    -- these stay linear whatever that was.
+    IF TG_OP = 'INSERT' THEN
+        SELECT
+            array_agg(d.agent_id ORDER BY d.agent_id),
+            array_agg(d.delta ORDER BY d.agent_id)
+        INTO v_agents, v_deltas
+        FROM (
+            SELECT n.agent_id, count(*)::integer AS delta
+            FROM new_rows AS n
+            WHERE n.status IN ('assigned', 'running')
+            GROUP BY n.agent_id
+        ) AS d;
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT
+            array_agg(d.agent_id ORDER BY d.agent_id),
+            array_agg(d.delta ORDER BY d.agent_id)
+        INTO v_agents, v_deltas
+        FROM (
+            SELECT o.agent_id, -count(*)::integer AS delta
+            FROM old_rows AS o
+            WHERE o.status IN ('assigned', 'running')
+            GROUP BY o.agent_id
+        ) AS d;
+    ELSE
+        SELECT
+            array_agg(d.agent_id ORDER BY d.agent_id) FILTER (WHERE d.delta <> 0),
+            array_agg(d.delta ORDER BY d.agent_id) FILTER (WHERE d.delta <> 0),
+            coalesce(sum(d.old_held), 0)
+        INTO v_agents, v_deltas, v_old_held
+        FROM (
+            SELECT
+                c.agent_id,
+                sum(c.delta)::integer AS delta,
+                count(*) FILTER (WHERE c.delta < 0) AS old_held
+            FROM (
+                SELECT n.agent_id, 1 AS delta
+                FROM new_rows AS n
+                WHERE n.status IN ('assigned', 'running')
+                UNION ALL
+                SELECT o.agent_id, -1 AS delta
+                FROM old_rows AS o
+                WHERE o.status IN ('assigned', 'running')
+            ) AS c
+            GROUP BY c.agent_id
+        ) AS d;
+    END IF;
+
+    IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND v_old_held = 0) THEN
+        -- every held task in the statement is newly held
+        SELECT array_agg(c.agent_id), array_agg(c.required_skills::text)
+        INTO v_pair_agents, v_pair_skills
+        FROM (
+            SELECT DISTINCT n.agent_id, n.required_skills
+            FROM new_rows AS n
+            WHERE n.status IN ('assigned', 'running')
+        ) AS c;
+    ELSIF TG_OP = 'UPDATE' THEN
+        SELECT array_agg(c.agent_id), array_agg(c.required_skills::text)
+        INTO v_pair_agents, v_pair_skills
+        FROM (
+            SELECT DISTINCT x.agent_id, x.required_skills
+            FROM (
+                SELECT n.id, n.agent_id, n.required_skills
+                FROM new_rows AS n
+                WHERE n.status IN ('assigned', 'running')
+                EXCEPT
+                SELECT o.id, o.agent_id, o.required_skills
+                FROM old_rows AS o
+                WHERE o.status IN ('assigned', 'running')
+            ) AS x
+        ) AS c;
+    END IF;
+
+    IF v_agents IS NULL AND v_pair_agents IS NULL THEN
+        RETURN NULL;
+    END IF;
+
+    PERFORM
+    FROM autopilot.agents AS a
+    WHERE a.id = ANY(v_agents) OR a.id = ANY(v_pair_agents)
+    ORDER BY a.id
+    FOR NO KEY UPDATE;
+
+    -- capacity (agents_active_tasks_check would refuse it too, with a vaguer message)
+    SELECT a.id, a.active_tasks, a.capacity, d.delta
+    INTO v_agent, v_held, v_capacity, v_delta
+    FROM unnest(v_agents, v_deltas) AS d (agent_id, delta)
+    INNER JOIN autopilot.agents AS a ON d.agent_id = a.id
+    WHERE a.active_tasks + d.delta > a.capacity;
+    IF FOUND THEN
+        RAISE EXCEPTION 'agent % would hold % tasks, more than its capacity of %', v_agent, v_held + v_delta, v_capacity
+            USING ERRCODE = 'check_violation',
+                  DETAIL = format('It holds %s assigned or running tasks; this statement adds %s.', v_held, v_delta),
+                  HINT = 'Assign tasks only to agents with free capacity (autopilot.assign_pending_tasks() does), '
+                      || 'or raise the agent''s capacity first.';
+    END IF;
+
+    UPDATE autopilot.agents AS a
+    SET active_tasks = a.active_tasks + d.delta
+    FROM unnest(v_agents, v_deltas) AS d (agent_id, delta)
+    WHERE a.id = d.agent_id;
+
+    -- skills, read under the lock
+    SELECT c.agent_id, c.required_skills
+    INTO v_agent, v_skills
+    FROM unnest(v_pair_agents, v_pair_skills) AS c (agent_id, required_skills)
+    INNER JOIN autopilot.agents AS a ON c.agent_id = a.id
+    WHERE NOT c.required_skills::text[] <@ a.skills;
+    IF FOUND THEN
+        SELECT min(n.id)
+        INTO v_task
+        FROM new_rows AS n
+        WHERE n.agent_id = v_agent AND n.required_skills = v_skills::text[] AND n.status IN ('assigned', 'running');
+        RAISE EXCEPTION 'task % requires a skill agent % does not have', v_task, v_agent
+            USING ERRCODE = 'check_violation',
+                  DETAIL = format('Required skills %s; an assigned or running task''s required skills must all be among its agent''s.', v_skills),
+                  HINT = 'Give the task to an agent with every required skill (autopilot.assign_pending_tasks() does).';
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._track_agent_load() IS
+'Private: statement trigger on autopilot.tasks; keeps agents.active_tasks equal to the agent''s assigned and running tasks and refuses a statement that would put an agent over its capacity or give it a task it lacks a skill for (check_violation).';
+
+CREATE TRIGGER tasks_agent_load_insert_trg
+AFTER INSERT ON autopilot.tasks
+REFERENCING NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._track_agent_load();
+
+CREATE TRIGGER tasks_agent_load_update_trg
+AFTER UPDATE ON autopilot.tasks
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._track_agent_load();
+
+CREATE TRIGGER tasks_agent_load_delete_trg
+AFTER DELETE ON autopilot.tasks
+REFERENCING OLD TABLE AS old_rows
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._track_agent_load();
+
+CREATE TRIGGER tasks_agent_load_truncate_trg
+AFTER TRUNCATE ON autopilot.tasks
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._track_agent_load();
+
+COMMENT ON TRIGGER tasks_agent_load_insert_trg ON autopilot.tasks IS
+'Inserted assigned/running tasks count towards their agent''s active_tasks (capacity and skills checked).';
+COMMENT ON TRIGGER tasks_agent_load_update_trg ON autopilot.tasks IS
+'Tasks entering or leaving assigned/running, or changing agent: active_tasks follows (capacity and skills checked).';
+COMMENT ON TRIGGER tasks_agent_load_delete_trg ON autopilot.tasks IS
+'Deleted assigned/running tasks no longer count towards their agent''s active_tasks.';
+COMMENT ON TRIGGER tasks_agent_load_truncate_trg ON autopilot.tasks IS
+'After TRUNCATE of the tasks no agent holds any: every active_tasks goes back to 0.';
+
+-- sql/functions/agents/_guard_agent.sql
+CREATE FUNCTION autopilot._guard_agent()
+RETURNS trigger
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Row trigger on autopilot.agents (before INSERT, and before UPDATE of
+-- active_tasks, capacity or skills): the agent's side of the invariants that
+-- autopilot._track_agent_load keeps on the tasks' side.
+--
+-- * active_tasks belongs to the triggers on autopilot.tasks: a new agent holds
+--   no task yet (0, whatever the INSERT says: a restore copies the agents before
+--   their tasks, whose trigger counts them again), and a direct UPDATE of it is
+--   refused (pg_trigger_depth() = 1: not from within a trigger).
+-- * capacity may not drop below the tasks the agent holds;
+-- * a skill may not be taken away while a held task requires it. The row is
+--   locked while this runs, and every statement that gives the agent a task
+--   takes the same lock first, so the check cannot miss a concurrent assignment.
+DECLARE
+    v_task bigint;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        NEW.active_tasks := 0;
+        RETURN NEW;
+    END IF;
+
+    IF NEW.active_tasks IS DISTINCT FROM OLD.active_tasks AND pg_trigger_depth() < 2 THEN
+        RAISE EXCEPTION 'agents.active_tasks is maintained by autopilot and cannot be set'
+            USING ERRCODE = 'generated_always',
+                  DETAIL = 'It counts the agent''s tasks in status assigned or running.',
+                  HINT = 'Change the tasks instead; their triggers keep the count.';
+    END IF;
+
+    IF NEW.capacity < NEW.active_tasks THEN
+        RAISE EXCEPTION 'agent % holds % tasks: its capacity cannot drop to %', NEW.id, NEW.active_tasks, NEW.capacity
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Let tasks finish, or take them back (status pending, agent_id NULL) first; '
+                      || 'status ''paused'' stops new assignments at once.';
+    END IF;
+
+    IF NEW.skills IS DISTINCT FROM OLD.skills AND NEW.active_tasks > 0 THEN
+        SELECT t.id
+        INTO v_task
+        FROM autopilot.tasks AS t
+        WHERE t.agent_id = NEW.id
+          AND t.status IN ('assigned', 'running')
+          AND NOT t.required_skills <@ NEW.skills
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'agent % holds task %, which requires a skill the agent would no longer have', NEW.id, v_task
+                USING ERRCODE = 'check_violation',
+                      HINT = 'Let the task finish, or take it back (status pending, agent_id NULL) first.';
+        END IF;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._guard_agent() IS
+'Private: row trigger on autopilot.agents; a new agent holds no task (active_tasks 0), active_tasks cannot be set directly, capacity cannot drop below the held tasks, and a skill a held task requires cannot be removed (check_violation).';
+
+CREATE TRIGGER agents_guard_insert_trg
+BEFORE INSERT ON autopilot.agents
+FOR EACH ROW EXECUTE FUNCTION autopilot._guard_agent();
+
+CREATE TRIGGER agents_guard_update_trg
+BEFORE UPDATE OF active_tasks, capacity, skills ON autopilot.agents
+FOR EACH ROW EXECUTE FUNCTION autopilot._guard_agent();
+
+COMMENT ON TRIGGER agents_guard_insert_trg ON autopilot.agents IS
+'A new agent holds no task: active_tasks starts at 0 (the triggers on autopilot.tasks count its tasks).';
+COMMENT ON TRIGGER agents_guard_update_trg ON autopilot.agents IS
+'active_tasks is not set directly; capacity stays at or above it; skills held tasks require stay.';
+
+-- sql/functions/agents/assign_pending_tasks.sql
+CREATE FUNCTION autopilot.assign_pending_tasks()
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- task-assignment. Semantics (README, "Task assignment"):
+--
+-- 1. Tasks assigned to an agent not seen (last_seen_at NULL, or older than
+--    agents.silence_timeout) go back to pending (agent_id, assigned_at cleared).
+--    Running tasks are left alone: they may have side effects.
+-- 2. Pending tasks go, highest priority first, then oldest (created_at, then
+--    id), each to the least-loaded agent that can take it: status active, seen
+--    within the timeout, every required skill (required_skills <@ skills),
+--    active_tasks < capacity. Least loaded = lowest active_tasks / capacity
+--    (double precision), then lowest id -- counting the tasks this run gave it.
+--    That is the sequential greedy, computed exactly: it is the unique stable
+--    matching of tasks (ranked by order) to agent slots (ranked by the load
+--    ratio at which the agent would take it), so it is built from the slot
+--    side -- free slots in ratio order, each taking the first remaining task
+--    any of its agent's skill sets offers -- over arrays in memory, with the
+--    reading and the writing done set-based (one statement each).
+-- 3. Every agent that got tasks gets one NOTIFY autopilot_task_assigned,
+--    payload {"agent_id": n, "task_ids": [...]} (at most 256 ids each, a
+--    payload stays far below the 8000-byte limit); delivered at commit.
+--
+-- Locking: the job's advisory lock makes runs exclusive (a second caller waits
+-- and then sees the first one's assignments). The agents it plans for are
+-- locked (FOR NO KEY UPDATE SKIP LOCKED: an agent another transaction is
+-- changing waits for the next run), so their load cannot move under the plan;
+-- the tasks it writes are locked the same way (a task the application is
+-- changing is left for the next run), and the UPDATE re-checks status and
+-- skills on the row it writes. Capacity and skills are also the schema's
+-- (agents_active_tasks_check, autopilot._track_agent_load), whoever writes.
+DECLARE
+    c_none CONSTANT bigint := 9223372036854775807;
+    v_timeout interval := autopilot.get_setting('agents.silence_timeout')::interval;
+    v_reclaimed bigint;
+    -- the agents planned for, in id order: index i everywhere below
+    v_agent_ids bigint[];
+    v_load integer[];
+    v_capacity integer[];
+    v_dead boolean[];
+    v_busy_agents bigint;
+    -- candidates: the first tasks of each skill set (as many as its agents have
+    -- free slots), grouped by skill set (g = 1..) and in order within a group
+    v_read_ids bigint[];
+    v_read_ords bigint[];
+    v_read_pos integer[];
+    v_task_ids bigint[];
+    v_task_ord bigint[];
+    v_head integer[];
+    v_head_ord bigint[];
+    v_group_end integer[];
+    -- the skill sets agent i can serve: v_capable[v_capable_first[i] .. v_capable_last[i]]
+    v_capable integer[];
+    v_capable_first integer[];
+    v_capable_last integer[];
+    v_pending bigint;
+    v_unassignable bigint;
+    v_left integer;
+    -- slots: agent indexes, in the order of the load ratio at which they take a task
+    v_slots integer[];
+    v_per_agent integer;
+    v_cut_key double precision;
+    v_cut_agent integer;
+    v_batches integer := 0;
+    -- the plan
+    v_plan_tasks bigint[] := '{}'::bigint[];
+    v_plan_agents bigint[] := '{}'::bigint[];
+    v_planned integer := 0;
+    v_i integer;
+    v_h integer;
+    v_best integer;
+    v_best_ord bigint;
+    -- the outcome
+    v_assigned bigint;
+    v_agents_used bigint;
+    v_notifications bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(autopilot._job_lock_key('task-assignment'));
+
+    -- 1. take tasks back from silent agents
+    UPDATE autopilot.tasks AS t
+    SET status = 'pending', agent_id = NULL, assigned_at = NULL
+    FROM autopilot.agents AS a
+    WHERE t.agent_id = a.id
+      AND t.status = 'assigned'
+      AND (a.last_seen_at IS NULL OR a.last_seen_at < now() - v_timeout);
+    GET DIAGNOSTICS v_reclaimed = ROW_COUNT;
+
+    -- 2. the agents that can take tasks now, locked
+    SELECT
+        coalesce(array_agg(e.id ORDER BY e.id), '{}'),
+        coalesce(array_agg(e.active_tasks ORDER BY e.id), '{}'),
+        coalesce(array_agg(e.capacity ORDER BY e.id), '{}'),
+        coalesce(array_agg(false ORDER BY e.id), '{}')
+    INTO v_agent_ids, v_load, v_capacity, v_dead
+    FROM (
+        SELECT a.id, a.active_tasks, a.capacity
+        FROM autopilot.agents AS a
+        WHERE a.status = 'active'
+          AND a.active_tasks < a.capacity
+          AND a.last_seen_at >= now() - v_timeout
+        ORDER BY a.id
+        FOR NO KEY UPDATE SKIP LOCKED
+    ) AS e;
+
+    SELECT count(*) - cardinality(v_agent_ids)
+    INTO v_busy_agents
+    FROM autopilot.agents AS a
+    WHERE a.status = 'active'
+      AND a.active_tasks < a.capacity
+      AND a.last_seen_at >= now() - v_timeout;
+
+    -- 3. the pending tasks, by skill set (a set: {b,a} and {a,b,a} are {a,b}).
+    -- A skill set's candidates are its first tasks in order, as many as the free
+    -- slots of the agents that have every skill in it (it can never use more);
+    -- they get positions first_pos .. first_pos + take - 1 of the arrays below.
+    WITH pending AS MATERIALIZED (
+        SELECT
+            t.id,
+            t.required_skills,
+            row_number() OVER (ORDER BY t.priority DESC, t.created_at ASC, t.id ASC) AS ord
+        FROM autopilot.tasks AS t
+        WHERE t.status = 'pending'
+    ),
+
+    eligible AS MATERIALIZED (
+        SELECT
+            e.i::integer AS i,
+            a.skills,
+            a.capacity - a.active_tasks AS free
+        FROM unnest(v_agent_ids) WITH ORDINALITY AS e (id, i)
+        INNER JOIN autopilot.agents AS a ON e.id = a.id
+    ),
+
+    written AS MATERIALIZED (
+        SELECT
+            p.required_skills AS written,
+            count(*) AS tasks,
+            array(SELECT DISTINCT r.skill FROM unnest(p.required_skills) AS r (skill) ORDER BY r.skill) AS skills
+        FROM pending AS p
+        GROUP BY p.required_skills
+    ),
+
+    skill_sets AS MATERIALIZED (
+        SELECT
+            w.skills,
+            sum(w.tasks)::bigint AS tasks,
+            (
+                SELECT coalesce(sum(e.free), 0)
+                FROM eligible AS e
+                WHERE w.skills <@ e.skills
+            ) AS free,
+            EXISTS (
+                SELECT
+                FROM autopilot.agents AS a
+                WHERE a.status = 'active' AND a.capacity > 0 AND w.skills <@ a.skills
+            ) AS assignable
+        FROM written AS w
+        GROUP BY w.skills
+    ),
+
+    groups AS MATERIALIZED (
+        SELECT
+            s.skills,
+            row_number() OVER (ORDER BY s.skills)::integer AS g,
+            least(s.tasks, s.free)::integer AS take,
+            (sum(least(s.tasks, s.free)) OVER (ORDER BY s.skills) - least(s.tasks, s.free) + 1)::integer AS first_pos
+        FROM skill_sets AS s
+        WHERE s.free > 0
+    ),
+
+    candidates AS MATERIALIZED (
+        SELECT
+            r.id,
+            r.ord,
+            (r.first_pos + r.rank - 1)::integer AS pos
+        FROM (
+            SELECT
+                p.id,
+                p.ord,
+                g.take,
+                g.first_pos,
+                row_number() OVER (PARTITION BY g.g ORDER BY p.ord) AS rank
+            FROM pending AS p
+            INNER JOIN written AS w ON p.required_skills = w.written
+            INNER JOIN groups AS g ON w.skills = g.skills
+        ) AS r
+        WHERE r.rank <= r.take
+    ),
+
+    capable AS MATERIALIZED (
+        SELECT
+            e.i,
+            g.g,
+            row_number() OVER (ORDER BY e.i, g.g)::integer AS pos
+        FROM eligible AS e
+        INNER JOIN groups AS g ON g.skills <@ e.skills
+    )
+
+    SELECT
+        (SELECT count(*) FROM pending),
+        (SELECT coalesce(sum(s.tasks), 0)::bigint FROM skill_sets AS s WHERE NOT s.assignable),
+        (SELECT coalesce(array_agg(g.first_pos ORDER BY g.g), '{}') FROM groups AS g),
+        (SELECT coalesce(array_agg(g.first_pos + g.take - 1 ORDER BY g.g), '{}') FROM groups AS g),
+        (SELECT coalesce(array_agg(c.g ORDER BY c.pos), '{}') FROM capable AS c),
+        (
+            SELECT coalesce(array_agg(coalesce(b.first_pos, 1) ORDER BY e.i), '{}')
+            FROM eligible AS e
+            LEFT JOIN (SELECT c.i, min(c.pos) AS first_pos FROM capable AS c GROUP BY c.i) AS b ON e.i = b.i
+        ),
+        (
+            SELECT coalesce(array_agg(coalesce(b.last_pos, 0) ORDER BY e.i), '{}')
+            FROM eligible AS e
+            LEFT JOIN (SELECT c.i, max(c.pos) AS last_pos FROM capable AS c GROUP BY c.i) AS b ON e.i = b.i
+        ),
+        -- one aggregate pass: the three arrays are aligned, in no particular order
+        coalesce(array_agg(c.id), '{}'),
+        coalesce(array_agg(c.ord), '{}'),
+        coalesce(array_agg(c.pos), '{}')
+    INTO
+        v_pending, v_unassignable, v_head, v_group_end, v_capable, v_capable_first, v_capable_last,
+        v_read_ids, v_read_ords, v_read_pos
+    FROM candidates AS c;
+
+    v_left := cardinality(v_read_ids);
+    v_task_ids := array_fill(0::bigint, ARRAY[v_left]);
+    v_task_ord := array_fill(0::bigint, ARRAY[v_left]);
+    FOR v_p IN 1 .. v_left LOOP
+        v_task_ids[v_read_pos[v_p]] := v_read_ids[v_p];
+        v_task_ord[v_read_pos[v_p]] := v_read_ords[v_p];
+    END LOOP;
+    v_head_ord := array_fill(0::bigint, ARRAY[cardinality(v_head)]);
+    FOR v_g IN 1 .. cardinality(v_head) LOOP
+        v_head_ord[v_g] := v_task_ord[v_head[v_g]];
+    END LOOP;
+
+    -- 4. the plan: free slots in the order of the load ratio at which their agent
+    -- takes a task (agent i's k-th free slot: (active_tasks + k) / capacity, then
+    -- i), each taking the first remaining task of the skill sets agent i serves.
+    -- An agent whose slot finds nothing is done: tasks only ever get taken.
+    -- Slots come in batches of at most ~2 per candidate (an agent's huge capacity
+    -- is never spelled out): a batch holds every slot ordered before the first
+    -- one it leaves out, so the order across batches is exact.
+    WHILE v_left > 0 LOOP
+        v_per_agent := greatest(1, ceil(2.0 * v_left / greatest(cardinality(v_agent_ids), 1)))::integer;
+
+        SELECT (a.load + v_per_agent)::double precision / a.capacity, a.i::integer
+        INTO v_cut_key, v_cut_agent
+        FROM unnest(v_load, v_capacity, v_dead) WITH ORDINALITY AS a (load, capacity, dead, i)
+        WHERE NOT a.dead AND a.capacity - a.load > v_per_agent
+        ORDER BY 1, 2
+        LIMIT 1;
+
+        SELECT array_agg(s.i ORDER BY s.slot_key, s.i)
+        INTO v_slots
+        FROM (
+            SELECT
+                a.i::integer AS i,
+                (a.load + k.k)::double precision / a.capacity AS slot_key
+            FROM unnest(v_load, v_capacity, v_dead) WITH ORDINALITY AS a (load, capacity, dead, i)
+            CROSS JOIN LATERAL generate_series(0, least(a.capacity - a.load, v_per_agent) - 1) AS k (k)
+            WHERE NOT a.dead AND a.load < a.capacity
+        ) AS s
+        WHERE v_cut_agent IS NULL OR (s.slot_key, s.i) < (v_cut_key, v_cut_agent);
+
+        EXIT WHEN v_slots IS NULL;
+        v_batches := v_batches + 1;
+
+        FOREACH v_i IN ARRAY v_slots LOOP
+            CONTINUE WHEN v_dead[v_i];
+            v_best := 0;
+            v_best_ord := c_none;
+            FOR v_p IN v_capable_first[v_i] .. v_capable_last[v_i] LOOP
+                IF v_head_ord[v_capable[v_p]] < v_best_ord THEN
+                    v_best := v_capable[v_p];
+                    v_best_ord := v_head_ord[v_best];
+                END IF;
+            END LOOP;
+            IF v_best = 0 THEN
+                v_dead[v_i] := true;
+                CONTINUE;
+            END IF;
+            v_h := v_head[v_best];
+            v_planned := v_planned + 1;
+            v_plan_tasks[v_planned] := v_task_ids[v_h];
+            v_plan_agents[v_planned] := v_agent_ids[v_i];
+            IF v_h = v_group_end[v_best] THEN
+                v_head_ord[v_best] := c_none;
+            ELSE
+                v_head[v_best] := v_h + 1;
+                v_head_ord[v_best] := v_task_ord[v_h + 1];
+            END IF;
+            v_load[v_i] := v_load[v_i] + 1;
+            v_left := v_left - 1;
+            EXIT WHEN v_left = 0;
+        END LOOP;
+
+        EXIT WHEN v_cut_agent IS NULL;
+    END LOOP;
+
+    -- 5. write the plan, announce it
+    WITH plan AS (
+        SELECT p.task_id, p.agent_id
+        FROM unnest(v_plan_tasks, v_plan_agents) AS p (task_id, agent_id)
+    ),
+
+    claimed AS MATERIALIZED (
+        SELECT
+            t.id,
+            p.agent_id
+        FROM autopilot.tasks AS t
+        INNER JOIN plan AS p ON t.id = p.task_id
+        WHERE t.status = 'pending'
+        FOR NO KEY UPDATE OF t SKIP LOCKED
+    ),
+
+    assigned AS (
+        UPDATE autopilot.tasks AS t
+        SET status = 'assigned', agent_id = c.agent_id, assigned_at = now()
+        FROM claimed AS c
+        WHERE t.id = c.id
+          AND t.status = 'pending'
+          -- the agent is locked: its skills are as planned; the task's may have changed since
+          AND t.required_skills <@ (SELECT a.skills FROM autopilot.agents AS a WHERE a.id = c.agent_id)
+        RETURNING t.id, t.agent_id
+    ),
+
+    notifications AS (
+        SELECT
+            pg_notify(
+                'autopilot_task_assigned',
+                json_build_object('agent_id', n.agent_id, 'task_ids', n.task_ids)::text
+            )
+        FROM (
+            SELECT
+                x.agent_id,
+                array_agg(x.id ORDER BY x.id) AS task_ids
+            FROM (
+                SELECT
+                    s.agent_id,
+                    s.id,
+                    (row_number() OVER (PARTITION BY s.agent_id ORDER BY s.id) - 1) / 256 AS chunk
+                FROM assigned AS s
+            ) AS x
+            GROUP BY x.agent_id, x.chunk
+        ) AS n
+    )
+
+    SELECT
+        (SELECT count(*) FROM assigned),
+        (SELECT count(DISTINCT s.agent_id) FROM assigned AS s),
+        (SELECT count(*) FROM notifications)
+    INTO v_assigned, v_agents_used, v_notifications;
+
+    RETURN jsonb_build_object(
+        'rows_affected', v_assigned,
+        'message', format(
+            'assigned %s %s to %s %s; %s taken back from silent agents; %s still pending (%s unassignable)',
+            v_assigned, CASE WHEN v_assigned = 1 THEN 'task' ELSE 'tasks' END,
+            v_agents_used, CASE WHEN v_agents_used = 1 THEN 'agent' ELSE 'agents' END,
+            v_reclaimed, v_pending - v_assigned, v_unassignable
+        ),
+        'assigned', v_assigned,
+        'agents', v_agents_used,
+        'reclaimed', v_reclaimed,
+        'pending', v_pending - v_assigned,
+        'unassignable', v_unassignable,
+        'waiting', v_pending - v_assigned - v_unassignable,
+        'skipped_busy_tasks', v_planned - v_assigned,
+        'skipped_busy_agents', v_busy_agents,
+        'notifications', v_notifications,
+        'slot_batches', v_batches
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.assign_pending_tasks() IS
+'task-assignment: takes assigned tasks back from agents silent longer than agents.silence_timeout, then gives pending tasks (highest priority, then oldest first) to active, recently seen agents with every required skill and free capacity, each to the least-loaded one (lowest active_tasks/capacity, then id); one NOTIFY autopilot_task_assigned per agent, payload {"agent_id", "task_ids"}. Unassignable tasks (no active agent with capacity has their skills) stay pending and are counted.';
+
+-- sql/functions/agents/_mark_task_metrics_pending.sql
+CREATE FUNCTION autopilot._mark_task_metrics_pending()
+RETURNS trigger
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- @plpgsql_check_options: oldtable = old_rows, newtable = new_rows
+--
+-- Statement trigger on autopilot.tasks (after INSERT and UPDATE): records in
+-- autopilot.performance_metrics_pending, once per transaction, the hours of agents
+-- whose metrics a statement changed -- a task with an agent finishing (succeeded or failed)
+-- appearing, changing, or leaving (the hours before and after an update both
+-- count). Deleting rows marks nothing: the cleanups delete old tasks (never today), and the
+-- metrics already computed from them stay. One set-based INSERT per statement;
+-- ON CONFLICT DO NOTHING on (transaction, kind, hour) never waits on another
+-- transaction.
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
+        SELECT DISTINCT 'agent'::text, date_trunc('hour', n.finished_at, 'UTC')
+        FROM new_rows AS n
+        WHERE n.status IN ('succeeded', 'failed') AND n.agent_id IS NOT NULL AND n.finished_at IS NOT NULL
+        ON CONFLICT DO NOTHING;
+    ELSE
+        INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
+        SELECT DISTINCT 'agent'::text, date_trunc('hour', c.finished_at, 'UTC')
+        FROM (
+            (
+                SELECT n.id, n.agent_id, n.status, n.started_at, n.finished_at AS finished_at
+                FROM new_rows AS n
+                WHERE n.status IN ('succeeded', 'failed') AND n.agent_id IS NOT NULL AND n.finished_at IS NOT NULL
+                EXCEPT
+                SELECT o.id, o.agent_id, o.status, o.started_at, o.finished_at AS finished_at
+                FROM old_rows AS o
+                WHERE o.status IN ('succeeded', 'failed') AND o.agent_id IS NOT NULL AND o.finished_at IS NOT NULL
+            )
+            UNION ALL
+            (
+                SELECT o.id, o.agent_id, o.status, o.started_at, o.finished_at AS finished_at
+                FROM old_rows AS o
+                WHERE o.status IN ('succeeded', 'failed') AND o.agent_id IS NOT NULL AND o.finished_at IS NOT NULL
+                EXCEPT
+                SELECT n.id, n.agent_id, n.status, n.started_at, n.finished_at AS finished_at
+                FROM new_rows AS n
+                WHERE n.status IN ('succeeded', 'failed') AND n.agent_id IS NOT NULL AND n.finished_at IS NOT NULL
+            )
+        ) AS c
+        ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._mark_task_metrics_pending() IS
+'Private: statement trigger on autopilot.tasks; records in autopilot.performance_metrics_pending the hours (UTC) whose agent metrics a statement changed, for metrics-refresh.';
+
+CREATE TRIGGER tasks_metrics_insert_trg
+AFTER INSERT ON autopilot.tasks
+REFERENCING NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._mark_task_metrics_pending();
+
+CREATE TRIGGER tasks_metrics_update_trg
+AFTER UPDATE ON autopilot.tasks
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._mark_task_metrics_pending();
+
+COMMENT ON TRIGGER tasks_metrics_insert_trg ON autopilot.tasks IS
+'Tasks inserted already finished: their hour''s agent metrics are recomputed by metrics-refresh.';
+COMMENT ON TRIGGER tasks_metrics_update_trg ON autopilot.tasks IS
+'Tasks that finished, changed while finished (agent, times) or left a finished state: their hours are recomputed by metrics-refresh.';
+
+-- sql/functions/agents/_mark_job_metrics_pending.sql
+CREATE FUNCTION autopilot._mark_job_metrics_pending()
+RETURNS trigger
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- @plpgsql_check_options: oldtable = old_rows, newtable = new_rows
+--
+-- Statement trigger on autopilot.jobs (after INSERT and UPDATE): records in
+-- autopilot.performance_metrics_pending, once per transaction, the hours of runner workers
+-- whose metrics a statement changed -- a completed or discarded job
+-- appearing, changing, or leaving (the hours before and after an update both
+-- count). Deleting rows marks nothing: the cleanups delete old jobs, and the
+-- metrics already computed from them stay. One set-based INSERT per statement;
+-- ON CONFLICT DO NOTHING on (transaction, kind, hour) never waits on another
+-- transaction.
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
+        SELECT DISTINCT 'worker'::text, date_trunc('hour', coalesce(n.completed_at, n.discarded_at), 'UTC')
+        FROM new_rows AS n
+        WHERE n.state IN ('completed', 'discarded') AND coalesce(n.completed_at, n.discarded_at) IS NOT NULL
+        ON CONFLICT DO NOTHING;
+    ELSE
+        INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
+        SELECT DISTINCT 'worker'::text, date_trunc('hour', c.finished_at, 'UTC')
+        FROM (
+            (
+                SELECT n.id, n.worker, n.state, n.attempted_at, coalesce(n.completed_at, n.discarded_at) AS finished_at
+                FROM new_rows AS n
+                WHERE n.state IN ('completed', 'discarded') AND coalesce(n.completed_at, n.discarded_at) IS NOT NULL
+                EXCEPT
+                SELECT o.id, o.worker, o.state, o.attempted_at, coalesce(o.completed_at, o.discarded_at) AS finished_at
+                FROM old_rows AS o
+                WHERE o.state IN ('completed', 'discarded') AND coalesce(o.completed_at, o.discarded_at) IS NOT NULL
+            )
+            UNION ALL
+            (
+                SELECT o.id, o.worker, o.state, o.attempted_at, coalesce(o.completed_at, o.discarded_at) AS finished_at
+                FROM old_rows AS o
+                WHERE o.state IN ('completed', 'discarded') AND coalesce(o.completed_at, o.discarded_at) IS NOT NULL
+                EXCEPT
+                SELECT n.id, n.worker, n.state, n.attempted_at, coalesce(n.completed_at, n.discarded_at) AS finished_at
+                FROM new_rows AS n
+                WHERE n.state IN ('completed', 'discarded') AND coalesce(n.completed_at, n.discarded_at) IS NOT NULL
+            )
+        ) AS c
+        ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._mark_job_metrics_pending() IS
+'Private: statement trigger on autopilot.jobs; records in autopilot.performance_metrics_pending the hours (UTC) whose worker metrics a statement changed, for metrics-refresh.';
+
+CREATE TRIGGER jobs_metrics_insert_trg
+AFTER INSERT ON autopilot.jobs
+REFERENCING NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._mark_job_metrics_pending();
+
+CREATE TRIGGER jobs_metrics_update_trg
+AFTER UPDATE ON autopilot.jobs
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._mark_job_metrics_pending();
+
+COMMENT ON TRIGGER jobs_metrics_insert_trg ON autopilot.jobs IS
+'Jobs inserted already completed or discarded: their hour''s worker metrics are recomputed by metrics-refresh.';
+COMMENT ON TRIGGER jobs_metrics_update_trg ON autopilot.jobs IS
+'Jobs that completed or were discarded, or changed since: their hours are recomputed by metrics-refresh.';
+
+-- sql/functions/agents/_mark_run_metrics_pending.sql
+CREATE FUNCTION autopilot._mark_run_metrics_pending()
+RETURNS trigger
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- @plpgsql_check_options: oldtable = old_rows, newtable = new_rows
+--
+-- Statement trigger on autopilot.job_runs (after INSERT and UPDATE): records in
+-- autopilot.performance_metrics_pending, once per transaction, the hours of runner workers
+-- whose metrics a statement changed -- a failed run of the runner (side runner, status failed)
+-- appearing, changing, or leaving (the hours before and after an update both
+-- count). Deleting rows marks nothing: the cleanups delete old runs, and the
+-- metrics already computed from them stay. One set-based INSERT per statement;
+-- ON CONFLICT DO NOTHING on (transaction, kind, hour) never waits on another
+-- transaction.
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
+        SELECT DISTINCT 'worker'::text, date_trunc('hour', n.finished_at, 'UTC')
+        FROM new_rows AS n
+        WHERE n.side = 'runner' AND n.status = 'failed' AND n.finished_at IS NOT NULL
+        ON CONFLICT DO NOTHING;
+    ELSE
+        INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
+        SELECT DISTINCT 'worker'::text, date_trunc('hour', c.finished_at, 'UTC')
+        FROM (
+            (
+                SELECT n.id, n.job_name, n.started_at, n.finished_at AS finished_at
+                FROM new_rows AS n
+                WHERE n.side = 'runner' AND n.status = 'failed' AND n.finished_at IS NOT NULL
+                EXCEPT
+                SELECT o.id, o.job_name, o.started_at, o.finished_at AS finished_at
+                FROM old_rows AS o
+                WHERE o.side = 'runner' AND o.status = 'failed' AND o.finished_at IS NOT NULL
+            )
+            UNION ALL
+            (
+                SELECT o.id, o.job_name, o.started_at, o.finished_at AS finished_at
+                FROM old_rows AS o
+                WHERE o.side = 'runner' AND o.status = 'failed' AND o.finished_at IS NOT NULL
+                EXCEPT
+                SELECT n.id, n.job_name, n.started_at, n.finished_at AS finished_at
+                FROM new_rows AS n
+                WHERE n.side = 'runner' AND n.status = 'failed' AND n.finished_at IS NOT NULL
+            )
+        ) AS c
+        ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._mark_run_metrics_pending() IS
+'Private: statement trigger on autopilot.job_runs; records in autopilot.performance_metrics_pending the hours (UTC) whose worker metrics a statement changed, for metrics-refresh.';
+
+CREATE TRIGGER job_runs_metrics_insert_trg
+AFTER INSERT ON autopilot.job_runs
+REFERENCING NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._mark_run_metrics_pending();
+
+CREATE TRIGGER job_runs_metrics_update_trg
+AFTER UPDATE ON autopilot.job_runs
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._mark_run_metrics_pending();
+
+COMMENT ON TRIGGER job_runs_metrics_insert_trg ON autopilot.job_runs IS
+'The runner''s failed runs: their hour''s worker metrics are recomputed by metrics-refresh.';
+COMMENT ON TRIGGER job_runs_metrics_update_trg ON autopilot.job_runs IS
+'Runner runs that failed, or changed since: their hours are recomputed by metrics-refresh.';
+
+-- sql/functions/agents/refresh_performance_metrics.sql
+CREATE FUNCTION autopilot.refresh_performance_metrics()
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- metrics-refresh. Hourly (UTC) aggregates into autopilot.performance_metrics:
+--
+-- * per agent (subject: its id), from autopilot.tasks by finished_at: tasks
+--   succeeded and failed, success rate, mean / p50 / p95 of finished_at -
+--   started_at (tasks never started count, without a duration);
+-- * per runner worker (subject: autopilot.jobs.worker), from autopilot.jobs:
+--   completed (succeeded, by completed_at, duration completed_at -
+--   attempted_at) and discarded (by discarded_at); and from autopilot.job_runs:
+--   the runner's failed runs (side runner, status failed, by finished_at,
+--   duration finished_at - started_at; a catalog job's run counts for the
+--   catalog's worker, job_catalog.target).
+--
+-- Only stale hours are recomputed: the statement triggers on tasks, jobs and
+-- job_runs record every hour a change touches in
+-- autopilot.performance_metrics_pending, in the writer's own transaction. A
+-- run deletes the rows it can see and recomputes their hours from the base
+-- tables, in one transaction: every row it consumes belongs to a committed
+-- transaction whose changes it therefore sees, and the rows of transactions
+-- still in progress (or committed after its snapshot) stay for the next run.
+-- So a late row -- a task finishing into an old hour, a finished task updated
+-- after its hour was computed -- is counted as soon as it commits, whatever its
+-- timestamps say, and a crash mid-run loses nothing. Runs are exclusive (the
+-- job's advisory lock).
+DECLARE
+    v_agent_hours timestamptz[];
+    v_worker_hours timestamptz[];
+    v_agent_written bigint;
+    v_agent_removed bigint;
+    v_worker_written bigint;
+    v_worker_removed bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(autopilot._job_lock_key('metrics-refresh'));
+
+    WITH consumed AS (
+        DELETE FROM autopilot.performance_metrics_pending
+        RETURNING subject_kind, hour
+    )
+
+    SELECT
+        coalesce(array_agg(DISTINCT c.hour ORDER BY c.hour) FILTER (WHERE c.subject_kind = 'agent'), '{}'),
+        coalesce(array_agg(DISTINCT c.hour ORDER BY c.hour) FILTER (WHERE c.subject_kind = 'worker'), '{}')
+    INTO v_agent_hours, v_worker_hours
+    FROM consumed AS c;
+
+    -- agents. The percentiles are percentile_cont's, computed from ranks in one
+    -- sort of all the hours' rows: an ordered-set aggregate per (agent, hour)
+    -- costs a sort each, ten times slower over a month of hours.
+    WITH ranked AS (
+        SELECT
+            t.agent_id,
+            date_trunc('hour', t.finished_at, 'UTC') AS hour,
+            t.status,
+            t.finished_at - t.started_at AS duration,
+            row_number() OVER (
+                PARTITION BY t.agent_id, date_trunc('hour', t.finished_at, 'UTC')
+                ORDER BY t.finished_at - t.started_at
+            ) AS rank,
+            count(t.finished_at - t.started_at) OVER (
+                PARTITION BY t.agent_id, date_trunc('hour', t.finished_at, 'UTC')
+            ) AS timed
+        FROM autopilot.tasks AS t
+        WHERE t.status IN ('succeeded', 'failed')
+          AND t.agent_id IS NOT NULL
+          -- an index range when the stale hours are close together, a hashed
+          -- membership test for the rest: linear, whatever the plan
+          AND t.finished_at >= v_agent_hours[1]
+          AND t.finished_at < v_agent_hours[cardinality(v_agent_hours)] + interval '1 hour'
+          AND date_trunc('hour', t.finished_at, 'UTC') IN (SELECT h.hour FROM unnest(v_agent_hours) AS h (hour))
+    ),
+
+    grouped AS (
+        SELECT
+            r.agent_id::text AS subject,
+            r.hour,
+            count(*) FILTER (WHERE r.status = 'succeeded') AS succeeded,
+            count(*) FILTER (WHERE r.status = 'failed') AS failed,
+            avg(r.duration) AS mean_duration,
+            -- percentile_cont(p): the rows at 0-based ranks floor and ceil of p * (n - 1), interpolated
+            0.5::double precision * (max(r.timed) - 1) AS k50,
+            0.95::double precision * (max(r.timed) - 1) AS k95,
+            min(r.duration) FILTER (WHERE r.rank = floor(0.5::double precision * (r.timed - 1)) + 1) AS p50_low,
+            min(r.duration) FILTER (WHERE r.rank = ceil(0.5::double precision * (r.timed - 1)) + 1) AS p50_high,
+            min(r.duration) FILTER (WHERE r.rank = floor(0.95::double precision * (r.timed - 1)) + 1) AS p95_low,
+            min(r.duration) FILTER (WHERE r.rank = ceil(0.95::double precision * (r.timed - 1)) + 1) AS p95_high
+        FROM ranked AS r
+        GROUP BY r.agent_id, r.hour
+    ),
+
+    fresh AS MATERIALIZED (
+        SELECT
+            g.subject,
+            g.hour,
+            g.succeeded,
+            g.failed,
+            g.mean_duration,
+            g.p50_low + (g.p50_high - g.p50_low) * (g.k50 - floor(g.k50)) AS p50_duration,
+            g.p95_low + (g.p95_high - g.p95_low) * (g.k95 - floor(g.k95)) AS p95_duration
+        FROM grouped AS g
+    ),
+
+    removed AS (
+        DELETE FROM autopilot.performance_metrics AS m
+        WHERE m.subject_kind = 'agent'
+          AND m.hour = ANY(v_agent_hours)
+          AND NOT EXISTS (SELECT FROM fresh AS f WHERE f.subject = m.subject AND f.hour = m.hour)
+        RETURNING 1
+    ),
+
+    written AS (
+        INSERT INTO autopilot.performance_metrics AS m (
+            subject_kind, subject, hour, succeeded, failed, discarded, success_rate,
+            mean_duration, p50_duration, p95_duration, computed_at
+        )
+        SELECT
+            'agent',
+            f.subject,
+            f.hour,
+            f.succeeded,
+            f.failed,
+            0,
+            f.succeeded::double precision / nullif(f.succeeded + f.failed, 0),
+            f.mean_duration,
+            f.p50_duration,
+            f.p95_duration,
+            now()
+        FROM fresh AS f
+        ON CONFLICT (subject_kind, subject, hour) DO UPDATE
+        SET succeeded = excluded.succeeded,
+            failed = excluded.failed,
+            discarded = excluded.discarded,
+            success_rate = excluded.success_rate,
+            mean_duration = excluded.mean_duration,
+            p50_duration = excluded.p50_duration,
+            p95_duration = excluded.p95_duration,
+            computed_at = excluded.computed_at
+        RETURNING 1
+    )
+
+    SELECT
+        (SELECT count(*) FROM written),
+        (SELECT count(*) FROM removed)
+    INTO v_agent_written, v_agent_removed;
+
+    -- runner workers
+    WITH outcomes AS (
+        SELECT
+            j.worker AS subject,
+            date_trunc('hour', coalesce(j.completed_at, j.discarded_at), 'UTC') AS hour,
+            CASE j.state WHEN 'completed' THEN 'succeeded' ELSE 'discarded' END AS outcome,
+            CASE WHEN j.state = 'completed' THEN j.completed_at - j.attempted_at END AS duration
+        FROM autopilot.jobs AS j
+        WHERE j.state IN ('completed', 'discarded')
+          AND coalesce(j.completed_at, j.discarded_at) >= v_worker_hours[1]
+          AND coalesce(j.completed_at, j.discarded_at) < v_worker_hours[cardinality(v_worker_hours)] + interval '1 hour'
+          AND date_trunc('hour', coalesce(j.completed_at, j.discarded_at), 'UTC')
+          IN (SELECT h.hour FROM unnest(v_worker_hours) AS h (hour))
+        UNION ALL
+        SELECT
+            coalesce(c.target, r.job_name) AS subject,
+            date_trunc('hour', r.finished_at, 'UTC') AS hour,
+            'failed' AS outcome,
+            r.finished_at - r.started_at AS duration
+        FROM autopilot.job_runs AS r
+        LEFT JOIN autopilot.job_catalog AS c ON r.job_name = c.name AND c.side = 'runner'
+        WHERE r.side = 'runner'
+          AND r.status = 'failed'
+          AND r.finished_at >= v_worker_hours[1]
+          AND r.finished_at < v_worker_hours[cardinality(v_worker_hours)] + interval '1 hour'
+          AND date_trunc('hour', r.finished_at, 'UTC') IN (SELECT h.hour FROM unnest(v_worker_hours) AS h (hour))
+    ),
+
+    ranked AS (
+        SELECT
+            o.subject,
+            o.hour,
+            o.outcome,
+            o.duration,
+            row_number() OVER (PARTITION BY o.subject, o.hour ORDER BY o.duration) AS rank,
+            count(o.duration) OVER (PARTITION BY o.subject, o.hour) AS timed
+        FROM outcomes AS o
+    ),
+
+    grouped AS (
+        SELECT
+            r.subject,
+            r.hour,
+            count(*) FILTER (WHERE r.outcome = 'succeeded') AS succeeded,
+            count(*) FILTER (WHERE r.outcome = 'failed') AS failed,
+            count(*) FILTER (WHERE r.outcome = 'discarded') AS discarded,
+            avg(r.duration) AS mean_duration,
+            -- percentile_cont(p): the rows at 0-based ranks floor and ceil of p * (n - 1), interpolated
+            0.5::double precision * (max(r.timed) - 1) AS k50,
+            0.95::double precision * (max(r.timed) - 1) AS k95,
+            min(r.duration) FILTER (WHERE r.rank = floor(0.5::double precision * (r.timed - 1)) + 1) AS p50_low,
+            min(r.duration) FILTER (WHERE r.rank = ceil(0.5::double precision * (r.timed - 1)) + 1) AS p50_high,
+            min(r.duration) FILTER (WHERE r.rank = floor(0.95::double precision * (r.timed - 1)) + 1) AS p95_low,
+            min(r.duration) FILTER (WHERE r.rank = ceil(0.95::double precision * (r.timed - 1)) + 1) AS p95_high
+        FROM ranked AS r
+        GROUP BY r.subject, r.hour
+    ),
+
+    fresh AS MATERIALIZED (
+        SELECT
+            g.subject,
+            g.hour,
+            g.succeeded,
+            g.failed,
+            g.discarded,
+            g.mean_duration,
+            g.p50_low + (g.p50_high - g.p50_low) * (g.k50 - floor(g.k50)) AS p50_duration,
+            g.p95_low + (g.p95_high - g.p95_low) * (g.k95 - floor(g.k95)) AS p95_duration
+        FROM grouped AS g
+    ),
+
+    removed AS (
+        DELETE FROM autopilot.performance_metrics AS m
+        WHERE m.subject_kind = 'worker'
+          AND m.hour = ANY(v_worker_hours)
+          AND NOT EXISTS (SELECT FROM fresh AS f WHERE f.subject = m.subject AND f.hour = m.hour)
+        RETURNING 1
+    ),
+
+    written AS (
+        INSERT INTO autopilot.performance_metrics AS m (
+            subject_kind, subject, hour, succeeded, failed, discarded, success_rate,
+            mean_duration, p50_duration, p95_duration, computed_at
+        )
+        SELECT
+            'worker',
+            f.subject,
+            f.hour,
+            f.succeeded,
+            f.failed,
+            f.discarded,
+            f.succeeded::double precision / nullif(f.succeeded + f.failed, 0),
+            f.mean_duration,
+            f.p50_duration,
+            f.p95_duration,
+            now()
+        FROM fresh AS f
+        ON CONFLICT (subject_kind, subject, hour) DO UPDATE
+        SET succeeded = excluded.succeeded,
+            failed = excluded.failed,
+            discarded = excluded.discarded,
+            success_rate = excluded.success_rate,
+            mean_duration = excluded.mean_duration,
+            p50_duration = excluded.p50_duration,
+            p95_duration = excluded.p95_duration,
+            computed_at = excluded.computed_at
+        RETURNING 1
+    )
+
+    SELECT
+        (SELECT count(*) FROM written),
+        (SELECT count(*) FROM removed)
+    INTO v_worker_written, v_worker_removed;
+
+    RETURN jsonb_build_object(
+        'rows_affected', v_agent_written + v_agent_removed + v_worker_written + v_worker_removed,
+        'message', format(
+            'recomputed %s agent %s and %s worker %s: %s metrics rows written, %s removed',
+            cardinality(v_agent_hours), CASE WHEN cardinality(v_agent_hours) = 1 THEN 'hour' ELSE 'hours' END,
+            cardinality(v_worker_hours), CASE WHEN cardinality(v_worker_hours) = 1 THEN 'hour' ELSE 'hours' END,
+            v_agent_written + v_worker_written, v_agent_removed + v_worker_removed
+        ),
+        'agent_hours', cardinality(v_agent_hours),
+        'worker_hours', cardinality(v_worker_hours),
+        'agent_rows', v_agent_written,
+        'worker_rows', v_worker_written,
+        'removed', v_agent_removed + v_worker_removed,
+        'oldest_hour', (SELECT min(h.hour) FROM unnest(v_agent_hours || v_worker_hours) AS h (hour)),
+        'newest_hour', (SELECT max(h.hour) FROM unnest(v_agent_hours || v_worker_hours) AS h (hour))
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.refresh_performance_metrics() IS
+'metrics-refresh: recomputes, in autopilot.performance_metrics, the hourly (UTC) aggregates of the hours changed since the last run (autopilot.performance_metrics_pending): per agent from its finished tasks (succeeded, failed, success rate, mean/p50/p95 duration), per runner worker from completed and discarded jobs and the runner''s failed runs. Late rows are counted once they commit.';
+
 -- sql/jobs/database_jobs.sql
 -- Database side: pg_cron runs the SQL. Schedules are the seed's, in UTC.
 INSERT INTO autopilot.job_catalog (name, side, kind, schedule, only_on_dow, target, description)
@@ -2300,11 +4231,13 @@ VALUES
 ),
 (
     'vacuum-analyze', 'database', 'statement', '0 23 * * *', NULL,
-    'VACUUM (ANALYZE) autopilot.agents, autopilot.agent_knowledge, autopilot.analysis_results, '
+    'VACUUM (ANALYZE) autopilot.agents, autopilot.agent_knowledge, autopilot.agent_knowledge_pending, '
+    || 'autopilot.analysis_results, '
     || 'autopilot.backup_metadata, autopilot.backup_metadata_archive, autopilot.code_chunks, '
     || 'autopilot.graph_edges, autopilot.graph_nodes, autopilot.index_maintenance, autopilot.job_arming, '
     || 'autopilot.job_catalog, autopilot.job_overrides, autopilot.job_runs, autopilot.jobs, '
-    || 'autopilot.knowledge_artifacts, autopilot.learned_patterns, autopilot.performance_metrics, '
+    || 'autopilot.knowledge_artifacts, autopilot.learned_patterns, autopilot.learning_watermarks, '
+    || 'autopilot.performance_metrics, autopilot.performance_metrics_pending, '
     || 'autopilot.setting_values, autopilot.settings, autopilot.tasks, autopilot.vector_stats_history',
     'VACUUM ANALYZE of the autopilot tables (one top-level statement: VACUUM cannot run in a function).'
 ),
@@ -2469,6 +4402,29 @@ VALUES
 (
     'reindex.min_size_bytes', 'integer', '10485760', '0', NULL,
     'index-reindex leaves indexes smaller than this alone (a rebuild gains little there).'
+);
+
+-- agent-knowledge-update (a change of either recomputes every agent's summary at the next run)
+INSERT INTO autopilot.settings (name, value_type, default_value, min_value, max_value, description)
+VALUES
+(
+    'agent_knowledge.top_patterns', 'integer', '10', '1', '1000',
+    'agent-knowledge-update lists, for each pattern type an agent works with, this many of the most confident '
+    || 'learned patterns.'
+),
+(
+    'agent_knowledge.patterns_met_limit', 'integer', '200', '1', '100000',
+    'agent-knowledge-update lists at most this many of the patterns an agent has met (the most confident); '
+    || 'patterns_met_total counts them all.'
+);
+
+-- task-assignment
+INSERT INTO autopilot.settings (name, value_type, default_value, min_value, max_value, description)
+VALUES
+(
+    'agents.silence_timeout', 'interval', '10 minutes', '1 minute', NULL,
+    'task-assignment takes assigned (not yet running) tasks back from agents not seen (last_seen_at) for '
+    || 'longer than this, and gives new tasks only to agents seen within it.'
 );
 
 -- sql/grants/privileges.sql

@@ -23,11 +23,13 @@ VALUES
 ),
 (
     'vacuum-analyze', 'database', 'statement', '0 23 * * *', NULL,
-    'VACUUM (ANALYZE) autopilot.agents, autopilot.agent_knowledge, autopilot.analysis_results, '
+    'VACUUM (ANALYZE) autopilot.agents, autopilot.agent_knowledge, autopilot.agent_knowledge_pending, '
+    || 'autopilot.analysis_results, '
     || 'autopilot.backup_metadata, autopilot.backup_metadata_archive, autopilot.code_chunks, '
     || 'autopilot.graph_edges, autopilot.graph_nodes, autopilot.index_maintenance, autopilot.job_arming, '
     || 'autopilot.job_catalog, autopilot.job_overrides, autopilot.job_runs, autopilot.jobs, '
-    || 'autopilot.knowledge_artifacts, autopilot.learned_patterns, autopilot.performance_metrics, '
+    || 'autopilot.knowledge_artifacts, autopilot.learned_patterns, autopilot.learning_watermarks, '
+    || 'autopilot.performance_metrics, autopilot.performance_metrics_pending, '
     || 'autopilot.setting_values, autopilot.settings, autopilot.tasks, autopilot.vector_stats_history',
     'VACUUM ANALYZE of the autopilot tables (one top-level statement: VACUUM cannot run in a function).'
 ),

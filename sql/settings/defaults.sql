@@ -52,3 +52,26 @@ VALUES
     'reindex.min_size_bytes', 'integer', '10485760', '0', NULL,
     'index-reindex leaves indexes smaller than this alone (a rebuild gains little there).'
 );
+
+-- agent-knowledge-update (a change of either recomputes every agent's summary at the next run)
+INSERT INTO autopilot.settings (name, value_type, default_value, min_value, max_value, description)
+VALUES
+(
+    'agent_knowledge.top_patterns', 'integer', '10', '1', '1000',
+    'agent-knowledge-update lists, for each pattern type an agent works with, this many of the most confident '
+    || 'learned patterns.'
+),
+(
+    'agent_knowledge.patterns_met_limit', 'integer', '200', '1', '100000',
+    'agent-knowledge-update lists at most this many of the patterns an agent has met (the most confident); '
+    || 'patterns_met_total counts them all.'
+);
+
+-- task-assignment
+INSERT INTO autopilot.settings (name, value_type, default_value, min_value, max_value, description)
+VALUES
+(
+    'agents.silence_timeout', 'interval', '10 minutes', '1 minute', NULL,
+    'task-assignment takes assigned (not yet running) tasks back from agents not seen (last_seen_at) for '
+    || 'longer than this, and gives new tasks only to agents seen within it.'
+);

@@ -49,11 +49,29 @@ FIXTURES: dict[str, list[str]] = {
         "SELECT a.id, jsonb_build_object('tasks', 3, 'tag', %(tag)s::text) "
         "FROM autopilot.agents AS a WHERE a.name = 'coder-' || %(tag)s",
     ],
+    # a task finished by an agent: the tasks trigger queues the agent for agent-knowledge-update
+    "agent_knowledge_pending": [
+        "INSERT INTO autopilot.tasks (title, required_skills, status, agent_id, finished_at) "
+        "SELECT 'done ' || %(tag)s, '{sql}', 'succeeded', a.id, now() "
+        "FROM autopilot.agents AS a WHERE a.name = 'coder-' || %(tag)s",
+    ],
+    # the two learning jobs create and advance their watermarks
+    "learning_watermarks": [
+        "SELECT autopilot.learn_patterns_from_analysis()",
+        "SELECT autopilot.update_agent_knowledge()",
+    ],
     "performance_metrics": [
         "INSERT INTO autopilot.performance_metrics (subject_kind, subject, hour, succeeded, failed, "
         "success_rate, mean_duration, p50_duration, p95_duration) "
-        "VALUES ('worker', 'backup-' || %(tag)s, date_trunc('hour', now()), 9, 1, 0.9, "
+        "VALUES ('worker', 'backup-' || %(tag)s, date_trunc('hour', now(), 'UTC'), 9, 1, 0.9, "
         "'2 seconds', '1.5 seconds', '4 seconds')",
+    ],
+    # a failed run of the runner: its trigger queues the hour for metrics-refresh (finished tasks and
+    # completed jobs queue theirs too)
+    "performance_metrics_pending": [
+        "INSERT INTO autopilot.job_runs (job_name, side, trigger, status, started_at, finished_at, message) "
+        "VALUES ('backup-hourly', 'runner', 'runner', 'failed', now() - interval '3 seconds', now(), "
+        "'pg_dump failed ' || %(tag)s)",
     ],
     "knowledge_artifacts": [
         "INSERT INTO autopilot.knowledge_artifacts (artifact_type, name, content, source, usage_count, "
@@ -135,9 +153,30 @@ def fill(conn: psycopg.Connection, tag: str) -> None:
                 conn.execute(statement, {"tag": tag})
 
 
-def table_digest(conn: psycopg.Connection, table: str) -> tuple[int, str]:
-    query = sql.SQL("SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {} t")
-    return conn.execute(query.format(sql.Identifier("autopilot", table))).fetchone()
+def table_digest(conn: psycopg.Connection, table: str, columns: list[str] | None = None) -> tuple[int, str]:
+    """Row count and a digest of every row; of the given columns only, when columns are named."""
+    row = (
+        sql.SQL("t")
+        if columns is None
+        else sql.SQL("ROW({})").format(sql.SQL(", ").join(map(sql.Identifier, columns)))
+    )
+    query = sql.SQL(
+        "SELECT count(*), md5(coalesce(string_agg(r::text, '|' ORDER BY r::text), '')) "
+        "FROM (SELECT {} AS r FROM {} AS t) AS x"
+    ).format(row, sql.Identifier("autopilot", table))
+    return conn.execute(query).fetchone()
+
+
+def table_columns(conn: psycopg.Connection) -> dict[str, list[str]]:
+    """The columns of every autopilot table, in order."""
+    columns: dict[str, list[str]] = {}
+    for table, column in conn.execute(
+        "SELECT c.relname, a.attname FROM pg_attribute AS a JOIN pg_class AS c ON c.oid = a.attrelid "
+        "WHERE c.relnamespace = 'autopilot'::regnamespace AND c.relkind = 'r' AND a.attnum > 0 "
+        "AND NOT a.attisdropped ORDER BY c.relname, a.attnum"
+    ).fetchall():
+        columns.setdefault(table, []).append(column)
+    return columns
 
 
 def identity_columns(conn: psycopg.Connection) -> list[tuple[str, str]]:

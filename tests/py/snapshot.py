@@ -237,7 +237,7 @@ def extension_snapshot(
     """Extension mode only: the members of the extension and what pg_dump dumps as configuration."""
     members = conn.execute(
         """
-        SELECT coalesce(array_agg(o.type || ' ' || o.identity ORDER BY 1), '{}')
+        SELECT coalesce(array_agg(o.type || ' ' || o.identity ORDER BY o.type || ' ' || o.identity), '{}')
         FROM pg_catalog.pg_depend AS d
         CROSS JOIN LATERAL pg_catalog.pg_identify_object(d.classid, d.objid, d.objsubid) AS o
         WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'

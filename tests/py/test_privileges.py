@@ -28,11 +28,12 @@ def readme_grants() -> str:
 
 @pytest.fixture
 def roles(installed_db, admin_dsn):
-    """Three login roles: runner and read-only (granted as the README says), and one with nothing."""
+    """Login roles: runner, read-only and application (granted as the README says), and one with nothing."""
     suffix = uuid.uuid4().hex[:8]
     names = {
         "runner": f"ap_runner_{suffix}",
         "readonly": f"ap_readonly_{suffix}",
+        "app": f"ap_app_{suffix}",
         "nobody": f"ap_nobody_{suffix}",
     }
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
@@ -42,6 +43,7 @@ def roles(installed_db, admin_dsn):
         readme_grants()
         .replace("autopilot_runner", names["runner"])
         .replace("autopilot_readonly", names["readonly"])
+        .replace("autopilot_app", names["app"])
     )
     with installed_db.connect() as conn:
         conn.execute(grants)
@@ -89,6 +91,30 @@ def test_runner_role_can_work_the_queue_and_no_more(roles):
     assert denied(runner, "SELECT autopilot.set_setting('jobs.completed_retention', '1 day')")
     assert denied(runner, "SELECT * FROM autopilot.run_job('table-statistics')")
     assert denied(runner, "UPDATE autopilot.job_catalog SET schedule = '* * * * *'")
+
+
+def test_application_role_can_write_tasks(roles, installed_db):
+    with installed_db.connect() as conn:
+        agent = conn.execute(
+            "INSERT INTO autopilot.agents (name, skills, capacity, last_seen_at) "
+            "VALUES ('app-agent', '{python}', 2, now()) RETURNING id"
+        ).fetchone()[0]
+    with psycopg.connect(roles["app"], autocommit=True) as conn:
+        task = conn.execute(
+            "INSERT INTO autopilot.tasks (title, required_skills) VALUES ('t', '{python}') RETURNING id"
+        ).fetchone()[0]
+        conn.execute(
+            "UPDATE autopilot.tasks SET status = 'assigned', agent_id = %s, assigned_at = now() "
+            "WHERE id = %s",
+            [agent, task],
+        )
+        conn.execute(
+            "UPDATE autopilot.tasks SET status = 'succeeded', started_at = now(), finished_at = now() "
+            "WHERE id = %s",
+            [task],
+        )
+    assert denied(roles["app"], "DELETE FROM autopilot.agents")
+    assert denied(roles["app"], "SELECT * FROM autopilot.assign_pending_tasks()")
 
 
 def test_readonly_role_reads_everything_and_changes_nothing(roles, installed_db):

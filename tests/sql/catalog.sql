@@ -117,19 +117,16 @@ SELECT is_empty(
 );
 SELECT set_eq(
     $$SELECT name FROM autopilot.job_definitions WHERE unavailable_reason IS NOT NULL$$,
-    ARRAY[
-        'pattern-learning', 'centralcloud-sync', 'agent-knowledge-update', 'task-assignment',
-        'metrics-refresh', 'pagerank'
-    ],
+    ARRAY['centralcloud-sync', 'pagerank'],
     'the jobs whose functions come in a later version are the only ones that cannot run'
 );
 SELECT matches(
     (
         SELECT unavailable_reason FROM autopilot.job_definitions
-        WHERE name = 'pattern-learning'
+        WHERE name = 'pagerank'
     ),
-    '^autopilot\.learn_patterns_from_analysis\(\) is not part of autopilot ',
-    'pattern-learning says its function is not in this version'
+    '^autopilot\.recalculate_all_pagerank\(\) is not part of autopilot ',
+    'pagerank says its function is not in this version'
 );
 SELECT is_empty(
     $$SELECT name FROM autopilot.job_catalog

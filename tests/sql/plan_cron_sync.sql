@@ -70,7 +70,7 @@ WHERE jobname = 'autopilot:old-job-cleanup';
 UPDATE tap_desired SET command = 'SELECT 1'
 WHERE jobname = 'autopilot:backup-hourly';
 UPDATE tap_desired SET active = NOT active
-WHERE jobname = 'autopilot:pattern-learning';
+WHERE jobname = 'autopilot:pagerank';
 SELECT results_eq(
     $$SELECT action, jobid, jobname, schedule, command, active
       FROM autopilot.plan_cron_sync(pg_temp.tap_current())$$,
@@ -78,14 +78,14 @@ SELECT results_eq(
              d.active
       FROM autopilot.job_definitions AS d
       INNER JOIN tap_desired AS t ON d.cron_jobname = t.jobname
-      WHERE d.name IN ('backup-hourly', 'old-job-cleanup', 'pattern-learning')
+      WHERE d.name IN ('backup-hourly', 'old-job-cleanup', 'pagerank')
       ORDER BY d.cron_jobname$$,
     'a differing schedule, command or active flag is altered back to the catalog, by jobid'
 );
 SELECT is(
     (
         SELECT p.active FROM autopilot.plan_cron_sync(pg_temp.tap_current()) AS p
-        WHERE p.jobname = 'autopilot:pattern-learning'
+        WHERE p.jobname = 'autopilot:pagerank'
     ),
     false,
     'a job whose function is not in this version is planned inactive'

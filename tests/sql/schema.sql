@@ -7,7 +7,8 @@ SELECT tables_are(
     'autopilot',
     ARRAY[
         'settings', 'setting_values', 'job_catalog', 'job_overrides', 'job_runs', 'jobs', 'agents', 'tasks',
-        'analysis_results', 'learned_patterns', 'agent_knowledge', 'performance_metrics',
+        'analysis_results', 'learned_patterns', 'agent_knowledge', 'agent_knowledge_pending', 'learning_watermarks',
+        'performance_metrics', 'performance_metrics_pending',
         'knowledge_artifacts', 'code_chunks', 'graph_nodes', 'graph_edges', 'backup_metadata',
         'backup_metadata_archive', 'vector_stats_history', 'index_maintenance', 'job_arming'
     ],

@@ -52,11 +52,11 @@ SELECT is(
 );
 
 -- enabling cannot switch on a job that cannot run here
-SELECT is(autopilot.set_job_enabled('pattern-learning', true), true, 'pattern-learning can be enabled');
+SELECT is(autopilot.set_job_enabled('pagerank', true), true, 'pagerank can be enabled');
 SELECT is(
     (
         SELECT active FROM cron.job
-        WHERE jobname = 'autopilot:pattern-learning'
+        WHERE jobname = 'autopilot:pagerank'
     ),
     false,
     'but stays inactive while its function is not installed'

@@ -49,10 +49,10 @@ SELECT results_eq(
 SELECT is(
     (
         SELECT active FROM cron.job
-        WHERE jobname = 'autopilot:pattern-learning'
+        WHERE jobname = 'autopilot:pagerank'
     ),
     false,
-    'pattern-learning (its function is not in this version) is registered, inactive'
+    'pagerank (its function is not in this version) is registered, inactive'
 );
 SELECT is_empty(
     $$SELECT j.jobname FROM cron.job AS j

@@ -25,6 +25,9 @@ CREATE TABLE autopilot.job_runs (
 CREATE INDEX job_runs_job_name_started_at_idx ON autopilot.job_runs (job_name, started_at DESC);
 CREATE INDEX job_runs_succeeded_idx ON autopilot.job_runs (job_name, started_at DESC)
 WHERE status = 'succeeded';
+-- metrics-refresh: the runner's failed runs by the time they finished
+CREATE INDEX job_runs_runner_failed_idx ON autopilot.job_runs (finished_at)
+WHERE side = 'runner' AND status = 'failed';
 
 COMMENT ON TABLE autopilot.job_runs IS
 'The run ledger: one row for every run of every job, database side and runner side: when, how long, outcome, rows affected, error.';

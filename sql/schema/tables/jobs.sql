@@ -41,6 +41,9 @@ WHERE state IN ('available', 'scheduled', 'retryable');
 -- old-job-cleanup walks finished jobs in id order
 CREATE INDEX jobs_finished_idx ON autopilot.jobs (id)
 WHERE state IN ('completed', 'discarded', 'cancelled');
+-- metrics-refresh: completed and discarded jobs by the time they finished
+CREATE INDEX jobs_outcome_at_idx ON autopilot.jobs ((coalesce(completed_at, discarded_at)))
+WHERE state IN ('completed', 'discarded');
 
 COMMENT ON TABLE autopilot.jobs IS
 'The runner''s job queue: jobs that need code, files or a shell (pg_dump, git, embeddings), enqueued by pg_cron from the catalog and drained by the autopilot runner.';
