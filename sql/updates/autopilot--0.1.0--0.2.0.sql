@@ -28,7 +28,8 @@ COMMENT ON COLUMN autopilot.analysis_results.created_xid IS
 ALTER TABLE autopilot.learned_patterns
 ADD COLUMN score_count bigint NOT NULL DEFAULT 0,
 ADD CONSTRAINT learned_patterns_score_count_check CHECK (score_count >= 0);
-UPDATE autopilot.learned_patterns SET score_count = occurrences WHERE mean_score IS NOT NULL;
+UPDATE autopilot.learned_patterns SET score_count = occurrences
+WHERE mean_score IS NOT NULL;
 COMMENT ON COLUMN autopilot.learned_patterns.occurrences IS
 'Analysis rows folded into the pattern, whatever their outcome (neutral ones included).';
 COMMENT ON COLUMN autopilot.learned_patterns.success_rate IS
@@ -777,15 +778,19 @@ VALUES
     || 'patterns_met_total counts them all.'
 )
 ON CONFLICT (name) DO UPDATE
-SET value_type = excluded.value_type, default_value = excluded.default_value,
-    min_value = excluded.min_value, max_value = excluded.max_value, description = excluded.description;
+    SET
+        value_type = excluded.value_type, default_value = excluded.default_value,
+        min_value = excluded.min_value, max_value = excluded.max_value, description = excluded.description;
 
 -- vacuum-analyze lists every table (composable with other fragments' replace() calls)
 UPDATE autopilot.job_catalog
-SET target = replace(
-    replace(target, 'autopilot.agent_knowledge, ', 'autopilot.agent_knowledge, autopilot.agent_knowledge_pending, '),
-    'autopilot.learned_patterns, ', 'autopilot.learned_patterns, autopilot.learning_watermarks, '
-)
+SET
+    target = replace(
+        replace(
+            target, 'autopilot.agent_knowledge, ', 'autopilot.agent_knowledge, autopilot.agent_knowledge_pending, '
+        ),
+        'autopilot.learned_patterns, ', 'autopilot.learned_patterns, autopilot.learning_watermarks, '
+    )
 WHERE name = 'vacuum-analyze' AND target NOT LIKE '%autopilot.learning_watermarks%';
 -- ===== end of the learning fragment =====
 
@@ -798,7 +803,9 @@ ALTER TABLE autopilot.agents ADD COLUMN active_tasks integer NOT NULL DEFAULT 0;
 UPDATE autopilot.agents AS a
 SET active_tasks = h.held
 FROM (
-    SELECT t.agent_id, count(*)::integer AS held
+    SELECT
+        t.agent_id,
+        count(*)::integer AS held
     FROM autopilot.tasks AS t
     WHERE t.status IN ('assigned', 'running')
     GROUP BY t.agent_id
@@ -2078,31 +2085,41 @@ VALUES (
     || 'longer than this, and gives new tasks only to agents seen within it.'
 )
 ON CONFLICT (name) DO UPDATE
-SET value_type = excluded.value_type,
-    default_value = excluded.default_value,
-    min_value = excluded.min_value,
-    max_value = excluded.max_value,
-    description = excluded.description;
+    SET
+        value_type = excluded.value_type,
+        default_value = excluded.default_value,
+        min_value = excluded.min_value,
+        max_value = excluded.max_value,
+        description = excluded.description;
 
 -- every hour the data of 0.1.0 already holds is stale: the first metrics-refresh computes them all
 INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
-SELECT 'agent', date_trunc('hour', t.finished_at, 'UTC')
+SELECT
+    'agent' AS subject_kind,
+    date_trunc('hour', t.finished_at, 'UTC') AS hour
 FROM autopilot.tasks AS t
 WHERE t.status IN ('succeeded', 'failed') AND t.agent_id IS NOT NULL AND t.finished_at IS NOT NULL
 UNION
-SELECT 'worker', date_trunc('hour', coalesce(j.completed_at, j.discarded_at), 'UTC')
+SELECT
+    'worker' AS subject_kind,
+    date_trunc('hour', coalesce(j.completed_at, j.discarded_at), 'UTC') AS hour
 FROM autopilot.jobs AS j
 WHERE j.state IN ('completed', 'discarded') AND coalesce(j.completed_at, j.discarded_at) IS NOT NULL
 UNION
-SELECT 'worker', date_trunc('hour', r.finished_at, 'UTC')
+SELECT
+    'worker' AS subject_kind,
+    date_trunc('hour', r.finished_at, 'UTC') AS hour
 FROM autopilot.job_runs AS r
 WHERE r.side = 'runner' AND r.status = 'failed' AND r.finished_at IS NOT NULL
 ON CONFLICT DO NOTHING;
 
 -- vacuum-analyze lists every table (composable with the other fragments' replace() calls)
 UPDATE autopilot.job_catalog
-SET target = replace(
-    target, 'autopilot.performance_metrics, ', 'autopilot.performance_metrics, autopilot.performance_metrics_pending, '
-)
+SET
+    target = replace(
+        target,
+        'autopilot.performance_metrics, ',
+        'autopilot.performance_metrics, autopilot.performance_metrics_pending, '
+    )
 WHERE name = 'vacuum-analyze' AND target NOT LIKE '%autopilot.performance_metrics_pending%';
 -- ===== end of the agents fragment =====
