@@ -39,13 +39,13 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import psycopg
+from _scratch import scratch_database  # bench/_scratch.py
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 from rich.console import Console
 from rich.table import Table
@@ -353,33 +353,6 @@ def verify(conn: psycopg.Connection, data: DataSet, writer_ids: list[int], delet
 # -- the server -------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def server(dsn: str | None) -> Iterator[str]:
-    """Yields the DSN of the scratch database on a throwaway cluster or on --dsn's server."""
-    cluster = None
-    if dsn is None:
-        from pg_autopilot.cluster import Cluster
-
-        with console.status("starting a throwaway durable cluster"):
-            cluster = Cluster.create(durable=True, pg_cron=False)
-        dsn = cluster.dsn()
-    try:
-        with psycopg.connect(dsn, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(SCRATCH_DB)))
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(SCRATCH_DB)))
-        scratch = make_conninfo(dsn, dbname=SCRATCH_DB)
-        try:
-            yield scratch
-        finally:
-            with psycopg.connect(dsn, autocommit=True) as admin:
-                admin.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(SCRATCH_DB))
-                )
-    finally:
-        if cluster is not None:
-            cluster.destroy()
-
-
 def describe_server(conn: psycopg.Connection) -> str:
     names = ["server_version", "fsync", "synchronous_commit", "full_page_writes", "shared_buffers"]
     values = [conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(n))).fetchone()[0] for n in names]
@@ -520,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     data = DataSet(args.expired, args.available, args.recent)
     results: list[SizeResult] = []
-    with server(args.dsn) as dsn:
+    with scratch_database(args.dsn, SCRATCH_DB, console) as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION autopilot")
             (version,) = conn.execute(

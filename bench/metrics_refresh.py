@@ -31,12 +31,11 @@ import contextlib
 import statistics
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import psycopg
+from _scratch import scratch_database  # bench/_scratch.py
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 from rich.console import Console
 from rich.table import Table
 
@@ -220,33 +219,6 @@ def bench(dsn: str, args: argparse.Namespace) -> Results:
     return r
 
 
-@contextlib.contextmanager
-def server(dsn: str | None) -> Iterator[str]:
-    """Yields the DSN of the scratch database on a throwaway cluster or on --dsn's server."""
-    cluster = None
-    if dsn is None:
-        from pg_autopilot.cluster import Cluster
-
-        with console.status("starting a throwaway durable cluster"):
-            cluster = Cluster.create(durable=True, pg_cron=False)
-        dsn = cluster.dsn()
-    try:
-        with psycopg.connect(dsn, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(SCRATCH_DB)))
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(SCRATCH_DB)))
-        scratch = make_conninfo(dsn, dbname=SCRATCH_DB)
-        try:
-            yield scratch
-        finally:
-            with psycopg.connect(dsn, autocommit=True) as admin:
-                admin.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(SCRATCH_DB))
-                )
-    finally:
-        if cluster is not None:
-            cluster.destroy()
-
-
 def describe_server(conn: psycopg.Connection) -> str:
     names = [
         "server_version",
@@ -311,7 +283,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    with server(args.dsn) as dsn:
+    with scratch_database(args.dsn, SCRATCH_DB, console) as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION autopilot")
             (version,) = conn.execute(

@@ -179,7 +179,7 @@ def cmd_stop(_: argparse.Namespace) -> int:
 
 def cmd_bench(_: argparse.Namespace) -> int:
     status = 0
-    for script in sorted((ROOT / "bench").glob("*.py")):
+    for script in sorted((ROOT / "bench").glob("[!_]*.py")):  # _*.py are shared modules
         say(f"benchmark {script.name}")
         status |= subprocess.run([sys.executable, str(script)], cwd=ROOT).returncode
     return status
