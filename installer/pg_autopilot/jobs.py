@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
@@ -12,6 +15,7 @@ from .errors import InvalidInput, translate
 # pg_cron the job hands them one at a time to a pg_cron statement job; run from here, this
 # session runs them itself, at top level.
 INDEX_REINDEX = "index-reindex"
+FINISH_ITEM = "SELECT autopilot.finish_index_maintenance_item(%s, %s, %s)"
 
 
 class JobRefused(InvalidInput):
@@ -64,72 +68,76 @@ def _run_after(cur: psycopg.Cursor, name: str, before: int) -> dict | None:
     ).fetchone()
 
 
-def _run_statement(conn: psycopg.Connection, job: dict) -> None:
+class _TopLevelRun:
+    """A ledger run whose work this session does itself, at top level, under the job's session lock."""
+
+    def __init__(self, cur: psycopg.Cursor, name: str, run_id: int):
+        self.cur, self.name, self.id = cur, name, run_id
+        self.rows: int | None = None  # what a failure records as rows affected
+
+    def finish(self, status: str, message: str, details: dict | None = None) -> None:
+        self.cur.execute(
+            "SELECT autopilot._run_finish(%s, %s, %s, %s, NULL, %s)",
+            [self.id, status, self.rows, message, Jsonb(details or {})],
+        )
+
+
+@contextmanager
+def _top_level_run(conn: psycopg.Connection, name: str) -> Iterator[_TopLevelRun | None]:
+    """Open a ledger run of ``name`` under its lock; None when another run holds it (recorded as skipped).
+    A database error escaping the block is recorded as the run's failure; the lock is always released."""
     with conn.cursor() as cur:
-        run_id = cur.execute("SELECT autopilot._run_start(%s, true, true)", [job["name"]]).fetchone()[0]
+        run_id = cur.execute("SELECT autopilot._run_start(%s, true, true)", [name]).fetchone()[0]
         if run_id is None:
-            return  # skipped, and recorded as such
+            yield None
+            return
+        run = _TopLevelRun(cur, name, run_id)
         try:
-            cur.execute(job["target"])
+            yield run
         except psycopg.Error as exc:
             cur.execute(
-                "SELECT autopilot._run_finish(%s, 'failed', NULL, %s, %s)",
-                [run_id, exc.diag.message_primary or str(exc), exc.diag.sqlstate],
-            )
-        else:
-            cur.execute(
-                "SELECT autopilot._run_finish(%s, 'succeeded', NULL, %s)",
-                [run_id, f"{cur.statusmessage} at top level"],
+                "SELECT autopilot._run_finish(%s, 'failed', %s, %s, %s)",
+                [run_id, run.rows, exc.diag.message_primary or str(exc), exc.diag.sqlstate],
             )
         finally:
-            cur.execute("SELECT pg_catalog.pg_advisory_unlock(autopilot._job_lock_key(%s))", [job["name"]])
+            cur.execute("SELECT pg_catalog.pg_advisory_unlock(autopilot._job_lock_key(%s))", [name])
+
+
+def _run_statement(conn: psycopg.Connection, job: dict) -> None:
+    with _top_level_run(conn, job["name"]) as run:
+        if run is None:
+            return
+        run.cur.execute(job["target"])
+        run.finish("succeeded", f"{run.cur.statusmessage} at top level")
 
 
 def _run_index_maintenance(conn: psycopg.Connection) -> None:
     """Plan an index-reindex cycle (unless one is open) and run its pending statements at top level."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        run_id = cur.execute("SELECT autopilot._run_start(%s, true, true) AS id", [INDEX_REINDEX]).fetchone()[
-            "id"
-        ]
-        if run_id is None:
-            return  # skipped, and recorded as such
+    with _top_level_run(conn, INDEX_REINDEX) as run:
+        if run is None:
+            return
+        cur = run.cur
         done = failed = 0
-        try:
-            planned = cur.execute("SELECT autopilot.plan_index_maintenance() AS n").fetchone()["n"]
-            while item := cur.execute(
-                "SELECT id, statement FROM autopilot.index_maintenance WHERE state = 'pending' "
-                "ORDER BY id LIMIT 1"
-            ).fetchone():
-                try:
-                    cur.execute(item["statement"])
-                except psycopg.Error as exc:
-                    failed += 1
-                    message = exc.diag.message_primary or str(exc)
-                    cur.execute(
-                        "SELECT autopilot.finish_index_maintenance_item(%s, false, %s)", [item["id"], message]
-                    )
-                else:
-                    done += 1
-                    cur.execute(
-                        "SELECT autopilot.finish_index_maintenance_item(%s, true, 'ran at top level')",
-                        [item["id"]],
-                    )
-            cur.execute(
-                "SELECT autopilot._run_finish(%s, %s, %s, %s, NULL, %s)",
-                [
-                    run_id,
-                    "failed" if failed else "succeeded",
-                    done,
-                    f"planned {planned} index statements; ran {done + failed}: {done} done, {failed} failed"
-                    if done + failed
-                    else "no index needs a rebuild",
-                    Jsonb({"planned": planned, "done": done, "failed": failed}),
-                ],
-            )
-        except psycopg.Error as exc:
-            cur.execute(
-                "SELECT autopilot._run_finish(%s, 'failed', %s, %s, %s)",
-                [run_id, done, exc.diag.message_primary or str(exc), exc.diag.sqlstate],
-            )
-        finally:
-            cur.execute("SELECT pg_catalog.pg_advisory_unlock(autopilot._job_lock_key(%s))", [INDEX_REINDEX])
+        planned = cur.execute("SELECT autopilot.plan_index_maintenance()").fetchone()[0]
+        while item := cur.execute(
+            "SELECT id, statement FROM autopilot.index_maintenance WHERE state = 'pending' "
+            "ORDER BY id LIMIT 1"
+        ).fetchone():
+            item_id, statement = item
+            try:
+                cur.execute(statement)
+            except psycopg.Error as exc:
+                failed += 1
+                message = exc.diag.message_primary or str(exc)
+                cur.execute(FINISH_ITEM, [item_id, False, message])
+            else:
+                done += 1
+                cur.execute(FINISH_ITEM, [item_id, True, "ran at top level"])
+            run.rows = done
+        run.finish(
+            "failed" if failed else "succeeded",
+            f"planned {planned} index statements; ran {done + failed}: {done} done, {failed} failed"
+            if done + failed
+            else "no index needs a rebuild",
+            {"planned": planned, "done": done, "failed": failed},
+        )
