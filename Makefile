@@ -13,8 +13,12 @@ VENV ?= .venv
 VENV_PYTHON = $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-# ---- PGXS: `make install` copies the control file and every version's scripts
+# ---- PGXS: `make install` copies the control file, every version's scripts and
+# the library with the compiled PageRank kernel (src/)
 MODULEDIR = extension
+MODULE_big = autopilot
+OBJS = src/pagerank.o
+PG_CFLAGS = -Werror
 DATA = control/autopilot.control $(sort $(wildcard extension/autopilot--*.sql) $(EXTENSION_SCRIPT) $(UPDATE_SCRIPTS))
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)

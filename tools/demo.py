@@ -50,6 +50,16 @@ SELECT 'platform', 'lib/module_' || (i % 30) || '.py', i / 30, 'def f(): pass', 
        CASE WHEN i >= 60 THEN now() - interval '14 days' END
 FROM generate_series(0, 119) AS i;
 
+-- a code graph: 200 modules, each importing a few others (module_0 is imported by most)
+INSERT INTO autopilot.graph_nodes (codebase, node_key)
+SELECT 'platform', 'module_' || i FROM generate_series(0, 199) AS i;
+INSERT INTO autopilot.graph_edges (source_id, target_id)
+SELECT DISTINCT s.id, t.id
+FROM autopilot.graph_nodes AS s, generate_series(1, 4) AS k,
+     LATERAL (SELECT id FROM autopilot.graph_nodes
+              WHERE node_key = 'module_' || ((s.id * k * 7 + k) % 200) / (1 + k % 3)) AS t
+WHERE s.id <> t.id;
+
 -- runner jobs finished long ago, and backups from last year
 INSERT INTO autopilot.jobs (worker, queue, state, completed_at, inserted_at, attempt)
 SELECT 'backup', 'backups', 'completed', now() - interval '30 days', now() - interval '30 days', 1
@@ -79,7 +89,7 @@ def run_demo(cluster: Cluster) -> None:
         conn.execute(SAMPLE_DATA)
         print(
             "\nloaded sample data: 12 agents, 40 tasks, 500 analysis results, 60 artifacts, "
-            "120 code chunks, 300 finished runner jobs, 48 old backup records"
+            "120 code chunks, a code graph of 200 modules, 300 finished runner jobs, 48 old backup records"
         )
         jobs = conn.execute(
             "SELECT name, unavailable_reason FROM autopilot.job_definitions "

@@ -10,6 +10,11 @@ VALUES
     'autopilot.sync_learning_to_centralcloud', 'Push changed learned patterns to the central database.'
 ),
 (
+    'centralcloud-merge', 'database', 'function', '5-59/10 * * * *', NULL,
+    'autopilot.merge_central_patterns',
+    'Central database: merge the patterns instances pushed into global patterns (between their pushes).'
+),
+(
     'agent-knowledge-update', 'database', 'function', '0 * * * *', NULL,
     'autopilot.update_agent_knowledge', 'Recompute the per-agent knowledge summary.'
 ),
@@ -25,7 +30,8 @@ VALUES
     'vacuum-analyze', 'database', 'statement', '0 23 * * *', NULL,
     'VACUUM (ANALYZE) autopilot.agents, autopilot.agent_knowledge, autopilot.agent_knowledge_pending, '
     || 'autopilot.analysis_results, '
-    || 'autopilot.backup_metadata, autopilot.backup_metadata_archive, autopilot.code_chunks, '
+    || 'autopilot.backup_metadata, autopilot.backup_metadata_archive, autopilot.central_instance_patterns, '
+    || 'autopilot.central_pattern_inbox, autopilot.code_chunks, autopilot.global_patterns, '
     || 'autopilot.graph_edges, autopilot.graph_nodes, autopilot.index_maintenance, autopilot.job_arming, '
     || 'autopilot.job_catalog, autopilot.job_overrides, autopilot.job_runs, autopilot.jobs, '
     || 'autopilot.knowledge_artifacts, autopilot.learned_patterns, autopilot.learning_watermarks, '

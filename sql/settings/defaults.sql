@@ -74,4 +74,26 @@ VALUES
     'agents.silence_timeout', 'interval', '10 minutes', '1 minute', NULL,
     'task-assignment takes assigned (not yet running) tasks back from agents not seen (last_seen_at) for '
     || 'longer than this, and gives new tasks only to agents seen within it.'
+),
+(
+    'pagerank.damping', 'numeric', '0.85', '0', '0.99',
+    'pagerank: probability of following an edge rather than jumping to a random node of the codebase.'
+),
+(
+    'pagerank.tolerance', 'numeric', '1e-10', '1e-15', '0.1',
+    'pagerank stops when one iteration changes the ranks by less than this in total (absolute L1).'
+),
+(
+    'pagerank.max_iterations', 'integer', '1000', '1', '100000',
+    'pagerank fails, writing no score, when this many iterations do not reach pagerank.tolerance.'
+),
+(
+    'centralcloud.server', 'text', 'autopilot_central', NULL, NULL,
+    'centralcloud-sync pushes through this postgres_fdw foreign server (and the job owner''s user mapping); '
+    || 'while it does not exist, the job does nothing.'
+),
+(
+    'centralcloud.instance_id', 'text', '', NULL, NULL,
+    'centralcloud-sync tags what it pushes with this name, unique among the instances of one central database; '
+    || 'required once the foreign server exists.'
 );

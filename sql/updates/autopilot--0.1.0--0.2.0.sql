@@ -1,6 +1,6 @@
 -- autopilot 0.1.0 -> 0.2.0: the learning jobs (pattern learning, agent knowledge, task assignment,
--- metrics refresh). Each part is the same SQL as the fresh 0.2.0 script's, plus the DDL that brings
--- 0.1.0's tables to 0.2.0's shape.
+-- metrics refresh, PageRank, CentralCloud sync). Each part is the same SQL as the fresh 0.2.0
+-- script's, plus the DDL that brings 0.1.0's tables to 0.2.0's shape.
 \echo Use "ALTER EXTENSION autopilot UPDATE TO '0.2.0'" (or "autopilot upgrade") to load this file. \quit
 
 CREATE OR REPLACE FUNCTION autopilot.version()
@@ -45,6 +45,17 @@ COMMENT ON COLUMN autopilot.learned_patterns.first_seen_at IS 'Earliest created_
 COMMENT ON COLUMN autopilot.learned_patterns.last_seen_at IS 'Latest created_at of the folded analysis rows.';
 COMMENT ON COLUMN autopilot.learned_patterns.updated_at IS 'When a pattern-learning run last changed the row.';
 
+-- learned_patterns.changed_xid: centralcloud-sync's mark. Rows of 0.1.0 get '0' (no table rewrite);
+-- the first push sends every pattern anyway. It replaces 0.1.0's index on updated_at, which was
+-- meant for the push (a timestamp cannot tell which transactions have committed).
+ALTER TABLE autopilot.learned_patterns ADD COLUMN changed_xid xid8 NOT NULL DEFAULT '0';
+ALTER TABLE autopilot.learned_patterns ALTER COLUMN changed_xid SET DEFAULT pg_catalog.pg_current_xact_id();
+DROP INDEX autopilot.learned_patterns_updated_at_idx;
+-- centralcloud-sync: patterns changed since the last push
+CREATE INDEX learned_patterns_changed_xid_idx ON autopilot.learned_patterns (changed_xid);
+COMMENT ON COLUMN autopilot.learned_patterns.changed_xid IS
+'The transaction that last inserted or changed the row (pattern-learning sets it; a trigger sets it for any other UPDATE): centralcloud-sync sends the rows changed since its last push.';
+
 
 -- new tables
 CREATE TABLE autopilot.agent_knowledge_pending (
@@ -70,20 +81,22 @@ CREATE TABLE autopilot.learning_watermarks (
     runs bigint NOT NULL DEFAULT 0,
     updated_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT learning_watermarks_pkey PRIMARY KEY (name),
-    CONSTRAINT learning_watermarks_name_check CHECK (name IN ('pattern-learning', 'agent-knowledge-update')),
+    CONSTRAINT learning_watermarks_name_check CHECK (
+        name IN ('pattern-learning', 'agent-knowledge-update', 'centralcloud-sync')
+    ),
     CONSTRAINT learning_watermarks_counts_check CHECK (max_id >= 0 AND rows_total >= 0 AND runs >= 0)
 );
 
 COMMENT ON TABLE autopilot.learning_watermarks IS
-'How far pattern-learning and agent-knowledge-update have got, one row per job, advanced in the same transaction as the work. A run locks its row (FOR UPDATE), so two runs of one job never overlap.';
+'How far pattern-learning, agent-knowledge-update and centralcloud-sync have got, one row per job, advanced in the same transaction as the work. A run locks its row (FOR UPDATE), so two runs of one job never overlap.';
 COMMENT ON COLUMN autopilot.learning_watermarks.horizon IS
-'pattern-learning: every analysis row with created_xid below this has been folded, none at or above it. agent-knowledge-update: the pattern-learning horizon its last run saw.';
+'pattern-learning: every analysis row with created_xid below this has been folded, none at or above it. agent-knowledge-update: the pattern-learning horizon its last run saw. centralcloud-sync: every learned pattern changed (changed_xid) below this has been sent.';
 COMMENT ON COLUMN autopilot.learning_watermarks.max_id IS
 'pattern-learning: the highest analysis_results.id folded so far. After a restore into another cluster (whose transaction ids mean nothing here), rows above it are known to be new.';
 COMMENT ON COLUMN autopilot.learning_watermarks.system_identifier IS
 'The cluster (pg_control_system().system_identifier) whose transaction ids horizon counts in; NULL before the first run. A run that finds another one rebases (see the job''s function).';
 COMMENT ON COLUMN autopilot.learning_watermarks.rows_total IS
-'pattern-learning: analysis rows folded by all runs; agent-knowledge-update: agent summaries computed.';
+'pattern-learning: analysis rows folded by all runs; agent-knowledge-update: agent summaries computed; centralcloud-sync: pattern rows sent.';
 COMMENT ON COLUMN autopilot.learning_watermarks.runs IS 'Runs that changed the watermark.';
 
 -- pg_dump marks for the new tables (extension mode only; as sql/grants/config_dump.sql does)
@@ -281,7 +294,9 @@ BEGIN
                 END,
                 first_seen_at = least(lp.first_seen_at, excluded.first_seen_at),
                 last_seen_at = greatest(lp.last_seen_at, excluded.last_seen_at),
-                updated_at = now()
+                updated_at = now(),
+                -- centralcloud-sync's mark, set here rather than by the row trigger (cheaper)
+                changed_xid = pg_current_xact_id()
             RETURNING 1
         )
 
@@ -2123,3 +2138,934 @@ SET
     )
 WHERE name = 'vacuum-analyze' AND target NOT LIKE '%autopilot.performance_metrics_pending%';
 -- ===== end of the agents fragment =====
+
+-- ===================================== pagerank
+-- functions (sql/manifest.txt order)
+
+-- sql/functions/graph/_pagerank_sql.sql
+CREATE FUNCTION autopilot._pagerank_sql(
+    p_node_ids bigint[],
+    p_sources bigint[],
+    p_targets bigint[],
+    p_weights double precision[],
+    p_damping double precision,
+    p_tolerance double precision,
+    p_max_iterations integer,
+    OUT ranks double precision[],
+    OUT iterations integer,
+    OUT delta double precision,
+    OUT ignored_edges bigint
+)
+LANGUAGE plpgsql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- PageRank's power iteration in SQL: the same computation, arguments, results
+-- and errors as the compiled autopilot._pagerank_kernel, for servers where the
+-- extension's library cannot be loaded (installed as a plain schema, or by a
+-- role that may not create C functions). Each iteration is one join and one
+-- aggregate over every edge: expect seconds per iteration on a million edges.
+DECLARE
+    v_count integer := coalesce(cardinality(p_node_ids), 0);
+    v_edge_source integer [];
+    v_edge_target integer [];
+    v_edge_share double precision [];
+    v_dangling integer [];
+    v_next double precision [];
+    v_base double precision;
+BEGIN
+    IF num_nulls(p_node_ids, p_sources, p_targets, p_weights, p_damping, p_tolerance, p_max_iterations) > 0 THEN
+        RAISE EXCEPTION '_pagerank_sql: no argument may be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF NOT (p_damping >= 0 AND p_damping < 1) THEN
+        RAISE EXCEPTION 'pagerank damping must be at least 0 and less than 1, not %', p_damping
+        USING ERRCODE = '22023';
+    END IF;
+    IF NOT (p_tolerance > 0 AND p_tolerance < 'infinity') THEN
+        RAISE EXCEPTION 'pagerank tolerance must be a positive number, not %', p_tolerance
+        USING ERRCODE = '22023';
+    END IF;
+    IF p_max_iterations < 1 THEN
+        RAISE EXCEPTION 'pagerank max_iterations must be at least 1, not %', p_max_iterations
+        USING ERRCODE = '22023';
+    END IF;
+    IF array_position(p_node_ids, NULL) IS NOT NULL OR array_position(p_sources, NULL) IS NOT NULL
+        OR array_position(p_targets, NULL) IS NOT NULL OR array_position(p_weights, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'pagerank arrays must not contain NULL' USING ERRCODE = '22004';
+    END IF;
+    IF cardinality(p_sources) <> cardinality(p_targets) OR cardinality(p_sources) <> cardinality(p_weights) THEN
+        RAISE EXCEPTION 'sources, targets and weights differ in length (%, % and %)',
+            cardinality(p_sources), cardinality(p_targets), cardinality(p_weights)
+        USING ERRCODE = '2202E';
+    END IF;
+    IF EXISTS (
+        SELECT
+        FROM unnest(p_node_ids) WITH ORDINALITY AS n (id, position)
+        WHERE n.position > 1 AND n.id <= p_node_ids[n.position - 1]
+    ) THEN
+        RAISE EXCEPTION 'node_ids must be ascending and unique' USING ERRCODE = '22023';
+    END IF;
+    IF EXISTS (SELECT FROM unnest(p_weights) AS w (weight) WHERE NOT (w.weight > 0 AND w.weight < 'infinity')) THEN
+        RAISE EXCEPTION 'pagerank edge weights must be positive and finite' USING ERRCODE = '22023';
+    END IF;
+
+    -- edges as positions in p_node_ids, each with its damped share of its source's rank
+    WITH nodes AS (
+        SELECT
+            n.id,
+            n.position::integer AS position
+        FROM unnest(p_node_ids) WITH ORDINALITY AS n (id, position)
+    ),
+
+    edges AS (
+        SELECT
+            s.position AS source,
+            t.position AS target,
+            e.weight
+        FROM unnest(p_sources, p_targets, p_weights) AS e (source_id, target_id, weight)
+        INNER JOIN nodes AS s ON e.source_id = s.id
+        INNER JOIN nodes AS t ON e.target_id = t.id
+    ),
+
+    out_weight AS (
+        SELECT
+            e.source,
+            sum(e.weight) AS total
+        FROM edges AS e
+        GROUP BY e.source
+    )
+
+    SELECT
+        coalesce(array_agg(e.source), '{}'),
+        coalesce(array_agg(e.target), '{}'),
+        coalesce(array_agg(p_damping * e.weight / o.total), '{}')
+    INTO v_edge_source, v_edge_target, v_edge_share
+    FROM edges AS e
+    INNER JOIN out_weight AS o ON e.source = o.source;
+
+    ignored_edges := cardinality(p_sources) - cardinality(v_edge_source);
+
+    SELECT coalesce(array_agg(g.position), '{}')
+    INTO v_dangling
+    FROM generate_series(1, v_count) AS g (position)
+    WHERE g.position <> ALL(v_edge_source);
+
+    iterations := 0;
+    delta := 0;
+    IF v_count = 0 THEN
+        ranks := '{}';
+        RETURN;
+    END IF;
+    ranks := array_fill(1.0::double precision / v_count, ARRAY[v_count]);
+
+    WHILE iterations < p_max_iterations LOOP
+        SELECT (1 - p_damping) / v_count + p_damping * coalesce(sum(ranks[d.position]), 0) / v_count
+        INTO v_base
+        FROM unnest(v_dangling) AS d (position);
+
+        SELECT array_agg(v_base + coalesce(i.inflow, 0) ORDER BY g.position)
+        INTO v_next
+        FROM generate_series(1, v_count) AS g (position)
+        LEFT JOIN (
+            SELECT
+                e.target,
+                sum(ranks[e.source] * e.share) AS inflow
+            FROM unnest(v_edge_source, v_edge_target, v_edge_share) AS e (source, target, share)
+            GROUP BY e.target
+        ) AS i ON g.position = i.target;
+
+        SELECT sum(abs(u.new_rank - u.old_rank))
+        INTO delta
+        FROM unnest(v_next, ranks) AS u (new_rank, old_rank);
+
+        ranks := v_next;
+        iterations := iterations + 1;
+        EXIT WHEN delta < p_tolerance;
+    END LOOP;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._pagerank_sql(
+    bigint[], bigint[], bigint[], double precision[], double precision, double precision, integer
+) IS
+'Private: PageRank power iteration in SQL, identical in arguments and results to autopilot._pagerank_kernel; '
+'recalculate_all_pagerank() uses it where the compiled kernel is not installed.';
+
+-- sql/functions/graph/_pagerank_kernel.sql
+-- The compiled PageRank kernel (src/pagerank.c) exists only where it can: in an
+-- extension install (CREATE EXTENSION / ALTER EXTENSION UPDATE, the library
+-- installed beside the control file) by a superuser (C functions are untrusted).
+-- Installed as a plain schema, or by another role, recalculate_all_pagerank()
+-- runs the same iteration in SQL (autopilot._pagerank_sql).
+DO $do$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'autopilot')
+        OR NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user) THEN
+        RETURN;
+    END IF;
+    CREATE FUNCTION autopilot._pagerank_kernel(
+        p_node_ids bigint [],
+        p_sources bigint [],
+        p_targets bigint [],
+        p_weights double precision [],
+        p_damping double precision,
+        p_tolerance double precision,
+        p_max_iterations integer,
+        OUT ranks double precision [],
+        OUT iterations integer,
+        OUT delta double precision,
+        OUT ignored_edges bigint
+    )
+    LANGUAGE c
+    IMMUTABLE
+    PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS '$libdir/autopilot', 'autopilot_pagerank_kernel';
+
+    COMMENT ON FUNCTION autopilot._pagerank_kernel(
+        bigint [], bigint [], bigint [], double precision [], double precision, double precision, integer
+    ) IS
+    'Private: PageRank power iteration, compiled (src/pagerank.c). Ranks of node_ids (ascending) from the '
+    'weighted edges; stops when the L1 change is below the tolerance or after max_iterations; edges with an '
+    'end outside node_ids are skipped and counted.';
+EXCEPTION
+    WHEN undefined_file THEN
+        RAISE NOTICE 'autopilot''s library is not installed on this server: PageRank will run in SQL, slower'
+        USING HINT = 'Install the library (make install) before CREATE EXTENSION autopilot to use the compiled kernel.';
+END;
+$do$;
+
+-- sql/functions/graph/recalculate_all_pagerank.sql
+CREATE FUNCTION autopilot.recalculate_all_pagerank()
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- pagerank. PageRank of every node of autopilot.graph_nodes, per codebase, over
+-- the weighted edges of autopilot.graph_edges, with networkx.pagerank's
+-- semantics: damping pagerank.damping, edge weights normalised per source, the
+-- rank of dangling nodes spread uniformly over the codebase, isolated nodes
+-- included (they keep the teleport share). It stops when the absolute L1 change
+-- of an iteration is below pagerank.tolerance (not networkx's N * tol, which
+-- stops far from convergence on large graphs) and fails, writing nothing, when
+-- pagerank.max_iterations are not enough. An edge whose target is in another
+-- codebase is not part of either graph: skipped, and counted in the summary.
+--
+-- Each codebase's nodes and edges are read in one statement (one snapshot);
+-- the power iteration runs in the compiled autopilot._pagerank_kernel where it
+-- is installed, else in autopilot._pagerank_sql; the scores are written back
+-- in this transaction, so readers see all of a run's scores or none of them.
+DECLARE
+    v_damping double precision := autopilot.get_setting('pagerank.damping')::double precision;
+    v_tolerance double precision := autopilot.get_setting('pagerank.tolerance')::double precision;
+    v_max_iterations integer := autopilot.get_setting('pagerank.max_iterations')::integer;
+    v_kernel regproc := to_regprocedure(
+        'autopilot._pagerank_kernel(bigint[], bigint[], bigint[], double precision[], '
+        || 'double precision, double precision, integer)'
+    )::regproc;
+    v_compiled boolean := v_kernel IS NOT NULL;
+    v_codebase text;
+    v_node_ids bigint [];
+    v_sources bigint [];
+    v_targets bigint [];
+    v_weights double precision [];
+    v_ranks double precision [];
+    v_iterations integer;
+    v_delta double precision;
+    v_skipped bigint;
+    v_written bigint;
+    v_codebases jsonb := '{}'::jsonb;
+    v_codebase_count integer := 0;
+    v_nodes bigint := 0;
+    v_edges bigint := 0;
+    v_ignored bigint := 0;
+    v_updated bigint := 0;
+    v_max_iterations_used integer := 0;
+    v_max_delta double precision := 0;
+BEGIN
+    PERFORM pg_advisory_xact_lock(autopilot._job_lock_key('pagerank'));
+
+    FOR v_codebase IN SELECT DISTINCT n.codebase FROM autopilot.graph_nodes AS n ORDER BY n.codebase LOOP
+        WITH nodes AS MATERIALIZED (
+            SELECT n.id
+            FROM autopilot.graph_nodes AS n
+            WHERE n.codebase = v_codebase
+        )
+
+        SELECT
+            (SELECT coalesce(array_agg(n.id ORDER BY n.id), '{}') FROM nodes AS n),
+            coalesce(array_agg(e.source_id), '{}'),
+            coalesce(array_agg(e.target_id), '{}'),
+            coalesce(array_agg(e.weight), '{}')
+        INTO v_node_ids, v_sources, v_targets, v_weights
+        FROM autopilot.graph_edges AS e
+        INNER JOIN nodes AS s ON e.source_id = s.id;
+
+        IF v_compiled THEN
+            -- dynamic, only because the function does not exist in every install (nothing may
+            -- resolve its name where it is absent); v_kernel is its regproc, not user input
+            EXECUTE format(
+                'SELECT k.ranks, k.iterations, k.delta, k.ignored_edges FROM %s($1, $2, $3, $4, $5, $6, $7) AS k',
+                v_kernel
+            )
+            INTO v_ranks, v_iterations, v_delta, v_skipped
+            USING v_node_ids, v_sources, v_targets, v_weights, v_damping, v_tolerance, v_max_iterations;
+        ELSE
+            SELECT k.ranks, k.iterations, k.delta, k.ignored_edges
+            INTO v_ranks, v_iterations, v_delta, v_skipped
+            FROM autopilot._pagerank_sql(
+                v_node_ids, v_sources, v_targets, v_weights, v_damping, v_tolerance, v_max_iterations
+            ) AS k;
+        END IF;
+
+        IF v_delta >= v_tolerance THEN
+            -- the remedy is in the message itself: the ledger (job_runs.message) keeps only that
+            RAISE EXCEPTION
+                'pagerank of codebase % did not converge in % iterations (pagerank.max_iterations): '
+                'the last changed the ranks by % (L1), pagerank.tolerance is %; no score was written',
+                v_codebase, v_iterations, v_delta, v_tolerance
+            USING
+                ERRCODE = '54000',
+                HINT = 'Raise pagerank.max_iterations (or pagerank.tolerance) with autopilot.set_setting().';
+        END IF;
+
+        UPDATE autopilot.graph_nodes AS n
+        SET pagerank = r.pagerank
+        FROM unnest(v_node_ids, v_ranks) AS r (id, pagerank)
+        WHERE n.id = r.id AND n.pagerank IS DISTINCT FROM r.pagerank;
+        GET DIAGNOSTICS v_written = ROW_COUNT;
+
+        v_codebases := v_codebases || jsonb_build_object(v_codebase, jsonb_build_object(
+            'nodes', cardinality(v_node_ids),
+            'edges', cardinality(v_sources) - v_skipped,
+            'cross_codebase_edges', v_skipped,
+            'iterations', v_iterations,
+            'final_change', v_delta
+        ));
+        v_codebase_count := v_codebase_count + 1;
+        v_nodes := v_nodes + cardinality(v_node_ids);
+        v_edges := v_edges + cardinality(v_sources) - v_skipped;
+        v_ignored := v_ignored + v_skipped;
+        v_updated := v_updated + v_written;
+        v_max_iterations_used := greatest(v_max_iterations_used, v_iterations);
+        v_max_delta := greatest(v_max_delta, v_delta);
+    END LOOP;
+
+    RETURN jsonb_build_object(
+        'rows_affected', v_updated,
+        'message', format(
+            'PageRank of %s %s in %s %s (%s edges) converged in at most %s iterations (final L1 change %s)%s',
+            v_nodes, CASE WHEN v_nodes = 1 THEN 'node' ELSE 'nodes' END,
+            v_codebase_count, CASE WHEN v_codebase_count = 1 THEN 'codebase' ELSE 'codebases' END,
+            v_edges, v_max_iterations_used, v_max_delta,
+            CASE WHEN v_ignored > 0 THEN format('; %s cross-codebase edges skipped', v_ignored) ELSE '' END
+        ),
+        'kernel', CASE WHEN v_compiled THEN 'compiled' ELSE 'sql' END,
+        'nodes', v_nodes,
+        'edges', v_edges,
+        'cross_codebase_edges', v_ignored,
+        'iterations', v_max_iterations_used,
+        'final_change', v_max_delta,
+        'damping', v_damping,
+        'tolerance', v_tolerance,
+        'codebases', v_codebases
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.recalculate_all_pagerank() IS
+'pagerank job: PageRank of every graph node per codebase (networkx semantics, L1 stopping rule: settings '
+'pagerank.damping, pagerank.tolerance, pagerank.max_iterations), written back in one transaction; returns the '
+'iterations and final change per codebase.';
+
+REVOKE ALL ON FUNCTION autopilot._pagerank_sql(
+    bigint[], bigint[], bigint[], double precision[], double precision, double precision, integer
+) FROM PUBLIC;
+REVOKE ALL ON FUNCTION autopilot.recalculate_all_pagerank() FROM PUBLIC;
+DO $$
+BEGIN
+    IF to_regproc('autopilot._pagerank_kernel') IS NOT NULL THEN
+        REVOKE ALL ON FUNCTION autopilot._pagerank_kernel(
+            bigint[], bigint[], bigint[], double precision[], double precision, double precision, integer
+        ) FROM PUBLIC;
+    END IF;
+END;
+$$;
+
+INSERT INTO autopilot.settings (name, value_type, default_value, min_value, max_value, description)
+VALUES
+(
+    'pagerank.damping', 'numeric', '0.85', '0', '0.99',
+    'pagerank: probability of following an edge rather than jumping to a random node of the codebase.'
+),
+(
+    'pagerank.tolerance', 'numeric', '1e-10', '1e-15', '0.1',
+    'pagerank stops when one iteration changes the ranks by less than this in total (absolute L1).'
+),
+(
+    'pagerank.max_iterations', 'integer', '1000', '1', '100000',
+    'pagerank fails, writing no score, when this many iterations do not reach pagerank.tolerance.'
+)
+ON CONFLICT (name) DO UPDATE
+    SET
+        value_type = excluded.value_type,
+        default_value = excluded.default_value,
+        min_value = excluded.min_value,
+        max_value = excluded.max_value,
+        description = excluded.description;
+-- ===== end of the pagerank fragment =====
+
+-- ===================================== centralcloud
+-- new tables and the view the instances check
+
+-- sql/schema/tables/central_pattern_inbox.sql
+-- Central database side of centralcloud-sync. Instances INSERT here through
+-- postgres_fdw (the only privilege they need); centralcloud-merge consumes it.
+CREATE TABLE autopilot.central_pattern_inbox (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    instance_id text NOT NULL,
+    pattern_type text NOT NULL,
+    pattern_key text NOT NULL,
+    occurrences bigint NOT NULL,
+    successes bigint NOT NULL,
+    failures bigint NOT NULL,
+    mean_score double precision,
+    score_count bigint NOT NULL,
+    first_seen_at timestamptz NOT NULL,
+    last_seen_at timestamptz NOT NULL,
+    codebases text[] NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT central_pattern_inbox_pkey PRIMARY KEY (id),
+    CONSTRAINT central_pattern_inbox_instance_id_check CHECK (instance_id <> ''),
+    CONSTRAINT central_pattern_inbox_counts_check CHECK (
+        successes >= 0 AND failures >= 0 AND successes + failures <= occurrences AND score_count >= 0
+    )
+);
+
+COMMENT ON TABLE autopilot.central_pattern_inbox IS
+'Central database: learned patterns pushed by instances (centralcloud-sync, through postgres_fdw), each row an instance''s running totals for one pattern at the time it was sent; centralcloud-merge consumes the rows.';
+COMMENT ON COLUMN autopilot.central_pattern_inbox.id IS
+'Arrival order. An instance pushes one batch at a time, so for one instance and pattern the highest id is the newest state.';
+COMMENT ON COLUMN autopilot.central_pattern_inbox.instance_id IS
+'The sending instance''s centralcloud.instance_id.';
+
+-- sql/schema/tables/central_instance_patterns.sql
+CREATE TABLE autopilot.central_instance_patterns (
+    instance_id text NOT NULL,
+    pattern_type text NOT NULL,
+    pattern_key text NOT NULL,
+    occurrences bigint NOT NULL,
+    successes bigint NOT NULL,
+    failures bigint NOT NULL,
+    mean_score double precision,
+    score_count bigint NOT NULL,
+    first_seen_at timestamptz NOT NULL,
+    last_seen_at timestamptz NOT NULL,
+    codebases text[] NOT NULL,
+    inbox_id bigint NOT NULL,
+    received_at timestamptz NOT NULL,
+    CONSTRAINT central_instance_patterns_pkey PRIMARY KEY (instance_id, pattern_type, pattern_key),
+    CONSTRAINT central_instance_patterns_counts_check CHECK (
+        successes >= 0 AND failures >= 0 AND successes + failures <= occurrences AND score_count >= 0
+    )
+);
+
+-- centralcloud-merge recomputes global_patterns by pattern, over every instance
+CREATE INDEX central_instance_patterns_pattern_idx ON autopilot.central_instance_patterns (
+    pattern_type, pattern_key
+);
+
+COMMENT ON TABLE autopilot.central_instance_patterns IS
+'Central database: the newest totals each instance has sent for each pattern. A re-sent row replaces, never adds to, what the instance sent before, so re-sending cannot double-count.';
+COMMENT ON COLUMN autopilot.central_instance_patterns.inbox_id IS
+'central_pattern_inbox.id of the row these totals came from; an older row (lower id) never replaces a newer one.';
+
+-- sql/schema/tables/global_patterns.sql
+CREATE TABLE autopilot.global_patterns (
+    pattern_type text NOT NULL,
+    pattern_key text NOT NULL,
+    instances integer NOT NULL,
+    occurrences bigint NOT NULL,
+    successes bigint NOT NULL,
+    failures bigint NOT NULL,
+    success_rate double precision,
+    confidence double precision NOT NULL,
+    mean_score double precision,
+    score_count bigint NOT NULL,
+    first_seen_at timestamptz NOT NULL,
+    last_seen_at timestamptz NOT NULL,
+    codebases text[] NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT global_patterns_pkey PRIMARY KEY (pattern_type, pattern_key),
+    CONSTRAINT global_patterns_counts_check CHECK (
+        instances > 0 AND successes >= 0 AND failures >= 0 AND successes + failures <= occurrences
+    ),
+    CONSTRAINT global_patterns_confidence_check CHECK (confidence BETWEEN 0 AND 1)
+);
+
+COMMENT ON TABLE autopilot.global_patterns IS
+'Central database: every pattern learned anywhere, summed over the instances'' newest totals (centralcloud-merge): occurrences, successes, failures, success rate, Wilson lower-bound confidence at 95%, mean score, first/last seen, codebases.';
+COMMENT ON COLUMN autopilot.global_patterns.instances IS 'How many instances have sent the pattern.';
+COMMENT ON COLUMN autopilot.global_patterns.confidence IS
+'The Wilson score lower bound at 95% of the success rate over all instances'' successes + failures; 0 without a success.';
+
+-- sql/schema/views/centralcloud_info.sql
+-- What an instance checks before it pushes: the central database's autopilot
+-- and the centralcloud protocol it speaks (the shape of central_pattern_inbox).
+CREATE VIEW autopilot.centralcloud_info AS
+SELECT
+    autopilot.version() AS extension_version,
+    1 AS protocol;
+
+COMMENT ON VIEW autopilot.centralcloud_info IS
+'Central database: the autopilot version and the centralcloud protocol (1: central_pattern_inbox as of 0.2.0) that instances check, through postgres_fdw, before pushing.';
+
+-- pg_dump marks for the new tables (extension mode only; as sql/grants/config_dump.sql does)
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'autopilot') THEN
+        PERFORM pg_catalog.pg_extension_config_dump('autopilot.central_pattern_inbox', '');
+        PERFORM pg_catalog.pg_extension_config_dump('autopilot.central_pattern_inbox_id_seq', '');
+        PERFORM pg_catalog.pg_extension_config_dump('autopilot.central_instance_patterns', '');
+        PERFORM pg_catalog.pg_extension_config_dump('autopilot.global_patterns', '');
+    END IF;
+END;
+$$;
+
+-- functions (sql/manifest.txt order), the learned_patterns trigger with them
+
+-- sql/functions/learning/_stamp_pattern_change.sql
+CREATE FUNCTION autopilot._stamp_pattern_change()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Row trigger (BEFORE UPDATE, only when the statement left changed_xid as it
+-- was): an UPDATE of a learned pattern by anyone marks it changed by its
+-- transaction, so centralcloud-sync sends it. pattern-learning sets
+-- changed_xid itself, and the trigger's WHEN clause skips it for those rows.
+BEGIN
+    NEW.changed_xid := pg_current_xact_id();
+    RETURN NEW;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._stamp_pattern_change() IS
+'Private: trigger on autopilot.learned_patterns that records the updating transaction in changed_xid, for centralcloud-sync.';
+
+CREATE TRIGGER learned_patterns_stamp_change_trg
+BEFORE UPDATE ON autopilot.learned_patterns
+FOR EACH ROW
+WHEN (old.changed_xid = new.changed_xid)
+EXECUTE FUNCTION autopilot._stamp_pattern_change();
+
+-- sql/functions/centralcloud/sync_learning_to_centralcloud.sql
+CREATE FUNCTION autopilot.sync_learning_to_centralcloud()
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- centralcloud-sync (instance side). Pushes every learned pattern changed since
+-- the last successful push to the central database, tagged with this
+-- instance's centralcloud.instance_id, through postgres_fdw: the connection
+-- and credentials are the DBA's foreign server (setting centralcloud.server,
+-- default autopilot_central) and user mapping, never a table of ours.
+--
+-- What is sent is each changed pattern's running totals (occurrences,
+-- successes, failures, mean score and its weight, first/last seen,
+-- codebases), not increments: the central database keeps the newest totals of
+-- each instance and pattern and sums over instances (merge_central_patterns),
+-- so sending a row twice can never double-count.
+--
+-- Changed since the last push: learned_patterns.changed_xid is the transaction
+-- that last wrote the row; a run sends the rows with changed_xid in [last
+-- horizon, xmin of its snapshot) -- every transaction below that xmin has
+-- ended, so nothing committed below it can still appear -- and advances the
+-- horizon in the same transaction. The remote INSERT commits just before the
+-- local transaction; if the central database is unreachable or refuses the
+-- rows, the run fails, nothing advances, and the next run sends it all. The
+-- first run, and the first run after a restore into another cluster (whose
+-- transaction ids mean nothing here), sends every pattern.
+--
+-- Checked first: the central database's autopilot.centralcloud_info, which
+-- must speak centralcloud protocol 1. Not configured (no such foreign server):
+-- nothing to do, and the run says so. Deleted patterns are not propagated: the
+-- central database keeps what an instance last sent.
+DECLARE
+    c_protocol CONSTANT integer := 1;
+    c_info CONSTANT text := 'autopilot._centralcloud_info';
+    c_inbox CONSTANT text := 'autopilot._centralcloud_inbox';
+    v_server text := autopilot.get_setting('centralcloud.server');
+    v_instance text := autopilot.get_setting('centralcloud.instance_id');
+    v_system_identifier bigint := (pg_catalog.pg_control_system()).system_identifier;
+    v_mark autopilot.learning_watermarks;
+    v_full boolean;
+    v_horizon xid8;
+    v_central_version text;
+    v_central_protocol integer;
+    v_sent bigint;
+    v_relabelled bigint := 0;
+    v_detail text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_foreign_server AS s WHERE s.srvname = v_server) THEN
+        RETURN jsonb_build_object(
+            'rows_affected', 0,
+            'message', format(
+                'not configured: there is no foreign server %I (setting centralcloud.server); nothing sent',
+                v_server
+            ),
+            'configured', false
+        );
+    END IF;
+    IF v_instance = '' THEN
+        RAISE EXCEPTION 'centralcloud.instance_id is not set: the central database tells instances apart by it'
+        USING
+            ERRCODE = '55000',
+            HINT = 'Give this database a name unique among the instances: '
+            || 'SELECT autopilot.set_setting(''centralcloud.instance_id'', ''...'');';
+    END IF;
+
+    -- one run at a time: the central database orders an instance's rows by arrival
+    INSERT INTO autopilot.learning_watermarks (name) VALUES ('centralcloud-sync')
+    ON CONFLICT (name) DO NOTHING;
+    SELECT w.* INTO STRICT v_mark
+    FROM autopilot.learning_watermarks AS w
+    WHERE w.name = 'centralcloud-sync'
+    FOR UPDATE;
+
+    v_full := v_mark.system_identifier IS DISTINCT FROM v_system_identifier;
+    IF v_full THEN
+        -- no writer in flight: every pattern is committed and visible, and sent
+        LOCK TABLE autopilot.learned_patterns IN SHARE MODE;
+    END IF;
+    v_horizon := pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot());
+    IF NOT v_full THEN
+        v_horizon := greatest(v_horizon, v_mark.horizon);
+    END IF;
+
+    -- links to the central tables for this transaction only (nothing to dump or upgrade)
+    EXECUTE format(
+        'CREATE FOREIGN TABLE %s (extension_version text, protocol integer) SERVER %I '
+        || 'OPTIONS (schema_name %L, table_name %L)',
+        c_info, v_server, 'autopilot', 'centralcloud_info'
+    );
+    EXECUTE format(
+        'CREATE FOREIGN TABLE %s (instance_id text, pattern_type text, pattern_key text, occurrences bigint, '
+        || 'successes bigint, failures bigint, mean_score double precision, score_count bigint, '
+        || 'first_seen_at timestamptz, last_seen_at timestamptz, codebases text[]) SERVER %I '
+        || 'OPTIONS (schema_name %L, table_name %L, batch_size %L)',
+        c_inbox, v_server, 'autopilot', 'central_pattern_inbox', '1000'
+    );
+
+    BEGIN
+        EXECUTE format('SELECT i.extension_version, i.protocol FROM %s AS i', c_info)
+        INTO v_central_version, v_central_protocol;
+        IF v_central_protocol IS DISTINCT FROM c_protocol THEN
+            RAISE EXCEPTION
+                'the central database runs autopilot % (centralcloud protocol %); this instance runs autopilot % '
+                '(protocol %): nothing sent',
+                v_central_version, v_central_protocol, autopilot.version(), c_protocol
+            USING ERRCODE = '0A000', HINT = 'Upgrade autopilot where it is older, so that both speak one protocol.';
+        END IF;
+
+        EXECUTE format(
+            'INSERT INTO %s (instance_id, pattern_type, pattern_key, occurrences, successes, failures, mean_score, '
+            || 'score_count, first_seen_at, last_seen_at, codebases) '
+            || 'SELECT $1, p.pattern_type, p.pattern_key, p.occurrences, p.successes, p.failures, p.mean_score, '
+            || 'p.score_count, p.first_seen_at, p.last_seen_at, p.codebases FROM autopilot.learned_patterns AS p '
+            || 'WHERE $4 OR (p.changed_xid >= $2 AND p.changed_xid < $3)',
+            c_inbox
+        ) USING v_instance, v_mark.horizon, v_horizon, v_full;
+        GET DIAGNOSTICS v_sent = ROW_COUNT;
+    EXCEPTION
+        WHEN connection_exception THEN
+            GET STACKED DIAGNOSTICS v_detail = PG_EXCEPTION_DETAIL;
+            RAISE EXCEPTION
+                'cannot reach the central database through foreign server % (nothing sent; the next run sends it): %',
+                v_server, concat_ws(': ', SQLERRM, nullif(v_detail, ''))
+            USING
+                ERRCODE = SQLSTATE,
+                HINT = 'Check the foreign server''s host, port and dbname, and the user mapping for '
+                || current_user || '.';
+        WHEN undefined_table OR undefined_column THEN
+            RAISE EXCEPTION
+                'the database behind foreign server % has no autopilot 0.2.0 or later to receive patterns '
+                '(nothing sent): %', v_server, SQLERRM
+            USING
+                ERRCODE = SQLSTATE,
+                HINT = 'Install or upgrade autopilot in the central database (autopilot install / upgrade).';
+    END;
+
+    IF v_full THEN
+        -- every pattern is sent; marks at or above the new horizon came from another cluster's
+        -- transaction ids (or are this run's neighbours') and must not be sent again for nothing
+        UPDATE autopilot.learned_patterns AS p
+        SET changed_xid = '0'
+        WHERE p.changed_xid >= v_horizon;
+        GET DIAGNOSTICS v_relabelled = ROW_COUNT;
+    END IF;
+
+    UPDATE autopilot.learning_watermarks AS w
+    SET horizon = v_horizon,
+        system_identifier = v_system_identifier,
+        rows_total = w.rows_total + v_sent,
+        runs = w.runs + 1,
+        updated_at = now()
+    WHERE w.name = 'centralcloud-sync';
+
+    EXECUTE format('DROP FOREIGN TABLE %s, %s', c_info, c_inbox);
+
+    RETURN jsonb_build_object(
+        'rows_affected', v_sent,
+        'message', format(
+            'sent %s changed %s to the central database (autopilot %s) as instance %s%s',
+            v_sent, CASE WHEN v_sent = 1 THEN 'pattern' ELSE 'patterns' END, v_central_version, v_instance,
+            CASE WHEN v_full THEN ' (first push from this cluster: every pattern)' ELSE '' END
+        ),
+        'configured', true,
+        'instance_id', v_instance,
+        'server', v_server,
+        'central_version', v_central_version,
+        'full', v_full,
+        'relabelled', v_relabelled,
+        'horizon', v_horizon::text,
+        'previous_horizon', v_mark.horizon::text
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.sync_learning_to_centralcloud() IS
+'centralcloud-sync: pushes the learned patterns changed since the last successful push (their running totals, tagged with centralcloud.instance_id) into the central database''s autopilot.central_pattern_inbox through postgres_fdw (foreign server centralcloud.server and its user mapping). Fails, sending nothing and keeping its place, when the central database is unreachable or speaks another protocol. Returns the job summary (rows_affected = patterns sent).';
+
+-- sql/functions/centralcloud/merge_central_patterns.sql
+CREATE FUNCTION autopilot.merge_central_patterns()
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- centralcloud-merge (central database side). Consumes the rows instances
+-- pushed into autopilot.central_pattern_inbox: for each (instance, pattern)
+-- the newest row (highest inbox id: an instance pushes one batch at a time)
+-- replaces what autopilot.central_instance_patterns held for it, unless that
+-- came from a newer row; then every pattern whose instance totals changed is
+-- recomputed in autopilot.global_patterns from all instances' newest totals:
+--   occurrences, successes, failures    sums;
+--   success_rate    successes / (successes + failures), NULL without evidence;
+--   confidence      Wilson lower bound at 95% over the sums, as pattern-learning;
+--   mean_score      the mean weighted by each instance's score_count;
+--   first/last seen, codebases    min, max, union;  instances    how many sent it.
+-- A re-sent row therefore replaces, never adds: nothing is double-counted,
+-- however often an instance sends the same totals. Inbox rows of transactions
+-- still open stay for the next run; a failed run rolls back and consumes
+-- nothing. Runs are exclusive (the job's advisory lock). In an instance
+-- database the inbox is empty and a run does nothing.
+DECLARE
+    v_consumed bigint;
+    v_types text [];
+    v_keys text [];
+    v_global bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(autopilot._job_lock_key('centralcloud-merge'));
+
+    WITH consumed AS (
+        DELETE FROM autopilot.central_pattern_inbox
+        RETURNING *
+    ),
+
+    newest AS (
+        SELECT DISTINCT ON (c.instance_id, c.pattern_type, c.pattern_key) c.*
+        FROM consumed AS c
+        ORDER BY c.instance_id, c.pattern_type, c.pattern_key, c.id DESC
+    ),
+
+    replaced AS (
+        INSERT INTO autopilot.central_instance_patterns AS ip (
+            instance_id, pattern_type, pattern_key, occurrences, successes, failures, mean_score,
+            score_count, first_seen_at, last_seen_at, codebases, inbox_id, received_at
+        )
+        SELECT
+            n.instance_id,
+            n.pattern_type,
+            n.pattern_key,
+            n.occurrences,
+            n.successes,
+            n.failures,
+            n.mean_score,
+            n.score_count,
+            n.first_seen_at,
+            n.last_seen_at,
+            n.codebases,
+            n.id,
+            n.received_at
+        FROM newest AS n
+        ON CONFLICT (instance_id, pattern_type, pattern_key) DO UPDATE
+            SET
+                occurrences = excluded.occurrences,
+                successes = excluded.successes,
+                failures = excluded.failures,
+                mean_score = excluded.mean_score,
+                score_count = excluded.score_count,
+                first_seen_at = excluded.first_seen_at,
+                last_seen_at = excluded.last_seen_at,
+                codebases = excluded.codebases,
+                inbox_id = excluded.inbox_id,
+                received_at = excluded.received_at
+            WHERE ip.inbox_id < excluded.inbox_id
+        RETURNING ip.pattern_type, ip.pattern_key
+    )
+
+    SELECT
+        (SELECT count(*) FROM consumed),
+        coalesce(array_agg(r.pattern_type), '{}'),
+        coalesce(array_agg(r.pattern_key), '{}')
+    INTO v_consumed, v_types, v_keys
+    FROM (SELECT DISTINCT x.pattern_type, x.pattern_key FROM replaced AS x) AS r;
+
+    WITH touched AS (
+        SELECT
+            t.pattern_type,
+            t.pattern_key
+        FROM unnest(v_types, v_keys) AS t (pattern_type, pattern_key)
+    ),
+
+    sums AS (
+        SELECT
+            ip.pattern_type,
+            ip.pattern_key,
+            count(*)::integer AS instances,
+            sum(ip.occurrences)::bigint AS occurrences,
+            sum(ip.successes)::bigint AS successes,
+            sum(ip.failures)::bigint AS failures,
+            sum(ip.mean_score * ip.score_count) FILTER (WHERE ip.score_count > 0 AND ip.mean_score IS NOT NULL)
+            / nullif(sum(ip.score_count) FILTER (WHERE ip.score_count > 0 AND ip.mean_score IS NOT NULL), 0)
+                AS mean_score,
+            sum(ip.score_count)::bigint AS score_count,
+            min(ip.first_seen_at) AS first_seen_at,
+            max(ip.last_seen_at) AS last_seen_at,
+            (
+                SELECT array_agg(DISTINCT c.codebase ORDER BY c.codebase)
+                FROM autopilot.central_instance_patterns AS cp, unnest(cp.codebases) AS c (codebase)
+                WHERE cp.pattern_type = ip.pattern_type AND cp.pattern_key = ip.pattern_key
+            ) AS codebases
+        FROM touched AS t
+        INNER JOIN autopilot.central_instance_patterns AS ip
+            ON t.pattern_type = ip.pattern_type AND t.pattern_key = ip.pattern_key
+        GROUP BY ip.pattern_type, ip.pattern_key
+    ),
+
+    upserted AS (
+        INSERT INTO autopilot.global_patterns AS g (
+            pattern_type, pattern_key, instances, occurrences, successes, failures, success_rate, confidence,
+            mean_score, score_count, first_seen_at, last_seen_at, codebases, updated_at
+        )
+        SELECT
+            s.pattern_type,
+            s.pattern_key,
+            s.instances,
+            s.occurrences,
+            s.successes,
+            s.failures,
+            s.successes::double precision / nullif(s.successes + s.failures, 0),
+            CASE
+                WHEN s.successes = 0 THEN 0
+                ELSE greatest(0, least(1,
+                    (s.successes::double precision + 1.9208::double precision
+                     - 1.96::double precision
+                     * sqrt(s.successes::double precision * s.failures / (s.successes + s.failures)
+                            + 0.9604::double precision))
+                    / ((s.successes + s.failures)::double precision + 3.8416::double precision)))
+            END,
+            s.mean_score,
+            s.score_count,
+            s.first_seen_at,
+            s.last_seen_at,
+            coalesce(s.codebases, '{}'),
+            now()
+        FROM sums AS s
+        ON CONFLICT (pattern_type, pattern_key) DO UPDATE
+            SET
+                instances = excluded.instances,
+                occurrences = excluded.occurrences,
+                successes = excluded.successes,
+                failures = excluded.failures,
+                success_rate = excluded.success_rate,
+                confidence = excluded.confidence,
+                mean_score = excluded.mean_score,
+                score_count = excluded.score_count,
+                first_seen_at = excluded.first_seen_at,
+                last_seen_at = excluded.last_seen_at,
+                codebases = excluded.codebases,
+                updated_at = excluded.updated_at
+        RETURNING 1
+    )
+
+    SELECT count(*) INTO v_global FROM upserted;
+
+    RETURN jsonb_build_object(
+        'rows_affected', v_global,
+        'message', format(
+            'merged %s pushed %s: %s global %s recomputed',
+            v_consumed, CASE WHEN v_consumed = 1 THEN 'row' ELSE 'rows' END,
+            v_global, CASE WHEN v_global = 1 THEN 'pattern' ELSE 'patterns' END
+        ),
+        'consumed', v_consumed,
+        'patterns_changed', cardinality(v_types)
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.merge_central_patterns() IS
+'centralcloud-merge (central database): consumes autopilot.central_pattern_inbox, keeps each instance''s newest totals per pattern in autopilot.central_instance_patterns (a re-sent row replaces, never adds) and recomputes the touched autopilot.global_patterns over all instances. Returns the job summary (rows_affected = global patterns recomputed).';
+
+REVOKE ALL ON FUNCTION autopilot._stamp_pattern_change() FROM PUBLIC;
+REVOKE ALL ON FUNCTION autopilot.sync_learning_to_centralcloud() FROM PUBLIC;
+REVOKE ALL ON FUNCTION autopilot.merge_central_patterns() FROM PUBLIC;
+REVOKE ALL ON autopilot.central_pattern_inbox, autopilot.central_instance_patterns, autopilot.global_patterns,
+autopilot.centralcloud_info FROM PUBLIC;
+REVOKE ALL ON SEQUENCE autopilot.central_pattern_inbox_id_seq FROM PUBLIC;
+
+INSERT INTO autopilot.settings (name, value_type, default_value, min_value, max_value, description)
+VALUES
+(
+    'centralcloud.server', 'text', 'autopilot_central', NULL, NULL,
+    'centralcloud-sync pushes through this postgres_fdw foreign server (and the job owner''s user mapping); '
+    || 'while it does not exist, the job does nothing.'
+),
+(
+    'centralcloud.instance_id', 'text', '', NULL, NULL,
+    'centralcloud-sync tags what it pushes with this name, unique among the instances of one central database; '
+    || 'required once the foreign server exists.'
+)
+ON CONFLICT (name) DO UPDATE
+    SET
+        value_type = excluded.value_type,
+        default_value = excluded.default_value,
+        min_value = excluded.min_value,
+        max_value = excluded.max_value,
+        description = excluded.description;
+
+INSERT INTO autopilot.job_catalog (name, side, kind, schedule, only_on_dow, target, description)
+VALUES (
+    'centralcloud-merge', 'database', 'function', '5-59/10 * * * *', NULL,
+    'autopilot.merge_central_patterns',
+    'Central database: merge the patterns instances pushed into global patterns (between their pushes).'
+);
+
+-- vacuum-analyze lists every table (composable with the other fragments' replace() calls)
+UPDATE autopilot.job_catalog
+SET
+    target = replace(
+        replace(
+            target,
+            'autopilot.backup_metadata_archive, ',
+            'autopilot.backup_metadata_archive, autopilot.central_instance_patterns, '
+            || 'autopilot.central_pattern_inbox, '
+        ),
+        'autopilot.code_chunks, ', 'autopilot.code_chunks, autopilot.global_patterns, '
+    )
+WHERE name = 'vacuum-analyze' AND target NOT LIKE '%autopilot.global_patterns%';
+-- ===== end of the centralcloud fragment =====

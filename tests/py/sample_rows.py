@@ -55,6 +55,24 @@ FIXTURES: dict[str, list[str]] = {
         "SELECT 'done ' || %(tag)s, '{sql}', 'succeeded', a.id, now() "
         "FROM autopilot.agents AS a WHERE a.name = 'coder-' || %(tag)s",
     ],
+    # the central database's side of centralcloud-sync (any database may be one)
+    "central_pattern_inbox": [
+        "INSERT INTO autopilot.central_pattern_inbox (instance_id, pattern_type, pattern_key, occurrences, "
+        "successes, failures, mean_score, score_count, first_seen_at, last_seen_at, codebases) "
+        "VALUES ('instance-' || %(tag)s, 'naming', 'camelCase', 4, 3, 1, 0.5, 2, now(), now(), '{web}')",
+    ],
+    "central_instance_patterns": [
+        "INSERT INTO autopilot.central_instance_patterns (instance_id, pattern_type, pattern_key, "
+        "occurrences, successes, failures, mean_score, score_count, first_seen_at, last_seen_at, codebases, "
+        "inbox_id, received_at) VALUES ('instance-' || %(tag)s, 'naming', 'kebab-case', 2, 1, 0, NULL, 0, "
+        "now(), now(), '{cli}', 7, now())",
+    ],
+    "global_patterns": [
+        "INSERT INTO autopilot.global_patterns (pattern_type, pattern_key, instances, occurrences, "
+        "successes, failures, success_rate, confidence, mean_score, score_count, first_seen_at, "
+        "last_seen_at, codebases) VALUES ('naming', 'global-' || %(tag)s, 2, 6, 4, 1, 0.8, 0.37, NULL, 0, "
+        "now(), now(), '{cli,web}')",
+    ],
     # the two learning jobs create and advance their watermarks
     "learning_watermarks": [
         "SELECT autopilot.learn_patterns_from_analysis()",

@@ -108,10 +108,15 @@ def test_unknown_job(synced_db, autopilot, cron_conn, args):
 
 def test_job_not_in_this_version(installed_db, autopilot):
     """A catalog job whose function arrives in a later version: refused, and no ledger run recorded."""
+    with installed_db.connect() as conn:
+        conn.execute(
+            "INSERT INTO autopilot.job_catalog (name, side, kind, schedule, target, description) VALUES"
+            " ('future-job', 'database', 'function', '0 4 * * *', 'autopilot.future_job', 'arrives later')"
+        )
     name, reason = installed_db.scalar(
-        "SELECT array[name, unavailable_reason] FROM autopilot.job_definitions "
-        "WHERE unavailable_reason LIKE '%%is not part of autopilot%%' ORDER BY name LIMIT 1"
+        "SELECT array[name, unavailable_reason] FROM autopilot.job_definitions WHERE name = 'future-job'"
     )
+    assert "is not part of autopilot" in reason
     before = state(installed_db)
     result = autopilot("run", name, "--dsn", installed_db.dsn)
     assert_refused(result, f"autopilot job {name} cannot run here", reason)

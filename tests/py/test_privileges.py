@@ -34,6 +34,7 @@ def roles(installed_db, admin_dsn):
         "runner": f"ap_runner_{suffix}",
         "readonly": f"ap_readonly_{suffix}",
         "app": f"ap_app_{suffix}",
+        "instance": f"ap_instance_{suffix}",
         "nobody": f"ap_nobody_{suffix}",
     }
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
@@ -44,6 +45,7 @@ def roles(installed_db, admin_dsn):
         .replace("autopilot_runner", names["runner"])
         .replace("autopilot_readonly", names["readonly"])
         .replace("autopilot_app", names["app"])
+        .replace("autopilot_instance", names["instance"])
     )
     with installed_db.connect() as conn:
         conn.execute(grants)
@@ -91,6 +93,26 @@ def test_runner_role_can_work_the_queue_and_no_more(roles):
     assert denied(runner, "SELECT autopilot.set_setting('jobs.completed_retention', '1 day')")
     assert denied(runner, "SELECT * FROM autopilot.run_job('table-statistics')")
     assert denied(runner, "UPDATE autopilot.job_catalog SET schedule = '* * * * *'")
+
+
+def test_instance_role_can_push_patterns_and_no_more(roles):
+    """The role instances connect to the central database as (their postgres_fdw user mapping's)."""
+    instance = roles["instance"]
+    with psycopg.connect(instance, autocommit=True) as conn:
+        assert conn.execute("SELECT protocol FROM autopilot.centralcloud_info").fetchone()[0] == 1
+        # what postgres_fdw sends for a push: a plain multi-row INSERT of the pushed columns
+        conn.execute(
+            "INSERT INTO autopilot.central_pattern_inbox (instance_id, pattern_type, pattern_key, "
+            "occurrences, successes, failures, mean_score, score_count, first_seen_at, last_seen_at, "
+            "codebases) VALUES "
+            "('i1', 'style', 'k', 2, 1, 0, NULL, 0, now(), now(), '{}'), "
+            "('i1', 'style', 'k2', 1, 1, 0, 0.5, 1, now(), now(), '{api}')"
+        )
+    assert denied(instance, "SELECT count(*) FROM autopilot.central_pattern_inbox")
+    assert denied(instance, "DELETE FROM autopilot.central_pattern_inbox")
+    assert denied(instance, "SELECT count(*) FROM autopilot.global_patterns")
+    assert denied(instance, "SELECT * FROM autopilot.merge_central_patterns()")
+    assert denied(instance, "SELECT count(*) FROM autopilot.learned_patterns")
 
 
 def test_application_role_can_write_tasks(roles, installed_db):

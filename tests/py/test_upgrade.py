@@ -46,7 +46,11 @@ def snapshot_of(database) -> dict:
 def test_extension_and_schema_mode_give_the_same_schema(new_database):
     ext, schema = fresh(new_database, "extension"), fresh(new_database, "schema")
     a, b = snapshot_of(ext), snapshot_of(schema)
-    assert snapshot_diff(a, b, ("extension mode", "schema mode")) == []
+    differences = snapshot_diff(a, b, ("extension mode", "schema mode"))
+    # the one difference by design: the compiled PageRank kernel (src/pagerank.c) exists only in an
+    # extension install; schema mode runs autopilot._pagerank_sql instead
+    assert differences, "the compiled kernel is missing from the extension install"
+    assert [d for d in differences if not ("_pagerank_kernel(" in d and "only in extension mode" in d)] == []
     # and the snapshot is not vacuous
     assert len(a["relations"]) > 20 and len(a["routines"]) > 20 and len(a["comments"]) > 50
     assert {"job_catalog", "settings"} <= set(a["rows"])

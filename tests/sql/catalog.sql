@@ -8,6 +8,7 @@ SELECT set_eq(
     $$VALUES
         ('pattern-learning'::text, '*/5 * * * *'::text, NULL::smallint, 'database'::text, 'function'::text),
         ('centralcloud-sync', '*/10 * * * *', NULL, 'database', 'function'),
+        ('centralcloud-merge', '5-59/10 * * * *', NULL, 'database', 'function'),
         ('agent-knowledge-update', '0 * * * *', NULL, 'database', 'function'),
         ('task-assignment', '*/2 * * * *', NULL, 'database', 'function'),
         ('metrics-refresh', '*/30 * * * *', NULL, 'database', 'function'),
@@ -22,7 +23,7 @@ SELECT set_eq(
         ('pagerank', '0 3 * * *', NULL, 'database', 'function'),
         ('cron-history-cleanup', '30 0 * * *', NULL, 'database', 'batched'),
         ('index-reindex-step', '* * * * *', NULL, 'database', 'statement')$$,
-    'the database-side jobs of DESIGN.md, plus cron-history-cleanup and index-reindex''s step, '
+    'the database-side jobs of DESIGN.md, plus centralcloud-merge, cron-history-cleanup and index-reindex''s step, '
     || 'with their schedules and kinds'
 );
 SELECT set_eq(
@@ -115,18 +116,21 @@ SELECT is_empty(
             <> 'jsonb'::regtype$$,
     'every function job''s function that exists takes no argument and returns a jsonb summary'
 );
+-- a catalog job whose function comes in a later version (every shipped job's is installed)
+INSERT INTO autopilot.job_catalog (name, side, kind, schedule, target, description)
+VALUES ('tap-future', 'database', 'function', '0 4 * * *', 'autopilot.tap_future_job', 'arrives later');
 SELECT set_eq(
     $$SELECT name FROM autopilot.job_definitions WHERE unavailable_reason IS NOT NULL$$,
-    ARRAY['centralcloud-sync', 'pagerank'],
+    ARRAY['tap-future'],
     'the jobs whose functions come in a later version are the only ones that cannot run'
 );
 SELECT matches(
     (
         SELECT unavailable_reason FROM autopilot.job_definitions
-        WHERE name = 'pagerank'
+        WHERE name = 'tap-future'
     ),
-    '^autopilot\.recalculate_all_pagerank\(\) is not part of autopilot ',
-    'pagerank says its function is not in this version'
+    '^autopilot\.tap_future_job\(\) is not part of autopilot ',
+    'a job whose function is not installed says its function is not in this version'
 );
 SELECT is_empty(
     $$SELECT name FROM autopilot.job_catalog

@@ -3,6 +3,10 @@
 BEGIN;
 SELECT plan(20);
 
+-- a catalog job whose function comes in a later version (every shipped job's is installed)
+INSERT INTO autopilot.job_catalog (name, side, kind, schedule, target, description)
+VALUES ('tap-future', 'database', 'function', '0 4 * * *', 'autopilot.tap_future_job', 'arrives later');
+
 SELECT has_function(
     'autopilot', 'plan_cron_sync', ARRAY['jsonb', 'text', 'text'],
     'autopilot.plan_cron_sync(jsonb, text, text) exists'
@@ -70,7 +74,7 @@ WHERE jobname = 'autopilot:old-job-cleanup';
 UPDATE tap_desired SET command = 'SELECT 1'
 WHERE jobname = 'autopilot:backup-hourly';
 UPDATE tap_desired SET active = NOT active
-WHERE jobname = 'autopilot:pagerank';
+WHERE jobname = 'autopilot:tap-future';
 SELECT results_eq(
     $$SELECT action, jobid, jobname, schedule, command, active
       FROM autopilot.plan_cron_sync(pg_temp.tap_current())$$,
@@ -78,14 +82,14 @@ SELECT results_eq(
              d.active
       FROM autopilot.job_definitions AS d
       INNER JOIN tap_desired AS t ON d.cron_jobname = t.jobname
-      WHERE d.name IN ('backup-hourly', 'old-job-cleanup', 'pagerank')
+      WHERE d.name IN ('backup-hourly', 'old-job-cleanup', 'tap-future')
       ORDER BY d.cron_jobname$$,
     'a differing schedule, command or active flag is altered back to the catalog, by jobid'
 );
 SELECT is(
     (
         SELECT p.active FROM autopilot.plan_cron_sync(pg_temp.tap_current()) AS p
-        WHERE p.jobname = 'autopilot:pagerank'
+        WHERE p.jobname = 'autopilot:tap-future'
     ),
     false,
     'a job whose function is not in this version is planned inactive'

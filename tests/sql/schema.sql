@@ -1,7 +1,7 @@
 -- The tables of autopilot: they exist with their primary keys, and their
 -- constraints reject the states the jobs rely on never seeing.
 BEGIN;
-SELECT plan(58);
+SELECT plan(64);
 
 SELECT tables_are(
     'autopilot',
@@ -10,11 +10,14 @@ SELECT tables_are(
         'analysis_results', 'learned_patterns', 'agent_knowledge', 'agent_knowledge_pending', 'learning_watermarks',
         'performance_metrics', 'performance_metrics_pending',
         'knowledge_artifacts', 'code_chunks', 'graph_nodes', 'graph_edges', 'backup_metadata',
-        'backup_metadata_archive', 'vector_stats_history', 'index_maintenance', 'job_arming'
+        'backup_metadata_archive', 'vector_stats_history', 'index_maintenance', 'job_arming',
+        'central_pattern_inbox', 'central_instance_patterns', 'global_patterns'
     ],
     'schema autopilot has exactly its tables'
 );
-SELECT views_are('autopilot', ARRAY['job_definitions', 'job_status'], 'schema autopilot has exactly its views');
+SELECT views_are(
+    'autopilot', ARRAY['job_definitions', 'job_status', 'centralcloud_info'], 'schema autopilot has exactly its views'
+);
 SELECT types_are('autopilot', ARRAY['job_step'], 'schema autopilot has exactly its composite type job_step');
 
 SELECT col_is_pk('autopilot', 'settings', ARRAY['name'], 'settings: primary key name');
@@ -28,6 +31,15 @@ SELECT col_is_pk('autopilot', 'tasks', ARRAY['id'], 'tasks: primary key id');
 SELECT col_is_pk('autopilot', 'analysis_results', ARRAY['id'], 'analysis_results: primary key id');
 SELECT col_is_pk('autopilot', 'learned_patterns', ARRAY['id'], 'learned_patterns: primary key id');
 SELECT col_is_pk('autopilot', 'agent_knowledge', ARRAY['agent_id'], 'agent_knowledge: primary key agent_id');
+SELECT col_is_pk('autopilot', 'central_pattern_inbox', ARRAY['id'], 'central_pattern_inbox: primary key id');
+SELECT col_is_pk(
+    'autopilot', 'central_instance_patterns', ARRAY['instance_id', 'pattern_type', 'pattern_key'],
+    'central_instance_patterns: primary key (instance_id, pattern_type, pattern_key)'
+);
+SELECT col_is_pk(
+    'autopilot', 'global_patterns', ARRAY['pattern_type', 'pattern_key'],
+    'global_patterns: primary key (pattern_type, pattern_key)'
+);
 SELECT col_is_pk(
     'autopilot', 'performance_metrics', ARRAY['subject_kind', 'subject', 'hour'],
     'performance_metrics: primary key (subject_kind, subject, hour)'
@@ -126,6 +138,20 @@ SELECT throws_ok(
     $$INSERT INTO autopilot.learned_patterns (pattern_type, pattern_key, occurrences, successes)
       VALUES ('t', 'k', 1, 2)$$,
     '23514', NULL, 'learned_patterns: no more successes than occurrences'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.central_pattern_inbox (instance_id, pattern_type, pattern_key, occurrences, successes,
+      failures, score_count, first_seen_at, last_seen_at, codebases) VALUES ('', 't', 'k', 1, 1, 0, 0, now(), now(), '{}')$$,
+    '23514', NULL, 'central_pattern_inbox: a pushed row names its instance'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.central_pattern_inbox (instance_id, pattern_type, pattern_key, occurrences, successes,
+      failures, score_count, first_seen_at, last_seen_at, codebases) VALUES ('i', 't', 'k', 1, 1, 1, 0, now(), now(), '{}')$$,
+    '23514', NULL, 'central_pattern_inbox: no more successes and failures than occurrences'
+);
+SELECT has_trigger(
+    'autopilot', 'learned_patterns', 'learned_patterns_stamp_change_trg',
+    'learned_patterns: any UPDATE marks the row changed for centralcloud-sync'
 );
 SELECT throws_ok(
     $$INSERT INTO autopilot.graph_edges (source_id, target_id, weight)

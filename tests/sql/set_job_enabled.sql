@@ -2,6 +2,10 @@
 BEGIN;
 SELECT plan(14);
 
+-- a catalog job whose function comes in a later version (every shipped job's is installed)
+INSERT INTO autopilot.job_catalog (name, side, kind, schedule, target, description)
+VALUES ('tap-future', 'database', 'function', '0 4 * * *', 'autopilot.tap_future_job', 'arrives later');
+
 SELECT has_function(
     'autopilot', 'set_job_enabled', ARRAY['text', 'boolean'], 'autopilot.set_job_enabled(text, boolean) exists'
 );
@@ -52,11 +56,11 @@ SELECT is(
 );
 
 -- enabling cannot switch on a job that cannot run here
-SELECT is(autopilot.set_job_enabled('pagerank', true), true, 'pagerank can be enabled');
+SELECT is(autopilot.set_job_enabled('tap-future', true), true, 'a job whose function is not installed can be enabled');
 SELECT is(
     (
         SELECT active FROM cron.job
-        WHERE jobname = 'autopilot:pagerank'
+        WHERE jobname = 'autopilot:tap-future'
     ),
     false,
     'but stays inactive while its function is not installed'

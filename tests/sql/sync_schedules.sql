@@ -3,6 +3,10 @@
 BEGIN;
 SELECT plan(20);
 
+-- a catalog job whose function comes in a later version (every shipped job's is installed)
+INSERT INTO autopilot.job_catalog (name, side, kind, schedule, target, description)
+VALUES ('tap-future', 'database', 'function', '0 4 * * *', 'autopilot.tap_future_job', 'arrives later');
+
 SELECT has_function('autopilot', 'sync_schedules', ARRAY[]::text[], 'autopilot.sync_schedules() exists');
 
 -- start from a cron.job without autopilot jobs (whatever the install left)
@@ -49,10 +53,10 @@ SELECT results_eq(
 SELECT is(
     (
         SELECT active FROM cron.job
-        WHERE jobname = 'autopilot:pagerank'
+        WHERE jobname = 'autopilot:tap-future'
     ),
     false,
-    'pagerank (its function is not in this version) is registered, inactive'
+    'a job whose function is not in this version is registered, inactive'
 );
 SELECT is_empty(
     $$SELECT j.jobname FROM cron.job AS j

@@ -13,6 +13,7 @@ CREATE TABLE autopilot.learned_patterns (
     last_seen_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
     score_count bigint NOT NULL DEFAULT 0,
+    changed_xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
     CONSTRAINT learned_patterns_pkey PRIMARY KEY (id),
     CONSTRAINT learned_patterns_pattern_key UNIQUE (pattern_type, pattern_key),
     CONSTRAINT learned_patterns_counts_check CHECK (
@@ -24,8 +25,8 @@ CREATE TABLE autopilot.learned_patterns (
 
 -- old-artifact-cleanup: patterns not seen for a long time
 CREATE INDEX learned_patterns_last_seen_at_idx ON autopilot.learned_patterns (last_seen_at);
--- central sync: patterns changed since the last push
-CREATE INDEX learned_patterns_updated_at_idx ON autopilot.learned_patterns (updated_at);
+-- centralcloud-sync: patterns changed since the last push
+CREATE INDEX learned_patterns_changed_xid_idx ON autopilot.learned_patterns (changed_xid);
 
 COMMENT ON TABLE autopilot.learned_patterns IS
 'What the system has learned: one row per (pattern type, pattern key) with its evidence and a confidence that grows with it.';
@@ -43,3 +44,5 @@ COMMENT ON COLUMN autopilot.learned_patterns.codebases IS 'Every codebase the pa
 COMMENT ON COLUMN autopilot.learned_patterns.first_seen_at IS 'Earliest created_at of the folded analysis rows.';
 COMMENT ON COLUMN autopilot.learned_patterns.last_seen_at IS 'Latest created_at of the folded analysis rows.';
 COMMENT ON COLUMN autopilot.learned_patterns.updated_at IS 'When a pattern-learning run last changed the row.';
+COMMENT ON COLUMN autopilot.learned_patterns.changed_xid IS
+'The transaction that last inserted or changed the row (pattern-learning sets it; a trigger sets it for any other UPDATE): centralcloud-sync sends the rows changed since its last push.';
