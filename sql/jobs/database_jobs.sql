@@ -80,6 +80,11 @@ INSERT INTO autopilot.job_catalog (
 )
 VALUES
 (
+    'rescue-orphaned-jobs', 'database', 'function', '* * * * *', 'autopilot.rescue_orphaned_jobs',
+    false, false,
+    'Take back runner jobs whose runner stopped heartbeating (retry them, or discard past max attempts).'
+),
+(
     'cron-history-cleanup', 'database', 'batched', '30 0 * * *', 'autopilot._cleanup_cron_history_batch',
     true, false,
     'Delete cron.job_run_details rows past cron_history.retention (pg_cron never prunes them).'

@@ -96,4 +96,54 @@ VALUES
     'centralcloud.instance_id', 'text', '', NULL, NULL,
     'centralcloud-sync tags what it pushes with this name, unique among the instances of one central database; '
     || 'required once the foreign server exists.'
+),
+(
+    'jobs.backoff_base', 'interval', '15 seconds', '0', NULL,
+    'A runner job that fails is retried after jobs.backoff_base * 2^(attempt - 1) (at most jobs.backoff_max), '
+    || 'with 10% jitter.'
+),
+(
+    'jobs.backoff_max', 'interval', '1 hour', '0', NULL,
+    'The longest wait before a failed runner job is retried.'
+),
+(
+    'jobs.rescue_after', 'interval', '2 minutes', '10 seconds', NULL,
+    'rescue-orphaned-jobs takes back an executing runner job whose runner has not heartbeaten for this long '
+    || '(runners heartbeat every few seconds).'
+),
+(
+    'backups.directory', 'text', '/var/backups/autopilot', NULL, NULL,
+    'Where the runner writes pg_dump backups (a directory of the runner''s host, created 0700).'
+),
+(
+    'backups.databases', 'text', '', NULL, NULL,
+    'Comma-separated databases the backup jobs dump; empty: the database autopilot is installed in.'
+),
+(
+    'backups.format', 'text', 'custom', NULL, NULL,
+    'pg_dump format: custom (one file) or directory (with backups.parallel_jobs).'
+),
+(
+    'backups.parallel_jobs', 'integer', '1', '1', '64',
+    'pg_dump --jobs for the directory format.'
+),
+(
+    'backups.lock_wait_timeout', 'interval', '5 minutes', '1 second', NULL,
+    'pg_dump --lock-wait-timeout: a backup waiting longer than this for a table lock fails (and is retried).'
+),
+(
+    'backups.hourly_keep', 'integer', '24', '1', '10000',
+    'Verified hourly backups kept; older ones are deleted only after a new one is verified.'
+),
+(
+    'backups.daily_keep', 'integer', '30', '1', '10000',
+    'Verified daily backups kept; older ones are deleted only after a new one is verified.'
+),
+(
+    'backups.manual_keep', 'integer', '10', '1', '10000',
+    'Verified manual backups (autopilot runner backup) kept.'
+),
+(
+    'backups.overdue_after', 'interval', '2 hours', '1 minute', NULL,
+    'autopilot status flags the backups as overdue when the last verified one is older than this.'
 );

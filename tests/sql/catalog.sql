@@ -21,9 +21,10 @@ SELECT set_eq(
         ('vector-stats', '0 4 * * 0', NULL, 'database', 'function'),
         ('backup-archival', '0 5 1-7 * *', 0, 'database', 'batched'),
         ('pagerank', '0 3 * * *', NULL, 'database', 'function'),
+        ('rescue-orphaned-jobs', '* * * * *', NULL, 'database', 'function'),
         ('cron-history-cleanup', '30 0 * * *', NULL, 'database', 'batched'),
         ('index-reindex-step', '* * * * *', NULL, 'database', 'statement')$$,
-    'the database-side jobs of DESIGN.md, plus centralcloud-merge, cron-history-cleanup and index-reindex''s step, '
+    'the database-side jobs of DESIGN.md, plus centralcloud-merge, rescue-orphaned-jobs, cron-history-cleanup and index-reindex''s step, '
     || 'with their schedules and kinds'
 );
 SELECT set_eq(

@@ -15,7 +15,7 @@ CREATE TABLE autopilot.job_runs (
     CONSTRAINT job_runs_side_check CHECK (side IN ('database', 'runner')),
     CONSTRAINT job_runs_trigger_check CHECK (trigger IN ('pg_cron', 'manual', 'runner')),
     CONSTRAINT job_runs_status_check CHECK (
-        status IN ('running', 'succeeded', 'failed', 'skipped', 'abandoned')
+        status IN ('running', 'succeeded', 'failed', 'skipped', 'abandoned', 'cancelled')
     ),
     CONSTRAINT job_runs_finished_check CHECK ((status = 'running') = (finished_at IS NULL)),
     CONSTRAINT job_runs_order_check CHECK (finished_at >= started_at)

@@ -38,6 +38,9 @@ WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing'
 -- claiming: by queue, priority, then age
 CREATE INDEX jobs_claim_idx ON autopilot.jobs (queue, priority, scheduled_at, id)
 WHERE state IN ('available', 'scheduled', 'retryable');
+-- rescue-orphaned-jobs: executing jobs by their last heartbeat
+CREATE INDEX jobs_executing_idx ON autopilot.jobs (heartbeat_at)
+WHERE state = 'executing';
 -- old-job-cleanup walks finished jobs in id order
 CREATE INDEX jobs_finished_idx ON autopilot.jobs (id)
 WHERE state IN ('completed', 'discarded', 'cancelled');

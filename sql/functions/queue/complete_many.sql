@@ -1,0 +1,54 @@
+CREATE FUNCTION autopilot.complete_many(p_ids bigint[], p_attempts integer[])
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Marks jobs completed -- each only while it is still executing the attempt
+-- given beside it (p_ids[i] at attempt p_attempts[i]): a job cancelled, or
+-- rescued and claimed again meanwhile, is left alone. Each completed job's
+-- attempt is recorded in autopilot.job_runs (side runner, succeeded). Returns
+-- how many were completed. One statement for a runner's whole batch.
+DECLARE
+    v_count bigint;
+BEGIN
+    IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_attempts) THEN
+        RAISE EXCEPTION 'complete_many: % job ids but % attempts', cardinality(p_ids), cardinality(p_attempts)
+        USING ERRCODE = '2202E';
+    END IF;
+    WITH done AS (
+        UPDATE autopilot.jobs AS j
+        SET state = 'completed',
+            completed_at = now()
+        FROM unnest(p_ids, p_attempts) AS u (id, attempt)
+        WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'executing'
+        RETURNING j.*
+    ),
+
+    recorded AS (
+        INSERT INTO autopilot.job_runs (
+            job_name, side, trigger, status, started_at, finished_at, message, details, backend_pid
+        )
+        SELECT
+            coalesce(d.meta ->> 'catalog', d.worker),
+            'runner',
+            'runner',
+            'succeeded',
+            d.attempted_at,
+            greatest(clock_timestamp(), d.attempted_at),
+            format('job %s (%s) completed by %s, attempt %s', d.id, d.worker, d.attempted_by, d.attempt),
+            jsonb_build_object(
+                'job_id', d.id, 'worker', d.worker, 'queue', d.queue, 'attempt', d.attempt, 'node', d.attempted_by
+            ),
+            NULL
+        FROM done AS d
+        RETURNING 1
+    )
+
+    SELECT count(*) INTO v_count FROM recorded;
+    RETURN v_count;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.complete_many(bigint[], integer[]) IS
+'Completes the given jobs (each only while still executing the given attempt), recording each attempt in autopilot.job_runs; returns how many were completed.';

@@ -1,0 +1,62 @@
+CREATE FUNCTION autopilot.enqueue(
+    p_worker text,
+    p_args jsonb DEFAULT '{}',
+    p_queue text DEFAULT 'default',
+    p_priority integer DEFAULT 0,
+    p_scheduled_at timestamptz DEFAULT NULL,
+    p_max_attempts integer DEFAULT 20,
+    p_unique_key text DEFAULT NULL,
+    p_meta jsonb DEFAULT '{}'
+)
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Adds a job to autopilot.jobs and returns its id: available now, or scheduled
+-- when p_scheduled_at is in the future. Priority 0 runs first (0-9). With a
+-- unique key, a job whose key is already held by an unfinished job
+-- (available, scheduled, executing, retryable) is not added: the unfinished
+-- job's id is returned. The dedupe is the partial unique index
+-- jobs_unique_key_idx, so concurrent enqueues of one key leave one row (no
+-- check-then-insert race). A runner LISTENing on autopilot_jobs hears of a job
+-- available now at commit.
+DECLARE
+    v_id bigint;
+BEGIN
+    IF p_worker IS NULL OR p_worker = '' THEN
+        RAISE EXCEPTION 'a job needs a worker name' USING ERRCODE = '22023';
+    END IF;
+    FOR v_try IN 1 .. 10 LOOP
+        INSERT INTO autopilot.jobs AS j (
+            queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at
+        )
+        VALUES (
+            coalesce(p_queue, 'default'), p_worker, coalesce(p_args, '{}'),
+            CASE WHEN p_scheduled_at > now() THEN 'scheduled' ELSE 'available' END,
+            coalesce(p_priority, 0), coalesce(p_max_attempts, 20), p_unique_key, coalesce(p_meta, '{}'),
+            greatest(coalesce(p_scheduled_at, now()), now())
+        )
+        ON CONFLICT (unique_key)
+        WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable')
+        DO NOTHING
+        RETURNING j.id INTO v_id;
+        IF v_id IS NOT NULL THEN
+            RETURN v_id;
+        END IF;
+        SELECT j.id INTO v_id
+        FROM autopilot.jobs AS j
+        WHERE j.unique_key = p_unique_key
+          AND j.state IN ('available', 'scheduled', 'executing', 'retryable');
+        IF v_id IS NOT NULL THEN
+            RETURN v_id;
+        END IF;
+        -- the holder finished between the two statements: try again
+    END LOOP;
+    RAISE EXCEPTION 'could not enqueue % with unique key %: its holder keeps changing', p_worker, p_unique_key
+    USING ERRCODE = '40001';
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.enqueue(text, jsonb, text, integer, timestamptz, integer, text, jsonb) IS
+'Adds a runner job (worker, args, queue, priority 0-9 with 0 first, run at, max attempts, unique key, meta) and returns its id; with a unique key held by an unfinished job, returns that job''s id and adds nothing.';

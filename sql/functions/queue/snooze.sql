@@ -1,0 +1,44 @@
+CREATE FUNCTION autopilot.snooze(p_id bigint, p_attempt integer, p_for interval)
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- An executing job asks to run again later without using up an attempt: it
+-- is scheduled p_for from now and its attempt count goes back down. The
+-- attempt is recorded in job_runs as skipped. False when the job no longer
+-- executes that attempt.
+DECLARE
+    v_job autopilot.jobs;
+BEGIN
+    IF p_for IS NULL OR p_for < interval '0' THEN
+        RAISE EXCEPTION 'snooze needs a delay of zero or more, not %', p_for USING ERRCODE = '22023';
+    END IF;
+    UPDATE autopilot.jobs AS j
+    SET state = 'scheduled',
+        scheduled_at = now() + p_for,
+        attempt = j.attempt - 1
+    WHERE j.id = p_id AND j.attempt = p_attempt AND j.state = 'executing'
+    RETURNING j.* INTO v_job;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    INSERT INTO autopilot.job_runs (
+        job_name, side, trigger, status, started_at, finished_at, message, details, backend_pid
+    )
+    VALUES (
+        coalesce(v_job.meta ->> 'catalog', v_job.worker), 'runner', 'runner', 'skipped', v_job.attempted_at,
+        greatest(clock_timestamp(), v_job.attempted_at),
+        format('job %s (%s) snoozed until %s', v_job.id, v_job.worker, v_job.scheduled_at),
+        jsonb_build_object(
+            'job_id', v_job.id, 'worker', v_job.worker, 'queue', v_job.queue, 'attempt', p_attempt,
+            'node', v_job.attempted_by, 'state', v_job.state
+        ),
+        NULL
+    );
+    RETURN true;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.snooze(bigint, integer, interval) IS
+'Reschedules an executing job p_for from now without counting the attempt (recorded in job_runs as skipped); false when it no longer executes that attempt.';
