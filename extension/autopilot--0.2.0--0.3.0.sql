@@ -1,6 +1,6 @@
 -- autopilot 0.2.0 -> 0.3.0: the runner's queue in SQL (enqueue, claim, complete, fail, snooze,
--- cancel, retry, heartbeat, rescue-orphaned-jobs), NOTIFY on enqueue, every finished runner job in
--- job_runs, and the settings of the backups. The functions are the same SQL as the fresh 0.3.0
+-- cancel, retry, heartbeat, release, rescue-orphaned-jobs), NOTIFY on enqueue, every finished
+-- runner job in job_runs, and the settings of the backups. The functions are the same SQL as the fresh 0.3.0
 -- script's.
 \echo Use "ALTER EXTENSION autopilot UPDATE TO '0.3.0'" (or "autopilot upgrade") to load this file. \quit
 
@@ -514,6 +514,38 @@ $$;
 COMMENT ON FUNCTION autopilot.heartbeat(bigint[], text) IS
 'Refreshes heartbeat_at of the jobs runner node p_node is executing and returns those still its own (a missing id was cancelled or rescued).';
 
+-- sql/functions/queue/release.sql
+CREATE FUNCTION autopilot.release(p_ids bigint[], p_attempts integer[])
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Gives back jobs a runner claimed but never started (it claims a few ahead
+-- of its free slots, and is stopping): each, while still executing the given
+-- attempt, is available again at once and its attempt is not counted. Nothing
+-- goes to job_runs: no attempt ran. Returns how many were released.
+DECLARE
+    v_count bigint;
+BEGIN
+    IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_attempts) THEN
+        RAISE EXCEPTION 'release: % job ids but % attempts', cardinality(p_ids), cardinality(p_attempts)
+        USING ERRCODE = '2202E';
+    END IF;
+    UPDATE autopilot.jobs AS j
+    SET state = 'available',
+        attempt = j.attempt - 1,
+        scheduled_at = least(j.scheduled_at, now())
+    FROM unnest(p_ids, p_attempts) AS u (id, attempt)
+    WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'executing';
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.release(bigint[], integer[]) IS
+'Gives back claimed jobs that never started (each while still executing the given attempt): available at once, the attempt not counted, nothing in job_runs; returns how many.';
+
 -- sql/functions/queue/rescue_orphaned_jobs.sql
 CREATE FUNCTION autopilot.rescue_orphaned_jobs()
 RETURNS jsonb
@@ -614,6 +646,7 @@ REVOKE ALL ON FUNCTION autopilot.snooze(bigint, integer, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION autopilot.cancel(bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION autopilot.retry(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION autopilot.heartbeat(bigint[], text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION autopilot.release(bigint[], integer[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION autopilot.rescue_orphaned_jobs() FROM PUBLIC;
 
 INSERT INTO autopilot.settings (name, value_type, default_value, min_value, max_value, description)

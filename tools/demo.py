@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -102,5 +104,39 @@ def run_demo(cluster: Cluster) -> None:
             print(f"\n- {name}: not run ({unavailable})")
             continue
         autopilot(dsn, "run", name)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        backups = str(cluster.directory / "backups")
+        conn.execute("SELECT autopilot.set_setting('backups.directory', %s)", [backups])
     autopilot(dsn, "run", "backup-hourly")
+    run_runner(dsn)
     autopilot(dsn, "status")
+
+
+def run_runner(dsn: str) -> None:
+    """The runner drains the queue (the backup just enqueued), then stops on SIGTERM."""
+    print("\n$ autopilot runner start --concurrency 2   # SIGTERM once the queue is drained", flush=True)
+    env = {"AUTOPILOT_DSN": dsn, "PATH": "/usr/bin:/bin"}
+    command = [*AUTOPILOT, "runner", "start", "--concurrency", "2", "--log-level", "warning"]
+    runner = subprocess.Popen(command, env=env)
+    started = time.monotonic()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while time.monotonic() - started < 120:
+            pending = conn.execute(
+                "SELECT count(*) FROM autopilot.jobs WHERE state IN ('available', 'executing')"
+            ).fetchone()[0]
+            if not pending:
+                break
+            time.sleep(0.2)
+    runner.send_signal(signal.SIGTERM)
+    runner.wait(timeout=60)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for worker, state, count, error in conn.execute(
+            "SELECT worker, state, count(*), max(errors -> -1 ->> 'error') FROM autopilot.jobs"
+            " WHERE inserted_at > now() - interval '1 hour' GROUP BY 1, 2 ORDER BY 1, 2"
+        ).fetchall():
+            print(f"  runner job {worker}: {count} {state}" + (f" ({error})" if error else ""))
+        for kind, status, path, size in conn.execute(
+            "SELECT kind, status, file_path, size_bytes FROM autopilot.backup_metadata"
+            " WHERE started_at > now() - interval '1 hour' ORDER BY id"
+        ).fetchall():
+            print(f"  backup ({kind}): {status}, {size or 0:,} bytes, {path}")

@@ -2,47 +2,18 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
 
 import click
-from rich.console import Console
 from rich.markup import escape
 
 from . import __version__, installer, jobs, schedules
-from .db import connect, translated_errors
+from .cli_common import console, dsn_option, handled
+from .db import connect
 from .errors import AutopilotError, JobFailed, NotInstalled
 from .render import duration, status_table
+from .runner_cli import runner
 from .status import gather
-
-# not a terminal (a pipe, CI): a wide fixed width instead of rich's 80 columns
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-
-dsn_option = click.option(
-    "--dsn",
-    envvar="AUTOPILOT_DSN",
-    help="libpq connection string or URI; default: AUTOPILOT_DSN, then the PG* variables.",
-)
-
-
-def _handled(func):
-    """The CLI's error boundary: an AutopilotError is a message and a non-zero exit, no traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            with translated_errors():
-                return func(*args, **kwargs)
-        except AutopilotError as exc:
-            # soft_wrap: one message, one line, whatever the width (greppable in logs)
-            err_console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
-            if exc.hint:
-                err_console.print(f"[bold]hint:[/] {escape(exc.hint)}", highlight=False, soft_wrap=True)
-            sys.exit(1)
-
-    return wrapper
 
 
 def _require_installed(conn) -> installer.Installed:
@@ -81,7 +52,7 @@ def cli() -> None:
     "auto: extension when the files are there.",
 )
 @click.option("--no-sync", is_flag=True, help="Do not register the schedules with pg_cron.")
-@_handled
+@handled
 def install(dsn: str | None, mode: str, no_sync: bool) -> None:
     """Install autopilot into a database (harmless when already installed)."""
     with connect(dsn) as conn:
@@ -97,7 +68,7 @@ def install(dsn: str | None, mode: str, no_sync: bool) -> None:
 @cli.command()
 @dsn_option
 @click.option("--to", "to_version", metavar="VERSION", help="Target version (default: this package's).")
-@_handled
+@handled
 def upgrade(dsn: str | None, to_version: str | None) -> None:
     """Upgrade autopilot through its upgrade scripts; overrides and data are kept."""
     with connect(dsn) as conn:
@@ -113,7 +84,7 @@ def upgrade(dsn: str | None, to_version: str | None) -> None:
 @dsn_option
 @click.option("--drop-data", is_flag=True, help="Also drop the autopilot schema and ALL its data.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (with --drop-data).")
-@_handled
+@handled
 def uninstall(dsn: str | None, drop_data: bool, yes: bool) -> None:
     """Remove autopilot's pg_cron jobs; with --drop-data, the extension and its data too."""
     with connect(dsn) as conn:
@@ -145,7 +116,7 @@ def uninstall(dsn: str | None, drop_data: bool, yes: bool) -> None:
 
 @cli.command()
 @dsn_option
-@_handled
+@handled
 def sync(dsn: str | None) -> None:
     """Make pg_cron match the catalog and the overrides (wherever pg_cron lives)."""
     with connect(dsn) as conn:
@@ -156,7 +127,7 @@ def sync(dsn: str | None) -> None:
 @cli.command()
 @dsn_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@_handled
+@handled
 def status(dsn: str | None, as_json: bool) -> None:
     """Every job: schedule, pg_cron state, last run, next run, OVERDUE; and the queue."""
     with connect(dsn, autocommit=True) as conn:
@@ -170,7 +141,7 @@ def status(dsn: str | None, as_json: bool) -> None:
 @cli.command()
 @dsn_option
 @click.argument("job")
-@_handled
+@handled
 def run(dsn: str | None, job: str) -> None:
     """Run JOB now (a runner-side job is enqueued); exits non-zero when it fails."""
     with connect(dsn, autocommit=True) as conn:
@@ -197,7 +168,7 @@ def run(dsn: str | None, job: str) -> None:
 )
 @click.option("--enable", "action", flag_value="enable", help="Enable the job again.")
 @click.option("--reset", "action", flag_value="reset", help="Back to the catalog's schedule, enabled.")
-@_handled
+@handled
 def schedule(dsn: str | None, job: str, cron: str | None, action: str | None) -> None:
     """Change JOB's schedule to CRON (five fields, UTC), or --disable, --enable, --reset it."""
     if (cron is None) == (action is None):
@@ -236,7 +207,7 @@ class _ValuesMayStartWithADash(click.Command):
 @click.argument("name", required=False)
 @click.argument("value", required=False)
 @click.option("--reset", is_flag=True, help="Return NAME to its default.")
-@_handled
+@handled
 def settings(dsn: str | None, name: str | None, value: str | None, reset: bool) -> None:
     """List the settings, show NAME, set NAME to VALUE, or --reset NAME."""
     with connect(dsn) as conn:
@@ -260,6 +231,10 @@ def settings(dsn: str | None, name: str | None, value: str | None, reset: bool) 
             f"[dim]{kind}{escape(changed)} — {escape(description)}[/]",
             highlight=False,
         )
+
+
+# `autopilot runner ...`: the runner and its backups (runner_cli.py)
+cli.add_command(runner)
 
 
 def main() -> None:

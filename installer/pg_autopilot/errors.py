@@ -38,6 +38,19 @@ class JobFailed(AutopilotError):
     """A job ran and failed; its run is in autopilot.job_runs."""
 
 
+class BackupFailed(AutopilotError):
+    """A pg_dump backup failed (or did not verify): no complete-looking file is left, the record says why.
+
+    ``result`` holds what the run did achieve (the other databases' backups), when it got that far.
+    """
+
+    result: object | None = None
+
+
+class RestoreFailed(AutopilotError):
+    """A backup could not be restored; the new database was dropped again."""
+
+
 # SQLSTATE classes that mean "your input was wrong" rather than "the server failed"
 _INPUT_SQLSTATES = {"22023", "42704", "0A000", "42710", "23502", "22P02", "22007", "22008"}
 

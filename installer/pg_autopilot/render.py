@@ -72,6 +72,33 @@ def status_table(status: Status, console: Console) -> None:
         queue.add_column(state, justify="right")
     queue.add_row(*(str(status.queue[s]) for s in QUEUE_STATES))
     console.print(queue)
+    if status.backups is not None:
+        _backups_lines(status.backups, now, console)
+
+
+def _backups_lines(backups: dict, now: datetime, console: Console) -> None:
+    """One line per configured database: the age of its last verified backup, OVERDUE past
+    backups.overdue_after (or when there is none)."""
+    limit = _span(backups["overdue_after"].total_seconds())
+    for b in backups["databases"]:
+        line = Text(f"backups of {b['database']}: ")
+        if b["overdue"]:
+            line.append("OVERDUE ", style="bold red")
+        if b["last_verified_at"] is None:
+            line.append(f"no verified backup (expected every {limit})")
+        else:
+            line.append(
+                f"last verified {ago(b['last_verified_at'], now)} (#{b['last_verified_id']}, "
+                f"{b['last_verified_kind']}; overdue after {limit})"
+            )
+        if b["last_failure_at"] is not None and (
+            b["last_verified_at"] is None or b["last_failure_at"] > b["last_verified_at"]
+        ):
+            line.append(
+                f"; last failure {ago(b['last_failure_at'], now)}: {(b['last_failure'] or '')[:80]}",
+                style="dim",
+            )
+        console.print(line)
 
 
 def _jobs_table(jobs: list[dict], title: str, now: datetime) -> Table:

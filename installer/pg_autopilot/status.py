@@ -10,6 +10,7 @@ import psycopg
 from croniter import croniter
 from psycopg.rows import dict_row
 
+from . import backups as backups_mod
 from . import installer, schedules
 from .errors import NotInstalled
 
@@ -47,6 +48,8 @@ class Status:
     jobs: list[dict]
     queue: dict[str, int]
     now: datetime
+    # the last verified backup of every configured database (None before autopilot 0.3.0)
+    backups: dict | None = None
 
     def as_json(self) -> dict:
         return {
@@ -61,8 +64,18 @@ class Status:
             },
             "jobs": [{k: _jsonable(v) for k, v in job.items()} for job in self.jobs],
             "queue": self.queue,
+            "backups": _backups_json(self.backups),
             "generated_at": self.now.isoformat(),
         }
+
+
+def _backups_json(backups: dict | None) -> dict | None:
+    if backups is None:
+        return None
+    return {
+        **{k: _jsonable(v) for k, v in backups.items() if k != "databases"},
+        "databases": [{k: _jsonable(v) for k, v in d.items()} for d in backups["databases"]],
+    }
 
 
 def _jsonable(value):
@@ -96,7 +109,8 @@ def gather(conn: psycopg.Connection, dsn: str | None) -> Status:
         for r in cur.execute("SELECT state, count(*) AS n FROM autopilot.jobs GROUP BY state").fetchall():
             queue[r["state"]] = r["n"]
     jobs = [_job_view(row, cron.get(row["cron_jobname"]), location, now) for row in rows]
-    return Status(conn.info.dbname, current.version, current.mode, location, jobs, queue, now)
+    backups = backups_mod.backup_status(conn, now)
+    return Status(conn.info.dbname, current.version, current.mode, location, jobs, queue, now, backups)
 
 
 def _job_view(row: dict, cron: dict | None, location: schedules.CronLocation, now: datetime) -> dict:

@@ -89,7 +89,26 @@ def test_runner_role_can_work_the_queue_and_no_more(roles):
             conn.execute("SELECT autopilot.get_setting('jobs.completed_retention')").fetchone()[0] == "7 days"
         )
         assert conn.execute("SELECT count(*) FROM autopilot.job_definitions").fetchone()[0] > 20
+        # the queue functions the runner calls, with the triggers behind them
+        queue = "privileges-test"
+        conn.execute("SELECT autopilot.enqueue('noop', p_queue => %s)", [queue])
+        conn.execute(
+            "SELECT autopilot.enqueue_many("
+            "jsonb_build_array(jsonb_build_object('worker', 'noop', 'queue', %s::text)))",
+            [queue],
+        )
+        claimed = conn.execute("SELECT id, attempt FROM autopilot.claim(%s, 'n1', 10)", [queue]).fetchall()
+        assert len(claimed) == 2
+        (first, first_attempt), (second, second_attempt) = claimed
+        assert conn.execute("SELECT autopilot.heartbeat(%s, 'n1')", [[first, second]]).fetchall()
+        assert (
+            conn.execute("SELECT autopilot.complete_many(%s, %s)", [[first], [first_attempt]]).fetchone()[0]
+            == 1
+        )
+        assert conn.execute("SELECT autopilot.fail(%s, %s, 'x')", [second, second_attempt]).fetchone()[0]
     assert denied(runner, "DELETE FROM autopilot.jobs")
+    assert denied(runner, "SELECT autopilot.cancel(1)")
+    assert denied(runner, "SELECT autopilot.rescue_orphaned_jobs()")
     assert denied(runner, "SELECT autopilot.set_setting('jobs.completed_retention', '1 day')")
     assert denied(runner, "SELECT * FROM autopilot.run_job('table-statistics')")
     assert denied(runner, "UPDATE autopilot.job_catalog SET schedule = '* * * * *'")

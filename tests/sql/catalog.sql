@@ -24,8 +24,8 @@ SELECT set_eq(
         ('rescue-orphaned-jobs', '* * * * *', NULL, 'database', 'function'),
         ('cron-history-cleanup', '30 0 * * *', NULL, 'database', 'batched'),
         ('index-reindex-step', '* * * * *', NULL, 'database', 'statement')$$,
-    'the database-side jobs of DESIGN.md, plus centralcloud-merge, rescue-orphaned-jobs, cron-history-cleanup and index-reindex''s step, '
-    || 'with their schedules and kinds'
+    'the database-side jobs of DESIGN.md, plus centralcloud-merge, rescue-orphaned-jobs, cron-history-cleanup '
+    || 'and index-reindex''s step, with their schedules and kinds'
 );
 SELECT set_eq(
     $$SELECT name, schedule, run_at_startup, side, kind, queue, target FROM autopilot.job_catalog

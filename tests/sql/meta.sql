@@ -33,7 +33,7 @@ SELECT set_eq(
         'learn_patterns_from_analysis', 'update_agent_knowledge', 'assign_pending_tasks',
         'refresh_performance_metrics', 'recalculate_all_pagerank', 'sync_learning_to_centralcloud',
         'merge_central_patterns', 'enqueue', 'enqueue_many', 'claim', 'complete', 'complete_many', 'fail',
-        'snooze', 'cancel', 'retry', 'heartbeat', 'rescue_orphaned_jobs'
+        'snooze', 'cancel', 'retry', 'heartbeat', 'release', 'rescue_orphaned_jobs'
     ],
     'the public functions and procedures are exactly the documented ones (each has its own test file)'
 );

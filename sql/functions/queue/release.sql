@@ -1,0 +1,30 @@
+CREATE FUNCTION autopilot.release(p_ids bigint[], p_attempts integer[])
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Gives back jobs a runner claimed but never started (it claims a few ahead
+-- of its free slots, and is stopping): each, while still executing the given
+-- attempt, is available again at once and its attempt is not counted. Nothing
+-- goes to job_runs: no attempt ran. Returns how many were released.
+DECLARE
+    v_count bigint;
+BEGIN
+    IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_attempts) THEN
+        RAISE EXCEPTION 'release: % job ids but % attempts', cardinality(p_ids), cardinality(p_attempts)
+        USING ERRCODE = '2202E';
+    END IF;
+    UPDATE autopilot.jobs AS j
+    SET state = 'available',
+        attempt = j.attempt - 1,
+        scheduled_at = least(j.scheduled_at, now())
+    FROM unnest(p_ids, p_attempts) AS u (id, attempt)
+    WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'executing';
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.release(bigint[], integer[]) IS
+'Gives back claimed jobs that never started (each while still executing the given attempt): available at once, the attempt not counted, nothing in job_runs; returns how many.';

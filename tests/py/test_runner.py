@@ -1,0 +1,287 @@
+"""The runner against a real database: draining, retries, unknown workers, NOTIFY, cancellation, startup
+jobs; and the reliability the issue asks for -- SIGTERM lets running jobs finish, SIGKILL loses no job
+(rescue-orphaned-jobs takes them back), two runners never run one job at once, and 50 concurrent
+enqueues of one unique job leave one row."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import pytest
+import runner_workers  # noqa: F401 - registers the test workers
+
+from pg_autopilot.runner import Runner, RunnerConfig
+from pg_autopilot.workers import REGISTRY
+
+TESTS = Path(__file__).resolve().parent
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 20) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def queue_db(new_database):
+    database = new_database("runner")
+    database.install("extension")
+    with database.connect() as conn:
+        conn.execute(
+            "CREATE TABLE public.runner_log"
+            " (job_id bigint, node text, started timestamptz, finished timestamptz)"
+        )
+        conn.execute("SELECT autopilot.set_setting('jobs.backoff_base', '0')")
+    return database
+
+
+class ThreadedRunner:
+    """A Runner in a thread of this process, stopped (and joined) at the end."""
+
+    def __init__(self, dsn: str, **config):
+        config.setdefault("poll_interval", 0.2)
+        config.setdefault("heartbeat_interval", 0.5)
+        config.setdefault("enqueue_startup_jobs", False)
+        self.runner = Runner(RunnerConfig(dsn=dsn, **config), workers=REGISTRY)
+        self.thread = threading.Thread(target=self.runner.run, daemon=True)
+
+    def __enter__(self) -> Runner:
+        self.thread.start()
+        return self.runner
+
+    def __exit__(self, *exc: object) -> None:
+        self.runner.stop()
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive(), "the runner did not stop"
+
+
+def spawn_runner(dsn: str, *args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "pg_autopilot.cli", "runner", "start", "--dsn", dsn,
+            "--worker-module", "runner_workers", "--no-startup-jobs", "--poll-interval", "0.2",
+            "--heartbeat-interval", "0.5", *args,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
+def states(db) -> dict[str, int]:
+    with db.connect() as conn:
+        return dict(conn.execute("SELECT state, count(*) FROM autopilot.jobs GROUP BY state").fetchall())
+
+
+def enqueue(db, worker: str, n: int = 1, **args) -> list[int]:
+    with db.connect() as conn:
+        jobs = [{"worker": worker, "args": dict(args, i=i)} for i in range(n)]
+        return [
+            r[0] for r in conn.execute("SELECT autopilot.enqueue_many(%s)", [json.dumps(jobs)]).fetchall()
+        ]
+
+
+def test_runner_drains_retries_and_discards(queue_db):
+    enqueue(queue_db, "noop", 300)
+    [flaky] = enqueue(queue_db, "flaky", succeed_on=2)
+    [unknown] = enqueue(queue_db, "no_such_worker")
+    with ThreadedRunner(queue_db.dsn, concurrency=4):
+        wait_for(lambda: states(queue_db).get("completed") == 301, "every job done")
+    assert states(queue_db) == {"completed": 301, "discarded": 1}
+    with queue_db.connect() as conn:
+        attempts, errors = conn.execute(
+            "SELECT attempt, errors FROM autopilot.jobs WHERE id = %s", [flaky]
+        ).fetchone()
+        assert attempts == 2 and errors[0]["error"] == "RuntimeError: flaky failure on attempt 1"
+        state, errors = conn.execute(
+            "SELECT state, errors FROM autopilot.jobs WHERE id = %s", [unknown]
+        ).fetchone()
+        assert state == "discarded"
+        assert errors[0]["error"].startswith("no worker named 'no_such_worker' in this runner (it has: ")
+        runs = dict(
+            conn.execute(
+                "SELECT status, count(*) FROM autopilot.job_runs WHERE side = 'runner' GROUP BY status"
+            ).fetchall()
+        )
+    # every attempt is in the ledger: 301 successes, the flaky job's first failure, the discard
+    assert runs == {"succeeded": 301, "failed": 2}
+
+
+def test_worker_timeout_fails_the_attempt(queue_db):
+    [job] = enqueue(queue_db, "hang", seconds=2)
+    with queue_db.connect() as conn:
+        conn.execute("UPDATE autopilot.jobs SET max_attempts = 1 WHERE id = %s", [job])
+    with ThreadedRunner(queue_db.dsn, concurrency=2):
+        wait_for(lambda: states(queue_db).get("discarded") == 1, "the timed-out job discarded")
+    error = queue_db.scalar("SELECT errors -> 0 ->> 'error' FROM autopilot.jobs WHERE id = %s", [job])
+    assert error == "timed out after 0.5 s (worker timeout)"
+
+
+def test_notify_starts_a_job_on_an_idle_runner_at_once(queue_db):
+    # polling every 30 s: only the NOTIFY can start the job quickly
+    with ThreadedRunner(queue_db.dsn, concurrency=1, poll_interval=30):
+        time.sleep(1.0)  # idle, listening
+        [job] = enqueue(queue_db, "noop")
+        wait_for(lambda: states(queue_db).get("completed") == 1, "the job done", timeout=10)
+    latency = queue_db.scalar(
+        "SELECT extract(epoch FROM attempted_at - inserted_at) FROM autopilot.jobs WHERE id = %s", [job]
+    )
+    assert latency < 1.0, f"enqueue to start took {latency:.3f} s"
+
+
+def test_runner_survives_losing_its_connections(queue_db, admin_dsn):
+    """Its connections killed (a database restart, a network cut): it reconnects and goes on."""
+    with ThreadedRunner(queue_db.dsn, concurrency=2, poll_interval=0.2):
+        enqueue(queue_db, "noop", 10)
+        wait_for(lambda: states(queue_db).get("completed") == 10, "the first jobs done")
+        with psycopg.connect(admin_dsn, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = %s AND application_name = 'autopilot runner'",
+                [queue_db.name],
+            ).fetchone()[0]
+        assert killed >= 2  # the pool's and the listener's
+        enqueue(queue_db, "noop", 10)
+        wait_for(lambda: states(queue_db).get("completed") == 20, "the next jobs done after reconnecting")
+
+
+def test_cancel_reaches_a_running_worker(queue_db):
+    [job] = enqueue(queue_db, "sleep", seconds=30)
+    with ThreadedRunner(queue_db.dsn, concurrency=1) as runner:
+        wait_for(lambda: states(queue_db).get("executing") == 1, "the job running")
+        with queue_db.connect() as conn:
+            assert conn.execute("SELECT autopilot.cancel(%s, 'test')", [job]).fetchone()[0]
+        wait_for(lambda: runner.stats["lost"] == 1, "the runner noticing at its heartbeat", timeout=10)
+    assert states(queue_db) == {"cancelled": 1}
+
+
+def test_startup_jobs_are_enqueued_once_for_the_workers_this_runner_has(queue_db):
+    from pg_autopilot.workers import worker
+
+    worker("planning_seed", timeout=60)(lambda args, context: "seeded")
+    try:
+        for _ in range(2):
+            with ThreadedRunner(queue_db.dsn, enqueue_startup_jobs=True, queues=("nothing-here",)):
+                time.sleep(0.5)
+        with queue_db.connect() as conn:
+            rows = conn.execute("SELECT worker, state FROM autopilot.jobs ORDER BY id").fetchall()
+    finally:
+        REGISTRY.pop("planning_seed")
+    # one job (deduplicated by its unique key while unfinished), and none for workers it lacks
+    assert rows == [("planning_seed", "available")]
+
+
+def test_sigterm_lets_running_jobs_finish_and_claims_no_more(queue_db):
+    enqueue(queue_db, "sleep", 2, seconds=1.5, record=True)
+    process = spawn_runner(queue_db.dsn, "--concurrency", "2", "--grace", "20")
+    try:
+        wait_for(lambda: states(queue_db).get("executing") == 2, "both jobs running")
+        enqueue(queue_db, "noop", 5)  # arrive after the runner stops claiming
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, process.stderr.read()
+    # both slots were busy until the stop, and after it nothing more is claimed
+    assert states(queue_db) == {"completed": 2, "available": 5}
+    assert queue_db.scalar("SELECT count(*) FROM public.runner_log") == 2
+
+
+def test_jobs_claimed_ahead_are_given_back_on_stop(queue_db):
+    """The runner claims a few jobs ahead of its free slots; stopping, it releases those it never
+    started: available again, their attempt not counted, nothing in the ledger."""
+    enqueue(queue_db, "sleep", 5, seconds=1.0)
+    process = spawn_runner(queue_db.dsn, "--concurrency", "1", "--grace", "20")
+    try:
+        wait_for(lambda: states(queue_db).get("executing") == 5, "one running, four claimed ahead")
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0
+    with queue_db.connect() as conn:
+        rows = conn.execute("SELECT state, attempt, count(*) FROM autopilot.jobs GROUP BY 1, 2").fetchall()
+        ledger = conn.execute("SELECT status, count(*) FROM autopilot.job_runs GROUP BY 1").fetchall()
+    assert sorted(rows) == [("available", 0, 4), ("completed", 1, 1)]
+    assert ledger == [("succeeded", 1)]
+
+
+def test_sigkill_mid_jobs_loses_nothing(queue_db):
+    ids = enqueue(queue_db, "sleep", 4, seconds=30)
+    process = spawn_runner(queue_db.dsn, "--concurrency", "4")
+    try:
+        wait_for(lambda: states(queue_db).get("executing") == 4, "four jobs running")
+    finally:
+        process.kill()  # SIGKILL: no grace, no goodbye
+        process.wait(timeout=10)
+    assert states(queue_db) == {"executing": 4}
+
+    # as if jobs.rescue_after had passed without a heartbeat
+    with queue_db.connect() as conn:
+        conn.execute("UPDATE autopilot.jobs SET heartbeat_at = now() - interval '1 hour'")
+        conn.execute("UPDATE autopilot.jobs SET args = args || '{\"seconds\": 0.05}'")
+        summary = conn.execute("SELECT autopilot.rescue_orphaned_jobs()").fetchone()[0]
+    assert summary["retried"] == 4
+    with ThreadedRunner(queue_db.dsn, concurrency=4):
+        wait_for(lambda: states(queue_db).get("completed") == 4, "every job completed by a new runner")
+    with queue_db.connect() as conn:
+        runs = conn.execute(
+            "SELECT (details ->> 'job_id')::bigint, status FROM autopilot.job_runs ORDER BY id"
+        ).fetchall()
+    assert sorted(job for job, status in runs if status == "abandoned") == sorted(ids)
+    assert sorted(job for job, status in runs if status == "succeeded") == sorted(ids)
+
+
+def test_two_runners_never_run_one_job_at_once(queue_db):
+    enqueue(queue_db, "sleep", 120, seconds=0.02, record=True)
+    first = spawn_runner(queue_db.dsn, "--concurrency", "4", "--node", "first")
+    second = spawn_runner(queue_db.dsn, "--concurrency", "4", "--node", "second")
+    try:
+        wait_for(lambda: states(queue_db).get("completed") == 120, "every job completed", timeout=60)
+    finally:
+        for process in (first, second):
+            process.send_signal(signal.SIGTERM)
+        for process in (first, second):
+            process.wait(timeout=30)
+    with queue_db.connect() as conn:
+        runs = conn.execute("SELECT job_id, count(*) FROM public.runner_log GROUP BY job_id").fetchall()
+        nodes = {r[0] for r in conn.execute("SELECT DISTINCT node FROM public.runner_log").fetchall()}
+    assert len(runs) == 120 and all(count == 1 for _, count in runs), "a job ran twice"
+    assert nodes == {"first", "second"}, "both runners took part"
+
+
+def test_fifty_concurrent_enqueues_of_one_unique_job_leave_one_row(queue_db):
+    barrier = threading.Barrier(50)
+    ids: list[int] = []
+    lock = threading.Lock()
+
+    def enqueue_one() -> None:
+        with psycopg.connect(queue_db.dsn, autocommit=True) as conn:
+            barrier.wait()
+            job = conn.execute(
+                "SELECT autopilot.enqueue('noop', '{}', p_unique_key => 'one-of-a-kind')"
+            ).fetchone()[0]
+        with lock:
+            ids.append(job)
+
+    threads = [threading.Thread(target=enqueue_one) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(ids) == 50 and len(set(ids)) == 1, "every caller got the one job's id"
+    assert queue_db.scalar("SELECT count(*) FROM autopilot.jobs WHERE unique_key = 'one-of-a-kind'") == 1
