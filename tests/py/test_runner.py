@@ -121,6 +121,21 @@ def test_runner_drains_retries_and_discards(queue_db):
     assert runs == {"succeeded": 301, "failed": 2}
 
 
+def test_cache_cleanup_clears_the_runners_caches(queue_db):
+    from pg_autopilot.workers import CACHES
+
+    cache = {"some": "thing"}
+    CACHES.append(cache)
+    try:
+        with queue_db.connect() as conn:
+            conn.execute("SELECT * FROM autopilot.run_job('cache-cleanup')")  # enqueues, as pg_cron does
+        with ThreadedRunner(queue_db.dsn, concurrency=1):
+            wait_for(lambda: states(queue_db).get("completed") == 1, "cache-cleanup done")
+    finally:
+        CACHES.remove(cache)
+    assert cache == {}
+
+
 def test_worker_timeout_fails_the_attempt(queue_db):
     [job] = enqueue(queue_db, "hang", seconds=2)
     with queue_db.connect() as conn:
@@ -195,9 +210,16 @@ def test_sigterm_lets_running_jobs_finish_and_claims_no_more(queue_db):
         process.wait(timeout=30)
     finally:
         process.kill()
-    assert process.returncode == 0, process.stderr.read()
+    stderr = process.stderr.read()
+    assert process.returncode == 0, stderr
     # both slots were busy until the stop, and after it nothing more is claimed
     assert states(queue_db) == {"completed": 2, "available": 5}
+    # structured logs: one JSON object per line
+    events = [json.loads(line) for line in stderr.splitlines() if line.strip()]
+    lifecycle = [e["event"] for e in events if e["event"].startswith("runner ")]
+    assert lifecycle == ["runner started", "runner stopped"]
+    assert sum(1 for e in events if e["event"] == "job completed") == 2
+    assert all({"ts", "level", "event"} <= set(e) for e in events)
     assert queue_db.scalar("SELECT count(*) FROM public.runner_log") == 2
 
 
