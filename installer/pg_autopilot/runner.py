@@ -25,7 +25,6 @@ import sys
 import threading
 import time
 import traceback
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,12 +77,13 @@ class RunnerConfig:
     heartbeat_interval: float = 5.0
     grace: float = 30.0
     enqueue_startup_jobs: bool = True
-    # jobs claimed ahead of the free slots, so that one round trip feeds many jobs; given back
-    # (autopilot.release) when the runner stops
+    # jobs claimed ahead of the free slots, so that one round trip feeds many jobs (given back with
+    # autopilot.release when the runner stops): at least prefetch, and, when jobs are quick, as many
+    # as keep the slots busy for about 50 ms, up to max_prefetch
     prefetch: int = 10
-    # completions are recorded in batches: at most this many, or after this many seconds
-    complete_batch: int = 200
-    complete_delay: float = 0.01
+    max_prefetch: int = 200
+    # completions are recorded by a thread of their own, in batches of at most this many
+    complete_batch: int = 500
 
 
 @dataclass
@@ -92,7 +92,6 @@ class _Running:
     worker: Worker | None
     context: JobContext
     started: float
-    future: Future | None = None
     lost: bool = False  # the database no longer gives this job to this node
 
 
@@ -117,12 +116,16 @@ class Runner:
         self._outcomes: queue_module.Queue[_Outcome] = queue_module.Queue()
         self._running: dict[int, _Running] = {}
         self._pending: collections.deque[dict] = collections.deque()  # claimed, not started
-        self._succeeded: list[_Outcome] = []  # finished, completion not recorded yet
-        self._succeeded_since = 0.0
+        self._to_complete: queue_module.Queue[_Outcome] = queue_module.Queue()
+        self._completing: set[int] = set()  # finished, completion not recorded yet
+        self._completer_done = threading.Event()
+        self._mean_duration: float | None = None  # seconds, moving average of successful jobs
+        self._last_claim = 0
         self._lost: set[int] = set()  # claimed jobs the database no longer gives this node
         self._lock = threading.Lock()
+        self._claimed = threading.Condition(self._lock)  # slots wait on it for claimed jobs
         self._pool: ConnectionPool | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._slots: list[threading.Thread] = []
         self.stats = {"completed": 0, "failed": 0, "discarded": 0, "lost": 0}
 
     # -- public ------------------------------------------------------------------------------------
@@ -142,9 +145,13 @@ class Runner:
             open=True,
             name="autopilot-runner",
         )
-        self._executor = ThreadPoolExecutor(config.concurrency, thread_name_prefix="autopilot-worker")
+        self._slots = [
+            threading.Thread(target=self._slot, name=f"autopilot-slot-{n}", daemon=True)
+            for n in range(config.concurrency)
+        ]
         listener = threading.Thread(target=self._listen, name="autopilot-listener", daemon=True)
         heart = threading.Thread(target=self._heartbeats, name="autopilot-heartbeat", daemon=True)
+        completer = threading.Thread(target=self._completions, name="autopilot-completer", daemon=True)
         try:
             self._pool.wait(timeout=30)
             _log(
@@ -157,15 +164,20 @@ class Runner:
             )
             listener.start()
             heart.start()
+            completer.start()
+            for slot in self._slots:
+                slot.start()
             if config.enqueue_startup_jobs:
                 self._enqueue_startup_jobs()
             self._loop()
             self._drain()
         finally:
+            self._completer_done.set()
+            if completer.is_alive():
+                completer.join(timeout=30)
             self._done.set()
             if heart.is_alive():
                 heart.join(timeout=10)
-            self._executor.shutdown(wait=False, cancel_futures=True)
             self._pool.close()
             _log(logging.INFO, "runner stopped", node=config.node, **self.stats)
 
@@ -181,88 +193,114 @@ class Runner:
                 self._stopping.wait(max(self.config.poll_interval, 1.0))
 
     def _iterate(self) -> None:
-        """Record what finished, start what fits, claim when nothing waits, then sleep until woken."""
+        """Record failures, expire overrunning jobs, claim ahead when the claimed jobs run low (the slot
+        threads take them from there), then sleep until woken (a slot running low or failing, a NOTIFY,
+        the poll interval)."""
         config = self.config
         self._record_outcomes()
         self._expire_timeouts()
-        self._fill_slots()
         claimed = 0
-        if not self._pending and self._free_slots() > 0:
+        with self._lock:
+            low = len(self._pending) <= self._last_claim // 2
+        if low:
             for queue in config.queues:
-                want = self._free_slots() + config.prefetch - len(self._pending)
+                with self._lock:
+                    want = self._free_slots() + self._extra() - len(self._pending)
                 if want <= 0 or self._stopping.is_set():
                     break
                 claimed += self._claim(queue, want)
-            self._fill_slots()
-        if claimed or (self._pending and self._free_slots() > 0):
+            self._last_claim = claimed or self._last_claim
+        if claimed and self._free_slots() > 0:
             return  # there may be more: claim again before sleeping
-        timeout = config.poll_interval
-        if self._succeeded:  # wake up in time to record the completions waiting for their batch
-            flush_at = self._succeeded_since + config.complete_delay
-            timeout = min(timeout, max(0.0, flush_at - time.monotonic()))
-        self._wake.wait(timeout)
+        self._wake.wait(config.poll_interval)
         self._wake.clear()
+
+    def _extra(self) -> int:
+        """How many jobs to claim beyond the free slots."""
+        config = self.config
+        if self._mean_duration is None:
+            return config.prefetch
+        keep_busy = int(config.concurrency * 0.05 / max(self._mean_duration, 1e-6))
+        return max(config.prefetch, min(config.max_prefetch, keep_busy))
 
     def _free_slots(self) -> int:
         return self.config.concurrency - len(self._running)
-
-    def _fill_slots(self) -> None:
-        while self._pending and self._free_slots() > 0 and not self._stopping.is_set():
-            job = self._pending.popleft()
-            if job["id"] in self._lost:  # cancelled while waiting for a slot: never started
-                self._lost.discard(job["id"])
-                continue
-            self._start(job)
 
     def _claim(self, queue: str, limit: int) -> int:
         with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             jobs = cur.execute(
                 "SELECT * FROM autopilot.claim(%s, %s, %s)", [queue, self.config.node, limit]
             ).fetchall()
-        self._pending.extend(jobs)
+        if jobs:
+            with self._claimed:
+                self._pending.extend(jobs)
+                self._claimed.notify_all()
         return len(jobs)
 
-    def _start(self, job: dict) -> None:
+    def _slot(self) -> None:
+        """One of ``concurrency`` slot threads: takes the next claimed job and runs it, until the runner
+        stops. Successes go straight to the completer; failures to the main loop."""
+        while True:
+            with self._claimed:
+                while not self._pending and not self._stopping.is_set():
+                    self._claimed.wait(0.5)
+                if self._stopping.is_set():
+                    return  # what is still claimed is given back by _drain
+                job = self._pending.popleft()
+                if job["id"] in self._lost:  # cancelled while waiting for a slot: never started
+                    self._lost.discard(job["id"])
+                    continue
+                running = self._begin(job)
+                low = len(self._pending) <= self._last_claim // 2
+            if low:
+                self._wake.set()  # the main loop claims more
+            self._run(running)
+
+    def _begin(self, job: dict) -> _Running:
+        """Registers a job as running (the caller holds the lock)."""
         worker = self.workers.get(job["worker"])
-        timeout = worker.timeout if worker else 0.0
         context = JobContext(
             job_id=job["id"],
             attempt=job["attempt"],
             queue=job["queue"],
             node=self.config.node,
             dsn=self.dsn,
-            deadline=time.monotonic() + timeout,
+            deadline=time.monotonic() + (worker.timeout if worker else 0.0),
         )
         running = _Running(job, worker, context, time.monotonic())
-        with self._lock:
-            self._running[job["id"]] = running
-        if worker is None:
-            known = ", ".join(sorted(self.workers)) or "none"
-            self._outcomes.put(
-                _Outcome(
-                    running,
-                    error=f"no worker named {job['worker']!r} in this runner (it has: {known})",
-                    discard=True,
-                )
-            )
-            return
-        running.future = self._executor.submit(self._execute, running)
+        self._running[job["id"]] = running
+        return running
 
-    def _execute(self, running: _Running) -> None:
+    def _run(self, running: _Running) -> None:
+        if running.worker is None:
+            known = ", ".join(sorted(self.workers)) or "none"
+            error = f"no worker named {running.job['worker']!r} in this runner (it has: {known})"
+            self._outcomes.put(_Outcome(running, error=error, discard=True))
+            self._wake.set()
+            return
         try:
             result = running.worker.function(running.job["args"], running.context)
-            self._outcomes.put(_Outcome(running, result=result))
         except BaseException as exc:  # a worker's failure is the job's, never the runner's
-            error = f"{type(exc).__name__}: {exc}".strip()
             _log(
                 logging.DEBUG,
                 "worker traceback",
                 job_id=running.job["id"],
                 traceback="".join(traceback.format_exception(exc)),
             )
-            self._outcomes.put(_Outcome(running, error=error))
-        finally:
+            self._outcomes.put(_Outcome(running, error=f"{type(exc).__name__}: {exc}".strip()))
             self._wake.set()
+            return
+        job_id = running.job["id"]
+        with self._lock:
+            self._running.pop(job_id, None)
+            if running.lost:  # timed out, cancelled or rescued: its outcome is not ours to record
+                self._lost.discard(job_id)
+                return
+            self._completing.add(job_id)
+        duration = time.monotonic() - running.started
+        mean = self._mean_duration
+        self._mean_duration = duration if mean is None else 0.9 * mean + 0.1 * duration
+        self._to_complete.put(_Outcome(running, result=result))
 
     def _expire_timeouts(self) -> None:
         now = time.monotonic()
@@ -276,31 +314,47 @@ class Runner:
                 _Outcome(running, error=f"timed out after {running.worker.timeout:g} s (worker timeout)")
             )
 
-    def _record_outcomes(self, flush: bool = False) -> None:
+    def _record_outcomes(self) -> None:
+        """Failures (and unknown workers), which the main loop records one by one."""
         while True:
             try:
                 outcome = self._outcomes.get_nowait()
             except queue_module.Empty:
                 break
-            running = outcome.running
-            if running.lost:  # timed out, cancelled or rescued: its outcome is not ours to record
+            job_id = outcome.running.job["id"]
+            if outcome.running.lost:  # timed out, cancelled or rescued: its outcome is not ours to record
                 with self._lock:
-                    self._running.pop(running.job["id"], None)
-                self._lost.discard(running.job["id"])
+                    self._running.pop(job_id, None)
+                    self._lost.discard(job_id)
                 continue
-            if outcome.error is None:
-                if not self._succeeded:
-                    self._succeeded_since = time.monotonic()
-                self._succeeded.append(outcome)
-                with self._lock:  # the slot is free; the job stays executing in the table until recorded
-                    self._running.pop(running.job["id"], None)
-            else:
-                self._finish_failed(outcome)
-        idle = not self._running and not self._pending
-        due = time.monotonic() >= self._succeeded_since + self.config.complete_delay
-        if self._succeeded and (flush or idle or due or len(self._succeeded) >= self.config.complete_batch):
-            self._finish_succeeded(self._succeeded)  # raises if the database is away: kept for later
-            self._succeeded = []
+            self._finish_failed(outcome)
+
+    def _completions(self) -> None:
+        """The completer thread: records completions in batches (complete_many), off the main loop, so
+        that claiming and starting jobs never waits for it. Keeps a batch until it is recorded."""
+        batch: list[_Outcome] = []
+        while True:
+            if not batch:
+                try:
+                    batch.append(self._to_complete.get(timeout=0.1))
+                except queue_module.Empty:
+                    if self._completer_done.is_set():
+                        return
+                    continue
+            while len(batch) < self.config.complete_batch:
+                try:
+                    batch.append(self._to_complete.get_nowait())
+                except queue_module.Empty:
+                    break
+            try:
+                self._finish_succeeded(batch)
+            except psycopg.Error as exc:
+                _log(logging.ERROR, "could not record completions; retrying", error=str(exc).strip())
+                self._done.wait(1.0)
+                continue
+            with self._lock:
+                self._completing.difference_update(o.running.job["id"] for o in batch)
+            batch = []
 
     def _finish_succeeded(self, outcomes: list[_Outcome]) -> None:
         ids = [o.running.job["id"] for o in outcomes]
@@ -355,7 +409,7 @@ class Runner:
             if self._running:
                 self._wake.wait(0.05)
                 self._wake.clear()
-        self._record_outcomes(flush=True)
+        self._record_outcomes()
         if self._running:
             _log(
                 logging.WARNING,
@@ -365,9 +419,11 @@ class Runner:
             )
 
     def _release_pending(self) -> None:
-        if not self._pending:
+        with self._lock:
+            jobs = list(self._pending)
+            self._pending.clear()
+        if not jobs:
             return
-        jobs, self._pending = list(self._pending), collections.deque()
         with self._pool.connection() as conn:
             released = conn.execute(
                 "SELECT autopilot.release(%s, %s)", [[j["id"] for j in jobs], [j["attempt"] for j in jobs]]
@@ -398,8 +454,9 @@ class Runner:
             with self._lock:
                 ids = [job_id for job_id, r in self._running.items() if not r.lost]
             # claimed but not started, finished but not recorded: executing in the table too
-            ids += [job["id"] for job in list(self._pending)]
-            ids += [o.running.job["id"] for o in list(self._succeeded)]
+            with self._lock:
+                ids += [job["id"] for job in self._pending]
+                ids += list(self._completing)
             if not ids:
                 continue
             try:
