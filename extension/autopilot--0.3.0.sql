@@ -3711,11 +3711,18 @@ BEGIN
     IF p_node IS NULL OR p_node = '' THEN
         RAISE EXCEPTION 'claim needs the claiming runner''s node name' USING ERRCODE = '22023';
     END IF;
-    -- MATERIALIZED: picked exactly once. A subquery the planner may rescan (the
-    -- inner side of a nested loop) would skip the rows it locked the first time
-    -- and pick others: more jobs than the limit.
+    -- The ids are picked once, as an InitPlan (ARRAY(subquery)): a subquery the planner
+    -- could rescan (the inner side of a nested loop) would skip the rows it locked the first
+    -- time and pick others, more jobs than the limit. The update then finds them by primary key,
+    -- whatever the table's statistics say.
     RETURN QUERY
-    WITH picked AS MATERIALIZED (
+    UPDATE autopilot.jobs AS j
+    SET state = 'executing',
+        attempt = j.attempt + 1,
+        attempted_at = now(),
+        attempted_by = p_node,
+        heartbeat_at = now()
+    WHERE j.id = ANY(ARRAY(
         SELECT c.id
         FROM autopilot.jobs AS c
         WHERE c.queue = p_queue
@@ -3724,16 +3731,7 @@ BEGIN
         ORDER BY c.priority, c.scheduled_at, c.id
         LIMIT greatest(p_limit, 0)
         FOR UPDATE SKIP LOCKED
-    )
-
-    UPDATE autopilot.jobs AS j
-    SET state = 'executing',
-        attempt = j.attempt + 1,
-        attempted_at = now(),
-        attempted_by = p_node,
-        heartbeat_at = now()
-    FROM picked
-    WHERE j.id = picked.id
+    ))
     RETURNING j.*;
 END;
 $$;
@@ -3764,8 +3762,11 @@ BEGIN
         UPDATE autopilot.jobs AS j
         SET state = 'completed',
             completed_at = now()
-        FROM unnest(p_ids, p_attempts) AS u (id, attempt)
-        WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'executing'
+        -- by primary key, then the attempt: bounded by the batch, whatever the statistics say
+        -- about how many jobs are executing
+        WHERE j.id = ANY(p_ids)
+          AND j.state = 'executing'
+          AND (j.id, j.attempt) IN (SELECT u.id, u.attempt FROM unnest(p_ids, p_attempts) AS u (id, attempt))
         RETURNING j.*
     ),
 
@@ -4053,8 +4054,9 @@ BEGIN
     SET state = 'available',
         attempt = j.attempt - 1,
         scheduled_at = least(j.scheduled_at, now())
-    FROM unnest(p_ids, p_attempts) AS u (id, attempt)
-    WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'executing';
+    WHERE j.id = ANY(p_ids)
+      AND j.state = 'executing'
+      AND (j.id, j.attempt) IN (SELECT u.id, u.attempt FROM unnest(p_ids, p_attempts) AS u (id, attempt));
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;
 END;

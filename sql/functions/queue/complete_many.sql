@@ -20,8 +20,11 @@ BEGIN
         UPDATE autopilot.jobs AS j
         SET state = 'completed',
             completed_at = now()
-        FROM unnest(p_ids, p_attempts) AS u (id, attempt)
-        WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'executing'
+        -- by primary key, then the attempt: bounded by the batch, whatever the statistics say
+        -- about how many jobs are executing
+        WHERE j.id = ANY(p_ids)
+          AND j.state = 'executing'
+          AND (j.id, j.attempt) IN (SELECT u.id, u.attempt FROM unnest(p_ids, p_attempts) AS u (id, attempt))
         RETURNING j.*
     ),
 

@@ -19,8 +19,9 @@ BEGIN
     SET state = 'available',
         attempt = j.attempt - 1,
         scheduled_at = least(j.scheduled_at, now())
-    FROM unnest(p_ids, p_attempts) AS u (id, attempt)
-    WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'executing';
+    WHERE j.id = ANY(p_ids)
+      AND j.state = 'executing'
+      AND (j.id, j.attempt) IN (SELECT u.id, u.attempt FROM unnest(p_ids, p_attempts) AS u (id, attempt));
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;
 END;
