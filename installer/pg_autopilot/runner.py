@@ -1,16 +1,19 @@
-"""The runner: drains autopilot.jobs with a pool of worker threads.
+"""The runner: drains autopilot.jobs with ``concurrency`` slot threads.
 
-One loop claims due jobs (``autopilot.claim``, SKIP LOCKED) for the free slots of each queue and hands
-them to threads; finished jobs are completed in batches (``complete_many``), failures recorded one by
-one (``fail``: retried with backoff, or discarded). A listener connection waits on
-``NOTIFY autopilot_jobs`` so an idle runner starts a new job at once; polling every
-``poll_interval`` seconds is the fallback (and finds jobs scheduled for later). A heartbeat thread
-keeps the executing jobs (``heartbeat``); a job the database no longer gives this node (cancelled, or
-rescued after the node looked dead) is flagged to its worker and its outcome is not recorded.
+The main loop claims due jobs (``autopilot.claim``, SKIP LOCKED) for the free slots of each queue plus
+a few ahead (more when jobs are quick), and claims again when half of them have been taken; each slot
+thread takes the next claimed job and runs its worker. A completer thread records completions in
+batches (``complete_many``); the main loop records failures one by one (``fail``: retried with
+backoff, or discarded). A listener connection waits on ``NOTIFY autopilot_jobs`` so an idle runner
+starts a new job at once; polling every ``poll_interval`` seconds is the fallback (and finds jobs
+scheduled for later). A heartbeat thread keeps every job the runner holds (``heartbeat``); a job the
+database no longer gives this node (cancelled, or rescued after the node looked dead) is flagged to its
+worker and its outcome is not recorded.
 
-Stopping (SIGTERM, SIGINT, :meth:`Runner.stop`): no more claims; running jobs get ``grace`` seconds
-to finish and are recorded; what still runs after that is left executing, and rescue-orphaned-jobs
-takes it back once its heartbeats have stopped. A job is never marked done unless it finished.
+Stopping (SIGTERM, SIGINT, :meth:`Runner.stop`): no more claims; jobs claimed but not started are
+given back (``release``); running jobs get ``grace`` seconds to finish and are recorded; what still
+runs after that is left executing, and rescue-orphaned-jobs takes it back once its heartbeats have
+stopped. A job is never marked done unless it finished.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ def noop(args: dict, context: JobContext) -> None:
 @worker("sleep", timeout=60)
 def sleep(args: dict, context: JobContext) -> str:
     """Sleeps args.seconds (stopping early when the runner says so), then records its run in the
-    database when args.record: the table tap_runner_log (job_id, node, started, finished)."""
+    database when args.record: the table public.runner_log (job_id, node, started, finished)."""
     started = time.time()
     context.cancelled.wait(float(args.get("seconds", 0.1)))
     if args.get("record"):
