@@ -222,6 +222,43 @@ $$;
 COMMENT ON FUNCTION autopilot.claim(text, text, integer) IS
 'Claims up to p_limit due jobs of a queue for runner node p_node (priority, then age; FOR UPDATE SKIP LOCKED) and returns them, now executing with their attempt counted.';
 
+-- sql/functions/queue/_record_runner_attempts.sql
+CREATE FUNCTION autopilot._record_runner_attempts(p_jobs autopilot.jobs[], p_status text, p_messages text[])
+RETURNS bigint
+LANGUAGE sql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- How an ended runner attempt lands in the ledger, whoever ends it (complete, fail, snooze,
+    -- cancel, rescue): one job_runs row per job of p_jobs (as the job stands after the change),
+    -- named after its catalog entry or else its worker, with p_messages[i] for p_jobs[i].
+    WITH recorded AS (
+        INSERT INTO autopilot.job_runs (
+            job_name, side, trigger, status, started_at, finished_at, message, details, backend_pid
+        )
+        SELECT
+            coalesce(j.meta ->> 'catalog', j.worker),
+            'runner',
+            'runner',
+            p_status,
+            j.attempted_at,
+            greatest(clock_timestamp(), j.attempted_at),
+            p_messages[j.ordinality],
+            jsonb_build_object(
+                'job_id', j.id, 'worker', j.worker, 'queue', j.queue, 'attempt', j.attempt,
+                'node', j.attempted_by, 'state', j.state
+            ),
+            NULL
+        FROM unnest(p_jobs) WITH ORDINALITY AS j
+        RETURNING 1
+    )
+
+    SELECT count(*) FROM recorded
+$$;
+
+COMMENT ON FUNCTION autopilot._record_runner_attempts(autopilot.jobs[], text, text[]) IS
+'Private: records ended runner attempts in autopilot.job_runs (side runner), one row per job with its message; returns how many.';
+
 -- sql/functions/queue/complete_many.sql
 CREATE FUNCTION autopilot.complete_many(p_ids bigint[], p_attempts integer[])
 RETURNS bigint
@@ -235,7 +272,8 @@ AS $$
 -- attempt is recorded in autopilot.job_runs (side runner, succeeded). Returns
 -- how many were completed. One statement for a runner's whole batch.
 DECLARE
-    v_count bigint;
+    v_jobs autopilot.jobs [];
+    v_messages text [];
 BEGIN
     IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_attempts) THEN
         RAISE EXCEPTION 'complete_many: % job ids but % attempts', cardinality(p_ids), cardinality(p_attempts)
@@ -251,30 +289,16 @@ BEGIN
           AND j.state = 'executing'
           AND (j.id, j.attempt) IN (SELECT u.id, u.attempt FROM unnest(p_ids, p_attempts) AS u (id, attempt))
         RETURNING j.*
-    ),
-
-    recorded AS (
-        INSERT INTO autopilot.job_runs (
-            job_name, side, trigger, status, started_at, finished_at, message, details, backend_pid
-        )
-        SELECT
-            coalesce(d.meta ->> 'catalog', d.worker),
-            'runner',
-            'runner',
-            'succeeded',
-            d.attempted_at,
-            greatest(clock_timestamp(), d.attempted_at),
-            format('job %s (%s) completed by %s, attempt %s', d.id, d.worker, d.attempted_by, d.attempt),
-            jsonb_build_object(
-                'job_id', d.id, 'worker', d.worker, 'queue', d.queue, 'attempt', d.attempt, 'node', d.attempted_by
-            ),
-            NULL
-        FROM done AS d
-        RETURNING 1
     )
 
-    SELECT count(*) INTO v_count FROM recorded;
-    RETURN v_count;
+    SELECT
+        coalesce(array_agg(d::autopilot.jobs), '{}'),
+        coalesce(array_agg(
+            format('job %s (%s) completed by %s, attempt %s', d.id, d.worker, d.attempted_by, d.attempt)
+        ), '{}')
+    INTO v_jobs, v_messages
+    FROM done AS d;
+    RETURN autopilot._record_runner_attempts(v_jobs, 'succeeded', v_messages);
 END;
 $$;
 
@@ -333,23 +357,14 @@ BEGIN
         RETURN NULL;
     END IF;
 
-    INSERT INTO autopilot.job_runs (
-        job_name, side, trigger, status, started_at, finished_at, message, details, backend_pid
-    )
-    VALUES (
-        coalesce(v_job.meta ->> 'catalog', v_job.worker), 'runner', 'runner', 'failed', v_job.attempted_at,
-        greatest(clock_timestamp(), v_job.attempted_at),
-        format(
+    PERFORM autopilot._record_runner_attempts(
+        ARRAY[v_job], 'failed',
+        ARRAY[format(
             'job %s (%s), attempt %s of %s: %s%s', v_job.id, v_job.worker, v_job.attempt, v_job.max_attempts,
             v_error,
             CASE WHEN v_job.state = 'discarded' THEN ' (discarded)'
                 ELSE format(' (retrying at %s)', v_job.scheduled_at) END
-        ),
-        jsonb_build_object(
-            'job_id', v_job.id, 'worker', v_job.worker, 'queue', v_job.queue, 'attempt', v_job.attempt,
-            'node', v_job.attempted_by, 'state', v_job.state
-        ),
-        NULL
+        )]
     );
     RETURN v_job.state;
 END;
@@ -384,18 +399,10 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    INSERT INTO autopilot.job_runs (
-        job_name, side, trigger, status, started_at, finished_at, message, details, backend_pid
-    )
-    VALUES (
-        coalesce(v_job.meta ->> 'catalog', v_job.worker), 'runner', 'runner', 'skipped', v_job.attempted_at,
-        greatest(clock_timestamp(), v_job.attempted_at),
-        format('job %s (%s) snoozed until %s', v_job.id, v_job.worker, v_job.scheduled_at),
-        jsonb_build_object(
-            'job_id', v_job.id, 'worker', v_job.worker, 'queue', v_job.queue, 'attempt', p_attempt,
-            'node', v_job.attempted_by, 'state', v_job.state
-        ),
-        NULL
+    v_job.attempt := p_attempt;  -- the attempt that ran, which the table no longer counts
+    PERFORM autopilot._record_runner_attempts(
+        ARRAY[v_job], 'skipped',
+        ARRAY[format('job %s (%s) snoozed until %s', v_job.id, v_job.worker, v_job.scheduled_at)]
     );
     RETURN true;
 END;
@@ -434,19 +441,12 @@ BEGIN
         RETURN false;
     END IF;
     IF v_was = 'executing' THEN
-        INSERT INTO autopilot.job_runs (
-            job_name, side, trigger, status, started_at, finished_at, message, details, backend_pid
-        )
-        VALUES (
-            coalesce(v_job.meta ->> 'catalog', v_job.worker), 'runner', 'runner', 'cancelled', v_job.attempted_at,
-            greatest(clock_timestamp(), v_job.attempted_at),
-            format('job %s (%s) cancelled while executing on %s%s', v_job.id, v_job.worker, v_job.attempted_by,
-                   coalesce(': ' || p_reason, '')),
-            jsonb_build_object(
-                'job_id', v_job.id, 'worker', v_job.worker, 'queue', v_job.queue, 'attempt', v_job.attempt,
-                'node', v_job.attempted_by, 'state', 'cancelled'
-            ),
-            NULL
+        PERFORM autopilot._record_runner_attempts(
+            ARRAY[v_job], 'cancelled',
+            ARRAY[format(
+                'job %s (%s) cancelled while executing on %s%s', v_job.id, v_job.worker, v_job.attempted_by,
+                coalesce(': ' || p_reason, '')
+            )]
         );
     END IF;
     RETURN true;
@@ -564,6 +564,8 @@ AS $$
 -- job is no longer its own, and its completion changes nothing.
 DECLARE
     v_after interval := autopilot.get_setting('jobs.rescue_after')::interval;
+    v_jobs autopilot.jobs [];
+    v_messages text [];
     v_retried bigint;
     v_discarded bigint;
 BEGIN
@@ -589,37 +591,19 @@ BEGIN
         FROM orphans
         WHERE j.id = orphans.id
         RETURNING j.*
-    ),
-
-    recorded AS (
-        INSERT INTO autopilot.job_runs (
-            job_name, side, trigger, status, started_at, finished_at, message, details, backend_pid
-        )
-        SELECT
-            coalesce(r.meta ->> 'catalog', r.worker),
-            'runner',
-            'runner',
-            'abandoned',
-            r.attempted_at,
-            greatest(clock_timestamp(), r.attempted_at),
-            format(
-                'job %s (%s), attempt %s: runner %s stopped heartbeating; %s', r.id, r.worker, r.attempt,
-                r.attempted_by, CASE WHEN r.state = 'discarded' THEN 'discarded' ELSE 'retrying now' END
-            ),
-            jsonb_build_object(
-                'job_id', r.id, 'worker', r.worker, 'queue', r.queue, 'attempt', r.attempt,
-                'node', r.attempted_by, 'state', r.state
-            ),
-            NULL
-        FROM rescued AS r
-        RETURNING details ->> 'state' AS state
     )
 
     SELECT
-        count(*) FILTER (WHERE rc.state = 'retryable'),
-        count(*) FILTER (WHERE rc.state = 'discarded')
-    INTO v_retried, v_discarded
-    FROM recorded AS rc;
+        coalesce(array_agg(r::autopilot.jobs), '{}'),
+        coalesce(array_agg(format(
+            'job %s (%s), attempt %s: runner %s stopped heartbeating; %s', r.id, r.worker, r.attempt,
+            r.attempted_by, CASE WHEN r.state = 'discarded' THEN 'discarded' ELSE 'retrying now' END
+        )), '{}'),
+        count(*) FILTER (WHERE r.state = 'retryable'),
+        count(*) FILTER (WHERE r.state = 'discarded')
+    INTO v_jobs, v_messages, v_retried, v_discarded
+    FROM rescued AS r;
+    PERFORM autopilot._record_runner_attempts(v_jobs, 'abandoned', v_messages);
 
     RETURN jsonb_build_object(
         'rows_affected', v_retried + v_discarded,
@@ -641,6 +625,7 @@ REVOKE ALL ON FUNCTION autopilot._notify_jobs_available() FROM PUBLIC;
 REVOKE ALL ON FUNCTION autopilot.enqueue(text, jsonb, text, integer, timestamptz, integer, text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION autopilot.enqueue_many(jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION autopilot.claim(text, text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION autopilot._record_runner_attempts(autopilot.jobs[], text, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION autopilot.complete_many(bigint[], integer[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION autopilot.complete(bigint, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION autopilot.fail(bigint, integer, text, boolean) FROM PUBLIC;

@@ -27,19 +27,12 @@ BEGIN
         RETURN false;
     END IF;
     IF v_was = 'executing' THEN
-        INSERT INTO autopilot.job_runs (
-            job_name, side, trigger, status, started_at, finished_at, message, details, backend_pid
-        )
-        VALUES (
-            coalesce(v_job.meta ->> 'catalog', v_job.worker), 'runner', 'runner', 'cancelled', v_job.attempted_at,
-            greatest(clock_timestamp(), v_job.attempted_at),
-            format('job %s (%s) cancelled while executing on %s%s', v_job.id, v_job.worker, v_job.attempted_by,
-                   coalesce(': ' || p_reason, '')),
-            jsonb_build_object(
-                'job_id', v_job.id, 'worker', v_job.worker, 'queue', v_job.queue, 'attempt', v_job.attempt,
-                'node', v_job.attempted_by, 'state', 'cancelled'
-            ),
-            NULL
+        PERFORM autopilot._record_runner_attempts(
+            ARRAY[v_job], 'cancelled',
+            ARRAY[format(
+                'job %s (%s) cancelled while executing on %s%s', v_job.id, v_job.worker, v_job.attempted_by,
+                coalesce(': ' || p_reason, '')
+            )]
         );
     END IF;
     RETURN true;

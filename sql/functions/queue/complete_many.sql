@@ -10,7 +10,8 @@ AS $$
 -- attempt is recorded in autopilot.job_runs (side runner, succeeded). Returns
 -- how many were completed. One statement for a runner's whole batch.
 DECLARE
-    v_count bigint;
+    v_jobs autopilot.jobs [];
+    v_messages text [];
 BEGIN
     IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_attempts) THEN
         RAISE EXCEPTION 'complete_many: % job ids but % attempts', cardinality(p_ids), cardinality(p_attempts)
@@ -26,30 +27,16 @@ BEGIN
           AND j.state = 'executing'
           AND (j.id, j.attempt) IN (SELECT u.id, u.attempt FROM unnest(p_ids, p_attempts) AS u (id, attempt))
         RETURNING j.*
-    ),
-
-    recorded AS (
-        INSERT INTO autopilot.job_runs (
-            job_name, side, trigger, status, started_at, finished_at, message, details, backend_pid
-        )
-        SELECT
-            coalesce(d.meta ->> 'catalog', d.worker),
-            'runner',
-            'runner',
-            'succeeded',
-            d.attempted_at,
-            greatest(clock_timestamp(), d.attempted_at),
-            format('job %s (%s) completed by %s, attempt %s', d.id, d.worker, d.attempted_by, d.attempt),
-            jsonb_build_object(
-                'job_id', d.id, 'worker', d.worker, 'queue', d.queue, 'attempt', d.attempt, 'node', d.attempted_by
-            ),
-            NULL
-        FROM done AS d
-        RETURNING 1
     )
 
-    SELECT count(*) INTO v_count FROM recorded;
-    RETURN v_count;
+    SELECT
+        coalesce(array_agg(d::autopilot.jobs), '{}'),
+        coalesce(array_agg(
+            format('job %s (%s) completed by %s, attempt %s', d.id, d.worker, d.attempted_by, d.attempt)
+        ), '{}')
+    INTO v_jobs, v_messages
+    FROM done AS d;
+    RETURN autopilot._record_runner_attempts(v_jobs, 'succeeded', v_messages);
 END;
 $$;
 

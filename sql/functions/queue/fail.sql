@@ -35,23 +35,14 @@ BEGIN
         RETURN NULL;
     END IF;
 
-    INSERT INTO autopilot.job_runs (
-        job_name, side, trigger, status, started_at, finished_at, message, details, backend_pid
-    )
-    VALUES (
-        coalesce(v_job.meta ->> 'catalog', v_job.worker), 'runner', 'runner', 'failed', v_job.attempted_at,
-        greatest(clock_timestamp(), v_job.attempted_at),
-        format(
+    PERFORM autopilot._record_runner_attempts(
+        ARRAY[v_job], 'failed',
+        ARRAY[format(
             'job %s (%s), attempt %s of %s: %s%s', v_job.id, v_job.worker, v_job.attempt, v_job.max_attempts,
             v_error,
             CASE WHEN v_job.state = 'discarded' THEN ' (discarded)'
                 ELSE format(' (retrying at %s)', v_job.scheduled_at) END
-        ),
-        jsonb_build_object(
-            'job_id', v_job.id, 'worker', v_job.worker, 'queue', v_job.queue, 'attempt', v_job.attempt,
-            'node', v_job.attempted_by, 'state', v_job.state
-        ),
-        NULL
+        )]
     );
     RETURN v_job.state;
 END;

@@ -13,6 +13,8 @@ AS $$
 -- job is no longer its own, and its completion changes nothing.
 DECLARE
     v_after interval := autopilot.get_setting('jobs.rescue_after')::interval;
+    v_jobs autopilot.jobs [];
+    v_messages text [];
     v_retried bigint;
     v_discarded bigint;
 BEGIN
@@ -38,37 +40,19 @@ BEGIN
         FROM orphans
         WHERE j.id = orphans.id
         RETURNING j.*
-    ),
-
-    recorded AS (
-        INSERT INTO autopilot.job_runs (
-            job_name, side, trigger, status, started_at, finished_at, message, details, backend_pid
-        )
-        SELECT
-            coalesce(r.meta ->> 'catalog', r.worker),
-            'runner',
-            'runner',
-            'abandoned',
-            r.attempted_at,
-            greatest(clock_timestamp(), r.attempted_at),
-            format(
-                'job %s (%s), attempt %s: runner %s stopped heartbeating; %s', r.id, r.worker, r.attempt,
-                r.attempted_by, CASE WHEN r.state = 'discarded' THEN 'discarded' ELSE 'retrying now' END
-            ),
-            jsonb_build_object(
-                'job_id', r.id, 'worker', r.worker, 'queue', r.queue, 'attempt', r.attempt,
-                'node', r.attempted_by, 'state', r.state
-            ),
-            NULL
-        FROM rescued AS r
-        RETURNING details ->> 'state' AS state
     )
 
     SELECT
-        count(*) FILTER (WHERE rc.state = 'retryable'),
-        count(*) FILTER (WHERE rc.state = 'discarded')
-    INTO v_retried, v_discarded
-    FROM recorded AS rc;
+        coalesce(array_agg(r::autopilot.jobs), '{}'),
+        coalesce(array_agg(format(
+            'job %s (%s), attempt %s: runner %s stopped heartbeating; %s', r.id, r.worker, r.attempt,
+            r.attempted_by, CASE WHEN r.state = 'discarded' THEN 'discarded' ELSE 'retrying now' END
+        )), '{}'),
+        count(*) FILTER (WHERE r.state = 'retryable'),
+        count(*) FILTER (WHERE r.state = 'discarded')
+    INTO v_jobs, v_messages, v_retried, v_discarded
+    FROM rescued AS r;
+    PERFORM autopilot._record_runner_attempts(v_jobs, 'abandoned', v_messages);
 
     RETURN jsonb_build_object(
         'rows_affected', v_retried + v_discarded,

@@ -23,18 +23,10 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    INSERT INTO autopilot.job_runs (
-        job_name, side, trigger, status, started_at, finished_at, message, details, backend_pid
-    )
-    VALUES (
-        coalesce(v_job.meta ->> 'catalog', v_job.worker), 'runner', 'runner', 'skipped', v_job.attempted_at,
-        greatest(clock_timestamp(), v_job.attempted_at),
-        format('job %s (%s) snoozed until %s', v_job.id, v_job.worker, v_job.scheduled_at),
-        jsonb_build_object(
-            'job_id', v_job.id, 'worker', v_job.worker, 'queue', v_job.queue, 'attempt', p_attempt,
-            'node', v_job.attempted_by, 'state', v_job.state
-        ),
-        NULL
+    v_job.attempt := p_attempt;  -- the attempt that ran, which the table no longer counts
+    PERFORM autopilot._record_runner_attempts(
+        ARRAY[v_job], 'skipped',
+        ARRAY[format('job %s (%s) snoozed until %s', v_job.id, v_job.worker, v_job.scheduled_at)]
     );
     RETURN true;
 END;
