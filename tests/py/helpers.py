@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -13,6 +15,16 @@ from click.testing import Result
 from psycopg.rows import dict_row
 
 PG_BINDIR = Path("/usr/lib/postgresql/15/bin")
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 20) -> object:
+    """Polls ``condition`` until it returns something true (returned), or fails after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def flat(text: str) -> str:

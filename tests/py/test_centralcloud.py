@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from helpers import flat
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
@@ -80,10 +81,6 @@ def ok(result) -> str:
     """The CLI's output, its lines (wrapped to the terminal) joined again."""
     assert result.exit_code == 0, result.output
     return flat(result.output)
-
-
-def flat(text: str) -> str:
-    return " ".join(text.split())
 
 
 @pytest.fixture

@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import time
-from collections.abc import Callable
 
 import psycopg
 import pytest
-from helpers import autopilot_argv, dict_rows
+from helpers import autopilot_argv, dict_rows, wait_for
 
 SKIPPED = "skipped: another run of {} is still in progress"
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 15) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def runs(db, job: str) -> list[dict]:

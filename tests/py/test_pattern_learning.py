@@ -11,24 +11,14 @@ import random
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 
 import psycopg
-from helpers import PG_BINDIR
+from helpers import PG_BINDIR, wait_for
 
 INSERT_ROW = (
     "INSERT INTO autopilot.analysis_results (codebase, analyzer, pattern_type, pattern_key, outcome, score) "
     "VALUES (%s, 'pytest', 'naming', %s, %s, %s) RETURNING id"
 )
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 15) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def learn(conn: psycopg.Connection) -> dict:

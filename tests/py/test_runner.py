@@ -12,26 +12,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 import pytest
 import runner_workers  # noqa: F401 - registers the test workers
+from helpers import wait_for
 
 from pg_autopilot.runner import Runner, RunnerConfig
 from pg_autopilot.workers import REGISTRY
 
 TESTS = Path(__file__).resolve().parent
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 20) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
