@@ -77,12 +77,10 @@ class Settings:
 
 
 def read_settings(conn: psycopg.Connection) -> Settings:
-    # the tables get_setting() reads, read directly: `autopilot status` runs as roles that may SELECT
-    # but not execute get_setting() (the read-only role of the README)
     values = dict(
         conn.execute(
-            "SELECT s.name, coalesce(v.value, s.default_value) FROM autopilot.settings AS s "
-            "LEFT JOIN autopilot.setting_values AS v ON v.name = s.name WHERE s.name LIKE 'backups.%'"
+            "SELECT s.name, autopilot.get_setting(s.name) FROM autopilot.settings AS s"
+            " WHERE s.name LIKE 'backups.%'"
         ).fetchall()
     )
     missing = [f"backups.{n}" for n in ("directory", "databases", "format", "overdue_after")]
