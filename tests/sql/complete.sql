@@ -1,7 +1,7 @@
 -- autopilot.complete() and autopilot.complete_many(): finish executing jobs,
 -- each only at its current attempt, and record each attempt in job_runs.
 BEGIN;
-SELECT plan(10);
+SELECT plan(13);
 
 SELECT has_function('autopilot', 'complete', ARRAY['bigint', 'integer'], 'autopilot.complete(bigint, integer) exists');
 SELECT has_function(
@@ -54,6 +54,30 @@ SELECT is(
 SELECT throws_ok(
     $$SELECT autopilot.complete_many(ARRAY[1, 2]::bigint [], ARRAY[1])$$, '2202E', NULL,
     'ids and attempts of different lengths: 2202E'
+);
+
+-- the ledger writer every way of ending an attempt shares
+SELECT has_function(
+    'autopilot', '_record_runner_attempts', ARRAY['autopilot.jobs[]', 'text', 'text[]'],
+    'autopilot._record_runner_attempts(jobs[], text, text[]) exists'
+);
+SELECT is(
+    autopilot._record_runner_attempts(
+        ARRAY(
+            SELECT j FROM autopilot.jobs AS j
+            WHERE j.id IN (pg_temp.job(3), pg_temp.job(4))
+            ORDER BY j.id
+        ),
+        'failed', ARRAY['third', 'fourth']
+    ),
+    2::bigint,
+    '_record_runner_attempts writes one run per job'
+);
+SELECT results_eq(
+    $$SELECT (details ->> 'job_id')::bigint, message, details ->> 'state' FROM autopilot.job_runs
+      WHERE status = 'failed' AND details ->> 'worker' = 'tap_worker' ORDER BY id$$,
+    $$VALUES (pg_temp.job(3), 'third'::text, 'completed'::text), (pg_temp.job(4), 'fourth', 'executing')$$,
+    '... each with its own message and the job''s state, in the order given'
 );
 
 SELECT * FROM finish();
