@@ -63,7 +63,7 @@ SELECT has_function(
 );
 SELECT is(
     autopilot._record_runner_attempts(
-        ARRAY(
+        array(
             SELECT j FROM autopilot.jobs AS j
             WHERE j.id IN (pg_temp.job(3), pg_temp.job(4))
             ORDER BY j.id
