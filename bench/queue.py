@@ -18,7 +18,10 @@ What is measured, and how:
   (5,000; one transaction per call; the peers' batch APIs in the same chunks), plus one call of all
   the jobs for reference; one at a time, one ``SELECT autopilot.enqueue('noop')`` per job on one
   autocommit connection (each its own transaction, so one commit -- one WAL flush -- per job: the
-  same for the peers' single-job APIs).
+  same for the peers' single-job APIs). Beside it, the floor of any such enqueue on this server and
+  client: one autocommit ``INSERT`` per job into a table holding only a bigserial primary key, and
+  one ``SELECT 1`` per job (the round trip alone); the report prints the goal as microseconds per
+  job next to that floor.
 * Drain with concurrency 1 and 10, ``--jobs`` jobs waiting (the one-at-a-time ones for
   concurrency 1; batch-enqueued ones for 10), after an ``ANALYZE``:
   - ours: the runner as a real subprocess, ``python -m pg_autopilot.cli runner start --queues
@@ -96,6 +99,8 @@ SCRATCH_DB = "autopilot_bench_queue"
 PEERS = ("procrastinate", "pgqueuer")
 CONCURRENCIES = (1, 10)
 RAW_BATCH = 100
+FLOOR_INSERT = "floor: 1-row INSERT, pkey only"
+FLOOR_ROUND_TRIP = "floor: SELECT 1 round trip"
 
 GOAL_BATCHED_ENQUEUE = 50_000  # jobs/s
 GOAL_SINGLE_ENQUEUE_X_PEER = 2.0
@@ -153,6 +158,24 @@ def enqueue_single(conn: psycopg.Connection, jobs: int) -> float:
     for _ in range(jobs):
         conn.execute("SELECT autopilot.enqueue(%s)", ("noop",))
     return time.perf_counter() - t0
+
+
+def enqueue_floor(conn: psycopg.Connection, jobs: int) -> tuple[float, float]:
+    """The floor under any one-at-a-time enqueue on this server and client: ``jobs`` autocommit
+    ``INSERT INTO bench_floor DEFAULT VALUES`` (a bigserial primary key, nothing else; one commit --
+    one WAL flush -- each), and ``jobs`` ``SELECT 1`` (the round trip alone); seconds of each."""
+    conn.execute("CREATE TABLE bench_floor (id bigserial PRIMARY KEY)")
+    try:
+        t0 = time.perf_counter()
+        for _ in range(jobs):
+            conn.execute("INSERT INTO bench_floor DEFAULT VALUES")
+        insert = time.perf_counter() - t0
+    finally:
+        conn.execute("DROP TABLE bench_floor")
+    t0 = time.perf_counter()
+    for _ in range(jobs):
+        conn.execute("SELECT 1")
+    return insert, time.perf_counter() - t0
 
 
 def runner_env(workers_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -513,7 +536,18 @@ def print_report(f: Figures, args: argparse.Namespace) -> list[tuple[str, bool |
         verdict(ok),
     )
     goals.append(("single enqueue", ok))
+    for name in (FLOOR_INSERT, FLOOR_ROUND_TRIP):
+        t.add_row(f"[dim]{name}[/]", fmt_rate(f, name, "enqueue_single"), "", "", "", "", "")
     console.print(t)
+    floor = f.rate(FLOOR_INSERT, "enqueue_single")
+    if peer_s and floor and ours_s:
+        # The goal as a time per job, beside the cheapest durable one-row insert: no enqueue that
+        # commits each job can be faster than that floor.
+        console.print(
+            f"  one at a time, per job: ours {1e6 / ours_s:,.0f} us, {peer} {1e6 / peer_s:,.0f} us; "
+            f"the goal needs <= {1e6 / (GOAL_SINGLE_ENQUEUE_X_PEER * peer_s):,.0f} us; "
+            f"the floor ({FLOOR_INSERT}) is {1e6 / floor:,.0f} us"
+        )
 
     t = Table(title=f"Drain {f.jobs:,} no-op jobs (jobs/s; medians, min-max in brackets)")
     for h in (
@@ -598,6 +632,9 @@ def bench_ours(dsn: str, f: Figures, args: argparse.Namespace) -> None:
                 f.add("ours", "enqueue_batched", enqueue_batched(conn, args.jobs, args.batch))
                 reset(conn)
                 f.add("ours", "enqueue_single", enqueue_single(conn, args.jobs))
+                insert, round_trip = enqueue_floor(conn, args.jobs)
+                f.add(FLOOR_INSERT, "enqueue_single", insert)
+                f.add(FLOOR_ROUND_TRIP, "enqueue_single", round_trip)
             line = [
                 f"batched {fmt_rate(f, 'ours', 'enqueue_batched')}",
                 f"single {args.jobs / f.seconds[('ours', 'enqueue_single')][-1]:,.0f}",
