@@ -153,9 +153,9 @@ WHERE side = 'runner' AND status = 'failed';
 
 COMMENT ON TABLE autopilot.job_runs IS
 'The run ledger: one row for every run of every job, database side and runner side: when, how long, outcome, rows affected, error.';
-COMMENT ON COLUMN autopilot.job_runs.trigger IS 'pg_cron (a scheduled run), manual (autopilot.run_job or the CLI), runner (a job finished by the runner).';
+COMMENT ON COLUMN autopilot.job_runs.trigger IS 'pg_cron (a scheduled run), manual (autopilot.run_job or the CLI), runner (an attempt of a runner job that ended: completed, failed, snoozed, cancelled or rescued).';
 COMMENT ON COLUMN autopilot.job_runs.status IS
-'running, succeeded, failed, skipped (another run held the job''s lock), abandoned (the session ended mid-run; found by autopilot.run_job).';
+'running, succeeded, failed; skipped (database side: another run held the job''s lock; runner side: the job snoozed); abandoned (database side: the session ended mid-run, found by the next run; runner side: its runner stopped heartbeating, found by rescue-orphaned-jobs); cancelled (a runner job cancelled while executing).';
 COMMENT ON COLUMN autopilot.job_runs.error_sqlstate IS 'SQLSTATE of the error of a failed run.';
 COMMENT ON COLUMN autopilot.job_runs.backend_pid IS 'Backend that ran the job; lets a later run tell a live run from an abandoned one.';
 
@@ -216,7 +216,13 @@ COMMENT ON COLUMN autopilot.jobs.state IS
 'available, scheduled, executing, retryable, completed, discarded, cancelled (Oban''s states).';
 COMMENT ON COLUMN autopilot.jobs.unique_key IS
 'Deduplicates against unfinished jobs through jobs_unique_key_idx: a second enqueue with the same key while one is unfinished inserts nothing.';
-COMMENT ON COLUMN autopilot.jobs.errors IS 'The error of each failed attempt, oldest first: [{"attempt", "at", "error"}].';
+COMMENT ON COLUMN autopilot.jobs.errors IS 'The error of each failed attempt, oldest first: [{"attempt", "at", "error", "node"}] (node: the runner that ran it).';
+COMMENT ON COLUMN autopilot.jobs.priority IS '0 (runs first) to 9: claim() takes due jobs by priority, then by scheduled_at.';
+COMMENT ON COLUMN autopilot.jobs.attempt IS
+'How many times the job has been claimed; never goes back down, so (id, attempt) names one attempt. snooze() and release() raise max_attempts instead, so that those claims are not used up.';
+COMMENT ON COLUMN autopilot.jobs.attempted_by IS 'The node name of the runner that claimed the job last (hostname:pid by default).';
+COMMENT ON COLUMN autopilot.jobs.heartbeat_at IS
+'The last heartbeat of the runner executing the job; rescue-orphaned-jobs takes back a job without one for jobs.rescue_after.';
 
 -- sql/schema/tables/agents.sql
 CREATE TABLE autopilot.agents (
@@ -3703,41 +3709,62 @@ AS $$
 -- Takes up to p_limit jobs of queue p_queue that are due (available, or
 -- scheduled / retryable with scheduled_at reached), priority first (0 before
 -- 9), then oldest, and marks them executing by p_node: attempt + 1,
--- attempted_at, heartbeat_at. FOR UPDATE SKIP LOCKED: concurrent claimers
--- never wait for each other and never take the same job. The runner must then
--- heartbeat() them, and finish each with complete(), fail(), snooze() -- or
--- rescue_orphaned_jobs() takes them back once the heartbeats stop.
+-- attempted_at, heartbeat_at. Returns them in that order. FOR UPDATE SKIP
+-- LOCKED: concurrent claimers never wait for each other and never take the
+-- same job. The runner must then heartbeat() them, and finish each with
+-- complete(), fail(), snooze() -- or rescue_orphaned_jobs() takes them back
+-- once the heartbeats stop.
+DECLARE
+    v_ids bigint [] := ARRAY[]::bigint [];
 BEGIN
     IF p_node IS NULL OR p_node = '' THEN
         RAISE EXCEPTION 'claim needs the claiming runner''s node name' USING ERRCODE = '22023';
     END IF;
-    -- The ids are picked once, as an InitPlan (ARRAY(subquery)): a subquery the planner
-    -- could rescan (the inner side of a nested loop) would skip the rows it locked the first
-    -- time and pick others, more jobs than the limit. The update then finds them by primary key,
-    -- whatever the table's statistics say.
+    IF coalesce(p_limit, 0) <= 0 THEN
+        RETURN;
+    END IF;
+    -- One priority at a time (jobs_priority_check: 0-9), each a range scan of jobs_claim_idx
+    -- over (queue, priority, scheduled_at <= now()) that reads due jobs only: over the whole
+    -- queue at once, the scan would also read every job scheduled for later (or backing off)
+    -- whenever fewer than p_limit are due -- each idle poll. The ids are collected into an
+    -- array, each batch once (a subquery the planner could rescan would skip the rows it
+    -- locked the first time and lock others), and the update finds them by primary key.
+    FOR v_priority IN 0 .. 9 LOOP
+        EXIT WHEN cardinality(v_ids) >= p_limit;
+        v_ids := v_ids || ARRAY(
+            SELECT c.id
+            FROM autopilot.jobs AS c
+            WHERE c.queue = p_queue
+              AND c.priority = v_priority
+              AND c.state IN ('available', 'scheduled', 'retryable')
+              AND c.scheduled_at <= now()
+            ORDER BY c.scheduled_at, c.id
+            LIMIT p_limit - cardinality(v_ids)
+            FOR UPDATE SKIP LOCKED
+        );
+    END LOOP;
+    IF cardinality(v_ids) = 0 THEN
+        RETURN;
+    END IF;
     RETURN QUERY
-    UPDATE autopilot.jobs AS j
-    SET state = 'executing',
-        attempt = j.attempt + 1,
-        attempted_at = now(),
-        attempted_by = p_node,
-        heartbeat_at = now()
-    WHERE j.id = ANY(ARRAY(
-        SELECT c.id
-        FROM autopilot.jobs AS c
-        WHERE c.queue = p_queue
-          AND c.state IN ('available', 'scheduled', 'retryable')
-          AND c.scheduled_at <= now()
-        ORDER BY c.priority, c.scheduled_at, c.id
-        LIMIT greatest(p_limit, 0)
-        FOR UPDATE SKIP LOCKED
-    ))
-    RETURNING j.*;
+    WITH claimed AS (
+        UPDATE autopilot.jobs AS j
+        SET state = 'executing',
+            attempt = j.attempt + 1,
+            attempted_at = now(),
+            attempted_by = p_node,
+            heartbeat_at = now()
+        WHERE j.id = ANY(v_ids)
+        RETURNING j.*
+    )
+
+    SELECT * FROM claimed AS c
+    ORDER BY c.priority, c.scheduled_at, c.id;
 END;
 $$;
 
 COMMENT ON FUNCTION autopilot.claim(text, text, integer) IS
-'Claims up to p_limit due jobs of a queue for runner node p_node (priority, then age; FOR UPDATE SKIP LOCKED) and returns them, now executing with their attempt counted.';
+'Claims up to p_limit due jobs of a queue for runner node p_node (priority, then age; FOR UPDATE SKIP LOCKED) and returns them in that order, now executing with their attempt counted.';
 
 -- sql/functions/queue/_record_runner_attempts.sql
 CREATE FUNCTION autopilot._record_runner_attempts(p_jobs autopilot.jobs[], p_status text, p_messages text[])
@@ -3847,14 +3874,16 @@ AS $$
 -- jobs.errors ({"attempt", "at", "error"}) and the attempt to job_runs (side
 -- runner, failed). The job is then retryable, due after an exponential
 -- backoff with jitter -- jobs.backoff_base * 2^(attempt - 1), at most
--- jobs.backoff_max, times a random factor in [0.9, 1.1) -- or discarded when
+-- jobs.backoff_max, times a random factor in [0.8, 1.0], so never longer than
+-- jobs.backoff_max and still spread out at that cap -- or discarded when
 -- it has used max_attempts, or when p_discard says retrying cannot help (a
 -- worker this runner does not have). Returns the new state, or NULL when the
 -- job is no longer executing that attempt (cancelled, or rescued and claimed
 -- again) and nothing was changed.
 DECLARE
-    v_base interval := autopilot.get_setting('jobs.backoff_base')::interval;
-    v_max interval := autopilot.get_setting('jobs.backoff_max')::interval;
+    -- in seconds, as double precision: 2^(attempt - 1) of a long base overflows an interval
+    v_base double precision := date_part('epoch', autopilot.get_setting('jobs.backoff_base')::interval);
+    v_max double precision := date_part('epoch', autopilot.get_setting('jobs.backoff_max')::interval);
     v_job autopilot.jobs;
     v_error text := coalesce(nullif(p_error, ''), 'failed without a message');
 BEGIN
@@ -3863,7 +3892,10 @@ BEGIN
         discarded_at = CASE WHEN p_discard OR j.attempt >= j.max_attempts THEN now() END,
         scheduled_at = CASE
             WHEN p_discard OR j.attempt >= j.max_attempts THEN j.scheduled_at
-            ELSE now() + least(v_base * power(2, least(j.attempt - 1, 30)), v_max) * (0.9 + random() * 0.2)
+            ELSE now() + make_interval(
+                secs => least(v_base * power(2::double precision, least(j.attempt - 1, 60)), v_max)
+                * (0.8 + random() * 0.2)
+            )
         END,
         errors = j.errors || jsonb_build_array(jsonb_build_object(
             'attempt', j.attempt, 'at', now(), 'error', v_error, 'node', j.attempted_by
@@ -3898,9 +3930,11 @@ VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 -- An executing job asks to run again later without using up an attempt: it
--- is scheduled p_for from now and its attempt count goes back down. The
--- attempt is recorded in job_runs as skipped. False when the job no longer
--- executes that attempt.
+-- is scheduled p_for from now and max_attempts grows by one (as in Oban).
+-- The attempt number itself never goes back down: a later claim is a new
+-- attempt, so a complete() or fail() still holding this one can never match
+-- it. The attempt is recorded in job_runs as skipped. False when the job no
+-- longer executes that attempt.
 DECLARE
     v_job autopilot.jobs;
 BEGIN
@@ -3910,13 +3944,12 @@ BEGIN
     UPDATE autopilot.jobs AS j
     SET state = 'scheduled',
         scheduled_at = now() + p_for,
-        attempt = j.attempt - 1
+        max_attempts = j.max_attempts + 1
     WHERE j.id = p_id AND j.attempt = p_attempt AND j.state = 'executing'
     RETURNING j.* INTO v_job;
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    v_job.attempt := p_attempt;  -- the attempt that ran, which the table no longer counts
     PERFORM autopilot._record_runner_attempts(
         ARRAY[v_job], 'skipped',
         ARRAY[format('job %s (%s) snoozed until %s', v_job.id, v_job.worker, v_job.scheduled_at)]
@@ -3926,7 +3959,7 @@ END;
 $$;
 
 COMMENT ON FUNCTION autopilot.snooze(bigint, integer, interval) IS
-'Reschedules an executing job p_for from now without counting the attempt (recorded in job_runs as skipped); false when it no longer executes that attempt.';
+'Reschedules an executing job p_for from now without using up an attempt (max_attempts + 1; recorded in job_runs as skipped); false when it no longer executes that attempt.';
 
 -- sql/functions/queue/cancel.sql
 CREATE FUNCTION autopilot.cancel(p_id bigint, p_reason text DEFAULT NULL)
@@ -3983,7 +4016,7 @@ AS $$
 -- Makes a job that is not executing available now: a discarded, cancelled or
 -- completed job runs again (given one more attempt when it had used them
 -- all), a retryable or scheduled one runs at once. Its errors are kept. False
--- when the job is executing or unknown. A job whose unique key has meanwhile
+-- when the job is executing, already available, or unknown. A job whose unique key has meanwhile
 -- been taken by another unfinished job cannot run again beside it:
 -- unique_violation, naming that job.
 DECLARE
@@ -4004,33 +4037,50 @@ EXCEPTION
         FROM autopilot.jobs AS h
         WHERE h.unique_key = (SELECT j.unique_key FROM autopilot.jobs AS j WHERE j.id = p_id)
           AND h.state IN ('available', 'scheduled', 'executing', 'retryable');
-        RAISE EXCEPTION 'job % cannot run again: job % holds its unique key and is unfinished', p_id, v_holder
-        USING ERRCODE = '23505', HINT = 'Wait for that job to finish, or cancel it.';
+        RAISE EXCEPTION 'job % cannot run again: %', p_id,
+            CASE
+                WHEN v_holder IS NULL THEN 'another job held its unique key a moment ago'
+                ELSE format('job %s holds its unique key and is unfinished', v_holder)
+            END
+        USING ERRCODE = '23505', HINT = 'Wait for that job to finish, or cancel it; then retry.';
 END;
 $$;
 
 COMMENT ON FUNCTION autopilot.retry(bigint) IS
-'Makes a job that is not executing (scheduled, retryable, discarded, cancelled, completed) available now, with one more attempt if it had used them all; false when executing or unknown.';
+'Makes a job that is not executing (scheduled, retryable, discarded, cancelled, completed) available now, with one more attempt if it had used them all; false when executing, already available, or unknown.';
 
 -- sql/functions/queue/heartbeat.sql
-CREATE FUNCTION autopilot.heartbeat(p_ids bigint[], p_node text)
+CREATE FUNCTION autopilot.heartbeat(p_ids bigint[], p_attempts integer[], p_node text)
 RETURNS SETOF bigint
-LANGUAGE sql
+LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    -- A runner's heartbeat for the jobs it is executing: refreshes heartbeat_at
-    -- and returns the ids that are still its own. A job missing from the result
-    -- was cancelled, or rescued after a heartbeat came too late: stop it, its
-    -- completion would change nothing.
+-- A runner's heartbeat for the jobs it is executing (p_ids[i] at attempt
+-- p_attempts[i]): refreshes heartbeat_at of each job still executing that
+-- attempt on p_node and returns their ids. A job missing from the result was
+-- cancelled, or rescued after a heartbeat came too late -- even if this node
+-- has claimed it again since, as a later attempt: stop the attempt, its
+-- completion would change nothing.
+BEGIN
+    IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_attempts) THEN
+        RAISE EXCEPTION 'heartbeat: % job ids but % attempts', cardinality(p_ids), cardinality(p_attempts)
+        USING ERRCODE = '2202E';
+    END IF;
+    RETURN QUERY
     UPDATE autopilot.jobs AS j
     SET heartbeat_at = now()
-    WHERE j.id = ANY(p_ids) AND j.state = 'executing' AND j.attempted_by = p_node
-    RETURNING j.id
+    -- by primary key, then the attempt, as complete_many
+    WHERE j.id = ANY(p_ids)
+      AND j.state = 'executing'
+      AND j.attempted_by = p_node
+      AND (j.id, j.attempt) IN (SELECT u.id, u.attempt FROM unnest(p_ids, p_attempts) AS u (id, attempt))
+    RETURNING j.id;
+END;
 $$;
 
-COMMENT ON FUNCTION autopilot.heartbeat(bigint[], text) IS
-'Refreshes heartbeat_at of the jobs runner node p_node is executing and returns those still its own (a missing id was cancelled or rescued).';
+COMMENT ON FUNCTION autopilot.heartbeat(bigint[], integer[], text) IS
+'Refreshes heartbeat_at of the jobs runner node p_node is executing, each at the attempt given beside it, and returns the ids still its own (a missing id was cancelled or rescued, perhaps claimed again as a later attempt).';
 
 -- sql/functions/queue/release.sql
 CREATE FUNCTION autopilot.release(p_ids bigint[], p_attempts integer[])
@@ -4041,8 +4091,11 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 -- Gives back jobs a runner claimed but never started (it claims a few ahead
 -- of its free slots, and is stopping): each, while still executing the given
--- attempt, is available again at once and its attempt is not counted. Nothing
--- goes to job_runs: no attempt ran. Returns how many were released.
+-- attempt, is available again at once, and max_attempts grows by one so that
+-- the attempt is not used up. The attempt number never goes back down: the
+-- next claim is a new attempt, which a repeated release() (a retry after a
+-- lost reply) or a stale complete() cannot touch. Nothing goes to job_runs:
+-- no attempt ran. Returns how many were released.
 DECLARE
     v_count bigint;
 BEGIN
@@ -4052,7 +4105,7 @@ BEGIN
     END IF;
     UPDATE autopilot.jobs AS j
     SET state = 'available',
-        attempt = j.attempt - 1,
+        max_attempts = j.max_attempts + 1,
         scheduled_at = least(j.scheduled_at, now())
     WHERE j.id = ANY(p_ids)
       AND j.state = 'executing'
@@ -4063,7 +4116,7 @@ END;
 $$;
 
 COMMENT ON FUNCTION autopilot.release(bigint[], integer[]) IS
-'Gives back claimed jobs that never started (each while still executing the given attempt): available at once, the attempt not counted, nothing in job_runs; returns how many.';
+'Gives back claimed jobs that never started (each while still executing the given attempt): available at once, the attempt not used up (max_attempts + 1), nothing in job_runs; returns how many.';
 
 -- sql/functions/queue/rescue_orphaned_jobs.sql
 CREATE FUNCTION autopilot.rescue_orphaned_jobs()
@@ -4081,19 +4134,27 @@ AS $$
 -- job is no longer its own, and its completion changes nothing.
 DECLARE
     v_after interval := autopilot.get_setting('jobs.rescue_after')::interval;
+    v_ids bigint [];
     v_jobs autopilot.jobs [];
     v_messages text [];
     v_retried bigint;
     v_discarded bigint;
 BEGIN
-    WITH orphans AS MATERIALIZED (
+    -- The ids are picked once into an array, then the update finds them by primary key
+    -- (as claim does): whatever the statistics say about how many jobs are executing, the
+    -- plan stays bounded by the orphans. claim() always sets heartbeat_at, so the scan is a
+    -- range of jobs_executing_idx; attempted_at is the fallback for a row without one.
+    v_ids := ARRAY(
         SELECT o.id
         FROM autopilot.jobs AS o
-        WHERE o.state = 'executing' AND coalesce(o.heartbeat_at, o.attempted_at) < now() - v_after
+        WHERE o.state = 'executing'
+          AND (
+              o.heartbeat_at < now() - v_after
+              OR (o.heartbeat_at IS NULL AND o.attempted_at < now() - v_after)
+          )
         FOR UPDATE SKIP LOCKED
-    ),
-
-    rescued AS (
+    );
+    WITH rescued AS (
         UPDATE autopilot.jobs AS j
         SET state = CASE WHEN j.attempt >= j.max_attempts THEN 'discarded' ELSE 'retryable' END,
             discarded_at = CASE WHEN j.attempt >= j.max_attempts THEN now() END,
@@ -4105,8 +4166,7 @@ BEGIN
                     coalesce(j.heartbeat_at, j.attempted_at)
                 )
             ))
-        FROM orphans
-        WHERE j.id = orphans.id
+        WHERE j.id = ANY(v_ids)
         RETURNING j.*
     )
 
@@ -5894,7 +5954,7 @@ VALUES
 (
     'jobs.backoff_base', 'interval', '15 seconds', '0', NULL,
     'A runner job that fails is retried after jobs.backoff_base * 2^(attempt - 1) (at most jobs.backoff_max), '
-    || 'with 10% jitter.'
+    || 'less up to 20% of jitter.'
 ),
 (
     'jobs.backoff_max', 'interval', '1 hour', '0', NULL,

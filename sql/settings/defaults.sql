@@ -100,7 +100,7 @@ VALUES
 (
     'jobs.backoff_base', 'interval', '15 seconds', '0', NULL,
     'A runner job that fails is retried after jobs.backoff_base * 2^(attempt - 1) (at most jobs.backoff_max), '
-    || 'with 10% jitter.'
+    || 'less up to 20% of jitter.'
 ),
 (
     'jobs.backoff_max', 'interval', '1 hour', '0', NULL,

@@ -100,7 +100,9 @@ def test_runner_role_can_work_the_queue_and_no_more(roles):
         claimed = conn.execute("SELECT id, attempt FROM autopilot.claim(%s, 'n1', 10)", [queue]).fetchall()
         assert len(claimed) == 2
         (first, first_attempt), (second, second_attempt) = claimed
-        assert conn.execute("SELECT autopilot.heartbeat(%s, 'n1')", [[first, second]]).fetchall()
+        assert conn.execute(
+            "SELECT autopilot.heartbeat(%s, %s, 'n1')", [[first, second], [first_attempt, second_attempt]]
+        ).fetchall()
         assert (
             conn.execute("SELECT autopilot.complete_many(%s, %s)", [[first], [first_attempt]]).fetchone()[0]
             == 1

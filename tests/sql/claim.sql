@@ -1,7 +1,7 @@
 -- autopilot.claim(): due jobs of one queue, priority then age, marked executing
 -- by the claiming node. (Two runners never sharing a job: tests/py/test_queue.py.)
 BEGIN;
-SELECT plan(12);
+SELECT plan(16);
 
 SELECT has_function(
     'autopilot', 'claim', ARRAY['text', 'text', 'integer'], 'autopilot.claim(text, text, integer) exists'
@@ -60,6 +60,45 @@ SELECT is(
         WHERE queue = 'tap'
     ), 1, 'each with one attempt'
 );
+
+-- the rows come back in the order they are to run, whatever their ids: priority, then age
+INSERT INTO autopilot.jobs (queue, worker, args, priority, scheduled_at) VALUES
+('tap-order', 'w', '{"name": "p9"}', 9, now() - interval '3 minutes'),
+('tap-order', 'w', '{"name": "p3-newer"}', 3, now() - interval '1 minute'),
+('tap-order', 'w', '{"name": "p3-older"}', 3, now() - interval '2 minutes'),
+('tap-order', 'w', '{"name": "p0"}', 0, now());
+SELECT results_eq(
+    $$SELECT args ->> 'name' FROM autopilot.claim('tap-order', 'node-4', 10)$$,
+    $$VALUES ('p0'::text), ('p3-older'), ('p3-newer'), ('p9')$$,
+    'claimed jobs are returned priority first, then oldest (the order the runner starts them)'
+);
+INSERT INTO autopilot.jobs (queue, worker) VALUES ('tap-order', 'w');
+SELECT is_empty($$SELECT * FROM autopilot.claim('tap-order', 'node-4', NULL)$$, 'a NULL limit claims nothing');
+
+-- jobs scheduled for later do not count against the limit, however many there are
+INSERT INTO autopilot.jobs (queue, worker, priority, scheduled_at, state)
+SELECT
+    'tap-later' AS queue,
+    'w' AS worker,
+    i % 10 AS priority,
+    now() + interval '1 hour' AS scheduled_at,
+    'scheduled' AS state
+FROM generate_series(1, 50) AS i;
+INSERT INTO autopilot.jobs (queue, worker, priority, args) VALUES
+('tap-later', 'w', 9, '{"name": "due-9"}'), ('tap-later', 'w', 4, '{"name": "due-4"}');
+SELECT results_eq(
+    $$SELECT args ->> 'name' FROM autopilot.claim('tap-later', 'node-4', 5)$$,
+    $$VALUES ('due-4'::text), ('due-9')$$,
+    'among many jobs due later, the due ones of every priority are found'
+);
+SELECT is(
+    (
+        SELECT count(*) FROM autopilot.jobs
+        WHERE queue = 'tap-later' AND state = 'scheduled'
+    ), 50::bigint,
+    '... and the later ones stay scheduled'
+);
+
 -- the claim index serves the query
 SELECT has_index('autopilot', 'jobs', 'jobs_claim_idx', 'jobs_claim_idx exists');
 SELECT has_index('autopilot', 'jobs', 'jobs_executing_idx', 'jobs_executing_idx (rescue) exists');

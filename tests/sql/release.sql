@@ -1,6 +1,6 @@
 -- autopilot.release(): claimed jobs that never started go back, uncounted.
 BEGIN;
-SELECT plan(6);
+SELECT plan(7);
 
 SELECT has_function(
     'autopilot', 'release', ARRAY['bigint[]', 'integer[]'], 'autopilot.release(bigint[], integer[]) exists'
@@ -23,16 +23,26 @@ SELECT is(
     'two released (the third is not at the attempt given)'
 );
 SELECT results_eq(
-    $$SELECT state, attempt FROM autopilot.jobs WHERE queue = 'tap' ORDER BY id$$,
-    $$VALUES ('available'::text, 0), ('available', 0), ('executing', 1)$$,
-    'released jobs are available again, their attempt not counted'
+    $$SELECT state, attempt, max_attempts FROM autopilot.jobs WHERE queue = 'tap' ORDER BY id$$,
+    $$VALUES ('available'::text, 1, 21), ('available', 1, 21), ('executing', 1, 20)$$,
+    'released jobs are available again, the attempt not used up (max_attempts + 1; the attempt number stays)'
 );
 SELECT is_empty(
     $$SELECT * FROM autopilot.job_runs WHERE details ->> 'node' = 'node-1'$$,
     'nothing in job_runs: no attempt ran'
 );
+SELECT results_eq(
+    $$SELECT id, attempt FROM autopilot.claim('tap', 'node-2', 10) ORDER BY id$$,
+    $$SELECT id, 2 FROM tap_claimed WHERE id < (SELECT max(id) FROM tap_claimed) ORDER BY id$$,
+    'another runner can claim them at once, as a new attempt'
+);
 SELECT is(
-    (SELECT count(*) FROM autopilot.claim('tap', 'node-2', 10)), 2::bigint, 'another runner can claim them at once'
+    autopilot.release(
+        (SELECT array_agg(c.id ORDER BY c.id) FROM tap_claimed AS c),
+        ARRAY[1, 1, 5]
+    ),
+    0::bigint,
+    'releasing the first attempt again (a retry after a lost reply) takes nothing from node-2'
 );
 SELECT throws_ok(
     $$SELECT autopilot.release(ARRAY[1]::bigint [], ARRAY[]::integer [])$$, '2202E', NULL,

@@ -1,6 +1,6 @@
 -- autopilot.snooze(): run again later without using up an attempt.
 BEGIN;
-SELECT plan(5);
+SELECT plan(8);
 
 SELECT has_function(
     'autopilot', 'snooze', ARRAY['bigint', 'integer', 'interval'], 'autopilot.snooze(bigint, integer, interval) exists'
@@ -12,9 +12,9 @@ SELECT is(
     (SELECT autopilot.snooze(id, attempt, interval '5 minutes') FROM tap_claimed), true, 'an executing job snoozes'
 );
 SELECT results_eq(
-    $$SELECT state, attempt, scheduled_at - now() FROM autopilot.jobs WHERE queue = 'tap'$$,
-    $$VALUES ('scheduled'::text, 0, interval '5 minutes')$$,
-    '... scheduled for later, its attempt not counted'
+    $$SELECT state, attempt, max_attempts, scheduled_at - now() FROM autopilot.jobs WHERE queue = 'tap'$$,
+    $$VALUES ('scheduled'::text, 1, 21, interval '5 minutes')$$,
+    '... scheduled for later, the attempt not used up (max_attempts + 1; the attempt number stays)'
 );
 SELECT is(
     (
@@ -22,6 +22,19 @@ SELECT is(
         WHERE details ->> 'job_id' = (SELECT c.id FROM tap_claimed AS c)::text
     ),
     'skipped', '... and the attempt is in job_runs as skipped'
+);
+SELECT is(
+    (SELECT autopilot.snooze(id, attempt, interval '5 minutes') FROM tap_claimed), false,
+    'a second snooze of the same attempt changes nothing'
+);
+
+-- due again and claimed by another runner: attempt 2, which the first runner cannot touch
+UPDATE autopilot.jobs SET scheduled_at = now() - interval '1 second'
+WHERE queue = 'tap';
+SELECT is((SELECT attempt FROM autopilot.claim('tap', 'node-2')), 2, 'the next claim is a new attempt');
+SELECT is(
+    (SELECT autopilot.complete(id, attempt) FROM tap_claimed), false,
+    '... so the snoozed attempt''s completion cannot complete it'
 );
 SELECT throws_ok(
     $$SELECT autopilot.snooze(1, 1, interval '-1 minute')$$, '22023', NULL, 'a negative delay: 22023'

@@ -8,14 +8,16 @@ AS $$
 -- jobs.errors ({"attempt", "at", "error"}) and the attempt to job_runs (side
 -- runner, failed). The job is then retryable, due after an exponential
 -- backoff with jitter -- jobs.backoff_base * 2^(attempt - 1), at most
--- jobs.backoff_max, times a random factor in [0.9, 1.1) -- or discarded when
+-- jobs.backoff_max, times a random factor in [0.8, 1.0], so never longer than
+-- jobs.backoff_max and still spread out at that cap -- or discarded when
 -- it has used max_attempts, or when p_discard says retrying cannot help (a
 -- worker this runner does not have). Returns the new state, or NULL when the
 -- job is no longer executing that attempt (cancelled, or rescued and claimed
 -- again) and nothing was changed.
 DECLARE
-    v_base interval := autopilot.get_setting('jobs.backoff_base')::interval;
-    v_max interval := autopilot.get_setting('jobs.backoff_max')::interval;
+    -- in seconds, as double precision: 2^(attempt - 1) of a long base overflows an interval
+    v_base double precision := date_part('epoch', autopilot.get_setting('jobs.backoff_base')::interval);
+    v_max double precision := date_part('epoch', autopilot.get_setting('jobs.backoff_max')::interval);
     v_job autopilot.jobs;
     v_error text := coalesce(nullif(p_error, ''), 'failed without a message');
 BEGIN
@@ -24,7 +26,10 @@ BEGIN
         discarded_at = CASE WHEN p_discard OR j.attempt >= j.max_attempts THEN now() END,
         scheduled_at = CASE
             WHEN p_discard OR j.attempt >= j.max_attempts THEN j.scheduled_at
-            ELSE now() + least(v_base * power(2, least(j.attempt - 1, 30)), v_max) * (0.9 + random() * 0.2)
+            ELSE now() + make_interval(
+                secs => least(v_base * power(2::double precision, least(j.attempt - 1, 60)), v_max)
+                * (0.8 + random() * 0.2)
+            )
         END,
         errors = j.errors || jsonb_build_array(jsonb_build_object(
             'attempt', j.attempt, 'at', now(), 'error', v_error, 'node', j.attempted_by

@@ -6,8 +6,11 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 -- Gives back jobs a runner claimed but never started (it claims a few ahead
 -- of its free slots, and is stopping): each, while still executing the given
--- attempt, is available again at once and its attempt is not counted. Nothing
--- goes to job_runs: no attempt ran. Returns how many were released.
+-- attempt, is available again at once, and max_attempts grows by one so that
+-- the attempt is not used up. The attempt number never goes back down: the
+-- next claim is a new attempt, which a repeated release() (a retry after a
+-- lost reply) or a stale complete() cannot touch. Nothing goes to job_runs:
+-- no attempt ran. Returns how many were released.
 DECLARE
     v_count bigint;
 BEGIN
@@ -17,7 +20,7 @@ BEGIN
     END IF;
     UPDATE autopilot.jobs AS j
     SET state = 'available',
-        attempt = j.attempt - 1,
+        max_attempts = j.max_attempts + 1,
         scheduled_at = least(j.scheduled_at, now())
     WHERE j.id = ANY(p_ids)
       AND j.state = 'executing'
@@ -28,4 +31,4 @@ END;
 $$;
 
 COMMENT ON FUNCTION autopilot.release(bigint[], integer[]) IS
-'Gives back claimed jobs that never started (each while still executing the given attempt): available at once, the attempt not counted, nothing in job_runs; returns how many.';
+'Gives back claimed jobs that never started (each while still executing the given attempt): available at once, the attempt not used up (max_attempts + 1), nothing in job_runs; returns how many.';

@@ -13,19 +13,27 @@ AS $$
 -- job is no longer its own, and its completion changes nothing.
 DECLARE
     v_after interval := autopilot.get_setting('jobs.rescue_after')::interval;
+    v_ids bigint [];
     v_jobs autopilot.jobs [];
     v_messages text [];
     v_retried bigint;
     v_discarded bigint;
 BEGIN
-    WITH orphans AS MATERIALIZED (
+    -- The ids are picked once into an array, then the update finds them by primary key
+    -- (as claim does): whatever the statistics say about how many jobs are executing, the
+    -- plan stays bounded by the orphans. claim() always sets heartbeat_at, so the scan is a
+    -- range of jobs_executing_idx; attempted_at is the fallback for a row without one.
+    v_ids := ARRAY(
         SELECT o.id
         FROM autopilot.jobs AS o
-        WHERE o.state = 'executing' AND coalesce(o.heartbeat_at, o.attempted_at) < now() - v_after
+        WHERE o.state = 'executing'
+          AND (
+              o.heartbeat_at < now() - v_after
+              OR (o.heartbeat_at IS NULL AND o.attempted_at < now() - v_after)
+          )
         FOR UPDATE SKIP LOCKED
-    ),
-
-    rescued AS (
+    );
+    WITH rescued AS (
         UPDATE autopilot.jobs AS j
         SET state = CASE WHEN j.attempt >= j.max_attempts THEN 'discarded' ELSE 'retryable' END,
             discarded_at = CASE WHEN j.attempt >= j.max_attempts THEN now() END,
@@ -37,8 +45,7 @@ BEGIN
                     coalesce(j.heartbeat_at, j.attempted_at)
                 )
             ))
-        FROM orphans
-        WHERE j.id = orphans.id
+        WHERE j.id = ANY(v_ids)
         RETURNING j.*
     )
 

@@ -7,7 +7,7 @@ AS $$
 -- Makes a job that is not executing available now: a discarded, cancelled or
 -- completed job runs again (given one more attempt when it had used them
 -- all), a retryable or scheduled one runs at once. Its errors are kept. False
--- when the job is executing or unknown. A job whose unique key has meanwhile
+-- when the job is executing, already available, or unknown. A job whose unique key has meanwhile
 -- been taken by another unfinished job cannot run again beside it:
 -- unique_violation, naming that job.
 DECLARE
@@ -28,10 +28,14 @@ EXCEPTION
         FROM autopilot.jobs AS h
         WHERE h.unique_key = (SELECT j.unique_key FROM autopilot.jobs AS j WHERE j.id = p_id)
           AND h.state IN ('available', 'scheduled', 'executing', 'retryable');
-        RAISE EXCEPTION 'job % cannot run again: job % holds its unique key and is unfinished', p_id, v_holder
-        USING ERRCODE = '23505', HINT = 'Wait for that job to finish, or cancel it.';
+        RAISE EXCEPTION 'job % cannot run again: %', p_id,
+            CASE
+                WHEN v_holder IS NULL THEN 'another job held its unique key a moment ago'
+                ELSE format('job %s holds its unique key and is unfinished', v_holder)
+            END
+        USING ERRCODE = '23505', HINT = 'Wait for that job to finish, or cancel it; then retry.';
 END;
 $$;
 
 COMMENT ON FUNCTION autopilot.retry(bigint) IS
-'Makes a job that is not executing (scheduled, retryable, discarded, cancelled, completed) available now, with one more attempt if it had used them all; false when executing or unknown.';
+'Makes a job that is not executing (scheduled, retryable, discarded, cancelled, completed) available now, with one more attempt if it had used them all; false when executing, already available, or unknown.';

@@ -31,8 +31,8 @@ WHERE side = 'runner' AND status = 'failed';
 
 COMMENT ON TABLE autopilot.job_runs IS
 'The run ledger: one row for every run of every job, database side and runner side: when, how long, outcome, rows affected, error.';
-COMMENT ON COLUMN autopilot.job_runs.trigger IS 'pg_cron (a scheduled run), manual (autopilot.run_job or the CLI), runner (a job finished by the runner).';
+COMMENT ON COLUMN autopilot.job_runs.trigger IS 'pg_cron (a scheduled run), manual (autopilot.run_job or the CLI), runner (an attempt of a runner job that ended: completed, failed, snoozed, cancelled or rescued).';
 COMMENT ON COLUMN autopilot.job_runs.status IS
-'running, succeeded, failed, skipped (another run held the job''s lock), abandoned (the session ended mid-run; found by autopilot.run_job).';
+'running, succeeded, failed; skipped (database side: another run held the job''s lock; runner side: the job snoozed); abandoned (database side: the session ended mid-run, found by the next run; runner side: its runner stopped heartbeating, found by rescue-orphaned-jobs); cancelled (a runner job cancelled while executing).';
 COMMENT ON COLUMN autopilot.job_runs.error_sqlstate IS 'SQLSTATE of the error of a failed run.';
 COMMENT ON COLUMN autopilot.job_runs.backend_pid IS 'Backend that ran the job; lets a later run tell a live run from an abandoned one.';

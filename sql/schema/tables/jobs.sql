@@ -54,4 +54,10 @@ COMMENT ON COLUMN autopilot.jobs.state IS
 'available, scheduled, executing, retryable, completed, discarded, cancelled (Oban''s states).';
 COMMENT ON COLUMN autopilot.jobs.unique_key IS
 'Deduplicates against unfinished jobs through jobs_unique_key_idx: a second enqueue with the same key while one is unfinished inserts nothing.';
-COMMENT ON COLUMN autopilot.jobs.errors IS 'The error of each failed attempt, oldest first: [{"attempt", "at", "error"}].';
+COMMENT ON COLUMN autopilot.jobs.errors IS 'The error of each failed attempt, oldest first: [{"attempt", "at", "error", "node"}] (node: the runner that ran it).';
+COMMENT ON COLUMN autopilot.jobs.priority IS '0 (runs first) to 9: claim() takes due jobs by priority, then by scheduled_at.';
+COMMENT ON COLUMN autopilot.jobs.attempt IS
+'How many times the job has been claimed; never goes back down, so (id, attempt) names one attempt. snooze() and release() raise max_attempts instead, so that those claims are not used up.';
+COMMENT ON COLUMN autopilot.jobs.attempted_by IS 'The node name of the runner that claimed the job last (hostname:pid by default).';
+COMMENT ON COLUMN autopilot.jobs.heartbeat_at IS
+'The last heartbeat of the runner executing the job; rescue-orphaned-jobs takes back a job without one for jobs.rescue_after.';
