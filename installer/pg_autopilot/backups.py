@@ -2,12 +2,14 @@
 
 One backup of one database, in order:
 
-1. a ``running`` row in ``autopilot.backup_metadata`` is committed, and this session holds an advisory
-   lock on it for as long as the backup runs (a ``running`` row whose lock is free was abandoned by a
-   killed runner: the next backup marks it failed and removes its leftovers);
+1. a ``running`` row in ``autopilot.backup_metadata`` is inserted and, in the same transaction, this session
+   takes an advisory lock on it that it holds for as long as the backup runs (a ``running`` row whose lock
+   is free was abandoned by a killed runner: the next backup marks it failed and removes its leftovers; a
+   row is never visible unlocked, so a concurrent cleanup cannot take a fresh backup for an abandoned one);
 2. ``pg_dump`` (custom format, or directory format with ``--jobs``) writes ``<name>.partial`` with
-   umask 077, ``--lock-wait-timeout`` and ``--no-password``; the password, if the DSN has one, goes
-   through a private passfile (``PGPASSFILE``), never the command line;
+   umask 077, ``--lock-wait-timeout`` and ``--no-password``; no secret of the DSN reaches its command line:
+   the password goes through a private passfile (``PGPASSFILE``), ``sslpassword`` through a private service
+   file (``PGSERVICEFILE``), ``options`` through ``PGOPTIONS``;
 3. the archive is fsynced (every file of a directory archive), renamed to its final name, and the
    directory fsynced: only then is the row ``succeeded``;
 4. verification reads the whole archive back: ``pg_restore --file=/dev/null`` decompresses every data
@@ -18,23 +20,38 @@ One backup of one database, in order:
    read back after the dump while its files are hashed;
 5. a JSON manifest is written beside the archive (temp file, fsync, rename) and the row becomes
    ``verified``; then older verified backups of the same kind and database beyond
-   ``backups.<kind>_keep`` are deleted (files and manifest; their rows become ``pruned``).
+   ``backups.<kind>_keep`` are deleted (files and manifest; their rows become ``pruned`` only once their
+   files are gone). A backup that cannot be deleted stays ``verified`` and is reported (the new backup
+   still counts as taken); the next backup tries again.
 
-Anything failing leaves no final-named file and no manifest, a ``failed`` row with pg_dump's own
-message, and raises BackupFailed (the runner retries it with backoff).
+Every status change is guarded by the status it expects, so a row someone else marked failed is never
+turned back into a verified one. Anything failing leaves no final-named file and no manifest, a ``failed``
+row with pg_dump's own message, and raises BackupFailed (the runner retries it with backoff; a retry of
+the same job backs up only the databases without a verified backup from that job).
+
+pg_dump and pg_restore run in a process group of their own (a terminal's Ctrl-C or a service manager's
+stop signal reaches this process, which decides) and are watched while they run: a cancelled job, a job
+past its deadline or a lost metadata connection kills them and fails the backup. The metadata connection
+has TCP keepalives and is touched every ``TOUCH_INTERVAL`` seconds while pg_dump runs, so a proxy that
+drops idle connections cannot silently take the advisory lock away. At interpreter exit, children still
+running are killed and private files (passfiles, ``.partial`` archives) removed.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
+import getpass
 import hashlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,7 +59,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 
@@ -57,6 +74,18 @@ PARTIAL_SUFFIX = ".partial"
 # advisory lock (int4, int4) space: (this class, backup id) is held while a backup runs
 LOCK_CLASS = 0x6170_6275  # "apbu"
 _CHUNK = 1 << 20
+# seconds between two looks at a running child (cancellation, deadline, the metadata connection)
+_POLL_SECONDS = 0.1
+# seconds between two statements on the metadata connection while pg_dump / pg_restore run: an idle
+# connection can be dropped by a proxy or firewall, and with it the advisory lock that marks the backup live
+TOUCH_INTERVAL = 60.0
+# TCP keepalives of the metadata connection (unless the DSN sets its own)
+KEEPALIVES = {
+    "keepalives": "1",
+    "keepalives_idle": "60",
+    "keepalives_interval": "10",
+    "keepalives_count": "6",
+}
 
 # Test hook: called in the pg_dump child before exec (e.g. to set RLIMIT_FSIZE and simulate a full disk).
 child_setup: Callable[[], None] | None = None
@@ -149,7 +178,13 @@ def pg_bindir(server_major: int, program: str = "pg_dump") -> Path:
 
 def program_version(path: Path) -> str:
     """``15.14`` from ``pg_dump (PostgreSQL) 15.14 (Debian 15.14-1.pgdg120+1)``."""
-    out = subprocess.run([str(path), "--version"], capture_output=True, text=True, check=False)
+    try:
+        out = subprocess.run([str(path), "--version"], capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise BackupFailed(
+            f"cannot run {path}: {exc.strerror or exc}",
+            hint="Check that the runner's OS user may execute it, or set AUTOPILOT_PG_BINDIR.",
+        ) from exc
     match = re.search(r"\)\s+(\d+(?:\.\d+)?)", out.stdout)
     if out.returncode != 0 or not match:
         raise BackupFailed(f"cannot tell the version of {path}: {(out.stdout + out.stderr).strip()!r}")
@@ -169,36 +204,168 @@ def check_pg_dump_version(pg_dump_version: str, server_version_num: int, path: s
         )
 
 
-# -- connection settings for pg_dump / pg_restore, without the password on the command line ------------
+# -- children: a process group of their own, watched while they run, killed when the backup stops ------
+
+_registry_lock = threading.Lock()
+_children: set[subprocess.Popen] = set()
+_private_paths: set[Path] = set()  # passfile directories, .partial archives: removed at interpreter exit
+
+
+class BackupCancelled(BackupFailed):
+    """The runner cancelled the job (cancelled, timed out, or no longer this runner's), or it passed its
+    deadline: the children were killed and nothing was kept."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal other than SIGINT (SIGTERM) turned into an interruption, so the backup cleans up."""
+
+
+def _no_poll() -> None:
+    return None
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    """SIGKILL a child's whole process group (pg_dump --jobs has workers), unless it was already reaped."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
 
 
 @contextlib.contextmanager
-def libpq_target(dsn: str | None, dbname: str) -> Iterator[tuple[str, dict[str, str], str | None]]:
-    """(conninfo without any password, environment for the child, the password to scrub from messages).
+def _child(argv: list[str], **kwargs) -> Iterator[subprocess.Popen]:
+    """A child process in a session (and process group) of its own: a terminal's Ctrl-C or a service
+    manager's stop signal reaches this process, which decides. An exception in the body kills it; it is
+    always reaped, and killed at interpreter exit if it still runs then."""
+    proc = subprocess.Popen(argv, start_new_session=True, **kwargs)
+    with _registry_lock:
+        _children.add(proc)
+    try:
+        yield proc
+    except BaseException:
+        _kill(proc)
+        raise
+    finally:
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):  # EOF for the child, whatever it wrote meanwhile
+                proc.stdin.close()
+        proc.wait()
+        with _registry_lock:
+            _children.discard(proc)
 
-    A password from the DSN is written to a passfile (0600, in a private temp directory removed
-    afterwards) named by PGPASSFILE; passwords from PGPASSWORD or ~/.pgpass reach the child as usual."""
+
+def _wait(proc: subprocess.Popen, poll: Callable[[], None]) -> int:
+    """Wait for a child, calling ``poll`` (which raises to stop) every _POLL_SECONDS."""
+    while True:
+        try:
+            return proc.wait(timeout=_POLL_SECONDS)
+        except subprocess.TimeoutExpired:
+            poll()
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess:
+    """A short child (--version, --list), in a process group of its own too."""
+    return subprocess.run(
+        argv, stdin=subprocess.DEVNULL, capture_output=True, check=False, start_new_session=True
+    )
+
+
+def _register_private(*paths: Path) -> None:
+    with _registry_lock:
+        _private_paths.update(paths)
+
+
+def _unregister_private(*paths: Path) -> None:
+    with _registry_lock:
+        _private_paths.difference_update(paths)
+
+
+@atexit.register
+def _at_exit() -> None:
+    """The interpreter is exiting while a backup thread may still wait for its children (the runner left a
+    job running past its grace period; daemon threads are frozen, their ``finally`` never runs): kill the
+    children and remove the passfiles and partial archives now. The row stays ``running`` with its lock gone;
+    the next backup marks it failed."""
+    with _registry_lock:
+        children, paths = list(_children), list(_private_paths)
+    for proc in children:
+        _kill(proc)
+    for path in paths:
+        with contextlib.suppress(OSError):
+            _remove(path)
+
+
+# -- connection settings for pg_dump / pg_restore, without any secret on the command line -------------
+
+# libpq keywords whose values are secrets: those libpq itself masks ("*"), and the SCRAM keys
+_SECRET_KEYWORDS = {"password", "sslpassword", "oauth_client_secret", "scram_client_key", "scram_server_key"}
+with contextlib.suppress(Exception):
+    _SECRET_KEYWORDS |= {o.keyword.decode() for o in pq.Conninfo.get_defaults() if o.dispchar == b"*"}
+_SERVICE = "autopilot-backup"
+
+
+@contextlib.contextmanager
+def libpq_target(dsn: str | None, dbname: str) -> Iterator[tuple[str, dict[str, str], tuple[str, ...]]]:
+    """(conninfo without any secret, environment for the child, the secrets to scrub from messages).
+
+    A child's command line can be read by every user of the host (ps, /proc), so no secret goes there: a
+    password from the DSN is written to a passfile (PGPASSFILE), other secret keywords (sslpassword, which
+    has no environment variable) to a service file (PGSERVICEFILE, service=autopilot-backup), both 0600 in a
+    private temporary directory removed afterwards (and at interpreter exit); ``options``, which can carry
+    anything, goes through PGOPTIONS. Passwords from PGPASSWORD or ~/.pgpass reach the child as usual."""
     params = conninfo_to_dict(resolve_dsn(dsn))
     params["dbname"] = dbname
     password = params.pop("password", None)
+    others = {k: params.pop(k) for k in sorted(params) if k in _SECRET_KEYWORDS}
     params.setdefault("application_name", "autopilot-backup")
     env = dict(os.environ)
-    if not password:
-        yield make_conninfo("", **params), env, None
+    if options := params.pop("options", None):
+        env["PGOPTIONS"] = options  # the DSN's options win over the environment's, as in libpq
+    secrets = tuple(v for v in (password, *others.values()) if v)
+    if others:
+        if "service" in params or "PGSERVICE" in env:
+            names = ", ".join(others)
+            raise BackupFailed(
+                f"the DSN has {names} and names a service: {names} cannot reach pg_dump without showing on "
+                "its command line",
+                hint=f"Put {names} in the service's entry of pg_service.conf instead of the DSN.",
+            )
+        bad = [k for k, v in others.items() if "\n" in v or v != v.strip()]
+        if bad:
+            raise BackupFailed(
+                f"{', '.join(bad)} of the DSN has a line break or surrounding spaces: it cannot be passed to "
+                "pg_dump in a service file, and it is never put on a command line"
+            )
+    if not secrets:
+        yield make_conninfo("", **params), env, ()
         return
-    params.pop("passfile", None)  # a passfile in the DSN would win over ours
-    env.pop("PGPASSWORD", None)  # PGPASSWORD would win over the passfile
-    private = tempfile.mkdtemp(prefix="autopilot-pass-")  # 0700
+    if password:
+        params.pop("passfile", None)  # a passfile in the DSN would win over ours
+        env.pop("PGPASSWORD", None)  # PGPASSWORD would win over the passfile
+    private = Path(tempfile.mkdtemp(prefix="autopilot-pass-"))  # 0700
+    _register_private(private)
     try:
-        passfile = Path(private) / "pgpass"
-        escaped = password.replace("\\", "\\\\").replace(":", "\\:")
-        fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(f"*:*:*:*:{escaped}\n")
-        env["PGPASSFILE"] = str(passfile)
-        yield make_conninfo("", **params), env, password
+        if password:
+            passfile = private / "pgpass"
+            escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+            _write_private(passfile, f"*:*:*:*:{escaped}\n")
+            env["PGPASSFILE"] = str(passfile)
+        if others:
+            servicefile = private / "pg_service.conf"
+            _write_private(servicefile, f"[{_SERVICE}]\n" + "".join(f"{k}={v}\n" for k, v in others.items()))
+            env["PGSERVICEFILE"] = str(servicefile)
+            params["service"] = _SERVICE
+        yield make_conninfo("", **params), env, secrets
     finally:
         shutil.rmtree(private, ignore_errors=True)
+        _unregister_private(private)
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def pg_dump_argv(
@@ -225,7 +392,8 @@ class Pruned:
     id: int
     database: str
     path: str | None
-    files_removed: bool
+    files_removed: bool  # the archive was there and was deleted now
+    missing: bool = False  # the archive was already gone (the record is pruned all the same)
 
 
 @dataclass
@@ -244,6 +412,7 @@ class DatabaseBackup:
     dump_seconds: float
     verify_seconds: float
     pruned: list[Pruned] = field(default_factory=list)
+    prune_errors: list[str] = field(default_factory=list)  # retention could not delete these (still verified)
 
 
 @dataclass
@@ -253,10 +422,31 @@ class BackupResult:
     backups: list[DatabaseBackup] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)  # database -> error
     abandoned: list[int] = field(default_factory=list)  # rows of killed runs cleaned up
+    skipped: list[str] = field(default_factory=list)  # already verified by an earlier attempt of the job
+    warnings: list[str] = field(default_factory=list)  # leftovers of killed runs that could not be removed
 
     @property
     def pruned(self) -> list[Pruned]:
         return [p for b in self.backups for p in b.pruned]
+
+    @property
+    def prune_errors(self) -> list[str]:
+        return [e for b in self.backups for e in b.prune_errors]
+
+    def summary(self) -> str:
+        """One line for a log (problems first: a log may cut it short)."""
+        parts = [f"retention: {e}" for e in self.prune_errors] + list(self.warnings)
+        if self.failures:
+            parts.append("failed: " + "; ".join(f"{d}: {e}" for d, e in self.failures.items()))
+        done = ", ".join(f"#{b.id} {b.database} ({b.size_bytes} bytes)" for b in self.backups)
+        parts.append(f"{self.kind} backup verified: {done}" if done else f"{self.kind} backup: nothing taken")
+        if self.skipped:
+            parts.append("verified by an earlier attempt of this job: " + ", ".join(self.skipped))
+        if self.pruned:
+            parts.append("pruned " + ", ".join(f"#{p.id}" for p in self.pruned))
+        if self.abandoned:
+            parts.append("cleaned up abandoned " + ", ".join(f"#{i}" for i in self.abandoned))
+        return "; ".join(parts)
 
 
 # -- files -----------------------------------------------------------------------------------------
@@ -285,31 +475,70 @@ def _fsync_tree(path: Path) -> None:
     _fsync_path(path)
 
 
-def _remove(path: Path) -> None:
+def _exists(path: Path) -> bool:
+    return os.path.lexists(path)
+
+
+def _remove(path: Path) -> bool:
+    """Delete a file or a directory archive; True when something was there. Raises OSError when it
+    cannot be deleted (whatever could not be deleted is still there)."""
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        shutil.rmtree(path)
+        return True
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry, no LOGNAME
+        return str(os.geteuid())
+
+
+def _directory_problem(directory: Path, problem: str) -> BackupFailed:
+    user = _user()
+    return BackupFailed(
+        f"cannot use the backup directory {directory}: {problem}",
+        hint=f"Backups are written as the OS user {user}: create the directory for it "
+        f"(install -d -m 700 -o {user} {directory}), or fix its owner and mode (chown {user} {directory}; "
+        f"chmod 700 {directory}), or point backups.directory (or --directory) at a directory {user} owns.",
+    )
 
 
 def _prepare_directory(directory: Path) -> None:
-    if not directory.exists():
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        directory.mkdir(mode=0o700)
-        os.chmod(directory, 0o700)  # mkdir's mode is subject to the umask
-        _fsync_path(directory.parent)
-        return
-    if not directory.is_dir():
-        raise BackupFailed(f"backups.directory {directory} exists and is not a directory")
-    mode = directory.stat().st_mode & 0o777
-    if mode & 0o077:
-        # tightening it ourselves could lock others out of a shared directory such as /tmp
-        raise BackupFailed(
-            f"backup directory {directory} is accessible to other users (mode {mode:04o}); "
-            "backups hold every row of the database",
-            hint=f"chmod 700 {directory}, or set backups.directory to a directory of its own.",
-        )
+    """Create the directory 0700, or check an existing one is private and writable; BackupFailed with what
+    to do otherwise."""
+    try:
+        if not directory.exists():
+            directory.parent.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(mode=0o700)
+            os.chmod(directory, 0o700)  # mkdir's mode is subject to the umask
+            _fsync_path(directory.parent)
+        elif not directory.is_dir():
+            raise BackupFailed(
+                f"backups.directory {directory} exists and is not a directory",
+                hint="Set backups.directory (or --directory) to a directory.",
+            )
+        else:
+            mode = directory.stat().st_mode & 0o777
+            if mode & 0o077:
+                # tightening it ourselves could lock others out of a shared directory such as /tmp
+                raise BackupFailed(
+                    f"backup directory {directory} is accessible to other users (mode {mode:04o}); "
+                    "backups hold every row of the database",
+                    hint=f"chmod 700 {directory}, or set backups.directory to a directory of its own.",
+                )
+        # can we create (and delete) a file in it? (a read-only mount, another owner, an immutable directory)
+        fd, probe = tempfile.mkstemp(prefix=".autopilot-probe-", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(directory) else ""
+        raise _directory_problem(directory, f"{exc.strerror or exc}{where}") from exc
 
 
 def _write_manifest(path: Path, manifest: dict) -> None:
@@ -344,8 +573,11 @@ class Verification:
     message: str
 
 
-def _scrub(text: str, password: str | None) -> str:
-    return text.replace(password, "********") if password else text
+def _scrub(text: str, secrets: tuple[str, ...] | list[str] | None) -> str:
+    for secret in secrets or ():
+        if secret:
+            text = text.replace(secret, "********")
+    return text
 
 
 def _first_line(text: str) -> str:
@@ -359,71 +591,79 @@ def directory_digest(files: dict[str, str]) -> str:
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
-def _hash_file(path: Path) -> str:
+def _hash_file(path: Path, poll: Callable[[], None] = _no_poll) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
+            poll()
             h.update(chunk)
     return h.hexdigest()
 
 
-def hash_archive(path: Path) -> tuple[str, int, dict[str, str] | None]:
+def hash_archive(path: Path, poll: Callable[[], None] = _no_poll) -> tuple[str, int, dict[str, str] | None]:
     """(sha256, size, per-file digests of a directory archive) without any verification."""
     if path.is_dir():
-        files = {str(p.relative_to(path)): _hash_file(p) for p in sorted(path.rglob("*")) if p.is_file()}
+        files = {
+            str(p.relative_to(path)): _hash_file(p, poll) for p in sorted(path.rglob("*")) if p.is_file()
+        }
         size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
         return directory_digest(files), size, files
-    return _hash_file(path), path.stat().st_size, None
+    return _hash_file(path, poll), path.stat().st_size, None
 
 
-def verify_archive(path: Path, pg_restore: Path) -> Verification:
+def verify_archive(path: Path, pg_restore: Path, poll: Callable[[], None] = _no_poll) -> Verification:
     """Read the whole archive back: pg_restore decompresses every data block to /dev/null (a truncated or
-    corrupt archive fails), while the same bytes are hashed. Raises BackupFailed."""
+    corrupt archive fails), while the same bytes are hashed. ``poll`` is called while it runs (it raises to
+    stop; pg_restore is then killed). Raises BackupFailed."""
     started = time.monotonic()
-    with tempfile.TemporaryFile() as errors:
-        if path.is_dir():
-            # pg_restore reads the files itself; hash them meanwhile (another process, another core)
-            proc = subprocess.Popen(
-                [str(pg_restore), "--format=directory", "--file=/dev/null", str(path)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=errors,
-            )
-            try:
-                digest, size, files = hash_archive(path)
-            finally:
-                code = proc.wait()
-        else:
-            files = None
-            h = hashlib.sha256()
-            size = 0
-            # one read of the file: hashed, and streamed into pg_restore, which reads it sequentially
-            proc = subprocess.Popen(
-                [str(pg_restore), "--format=custom", "--file=/dev/null"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=errors,
-            )
-            with contextlib.suppress(OSError):  # a bigger pipe lets hashing overlap pg_restore's work
-                fcntl.fcntl(proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, _CHUNK)
-            feeding = True
-            try:
-                with open(path, "rb") as f:
-                    while chunk := f.read(_CHUNK):
-                        h.update(chunk)
-                        size += len(chunk)
-                        if feeding:
-                            try:
-                                proc.stdin.write(chunk)
-                            except BrokenPipeError:
-                                feeding = False  # pg_restore stopped; its exit code says why
-                with contextlib.suppress(BrokenPipeError):
-                    proc.stdin.close()
-            finally:
-                code = proc.wait()
-            digest = h.hexdigest()
-        errors.seek(0)
-        stderr = errors.read().decode(errors="replace")
+    try:
+        with tempfile.TemporaryFile() as errors:
+            if path.is_dir():
+                # pg_restore reads the files itself; hash them meanwhile (another process, another core)
+                with _child(
+                    [str(pg_restore), "--format=directory", "--file=/dev/null", str(path)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=errors,
+                ) as proc:
+                    digest, size, files = hash_archive(path, poll)
+                    code = _wait(proc, poll)
+            else:
+                files = None
+                h = hashlib.sha256()
+                size = 0
+                # one read of the file: hashed, and streamed into pg_restore, which reads it sequentially. On
+                # any error pg_restore is killed (it would wait for the end of its input forever)
+                with _child(
+                    [str(pg_restore), "--format=custom", "--file=/dev/null"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=errors,
+                ) as proc:
+                    with contextlib.suppress(OSError):  # a bigger pipe lets hashing overlap pg_restore's work
+                        fcntl.fcntl(proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, _CHUNK)
+                    feeding = True
+                    with open(path, "rb") as f:
+                        while chunk := f.read(_CHUNK):
+                            poll()
+                            h.update(chunk)
+                            size += len(chunk)
+                            if feeding:
+                                try:
+                                    proc.stdin.write(chunk)
+                                except BrokenPipeError:
+                                    feeding = False  # pg_restore stopped; its exit code says why
+                    with contextlib.suppress(OSError):
+                        proc.stdin.close()
+                    code = _wait(proc, poll)
+                digest = h.hexdigest()
+            errors.seek(0)
+            stderr = errors.read().decode(errors="replace")
+    except OSError as exc:
+        raise BackupFailed(
+            f"verification failed: cannot read {path} back: {exc.strerror or exc}",
+            hint="The archive was not kept. Check the disk (and the kernel log for I/O errors).",
+        ) from exc
     seconds = time.monotonic() - started
     if code != 0 or stderr.strip():
         raise BackupFailed(
@@ -448,7 +688,14 @@ class _Dump:
     after_dump_seconds: float  # how long the read-back went on after pg_dump had exited
 
 
-def _dump(argv: list[str], env: dict[str, str], partial: Path, fmt: str, pg_restore: Path) -> _Dump:
+def _dump(
+    argv: list[str],
+    env: dict[str, str],
+    partial: Path,
+    fmt: str,
+    pg_restore: Path,
+    poll: Callable[[], None] = _no_poll,
+) -> _Dump:
     """Run pg_dump; for the custom format, read the archive back *while* it is written.
 
     pg_dump writes a custom archive sequentially (header, table of contents, then every data block) and
@@ -456,9 +703,11 @@ def _dump(argv: list[str], env: dict[str, str], partial: Path, fmt: str, pg_rest
     tailed from disk into ``pg_restore --file=/dev/null`` (which reads a pipe sequentially and needs no
     offsets) on another core while pg_dump is still compressing: every data block is read back exactly as
     it stays in the file. ``_confirm_streamed`` then checks the final file (size, sha256, its rewritten
-    table of contents); anything unexpected falls back to a full read-back of the final file."""
+    table of contents); anything unexpected falls back to a full read-back of the final file.
+
+    ``poll`` is called all along (it raises to stop the backup: pg_dump and pg_restore are then killed)."""
     with tempfile.TemporaryFile() as dump_errors:
-        proc = subprocess.Popen(
+        with _child(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -466,41 +715,35 @@ def _dump(argv: list[str], env: dict[str, str], partial: Path, fmt: str, pg_rest
             env=env,
             umask=0o077,
             preexec_fn=child_setup,
-        )
-        streamed = None
-        after = 0.0
-        try:
+        ) as proc:
+            streamed = None
+            after = 0.0
             if fmt == "custom":
-                streamed, after = _tail_into_pg_restore(proc, partial, pg_restore)
-            code = proc.wait()
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
+                streamed, after = _tail_into_pg_restore(proc, partial, pg_restore, poll)
+            code = _wait(proc, poll)
         dump_errors.seek(0)
         stderr = dump_errors.read().decode(errors="replace")
     return _Dump(code, stderr, streamed if code == 0 else None, after)
 
 
 def _tail_into_pg_restore(
-    proc: subprocess.Popen, partial: Path, pg_restore: Path
+    proc: subprocess.Popen, partial: Path, pg_restore: Path, poll: Callable[[], None] = _no_poll
 ) -> tuple[int | None, float]:
     """(bytes read back, seconds after pg_dump's exit), or (None, ...) when the read-back did not pass."""
     with tempfile.TemporaryFile() as errors:
-        restore = subprocess.Popen(
+        size, feeding, dump_exited_at = 0, True, None
+        with _child(
             [str(pg_restore), "--format=custom", "--file=/dev/null"],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=errors,
-        )
-        with contextlib.suppress(OSError):  # a bigger pipe: fewer wake-ups
-            fcntl.fcntl(restore.stdin.fileno(), fcntl.F_SETPIPE_SZ, _CHUNK)
-        with contextlib.suppress(OSError):
-            # pg_dump (and the server behind it) first: on a busy machine the read-back yields and catches up
-            # at the end rather than slowing the dump
-            os.setpriority(os.PRIO_PROCESS, restore.pid, 10)
-        size, feeding, dump_exited_at = 0, True, None
-        try:
+        ) as restore:
+            with contextlib.suppress(OSError):  # a bigger pipe: fewer wake-ups
+                fcntl.fcntl(restore.stdin.fileno(), fcntl.F_SETPIPE_SZ, _CHUNK)
+            with contextlib.suppress(OSError):
+                # pg_dump (and the server behind it) first: on a busy machine the read-back yields and
+                # catches up at the end rather than slowing the dump
+                os.setpriority(os.PRIO_PROCESS, restore.pid, 10)
             f = None
             while f is None:  # pg_dump creates the file first thing
                 try:
@@ -508,10 +751,12 @@ def _tail_into_pg_restore(
                 except FileNotFoundError:
                     if proc.poll() is not None:
                         break
+                    poll()
                     time.sleep(0.005)
             if f is not None:
                 with f:
                     while True:
+                        poll()
                         chunk = f.read(_CHUNK)
                         if chunk:
                             size += len(chunk)
@@ -528,12 +773,11 @@ def _tail_into_pg_restore(
                             dump_exited_at = time.monotonic()
                             continue
                         time.sleep(0.01)
-        finally:
-            with contextlib.suppress(BrokenPipeError):
-                restore.stdin.close()
             if dump_exited_at is None:
-                restore.kill()  # pg_dump failed before writing anything, or we are interrupted
-            code = restore.wait()
+                _kill(restore)  # pg_dump failed before writing anything
+            with contextlib.suppress(OSError):
+                restore.stdin.close()
+            code = _wait(restore, poll)
         errors.seek(0)
         failed = code != 0 or errors.read().strip() or not feeding or dump_exited_at is None
     after = time.monotonic() - dump_exited_at if dump_exited_at is not None else 0.0
@@ -541,17 +785,25 @@ def _tail_into_pg_restore(
 
 
 def _confirm_streamed(
-    archive: Path, pg_restore: Path, streamed_bytes: int, after_dump: float
+    archive: Path,
+    pg_restore: Path,
+    streamed_bytes: int,
+    after_dump: float,
+    poll: Callable[[], None] = _no_poll,
 ) -> Verification:
     """The final file is what was read back (same size), its rewritten table of contents reads, and its
     sha256 is taken; otherwise a full read-back of the final file decides."""
     started = time.monotonic()
-    digest, size, _ = hash_archive(archive)
-    listing = subprocess.run(
-        [str(pg_restore), "--list", str(archive)], stdin=subprocess.DEVNULL, capture_output=True, check=False
-    )
+    try:
+        digest, size, _ = hash_archive(archive, poll)
+        listing = _run([str(pg_restore), "--list", str(archive)])
+    except OSError as exc:
+        raise BackupFailed(
+            f"verification failed: cannot read {archive} back: {exc.strerror or exc}",
+            hint="The archive was not kept. Check the disk (and the kernel log for I/O errors).",
+        ) from exc
     if size != streamed_bytes or listing.returncode != 0 or listing.stderr.strip():
-        return verify_archive(archive, pg_restore)
+        return verify_archive(archive, pg_restore, poll)
     seconds = after_dump + time.monotonic() - started
     return Verification(
         digest,
@@ -585,11 +837,62 @@ def _ours(details: dict, identity: dict) -> bool:
     return details.get("recorded_in") == identity
 
 
-def _clean_abandoned(conn: psycopg.Connection, identity: dict) -> list[int]:
+def _metadata_connection(dsn: str | None) -> psycopg.Connection:
+    """The connection that records the backups and holds their advisory locks, with TCP keepalives (unless
+    the DSN sets its own): it sits idle for as long as pg_dump runs, and a connection dropped silently
+    would take the lock that marks the backup live with it."""
+    params = conninfo_to_dict(resolve_dsn(dsn))
+    return connect(dsn, autocommit=True, **{k: v for k, v in KEEPALIVES.items() if k not in params})
+
+
+class _Watch:
+    """Called while pg_dump and pg_restore run (and between databases): raises to stop the backup when the
+    job was cancelled or passed its deadline, and touches the metadata connection every TOUCH_INTERVAL
+    seconds (raising when it is gone: the advisory lock went with it)."""
+
+    def __init__(
+        self, conn: psycopg.Connection, cancelled: threading.Event | None, deadline: float | None
+    ) -> None:
+        self.conn = conn
+        self.cancelled = cancelled
+        self.deadline = deadline
+        self.what = "backup"
+        self.touched = time.monotonic()
+
+    def __call__(self) -> None:
+        if self.cancelled is not None and self.cancelled.is_set():
+            raise BackupCancelled(
+                f"{self.what} stopped: the runner cancelled the job (cancelled, timed out, or no longer "
+                "this runner's); pg_dump was killed and nothing was kept"
+            )
+        now = time.monotonic()
+        if self.deadline is not None and now >= self.deadline:
+            raise BackupCancelled(
+                f"{self.what} stopped: the job passed its deadline (the backup worker's timeout); "
+                "pg_dump was killed and nothing was kept",
+                hint="A database this big backs up faster in the directory format with parallel jobs "
+                "(backups.format directory, backups.parallel_jobs).",
+            )
+        if now - self.touched >= TOUCH_INTERVAL:
+            self.touched = now
+            try:
+                self.conn.execute("SELECT 'autopilot backup running'")
+            except psycopg.Error as exc:
+                raise BackupFailed(
+                    f"{self.what} stopped: lost the connection to the database that records it "
+                    f"({_first_line(str(exc))}); its lock went with it, so pg_dump was killed and nothing "
+                    "was kept",
+                    hint="Check the network between the runner and the server (a proxy or firewall that "
+                    "drops idle connections?). The job is retried.",
+                ) from exc
+
+
+def _clean_abandoned(conn: psycopg.Connection, identity: dict) -> tuple[list[int], list[str]]:
     """Rows this database recorded that were left ``running``/``succeeded`` by a runner that died (their
     advisory lock is free): mark them failed and remove their files. Rows recorded elsewhere (inherited by a
-    restored copy) are left alone: their files belong to the original."""
-    cleaned = []
+    restored copy) are left alone: their files belong to the original. (cleaned ids, problems): a row whose
+    leftovers cannot be removed is left as it is, to be tried again."""
+    cleaned, problems = [], []
     rows = conn.execute(
         "SELECT id, file_path FROM autopilot.backup_metadata "
         "WHERE status IN ('running', 'succeeded') AND details -> 'recorded_in' = %s ORDER BY id",
@@ -604,12 +907,21 @@ def _clean_abandoned(conn: psycopg.Connection, identity: dict) -> list[int]:
         try:
             if file_path:
                 archive = Path(file_path)
-                for leftover in (
-                    archive.with_name(archive.name + PARTIAL_SUFFIX),
-                    archive,
-                    manifest_path(archive),
-                ):
-                    _remove(leftover)
+                manifest = manifest_path(archive)
+                try:
+                    for leftover in (
+                        archive.with_name(archive.name + PARTIAL_SUFFIX),
+                        archive,
+                        manifest,
+                        manifest.with_name(manifest.name + PARTIAL_SUFFIX),
+                    ):
+                        _remove(leftover)
+                except OSError as exc:
+                    problems.append(
+                        f"abandoned backup #{backup_id}: cannot remove {exc.filename or file_path}: "
+                        f"{exc.strerror or exc}; left as it is, the next backup tries again"
+                    )
+                    continue
             conn.execute(
                 "UPDATE autopilot.backup_metadata SET status = 'failed', "
                 "finished_at = coalesce(finished_at, now()), error = %s "
@@ -622,12 +934,16 @@ def _clean_abandoned(conn: psycopg.Connection, identity: dict) -> list[int]:
             cleaned.append(backup_id)
         finally:
             conn.execute("SELECT pg_catalog.pg_advisory_unlock(%s, %s)", [LOCK_CLASS, _lock_key(backup_id)])
-    return cleaned
+    return cleaned, problems
 
 
-def prune(conn: psycopg.Connection, kind: str, database: str, keep: int, identity: dict) -> list[Pruned]:
-    """Delete the verified backups of (kind, database) beyond the newest ``keep`` verified ones."""
-    pruned = []
+def prune(
+    conn: psycopg.Connection, kind: str, database: str, keep: int, identity: dict
+) -> tuple[list[Pruned], list[str]]:
+    """Delete the verified backups of (kind, database) beyond the newest ``keep`` verified ones:
+    (pruned, errors). A record becomes ``pruned`` only once its files are gone; one whose files cannot be
+    deleted stays ``verified`` and is reported (the next backup tries again)."""
+    pruned, errors = [], []
     rows = conn.execute(
         "SELECT id, file_path, details FROM autopilot.backup_metadata "
         "WHERE kind = %s AND database_name = %s AND status = 'verified' "
@@ -635,40 +951,101 @@ def prune(conn: psycopg.Connection, kind: str, database: str, keep: int, identit
         [kind, database, keep],
     ).fetchall()
     for backup_id, file_path, details in rows:
-        removed = False
+        removed = missing = False
         if file_path and _ours(details, identity):
             archive = Path(file_path)
-            _remove(archive)
-            _remove(manifest_path(archive))  # last: a manifest without its archive is obviously dangling
-            removed = True
-        conn.execute(
+            try:
+                missing = not _exists(archive)
+                removed = _remove(archive)
+                _remove(manifest_path(archive))  # last: a manifest without its archive is obviously dangling
+            except OSError as exc:
+                errors.append(
+                    f"cannot delete {kind} backup #{backup_id} of {database} "
+                    f"({exc.filename or file_path}): {exc.strerror or exc}; it stays verified and the next "
+                    "backup tries again"
+                )
+                continue
+        changed = conn.execute(
             "UPDATE autopilot.backup_metadata SET status = 'pruned', "
             "details = details || jsonb_build_object('pruned_at', now()) "
             "WHERE id = %s AND status = 'verified'",
             [backup_id],
-        )
-        pruned.append(Pruned(backup_id, database, file_path, removed))
-    return pruned
+        ).rowcount
+        if changed:
+            pruned.append(Pruned(backup_id, database, file_path, removed, missing))
+    return pruned, errors
 
 
-def run_backup(dsn: str | None, kind: str = "manual", *, directory: str | None = None) -> BackupResult:
+def run_backup(
+    dsn: str | None,
+    kind: str = "manual",
+    *,
+    directory: str | None = None,
+    job_id: int | None = None,
+    cancelled: threading.Event | None = None,
+    deadline: float | None = None,
+) -> BackupResult:
     """Back up every database of ``backups.databases`` (default: the DSN's); see the module docstring.
+
+    ``job_id``: the runner job this is an attempt of. It is recorded with each backup, and an attempt backs
+    up only the databases that have no verified backup from this job yet (a retry after one database failed
+    does not take, and prune for, the others again). ``cancelled`` (set: stop) and ``deadline`` (a
+    ``time.monotonic()`` value) are watched while pg_dump and the verification run: either kills them and
+    raises BackupCancelled.
 
     Raises BackupFailed when any database failed (the others are still backed up; ``exc.result``)."""
     if kind not in KINDS:
         raise AutopilotError(f"unknown backup kind {kind!r}; one of {', '.join(KINDS)}")
     try:
-        conn = connect(dsn, autocommit=True)
+        conn = _metadata_connection(dsn)
     except AutopilotError as exc:
         raise BackupFailed(f"backup not started: {exc.message}", hint=exc.hint) from exc
     try:
         with conn:
-            return _run_backup(conn, dsn, kind, directory)
+            return _run_backup(conn, dsn, kind, directory, job_id, _Watch(conn, cancelled, deadline))
     except psycopg.Error as exc:  # e.g. the server went away mid-run: still a BackupFailed for the runner
         raise BackupFailed(f"backup failed: {translate(exc).message}") from exc
+    except OSError as exc:  # the file system refused something outside any one database's backup
+        raise BackupFailed(f"backup failed: {exc}") from exc
 
 
-def _run_backup(conn: psycopg.Connection, dsn: str | None, kind: str, directory: str | None) -> BackupResult:
+def _verified_by_job(conn: psycopg.Connection, kind: str, job_id: int, identity: dict) -> set[str]:
+    return {
+        row[0]
+        for row in conn.execute(
+            "SELECT DISTINCT database_name FROM autopilot.backup_metadata "
+            "WHERE kind = %s AND details -> 'job_id' = to_jsonb(%s::bigint) AND verified_at IS NOT NULL "
+            "AND status IN ('verified', 'pruned') AND details -> 'recorded_in' = %s",
+            [kind, job_id, Jsonb(identity)],
+        ).fetchall()
+    }
+
+
+def _record_failed(
+    conn: psycopg.Connection,
+    kind: str,
+    databases: list[str],
+    message: str,
+    details: dict,
+) -> None:
+    """A failed row for each database a backup could not even start for (`autopilot status` shows it)."""
+    with contextlib.suppress(psycopg.Error):
+        for database in databases:
+            conn.execute(
+                "INSERT INTO autopilot.backup_metadata (kind, database_name, status, finished_at, error, "
+                "details) VALUES (%s, %s, 'failed', clock_timestamp(), %s, %s)",
+                [kind, database, message, Jsonb(details)],
+            )
+
+
+def _run_backup(
+    conn: psycopg.Connection,
+    dsn: str | None,
+    kind: str,
+    directory: str | None,
+    job_id: int | None,
+    watch: _Watch,
+) -> BackupResult:
     if installer.installed(conn) is None:
         raise BackupFailed(
             f'autopilot is not installed in database "{conn.info.dbname}": nowhere to record backups',
@@ -678,14 +1055,28 @@ def _run_backup(conn: psycopg.Connection, dsn: str | None, kind: str, directory:
     target = Path(directory) if directory else settings.directory
     target = target.absolute()
     result = BackupResult(kind, target)
-    server_major = conn.info.server_version // 10000
-    bindir = pg_bindir(server_major)
-    pg_dump, pg_restore = bindir / "pg_dump", bindir / "pg_restore"
-    dump_version = program_version(pg_dump)
-    check_pg_dump_version(dump_version, conn.info.server_version, str(pg_dump))
-    _prepare_directory(target)
     identity = _identity(conn)
-    result.abandoned = _clean_abandoned(conn, identity)
+    databases = list(settings.databases)
+    if job_id is not None:
+        done = _verified_by_job(conn, kind, job_id, identity)
+        result.skipped = [d for d in databases if d in done]
+        databases = [d for d in databases if d not in done]
+        if not databases:
+            return result
+    base = {"format": settings.format, "recorded_in": identity}
+    if job_id is not None:
+        base["job_id"] = job_id
+    try:
+        server_major = conn.info.server_version // 10000
+        bindir = pg_bindir(server_major)
+        pg_dump, pg_restore = bindir / "pg_dump", bindir / "pg_restore"
+        dump_version = program_version(pg_dump)
+        check_pg_dump_version(dump_version, conn.info.server_version, str(pg_dump))
+        _prepare_directory(target)
+    except BackupFailed as exc:
+        _record_failed(conn, kind, databases, exc.message, base)
+        raise
+    result.abandoned, result.warnings = _clean_abandoned(conn, identity)
     common = {
         "server_version": conn.execute("SHOW server_version").fetchone()[0],
         "pg_dump_version": dump_version,
@@ -694,25 +1085,80 @@ def _run_backup(conn: psycopg.Connection, dsn: str | None, kind: str, directory:
         "pg_autopilot_version": __version__,
     }
     last_hint = None
-    for database in settings.databases:
+    stopped = False
+    for n, database in enumerate(databases):
+        watch.what = f'backup of database "{database}"'
         try:
+            watch()  # cancelled or past the deadline: start no other database
             result.backups.append(
                 _backup_one(
-                    conn, dsn, database, kind, target, settings, identity, common, pg_dump, pg_restore
+                    conn,
+                    dsn,
+                    database,
+                    kind,
+                    target,
+                    settings,
+                    {**base, **common},
+                    pg_dump,
+                    pg_restore,
+                    watch,
                 )
             )
         except BackupFailed as exc:
             result.failures[database] = exc.message
             last_hint = exc.hint
+            stopped = isinstance(exc, BackupCancelled)
+            if stopped or conn.broken:
+                for rest in databases[n + 1 :]:
+                    result.failures[rest] = "not started: " + (
+                        "the backup was stopped"
+                        if stopped
+                        else "the connection recording the backups was lost"
+                    )
+                break
     if result.failures:
         if len(result.failures) == 1 and len(settings.databases) == 1:
             message = next(iter(result.failures.values()))
         else:
             message = "backup failed for " + "; ".join(f"{d}: {e}" for d, e in result.failures.items())
-        failure = BackupFailed(message, hint=last_hint)
+        failure = (BackupCancelled if stopped else BackupFailed)(message, hint=last_hint)
         failure.result = result
         raise failure
     return result
+
+
+_MARK_FAILED = (
+    "UPDATE autopilot.backup_metadata SET status = 'failed', finished_at = clock_timestamp(), error = %s "
+    "WHERE id = %s AND status IN ('running', 'succeeded')"
+)
+
+
+def _mark_failed(conn: psycopg.Connection, dsn: str | None, backup_id: int, message: str) -> None:
+    """Record the failure, unless someone else already did (the row is no longer running/succeeded). When
+    the connection is gone, a new one records it."""
+    try:
+        conn.execute(_MARK_FAILED, [message, backup_id])
+        return
+    except psycopg.Error:
+        if not conn.broken:
+            return
+    with contextlib.suppress(psycopg.Error, AutopilotError), _metadata_connection(dsn) as other:
+        other.execute(_MARK_FAILED, [message, backup_id])
+
+
+def _changed_underneath(
+    conn: psycopg.Connection, backup_id: int, database: str, expected: str
+) -> BackupFailed:
+    row = conn.execute(
+        "SELECT status, error FROM autopilot.backup_metadata WHERE id = %s", [backup_id]
+    ).fetchone()
+    now = (row[0] + (f" ({row[1]})" if row[1] else "")) if row else "deleted"
+    return BackupFailed(
+        f'backup #{backup_id} of database "{database}" was changed by someone else while it ran: it is '
+        f"{now}, not {expected}; its files were removed",
+        hint="Another runner took it for abandoned: the connection that holds a backup's advisory lock must "
+        "keep its session (not a pooler in transaction mode). The job is retried.",
+    )
 
 
 def _backup_one(
@@ -722,39 +1168,53 @@ def _backup_one(
     kind: str,
     directory: Path,
     settings: Settings,
-    identity: dict,
-    common: dict,
+    details: dict,
     pg_dump: Path,
     pg_restore: Path,
+    watch: _Watch,
 ) -> DatabaseBackup:
     fmt = settings.format
-    details = {"format": fmt, "recorded_in": identity, **common}
-    backup_id, started_at = conn.execute(
-        "INSERT INTO autopilot.backup_metadata (kind, database_name, status, details) "
-        "VALUES (%s, %s, 'running', %s) RETURNING id, started_at",
-        [kind, database, Jsonb(details)],
-    ).fetchone()
-    conn.execute("SELECT pg_catalog.pg_advisory_lock(%s, %s)", [LOCK_CLASS, _lock_key(backup_id)])
-    stamp = started_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    archive = (
-        directory
-        / f"{_safe_name(database)}-{kind}-{stamp}-{backup_id}.{'dump' if fmt == 'custom' else 'dir'}"
-    )
+    identity = details["recorded_in"]
+    backup_id = None
+    try:
+        # one transaction: the row is locked before anyone can see it, so a concurrent cleanup of abandoned
+        # backups never takes it for one
+        with conn.transaction():
+            backup_id, started_at = conn.execute(
+                "INSERT INTO autopilot.backup_metadata (kind, database_name, status, details) "
+                "VALUES (%s, %s, 'running', %s) RETURNING id, started_at",
+                [kind, database, Jsonb(details)],
+            ).fetchone()
+            conn.execute("SELECT pg_catalog.pg_advisory_lock(%s, %s)", [LOCK_CLASS, _lock_key(backup_id)])
+            stamp = started_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+            archive = (
+                directory
+                / f"{_safe_name(database)}-{kind}-{stamp}-{backup_id}.{'dump' if fmt == 'custom' else 'dir'}"
+            )
+            conn.execute(
+                "UPDATE autopilot.backup_metadata SET file_path = %s WHERE id = %s", [str(archive), backup_id]
+            )
+    except psycopg.Error as exc:
+        if backup_id is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute(
+                    "SELECT pg_catalog.pg_advisory_unlock(%s, %s)", [LOCK_CLASS, _lock_key(backup_id)]
+                )
+        raise BackupFailed(f'backup of database "{database}" not started: {translate(exc).message}') from exc
     partial = archive.with_name(archive.name + PARTIAL_SUFFIX)
     manifest = manifest_path(archive)
-    conn.execute(
-        "UPDATE autopilot.backup_metadata SET file_path = %s WHERE id = %s", [str(archive), backup_id]
-    )
-    password = None
+    manifest_partial = manifest.with_name(manifest.name + PARTIAL_SUFFIX)
+    _register_private(partial, manifest_partial)  # removed at interpreter exit if still there
+    secrets: tuple[str, ...] = ()
     try:
-        with libpq_target(dsn, database) as (conninfo, env, password):
+        with libpq_target(dsn, database) as (conninfo, env, secrets):
             argv = pg_dump_argv(
                 pg_dump, conninfo, partial, fmt, settings.lock_wait_timeout, settings.parallel_jobs
             )
             t0 = time.monotonic()
-            dump = _dump(argv, env, partial, fmt, pg_restore)
+            dump = _dump(argv, env, partial, fmt, pg_restore, watch)
             dump_seconds = time.monotonic() - t0
-        stderr = _scrub(dump.stderr, password)
+        stderr = _scrub(dump.stderr, secrets)
         if dump.returncode != 0:
             reason = _first_line(stderr) or f"pg_dump exited with code {dump.returncode}"
             if dump.returncode < 0:
@@ -768,18 +1228,19 @@ def _backup_one(
         os.rename(partial, archive)
         _fsync_path(directory)
         finished_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
-        conn.execute(
+        if not conn.execute(
             "UPDATE autopilot.backup_metadata SET status = 'succeeded', finished_at = %s, "
-            "details = details || %s WHERE id = %s",
+            "details = details || %s WHERE id = %s AND status = 'running'",
             [finished_at, Jsonb({"dump_seconds": round(dump_seconds, 3)}), backup_id],
-        )
+        ).rowcount:
+            raise _changed_underneath(conn, backup_id, database, "running")
 
         if dump.streamed_bytes is not None:
             verification = _confirm_streamed(
-                archive, pg_restore, dump.streamed_bytes, dump.after_dump_seconds
+                archive, pg_restore, dump.streamed_bytes, dump.after_dump_seconds, watch
             )
         else:
-            verification = verify_archive(archive, pg_restore)
+            verification = verify_archive(archive, pg_restore, watch)
         verified_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
         body = {
             "manifest_version": 1,
@@ -795,14 +1256,15 @@ def _backup_one(
             "verified_at": verified_at.isoformat(),
             "verification": verification.message,
             "recorded_in": identity,
-            **{k: v for k, v in common.items() if k != "pg_dump"},
+            **{k: v for k, v in details.items() if k not in ("pg_dump", "recorded_in", "format")},
         }
         if verification.files is not None:
             body["files"] = verification.files
         _write_manifest(manifest, body)
-        conn.execute(
+        if not conn.execute(
             "UPDATE autopilot.backup_metadata SET status = 'verified', size_bytes = %s, sha256 = %s, "
-            "verified_at = %s, verification = %s, details = details || %s WHERE id = %s",
+            "verified_at = %s, verification = %s, details = details || %s "
+            "WHERE id = %s AND status = 'succeeded'",
             [
                 verification.size_bytes,
                 verification.sha256,
@@ -811,28 +1273,47 @@ def _backup_one(
                 Jsonb({"verify_seconds": round(verification.seconds, 3), "manifest": str(manifest)}),
                 backup_id,
             ],
-        )
+        ).rowcount:
+            raise _changed_underneath(conn, backup_id, database, "succeeded")
     except BaseException as exc:
-        for leftover in (partial, archive, manifest, manifest.with_name(manifest.name + PARTIAL_SUFFIX)):
-            _remove(leftover)
-        message = exc.message if isinstance(exc, AutopilotError) else f"{type(exc).__name__}: {exc}"
-        message = _scrub(message, password)
-        with contextlib.suppress(psycopg.Error):
-            conn.execute(
-                "UPDATE autopilot.backup_metadata SET status = 'failed', finished_at = clock_timestamp(), "
-                "error = %s WHERE id = %s",
-                [message, backup_id],
+        left = []
+        for leftover in (partial, archive, manifest, manifest_partial):
+            try:
+                _remove(leftover)
+            except OSError as err:
+                left.append(f"{err.filename or leftover} ({err.strerror or err})")
+        if isinstance(exc, KeyboardInterrupt):
+            message = (
+                f'backup of database "{database}" interrupted ({exc or "SIGINT"}): pg_dump was stopped, '
+                "nothing was kept"
             )
+        elif isinstance(exc, AutopilotError):
+            message = exc.message
+        else:
+            message = f"{type(exc).__name__}: {exc}"
+        if left:
+            message += "; and could not remove " + ", ".join(left)
+        message = _scrub(message, secrets)
+        _mark_failed(conn, dsn, backup_id, message)
         if isinstance(exc, BackupFailed):
+            exc.message = message
+            exc.args = (message,)
             raise
         if isinstance(exc, OSError | AutopilotError | psycopg.Error):
             raise BackupFailed(f'backup of database "{database}" failed: {message}') from exc
         raise
     finally:
+        _unregister_private(partial, manifest_partial)
         with contextlib.suppress(psycopg.Error):
             conn.execute("SELECT pg_catalog.pg_advisory_unlock(%s, %s)", [LOCK_CLASS, _lock_key(backup_id)])
 
-    pruned = prune(conn, kind, database, settings.keep[kind], identity)
+    try:
+        pruned, prune_errors = prune(conn, kind, database, settings.keep[kind], identity)
+    except psycopg.Error as exc:  # the backup itself is verified: report, do not fail it
+        pruned, prune_errors = (
+            [],
+            [f"retention of {kind} backups of {database} not applied: {translate(exc).message}"],
+        )
     return DatabaseBackup(
         backup_id,
         database,
@@ -848,6 +1329,7 @@ def _backup_one(
         dump_seconds,
         verification.seconds,
         pruned,
+        prune_errors,
     )
 
 
@@ -899,7 +1381,13 @@ def restore_backup(
         archive = Path(file_path)
         if not archive.exists():
             raise RestoreFailed(f"backup #{chosen}: {archive} does not exist (on this host)")
-        digest, _size, _files = hash_archive(archive)
+        try:
+            digest, _size, _files = hash_archive(archive)
+        except OSError as exc:
+            raise RestoreFailed(
+                f"backup #{chosen}: cannot read {archive}: {exc.strerror or exc}",
+                hint="Run the restore as an OS user that can read the backup directory.",
+            ) from exc
         if digest != recorded_sha:
             raise RestoreFailed(
                 f"backup #{chosen}: {archive} does not match its recorded sha256 "
@@ -919,20 +1407,33 @@ def restore_backup(
             ) from exc
         bindir = pg_bindir(conn.info.server_version // 10000, "pg_restore")
         started = time.monotonic()
-        with libpq_target(dsn, into) as (conninfo, env, password):
-            argv = [str(bindir / "pg_restore"), "--exit-on-error", "--no-password", f"--dbname={conninfo}"]
-            if jobs > 1:
-                argv.append(f"--jobs={jobs}")
-            argv.append(str(archive))
-            done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, check=False)
-        if done.returncode != 0:
-            stderr = _scrub(done.stderr.decode(errors="replace"), password)
+        try:
+            with libpq_target(dsn, into) as (conninfo, env, secrets):
+                argv = [
+                    str(bindir / "pg_restore"),
+                    "--exit-on-error",
+                    "--no-password",
+                    f"--dbname={conninfo}",
+                ]
+                if jobs > 1:
+                    argv.append(f"--jobs={jobs}")
+                argv.append(str(archive))
+                with tempfile.TemporaryFile() as errors:
+                    with _child(
+                        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, env=env
+                    ) as proc:
+                        code = proc.wait()
+                    errors.seek(0)
+                    stderr = _scrub(errors.read().decode(errors="replace"), secrets)
+            if code != 0:
+                raise RestoreFailed(
+                    f'restoring backup #{chosen} into "{into}" failed: {_first_line(stderr)}',
+                    hint=f'The new database "{into}" was dropped again.',
+                )
+        except BaseException:  # pg_restore failed, or Ctrl-C: no half-restored database is left behind
             with contextlib.suppress(psycopg.Error):
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(into)))
-            raise RestoreFailed(
-                f'restoring backup #{chosen} into "{into}" failed: {_first_line(stderr)}',
-                hint=f'The new database "{into}" was dropped again.',
-            )
+            raise
         return RestoreResult(chosen, source, into, archive, digest, time.monotonic() - started)
 
 

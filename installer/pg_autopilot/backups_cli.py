@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
+
 import click
 from rich.markup import escape
 from rich.table import Table
 
 from . import backups
-from .cli_common import console, dsn_option, handled
+from .cli_common import console, dsn_option, err_console, handled
 
 
 def _size(n: int) -> str:
@@ -16,6 +20,26 @@ def _size(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """pg_dump runs in a process group of its own, so a stop signal reaches only this process: SIGTERM
+    interrupts like Ctrl-C, and the backup kills pg_dump, removes its partial file and records the failure
+    (by default SIGTERM would end this process at once and leave pg_dump running)."""
+
+    def interrupt(signum, frame):
+        raise backups.Interrupted("SIGTERM")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave the signal alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @click.command()
@@ -35,7 +59,8 @@ def _size(n: int) -> str:
 @handled
 def backup(kind: str, directory: str | None, dsn: str | None) -> None:
     """Take a pg_dump backup of the configured databases now, verify it, apply retention."""
-    result = backups.run_backup(dsn, kind, directory=directory)
+    with _sigterm_interrupts():
+        result = backups.run_backup(dsn, kind, directory=directory)
     table = Table(
         title=f"{kind} backup in {escape(str(result.directory))}", header_style="bold", title_justify="left"
     )
@@ -55,10 +80,12 @@ def backup(kind: str, directory: str | None, dsn: str | None) -> None:
     console.print(table)
     for b in result.backups:
         console.print(f"sha256 {b.sha256}  {escape(str(b.path))}", highlight=False, soft_wrap=True)
+    if result.skipped:
+        console.print("already verified: " + ", ".join(escape(d) for d in result.skipped), highlight=False)
     if result.pruned:
         console.print(
             f"pruned {len(result.pruned)} older {kind} backup(s): "
-            + ", ".join(f"#{p.id}" + ("" if p.files_removed else " (record only)") for p in result.pruned),
+            + ", ".join(f"#{p.id}" + _pruned_note(p) for p in result.pruned),
             highlight=False,
         )
     else:
@@ -69,6 +96,23 @@ def backup(kind: str, directory: str | None, dsn: str | None) -> None:
         console.print(
             "cleaned up abandoned backups " + ", ".join(f"#{i}" for i in result.abandoned), highlight=False
         )
+    for problem in result.prune_errors + result.warnings:
+        err_console.print(f"[bold yellow]warning:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+    if result.prune_errors:
+        err_console.print(
+            "[bold]hint:[/] The new backup is verified. Give the runner's OS user write access to the old "
+            "backups' directory (chown / chmod), or delete them by hand; the next backup prunes again.",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _pruned_note(p: backups.Pruned) -> str:
+    if p.files_removed:
+        return ""
+    if p.missing:
+        return " (its files were already gone)"
+    return " (record only)"
 
 
 @click.command()
@@ -80,7 +124,8 @@ def backup(kind: str, directory: str | None, dsn: str | None) -> None:
 @handled
 def restore(backup_id: int | None, into: str, database: str | None, jobs: int, dsn: str | None) -> None:
     """Restore a verified backup into a new database, after checking its sha256."""
-    result = backups.restore_backup(dsn, backup_id, into, database=database, jobs=jobs)
+    with _sigterm_interrupts():
+        result = backups.restore_backup(dsn, backup_id, into, database=database, jobs=jobs)
     console.print(
         f'[green]restored backup #{result.backup_id} (database "{escape(result.database)}") into '
         f'"{escape(result.into)}"[/] in {result.seconds:.1f} s; sha256 {result.sha256} checked',

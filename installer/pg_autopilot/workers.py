@@ -8,6 +8,7 @@ workers the same way and is loaded with ``autopilot runner start --worker-module
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ class JobContext:
     attempt: int
     queue: str
     node: str
-    dsn: str
+    dsn: str = field(repr=False)  # may hold a password: never in a log line of the context
     deadline: float  # time.monotonic() by which the runner stops waiting for the worker
     cancelled: threading.Event = field(default_factory=threading.Event)
 
@@ -38,6 +39,10 @@ class Worker:
 
 
 REGISTRY: dict[str, Worker] = {}
+
+# under the runner's logger (its JSON handler), silent where the runner's logging is not configured
+log = logging.getLogger("autopilot.runner.workers")
+log.addHandler(logging.NullHandler())
 
 # in-process caches that cache-cleanup clears (anything with a cache_clear(), or a dict)
 CACHES: list[Any] = []
@@ -55,11 +60,22 @@ def worker(name: str, *, timeout: float = 3600.0) -> Callable[[WorkerFunction], 
 
 @worker("backup", timeout=6 * 3600)
 def backup(args: dict[str, Any], context: JobContext) -> str:
-    """backup-hourly, backup-daily: pg_dump of the configured databases, verified, then retention."""
+    """backup-hourly, backup-daily: pg_dump of the configured databases, verified, then retention.
+
+    Stops (pg_dump killed, nothing kept) when the job is cancelled or passes its deadline. A retry of the
+    same job backs up only the databases without a verified backup from this job yet."""
     from . import backups  # pg_dump and friends only when a backup runs
 
-    result = backups.run_backup(context.dsn, args.get("kind", "manual"))
-    return str(result)
+    result = backups.run_backup(
+        context.dsn,
+        args.get("kind", "manual"),
+        job_id=context.job_id,
+        cancelled=context.cancelled,
+        deadline=context.deadline,
+    )
+    for problem in result.prune_errors + result.warnings:  # the backup is verified; this needs a DBA
+        log.warning("backup needs attention", extra={"fields": {"job_id": context.job_id, "error": problem}})
+    return result.summary()
 
 
 @worker("cache_cleanup", timeout=60)
