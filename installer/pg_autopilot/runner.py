@@ -1,14 +1,24 @@
 """The runner: drains autopilot.jobs with ``concurrency`` slot threads.
 
-The main loop claims due jobs (``autopilot.claim``, SKIP LOCKED) for the free slots of each queue plus
-a few ahead (more when jobs are quick), and claims again when half of them have been taken; each slot
-thread takes the next claimed job and runs its worker. A completer thread records completions in
-batches (``complete_many``); the main loop records failures one by one (``fail``: retried with
-backoff, or discarded). A listener connection waits on ``NOTIFY autopilot_jobs`` so an idle runner
-starts a new job at once; polling every ``poll_interval`` seconds is the fallback (and finds jobs
-scheduled for later). A heartbeat thread keeps every job the runner holds (``heartbeat``); a job the
-database no longer gives this node (cancelled, or rescued after the node looked dead) is flagged to its
-worker and its outcome is not recorded.
+The main loop claims due jobs (``autopilot.claim``, SKIP LOCKED) for the free slot threads plus a few
+ahead (more when jobs are quick), and claims again when half of them have been taken; every queue gets
+a share of each round, the first share going to each queue in turn, so that a backlog in one queue
+never starves another. Each slot thread takes the next claimed job, in the order claim() returned them
+(priority first), and runs its worker. A completer thread records completions in batches
+(``complete_many``); the main loop records failures one by one (``fail``: retried with backoff, or
+discarded). An outcome is kept until the database has it: one that cannot be recorded (the database
+restarting, a failover) is tried again. A listener connection waits on ``NOTIFY autopilot_jobs`` so an
+idle runner starts a new job at once; polling every ``poll_interval`` seconds is the fallback (and
+finds jobs scheduled for later). A heartbeat thread keeps every job attempt the runner holds
+(``heartbeat``, by job id and attempt); an attempt the database no longer gives this node (cancelled,
+or rescued after the node looked dead, perhaps claimed again since) is flagged to its worker and its
+outcome is not recorded.
+
+All the runner's state is per attempt, (job id, attempt), and whoever decides an attempt's fate -- its
+worker finishing, its timeout, the heartbeat finding it gone -- decides it under one lock, once.
+A worker past its timeout cannot be killed: its attempt fails, and its slot thread counts as busy
+until the worker returns; when every slot thread is stuck that way, the runner claims nothing and
+gives back what it had claimed ahead.
 
 Stopping (SIGTERM, SIGINT, :meth:`Runner.stop`): no more claims; jobs claimed but not started are
 given back (``release``); running jobs get ``grace`` seconds to finish and are recorded; what still
@@ -28,6 +38,8 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +48,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from . import sqlfiles
-from .db import APPLICATION_NAME, resolve_dsn
+from .db import APPLICATION_NAME, connect, resolve_dsn
 from .workers import CACHES, REGISTRY, JobContext, Worker
 
 CACHES.append(sqlfiles.bundle)
@@ -89,21 +101,54 @@ class RunnerConfig:
     complete_batch: int = 500
 
 
-@dataclass
+Key = tuple[int, int]  # (job id, attempt): what the runner holds is one attempt of a job
+
+
+def _key(job: dict) -> Key:
+    return job["id"], job["attempt"]
+
+
+def _backoff(failures: int, cap: float) -> float:
+    """Seconds to wait after the n-th failure in a row: 1, 2, 4, ... at most cap."""
+    return min(cap, 2.0 ** min(max(failures - 1, 0), 16))
+
+
+def _text(value: object) -> str:
+    """str(value), whatever value's __str__ does (a worker's result or exception is anybody's code)."""
+    try:
+        return str(value)
+    except Exception as exc:
+        return f"<{type(value).__name__}: str() raised {type(exc).__name__}>"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(_text(exc).split())
+
+
+@dataclass(eq=False)
 class _Running:
     job: dict
     worker: Worker | None
     context: JobContext
     started: float
-    lost: bool = False  # the database no longer gives this job to this node
+    # the runner no longer waits for this attempt's outcome (timed out, cancelled, rescued, claimed
+    # again): set once, under the lock, by whoever took it; its slot thread may still be in the worker
+    lost: bool = False
+
+    @property
+    def key(self) -> Key:
+        return _key(self.job)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Outcome:
     running: _Running
     error: str | None = None  # None: succeeded
     discard: bool = False
-    result: Any = None
+    result: str | None = None  # the worker's result as text (made in the slot thread, truncated)
+    finished: float = field(default_factory=time.monotonic)
+    tries: int = 0  # attempts to record it that failed
+    retry_at: float = 0.0  # time.monotonic() before which it is not tried again
 
 
 class Runner:
@@ -116,17 +161,21 @@ class Runner:
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._done = threading.Event()
-        self._outcomes: queue_module.Queue[_Outcome] = queue_module.Queue()
-        self._running: dict[int, _Running] = {}
-        self._pending: collections.deque[dict] = collections.deque()  # claimed, not started
+        self._lock = threading.Lock()
+        self._claimed = threading.Condition(self._lock)  # slots wait on it for claimed jobs
+        # what the runner holds, each attempt in exactly one place (all guarded by _lock):
+        self._pending: collections.deque[dict] = collections.deque()  # claimed, not started, in run order
+        self._running: dict[Key, _Running] = {}  # started, outcome not decided yet
+        self._failing: dict[Key, _Outcome] = {}  # failed or timed out, fail() not recorded yet
+        self._completing: dict[Key, _Outcome] = {}  # succeeded, complete_many() not recorded yet
+        self._releasing: dict[Key, dict] = {}  # claimed, never to be started, release() not recorded yet
+        self._busy = 0  # slot threads inside a worker
+        self._orphans = 0  # of those, threads whose attempt was taken from them (timed out, lost)
         self._to_complete: queue_module.Queue[_Outcome] = queue_module.Queue()
-        self._completing: set[int] = set()  # finished, completion not recorded yet
         self._completer_done = threading.Event()
         self._mean_duration: float | None = None  # seconds, moving average of successful jobs
         self._last_claim = 0
-        self._lost: set[int] = set()  # claimed jobs the database no longer gives this node
-        self._lock = threading.Lock()
-        self._claimed = threading.Condition(self._lock)  # slots wait on it for claimed jobs
+        self._turn = 0  # the queue whose share comes first in the next claiming round
         self._pool: ConnectionPool | None = None
         self._slots: list[threading.Thread] = []
         self.stats = {"completed": 0, "failed": 0, "discarded": 0, "lost": 0}
@@ -134,17 +183,26 @@ class Runner:
     # -- public ------------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop claiming; run() lets running jobs finish within the grace period, then returns."""
+        """Stop claiming; run() lets running jobs finish within the grace period, then returns.
+
+        Not for a signal handler (it takes locks): see runner_cli for how signals reach it."""
         self._stopping.set()
         self._wake.set()
 
     def run(self) -> None:
         config = self.config
+        # one plain connection first: a wrong DSN, role or password is libpq's own message, at once
+        # (the pool would only say, 30 s later, that it could not fill itself)
+        connect(self.dsn, autocommit=True, application_name=f"{APPLICATION_NAME} runner").close()
         self._pool = ConnectionPool(
             self.dsn,
             min_size=2,
             max_size=4,
             kwargs={"autocommit": True, "application_name": f"{APPLICATION_NAME} runner"},
+            # a pooled connection is checked before use: one the server dropped (a restart, a network
+            # cut) is replaced instead of failing the statement it was given
+            check=ConnectionPool.check_connection,
+            timeout=10,
             open=True,
             name="autopilot-runner",
         )
@@ -173,8 +231,13 @@ class Runner:
             if config.enqueue_startup_jobs:
                 self._enqueue_startup_jobs()
             self._loop()
-            self._drain()
         finally:
+            # however the loop ended: no more claims, give back what was not started, let the running
+            # jobs finish within the grace period and record them
+            self.stop()
+            with self._claimed:
+                self._claimed.notify_all()
+            self._drain()
             self._completer_done.set()
             if completer.is_alive():
                 completer.join(timeout=30)
@@ -187,35 +250,44 @@ class Runner:
     # -- the loop ----------------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        failures = 0
         while not self._stopping.is_set():
             try:
                 self._iterate()
-            except psycopg.OperationalError as exc:
-                # the database went away (restart, network): keep the outcomes, try again
-                _log(logging.ERROR, "database unavailable; retrying", error=str(exc).strip())
-                self._stopping.wait(max(self.config.poll_interval, 1.0))
+                failures = 0
+            except psycopg.Error as exc:
+                # the database went away (restart, network), turned read-only (failover), changed under
+                # a statement (upgrade)...: keep every outcome, back off, try again
+                failures += 1
+                delay = _backoff(failures, 10.0)
+                _log(
+                    logging.ERROR,
+                    "database error; retrying",
+                    error=_one_line(exc),
+                    sqlstate=getattr(exc, "sqlstate", None),
+                    retry_in_s=delay,
+                )
+                self._stopping.wait(delay)
 
     def _iterate(self) -> None:
         """Record failures, expire overrunning jobs, claim ahead when the claimed jobs run low (the slot
         threads take them from there), then sleep until woken (a slot running low or failing, a NOTIFY,
         the poll interval)."""
-        config = self.config
         self._record_outcomes()
         self._expire_timeouts()
+        self._give_back_when_stuck()
+        self._release_held()
         claimed = 0
         with self._lock:
             low = len(self._pending) <= self._last_claim // 2
-        if low:
-            for queue in config.queues:
-                with self._lock:
-                    want = self._free_slots() + self._extra() - len(self._pending)
-                if want <= 0 or self._stopping.is_set():
-                    break
-                claimed += self._claim(queue, want)
+        if low and not self._stopping.is_set():
+            claimed = self._claim_round()
             self._last_claim = claimed or self._last_claim
-        if claimed and self._free_slots() > 0:
+        with self._lock:
+            free = self._free_slots()
+        if claimed and free > 0:
             return  # there may be more: claim again before sleeping
-        self._wake.wait(config.poll_interval)
+        self._wake.wait(self.config.poll_interval)
         self._wake.clear()
 
     def _extra(self) -> int:
@@ -227,18 +299,77 @@ class Runner:
         return max(config.prefetch, min(config.max_prefetch, keep_busy))
 
     def _free_slots(self) -> int:
-        return self.config.concurrency - len(self._running)
+        """Slot threads not inside a worker (the caller holds the lock). A thread stuck in a worker past
+        its timeout is not free, though its job is no longer running."""
+        return self.config.concurrency - self._busy
+
+    def _want(self) -> int:
+        """How many jobs to claim now (the caller holds the lock): none while every slot thread is stuck
+        in a worker past its timeout, since no claimed job could start."""
+        if self._orphans >= self.config.concurrency:
+            return 0
+        return self._free_slots() + self._extra() - len(self._pending)
+
+    def _claim_round(self) -> int:
+        """Claims what the slots want, shared among the queues: each queue is offered its share in
+        turn (the first share going to each queue in turn, round after round), then the queues that
+        filled theirs are offered what the others left."""
+        queues = self.config.queues
+        if not queues:
+            return 0
+        first = self._turn % len(queues)
+        self._turn += 1
+        order = queues[first:] + queues[:first]
+        with self._lock:
+            want = self._want()
+        remaining = want
+        more: list[str] = []
+        for n, queue in enumerate(order):
+            if remaining <= 0 or self._stopping.is_set():
+                break
+            share = -(-remaining // (len(order) - n))  # rounded up
+            got = self._claim(queue, share)
+            remaining -= got
+            if got == share:
+                more.append(queue)
+        for queue in more:
+            if remaining <= 0 or self._stopping.is_set():
+                break
+            remaining -= self._claim(queue, remaining)
+        return max(want, 0) - max(remaining, 0)
 
     def _claim(self, queue: str, limit: int) -> int:
-        with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            # never a prepared statement: after an upgrade that changes claim()'s columns, a prepared
+            # SELECT * would fail with "cached plan must not change result type" (0A000)
             jobs = cur.execute(
-                "SELECT * FROM autopilot.claim(%s, %s, %s)", [queue, self.config.node, limit]
+                "SELECT * FROM autopilot.claim(%s, %s, %s)", [queue, self.config.node, limit], prepare=False
             ).fetchall()
         if jobs:
             with self._claimed:
-                self._pending.extend(jobs)
-                self._claimed.notify_all()
+                self._supersede(jobs)
+                self._pending.extend(jobs)  # claim() returns them in run order: priority, then age
+                self._claimed.notify(len(jobs))
         return len(jobs)
+
+    def _supersede(self, jobs: list[dict]) -> None:
+        """Jobs claimed again by this node (rescued from it, or cancelled and retried): the attempts of
+        them it still holds are no longer its own (the caller holds the lock)."""
+        newest = {job["id"]: job["attempt"] for job in jobs}
+
+        def older(job: dict) -> bool:
+            return job["id"] in newest and job["attempt"] < newest[job["id"]]
+
+        if any(older(job) for job in self._pending):
+            stale = [job for job in self._pending if older(job)]
+            kept = [job for job in self._pending if not older(job)]
+            self._pending.clear()
+            self._pending.extend(kept)
+            for job in stale:
+                self._note_lost(job, started=False)
+        for running in [r for r in self._running.values() if older(r.job)]:
+            self._take(running)
+            self._note_lost(running.job, started=True)
 
     def _slot(self) -> None:
         """One of ``concurrency`` slot threads: takes the next claimed job and runs it, until the runner
@@ -249,18 +380,22 @@ class Runner:
                     self._claimed.wait(0.5)
                 if self._stopping.is_set():
                     return  # what is still claimed is given back by _drain
-                job = self._pending.popleft()
-                if job["id"] in self._lost:  # cancelled while waiting for a slot: never started
-                    self._lost.discard(job["id"])
-                    continue
-                running = self._begin(job)
+                running = self._begin(self._pending.popleft())
                 low = len(self._pending) <= self._last_claim // 2
             if low:
                 self._wake.set()  # the main loop claims more
-            self._run(running)
+            try:
+                self._run(running)
+            finally:
+                with self._lock:
+                    self._busy -= 1
+                    if running.lost:
+                        self._orphans -= 1  # a stuck thread is free again: the main loop may claim
+                if running.lost:
+                    self._wake.set()
 
     def _begin(self, job: dict) -> _Running:
-        """Registers a job as running (the caller holds the lock)."""
+        """Registers a job as running on this slot thread (the caller holds the lock)."""
         worker = self.workers.get(job["worker"])
         context = JobContext(
             job_id=job["id"],
@@ -271,15 +406,15 @@ class Runner:
             deadline=time.monotonic() + (worker.timeout if worker else 0.0),
         )
         running = _Running(job, worker, context, time.monotonic())
-        self._running[job["id"]] = running
+        self._running[running.key] = running
+        self._busy += 1
         return running
 
     def _run(self, running: _Running) -> None:
         if running.worker is None:
             known = ", ".join(sorted(self.workers)) or "none"
             error = f"no worker named {running.job['worker']!r} in this runner (it has: {known})"
-            self._outcomes.put(_Outcome(running, error=error, discard=True))
-            self._wake.set()
+            self._failed(_Outcome(running, error=error, discard=True))
             return
         try:
             result = running.worker.function(running.job["args"], running.context)
@@ -290,52 +425,117 @@ class Runner:
                 job_id=running.job["id"],
                 traceback="".join(traceback.format_exception(exc)),
             )
-            self._outcomes.put(_Outcome(running, error=f"{type(exc).__name__}: {exc}".strip()))
-            self._wake.set()
+            self._failed(_Outcome(running, error=f"{type(exc).__name__}: {_text(exc)}".strip()))
             return
-        job_id = running.job["id"]
+        # the result as text here, in the slot thread: a worker's object whose str() raises must not
+        # reach the completer
+        outcome = _Outcome(running, result=None if result is None else _text(result)[:500])
         with self._lock:
-            self._running.pop(job_id, None)
-            if running.lost:  # timed out, cancelled or rescued: its outcome is not ours to record
-                self._lost.discard(job_id)
+            if running.lost:  # timed out, cancelled, rescued or claimed again: not ours to record
                 return
-            self._completing.add(job_id)
-        duration = time.monotonic() - running.started
+            # handed to the completer under the lock: _drain never finds the job in neither place
+            del self._running[running.key]
+            self._completing[running.key] = outcome
+            self._to_complete.put(outcome)
+        duration = outcome.finished - running.started
         mean = self._mean_duration
         self._mean_duration = duration if mean is None else 0.9 * mean + 0.1 * duration
-        self._to_complete.put(_Outcome(running, result=result))
+
+    def _failed(self, outcome: _Outcome) -> None:
+        """A worker failed (or does not exist): the main loop records it, unless the attempt was
+        taken from it meanwhile."""
+        running = outcome.running
+        with self._lock:
+            if running.lost:
+                return
+            del self._running[running.key]
+            self._failing[running.key] = outcome
+        self._wake.set()
+
+    def _take(self, running: _Running) -> None:
+        """The runner stops waiting for this attempt (timed out, cancelled, rescued, claimed again): its
+        worker is asked to stop and its outcome will be ignored; its slot thread stays busy until the
+        worker returns (the caller holds the lock)."""
+        del self._running[running.key]
+        running.lost = True
+        running.context.cancelled.set()
+        self._orphans += 1
+
+    def _note_lost(self, job: dict, started: bool) -> None:
+        """(the caller holds the lock)"""
+        self.stats["lost"] += 1
+        _log(
+            logging.WARNING,
+            "job is no longer this runner's (cancelled or rescued): its outcome is not recorded"
+            if started
+            else "job claimed but not started is no longer this runner's (cancelled or rescued): not started",
+            job_id=job["id"],
+            attempt=job["attempt"],
+            worker=job["worker"],
+        )
 
     def _expire_timeouts(self) -> None:
         now = time.monotonic()
         with self._lock:
-            late = [r for r in self._running.values() if r.worker and now > r.context.deadline and not r.lost]
-        for running in late:
-            # the thread cannot be killed: the attempt fails now, and whatever it returns later is ignored
-            running.context.cancelled.set()
-            running.lost = True
-            self._finish_failed(
-                _Outcome(running, error=f"timed out after {running.worker.timeout:g} s (worker timeout)")
-            )
+            late = [r for r in self._running.values() if r.worker and now > r.context.deadline]
+            for running in late:
+                # the thread cannot be killed: the attempt fails now, and whatever it returns later is
+                # ignored -- decided under the lock, so a worker finishing at this moment either
+                # completes (it is no longer in _running) or is failed, never both
+                self._take(running)
+                self._failing[running.key] = _Outcome(
+                    running, error=f"timed out after {running.worker.timeout:g} s (worker timeout)"
+                )
+
+    def _give_back_when_stuck(self) -> None:
+        """Every slot thread stuck in a worker past its timeout: nothing claimed ahead can start, so it
+        is given back for another runner (and claimed again here once a thread is free)."""
+        with self._lock:
+            if self._orphans < self.config.concurrency or not self._pending:
+                return
+            for job in self._pending:
+                self._releasing[_key(job)] = job
+            count = len(self._pending)
+            self._pending.clear()
+        _log(
+            logging.WARNING,
+            "every slot is stuck in a worker past its timeout; giving back the jobs claimed ahead",
+            count=count,
+        )
 
     def _record_outcomes(self) -> None:
-        """Failures (and unknown workers), which the main loop records one by one."""
-        while True:
+        """Failures (and unknown workers), which the main loop records one by one. One that cannot be
+        recorded now is kept and tried again later (with backoff); the others go on."""
+        now = time.monotonic()
+        with self._lock:
+            due = [o for o in self._failing.values() if o.retry_at <= now]
+        for outcome in due:
             try:
-                outcome = self._outcomes.get_nowait()
-            except queue_module.Empty:
-                break
-            job_id = outcome.running.job["id"]
-            if outcome.running.lost:  # timed out, cancelled or rescued: its outcome is not ours to record
-                with self._lock:
-                    self._running.pop(job_id, None)
-                    self._lost.discard(job_id)
+                self._finish_failed(outcome)
+            except psycopg.Error as exc:
+                outcome.tries += 1
+                delay = _backoff(outcome.tries, 30.0)
+                outcome.retry_at = time.monotonic() + delay
+                _log(
+                    logging.ERROR,
+                    "could not record a failure; retrying",
+                    job_id=outcome.running.job["id"],
+                    attempt=outcome.running.job["attempt"],
+                    error=_one_line(exc),
+                    retry_in_s=delay,
+                )
+                if isinstance(exc, psycopg.OperationalError):
+                    break  # the database is away: the others wait too
                 continue
-            self._finish_failed(outcome)
+            with self._lock:
+                self._failing.pop(outcome.running.key, None)
 
     def _completions(self) -> None:
         """The completer thread: records completions in batches (complete_many), off the main loop, so
-        that claiming and starting jobs never waits for it. Keeps a batch until it is recorded."""
+        that claiming and starting jobs never waits for it. Keeps a batch until it is recorded; no error
+        ends it."""
         batch: list[_Outcome] = []
+        failures = 0
         while True:
             if not batch:
                 try:
@@ -351,43 +551,99 @@ class Runner:
                     break
             try:
                 self._finish_succeeded(batch)
-            except psycopg.Error as exc:
-                _log(logging.ERROR, "could not record completions; retrying", error=str(exc).strip())
-                self._done.wait(1.0)
+            except Exception as exc:  # the database's, or anything else: never let the thread die
+                failures += 1
+                if self._done.is_set():  # run() is over: the heartbeats have stopped, rescue takes them
+                    _log(
+                        logging.ERROR,
+                        "completions not recorded at shutdown; rescue-orphaned-jobs takes the jobs back",
+                        job_ids=[o.running.job["id"] for o in batch],
+                        error=_one_line(exc),
+                    )
+                    with self._lock:
+                        for o in batch:
+                            self._completing.pop(o.running.key, None)
+                    batch = []
+                    continue
+                delay = _backoff(failures, 10.0)
+                _log(
+                    logging.ERROR,
+                    "could not record completions; retrying",
+                    error=_one_line(exc),
+                    error_type=type(exc).__name__,
+                    retry_in_s=delay,
+                )
+                self._done.wait(delay)
                 continue
-            with self._lock:
-                self._completing.difference_update(o.running.job["id"] for o in batch)
+            failures = 0
             batch = []
 
     def _finish_succeeded(self, outcomes: list[_Outcome]) -> None:
         ids = [o.running.job["id"] for o in outcomes]
         attempts = [o.running.job["attempt"] for o in outcomes]
-        with self._pool.connection() as conn:
-            conn.execute("SELECT autopilot.complete_many(%s, %s)", [ids, attempts])
-        now = time.monotonic()
+        with self._connection() as conn:
+            # one statement, one transaction: its now() is the completed_at of the jobs it completed
+            count, at = conn.execute(
+                "SELECT autopilot.complete_many(%s, %s), now()", [ids, attempts]
+            ).fetchone()
+            done: set[Key] | None = None  # None: all of them
+            if count != len(outcomes):
+                # some were cancelled, or rescued, meanwhile (complete_many left them alone): which
+                done = {
+                    (job_id, attempt)
+                    for job_id, attempt in conn.execute(
+                        "SELECT j.id, j.attempt FROM autopilot.jobs AS j"
+                        " WHERE j.id = ANY(%s) AND j.state = 'completed' AND j.completed_at = %s",
+                        [ids, at],
+                    ).fetchall()
+                }
+        with self._lock:
+            for o in outcomes:
+                self._completing.pop(o.running.key, None)
+                self.stats["completed" if done is None or o.running.key in done else "lost"] += 1
         for o in outcomes:
-            self.stats["completed"] += 1
+            job = o.running.job
+            if done is not None and o.running.key not in done:
+                _log(
+                    logging.WARNING,
+                    "job finished, but is no longer this runner's (cancelled or rescued): not completed",
+                    job_id=job["id"],
+                    worker=job["worker"],
+                    attempt=job["attempt"],
+                )
+                continue
             _log(
                 logging.INFO,
                 "job completed",
-                job_id=o.running.job["id"],
-                worker=o.running.job["worker"],
-                queue=o.running.job["queue"],
-                attempt=o.running.job["attempt"],
-                duration_ms=round((now - o.running.started) * 1000, 1),
-                result=None if o.result is None else str(o.result)[:500],
+                job_id=job["id"],
+                worker=job["worker"],
+                queue=job["queue"],
+                attempt=job["attempt"],
+                duration_ms=round((o.finished - o.running.started) * 1000, 1),
+                result=o.result,
             )
 
     def _finish_failed(self, outcome: _Outcome) -> None:
         job = outcome.running.job
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             state = conn.execute(
                 "SELECT autopilot.fail(%s, %s, %s, %s)",
                 [job["id"], job["attempt"], outcome.error, outcome.discard],
             ).fetchone()[0]
+        if state is None:  # no longer executing that attempt: cancelled, or rescued meanwhile
+            with self._lock:
+                self.stats["lost"] += 1
+            _log(
+                logging.WARNING,
+                "job failed, but is no longer this runner's (cancelled or rescued): failure not recorded",
+                job_id=job["id"],
+                worker=job["worker"],
+                attempt=job["attempt"],
+                error=outcome.error,
+            )
+            return
         with self._lock:
-            self._running.pop(job["id"], None)
-        self.stats["discarded" if state == "discarded" else "failed"] += 1
+            self.stats["discarded" if state == "discarded" else "failed"] += 1
         _log(
             logging.WARNING if state != "discarded" else logging.ERROR,
             "job failed",
@@ -398,100 +654,177 @@ class Runner:
             max_attempts=job["max_attempts"],
             state=state,
             error=outcome.error,
-            duration_ms=round((time.monotonic() - outcome.running.started) * 1000, 1),
+            duration_ms=round((outcome.finished - outcome.running.started) * 1000, 1),
         )
 
     def _drain(self) -> None:
         """After a stop: give back the jobs not started, wait up to ``grace`` seconds for the running
-        ones, recording each outcome."""
-        self._release_pending()
+        ones, recording each outcome. Every step is retried until the grace period is over: one error
+        (the database away for a moment) does not cut it short."""
+        with self._lock:
+            for job in self._pending:
+                self._releasing[_key(job)] = job
+            self._pending.clear()
         deadline = time.monotonic() + self.config.grace
-        while self._running and time.monotonic() < deadline:
-            self._record_outcomes()
-            self._expire_timeouts()
-            if self._running:
-                self._wake.wait(0.05)
-                self._wake.clear()
-        self._record_outcomes()
-        if self._running:
+        while True:
+            ok = all(
+                [
+                    self._step(self._release_held),
+                    self._step(self._record_outcomes),
+                    self._step(self._expire_timeouts),
+                ]
+            )
+            with self._lock:
+                busy = bool(self._running or self._failing or self._completing or self._releasing)
+            left = deadline - time.monotonic()
+            if not busy or left <= 0:
+                break
+            self._wake.wait(min(left, 0.05 if ok else 1.0))
+            self._wake.clear()
+        self._step(self._record_outcomes)
+        with self._lock:
+            leftover = {
+                "running": sorted(job_id for job_id, _ in self._running),
+                "failure_not_recorded": sorted(job_id for job_id, _ in self._failing),
+                "not_released": sorted(job_id for job_id, _ in self._releasing),
+            }
+        if any(leftover.values()):
             _log(
                 logging.WARNING,
                 "left running at shutdown; rescue-orphaned-jobs takes them back",
-                job_ids=sorted(self._running),
+                job_ids=sorted({job_id for ids in leftover.values() for job_id in ids}),
                 grace_s=self.config.grace,
+                **{k: v for k, v in leftover.items() if v},
             )
 
-    def _release_pending(self) -> None:
+    def _step(self, step: Callable[[], None]) -> bool:
+        try:
+            step()
+        except Exception as exc:
+            _log(logging.ERROR, "shutdown step failed; retrying", step=step.__name__, error=_one_line(exc))
+            return False
+        return True
+
+    def _release_held(self) -> None:
+        """Gives back the claimed jobs that will not be started here (kept until release() has them)."""
         with self._lock:
-            jobs = list(self._pending)
-            self._pending.clear()
+            jobs = list(self._releasing.values())
         if not jobs:
             return
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             released = conn.execute(
                 "SELECT autopilot.release(%s, %s)", [[j["id"] for j in jobs], [j["attempt"] for j in jobs]]
             ).fetchone()[0]
+        with self._lock:
+            for job in jobs:
+                self._releasing.pop(_key(job), None)
         _log(logging.INFO, "released jobs claimed but not started", count=released)
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection. One that saw an error is closed, so the pool replaces it: after a
+        failover it may be read-only, after an upgrade its prepared statements may no longer fit."""
+        assert self._pool is not None
+        with self._pool.connection() as conn:
+            try:
+                yield conn
+            except psycopg.Error:
+                conn.close()
+                raise
 
     # -- threads -----------------------------------------------------------------------------------
 
     def _listen(self) -> None:
-        """LISTEN on a connection of its own (never the one claims use), waking the loop."""
+        """LISTEN on a connection of its own (never the one claims use), waking the loop. While the
+        database cannot be reached, it tries again after 1, 2, 4 ... at most 30 s (polling goes on)."""
+        failures = 0
         while not self._stopping.is_set():
             try:
                 with psycopg.connect(
-                    self.dsn, autocommit=True, application_name=f"{APPLICATION_NAME} runner"
+                    self.dsn,
+                    autocommit=True,
+                    application_name=f"{APPLICATION_NAME} runner",
+                    connect_timeout=10,
                 ) as conn:
                     conn.execute("LISTEN autopilot_jobs")
+                    if failures:
+                        self._wake.set()  # what was enqueued meanwhile sent no NOTIFY we heard
+                    failures = 0
                     while not self._stopping.is_set():
                         for notify in conn.notifies(timeout=1.0):
                             if notify.payload in self.config.queues:
                                 self._wake.set()
             except psycopg.Error as exc:
-                _log(logging.WARNING, "listener lost its connection; polling meanwhile", error=str(exc))
-                self._stopping.wait(self.config.poll_interval)
+                failures += 1
+                delay = _backoff(failures, 30.0)
+                _log(
+                    logging.WARNING,
+                    "listener lost its connection; polling meanwhile",
+                    error=_one_line(exc),
+                    retry_in_s=delay,
+                )
+                self._stopping.wait(delay)
+
+    def _held(self) -> dict[int, int]:
+        """Every job attempt the runner holds -- claimed, running, finished but not recorded -- as
+        {job id: attempt}; of two attempts of one job, the later (the caller holds the lock)."""
+        held: dict[int, int] = {}
+        keys: Iterable[Key] = [
+            *(_key(job) for job in self._pending),
+            *self._running,
+            *self._failing,
+            *self._completing,
+            *self._releasing,
+        ]
+        for job_id, attempt in keys:
+            if attempt > held.get(job_id, attempt - 1):
+                held[job_id] = attempt
+        return held
 
     def _heartbeats(self) -> None:
         """Every heartbeat_interval until run() is over (the grace period included)."""
         while not self._done.wait(self.config.heartbeat_interval):
             with self._lock:
-                ids = [job_id for job_id, r in self._running.items() if not r.lost]
-            # claimed but not started, finished but not recorded: executing in the table too
-            with self._lock:
-                ids += [job["id"] for job in self._pending]
-                ids += list(self._completing)
-            if not ids:
+                held = self._held()
+            if not held:
                 continue
             try:
-                with self._pool.connection() as conn:
+                with self._connection() as conn:
                     kept = {
                         row[0]
                         for row in conn.execute(
-                            "SELECT autopilot.heartbeat(%s, %s)", [ids, self.config.node]
+                            "SELECT autopilot.heartbeat(%s, %s, %s)",
+                            [list(held), list(held.values()), self.config.node],
                         ).fetchall()
                     }
             except Exception as exc:  # the next beat tries again; rescue is the backstop
-                _log(logging.WARNING, "heartbeat failed", error=str(exc))
+                _log(logging.WARNING, "heartbeat failed", error=_one_line(exc))
                 continue
-            for job_id in set(ids) - kept:
-                self._lost.add(job_id)
+            gone = [(job_id, attempt) for job_id, attempt in held.items() if job_id not in kept]
+            if gone:
                 with self._lock:
-                    running = self._running.get(job_id)
-                if running and not running.lost:
-                    running.lost = True
-                    running.context.cancelled.set()
-                    self.stats["lost"] += 1
-                    _log(
-                        logging.WARNING,
-                        "job is no longer this runner's (cancelled or rescued): its outcome is not recorded",
-                        job_id=job_id,
-                        worker=running.job["worker"],
-                    )
+                    self._lose(gone)
+
+    def _lose(self, keys: list[Key]) -> None:
+        """Attempts the database no longer gives this node (the caller holds the lock). Only those still
+        held as they were: running, the worker is told and its outcome ignored; claimed, never started.
+        One finished meanwhile is left to its recording, which changes nothing in the database."""
+        for key in keys:
+            running = self._running.get(key)
+            if running is not None:
+                self._take(running)
+                self._note_lost(running.job, started=True)
+                continue
+            for job in self._pending:
+                if _key(job) == key:
+                    self._pending.remove(job)
+                    self._note_lost(job, started=False)
+                    break
 
     def _enqueue_startup_jobs(self) -> None:
         """The catalog's startup jobs for the workers this runner has. The unique key is the one pg_cron's
         enqueues use (catalog:<name>), so a job already pending is not added twice."""
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             rows = conn.execute(
                 "SELECT d.name, autopilot.enqueue(d.target, d.args, d.queue,"
                 " p_unique_key => 'catalog:' || d.name, p_meta => jsonb_build_object('catalog', d.name))"

@@ -3,13 +3,60 @@
 from __future__ import annotations
 
 import importlib
+import os
 import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import click
 
 from . import backups_cli
 from .cli_common import dsn_option, handled
 from .errors import InvalidInput
+
+if TYPE_CHECKING:
+    from .runner import Runner
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """The Python-level handler: nothing (the wakeup fd carries the signal, see _stop_on_signals)."""
+
+
+@contextmanager
+def _stop_on_signals(the_runner: Runner) -> Iterator[None]:
+    """SIGTERM and SIGINT stop the runner, without running runner code in a signal handler.
+
+    A Python signal handler runs in the main thread between two bytecodes -- possibly while that very
+    thread holds a lock the handler would take (Runner.stop() sets threading.Events, each behind a lock
+    the main loop takes many times a second): a deadlock. So the handler does nothing; the interpreter's
+    C-level handler writes the signal's number to a pipe (signal.set_wakeup_fd, async-signal-safe), and
+    a thread of its own reads it and calls stop()."""
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    wanted = {int(s) for s in _STOP_SIGNALS}
+
+    def watch() -> None:
+        while data := os.read(read_fd, 512):  # b"": the write end is closed, the run is over
+            if wanted.intersection(data):
+                the_runner.stop()
+
+    previous = {signum: signal.signal(signum, _ignore) for signum in _STOP_SIGNALS}
+    previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    watcher = threading.Thread(target=watch, name="autopilot-signals", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous_fd)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        os.close(write_fd)
+        watcher.join(timeout=5)
+        os.close(read_fd)
 
 
 @click.group()
@@ -93,9 +140,8 @@ def start(
     if node:
         config.node = node
     the_runner = Runner(config)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: the_runner.stop())
-    the_runner.run()
+    with _stop_on_signals(the_runner):
+        the_runner.run()
 
 
 runner.add_command(backups_cli.backup)

@@ -42,3 +42,37 @@ def flaky(args: dict, context: JobContext) -> str:
 def hang(args: dict, context: JobContext) -> None:
     """Overruns its 0.5 s timeout."""
     time.sleep(float(args.get("seconds", 3)))
+
+
+@worker("fail_after", timeout=60)
+def fail_after(args: dict, context: JobContext) -> None:
+    """Waits args.seconds (stopping early when the runner says so), then fails."""
+    context.cancelled.wait(float(args.get("seconds", 0.1)))
+    raise RuntimeError("failing on purpose")
+
+
+@worker("stubborn", timeout=60)
+def stubborn(args: dict, context: JobContext) -> str:
+    """Sleeps args.seconds whatever the runner says (a worker that never looks at context.cancelled),
+    then records its run in public.runner_log when args.record."""
+    started = time.time()
+    time.sleep(float(args.get("seconds", 1)))
+    if args.get("record"):
+        with psycopg.connect(context.dsn, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO public.runner_log (job_id, node, started, finished)"
+                " VALUES (%s, %s, to_timestamp(%s), clock_timestamp())",
+                [context.job_id, f"{context.node} attempt {context.attempt}", started],
+            )
+    return "done at last"
+
+
+class Unprintable:
+    def __str__(self) -> str:
+        raise ValueError("this result cannot be printed")
+
+
+@worker("unprintable", timeout=60)
+def unprintable(args: dict, context: JobContext) -> Unprintable:
+    """Succeeds with a result whose str() raises."""
+    return Unprintable()

@@ -6,6 +6,7 @@ enqueues of one unique job leave one row."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -17,7 +18,8 @@ from pathlib import Path
 import psycopg
 import pytest
 import runner_workers  # noqa: F401 - registers the test workers
-from helpers import wait_for
+from helpers import flat, run_subprocess, wait_for
+from psycopg.conninfo import make_conninfo
 
 from pg_autopilot.runner import Runner, RunnerConfig
 from pg_autopilot.workers import REGISTRY
@@ -73,17 +75,55 @@ def spawn_runner(dsn: str, *args: str) -> subprocess.Popen:
     )  # fmt: skip
 
 
+@pytest.fixture
+def runner_events():
+    """The runner's log records, as dicts (event, level and fields), for the length of the test."""
+    events: list[dict] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            events.append(
+                {
+                    "event": record.getMessage(),
+                    "level": record.levelname.lower(),
+                    **getattr(record, "fields", {}),
+                }
+            )
+
+    logger = logging.getLogger("autopilot.runner")
+    handler, level = Collect(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield events
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
 def states(db) -> dict[str, int]:
     with db.connect() as conn:
         return dict(conn.execute("SELECT state, count(*) FROM autopilot.jobs GROUP BY state").fetchall())
 
 
-def enqueue(db, worker: str, n: int = 1, **args) -> list[int]:
+def enqueue(db, worker: str, n: int = 1, queue: str = "default", **args) -> list[int]:
     with db.connect() as conn:
-        jobs = [{"worker": worker, "args": dict(args, i=i)} for i in range(n)]
+        jobs = [{"worker": worker, "queue": queue, "args": dict(args, i=i)} for i in range(n)]
         return [
             r[0] for r in conn.execute("SELECT autopilot.enqueue_many(%s)", [json.dumps(jobs)]).fetchall()
         ]
+
+
+def backends(admin: psycopg.Connection, db, condition: str = "true") -> list[int]:
+    """The pids of the runner's connections to ``db`` (its application_name) that meet ``condition``."""
+    rows = admin.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = 'autopilot runner'"
+        f" AND {condition}",
+        [db.name],
+    ).fetchall()
+    return [pid for (pid,) in rows]
+
+
+def terminate(admin: psycopg.Connection, pids: list[int]) -> None:
+    admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [pids])
 
 
 def test_runner_drains_retries_and_discards(queue_db):
@@ -149,9 +189,11 @@ def test_notify_starts_a_job_on_an_idle_runner_at_once(queue_db):
     assert latency < 1.0, f"enqueue to start took {latency:.3f} s"
 
 
-def test_runner_survives_losing_its_connections(queue_db, admin_dsn):
-    """Its connections killed (a database restart, a network cut): it reconnects and goes on."""
-    with ThreadedRunner(queue_db.dsn, concurrency=2, poll_interval=0.2):
+def test_runner_survives_losing_its_connections(queue_db, admin_dsn, runner_events):
+    """Its connections killed while idle (a database restart, a network cut): it reconnects and goes on,
+    and a dead pooled connection is replaced before use (checked), not handed to a claim that then fails."""
+    # polling seldom (NOTIFY wakes it), so that no query is in flight when the connections are killed
+    with ThreadedRunner(queue_db.dsn, concurrency=2, poll_interval=2):
         enqueue(queue_db, "noop", 10)
         wait_for(lambda: states(queue_db).get("completed") == 10, "the first jobs done")
         with psycopg.connect(admin_dsn, autocommit=True) as admin:
@@ -161,8 +203,14 @@ def test_runner_survives_losing_its_connections(queue_db, admin_dsn):
                 [queue_db.name],
             ).fetchone()[0]
         assert killed >= 2  # the pool's and the listener's
+        since = len(runner_events)
         enqueue(queue_db, "noop", 10)
         wait_for(lambda: states(queue_db).get("completed") == 20, "the next jobs done after reconnecting")
+    trouble = [
+        e for e in runner_events[since:]
+        if e["level"] in ("warning", "error") and not e["event"].startswith("listener")
+    ]  # fmt: skip
+    assert trouble == []
 
 
 def test_cancel_reaches_a_running_worker(queue_db):
@@ -216,7 +264,7 @@ def test_sigterm_lets_running_jobs_finish_and_claims_no_more(queue_db):
 
 def test_jobs_claimed_ahead_are_given_back_on_stop(queue_db):
     """The runner claims a few jobs ahead of its free slots; stopping, it releases those it never
-    started: available again, their attempt not counted, nothing in the ledger."""
+    started: available again, their attempt not used up (max_attempts + 1), nothing in the ledger."""
     enqueue(queue_db, "sleep", 5, seconds=1.0)
     process = spawn_runner(queue_db.dsn, "--concurrency", "1", "--grace", "20")
     try:
@@ -227,9 +275,11 @@ def test_jobs_claimed_ahead_are_given_back_on_stop(queue_db):
         process.kill()
     assert process.returncode == 0
     with queue_db.connect() as conn:
-        rows = conn.execute("SELECT state, attempt, count(*) FROM autopilot.jobs GROUP BY 1, 2").fetchall()
+        rows = conn.execute(
+            "SELECT state, attempt, max_attempts, count(*) FROM autopilot.jobs GROUP BY 1, 2, 3"
+        ).fetchall()
         ledger = conn.execute("SELECT status, count(*) FROM autopilot.job_runs GROUP BY 1").fetchall()
-    assert sorted(rows) == [("available", 0, 4), ("completed", 1, 1)]
+    assert sorted(rows) == [("available", 1, 21, 4), ("completed", 1, 20, 1)]
     assert ledger == [("succeeded", 1)]
 
 
@@ -298,3 +348,224 @@ def test_fifty_concurrent_enqueues_of_one_unique_job_leave_one_row(queue_db):
         thread.join()
     assert len(ids) == 50 and len(set(ids)) == 1, "every caller got the one job's id"
     assert queue_db.scalar("SELECT count(*) FROM autopilot.jobs WHERE unique_key = 'one-of-a-kind'") == 1
+
+
+# -- the reviewer's findings: each test provokes the situation with a real server -------------------
+
+
+def test_a_failure_whose_recording_hits_a_database_error_is_recorded_later(queue_db, admin_dsn):
+    """fail() loses its connection mid-statement: the failure is kept and recorded once the database
+    answers again, not dropped (the job left executing until a false timeout)."""
+    [job] = enqueue(queue_db, "fail_after", seconds=1)
+    with queue_db.connect() as conn:
+        conn.execute("UPDATE autopilot.jobs SET max_attempts = 1 WHERE id = %s", [job])
+    with (
+        ThreadedRunner(queue_db.dsn, concurrency=1, heartbeat_interval=30),
+        psycopg.connect(admin_dsn, autocommit=True) as admin,
+    ):
+        wait_for(lambda: states(queue_db).get("executing") == 1, "the job running")
+        with queue_db.connect(autocommit=False) as locker:
+            # the job's row locked: recording the failure waits, and its connection is cut meanwhile
+            locker.execute("SELECT 1 FROM autopilot.jobs WHERE id = %s FOR UPDATE", [job])
+            waiting = wait_for(
+                lambda: backends(
+                    admin, queue_db, "wait_event_type = 'Lock' AND query LIKE 'SELECT autopilot.fail(%%'"
+                ),
+                "fail() waiting for the row lock",
+            )
+            terminate(admin, waiting)
+            wait_for(lambda: not backends(admin, queue_db, f"pid = {waiting[0]}"), "the connection gone")
+            locker.rollback()
+        wait_for(lambda: states(queue_db) == {"discarded": 1}, "the failure recorded", timeout=10)
+    error = queue_db.scalar("SELECT errors -> 0 ->> 'error' FROM autopilot.jobs WHERE id = %s", [job])
+    assert error == "RuntimeError: failing on purpose"
+
+
+def test_a_worker_stuck_past_its_timeout_makes_the_runner_give_back_what_it_cannot_start(queue_db):
+    """Its only slot thread stuck in a timed-out worker, the runner claims nothing (it could not start it)
+    and gives back what it had claimed ahead; once the thread is free it goes on."""
+    [hung] = enqueue(queue_db, "hang", seconds=6)  # timeout 0.5 s, ignores the cancellation
+    with queue_db.connect() as conn:
+        conn.execute("UPDATE autopilot.jobs SET max_attempts = 1 WHERE id = %s", [hung])
+    with ThreadedRunner(queue_db.dsn, concurrency=1):
+        wait_for(lambda: states(queue_db).get("executing") == 1, "the job running")
+        enqueue(queue_db, "noop", 3)
+        wait_for(
+            lambda: states(queue_db) == {"discarded": 1, "available": 3},
+            "the timed-out job failed, and the others not held while its thread is stuck",
+            timeout=4,
+        )
+        wait_for(lambda: states(queue_db).get("completed") == 3, "the others done once the thread is free")
+
+
+def test_a_job_cancelled_and_retried_while_its_old_attempt_still_runs(queue_db, admin_dsn):
+    """State is per attempt: the old attempt (cancelled, its worker deaf to it) neither keeps the new
+    attempt from starting nor, finishing, takes the new attempt's place (its heartbeats go on)."""
+    [job] = enqueue(queue_db, "stubborn", seconds=4, record=True)
+    with ThreadedRunner(queue_db.dsn, concurrency=2, heartbeat_interval=0.3) as runner:
+        wait_for(lambda: states(queue_db).get("executing") == 1, "the first attempt running")
+        with queue_db.connect() as conn:
+            assert conn.execute("SELECT autopilot.cancel(%s, 'test')", [job]).fetchone()[0]
+            wait_for(lambda: runner.stats["lost"] == 1, "the runner noticing at its heartbeat")
+            assert conn.execute("SELECT autopilot.retry(%s)", [job]).fetchone()[0]
+        wait_for(
+            lambda: queue_db.scalar(
+                "SELECT attempt = 2 AND state = 'executing' FROM autopilot.jobs WHERE id = %s", [job]
+            ),
+            "the second attempt claimed",
+        )
+        wait_for(
+            lambda: queue_db.scalar("SELECT count(*) FROM public.runner_log") == 1,
+            "the first attempt's worker done (its outcome ignored)",
+        )
+        assert queue_db.scalar("SELECT node FROM public.runner_log").endswith(" attempt 1")
+        at = queue_db.scalar("SELECT clock_timestamp()")
+        wait_for(
+            lambda: queue_db.scalar("SELECT heartbeat_at > %s FROM autopilot.jobs WHERE id = %s", [at, job]),
+            "the second attempt still heartbeaten",
+        )
+        wait_for(lambda: states(queue_db) == {"completed": 1}, "the second attempt completed")
+    assert queue_db.scalar("SELECT attempt FROM autopilot.jobs WHERE id = %s", [job]) == 2
+
+
+def test_claimed_jobs_start_in_priority_order(queue_db):
+    with queue_db.connect() as conn:
+        jobs = [
+            {"worker": "sleep", "priority": p, "args": {"seconds": 0.02, "record": True}}
+            for p in (9, 7, 5, 3, 1)
+        ]
+        ids = [r[0] for r in conn.execute("SELECT autopilot.enqueue_many(%s)", [json.dumps(jobs)]).fetchall()]
+    with ThreadedRunner(queue_db.dsn, concurrency=1):
+        wait_for(lambda: states(queue_db).get("completed") == 5, "every job done")
+    with queue_db.connect() as conn:
+        started = [
+            r[0] for r in conn.execute("SELECT job_id FROM public.runner_log ORDER BY started").fetchall()
+        ]
+    assert started == ids[::-1], "priority 1 first, 9 last"
+
+
+# an extension upgrade that changes the columns claim() returns (here: one more)
+CLAIM_WITH_A_NEW_COLUMN = """
+ALTER FUNCTION autopilot.claim(text, text, integer) RENAME TO claim_before;
+CREATE FUNCTION autopilot.claim(p_queue text, p_node text, p_limit integer DEFAULT 1)
+RETURNS TABLE (
+    id bigint, queue text, worker text, args jsonb, attempt integer, max_attempts integer,
+    priority smallint, scheduled_at timestamptz, note text
+)
+LANGUAGE sql
+AS $$
+    SELECT c.id, c.queue, c.worker, c.args, c.attempt, c.max_attempts, c.priority, c.scheduled_at, 'new'
+    FROM autopilot.claim_before(p_queue, p_node, p_limit) AS c
+$$;
+"""
+
+
+def test_runner_goes_on_when_claim_changes_its_columns(queue_db):
+    """An extension upgrade changes what claim() returns while the runner runs: a prepared
+    `SELECT * FROM autopilot.claim(...)` would fail with 0A000 (cached plan must not change result type),
+    an error the runner must survive (and better, not provoke)."""
+    with ThreadedRunner(queue_db.dsn, concurrency=1, poll_interval=0.05):
+        enqueue(queue_db, "noop")
+        wait_for(lambda: states(queue_db).get("completed") == 1, "the first job done")
+        time.sleep(1.5)  # idle polls: psycopg prepares a query from its 5th execution on a connection
+        with queue_db.connect() as conn:
+            conn.execute(CLAIM_WITH_A_NEW_COLUMN)
+        enqueue(queue_db, "noop")
+        wait_for(lambda: states(queue_db).get("completed") == 2, "the next job done", timeout=10)
+
+
+def test_every_queue_makes_progress(queue_db):
+    """A backlog in one queue does not starve the next one."""
+    enqueue(queue_db, "sleep", 100, seconds=0.2)
+    [backup] = enqueue(queue_db, "noop", queue="backups")
+    with ThreadedRunner(queue_db.dsn, concurrency=2, queues=("default", "backups")):
+        wait_for(
+            lambda: (
+                queue_db.scalar("SELECT state FROM autopilot.jobs WHERE id = %s", [backup]) == "completed"
+            ),
+            "the backups job done",
+            timeout=4,
+        )
+        assert states(queue_db).get("available", 0) > 0, "while the default queue still has a backlog"
+
+
+def test_a_completion_the_database_refuses_is_not_logged_as_completed(queue_db, admin_dsn, runner_events):
+    """A job cancelled while its completion is being recorded: complete_many leaves it alone, and the
+    runner neither logs nor counts it as completed."""
+    [job] = enqueue(queue_db, "sleep", seconds=0.5)
+    with (
+        ThreadedRunner(queue_db.dsn, concurrency=1, heartbeat_interval=30) as runner,
+        psycopg.connect(admin_dsn, autocommit=True) as admin,
+    ):
+        wait_for(lambda: states(queue_db).get("executing") == 1, "the job running")
+        with queue_db.connect(autocommit=False) as locker:
+            locker.execute("SELECT 1 FROM autopilot.jobs WHERE id = %s FOR UPDATE", [job])
+            wait_for(
+                lambda: backends(
+                    admin, queue_db, "wait_event_type = 'Lock' AND query LIKE '%%complete_many%%'"
+                ),
+                "complete_many waiting for the row lock",
+            )
+            assert locker.execute("SELECT autopilot.cancel(%s, 'test')", [job]).fetchone()[0]
+            locker.commit()
+        wait_for(lambda: runner.stats["lost"] == 1, "the refused completion noticed")
+    assert runner.stats["completed"] == 0
+    assert [e for e in runner_events if e["event"] == "job completed"] == []
+    assert states(queue_db) == {"cancelled": 1}
+
+
+def test_a_result_that_cannot_be_printed_does_not_stop_completions(queue_db, runner_events):
+    [odd] = enqueue(queue_db, "unprintable")
+    enqueue(queue_db, "noop", 3)
+    with ThreadedRunner(queue_db.dsn, concurrency=1):
+        wait_for(lambda: states(queue_db).get("completed") == 4, "every job done", timeout=10)
+    [done] = [e for e in runner_events if e["event"] == "job completed" and e["job_id"] == odd]
+    assert "ValueError" in done["result"]
+
+
+def test_a_flood_of_signals_does_not_hang_the_runner(queue_db):
+    """SIGTERM handled without taking a lock in the signal handler: a storm of them (a supervisor
+    insisting) while the runner works and drains must not deadlock it."""
+    enqueue(queue_db, "sleep", 2, seconds=3)
+    process = spawn_runner(queue_db.dsn, "--concurrency", "2", "--grace", "20")
+    try:
+        wait_for(lambda: states(queue_db).get("executing") == 2, "both jobs running")
+        until = time.monotonic() + 1.5  # less than the jobs' 3 s: the storm ends before the runner does
+        while time.monotonic() < until and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, process.stderr.read()
+    assert states(queue_db) == {"completed": 2}
+
+
+def test_listener_backs_off_while_the_database_refuses_connections(queue_db, admin_dsn, runner_events):
+    with (
+        ThreadedRunner(queue_db.dsn, concurrency=1, poll_interval=0.01),
+        psycopg.connect(admin_dsn, autocommit=True) as admin,
+    ):
+        wait_for(lambda: backends(admin, queue_db, "query = 'LISTEN autopilot_jobs'"), "the listener up")
+        admin.execute(f'ALTER DATABASE "{queue_db.name}" ALLOW_CONNECTIONS false')
+        try:
+            terminate(admin, backends(admin, queue_db))
+            since = len(runner_events)
+            time.sleep(3)  # three seconds of refused connections
+        finally:
+            admin.execute(f'ALTER DATABASE "{queue_db.name}" ALLOW_CONNECTIONS true')
+        attempts = [e for e in runner_events[since:] if e["event"].startswith("listener lost")]
+        assert 1 <= len(attempts) <= 3, f"{len(attempts)} reconnection attempts in 3 s"
+        enqueue(queue_db, "noop")
+        wait_for(lambda: states(queue_db).get("completed") == 1, "the runner back at work", timeout=30)
+
+
+def test_runner_start_with_a_bad_dsn_says_why_at_once(queue_db):
+    started = time.monotonic()
+    result = run_subprocess(
+        "runner", "start", "--no-startup-jobs", "--dsn", make_conninfo(queue_db.dsn, user="no_such_role")
+    )
+    assert time.monotonic() - started < 15
+    assert result.returncode == 1
+    message = flat(result.stderr)
+    assert 'role "no_such_role" does not exist' in message, message
+    assert "hint:" in message
