@@ -1,18 +1,18 @@
 """The runner: drains autopilot.jobs with ``concurrency`` slot threads.
 
 The main loop claims due jobs (``autopilot.claim``, SKIP LOCKED) for the free slot threads plus a few
-ahead (more when jobs are quick), and claims again when half of them have been taken; every queue gets
-a share of each round, the first share going to each queue in turn, so that a backlog in one queue
-never starves another. Each slot thread takes the next claimed job, in the order claim() returned them
-(priority first), and runs its worker. A completer thread records completions in batches
-(``complete_many``); the main loop records failures one by one (``fail``: retried with backoff, or
-discarded). An outcome is kept until the database has it: one that cannot be recorded (the database
-restarting, a failover) is tried again. A listener connection waits on ``NOTIFY autopilot_jobs`` so an
-idle runner starts a new job at once; polling every ``poll_interval`` seconds is the fallback (and
-finds jobs scheduled for later). A heartbeat thread keeps every job attempt the runner holds
-(``heartbeat``, by job id and attempt); an attempt the database no longer gives this node (cancelled,
-or rescued after the node looked dead, perhaps claimed again since) is flagged to its worker and its
-outcome is not recorded.
+ahead (more when jobs are quick, none when they are slow), and claims again when half of them have been
+taken or a slot is left with nothing; every queue gets a share of each round, the first share going to
+each queue in turn, so that a backlog in one queue never starves another. Each slot thread takes the
+next claimed job, in the order claim() returned them (priority first), and runs its worker. A completer
+thread records completions in batches (``complete_many``); the main loop records failures one by one
+(``fail``: retried with backoff, or discarded). An outcome is kept until the database has it: one that
+cannot be recorded (the database restarting, a failover) is tried again. A listener connection waits on
+``NOTIFY autopilot_jobs`` so an idle runner starts a new job at once; polling every ``poll_interval``
+seconds is the fallback (and finds jobs scheduled for later). A heartbeat thread keeps every job attempt
+the runner holds (``heartbeat``, by job id and attempt); an attempt the database no longer gives this
+node (cancelled, or rescued after the node looked dead, perhaps claimed again since) is flagged to its
+worker and its outcome is not recorded.
 
 All the runner's state is per attempt, (job id, attempt), and whoever decides an attempt's fate -- its
 worker finishing, its timeout, the heartbeat finding it gone -- decides it under one lock, once.
@@ -93,8 +93,8 @@ class RunnerConfig:
     grace: float = 30.0
     enqueue_startup_jobs: bool = True
     # jobs claimed ahead of the free slots, so that one round trip feeds many jobs (given back with
-    # autopilot.release when the runner stops): at least prefetch, and, when jobs are quick, as many
-    # as keep the slots busy for about 50 ms, up to max_prefetch
+    # autopilot.release when the runner stops): prefetch until a job has finished, then as many as
+    # keep the slots busy for about 50 ms, up to max_prefetch (none ahead of slow jobs)
     prefetch: int = 10
     max_prefetch: int = 200
     # completions are recorded by a thread of their own, in batches of at most this many
@@ -291,12 +291,15 @@ class Runner:
         self._wake.clear()
 
     def _extra(self) -> int:
-        """How many jobs to claim beyond the free slots."""
+        """How many jobs to claim beyond the free slots: as many as the slots get through in about
+        50 ms, at most max_prefetch (prefetch until a job has finished). Slow jobs (a backup, an
+        embedding batch) are not claimed ahead at all: a job held here behind an hour-long one could
+        have run on another runner meanwhile."""
         config = self.config
         if self._mean_duration is None:
             return config.prefetch
         keep_busy = int(config.concurrency * 0.05 / max(self._mean_duration, 1e-6))
-        return max(config.prefetch, min(config.max_prefetch, keep_busy))
+        return min(config.max_prefetch, keep_busy)
 
     def _free_slots(self) -> int:
         """Slot threads not inside a worker (the caller holds the lock). A thread stuck in a worker past
@@ -391,8 +394,9 @@ class Runner:
                     self._busy -= 1
                     if running.lost:
                         self._orphans -= 1  # a stuck thread is free again: the main loop may claim
-                if running.lost:
-                    self._wake.set()
+                    idle = not self._pending
+                if running.lost or idle:
+                    self._wake.set()  # a free slot and nothing claimed for it: the main loop claims
 
     def _begin(self, job: dict) -> _Running:
         """Registers a job as running on this slot thread (the caller holds the lock)."""

@@ -283,6 +283,21 @@ def test_jobs_claimed_ahead_are_given_back_on_stop(queue_db):
     assert ledger == [("succeeded", 1)]
 
 
+def test_slow_jobs_are_not_claimed_ahead_and_a_freed_slot_claims_at_once(queue_db):
+    """Once the runner knows its jobs are slow, it holds only the jobs it runs (the others stay available
+    for other runners), and a slot that frees claims the next job at once, not at the next poll."""
+    with ThreadedRunner(queue_db.dsn, concurrency=1, poll_interval=30):
+        enqueue(queue_db, "sleep", seconds=0.3)  # the NOTIFY wakes it; this job teaches it the duration
+        wait_for(lambda: states(queue_db) == {"completed": 1}, "the first slow job done")
+        enqueue(queue_db, "sleep", 4, seconds=0.3)
+        wait_for(lambda: states(queue_db).get("executing") == 1, "the next job running")
+        assert states(queue_db) == {"completed": 1, "executing": 1, "available": 3}
+        started = time.monotonic()
+        wait_for(lambda: states(queue_db).get("completed") == 5, "every job done, one by one", timeout=10)
+        # four jobs of 0.3 s back to back; a slot waiting for the 30 s poll would take minutes
+        assert time.monotonic() - started < 8
+
+
 def test_sigkill_mid_jobs_loses_nothing(queue_db):
     ids = enqueue(queue_db, "sleep", 4, seconds=30)
     process = spawn_runner(queue_db.dsn, "--concurrency", "4")
