@@ -437,13 +437,14 @@ class Runner:
         with self._lock:
             if running.lost:  # timed out, cancelled, rescued or claimed again: not ours to record
                 return
+            # how long jobs take (how many to claim ahead), known before the completion is recorded
+            duration = outcome.finished - running.started
+            mean = self._mean_duration
+            self._mean_duration = duration if mean is None else 0.9 * mean + 0.1 * duration
             # handed to the completer under the lock: _drain never finds the job in neither place
             del self._running[running.key]
             self._completing[running.key] = outcome
             self._to_complete.put(outcome)
-        duration = outcome.finished - running.started
-        mean = self._mean_duration
-        self._mean_duration = duration if mean is None else 0.9 * mean + 0.1 * duration
 
     def _failed(self, outcome: _Outcome) -> None:
         """A worker failed (or does not exist): the main loop records it, unless the attempt was
