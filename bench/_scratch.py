@@ -1,4 +1,6 @@
-"""Shared by the benchmarks: a scratch database on a throwaway durable cluster, or on --dsn's server."""
+"""Shared by the benchmarks: a scratch database on a throwaway durable cluster (or on --dsn's server),
+autopilot installed in it with the server described, a goal's verdict, and the error a failed correctness
+check raises."""
 
 from __future__ import annotations
 
@@ -34,3 +36,42 @@ def scratch_database(dsn: str | None, name: str, console: Console) -> Iterator[s
     finally:
         if cluster is not None:
             cluster.destroy()
+
+
+class CorrectnessError(Exception):
+    """A benchmark's result is wrong (a job lost or run twice, a count off): it exits 1."""
+
+
+SERVER_SETTINGS = (
+    "server_version",
+    "fsync",
+    "synchronous_commit",
+    "full_page_writes",
+    "shared_buffers",
+    "work_mem",
+)
+
+
+def describe_server(conn: psycopg.Connection) -> str:
+    """The settings the figures depend on, as ``name=value, ...``."""
+    values = [
+        conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(n))).fetchone()[0] for n in SERVER_SETTINGS
+    ]
+    return ", ".join(f"{n}={v}" for n, v in zip(SERVER_SETTINGS, values, strict=True))
+
+
+def create_autopilot(dsn: str, console: Console) -> None:
+    """``CREATE EXTENSION autopilot`` in the scratch database; prints its version and the server settings."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION autopilot")
+        (version,) = conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'autopilot'"
+        ).fetchone()
+        console.print(f"autopilot {version}; {describe_server(conn)}")
+
+
+def verdict(ok: bool | None) -> str:
+    """PASS or MISS for a goal; n/a when it could not be measured."""
+    if ok is None:
+        return "[yellow]n/a[/]"
+    return "[bold green]PASS[/]" if ok else "[bold red]MISS[/]"

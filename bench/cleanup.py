@@ -49,8 +49,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import psycopg
-from _scratch import scratch_database  # bench/_scratch.py
-from psycopg import sql
+from _scratch import CorrectnessError, create_autopilot, scratch_database, verdict  # bench/_scratch.py
 from psycopg.types.json import Jsonb
 from rich.console import Console
 from rich.table import Table
@@ -331,10 +330,6 @@ def with_writer(dsn: str, interval_s: float, cleanup: Callable[[str], T]) -> tup
 # -- correctness ------------------------------------------------------------------------------
 
 
-class CorrectnessError(Exception):
-    pass
-
-
 def verify(conn: psycopg.Connection, data: DataSet, writer_ids: list[int], deleted: int) -> None:
     """Exactly the expired rows are gone; the survivors and every writer row are present."""
     counts = counts_by_kind(conn)
@@ -355,15 +350,6 @@ def verify(conn: psycopg.Connection, data: DataSet, writer_ids: list[int], delet
         raise CorrectnessError("; ".join(problems))
 
 
-# -- the server -------------------------------------------------------------------------------
-
-
-def describe_server(conn: psycopg.Connection) -> str:
-    names = ["server_version", "fsync", "synchronous_commit", "full_page_writes", "shared_buffers"]
-    values = [conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(n))).fetchone()[0] for n in names]
-    return ", ".join(f"{n}={v}" for n, v in zip(names, values, strict=True))
-
-
 # -- the report -------------------------------------------------------------------------------
 
 
@@ -372,10 +358,6 @@ class SizeResult:
     batch_size: int
     loop: LoopRun
     call: CallRun
-
-
-def verdict(ok: bool) -> str:
-    return "[bold green]PASS[/]" if ok else "[bold red]MISS[/]"
 
 
 def print_size(r: SizeResult) -> None:
@@ -499,12 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     data = DataSet(args.expired, args.available, args.recent)
     results: list[SizeResult] = []
     with scratch_database(args.dsn, SCRATCH_DB, console) as dsn:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION autopilot")
-            (version,) = conn.execute(
-                "SELECT extversion FROM pg_extension WHERE extname = 'autopilot'"
-            ).fetchone()
-            console.print(f"autopilot {version}; {describe_server(conn)}")
+        create_autopilot(dsn, console)
         console.print(
             f"data: {data.expired:,} expired + {data.available:,} available + {data.recent:,} recent jobs; "
             f"writer every {args.writer_interval_ms:g} ms"

@@ -39,8 +39,7 @@ import time
 from dataclasses import dataclass, field
 
 import psycopg
-from _scratch import scratch_database  # bench/_scratch.py
-from psycopg import sql
+from _scratch import CorrectnessError, create_autopilot, scratch_database, verdict  # bench/_scratch.py
 from rich.console import Console
 from rich.table import Table
 
@@ -127,10 +126,6 @@ FROM autopilot.performance_metrics
 WHERE subject_kind = 'agent' AND (%(hours)s::timestamptz[] IS NULL OR hour = ANY(%(hours)s))
 ORDER BY subject, hour
 """
-
-
-class CorrectnessError(Exception):
-    pass
 
 
 def verify(conn: psycopg.Connection, hours: list | None) -> int:
@@ -224,23 +219,6 @@ def bench(dsn: str, args: argparse.Namespace) -> Results:
     return r
 
 
-def describe_server(conn: psycopg.Connection) -> str:
-    names = [
-        "server_version",
-        "fsync",
-        "synchronous_commit",
-        "full_page_writes",
-        "shared_buffers",
-        "work_mem",
-    ]
-    values = [conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(n))).fetchone()[0] for n in names]
-    return ", ".join(f"{n}={v}" for n, v in zip(names, values, strict=True))
-
-
-def verdict(ok: bool) -> str:
-    return "[bold green]PASS[/]" if ok else "[bold red]MISS[/]"
-
-
 def print_report(r: Results, args: argparse.Namespace) -> None:
     table = Table(
         title=f"metrics-refresh: {args.tasks:,} finished tasks, {args.agents:,} agents, durable cluster"
@@ -289,12 +267,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with scratch_database(args.dsn, SCRATCH_DB, console) as dsn:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION autopilot")
-            (version,) = conn.execute(
-                "SELECT extversion FROM pg_extension WHERE extname = 'autopilot'"
-            ).fetchone()
-            console.print(f"autopilot {version}; {describe_server(conn)}")
+        create_autopilot(dsn, console)
         try:
             results = bench(dsn, args)
         except CorrectnessError as exc:

@@ -42,7 +42,7 @@ import time
 from dataclasses import dataclass, field
 
 import psycopg
-from _scratch import scratch_database  # bench/_scratch.py
+from _scratch import CorrectnessError, create_autopilot, scratch_database, verdict  # bench/_scratch.py
 from rich.console import Console
 from rich.table import Table
 
@@ -98,10 +98,6 @@ FULL JOIN autopilot.learned_patterns AS p USING (pattern_type, pattern_key)
 WHERE (e.occurrences, e.successes, e.failures, e.score_count, e.codebases)
       IS DISTINCT FROM (p.occurrences, p.successes, p.failures, p.score_count, p.codebases)
 """
-
-
-class CorrectnessError(Exception):
-    pass
 
 
 @dataclass
@@ -202,30 +198,7 @@ def bench_patterns(dsn: str, rows: int, patterns: int, new_rows: int, runs: int)
     return result
 
 
-# -- the server -------------------------------------------------------------------------------
-
-
-def describe_server(conn: psycopg.Connection) -> str:
-    settings = dict(
-        conn.execute(
-            "SELECT name, setting FROM pg_settings WHERE name IN "
-            "('server_version', 'fsync', 'synchronous_commit', 'full_page_writes', 'shared_buffers', "
-            "'work_mem', 'max_wal_size')"
-        ).fetchall()
-    )
-    return (
-        f"PostgreSQL {settings['server_version']}, fsync={settings['fsync']}, "
-        f"synchronous_commit={settings['synchronous_commit']}, "
-        f"full_page_writes={settings['full_page_writes']}, "
-        f"shared_buffers={int(settings['shared_buffers']) * 8 // 1024} MB, work_mem={settings['work_mem']} kB"
-    )
-
-
 # -- report -----------------------------------------------------------------------------------
-
-
-def verdict(ok: bool) -> str:
-    return "[bold green]PASS[/]" if ok else "[bold red]MISS[/]"
 
 
 def print_summary(results: list[Result], new_rows: int) -> None:
@@ -287,12 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     results: list[Result] = []
     with scratch_database(args.dsn, SCRATCH_DB, console) as dsn:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION autopilot")
-            (version,) = conn.execute(
-                "SELECT extversion FROM pg_extension WHERE extname = 'autopilot'"
-            ).fetchone()
-            console.print(f"autopilot {version}; {describe_server(conn)}")
+        create_autopilot(dsn, console)
         try:
             for patterns in args.patterns:
                 results.append(bench_patterns(dsn, args.rows, patterns, args.new_rows, args.runs))

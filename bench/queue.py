@@ -83,8 +83,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import psycopg
-from _scratch import scratch_database  # bench/_scratch.py
-from psycopg import sql
+from _scratch import CorrectnessError, create_autopilot, scratch_database, verdict  # bench/_scratch.py
 from psycopg.types.json import Jsonb
 from rich.console import Console
 from rich.table import Table
@@ -109,10 +108,6 @@ GOAL_DRAIN_OF_RAW = 0.25
 GOAL_LATENCY_P50_MS = 5.0
 
 console = Console(highlight=False, width=180)
-
-
-class CorrectnessError(Exception):
-    pass
 
 
 # -- the peers' virtualenv --------------------------------------------------------------------
@@ -478,12 +473,6 @@ def fmt_ratio(r: float | None, percent: bool = False) -> str:
     return f"{r:.0%}" if percent else f"{r:.2f}x"
 
 
-def verdict(ok: bool | None) -> str:
-    if ok is None:
-        return "[yellow]n/a[/]"
-    return "[bold green]PASS[/]" if ok else "[bold red]MISS[/]"
-
-
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -616,12 +605,6 @@ def print_report(f: Figures, args: argparse.Namespace) -> list[tuple[str, bool |
 # -- main -------------------------------------------------------------------------------------
 
 
-def describe_server(conn: psycopg.Connection) -> str:
-    names = ["server_version", "fsync", "synchronous_commit", "full_page_writes", "shared_buffers"]
-    values = [conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(n))).fetchone()[0] for n in names]
-    return ", ".join(f"{n}={v}" for n, v in zip(names, values, strict=True))
-
-
 def bench_ours(dsn: str, f: Figures, args: argparse.Namespace) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         for rnd in range(1, args.rounds + 1):
@@ -708,12 +691,7 @@ def main(argv: list[str] | None = None) -> int:
                 cluster = Cluster.create(durable=True, pg_cron=False)
         base = args.dsn or cluster.dsn()
         with scratch_database(base, SCRATCH_DB, console) as dsn:
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute("CREATE EXTENSION autopilot")
-                (version,) = conn.execute(
-                    "SELECT extversion FROM pg_extension WHERE extname = 'autopilot'"
-                ).fetchone()
-                console.print(f"autopilot {version}; {describe_server(conn)}")
+            create_autopilot(dsn, console)
             runner_py = ROOT / "installer" / "pg_autopilot" / "runner.py"
             console.print(
                 f"runner: {runner_py.relative_to(ROOT)} sha256 "

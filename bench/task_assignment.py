@@ -50,8 +50,7 @@ import time
 from dataclasses import dataclass, field
 
 import psycopg
-from _scratch import scratch_database  # bench/_scratch.py
-from psycopg import sql
+from _scratch import CorrectnessError, create_autopilot, scratch_database, verdict  # bench/_scratch.py
 from rich.console import Console
 from rich.table import Table
 
@@ -107,10 +106,6 @@ def load(conn: psycopg.Connection, agents: int, tasks: int) -> None:
 
 
 # -- correctness --------------------------------------------------------------------------------
-
-
-class CorrectnessError(Exception):
-    pass
 
 
 def verify(conn: psycopg.Connection, summary: dict, since: object) -> None:
@@ -327,27 +322,7 @@ def bench(dsn: str, args: argparse.Namespace) -> Results:
     return results
 
 
-# -- the server ---------------------------------------------------------------------------------
-
-
-def describe_server(conn: psycopg.Connection) -> str:
-    names = [
-        "server_version",
-        "fsync",
-        "synchronous_commit",
-        "full_page_writes",
-        "shared_buffers",
-        "work_mem",
-    ]
-    values = [conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(n))).fetchone()[0] for n in names]
-    return ", ".join(f"{n}={v}" for n, v in zip(names, values, strict=True))
-
-
 # -- the report ---------------------------------------------------------------------------------
-
-
-def verdict(ok: bool) -> str:
-    return "[bold green]PASS[/]" if ok else "[bold red]MISS[/]"
 
 
 def print_report(r: Results, args: argparse.Namespace) -> None:
@@ -407,12 +382,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with scratch_database(args.dsn, SCRATCH_DB, console) as dsn:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION autopilot")
-            (version,) = conn.execute(
-                "SELECT extversion FROM pg_extension WHERE extname = 'autopilot'"
-            ).fetchone()
-            console.print(f"autopilot {version}; {describe_server(conn)}")
+        create_autopilot(dsn, console)
         try:
             results = bench(dsn, args)
         except CorrectnessError as exc:
