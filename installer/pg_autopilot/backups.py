@@ -57,6 +57,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import IO
 
 import psycopg
 from psycopg import pq, sql
@@ -611,6 +612,22 @@ def hash_archive(path: Path, poll: Callable[[], None] = _no_poll) -> tuple[str, 
     return _hash_file(path, poll), path.stat().st_size, None
 
 
+@contextlib.contextmanager
+def _pg_restore_reading_stdin(pg_restore: Path, errors: IO[bytes]) -> Iterator[subprocess.Popen]:
+    """``pg_restore --format=custom --file=/dev/null`` reading a custom archive from its stdin (a child as
+    _child makes them), through a bigger pipe than the default: fewer wake-ups, and the writer's hashing
+    overlaps pg_restore's work."""
+    with _child(
+        [str(pg_restore), "--format=custom", "--file=/dev/null"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=errors,
+    ) as proc:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, _CHUNK)
+        yield proc
+
+
 def verify_archive(path: Path, pg_restore: Path, poll: Callable[[], None] = _no_poll) -> Verification:
     """Read the whole archive back: pg_restore decompresses every data block to /dev/null (a truncated or
     corrupt archive fails), while the same bytes are hashed. ``poll`` is called while it runs (it raises to
@@ -634,14 +651,7 @@ def verify_archive(path: Path, pg_restore: Path, poll: Callable[[], None] = _no_
                 size = 0
                 # one read of the file: hashed, and streamed into pg_restore, which reads it sequentially. On
                 # any error pg_restore is killed (it would wait for the end of its input forever)
-                with _child(
-                    [str(pg_restore), "--format=custom", "--file=/dev/null"],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.DEVNULL,
-                    stderr=errors,
-                ) as proc:
-                    with contextlib.suppress(OSError):  # a bigger pipe lets hashing overlap pg_restore's work
-                        fcntl.fcntl(proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, _CHUNK)
+                with _pg_restore_reading_stdin(pg_restore, errors) as proc:
                     feeding = True
                     with open(path, "rb") as f:
                         while chunk := f.read(_CHUNK):
@@ -732,14 +742,7 @@ def _tail_into_pg_restore(
     """(bytes read back, seconds after pg_dump's exit), or (None, ...) when the read-back did not pass."""
     with tempfile.TemporaryFile() as errors:
         size, feeding, dump_exited_at = 0, True, None
-        with _child(
-            [str(pg_restore), "--format=custom", "--file=/dev/null"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=errors,
-        ) as restore:
-            with contextlib.suppress(OSError):  # a bigger pipe: fewer wake-ups
-                fcntl.fcntl(restore.stdin.fileno(), fcntl.F_SETPIPE_SZ, _CHUNK)
+        with _pg_restore_reading_stdin(pg_restore, errors) as restore:
             with contextlib.suppress(OSError):
                 # pg_dump (and the server behind it) first: on a busy machine the read-back yields and
                 # catches up at the end rather than slowing the dump
