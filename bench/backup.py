@@ -29,12 +29,6 @@ Run:  PYTHONPATH=installer .venv/bin/python bench/backup.py [--dsn DSN] [--rows 
 
 from __future__ import annotations
 
-import sys
-
-# bench/ holds queue.py (the queue benchmark): first on sys.path, as a script's directory is, it would
-# hide the standard library's queue module, which psycopg imports. The standard library goes first.
-sys.path.append(sys.path.pop(0))
-
 import argparse
 import resource
 import shutil

@@ -33,15 +33,10 @@ Run:  PYTHONPATH=installer .venv/bin/python bench/cleanup.py [--dsn DSN] [--batc
 
 from __future__ import annotations
 
-import sys
-
-# bench/ holds queue.py (the queue benchmark): first on sys.path, as a script's directory is, it would
-# hide the standard library's queue module, which psycopg imports. The standard library goes first.
-sys.path.append(sys.path.pop(0))
-
 import argparse
 import contextlib
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable

@@ -36,14 +36,9 @@ Run:  PYTHONPATH=installer .venv/bin/python bench/pagerank.py [--dsn DSN] [--nod
 
 from __future__ import annotations
 
-import sys
-
-# bench/ holds queue.py (the queue benchmark): first on sys.path, as a script's directory is, it would
-# hide the standard library's queue module, which psycopg imports. The standard library goes first.
-sys.path.append(sys.path.pop(0))
-
 import argparse
 import statistics
+import sys
 import time
 
 import networkx as nx

@@ -1,6 +1,6 @@
-"""The peers' half of bench/queue.py: procrastinate and pgqueuer, each on its own scratch database.
+"""The peers' half of bench/queue_throughput.py: procrastinate and pgqueuer, each on its own scratch database.
 
-Run by bench/queue.py with the interpreter of ``.venv-bench`` (where the peers are installed; the
+Run by bench/queue_throughput.py with the interpreter of ``.venv-bench`` (where the peers are installed; the
 project's own ``.venv`` never gets them), one process per peer and round; prints one JSON object on
 stdout and nothing else there. Each peer's schema is applied with its own API the first time
 (procrastinate: ``app.schema_manager.apply_schema_async()``; pgqueuer: ``Queries.install()``), and its
@@ -31,13 +31,6 @@ Run:  .venv-bench/bin/python bench/queue_peers.py procrastinate --dsn DSN [--job
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# bench/queue.py beside this file would shadow the standard library's queue: bench/ goes last.
-if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    sys.path.append(sys.path.pop(0))
-
 import argparse
 import asyncio
 import collections
@@ -45,6 +38,7 @@ import contextlib
 import json
 import logging
 import random
+import sys
 import time
 from importlib import metadata
 from typing import Any

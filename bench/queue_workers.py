@@ -1,7 +1,5 @@
-"""The workers of bench/queue.py, loaded by the runner with ``--worker-module queue_workers``.
-
-bench/queue.py puts a link to this file in a directory of its own on the runner's ``PYTHONPATH``:
-with bench/ itself there, bench/queue.py would shadow the standard library's ``queue``.
+"""The workers of bench/queue_throughput.py, loaded by the runner with ``--worker-module queue_workers``
+(bench/queue_throughput.py puts installer/ and bench/ on the runner's ``PYTHONPATH``).
 
 ``noop`` does nothing. A job whose args carry ``probe`` (the latency test) first appends
 ``"<probe> <time.time()>"`` to the file named by ``$AUTOPILOT_BENCH_STARTS``, so that the bench can

@@ -9,16 +9,11 @@ included) and the status query alone, median of 5 each.
 
 from __future__ import annotations
 
-import sys
-
-# bench/ holds queue.py (the queue benchmark): first on sys.path, as a script's directory is, it would
-# hide the standard library's queue module, which psycopg imports. The standard library goes first.
-sys.path.append(sys.path.pop(0))
-
 import argparse
 import os
 import statistics
 import subprocess
+import sys
 import time
 
 import psycopg

@@ -36,16 +36,11 @@ Run:  PYTHONPATH=installer .venv/bin/python bench/task_assignment.py [--dsn DSN]
 
 from __future__ import annotations
 
-import sys
-
-# bench/ holds queue.py (the queue benchmark): first on sys.path, as a script's directory is, it would
-# hide the standard library's queue module, which psycopg imports. The standard library goes first.
-sys.path.append(sys.path.pop(0))
-
 import argparse
 import contextlib
 import json
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 

@@ -177,9 +177,16 @@ def cmd_stop(_: argparse.Namespace) -> int:
     return 0
 
 
+# run by bench/queue_throughput.py, not benchmarks of their own: the peers' half (in .venv-bench)
+# and the runner's workers
+BENCH_HELPERS = {"queue_peers.py", "queue_workers.py"}
+
+
 def cmd_bench(_: argparse.Namespace) -> int:
     status = 0
     for script in sorted((ROOT / "bench").glob("[!_]*.py")):  # _*.py are shared modules
+        if script.name in BENCH_HELPERS:
+            continue
         say(f"benchmark {script.name}")
         status |= subprocess.run([sys.executable, str(script)], cwd=ROOT).returncode
     return status

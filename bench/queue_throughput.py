@@ -26,9 +26,7 @@ What is measured, and how:
   concurrency 1; batch-enqueued ones for 10), after an ``ANALYZE``:
   - ours: the runner as a real subprocess, ``python -m pg_autopilot.cli runner start --queues
     default --concurrency N --worker-module queue_workers --no-startup-jobs --log-level warning``
-    (bench/queue_workers.py registers ``noop``; ``PYTHONPATH`` gets installer/ and a temporary
-    directory holding a link to queue_workers.py -- not bench/ itself, where this queue.py would
-    shadow the standard library's ``queue`` in the runner). Timed
+    (bench/queue_workers.py registers ``noop``; ``PYTHONPATH`` gets installer/ and bench/). Timed
     from the spawn until every job is ``completed`` (the table polled every 50 ms), so the start of
     the process is included; the figure from the first claim to the last completion (the rows'
     ``attempted_at`` / ``completed_at``) is printed beside it. Then SIGTERM.
@@ -54,18 +52,10 @@ What is measured, and how:
   printed as MISS and still exits 0. The peers count their own executions; a peer that loses or
   repeats a job, or fails, is reported in red and its figures are left out (not fatal).
 
-Run:  PYTHONPATH=installer .venv/bin/python bench/queue.py [--dsn DSN] [--jobs 20000] [--rounds 3]
+Run:  PYTHONPATH=installer .venv/bin/python bench/queue_throughput.py [--dsn DSN] [--jobs 20000] [--rounds 3]
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# This file is bench/queue.py: with bench/ first on sys.path, as for any script, it would shadow the
-# standard library's queue (psycopg imports it). bench/ goes last instead (for _scratch).
-if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    sys.path.append(sys.path.pop(0))
 
 import argparse
 import contextlib
@@ -76,11 +66,13 @@ import random
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 from _scratch import CorrectnessError, create_autopilot, scratch_database, verdict  # bench/_scratch.py
@@ -173,11 +165,11 @@ def enqueue_floor(conn: psycopg.Connection, jobs: int) -> tuple[float, float]:
     return insert, time.perf_counter() - t0
 
 
-def runner_env(workers_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """PYTHONPATH: installer/ and a directory holding only queue_workers.py (a link to bench's):
-    bench/ itself would put this queue.py before the standard library's queue in the runner."""
+def runner_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """PYTHONPATH: installer/ and bench/ (for queue_workers.py; no module of bench/ shadows the
+    standard library's or a dependency's)."""
     env = dict(os.environ)
-    paths = [str(ROOT / "installer"), str(workers_dir)]
+    paths = [str(ROOT / "installer"), str(BENCH)]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)
@@ -206,24 +198,22 @@ def runner(dsn: str, concurrency: int, env: dict[str, str] | None = None) -> Ite
         "--log-level",
         "warning",
     ]
-    with tempfile.TemporaryDirectory(prefix="autopilot-bench-workers-") as workers_dir:
-        (Path(workers_dir) / "queue_workers.py").symlink_to(BENCH / "queue_workers.py")
-        with tempfile.TemporaryFile("w+") as stderr:  # a pipe nobody reads could fill up
-            proc = subprocess.Popen(argv, env=runner_env(Path(workers_dir), env), stderr=stderr, text=True)
+    with tempfile.TemporaryFile("w+") as stderr:  # a pipe nobody reads could fill up
+        proc = subprocess.Popen(argv, env=runner_env(env), stderr=stderr, text=True)
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
             try:
-                yield proc
-            finally:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-                stderr.seek(0)
-                err = stderr.read().strip()
-                if err:
-                    console.print(f"[dim]runner stderr: {err[-2000:]}[/]")
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            stderr.seek(0)
+            err = stderr.read().strip()
+            if err:
+                console.print(f"[dim]runner stderr: {err[-2000:]}[/]")
 
 
 @dataclass
