@@ -14,8 +14,9 @@
 -- column compared with text, which cost nothing measurable here and whose
 -- "fixes" would only add casts to the source.
 --
--- A trigger function (none today) is checked against the first table it is
--- attached to; plpgsql_check needs a relation to resolve NEW and OLD.
+-- A trigger function is checked against the first table it is attached to;
+-- plpgsql_check needs a relation to resolve NEW and OLD, and the names of the
+-- transition tables (the function's @plpgsql_check_options comment).
 SELECT
     p.oid::regprocedure AS routine,
     r.lineno,

@@ -6,10 +6,12 @@ One backup of one database, in order:
    takes an advisory lock on it that it holds for as long as the backup runs (a ``running`` row whose lock
    is free was abandoned by a killed runner: the next backup marks it failed and removes its leftovers; a
    row is never visible unlocked, so a concurrent cleanup cannot take a fresh backup for an abandoned one);
-2. ``pg_dump`` (custom format, or directory format with ``--jobs``) writes ``<name>.partial`` with
+2. an intent record ``<name>.intent.json`` (the row's id, database, kind, file) is written beside the archive
+   to be, then ``pg_dump`` (custom format, or directory format with ``--jobs``) writes ``<name>.partial`` with
    umask 077, ``--lock-wait-timeout`` and ``--no-password``; no secret of the DSN reaches its command line:
    the password goes through a private passfile (``PGPASSFILE``), ``sslpassword`` through a private service
-   file (``PGSERVICEFILE``), ``options`` through ``PGOPTIONS``;
+   file (``PGSERVICEFILE``), ``options`` through ``PGOPTIONS``, both in a run directory of their own in a
+   per-user private directory (private_root), which the next run sweeps if this one is killed;
 3. the archive is fsynced (every file of a directory archive), renamed to its final name, and the
    directory fsynced: only then is the row ``succeeded``;
 4. verification reads the whole archive back: ``pg_restore --file=/dev/null`` decompresses every data
@@ -24,6 +26,12 @@ One backup of one database, in order:
    files are gone). A backup that cannot be deleted stays ``verified`` and is reported (the new backup
    still counts as taken); the next backup tries again.
 
+The runner's database role can write backup_metadata, so no row is trusted on its word (check_backup): the
+cleanup of an abandoned backup deletes only files in the backup directory named as the runner names that
+row's files with its intent record beside them; retention counts and deletes, status shows and
+restore picks only verified rows whose times are not in the future and whose archive is there, named so,
+with its manifest naming the row's sha256 (restore also recomputes the sha256). The rest is reported.
+
 Every status change is guarded by the status it expects, so a row someone else marked failed is never
 turned back into a verified one. Anything failing leaves no final-named file and no manifest, a ``failed``
 row with pg_dump's own message, and raises BackupFailed (the runner retries it with backoff; a retry of
@@ -34,21 +42,30 @@ stop signal reaches this process, which decides) and are watched while they run:
 past its deadline or a lost metadata connection kills them and fails the backup. The metadata connection
 has TCP keepalives and is touched every ``TOUCH_INTERVAL`` seconds while pg_dump runs, so a proxy that
 drops idle connections cannot silently take the advisory lock away. At interpreter exit, children still
-running are killed and private files (passfiles, ``.partial`` archives) removed.
+running are killed and private files (passfiles, ``.partial`` archives) removed; and they get a parent-death
+signal, so that even a runner killed with SIGKILL leaves no pg_dump running.
+
+A restore restores into a database named ``autopilot_restoring_<oid>_<token>``, renamed only once pg_restore
+succeeded; its advisory lock marks it live. Whatever stops the restore, that database is dropped at once or,
+when the server cannot be reached then (a restart), by the next restore or backup; `autopilot status` shows it
+until then.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import fcntl
 import getpass
 import hashlib
 import json
 import os
 import re
+import secrets as secrets_mod
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
@@ -66,12 +83,23 @@ from psycopg.types.json import Jsonb
 
 from . import __version__, installer
 from .db import connect, resolve_dsn
-from .errors import AutopilotError, BackupFailed, RestoreFailed, translate
+from .errors import AutopilotError, BackupFailed, ConnectionFailed, RestoreFailed, translate
 
 KINDS = ("hourly", "daily", "manual")
 FORMATS = ("custom", "directory")
 MANIFEST_SUFFIX = ".manifest.json"
 PARTIAL_SUFFIX = ".partial"
+# written beside the .partial before pg_dump starts: what the cleanup of an abandoned backup checks
+INTENT_SUFFIX = ".intent.json"
+_EXTENSIONS = {"custom": "dump", "directory": "dir"}
+# a backup row's times may be this far ahead of the database's clock and still be trusted
+CLOCK_SKEW = timedelta(minutes=5)
+# restore: the new database has this name (plus the autopilot database's oid and a random token) until
+# pg_restore has finished; a database of that name whose restore lock is free is half-restored
+RESTORING_PREFIX = "autopilot_restoring_"
+RESTORE_LOCK_CLASS = 0x6170_7273  # "aprs": (this class, hashtext(temporary name)) held while a restore runs
+# seconds a failed restore keeps trying to drop its half-restored database while the server is unreachable
+RESTORE_DROP_WAIT = 10.0
 # advisory lock (int4, int4) space: (this class, backup id) is held while a backup runs
 LOCK_CLASS = 0x6170_6275  # "apbu"
 _CHUNK = 1 << 20
@@ -134,8 +162,15 @@ def read_settings(conn: psycopg.Connection) -> Settings:
             f"backups.format is {fmt!r}; it must be one of {', '.join(FORMATS)}",
             hint="autopilot settings backups.format custom",
         )
+    directory = get("backups.directory")
+    if not directory or not directory.startswith("/") or "\x00" in directory:
+        # set_setting refuses these since 0.4.0; a value set before is refused here (never the runner's cwd)
+        raise BackupFailed(
+            f"backups.directory is {directory!r}; it must be an absolute path",
+            hint="autopilot settings backups.directory /var/backups/autopilot",
+        )
     return Settings(
-        directory=Path(get("backups.directory")),
+        directory=Path(directory),
         databases=databases or [conn.info.dbname],
         format=fmt,
         parallel_jobs=get("backups.parallel_jobs", "integer"),
@@ -234,11 +269,37 @@ def _kill(proc: subprocess.Popen) -> None:
             proc.kill()
 
 
+# prctl(PR_SET_PDEATHSIG) (Linux): loaded here, in the parent, so that the child only calls it
+_PR_SET_PDEATHSIG = 1
+_prctl = None
+with contextlib.suppress(OSError, AttributeError):
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
+def _dies_with_parent(then: Callable[[], None] | None = None) -> Callable[[], None]:
+    """A preexec_fn: the child gets SIGKILL when the thread that started it ends (the whole runner killed
+    with SIGKILL included, which no atexit or finally survives); a child whose parent is already gone
+    kills itself. ``then`` runs after (the child_setup test hook)."""
+    parent = os.getpid()
+
+    def setup() -> None:
+        if _prctl is not None:
+            _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent:  # the parent died before prctl
+                os.kill(os.getpid(), signal.SIGKILL)
+        if then is not None:
+            then()
+
+    return setup
+
+
 @contextlib.contextmanager
 def _child(argv: list[str], **kwargs) -> Iterator[subprocess.Popen]:
     """A child process in a session (and process group) of its own: a terminal's Ctrl-C or a service
     manager's stop signal reaches this process, which decides. An exception in the body kills it; it is
-    always reaped, and killed at interpreter exit if it still runs then."""
+    always reaped, and killed at interpreter exit if it still runs then, and by the kernel when this process
+    dies (parent-death signal)."""
+    kwargs["preexec_fn"] = _dies_with_parent(kwargs.get("preexec_fn"))
     proc = subprocess.Popen(argv, start_new_session=True, **kwargs)
     with _registry_lock:
         _children.add(proc)
@@ -268,7 +329,12 @@ def _wait(proc: subprocess.Popen, poll: Callable[[], None]) -> int:
 def _run(argv: list[str]) -> subprocess.CompletedProcess:
     """A short child (--version, --list), in a process group of its own too."""
     return subprocess.run(
-        argv, stdin=subprocess.DEVNULL, capture_output=True, check=False, start_new_session=True
+        argv,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+        start_new_session=True,
+        preexec_fn=_dies_with_parent(),
     )
 
 
@@ -292,7 +358,8 @@ def _at_exit() -> None:
         children, paths = list(_children), list(_private_paths)
     for proc in children:
         _kill(proc)
-    for path in paths:
+    # the intent records last: a leftover of an archive always has its record beside it
+    for path in sorted(paths, key=lambda p: p.name.endswith(INTENT_SUFFIX)):
         with contextlib.suppress(OSError):
             _remove(path)
 
@@ -344,8 +411,7 @@ def libpq_target(dsn: str | None, dbname: str) -> Iterator[tuple[str, dict[str, 
     if password:
         params.pop("passfile", None)  # a passfile in the DSN would win over ours
         env.pop("PGPASSWORD", None)  # PGPASSWORD would win over the passfile
-    private = Path(tempfile.mkdtemp(prefix="autopilot-pass-"))  # 0700
-    _register_private(private)
+    private, lock_fd = _private_directory()
     try:
         if password:
             passfile = private / "pgpass"
@@ -361,6 +427,84 @@ def libpq_target(dsn: str | None, dbname: str) -> Iterator[tuple[str, dict[str, 
     finally:
         shutil.rmtree(private, ignore_errors=True)
         _unregister_private(private)
+        os.close(lock_fd)
+
+
+def private_root() -> Path:
+    """The per-user directory (0700, owned by this OS user) the passfiles and service files live in:
+    AUTOPILOT_PRIVATE_DIR, else ``autopilot-<uid>`` in the temporary directory. Each run uses a directory of
+    its own in it, locked (flock) for as long as the run lives, so the next run can tell (and remove) what a
+    killed one left behind. One that exists with another owner, other rights or as a symbolic link is
+    refused: it could be somebody else's trap."""
+    root = Path(
+        os.environ.get("AUTOPILOT_PRIVATE_DIR") or Path(tempfile.gettempdir()) / f"autopilot-{os.geteuid()}"
+    )
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(root, 0o700)
+        st = os.lstat(root)
+    except OSError as exc:
+        raise BackupFailed(
+            f"cannot use the private directory {root} for the password file: {exc.strerror or exc}",
+            hint="Set AUTOPILOT_PRIVATE_DIR to a directory only this OS user can use.",
+        ) from exc
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
+        raise BackupFailed(
+            f"the private directory {root} for the password file is not a directory of this OS user's own "
+            f"with mode 0700 (owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o})",
+            hint="Remove it (it is recreated), or set AUTOPILOT_PRIVATE_DIR to a directory only this OS "
+            "user can use.",
+        )
+    return root
+
+
+_LOCK_NAME = ".lock"
+_UNLOCKED_GRACE = 60.0  # seconds: a run directory not yet locked is new, not stale
+
+
+def sweep_private(root: Path | None = None) -> list[Path]:
+    """Remove the run directories of ``root`` whose run is gone (its lock is free): the passfiles of a
+    runner killed outright (SIGKILL, a crash), whose ``finally`` never ran. The directories removed."""
+    root = root or private_root()
+    removed = []
+    for entry in root.iterdir():
+        if not entry.name.startswith("run-"):
+            continue
+        try:
+            fd = os.open(entry / _LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            with contextlib.suppress(OSError):
+                if time.time() - os.lstat(entry).st_mtime > _UNLOCKED_GRACE:
+                    shutil.rmtree(entry)
+                    removed.append(entry)
+            continue
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # a live run
+        try:
+            shutil.rmtree(entry, ignore_errors=True)
+            if not os.path.lexists(entry):
+                removed.append(entry)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _private_directory() -> tuple[Path, int]:
+    """A new run directory in private_root() (0700), locked until the returned descriptor is closed;
+    stale ones of killed runs are removed first."""
+    root = private_root()
+    with contextlib.suppress(OSError):
+        sweep_private(root)
+    private = Path(tempfile.mkdtemp(prefix="run-", dir=root))  # 0700
+    _register_private(private)
+    fd = os.open(private / _LOCK_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return private, fd
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -414,6 +558,8 @@ class DatabaseBackup:
     verify_seconds: float
     pruned: list[Pruned] = field(default_factory=list)
     prune_errors: list[str] = field(default_factory=list)  # retention could not delete these (still verified)
+    # verified rows retention does not trust (see check_backup): not counted, not deleted, reported
+    untrusted: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -424,7 +570,8 @@ class BackupResult:
     failures: dict[str, str] = field(default_factory=dict)  # database -> error
     abandoned: list[int] = field(default_factory=list)  # rows of killed runs cleaned up
     skipped: list[str] = field(default_factory=list)  # already verified by an earlier attempt of the job
-    warnings: list[str] = field(default_factory=list)  # leftovers of killed runs that could not be removed
+    # leftovers of killed runs not removed (could not be, or not the runner's); verified rows not trusted
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def pruned(self) -> list[Pruned]:
@@ -474,10 +621,6 @@ def _fsync_tree(path: Path) -> None:
     else:
         os.chmod(path, 0o600)
     _fsync_path(path)
-
-
-def _exists(path: Path) -> bool:
-    return os.path.lexists(path)
 
 
 def _remove(path: Path) -> bool:
@@ -560,6 +703,193 @@ def manifest_path(archive: Path) -> Path:
 
 def _safe_name(database: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", database)[:64] or "_"
+
+
+def archive_name(database: str, kind: str, started_at: datetime, backup_id: int, fmt: str) -> str:
+    """The one name the runner gives the archive of a backup row (the row's database, kind, start, id)."""
+    stamp = started_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{_safe_name(database)}-{kind}-{stamp}-{backup_id}.{_EXTENSIONS[fmt]}"
+
+
+def intent_path(archive: Path) -> Path:
+    return archive.with_name(archive.name + INTENT_SUFFIX)
+
+
+def _leftovers(archive: Path) -> list[Path]:
+    """Every file the runner may have made for an archive (.partial, archive, manifest and their temporary
+    files), the intent record last."""
+    manifest, intent = manifest_path(archive), intent_path(archive)
+    return [
+        archive.with_name(archive.name + PARTIAL_SUFFIX),
+        archive,
+        manifest,
+        manifest.with_name(manifest.name + PARTIAL_SUFFIX),
+        intent.with_name(intent.name + PARTIAL_SUFFIX),
+        intent,
+    ]
+
+
+# -- which rows of backup_metadata to trust ------------------------------------------------------------
+#
+# The runner's database role can write backup_metadata, so a row proves nothing by itself. The files the
+# runner made do: a row is the runner's own backup only when its file is in the backup directory (resolved:
+# no symbolic link or `..` leads out of it), named exactly as the runner names that row's archive, with the
+# runner's manifest beside it naming the same backup, sha256, size and times, and its times not in the future
+# (a verified backup); or with the runner's intent record beside it (the leftovers of a backup that never
+# finished). Nothing is ever deleted, counted toward retention, shown as fresh or restored on
+# the word of a row alone.
+
+_ROW_COLUMNS = (
+    "id, kind, database_name, status, file_path, sha256, size_bytes, started_at, finished_at, verified_at, "
+    "details"
+)
+
+
+@dataclass
+class BackupRow:
+    id: int
+    kind: str
+    database: str
+    status: str
+    file_path: str | None
+    sha256: str | None
+    size_bytes: int | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    verified_at: datetime | None
+    details: dict
+
+
+def _backup_rows(conn: psycopg.Connection, where: str, params: list) -> list[BackupRow]:
+    return [
+        BackupRow(*row[:-1], row[-1] or {})
+        for row in conn.execute(
+            f"SELECT {_ROW_COLUMNS} FROM autopilot.backup_metadata WHERE {where}",
+            params,
+        ).fetchall()
+    ]
+
+
+def _resolved(directory: Path) -> Path:
+    return Path(os.path.realpath(directory))
+
+
+def own_archive(row: BackupRow, directory: Path) -> tuple[Path | None, str | None]:
+    """(where the archive of ``row`` is, None) when its file_path is exactly where and how the runner names
+    that row's archive in ``directory``; else (None, why not). Only the path is looked at (and the directory
+    resolved), not the files."""
+    if not row.file_path:
+        return None, "it names no file"
+    path = Path(row.file_path)
+    if not path.is_absolute() or ".." in path.parts or "\x00" in row.file_path:
+        return None, f"its file {row.file_path!r} is not an absolute path without '..'"
+    if row.kind not in KINDS:
+        return None, f"its kind {row.kind!r} is unknown"
+    pattern = rf"{re.escape(_safe_name(row.database))}-{row.kind}-\d{{8}}T\d{{6}}Z-{row.id}\.(?:dump|dir)"
+    if not re.fullmatch(pattern, path.name):
+        return None, f"its file {path.name!r} is not named as the runner names backup #{row.id}"
+    where = _resolved(directory)
+    if _resolved(path.parent) != where:
+        return None, f"its file {row.file_path} is not in the backup directory {where}"
+    return where / path.name, None
+
+
+def _read_record(path: Path) -> dict | None:
+    """A manifest or intent record: a small regular JSON file (never through a symbolic link); None else."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO never blocks
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return None
+        data = f.read(1 << 20)
+    try:
+        record = json.loads(data)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _record_names(record: dict | None, row: BackupRow, archive: Path, identity: dict | None) -> bool:
+    return (
+        record is not None
+        and record.get("backup_id") == row.id
+        and record.get("file") == archive.name
+        and record.get("database") == row.database
+        and record.get("kind") == row.kind
+        and (identity is None or record.get("recorded_in") == identity)
+    )
+
+
+def check_backup(
+    row: BackupRow,
+    directory: Path,
+    now: datetime,
+    *,
+    identity: dict | None = None,
+    files: bool = True,
+    full: bool = False,
+    poll: Callable[[], None] = _no_poll,
+) -> str | None:
+    """None when a verified row can be trusted, else why not: its times are not in the future (beyond
+    CLOCK_SKEW), its archive is the runner's (own_archive), and -- with ``files`` -- the archive is there (not
+    a symbolic link) with the runner's manifest beside it naming this backup with the row's sha256, size and
+    times (a row moved in time is not trusted); ``identity``: recorded by this autopilot database; ``full``:
+    the archive's sha256 is computed and must match (the others are cheap)."""
+    for label, moment in (
+        ("start", row.started_at),
+        ("finish", row.finished_at),
+        ("verification", row.verified_at),
+    ):
+        if moment is not None and moment > now + CLOCK_SKEW:
+            return f"its {label} time {moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC is in the future"
+    if row.finished_at is None or not row.sha256:
+        return "it has no finish time or no sha256"
+    if identity is not None and row.details.get("recorded_in") != identity:
+        return "it was recorded by another autopilot database"
+    archive, problem = own_archive(row, directory)
+    if problem:
+        return problem
+    if not files:
+        return None
+    try:
+        st = os.lstat(archive)
+    except OSError:
+        return f"its archive {archive} is missing"
+    if stat.S_ISLNK(st.st_mode):
+        return f"its archive {archive} is a symbolic link"
+    manifest = _read_record(manifest_path(archive))
+    if manifest is None:
+        return f"its manifest {manifest_path(archive).name} is missing or unreadable"
+    if (
+        not _record_names(manifest, row, archive, identity)
+        or manifest.get("sha256") != row.sha256
+        or (manifest.get("size_bytes") != row.size_bytes)
+    ):
+        return f"its manifest {manifest_path(archive).name} does not name this backup, its sha256 and size"
+    for label, key, moment in (
+        ("start", "started_at", row.started_at),
+        ("finish", "finished_at", row.finished_at),
+        ("verification", "verified_at", row.verified_at),
+    ):
+        try:
+            same = moment is not None and datetime.fromisoformat(manifest.get(key)) == moment
+        except (TypeError, ValueError):
+            same = False
+        if not same:  # a row moved in time (to be counted as the newest, say) is not the runner's record
+            return f"its {label} time differs from its manifest's"
+    if full:
+        try:
+            digest, _size, _files = hash_archive(archive, poll)
+        except OSError as exc:
+            return f"cannot read {archive}: {exc.strerror or exc}"
+        if digest != row.sha256:
+            return (
+                f"{archive} does not match its recorded sha256 (recorded {row.sha256}, file {digest}): it "
+                "changed since it was verified"
+            )
+    return None
 
 
 # -- verification ----------------------------------------------------------------------------------
@@ -890,47 +1220,67 @@ class _Watch:
                 ) from exc
 
 
-def _clean_abandoned(conn: psycopg.Connection, identity: dict) -> tuple[list[int], list[str]]:
+def _clean_abandoned(
+    conn: psycopg.Connection, identity: dict, directory: Path
+) -> tuple[list[int], list[str]]:
     """Rows this database recorded that were left ``running``/``succeeded`` by a runner that died (their
-    advisory lock is free): mark them failed and remove their files. Rows recorded elsewhere (inherited by a
-    restored copy) are left alone: their files belong to the original. (cleaned ids, problems): a row whose
-    leftovers cannot be removed is left as it is, to be tried again."""
+    advisory lock is free): mark them failed and remove their files -- only files the runner made: in
+    ``directory``, named as the runner names that row's files, with the runner's intent record
+    beside them naming that backup (see own_archive). Anything else is left on disk and reported. Rows
+    recorded elsewhere (inherited by a restored copy) are left alone: their files belong to the original.
+    (cleaned ids, problems): a row whose leftovers cannot be removed is left as it is, to be tried again."""
     cleaned, problems = [], []
-    rows = conn.execute(
-        "SELECT id, file_path FROM autopilot.backup_metadata "
-        "WHERE status IN ('running', 'succeeded') AND details -> 'recorded_in' = %s ORDER BY id",
+    rows = _backup_rows(
+        conn,
+        "status IN ('running', 'succeeded') AND details -> 'recorded_in' = %s ORDER BY id",
         [Jsonb(identity)],
-    ).fetchall()
-    for backup_id, file_path in rows:
+    )
+    for row in rows:
+        backup_id = row.id
         got = conn.execute(
             "SELECT pg_catalog.pg_try_advisory_lock(%s, %s)", [LOCK_CLASS, _lock_key(backup_id)]
         ).fetchone()[0]
         if not got:
             continue  # still running
         try:
-            if file_path:
-                archive = Path(file_path)
-                manifest = manifest_path(archive)
-                try:
-                    for leftover in (
-                        archive.with_name(archive.name + PARTIAL_SUFFIX),
-                        archive,
-                        manifest,
-                        manifest.with_name(manifest.name + PARTIAL_SUFFIX),
-                    ):
-                        _remove(leftover)
-                except OSError as exc:
+            note = ""
+            archive, problem = own_archive(row, directory)
+            if problem:
+                named = Path(row.file_path) if row.file_path else None
+                if named is not None and any(os.path.lexists(p) for p in _leftovers(named)):
+                    note = f"; its files were left on disk: {problem}"
                     problems.append(
-                        f"abandoned backup #{backup_id}: cannot remove {exc.filename or file_path}: "
-                        f"{exc.strerror or exc}; left as it is, the next backup tries again"
+                        f"abandoned backup #{backup_id}: not removing {row.file_path} (and the files beside "
+                        f"it): {problem}; only the runner's own files in the backup directory are deleted"
                     )
-                    continue
+            else:
+                present = [p for p in _leftovers(archive) if os.path.lexists(p)]
+                # the intent record, not the manifest: a manifest is written only for a verified backup, so
+                # a row someone turned back to running never gets a verified backup deleted
+                record = _read_record(intent_path(archive))
+                if present and not _record_names(record, row, archive, identity):
+                    note = "; its files were left on disk: no intent record of the runner names them"
+                    problems.append(
+                        f"abandoned backup #{backup_id}: not removing {archive} (and the files beside it): "
+                        "no intent record of the runner names them"
+                    )
+                elif present:
+                    try:
+                        for leftover in present:
+                            _remove(leftover)
+                    except OSError as exc:
+                        problems.append(
+                            f"abandoned backup #{backup_id}: cannot remove {exc.filename or archive}: "
+                            f"{exc.strerror or exc}; left as it is, the next backup tries again"
+                        )
+                        continue
             conn.execute(
                 "UPDATE autopilot.backup_metadata SET status = 'failed', "
                 "finished_at = coalesce(finished_at, now()), error = %s "
                 "WHERE id = %s AND status IN ('running', 'succeeded')",
                 [
-                    "abandoned: the backup process stopped before finishing (runner killed or crashed)",
+                    "abandoned: the backup process stopped before finishing (runner killed or crashed)"
+                    + note,
                     backup_id,
                 ],
             )
@@ -941,42 +1291,63 @@ def _clean_abandoned(conn: psycopg.Connection, identity: dict) -> tuple[list[int
 
 
 def prune(
-    conn: psycopg.Connection, kind: str, database: str, keep: int, identity: dict
-) -> tuple[list[Pruned], list[str]]:
+    conn: psycopg.Connection, kind: str, database: str, keep: int, identity: dict, directory: Path
+) -> tuple[list[Pruned], list[str], list[str]]:
     """Delete the verified backups of (kind, database) beyond the newest ``keep`` verified ones:
-    (pruned, errors). A record becomes ``pruned`` only once its files are gone; one whose files cannot be
-    deleted stays ``verified`` and is reported (the next backup tries again)."""
-    pruned, errors = [], []
-    rows = conn.execute(
-        "SELECT id, file_path, details FROM autopilot.backup_metadata "
-        "WHERE kind = %s AND database_name = %s AND status = 'verified' "
-        "ORDER BY finished_at DESC, id DESC OFFSET %s",
-        [kind, database, keep],
-    ).fetchall()
-    for backup_id, file_path, details in rows:
-        removed = missing = False
-        if file_path and _ours(details, identity):
-            archive = Path(file_path)
+    (pruned, errors, untrusted). Only backups check_backup trusts count and are deleted (their files are in
+    ``directory``, named as the runner names them, with their manifest; their times not in the future); the
+    others are reported in ``untrusted`` and left as they are, so a forged row can never push a real backup
+    out. A record whose archive and manifest are both gone does not count, and becomes ``pruned`` once
+    ``keep`` newer backups count. A record
+    becomes ``pruned`` only once its files are gone; one whose files cannot be deleted stays ``verified``
+    and is reported in ``errors`` (the next backup tries again)."""
+    pruned, errors, untrusted = [], [], []
+    now = conn.execute("SELECT pg_catalog.clock_timestamp()").fetchone()[0]
+    rows = _backup_rows(
+        conn,
+        "kind = %s AND database_name = %s AND status = 'verified' ORDER BY finished_at DESC, id DESC",
+        [kind, database],
+    )
+    counted = 0
+    for row in rows:
+        if not _ours(row.details, identity):
+            continue  # recorded by another autopilot database (inherited by a restored copy): not ours
+        archive, problem = own_archive(row, directory)
+        gone = archive is not None and not any(os.path.lexists(p) for p in (archive, manifest_path(archive)))
+        if gone and counted < keep:
+            continue  # files gone (deleted by hand, an unmounted disk?): pruned once older than the kept ones
+        if not gone:
+            problem = check_backup(row, directory, now, identity=identity)
+            if problem:
+                untrusted.append(
+                    f"{kind} backup #{row.id} of {database} is not trusted ({problem}): it does not count "
+                    "toward retention and is left as it is"
+                )
+                continue
+            counted += 1
+            if counted <= keep:
+                continue
+        removed = False
+        if not gone:
             try:
-                missing = not _exists(archive)
                 removed = _remove(archive)
                 _remove(manifest_path(archive))  # last: a manifest without its archive is obviously dangling
             except OSError as exc:
                 errors.append(
-                    f"cannot delete {kind} backup #{backup_id} of {database} "
-                    f"({exc.filename or file_path}): {exc.strerror or exc}; it stays verified and the next "
+                    f"cannot delete {kind} backup #{row.id} of {database} "
+                    f"({exc.filename or archive}): {exc.strerror or exc}; it stays verified and the next "
                     "backup tries again"
                 )
                 continue
         changed = conn.execute(
             "UPDATE autopilot.backup_metadata SET status = 'pruned', "
-            "details = details || jsonb_build_object('pruned_at', now()) "
+            "details = details || pg_catalog.jsonb_build_object('pruned_at', pg_catalog.now()) "
             "WHERE id = %s AND status = 'verified'",
-            [backup_id],
+            [row.id],
         ).rowcount
         if changed:
-            pruned.append(Pruned(backup_id, database, file_path, removed, missing))
-    return pruned, errors
+            pruned.append(Pruned(row.id, database, row.file_path, removed, gone))
+    return pruned, errors, untrusted
 
 
 def run_backup(
@@ -1079,7 +1450,13 @@ def _run_backup(
     except BackupFailed as exc:
         _record_failed(conn, kind, databases, exc.message, base)
         raise
-    result.abandoned, result.warnings = _clean_abandoned(conn, identity)
+    target = result.directory = _resolved(target)
+    result.abandoned, result.warnings = _clean_abandoned(conn, identity, target)
+    with contextlib.suppress(OSError, BackupFailed):
+        sweep_private()  # the passfiles of a run killed outright
+    with contextlib.suppress(psycopg.Error):
+        _dropped, problems = drop_half_restored(conn)
+        result.warnings += problems
     common = {
         "server_version": conn.execute("SHOW server_version").fetchone()[0],
         "pg_dump_version": dump_version,
@@ -1107,6 +1484,7 @@ def _run_backup(
                     watch,
                 )
             )
+            result.warnings += result.backups[-1].untrusted
         except BackupFailed as exc:
             result.failures[database] = exc.message
             last_hint = exc.hint
@@ -1189,11 +1567,7 @@ def _backup_one(
                 [kind, database, Jsonb(details)],
             ).fetchone()
             conn.execute("SELECT pg_catalog.pg_advisory_lock(%s, %s)", [LOCK_CLASS, _lock_key(backup_id)])
-            stamp = started_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-            archive = (
-                directory
-                / f"{_safe_name(database)}-{kind}-{stamp}-{backup_id}.{'dump' if fmt == 'custom' else 'dir'}"
-            )
+            archive = directory / archive_name(database, kind, started_at, backup_id, fmt)
             conn.execute(
                 "UPDATE autopilot.backup_metadata SET file_path = %s WHERE id = %s", [str(archive), backup_id]
             )
@@ -1204,12 +1578,29 @@ def _backup_one(
                     "SELECT pg_catalog.pg_advisory_unlock(%s, %s)", [LOCK_CLASS, _lock_key(backup_id)]
                 )
         raise BackupFailed(f'backup of database "{database}" not started: {translate(exc).message}') from exc
-    partial = archive.with_name(archive.name + PARTIAL_SUFFIX)
-    manifest = manifest_path(archive)
-    manifest_partial = manifest.with_name(manifest.name + PARTIAL_SUFFIX)
-    _register_private(partial, manifest_partial)  # removed at interpreter exit if still there
+    partial, _, manifest, manifest_partial, intent_partial, intent = _leftovers(archive)
+    _register_private(
+        partial, manifest_partial, intent_partial, intent
+    )  # removed at interpreter exit if still there
     secrets: tuple[str, ...] = ()
     try:
+        # the runner's record of the files it is about to make: the cleanup of an abandoned backup deletes
+        # only files a record of the runner names (a row alone, which the runner's role can write, is not
+        # enough)
+        _write_manifest(
+            intent,
+            {
+                "intent_version": 1,
+                "backup_id": backup_id,
+                "database": database,
+                "kind": kind,
+                "format": fmt,
+                "file": archive.name,
+                "started_at": started_at.isoformat(),
+                "recorded_in": identity,
+                "pid": os.getpid(),
+            },
+        )
         with libpq_target(dsn, database) as (conninfo, env, secrets):
             argv = pg_dump_argv(
                 pg_dump, conninfo, partial, fmt, settings.lock_wait_timeout, settings.parallel_jobs
@@ -1278,9 +1669,11 @@ def _backup_one(
             ],
         ).rowcount:
             raise _changed_underneath(conn, backup_id, database, "succeeded")
+        _remove(intent)
+        _fsync_path(directory)
     except BaseException as exc:
         left = []
-        for leftover in (partial, archive, manifest, manifest_partial):
+        for leftover in _leftovers(archive):
             try:
                 _remove(leftover)
             except OSError as err:
@@ -1306,12 +1699,15 @@ def _backup_one(
             raise BackupFailed(f'backup of database "{database}" failed: {message}') from exc
         raise
     finally:
-        _unregister_private(partial, manifest_partial)
+        _unregister_private(partial, manifest_partial, intent_partial, intent)
         with contextlib.suppress(psycopg.Error):
             conn.execute("SELECT pg_catalog.pg_advisory_unlock(%s, %s)", [LOCK_CLASS, _lock_key(backup_id)])
 
+    untrusted: list[str] = []
     try:
-        pruned, prune_errors = prune(conn, kind, database, settings.keep[kind], identity)
+        pruned, prune_errors, untrusted = prune(
+            conn, kind, database, settings.keep[kind], identity, directory
+        )
     except psycopg.Error as exc:  # the backup itself is verified: report, do not fail it
         pruned, prune_errors = (
             [],
@@ -1333,6 +1729,7 @@ def _backup_one(
         verification.seconds,
         pruned,
         prune_errors,
+        untrusted,
     )
 
 
@@ -1347,71 +1744,209 @@ class RestoreResult:
     path: Path
     sha256: str
     seconds: float
+    skipped: list[str] = field(default_factory=list)  # newer verified rows not trusted, so not chosen
+    excluded: list[str] = field(default_factory=list)  # archive entries not restored (pg_cron's own)
+    dropped: list[str] = field(default_factory=list)  # half-restored databases of earlier restores, dropped
+    warnings: list[str] = field(default_factory=list)
+
+
+def _restoring_prefix(conn: psycopg.Connection) -> str:
+    """The name a restore gives its new database until pg_restore has finished: per autopilot database
+    (its oid), so that one autopilot database never takes another's running restore for a dead one."""
+    oid = conn.execute(
+        "SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()"
+    ).fetchone()[0]
+    return f"{RESTORING_PREFIX}{oid}_"
+
+
+def half_restored(conn: psycopg.Connection) -> list[dict]:
+    """The databases restores from this autopilot database are restoring into, or left half-restored: name,
+    what it was for (its comment), whether a restore still runs into it (its lock is held), whether this
+    role may drop it."""
+    rows = conn.execute(
+        "SELECT d.datname::text, pg_catalog.shobj_description(d.oid, 'pg_database'), "
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_locks AS l WHERE l.locktype = 'advisory' AND l.granted "
+        "AND l.database = (SELECT o.oid FROM pg_catalog.pg_database AS o "
+        "WHERE o.datname = pg_catalog.current_database()) "
+        "AND l.classid = %s::oid AND l.objid = pg_catalog.hashtext(d.datname::text)::oid "
+        "AND l.objsubid = 2), "
+        "pg_catalog.pg_has_role(d.datdba, 'MEMBER') "
+        "FROM pg_catalog.pg_database AS d WHERE pg_catalog.starts_with(d.datname::text, %s) ORDER BY 1",
+        [RESTORE_LOCK_CLASS, _restoring_prefix(conn)],
+    ).fetchall()
+    return [{"database": r[0], "about": r[1], "restoring": r[2], "owned": r[3]} for r in rows]
+
+
+def drop_half_restored(conn: psycopg.Connection) -> tuple[list[str], list[str]]:
+    """Drop the databases earlier restores from this autopilot database left half-restored (their restore is
+    gone: its lock is free, e.g. after a server restart or a SIGKILL), where this role may: (dropped,
+    problems). Called by every restore and backup."""
+    dropped, problems = [], []
+    for entry in half_restored(conn):
+        name = entry["database"]
+        if entry["restoring"] or not entry["owned"]:
+            continue
+        if not conn.execute(
+            "SELECT pg_catalog.pg_try_advisory_lock(%s, pg_catalog.hashtext(%s))", [RESTORE_LOCK_CLASS, name]
+        ).fetchone()[0]:
+            continue
+        try:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            dropped.append(name)
+        except psycopg.Error as exc:
+            problems.append(f'cannot drop the half-restored database "{name}": {translate(exc).message}')
+        finally:
+            conn.execute(
+                "SELECT pg_catalog.pg_advisory_unlock(%s, pg_catalog.hashtext(%s))",
+                [RESTORE_LOCK_CLASS, name],
+            )
+    return dropped, problems
+
+
+# pg_cron's own objects in a `pg_restore --list`: the extension (it can only be created in the database
+# cron.database_name names, so restoring it into a copy fails), its comment, and everything in schema cron
+# (its jobs and their history, the sequences): the copy gets no pg_cron schedules
+_PG_CRON_EXTENSION = re.compile(r"^\d+; \d+ \d+ EXTENSION - pg_cron ")
+_PG_CRON_ENTRY = re.compile(
+    r"^\d+; \d+ \d+ (?:EXTENSION - pg_cron |COMMENT - EXTENSION pg_cron |SCHEMA - cron |ACL - SCHEMA cron "
+    r"|[A-Z][A-Z ]*? cron )"
+)
+
+
+def restore_list(pg_restore: Path, archive: Path) -> tuple[str | None, list[str]]:
+    """(a ``--use-list`` listing without pg_cron's objects, the entries left out), or (None, []) when the
+    archive holds no pg_cron."""
+    listing = _run([str(pg_restore), "--list", str(archive)])
+    text = listing.stdout.decode(errors="replace")
+    if listing.returncode != 0:
+        raise RestoreFailed(
+            f"cannot list {archive}: {_first_line(listing.stderr.decode(errors='replace'))}",
+        )
+    lines = text.splitlines(keepends=True)
+    if not any(_PG_CRON_EXTENSION.match(line) for line in lines):
+        return None, []
+    excluded = [line.strip() for line in lines if _PG_CRON_ENTRY.match(line)]
+    kept = "".join(";" + line if _PG_CRON_ENTRY.match(line) else line for line in lines)
+    return kept, excluded
+
+
+def _drop_restoring(conn: psycopg.Connection, dsn: str | None, name: str) -> tuple[bool, str | None]:
+    """Drop the database a failed restore was restoring into, through a new connection when ``conn`` is gone,
+    retrying for RESTORE_DROP_WAIT seconds while the server cannot be reached (it restarts): (dropped, why
+    not)."""
+    deadline = time.monotonic() + RESTORE_DROP_WAIT
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    while True:
+        try:
+            if not conn.closed and not conn.broken:
+                conn.execute(drop)
+            else:
+                with connect(dsn, autocommit=True) as other:
+                    other.execute(drop)
+            return True, None
+        except (psycopg.Error, AutopilotError) as exc:
+            reason = exc.message if isinstance(exc, AutopilotError) else translate(exc).message
+            unreachable = isinstance(exc, ConnectionFailed | psycopg.OperationalError) or conn.broken
+            if not unreachable or time.monotonic() >= deadline:
+                return False, _first_line(reason)
+        time.sleep(0.5)
 
 
 def restore_backup(
-    dsn: str | None, backup_id: int | None, into: str, *, database: str | None = None, jobs: int = 1
+    dsn: str | None,
+    backup_id: int | None,
+    into: str,
+    *,
+    database: str | None = None,
+    jobs: int = 1,
+    directory: str | Path | None = None,
 ) -> RestoreResult:
-    """Restore a verified backup (default: the latest verified one, of ``database`` when given) into the
-    NEW database ``into``, after checking the archive's sha256 against its record. An existing database
-    is refused; a failed restore drops the database it created."""
+    """Restore a verified backup (default: the latest verified one that can be trusted, of ``database`` when
+    given) into the NEW database ``into``, after checking that the backup is the runner's (check_backup: in
+    ``directory``, default backups.directory, named as the runner names it, its manifest, no future times)
+    and its sha256. An existing database is refused. pg_cron's own objects are not restored (see
+    restore_list).
+
+    pg_restore restores into a database of a temporary name (RESTORING_PREFIX...), renamed to ``into`` only
+    once it has succeeded: ``into`` never exists half-restored. A failed or interrupted restore drops the
+    temporary database at once, or -- when the server cannot be reached (a restart) -- the next restore or
+    backup drops it; `autopilot status` shows it until then."""
     with connect(dsn, autocommit=True) as conn:
         if installer.installed(conn) is None:
             raise RestoreFailed(f'autopilot is not installed in database "{conn.info.dbname}"')
-        if backup_id is None:
-            row = conn.execute(
-                "SELECT id, database_name, file_path, sha256, status, details FROM autopilot.backup_metadata "
-                "WHERE status = 'verified' AND (%s::text IS NULL OR database_name = %s) "
-                "ORDER BY finished_at DESC, id DESC LIMIT 1",
-                [database, database],
-            ).fetchone()
-            if row is None:
-                raise RestoreFailed(
-                    "no verified backup to restore" + (f' of database "{database}"' if database else ""),
-                    hint="Take one with `autopilot runner backup`.",
-                )
-        else:
-            row = conn.execute(
-                "SELECT id, database_name, file_path, sha256, status, details FROM autopilot.backup_metadata "
-                "WHERE id = %s",
-                [backup_id],
-            ).fetchone()
-            if row is None:
-                raise RestoreFailed(f"no backup #{backup_id} in autopilot.backup_metadata")
-        chosen, source, file_path, recorded_sha, status, _details = row
-        if status != "verified":
-            raise RestoreFailed(f"backup #{chosen} is {status}, not verified: it cannot be restored")
-        archive = Path(file_path)
-        if not archive.exists():
-            raise RestoreFailed(f"backup #{chosen}: {archive} does not exist (on this host)")
-        try:
-            digest, _size, _files = hash_archive(archive)
-        except OSError as exc:
-            raise RestoreFailed(
-                f"backup #{chosen}: cannot read {archive}: {exc.strerror or exc}",
-                hint="Run the restore as an OS user that can read the backup directory.",
-            ) from exc
-        if digest != recorded_sha:
-            raise RestoreFailed(
-                f"backup #{chosen}: {archive} does not match its recorded sha256 "
-                f"(recorded {recorded_sha}, file {digest}): it changed since it was verified",
-            )
+        dropped, warnings = drop_half_restored(conn)
+        with contextlib.suppress(OSError, BackupFailed):
+            sweep_private()  # the passfiles of a run killed outright
         exists = conn.execute("SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", [into]).fetchone()
         if exists:
             raise RestoreFailed(
                 f'database "{into}" already exists: restore only into a new database',
                 hint="Choose another --into name (nothing was changed).",
             )
-        try:
-            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(into)))
-        except psycopg.errors.DuplicateDatabase as exc:
+        if directory is None:
+            directory = conn.execute("SELECT autopilot.get_setting('backups.directory')").fetchone()[0]
+        where = Path(directory)
+        now = conn.execute("SELECT pg_catalog.clock_timestamp()").fetchone()[0]
+        skipped: list[str] = []
+        if backup_id is None:
+            chosen = None
+            for row in _backup_rows(
+                conn,
+                "status = 'verified' AND (%s::text IS NULL OR database_name = %s) "
+                "ORDER BY finished_at DESC, id DESC",
+                [database, database],
+            ):
+                problem = check_backup(row, where, now)
+                if problem is None:
+                    chosen = row
+                    break
+                skipped.append(
+                    f"backup #{row.id} of {row.database} not chosen: it is not trusted ({problem})"
+                )
+            if chosen is None:
+                raise RestoreFailed(
+                    "no verified backup to restore"
+                    + (f' of database "{database}"' if database else "")
+                    + (f" that can be trusted; {'; '.join(skipped[:3])}" if skipped else ""),
+                    hint="Take one with `autopilot runner backup`"
+                    + (" (or pass --directory: where the backups are)." if skipped else "."),
+                )
+        else:
+            found = _backup_rows(conn, "id = %s", [backup_id])
+            if not found:
+                raise RestoreFailed(f"no backup #{backup_id} in autopilot.backup_metadata")
+            chosen = found[0]
+            if chosen.status != "verified":
+                raise RestoreFailed(
+                    f"backup #{chosen.id} is {chosen.status}, not verified: it cannot be restored"
+                )
+        problem = check_backup(chosen, where, now, full=True)
+        if problem:
             raise RestoreFailed(
-                f'database "{into}" already exists: restore only into a new database'
-            ) from exc
+                f"backup #{chosen.id} cannot be restored: {problem}",
+                hint="Nothing was changed. A backup is restored only from the backup directory "
+                "(--directory), as the runner wrote it; run the restore as an OS user that can read it.",
+            )
+        archive, _ = own_archive(chosen, where)
         bindir = pg_bindir(conn.info.server_version // 10000, "pg_restore")
+        listing, excluded = restore_list(bindir / "pg_restore", archive)
+        restoring = _restoring_prefix(conn) + secrets_mod.token_hex(8)
+        conn.execute(
+            "SELECT pg_catalog.pg_advisory_lock(%s, pg_catalog.hashtext(%s))", [RESTORE_LOCK_CLASS, restoring]
+        )
         started = time.monotonic()
+        created = False
         try:
-            with libpq_target(dsn, into) as (conninfo, env, secrets):
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(restoring)))
+            created = True
+            conn.execute(
+                sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                    sql.Identifier(restoring),
+                    sql.Literal(f'autopilot: restoring backup #{chosen.id} into "{into}"'),
+                )
+            )
+            with contextlib.ExitStack() as stack:
+                conninfo, env, secrets = stack.enter_context(libpq_target(dsn, restoring))
                 argv = [
                     str(bindir / "pg_restore"),
                     "--exit-on-error",
@@ -1420,6 +1955,11 @@ def restore_backup(
                 ]
                 if jobs > 1:
                     argv.append(f"--jobs={jobs}")
+                if listing is not None:
+                    listfile = stack.enter_context(tempfile.NamedTemporaryFile("w", suffix=".list"))
+                    listfile.write(listing)
+                    listfile.flush()
+                    argv.append(f"--use-list={listfile.name}")
                 argv.append(str(archive))
                 with tempfile.TemporaryFile() as errors:
                     with _child(
@@ -1430,22 +1970,92 @@ def restore_backup(
                     stderr = _scrub(errors.read().decode(errors="replace"), secrets)
             if code != 0:
                 raise RestoreFailed(
-                    f'restoring backup #{chosen} into "{into}" failed: {_first_line(stderr)}',
-                    hint=f'The new database "{into}" was dropped again.',
+                    f'restoring backup #{chosen.id} into "{into}" failed: '
+                    f"{_first_line(stderr) or f'pg_restore exited with code {code}'}"
                 )
-        except BaseException:  # pg_restore failed, or Ctrl-C: no half-restored database is left behind
+            _rename_restored(conn, restoring, into)
+            created = False
             with contextlib.suppress(psycopg.Error):
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(into)))
-            raise
-        return RestoreResult(chosen, source, into, archive, digest, time.monotonic() - started)
+                conn.execute(sql.SQL("COMMENT ON DATABASE {} IS NULL").format(sql.Identifier(into)))
+        except BaseException as exc:
+            if not created:
+                raise
+            gone, why = _drop_restoring(conn, dsn, restoring)
+            if gone:
+                outcome = f'the new database was dropped again (nothing of "{into}" is left)'
+            else:
+                outcome = (
+                    f'the half-restored database "{restoring}" could NOT be dropped now ({why}): the '
+                    "next `autopilot runner restore` or backup drops it, and `autopilot status` shows it "
+                    "until then"
+                )
+            if isinstance(exc, RestoreFailed):
+                exc.hint = outcome[0].upper() + outcome[1:] + "."
+                raise
+            if isinstance(exc, KeyboardInterrupt):
+                what = f"interrupted ({exc or 'SIGINT'})"
+            elif isinstance(exc, psycopg.Error):
+                what = f"failed: {translate(exc).message}"
+            else:
+                what = f"failed: {exc}"
+            raise RestoreFailed(
+                f'restoring backup #{chosen.id} into "{into}" {what}',
+                hint=outcome[0].upper() + outcome[1:] + ".",
+            ) from exc
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute(
+                    "SELECT pg_catalog.pg_advisory_unlock(%s, pg_catalog.hashtext(%s))",
+                    [RESTORE_LOCK_CLASS, restoring],
+                )
+        return RestoreResult(
+            chosen.id,
+            chosen.database,
+            into,
+            archive,
+            chosen.sha256,
+            time.monotonic() - started,
+            skipped,
+            excluded,
+            dropped,
+            warnings,
+        )
+
+
+def _rename_restored(conn: psycopg.Connection, restoring: str, into: str) -> None:
+    """ALTER DATABASE ... RENAME, waiting (a few seconds) for pg_restore's sessions to be gone."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(restoring), sql.Identifier(into)
+                )
+            )
+            return
+        except psycopg.errors.ObjectInUse:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
+        except psycopg.errors.DuplicateDatabase as exc:
+            raise RestoreFailed(
+                f'database "{into}" was created while the backup was restored: restore only into a new '
+                "database"
+            ) from exc
 
 
 # -- status ----------------------------------------------------------------------------------------
 
 
 def backup_status(conn: psycopg.Connection, now: datetime) -> dict | None:
-    """The last verified backup of every configured database and whether it is overdue; None when the
-    installed autopilot has no backup settings (before 0.3.0)."""
+    """The last verified backup of every configured database that can be trusted, and whether it is
+    overdue; the rows not trusted; half-restored databases. None when the installed autopilot has no backup
+    settings (before 0.3.0).
+
+    The checks are the cheap ones of check_backup: times not in the future, the file named as the runner
+    names it in backups.directory and, where that directory can be read on this host, the archive there with
+    its manifest naming it (no sha256: restore computes that). ``files_checked`` says whether the files were
+    looked at."""
     has = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM autopilot.settings WHERE name = 'backups.overdue_after')"
     ).fetchone()[0]
@@ -1455,36 +2065,51 @@ def backup_status(conn: psycopg.Connection, now: datetime) -> dict | None:
         settings = read_settings(conn)
     except BackupFailed:  # e.g. an invalid backups.format: the backup itself reports it
         return None
+    try:
+        files = os.access(settings.directory, os.R_OK | os.X_OK) and settings.directory.is_dir()
+    except OSError:
+        files = False
     databases = []
     for database in settings.databases:
-        row = conn.execute(
-            "SELECT id, kind, finished_at, size_bytes, file_path FROM autopilot.backup_metadata "
-            "WHERE database_name = %s AND status = 'verified' ORDER BY finished_at DESC, id DESC LIMIT 1",
+        row, untrusted = None, []
+        for candidate in _backup_rows(
+            conn,
+            "database_name = %s AND status = 'verified' ORDER BY finished_at DESC, id DESC",
             [database],
-        ).fetchone()
+        ):
+            problem = check_backup(candidate, settings.directory, now, files=files)
+            if problem is None:
+                row = candidate
+                break
+            untrusted.append(f"#{candidate.id}: {problem}")
         last_failed = conn.execute(
             "SELECT finished_at, error FROM autopilot.backup_metadata "
             "WHERE database_name = %s AND status = 'failed' ORDER BY id DESC LIMIT 1",
             [database],
         ).fetchone()
-        age = now - row[2] if row else None
+        age = now - row.finished_at if row else None
         databases.append(
             {
                 "database": database,
-                "last_verified_id": row[0] if row else None,
-                "last_verified_kind": row[1] if row else None,
-                "last_verified_at": row[2] if row else None,
+                "last_verified_id": row.id if row else None,
+                "last_verified_kind": row.kind if row else None,
+                "last_verified_at": row.finished_at if row else None,
                 "age": age,
-                "size_bytes": row[3] if row else None,
-                "file_path": row[4] if row else None,
+                "size_bytes": row.size_bytes if row else None,
+                "file_path": row.file_path if row else None,
                 "last_failure_at": last_failed[0] if last_failed else None,
                 "last_failure": last_failed[1] if last_failed else None,
+                "untrusted": untrusted,  # newer verified rows that cannot be trusted (not counted)
                 "overdue": age is None or age > settings.overdue_after,
             }
         )
+    restoring = half_restored(conn)
     return {
         "overdue_after": settings.overdue_after,
         "directory": str(settings.directory),
+        "files_checked": files,
         "databases": databases,
+        "half_restored": [r for r in restoring if not r["restoring"]],
+        "restoring": [r for r in restoring if r["restoring"]],
         "overdue": any(d["overdue"] for d in databases),
     }

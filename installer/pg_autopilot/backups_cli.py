@@ -9,9 +9,11 @@ from collections.abc import Iterator
 import click
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from . import backups
 from .cli_common import console, dsn_option, err_console, handled
+from .render import safe
 
 
 def _size(n: int) -> str:
@@ -62,26 +64,30 @@ def backup(kind: str, directory: str | None, dsn: str | None) -> None:
     with _sigterm_interrupts():
         result = backups.run_backup(dsn, kind, directory=directory)
     table = Table(
-        title=f"{kind} backup in {escape(str(result.directory))}", header_style="bold", title_justify="left"
+        title=f"{kind} backup in {escape(safe(result.directory))}", header_style="bold", title_justify="left"
     )
     for column in ("#", "database", "file", "size", "sha256", "pg_dump", "verify", "verified"):
         table.add_column(column, no_wrap=column != "file")
     for b in result.backups:
         table.add_row(
             str(b.id),
-            b.database,
-            b.path.name,
+            Text(safe(b.database)),  # Text: a plain string in a cell would be read as markup
+            Text(safe(b.path.name)),
             _size(b.size_bytes),
-            b.sha256[:16] + "…",
+            safe(b.sha256[:16]) + "…",
             f"{b.dump_seconds:.1f} s",
             f"{b.verify_seconds:.1f} s",
             b.verified_at.strftime("%Y-%m-%d %H:%M:%S %Z"),
         )
     console.print(table)
     for b in result.backups:
-        console.print(f"sha256 {b.sha256}  {escape(str(b.path))}", highlight=False, soft_wrap=True)
+        console.print(
+            f"sha256 {escape(safe(b.sha256))}  {escape(safe(b.path))}", highlight=False, soft_wrap=True
+        )
     if result.skipped:
-        console.print("already verified: " + ", ".join(escape(d) for d in result.skipped), highlight=False)
+        console.print(
+            "already verified: " + ", ".join(escape(safe(d)) for d in result.skipped), highlight=False
+        )
     if result.pruned:
         console.print(
             f"pruned {len(result.pruned)} older {kind} backup(s): "
@@ -97,7 +103,9 @@ def backup(kind: str, directory: str | None, dsn: str | None) -> None:
             "cleaned up abandoned backups " + ", ".join(f"#{i}" for i in result.abandoned), highlight=False
         )
     for problem in result.prune_errors + result.warnings:
-        err_console.print(f"[bold yellow]warning:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[bold yellow]warning:[/] {escape(safe(problem))}", highlight=False, soft_wrap=True
+        )
     if result.prune_errors:
         err_console.print(
             "[bold]hint:[/] The new backup is verified. Give the runner's OS user write access to the old "
@@ -120,15 +128,43 @@ def _pruned_note(p: backups.Pruned) -> str:
 @click.option("--into", required=True, help="The NEW database to restore into (an existing one is refused).")
 @click.option("--database", help="Without --backup: the latest verified backup of this database.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="pg_restore --jobs.")
+@click.option(
+    "--directory",
+    type=click.Path(file_okay=False),
+    help="Where the backup is, when not in backups.directory (a backup taken with --directory).",
+)
 @dsn_option
 @handled
-def restore(backup_id: int | None, into: str, database: str | None, jobs: int, dsn: str | None) -> None:
+def restore(
+    backup_id: int | None, into: str, database: str | None, jobs: int, directory: str | None, dsn: str | None
+) -> None:
     """Restore a verified backup into a new database, after checking its sha256."""
     with _sigterm_interrupts():
-        result = backups.restore_backup(dsn, backup_id, into, database=database, jobs=jobs)
+        result = backups.restore_backup(
+            dsn, backup_id, into, database=database, jobs=jobs, directory=directory
+        )
+    for problem in result.skipped + result.warnings:
+        err_console.print(
+            f"[bold yellow]warning:[/] {escape(safe(problem))}", highlight=False, soft_wrap=True
+        )
+    if result.dropped:
+        console.print(
+            "dropped half-restored databases of earlier restores: "
+            + ", ".join(escape(safe(d)) for d in result.dropped),
+            highlight=False,
+            soft_wrap=True,
+        )
+    if result.excluded:
+        console.print(
+            f"not restored: pg_cron's own objects ({len(result.excluded)} entries: its extension and schema "
+            "cron); its jobs stay in the cron database, the new database has no pg_cron schedules",
+            highlight=False,
+            soft_wrap=True,
+        )
     console.print(
-        f'[green]restored backup #{result.backup_id} (database "{escape(result.database)}") into '
-        f'"{escape(result.into)}"[/] in {result.seconds:.1f} s; sha256 {result.sha256} checked',
+        f'[green]restored backup #{result.backup_id} (database "{escape(safe(result.database))}") into '
+        f'"{escape(safe(result.into))}"[/] in {result.seconds:.1f} s; '
+        f"sha256 {escape(safe(result.sha256))} checked",
         highlight=False,
         soft_wrap=True,
     )

@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from .db import translated_errors
 from .errors import AutopilotError
+from .render import safe
 
 # not a terminal (a pipe, CI): a wide fixed width instead of rich's 80 columns
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -32,10 +33,12 @@ def handled(func):
             with translated_errors():
                 return func(*args, **kwargs)
         except AutopilotError as exc:
-            # soft_wrap: one message, one line, whatever the width (greppable in logs)
-            err_console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
+            # soft_wrap: one message, one line, whatever the width (greppable in logs); the message's
+            # own lines (a server error's detail) are kept, the data in them made safe for a terminal
+            message = "\n".join(safe(line) for line in exc.message.split("\n"))
+            err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
             if exc.hint:
-                err_console.print(f"[bold]hint:[/] {escape(exc.hint)}", highlight=False, soft_wrap=True)
+                err_console.print(f"[bold]hint:[/] {escape(safe(exc.hint))}", highlight=False, soft_wrap=True)
             sys.exit(1)
 
     return wrapper

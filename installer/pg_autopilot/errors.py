@@ -48,7 +48,8 @@ class BackupFailed(AutopilotError):
 
 
 class RestoreFailed(AutopilotError):
-    """A backup could not be restored; the new database was dropped again."""
+    """A backup could not be restored; the hint says whether the new database was dropped again (or, the
+    server unreachable, is left for the next restore or backup to drop)."""
 
 
 # SQLSTATE classes that mean "your input was wrong" rather than "the server failed"

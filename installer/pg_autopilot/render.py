@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -10,6 +12,32 @@ from rich.table import Table
 from rich.text import Text
 
 from .status import QUEUE_STATES, Status
+
+# Data from the database (job_runs.message is writable by the runner role, backup paths, setting
+# values, error messages) must not drive the operator's terminal: every control character --
+# C0 (ESC, BEL, backspace, carriage return...), DEL and C1 (CSI 0x9b, OSC 0x9d...) -- is dropped,
+# tab and line breaks become a space. rich escapes markup, but passes ESC through.
+_SPACES = str.maketrans(dict.fromkeys("\t\n\v\f\r", " "))
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def safe(value: Any) -> str:
+    """``value`` as text that is safe to print on a terminal (see above); None is the empty string."""
+    if value is None:
+        return ""
+    return _CONTROLS.sub("", str(value).translate(_SPACES))
+
+
+def safe_data(value: Any) -> Any:
+    """Every string in ``value`` (and in its dicts, lists, tuples) made :func:`safe`; the rest as is."""
+    if isinstance(value, str):
+        return safe(value)
+    if isinstance(value, dict):
+        return {k: safe_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(safe_data(v) for v in value)
+    return value
+
 
 _DAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
 
@@ -54,26 +82,57 @@ _STATUS_STYLE = {
 
 def status_table(status: Status, console: Console) -> None:
     now = status.now
-    header = f"autopilot {status.version} ({status.mode} mode) in database [bold]{escape(status.database)}[/]"
+    version, mode, database = safe(status.version), safe(status.mode), safe(status.database)
+    header = f"autopilot {escape(version)} ({escape(mode)} mode) in database [bold]{escape(database)}[/]"
     if status.cron.explanation:
         console.print(header)
-        console.print(f"[bold yellow]{escape(status.cron.explanation)}.[/]")
+        console.print(f"[bold yellow]{escape(safe(status.cron.explanation))}.[/]")
     else:
-        where = "this database" if status.cron.local else f'database "{escape(status.cron.database)}"'
+        where = "this database" if status.cron.local else f'database "{escape(safe(status.cron.database))}"'
         console.print(f"{header}; pg_cron runs in {where}")
+    jobs = safe_data(status.jobs)
     for side, title in (
         ("database", "database side (pg_cron runs SQL)"),
         ("runner", "runner side (enqueued)"),
     ):
-        console.print(_jobs_table([j for j in status.jobs if j["side"] == side], title, now))
+        console.print(_jobs_table([j for j in jobs if j["side"] == side], title, now))
 
     queue = Table(title="runner queue (autopilot.jobs)", header_style="bold", title_justify="left")
     for state in QUEUE_STATES:
         queue.add_column(state, justify="right")
     queue.add_row(*(str(status.queue[s]) for s in QUEUE_STATES))
     console.print(queue)
+    for job in safe_data(status.executing):
+        # one line per executing job: which, where, for how long, and its worker's latest report
+        line = Text(f"  executing #{job['id']} {job['worker']} (attempt {job['attempt']}) on {job['node']}, ")
+        line.append(f"started {ago(job['started_at'], now)}")
+        report = job["progress"] if isinstance(job["progress"], dict) else {}
+        progress = {k: v for k, v in report.items() if k != "at"}
+        if progress:
+            line.append(": " + _progress_text(progress), style="cyan")
+            line.append(f" (reported {_reported(report.get('at'), now)})", style="dim")
+        console.print(line)
     if status.backups is not None:
-        _backups_lines(status.backups, now, console)
+        _backups_lines(safe_data(status.backups), now, console)
+
+
+def _progress_text(progress: dict) -> str:
+    """A worker's report: "120/800 files" for done, of and unit; any other field as "name value"."""
+    rest = {k: v for k, v in progress.items() if k not in ("done", "of", "unit")}
+    parts = []
+    if "done" in progress:
+        done = f"{progress['done']}" + (f"/{progress['of']}" if "of" in progress else "")
+        parts.append(done + (f" {progress['unit']}" if "unit" in progress else ""))
+    parts += [f"{k} {v}" for k, v in sorted(rest.items())]
+    return ", ".join(parts)
+
+
+def _reported(at: object, now: datetime) -> str:
+    """When a progress report was recorded (a time in the job's meta, which the runner's role can write)."""
+    try:
+        return ago(datetime.fromisoformat(str(at)), now)
+    except (TypeError, ValueError):
+        return "at an unknown time"
 
 
 def _backups_lines(backups: dict, now: datetime, console: Console) -> None:
@@ -99,6 +158,19 @@ def _backups_lines(backups: dict, now: datetime, console: Console) -> None:
                 style="dim",
             )
         console.print(line)
+        if b.get("untrusted"):
+            console.print(
+                Text(
+                    f"  not trusted, not counted: {len(b['untrusted'])} newer verified record(s) of "
+                    f"{b['database']}; " + "; ".join(b["untrusted"][:3]),
+                    style="yellow",
+                )
+            )
+    for entry in backups.get("half_restored", []):
+        line = Text("half-restored database ", style="bold red")
+        line.append(f"{entry['database']} ({entry['about'] or 'an interrupted restore'}): ")
+        line.append("dropped by the next `autopilot runner restore` or backup")
+        console.print(line)
 
 
 def _jobs_table(jobs: list[dict], title: str, now: datetime) -> Table:
@@ -123,8 +195,8 @@ def _jobs_table(jobs: list[dict], title: str, now: datetime) -> Table:
         if job["overdue"]:
             outcome = Text("OVERDUE ", style="bold red") + outcome
         table.add_row(
-            job["name"],
-            schedule,
+            Text(job["name"]),  # Text: a plain string in a cell would be read as markup
+            Text(schedule),
             cron,
             ago(job["last_run_at"], now),
             duration(job["last_duration"]),

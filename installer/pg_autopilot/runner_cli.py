@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +16,8 @@ import click
 
 from . import backups_cli
 from .cli_common import dsn_option, handled
-from .errors import InvalidInput
+from .db import translated_errors
+from .errors import AutopilotError, InvalidInput
 
 if TYPE_CHECKING:
     from .runner import Runner
@@ -120,28 +123,34 @@ def start(
     log_level: str,
 ) -> None:
     """Drain autopilot.jobs until SIGTERM or SIGINT; logs are JSON lines on stderr."""
-    from .runner import Runner, RunnerConfig, configure_logging
+    from .runner import Runner, RunnerConfig, _log, configure_logging
 
-    for module in worker_modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise InvalidInput(f"cannot import worker module {module}: {exc}") from exc
+    # from here on every line on stderr is JSON, a failure to start included
     configure_logging(log_level)
-    config = RunnerConfig(
-        dsn=dsn,
-        queues=tuple(q.strip() for q in queues.split(",") if q.strip()),
-        concurrency=concurrency,
-        poll_interval=poll_interval,
-        heartbeat_interval=heartbeat_interval,
-        grace=grace,
-        enqueue_startup_jobs=not no_startup_jobs,
-    )
-    if node:
-        config.node = node
-    the_runner = Runner(config)
-    with _stop_on_signals(the_runner):
-        the_runner.run()
+    try:
+        with translated_errors():
+            for module in worker_modules:
+                try:
+                    importlib.import_module(module)
+                except ImportError as exc:
+                    raise InvalidInput(f"cannot import worker module {module}: {exc}") from exc
+            config = RunnerConfig(
+                dsn=dsn,
+                queues=tuple(q.strip() for q in queues.split(",") if q.strip()),
+                concurrency=concurrency,
+                poll_interval=poll_interval,
+                heartbeat_interval=heartbeat_interval,
+                grace=grace,
+                enqueue_startup_jobs=not no_startup_jobs,
+            )
+            if node:
+                config.node = node
+            the_runner = Runner(config)
+            with _stop_on_signals(the_runner):
+                the_runner.run()
+    except AutopilotError as exc:
+        _log(logging.ERROR, "runner failed", error=exc.message, hint=exc.hint, sqlstate=exc.sqlstate)
+        sys.exit(1)
 
 
 runner.add_command(backups_cli.backup)

@@ -100,7 +100,7 @@ VALUES
 (
     'jobs.backoff_base', 'interval', '15 seconds', '0', NULL,
     'A runner job that fails is retried after jobs.backoff_base * 2^(attempt - 1) (at most jobs.backoff_max), '
-    || 'less up to 20% of jitter.'
+    || 'times a random factor between 0.8 and 1.0 (jitter: up to 20% sooner, never later).'
 ),
 (
     'jobs.backoff_max', 'interval', '1 hour', '0', NULL,
@@ -112,7 +112,7 @@ VALUES
     || '(runners heartbeat every few seconds).'
 ),
 (
-    'backups.directory', 'text', '/var/backups/autopilot', NULL, NULL,
+    'backups.directory', 'path', '/var/backups/autopilot', NULL, NULL,
     'Where the runner writes pg_dump backups (a directory of the runner''s host, created 0700).'
 ),
 (
@@ -147,3 +147,7 @@ VALUES
     'backups.overdue_after', 'interval', '2 hours', '1 minute', NULL,
     'autopilot status flags the backups as overdue when the last verified one is older than this.'
 );
+
+-- settings that accept only some values of their type (set_setting names them in its hint)
+UPDATE autopilot.settings SET allowed_values = ARRAY['custom', 'directory']
+WHERE name = 'backups.format';

@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -30,10 +31,11 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from sample_rows import fill, table_digest, user_tables
 
-from pg_autopilot import backups, workers
+from pg_autopilot import backups
 from pg_autopilot.cluster import free_port
 from pg_autopilot.errors import BackupFailed, RestoreFailed
 from pg_autopilot.workers import JobContext
+from pg_autopilot.workers.backup import backup as backup_worker
 
 QUEUES = ("agent_knowledge_pending", "performance_metrics_pending")
 
@@ -59,6 +61,24 @@ def add_user_table(db, n: int = 2000) -> None:
             "'2026-01-01'::timestamptz + g * interval '1 minute', md5(g::text) FROM generate_series(1, %s) g",
             [n],
         )
+
+
+def age_backups(db, ids: list[int], hours: float) -> None:
+    """As if ``hours`` had passed since these backups were taken: their rows' times and their manifests'
+    moved back alike (the runner trusts a row only when its times agree with its manifest's)."""
+    with db.connect() as conn:
+        moved = conn.execute(
+            "UPDATE autopilot.backup_metadata SET started_at = started_at - make_interval(secs => %(s)s), "
+            "finished_at = finished_at - make_interval(secs => %(s)s), "
+            "verified_at = verified_at - make_interval(secs => %(s)s) "
+            "WHERE id = ANY(%(ids)s) RETURNING details ->> 'manifest'",
+            {"s": hours * 3600, "ids": ids},
+        ).fetchall()
+    for (manifest,) in moved:
+        body = json.loads(Path(manifest).read_text())
+        for key in ("started_at", "finished_at", "verified_at"):
+            body[key] = (datetime.fromisoformat(body[key]) - timedelta(hours=hours)).isoformat()
+        Path(manifest).write_text(json.dumps(body))
 
 
 def files_in(directory: Path) -> list[str]:
@@ -137,7 +157,7 @@ def test_directory_format_with_parallel_jobs(installed_db, admin_dsn, tmp_path):
     orders = "SELECT md5(string_agg(o::text, '|' ORDER BY id)) FROM public.orders AS o"
     into = f"ap_restored_{uuid.uuid4().hex[:8]}"
     try:
-        restored = backups.restore_backup(installed_db.dsn, None, into, jobs=2)
+        restored = backups.restore_backup(installed_db.dsn, None, into, jobs=2, directory=tmp_path / "b")
         assert restored.backup_id == b.id and restored.sha256 == b.sha256
         with psycopg.connect(make_conninfo(admin_dsn, dbname=into)) as conn:
             assert conn.execute(orders).fetchone() == tuple(rows(installed_db, orders)[0])
@@ -166,7 +186,9 @@ def test_truncated_archive_fails_verification(installed_db, tmp_path):
     # and a recorded backup that was damaged afterwards is refused by restore (its sha256 no longer matches)
     os.truncate(b.path, b.size_bytes - 100)
     with pytest.raises(RestoreFailed, match="does not match its recorded sha256"):
-        backups.restore_backup(installed_db.dsn, b.id, f"ap_never_{uuid.uuid4().hex[:6]}")
+        backups.restore_backup(
+            installed_db.dsn, b.id, f"ap_never_{uuid.uuid4().hex[:6]}", directory=tmp_path / "b"
+        )
 
 
 # -- retention -------------------------------------------------------------------------------------
@@ -203,24 +225,38 @@ def test_retention_keeps_n_verified_and_prunes_only_after_a_new_one(installed_db
     assert sorted(statuses.values()).count("failed") == 1
 
 
+def abandoned_row(db, target: Path, *, intent: bool = True) -> tuple[int, Path]:
+    """What a runner killed mid-dump leaves: a running row, a .partial named as the runner names it and
+    (unless ``intent`` is false) the runner's intent record beside it."""
+    with db.connect() as conn:
+        identity = backups._identity(conn)
+        killed, started_at = conn.execute(
+            "INSERT INTO autopilot.backup_metadata (kind, database_name, details) "
+            "VALUES ('hourly', current_database(), jsonb_build_object('recorded_in', %s::jsonb)) "
+            "RETURNING id, started_at",
+            [json.dumps(identity)],
+        ).fetchone()
+        archive = target / backups.archive_name(db.name, "hourly", started_at, killed, "custom")
+        conn.execute(
+            "UPDATE autopilot.backup_metadata SET file_path = %s WHERE id = %s", [str(archive), killed]
+        )
+    Path(str(archive) + ".partial").write_bytes(b"PGDMP half an archive")
+    if intent:
+        record = {"backup_id": killed, "database": db.name, "kind": "hourly", "file": archive.name}
+        backups._write_manifest(backups.intent_path(archive), {**record, "recorded_in": identity})
+    return killed, archive
+
+
 def test_abandoned_backup_is_cleaned_up_by_the_next_one(installed_db, tmp_path):
     """A runner killed mid-backup leaves a running row and a .partial; the next backup (whose advisory lock
     check finds nobody holding the row) marks it failed and removes the leftover."""
     target = tmp_path / "b"
     target.mkdir(mode=0o700)
-    leftover = target / "killed.dump"
-    Path(str(leftover) + ".partial").write_bytes(b"PGDMP half an archive")
-    with installed_db.connect() as conn:
-        details = backups._identity(conn)
-        (killed,) = conn.execute(
-            "INSERT INTO autopilot.backup_metadata (kind, database_name, file_path, details) "
-            "VALUES ('hourly', current_database(), %s, jsonb_build_object('recorded_in', %s::jsonb)) "
-            "RETURNING id",
-            [str(leftover), json.dumps(details)],
-        ).fetchone()
+    killed, leftover = abandoned_row(installed_db, target)
     result = backups.run_backup(installed_db.dsn, "hourly", directory=str(target))
-    assert result.abandoned == [killed]
+    assert result.abandoned == [killed] and not result.warnings
     assert not Path(str(leftover) + ".partial").exists()
+    assert not backups.intent_path(leftover).exists()
     assert rows(
         installed_db,
         "SELECT status, error LIKE 'abandoned%%' FROM autopilot.backup_metadata WHERE id = %s",
@@ -368,7 +404,9 @@ def test_restore_into_a_new_database_keeps_every_row(installed_db, admin_dsn, tm
 
     into = f"ap_restored_{uuid.uuid4().hex[:8]}"
     try:
-        done = autopilot("runner", "restore", "--into", into, "--dsn", db.dsn)
+        done = autopilot(
+            "runner", "restore", "--into", into, "--directory", str(tmp_path / "b"), "--dsn", db.dsn
+        )
         assert done.exit_code == 0, done.output
         assert f"restored backup #{backup_id}" in flat(done.output)
         with psycopg.connect(make_conninfo(admin_dsn, dbname=into)) as conn:
@@ -396,7 +434,7 @@ def test_restore_into_a_new_database_keeps_every_row(installed_db, admin_dsn, tm
         done = autopilot("runner", "restore", "--backup", str(backup_id), "--into", into, "--dsn", db.dsn)
         assert done.exit_code == 1 and "already exists" in flat(done.output)
         with pytest.raises(RestoreFailed, match="already exists"):
-            backups.restore_backup(db.dsn, backup_id, db.name)
+            backups.restore_backup(db.dsn, backup_id, db.name, directory=tmp_path / "b")
     finally:
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(into)))
@@ -406,6 +444,8 @@ def test_restore_into_a_new_database_keeps_every_row(installed_db, admin_dsn, tm
 
 
 def test_status_flags_missing_and_overdue_backups(installed_db, tmp_path, autopilot):
+    set_setting(installed_db, "backups.directory", str(tmp_path / "b"))
+
     def status_json() -> dict:
         done = autopilot("status", "--json", "--dsn", installed_db.dsn)
         assert done.exit_code == 0, done.output
@@ -417,17 +457,13 @@ def test_status_flags_missing_and_overdue_backups(installed_db, tmp_path, autopi
     table = autopilot("status", "--dsn", installed_db.dsn)
     assert f"backups of {installed_db.name}: OVERDUE no verified backup" in flat(table.output)
 
-    b = backups.run_backup(installed_db.dsn, "hourly", directory=str(tmp_path / "b")).backups[0]
+    b = backups.run_backup(installed_db.dsn, "hourly").backups[0]
     fresh = status_json()
     assert fresh["overdue"] is False and fresh["databases"][0]["last_verified_id"] == b.id
     assert "OVERDUE no verified" not in flat(autopilot("status", "--dsn", installed_db.dsn).output)
 
-    # three hours later (the row aged), past backups.overdue_after (2 hours)
-    with installed_db.connect() as conn:
-        conn.execute(
-            "UPDATE autopilot.backup_metadata SET started_at = started_at - interval '3 hours', "
-            "finished_at = finished_at - interval '3 hours', verified_at = verified_at - interval '3 hours'"
-        )
+    # three hours later (the row and its manifest aged), past backups.overdue_after (2 hours)
+    age_backups(installed_db, [b.id], hours=3)
     old = status_json()
     assert old["overdue"] is True and old["databases"][0]["age"] > 3 * 3600 - 60
     assert f"backups of {installed_db.name}: OVERDUE last verified 3h ago" in flat(
@@ -580,7 +616,7 @@ def test_backup_worker_stops_pg_dump_when_cancelled_or_late(installed_db, tmp_pa
     target = tmp_path / "b"
     set_setting(installed_db, "backups.directory", str(target))
     context = job_context(installed_db, deadline=5 if how == "deadline" else 600)
-    run = Background(lambda: workers.backup({"kind": "hourly"}, context))
+    run = Background(lambda: backup_worker({"kind": "hourly"}, context))
     pid = spied_pid(spy)
     # pg_dump leads a process group of its own: a Ctrl-C or a stop signal to the runner's group does not
     # reach it, the runner decides
@@ -682,20 +718,20 @@ def test_retry_of_a_job_backs_up_only_the_databases_still_missing(installed_db, 
     set_setting(installed_db, "backups.directory", str(tmp_path / "b"))
 
     with pytest.raises(BackupFailed) as first:
-        workers.backup({"kind": "hourly"}, job_context(installed_db, attempt=1))
+        backup_worker({"kind": "hourly"}, job_context(installed_db, attempt=1))
     assert f'database "{later}" does not exist' in first.value.message
     (kept,) = first.value.result.backups
     assert kept.database == installed_db.name
 
     with pytest.raises(BackupFailed) as second:
-        workers.backup({"kind": "hourly"}, job_context(installed_db, attempt=2))
+        backup_worker({"kind": "hourly"}, job_context(installed_db, attempt=2))
     assert second.value.result.backups == [] and second.value.result.skipped == [installed_db.name]
     assert list(second.value.result.failures) == [later]
 
     try:
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(later)))
-        summary = workers.backup({"kind": "hourly"}, job_context(installed_db, attempt=3))
+        summary = backup_worker({"kind": "hourly"}, job_context(installed_db, attempt=3))
         assert f"verified by an earlier attempt of this job: {installed_db.name}" in summary
         ours = [(d, s) for _, d, s, _ in statuses(installed_db)]
         assert ours == [
@@ -708,7 +744,7 @@ def test_retry_of_a_job_backs_up_only_the_databases_still_missing(installed_db, 
             ("4242",)
         ]
         # another job (and `autopilot runner backup`, which has none) backs up every database again
-        again = workers.backup({"kind": "hourly"}, job_context(installed_db, job_id=4243))
+        again = backup_worker({"kind": "hourly"}, job_context(installed_db, job_id=4243))
         assert "already" not in again and "pruned" in again
         cli = backups.run_backup(installed_db.dsn, "hourly")
         assert [b.database for b in cli.backups] == [installed_db.name, later]
@@ -741,28 +777,34 @@ def test_unusable_backup_directory_is_an_error_with_a_hint(installed_db, tmp_pat
     assert all(s == "failed" and e.startswith("cannot use the backup directory") for s, e, _ in failed)
 
 
+@contextlib.contextmanager
+def undeletable(paths: list[Path]) -> Iterator[None]:
+    """These files cannot be deleted (chattr +i; root only: permissions do not stop root), while the directory
+    they are in stays writable."""
+    if os.geteuid() != 0:
+        pytest.skip("making a file undeletable needs root (chattr +i)")
+    done = subprocess.run(["chattr", "+i", *map(str, paths)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot make a file immutable here: {done.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, paths)], check=True)
+
+
 def test_prune_error_is_reported_without_failing_the_verified_backups(
     installed_db, new_database, tmp_path, autopilot
 ):
     other = new_database("other")
     set_setting(installed_db, "backups.databases", f"{installed_db.name},{other.name}")
     set_setting(installed_db, "backups.hourly_keep", "1")
-    old_dir = tmp_path / "old"
-    old = backups.run_backup(installed_db.dsn, "hourly", directory=str(old_dir)).backups
+    set_setting(installed_db, "backups.directory", str(tmp_path / "b"))
+    old = backups.run_backup(installed_db.dsn, "hourly").backups
     assert len(old) == 2
 
-    with unwritable(old_dir):  # the old backups cannot be deleted
-        result = backups.run_backup(installed_db.dsn, "hourly", directory=str(tmp_path / "new"))
-        done = autopilot(
-            "runner",
-            "backup",
-            "--kind",
-            "hourly",
-            "--directory",
-            str(tmp_path / "new2"),
-            "--dsn",
-            installed_db.dsn,
-        )
+    with undeletable([b.path for b in old]):  # the old backups cannot be deleted
+        result = backups.run_backup(installed_db.dsn, "hourly")
+        done = autopilot("runner", "backup", "--kind", "hourly", "--dsn", installed_db.dsn)
     # both databases are backed up and verified; the retention problem is reported, not raised
     assert not result.failures and [b.database for b in result.backups] == [installed_db.name, other.name]
     assert not result.pruned and len(result.prune_errors) == 2
@@ -773,9 +815,9 @@ def test_prune_error_is_reported_without_failing_the_verified_backups(
     for b in old:
         assert b.path.exists() and b.manifest.exists() and status[b.id] == "verified"
 
-    # writable again: the next backup prunes them
-    latest = backups.run_backup(installed_db.dsn, "hourly", directory=str(tmp_path / "new"))
-    assert not latest.prune_errors
+    # deletable again: the next backup prunes them
+    latest = backups.run_backup(installed_db.dsn, "hourly")
+    assert not latest.prune_errors and not latest.warnings
     assert {p.id for p in latest.pruned} >= {b.id for b in old}
     assert all(p.files_removed for p in latest.pruned)
     for b in old:

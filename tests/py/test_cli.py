@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from helpers import cron_jobs, dict_rows, flat, run_subprocess
@@ -453,3 +454,85 @@ def test_upgrade_when_already_newest(installed_db, autopilot):
     assert "already installed" in result.stdout
     with installed_db.connect() as conn:
         assert snapshot_diff(before, schema_snapshot(conn)) == []
+
+
+# -- terminal output: data from the database cannot drive the operator's terminal ------------------
+
+# an OSC that sets the window title, a CSI that clears the screen, the one-byte C1 CSI, DEL, SOH,
+# backspace, a carriage return, a line break and a tab (text cannot hold NUL)
+HOSTILE = "\x1b]0;title\x07\x1b[2J\x9b31mred\x7f\x01\x08\r\nnext\tcol"
+SHOWN = "]0;title[2J31mred next col"  # what is left of it: printable text, line breaks as spaces
+CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")  # every control character but rich's own \n
+
+
+def assert_terminal_safe(text: str) -> None:
+    assert not CONTROLS.search(text), repr(CONTROLS.findall(text))
+
+
+def test_status_strips_control_characters_from_data(installed_db, autopilot):
+    db = installed_db
+    with db.connect() as conn:
+        # job_runs.message and backup_metadata.error are written by the runner role
+        conn.execute(
+            "INSERT INTO autopilot.job_runs (job_name, side, trigger, status, started_at, finished_at, "
+            "message) VALUES ('table-statistics', 'database', 'manual', 'failed', "
+            "now() - interval '1 minute', now(), %s)",
+            [HOSTILE],
+        )
+        conn.execute(
+            "INSERT INTO autopilot.backup_metadata (kind, database_name, status, finished_at, error) "
+            "VALUES ('manual', %s, 'failed', now(), %s)",
+            [db.name, "pg_dump said " + HOSTILE],
+        )
+    result = autopilot("status", "--dsn", db.dsn)
+    assert result.exit_code == 0, result.output
+    assert_terminal_safe(result.stdout)
+    text = flat(result.stdout)
+    assert f"failed {SHOWN}" in text, text
+    assert f"pg_dump said {SHOWN}" in text, text
+
+    # --json: the exact message, every control character JSON-escaped
+    as_json = autopilot("status", "--json", "--dsn", db.dsn)
+    assert as_json.exit_code == 0, as_json.output
+    assert_terminal_safe(as_json.stdout)
+    report = json.loads(as_json.stdout)
+    assert {j["name"]: j for j in report["jobs"]}["table-statistics"]["last_message"] == HOSTILE
+    assert report["backups"]["databases"][0]["last_failure"] == "pg_dump said " + HOSTILE
+
+
+def test_settings_run_and_errors_strip_control_characters(installed_db, autopilot, monkeypatch):
+    db = installed_db
+    with db.connect() as conn:
+        conn.execute(
+            "UPDATE autopilot.settings SET description = %s WHERE name = 'jobs.completed_retention'",
+            [HOSTILE],
+        )
+    listing = autopilot("settings", "jobs.completed_retention", "--dsn", db.dsn)
+    assert listing.exit_code == 0, listing.output
+    assert_terminal_safe(listing.stdout)
+    assert f"— {SHOWN}" in flat(listing.stdout)
+
+    # a job's own message, as `run` prints it (and as it reports a failure)
+    from pg_autopilot import run_now
+
+    ran = {"status": "succeeded", "duration": None, "rows_affected": 1, "message": HOSTILE, "id": 7}
+    monkeypatch.setattr(run_now, "run_now", lambda conn, job: ran)
+    result = autopilot("run", "table-statistics", "--dsn", db.dsn)
+    assert result.exit_code == 0, result.output
+    assert_terminal_safe(result.stdout)
+    assert f"— {SHOWN} [ledger run 7]" in flat(result.stdout)
+    monkeypatch.setattr(
+        run_now, "run_now", lambda conn, job: {**ran, "status": "failed", "error_sqlstate": "P0001"}
+    )
+    failed = autopilot("run", "table-statistics", "--dsn", db.dsn)
+    assert failed.exit_code == 1
+    assert_terminal_safe(failed.stderr)
+    assert f"— {SHOWN} [ledger run 7]; SQLSTATE P0001" in flat(failed.stderr)
+
+    # a server error whose message carries data: its detail keeps a line of its own, the data is made safe
+    refused = autopilot("settings", "jobs.completed_retention", HOSTILE, "--dsn", db.dsn)
+    assert refused.exit_code == 1
+    assert_terminal_safe(refused.stderr)
+    assert "error: invalid value for setting" in refused.stderr
+    assert "\n  detail: " in refused.stderr
+    assert SHOWN in flat(refused.stderr)

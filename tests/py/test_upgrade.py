@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from helpers import flat
 from sample_rows import FIXTURES, identities_behind, table_columns, table_digest, user_tables
 from snapshot import DEFINITION_TABLES, extension_snapshot, schema_snapshot, snapshot_diff
 
@@ -281,3 +282,66 @@ def test_server_scripts_are_the_packaged_ones(admin_dsn):
             if on_server != text:
                 stale.append(name)
     assert not stale, f"the server's copy differs from the packaged one (or is missing): {stale}"
+
+
+# -- (d) the README's invariants hold on the data an upgrade accepts ---------------------------------
+
+
+def _hold_task_without_its_skills(conn: psycopg.Connection, start: str) -> None:
+    """Agent py-only (skills {py}) holds task 'build' (needs {go}) and task 'port' (needs {go, py, rust}),
+    plus an innocent held task and an innocent agent. 0.1.0 enforced nothing, so the rows go straight
+    in; 0.2.0 and later refuse them (autopilot._track_agent_load, _guard_agent), so the agent gets the
+    tasks while it has the skills and loses them behind the triggers' back (session_replication_role
+    replica, as a careless restore or a hand repair would)."""
+    with conn.transaction():
+        py_only = conn.execute(
+            "INSERT INTO autopilot.agents (name, skills, capacity) VALUES ('py-only', %s, 5) RETURNING id",
+            [["py"] if start == "0.1.0" else ["go", "py", "rust"]],
+        ).fetchone()[0]
+        conn.execute("INSERT INTO autopilot.agents (name, skills) VALUES ('polyglot', '{go,py}')")
+        conn.execute(
+            "INSERT INTO autopilot.tasks (title, required_skills, status, agent_id) VALUES "
+            "('build', '{go}', 'running', %(a)s), ('lint', '{py}', 'assigned', %(a)s), "
+            "('port', '{rust,go,py}', 'assigned', %(a)s), ('later', '{cobol}', 'pending', NULL)",
+            {"a": py_only},
+        )
+        if start != "0.1.0":
+            conn.execute("SET LOCAL session_replication_role = replica")
+            conn.execute("UPDATE autopilot.agents SET skills = '{py}' WHERE id = %s", [py_only])
+
+
+@pytest.mark.parametrize(
+    ("start", "mode"), [pytest.param(v, m, id=f"{v}-{m}") for v in ("0.1.0", EARLIER[-1]) for m in MODES]
+)
+def test_upgrade_refuses_a_task_held_by_an_agent_without_its_skills(new_database, autopilot, start, mode):
+    database = new_database(f"skills{mode[:3]}")
+    with database.connect(autocommit=False) as conn:
+        installer.install(conn, mode=mode, version=start)
+    with database.connect() as conn:
+        _hold_task_without_its_skills(conn, start)
+    before = data_digests(database)
+
+    refused = autopilot("upgrade", "--dsn", database.dsn)
+    assert refused.exit_code == 1, refused.output
+    error = flat(refused.stderr)
+    assert "held by an agent with all its required skills, and 2 tasks are not" in error, error
+    task = "SELECT id FROM autopilot.tasks WHERE title = %s"
+    build, port = database.scalar(task, ["build"]), database.scalar(task, ["port"])
+    agent = database.scalar("SELECT id FROM autopilot.agents WHERE name = 'py-only'")
+    assert f"task {build} (running) held by agent py-only (id {agent}) lacks go;" in error, error
+    assert f"task {port} (assigned) held by agent py-only (id {agent}) lacks go, rust" in error, error
+    assert "lint" not in error and "polyglot" not in error
+    assert "hint: Give those agents the missing skills" in error, error
+    # nothing changed: the version, and every row
+    with database.connect() as conn:
+        assert installer.installed(conn) == installer.Installed(mode, start)
+    assert data_digests(database) == before
+
+    # doing what the hint says lets the upgrade through
+    with database.connect() as conn:
+        conn.execute("UPDATE autopilot.tasks SET status = 'pending', agent_id = NULL WHERE id = %s", [port])
+        conn.execute("UPDATE autopilot.agents SET skills = '{py,go}' WHERE id = %s", [agent])
+    upgraded = autopilot("upgrade", "--dsn", database.dsn)
+    assert upgraded.exit_code == 0, upgraded.output
+    with database.connect() as conn:
+        assert installer.installed(conn) == installer.Installed(mode, CURRENT)

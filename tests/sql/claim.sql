@@ -1,5 +1,5 @@
 -- autopilot.claim(): due jobs of one queue, priority then age, marked executing
--- by the claiming node. (Two runners never sharing a job: tests/py/test_queue.py.)
+-- by the claiming node. (Two runners never sharing a job: tests/py/test_runner.py.)
 BEGIN;
 SELECT plan(16);
 

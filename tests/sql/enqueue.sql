@@ -1,6 +1,6 @@
 -- autopilot.enqueue() and autopilot.enqueue_many(): jobs in, deduplicated by
 -- unique key against unfinished jobs, announced with NOTIFY.
--- (50 concurrent enqueues of one unique job: tests/py/test_queue.py.)
+-- (50 concurrent enqueues of one unique job: tests/py/test_runner.py.)
 BEGIN;
 SELECT plan(22);
 
@@ -118,7 +118,7 @@ SELECT is_empty(
 );
 
 -- NOTIFY: one per queue with jobs ready now (delivered at commit; pg_notification_queue_usage
--- cannot see it before, so the trigger is checked by its definition and in tests/py/test_queue.py)
+-- cannot see it before, so the trigger is checked by its definition and in tests/py/test_runner.py)
 SELECT has_trigger('autopilot', 'jobs', 'jobs_notify_insert_trg', 'jobs: inserts NOTIFY autopilot_jobs');
 SELECT has_trigger('autopilot', 'jobs', 'jobs_notify_update_trg', 'jobs: retries and rescues NOTIFY too');
 SELECT trigger_is(

@@ -1,6 +1,6 @@
 -- autopilot.set_setting(): typed, range-checked, upserted into setting_values.
 BEGIN;
-SELECT plan(23);
+SELECT plan(33);
 
 SELECT has_function(
     'autopilot', 'set_setting', ARRAY['text', 'text'], 'autopilot.set_setting(text, text) exists'
@@ -93,6 +93,51 @@ SELECT throws_ok(
 SELECT throws_ok(
     $$SELECT autopilot.set_setting('no.such_setting', '1')$$,
     '42704', NULL, 'an unknown setting raises undefined_object'
+);
+
+-- paths: backups.directory is absolute (never the runner's working directory)
+SELECT throws_ok(
+    $$SELECT autopilot.set_setting('backups.directory', '')$$,
+    '22023', NULL, 'an empty backups.directory raises invalid_parameter_value'
+);
+SELECT throws_ok(
+    $$SELECT autopilot.set_setting('backups.directory', 'backups')$$,
+    '22023', NULL, 'a relative backups.directory raises invalid_parameter_value'
+);
+SELECT throws_ok(
+    $$SELECT autopilot.set_setting('backups.directory', './backups')$$,
+    '22023', NULL, 'a ./ relative backups.directory raises invalid_parameter_value'
+);
+SELECT throws_ok(
+    $$SELECT autopilot.set_setting('backups.directory', '/var/backups/../../etc')$$,
+    '22023', NULL, 'a backups.directory with a .. component raises invalid_parameter_value'
+);
+SELECT throws_ok(
+    $$SELECT autopilot.set_setting('backups.directory', E'/var/backups/\nx')$$,
+    '22023', NULL, 'a backups.directory with a control character raises invalid_parameter_value'
+);
+SELECT is(
+    autopilot.set_setting('backups.directory', '/srv/backups/autopilot..d'), '/srv/backups/autopilot..d',
+    'an absolute backups.directory is accepted (.. only as part of a name)'
+);
+
+-- allowed values: backups.format is custom or directory
+SELECT throws_ok(
+    $$SELECT autopilot.set_setting('backups.format', 'tar')$$,
+    '22023', NULL, 'backups.format tar raises invalid_parameter_value'
+);
+SELECT throws_ok(
+    $$SELECT autopilot.set_setting('backups.format', '')$$,
+    '22023', NULL, 'an empty backups.format raises invalid_parameter_value'
+);
+SELECT is(
+    autopilot.set_setting('backups.format', 'directory'), 'directory', 'backups.format directory is accepted'
+);
+SELECT results_eq(
+    $$SELECT value FROM autopilot.setting_values WHERE name IN ('backups.directory', 'backups.format')
+      ORDER BY name$$,
+    $$VALUES ('/srv/backups/autopilot..d'::text), ('directory'::text)$$,
+    'rejected backup settings left the accepted values in place'
 );
 
 SELECT * FROM finish();

@@ -59,7 +59,7 @@ BEGIN
     IF v_instance = '' THEN
         RAISE EXCEPTION 'centralcloud.instance_id is not set: the central database tells instances apart by it'
         USING
-            ERRCODE = '55000',
+            ERRCODE = 'object_not_in_prerequisite_state',
             HINT = 'Give this database a name unique among the instances: '
             || 'SELECT autopilot.set_setting(''centralcloud.instance_id'', ''...'');';
     END IF;
@@ -104,7 +104,7 @@ BEGIN
                 'the central database runs autopilot % (centralcloud protocol %); this instance runs autopilot % '
                 '(protocol %): nothing sent',
                 v_central_version, v_central_protocol, autopilot.version(), c_protocol
-            USING ERRCODE = '0A000', HINT = 'Upgrade autopilot where it is older, so that both speak one protocol.';
+            USING ERRCODE = 'feature_not_supported', HINT = 'Upgrade autopilot where it is older, so that both speak one protocol.';
         END IF;
 
         EXECUTE format(

@@ -7,6 +7,7 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 -- NULL when p_value is a valid value of type p_type within [p_min, p_max], else why not.
+-- A path is absolute, without a .. component or a control character.
 DECLARE
     v_below boolean := false;
     v_above boolean := false;
@@ -27,6 +28,13 @@ BEGIN
                 v_above := p_max IS NOT NULL AND p_value::interval > p_max::interval;
             WHEN 'boolean' THEN
                 PERFORM p_value::boolean;
+            WHEN 'path' THEN
+                -- a directory of the runner's host: never relative (the runner's working directory)
+                IF p_value !~ '^/' THEN
+                    RETURN format('%L is not an absolute path', p_value);
+                ELSIF p_value ~ '(^|/)\.\.(/|$)' OR p_value ~ '[[:cntrl:]]' THEN
+                    RETURN format('%L has a .. component or a control character', p_value);
+                END IF;
             ELSE
                 NULL;
         END CASE;

@@ -1,23 +1,30 @@
 -- A procedure, so that a batched job commits between batches: no batch holds
 -- its locks long. A procedure that commits cannot carry SET search_path
--- (PostgreSQL forbids transaction control there), so this body only calls
--- schema-qualified functions that pin their own search_path.
+-- (PostgreSQL forbids transaction control there), yet pg_cron runs it as a
+-- privileged role in a session whose search_path the database's owner can set
+-- (ALTER DATABASE ... SET search_path = public, ...). So its types are
+-- schema-qualified (they are resolved when the body is compiled, before any
+-- statement runs), and every transaction it starts pins the search path first,
+-- for that transaction only (set_config(..., true)): no function, operator or
+-- type in the body is ever looked up in a schema another role can write, and
+-- the caller's session keeps its own setting.
 CREATE PROCEDURE autopilot.run_scheduled_job(p_name text, p_manual boolean DEFAULT false)
 LANGUAGE plpgsql
 AS $$
 DECLARE
     v_run_id bigint;
     v_step autopilot.job_step;
-    v_cursor jsonb;
+    v_cursor pg_catalog.jsonb;
     v_rows bigint := 0;
     v_batches integer := 0;
-    v_state text;
-    v_message text;
-    v_detail text;
-    v_hint text;
+    v_state pg_catalog.text;
+    v_message pg_catalog.text;
+    v_detail pg_catalog.text;
+    v_hint pg_catalog.text;
 BEGIN
     -- fails at once inside a transaction block, before any lock is taken
     COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF NOT p_manual AND autopilot._skips_today(p_name) THEN
         RETURN;
     END IF;
@@ -27,6 +34,7 @@ BEGIN
 
     v_run_id := autopilot._run_start(p_name, p_manual, true);
     COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF v_run_id IS NULL THEN
         RETURN;
     END IF;
@@ -46,6 +54,7 @@ BEGIN
         v_batches := v_batches + 1;
         v_cursor := v_step.cursor;
         COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
         EXIT WHEN v_step.done;
     END LOOP;
 
@@ -62,6 +71,7 @@ BEGIN
     END IF;
     PERFORM pg_advisory_unlock(autopilot._job_lock_key(p_name));
     COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
 
     IF v_state IS NOT NULL THEN
         -- the run is in the ledger; re-raise the job's own error so pg_cron records it too

@@ -23,7 +23,19 @@ BEGIN
                   DETAIL = format('%s is of type %s, allowed range [%s, %s].',
                                   p_name, v_setting.value_type,
                                   coalesce(v_setting.min_value, '-'),
-                                  coalesce(v_setting.max_value, '-'));
+                                  coalesce(v_setting.max_value, '-')),
+                  HINT = CASE v_setting.value_type
+                      WHEN 'path' THEN 'Give an absolute path, such as ' || v_setting.default_value || '.'
+                      ELSE 'SELECT * FROM autopilot.settings shows each setting''s type and range.'
+                  END;
+    END IF;
+    IF NOT p_value = ANY(coalesce(v_setting.allowed_values, ARRAY[p_value])) THEN
+        RAISE EXCEPTION 'invalid value for setting "%": % is not one of %', p_name,
+            pg_catalog.quote_literal(p_value),
+            pg_catalog.array_to_string(v_setting.allowed_values, ', ')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = pg_catalog.format('%s accepts only: %s.', p_name,
+                                           pg_catalog.array_to_string(v_setting.allowed_values, ', '));
     END IF;
     INSERT INTO autopilot.setting_values AS sv (name, value)
     VALUES (p_name, p_value)
@@ -34,4 +46,4 @@ END;
 $$;
 
 COMMENT ON FUNCTION autopilot.set_setting(text, text) IS
-'Sets a setting after checking its type and range (invalid_parameter_value otherwise); kept across upgrades and pg_dump/restore. Returns the value.';
+'Sets a setting after checking its type, range and allowed values (invalid_parameter_value otherwise); kept across upgrades and pg_dump/restore. Returns the value.';

@@ -31,38 +31,38 @@ DECLARE
     v_base double precision;
 BEGIN
     IF num_nulls(p_node_ids, p_sources, p_targets, p_weights, p_damping, p_tolerance, p_max_iterations) > 0 THEN
-        RAISE EXCEPTION '_pagerank_sql: no argument may be NULL' USING ERRCODE = '22004';
+        RAISE EXCEPTION '_pagerank_sql: no argument may be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     IF NOT (p_damping >= 0 AND p_damping < 1) THEN
         RAISE EXCEPTION 'pagerank damping must be at least 0 and less than 1, not %', p_damping
-        USING ERRCODE = '22023';
+        USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF NOT (p_tolerance > 0 AND p_tolerance < 'infinity') THEN
         RAISE EXCEPTION 'pagerank tolerance must be a positive number, not %', p_tolerance
-        USING ERRCODE = '22023';
+        USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF p_max_iterations < 1 THEN
         RAISE EXCEPTION 'pagerank max_iterations must be at least 1, not %', p_max_iterations
-        USING ERRCODE = '22023';
+        USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF array_position(p_node_ids, NULL) IS NOT NULL OR array_position(p_sources, NULL) IS NOT NULL
         OR array_position(p_targets, NULL) IS NOT NULL OR array_position(p_weights, NULL) IS NOT NULL THEN
-        RAISE EXCEPTION 'pagerank arrays must not contain NULL' USING ERRCODE = '22004';
+        RAISE EXCEPTION 'pagerank arrays must not contain NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     IF cardinality(p_sources) <> cardinality(p_targets) OR cardinality(p_sources) <> cardinality(p_weights) THEN
         RAISE EXCEPTION 'sources, targets and weights differ in length (%, % and %)',
             cardinality(p_sources), cardinality(p_targets), cardinality(p_weights)
-        USING ERRCODE = '2202E';
+        USING ERRCODE = 'array_subscript_error';
     END IF;
     IF EXISTS (
         SELECT
         FROM unnest(p_node_ids) WITH ORDINALITY AS n (id, position)
         WHERE n.position > 1 AND n.id <= p_node_ids[n.position - 1]
     ) THEN
-        RAISE EXCEPTION 'node_ids must be ascending and unique' USING ERRCODE = '22023';
+        RAISE EXCEPTION 'node_ids must be ascending and unique' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF EXISTS (SELECT FROM unnest(p_weights) AS w (weight) WHERE NOT (w.weight > 0 AND w.weight < 'infinity')) THEN
-        RAISE EXCEPTION 'pagerank edge weights must be positive and finite' USING ERRCODE = '22023';
+        RAISE EXCEPTION 'pagerank edge weights must be positive and finite' USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
     -- edges as positions in p_node_ids, each with its damped share of its source's rank

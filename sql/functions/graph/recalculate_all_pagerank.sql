@@ -88,7 +88,7 @@ BEGIN
                 'the last changed the ranks by % (L1), pagerank.tolerance is %; no score was written',
                 v_codebase, v_iterations, v_delta, v_tolerance
             USING
-                ERRCODE = '54000',
+                ERRCODE = 'program_limit_exceeded',
                 HINT = 'Raise pagerank.max_iterations (or pagerank.tolerance) with autopilot.set_setting().';
         END IF;
 

@@ -16,7 +16,7 @@ DECLARE
     v_ids bigint [] := ARRAY[]::bigint [];
 BEGIN
     IF p_node IS NULL OR p_node = '' THEN
-        RAISE EXCEPTION 'claim needs the claiming runner''s node name' USING ERRCODE = '22023';
+        RAISE EXCEPTION 'claim needs the claiming runner''s node name' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF coalesce(p_limit, 0) <= 0 THEN
         RETURN;

@@ -25,7 +25,7 @@ DECLARE
     v_id bigint;
 BEGIN
     IF p_worker IS NULL OR p_worker = '' THEN
-        RAISE EXCEPTION 'a job needs a worker name' USING ERRCODE = '22023';
+        RAISE EXCEPTION 'a job needs a worker name' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     FOR v_try IN 1 .. 10 LOOP
         INSERT INTO autopilot.jobs AS j (
@@ -54,7 +54,7 @@ BEGIN
         -- the holder finished between the two statements: try again
     END LOOP;
     RAISE EXCEPTION 'could not enqueue % with unique key %: its holder keeps changing', p_worker, p_unique_key
-    USING ERRCODE = '40001';
+    USING ERRCODE = 'serialization_failure';
 END;
 $$;
 

@@ -11,7 +11,7 @@ AS $$
 BEGIN
     IF jsonb_typeof(p_jobs) IS DISTINCT FROM 'array' THEN
         RAISE EXCEPTION 'enqueue_many takes a JSON array of jobs, not %', coalesce(jsonb_typeof(p_jobs), 'NULL')
-        USING ERRCODE = '22023';
+        USING ERRCODE = 'invalid_parameter_value';
     END IF;
     RETURN QUERY
     INSERT INTO autopilot.jobs AS j (

@@ -13,7 +13,7 @@ AS $$
 BEGIN
     IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_attempts) THEN
         RAISE EXCEPTION 'heartbeat: % job ids but % attempts', cardinality(p_ids), cardinality(p_attempts)
-        USING ERRCODE = '2202E';
+        USING ERRCODE = 'array_subscript_error';
     END IF;
     RETURN QUERY
     UPDATE autopilot.jobs AS j

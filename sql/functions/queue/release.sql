@@ -16,7 +16,7 @@ DECLARE
 BEGIN
     IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_attempts) THEN
         RAISE EXCEPTION 'release: % job ids but % attempts', cardinality(p_ids), cardinality(p_attempts)
-        USING ERRCODE = '2202E';
+        USING ERRCODE = 'array_subscript_error';
     END IF;
     UPDATE autopilot.jobs AS j
     SET state = 'available',

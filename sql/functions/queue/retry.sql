@@ -33,7 +33,7 @@ EXCEPTION
                 WHEN v_holder IS NULL THEN 'another job held its unique key a moment ago'
                 ELSE format('job %s holds its unique key and is unfinished', v_holder)
             END
-        USING ERRCODE = '23505', HINT = 'Wait for that job to finish, or cancel it; then retry.';
+        USING ERRCODE = 'unique_violation', HINT = 'Wait for that job to finish, or cancel it; then retry.';
 END;
 $$;
 

@@ -14,7 +14,7 @@ DECLARE
     v_job autopilot.jobs;
 BEGIN
     IF p_for IS NULL OR p_for < interval '0' THEN
-        RAISE EXCEPTION 'snooze needs a delay of zero or more, not %', p_for USING ERRCODE = '22023';
+        RAISE EXCEPTION 'snooze needs a delay of zero or more, not %', p_for USING ERRCODE = 'invalid_parameter_value';
     END IF;
     UPDATE autopilot.jobs AS j
     SET state = 'scheduled',

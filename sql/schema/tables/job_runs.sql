@@ -11,6 +11,7 @@ CREATE TABLE autopilot.job_runs (
     error_sqlstate text,
     details jsonb NOT NULL DEFAULT '{}',
     backend_pid integer DEFAULT pg_backend_pid(),
+    scheduled_for timestamptz,
     CONSTRAINT job_runs_pkey PRIMARY KEY (id),
     CONSTRAINT job_runs_side_check CHECK (side IN ('database', 'runner')),
     CONSTRAINT job_runs_trigger_check CHECK (trigger IN ('pg_cron', 'manual', 'runner')),
@@ -35,4 +36,6 @@ COMMENT ON COLUMN autopilot.job_runs.trigger IS 'pg_cron (a scheduled run), manu
 COMMENT ON COLUMN autopilot.job_runs.status IS
 'running, succeeded, failed; skipped (database side: another run held the job''s lock; runner side: the job snoozed); abandoned (database side: the session ended mid-run, found by the next run; runner side: its runner stopped heartbeating, found by rescue-orphaned-jobs); cancelled (a runner job cancelled while executing).';
 COMMENT ON COLUMN autopilot.job_runs.error_sqlstate IS 'SQLSTATE of the error of a failed run.';
+COMMENT ON COLUMN autopilot.job_runs.scheduled_for IS
+'A pg_cron run: the tick of its schedule it was fired for (a run pg_cron queued while an earlier one overran started later than its tick). NULL for other runs.';
 COMMENT ON COLUMN autopilot.job_runs.backend_pid IS 'Backend that ran the job; lets a later run tell a live run from an abandoned one.';

@@ -1,0 +1,1305 @@
+-- autopilot 0.3.0 -> 0.4.0: security and fault fixes. Each section below is the same SQL as the
+-- fresh 0.4.0 script's for the objects it changes.
+\echo Use "ALTER EXTENSION autopilot UPDATE TO '0.4.0'" (or "autopilot upgrade") to load this file. \quit
+
+CREATE OR REPLACE FUNCTION autopilot.version()
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT '0.4.0'::text $$;
+
+-- pg_cron runs: the tick each was fired for; a run queued behind an overrun and more than one
+-- interval late is recorded as skipped (_run_start); run_scheduled_job pins its search path
+-- in every transaction it starts
+ALTER TABLE autopilot.job_runs ADD COLUMN scheduled_for timestamptz;
+COMMENT ON COLUMN autopilot.job_runs.scheduled_for IS
+'A pg_cron run: the tick of its schedule it was fired for (a run pg_cron queued while an earlier one overran started later than its tick). NULL for other runs.';
+
+-- sql/functions/cron/_cron_field_values.sql
+CREATE FUNCTION autopilot._cron_field_values(p_field text, p_position integer)
+RETURNS integer[]
+LANGUAGE plpgsql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- The values one field of a valid five-field cron expression stands for, the way
+-- pg_cron 1.4 reads it: lists, ranges, steps, month and weekday names; weekday 7
+-- is Sunday (0). p_position: 1 minute, 2 hour, 3 day of month, 4 month, 5 day of week.
+-- The expression is validated before it reaches the catalog (cron_expression_error).
+DECLARE
+    c_low constant integer[] := ARRAY[0, 0, 1, 1, 0];
+    c_high constant integer[] := ARRAY[59, 23, 31, 12, 7];
+    c_months constant text[] := ARRAY['jan', 'feb', 'mar', 'apr', 'may', 'jun',
+                                      'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
+    c_days constant text[] := ARRAY['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
+    v_item text;
+    v_parts text[];
+    v_bounds text[];
+    v_numbers integer[];
+    v_values integer[] := ARRAY[]::integer[];
+BEGIN
+    FOREACH v_item IN ARRAY string_to_array(lower(p_field), ',') LOOP
+        v_parts := regexp_match(v_item, '^([^/]+)(?:/([0-9]+))?$');
+        IF v_parts[1] = '*' THEN
+            v_numbers := ARRAY[c_low[p_position], c_high[p_position]];
+        ELSE
+            v_bounds := string_to_array(v_parts[1], '-');
+            SELECT array_agg(
+                CASE
+                    WHEN b ~ '^[0-9]+$' THEN b::integer
+                    WHEN p_position = 4 THEN array_position(c_months, b)
+                    ELSE array_position(c_days, b) - 1
+                END
+                ORDER BY o
+            )
+            INTO v_numbers
+            FROM unnest(v_bounds) WITH ORDINALITY AS u (b, o);
+            IF cardinality(v_numbers) = 1 THEN
+                v_numbers := v_numbers || v_numbers[1];
+            END IF;
+        END IF;
+        v_values := v_values || ARRAY(
+            SELECT CASE WHEN p_position = 5 AND g = 7 THEN 0 ELSE g END
+            FROM generate_series(v_numbers[1], v_numbers[2], coalesce(v_parts[2]::integer, 1)) AS g
+        );
+    END LOOP;
+    RETURN ARRAY(SELECT DISTINCT v FROM unnest(v_values) AS v ORDER BY v);
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._cron_field_values(text, integer) IS
+'Private: the sorted values one field of a valid cron expression stands for (position 1 minute, 2 hour, 3 day of month, 4 month, 5 day of week with Sunday 0), read as pg_cron 1.4 reads it.';
+
+-- sql/functions/cron/_cron_ticks.sql
+CREATE FUNCTION autopilot._cron_ticks(p_schedule text, p_after timestamptz, p_until timestamptz)
+RETURNS SETOF timestamptz
+LANGUAGE plpgsql
+STABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- The minutes at which pg_cron fires a schedule (in UTC), after p_after and up to
+-- p_until, in order; at most two days are looked at (callers ask about minutes).
+-- As in pg_cron, when day of month and day of week are both restricted (neither
+-- starts with *), a day matches either; otherwise it must match both.
+DECLARE
+    v_fields text[] := regexp_split_to_array(btrim(p_schedule), '\s+');
+    v_minutes integer[] := autopilot._cron_field_values(v_fields[1], 1);
+    v_hours integer[] := autopilot._cron_field_values(v_fields[2], 2);
+    v_doms integer[] := autopilot._cron_field_values(v_fields[3], 3);
+    v_months integer[] := autopilot._cron_field_values(v_fields[4], 4);
+    v_dows integer[] := autopilot._cron_field_values(v_fields[5], 5);
+    v_either_day boolean := NOT (starts_with(v_fields[3], '*')
+                                 OR starts_with(v_fields[5], '*'));
+    v_from timestamp := date_trunc('minute', p_after AT TIME ZONE 'UTC') + interval '1 minute';
+    v_to timestamp := least(p_until AT TIME ZONE 'UTC', v_from + interval '2 days');
+BEGIN
+    RETURN QUERY
+    SELECT g.m AT TIME ZONE 'UTC'
+    FROM generate_series(v_from, v_to, interval '1 minute') AS g (m)
+    WHERE extract(MINUTE FROM g.m)::integer = ANY(v_minutes)
+      AND extract(HOUR FROM g.m)::integer = ANY(v_hours)
+      AND extract(MONTH FROM g.m)::integer = ANY(v_months)
+      AND CASE
+          WHEN v_either_day THEN extract(DAY FROM g.m)::integer = ANY(v_doms)
+                                 OR extract(DOW FROM g.m)::integer = ANY(v_dows)
+          ELSE extract(DAY FROM g.m)::integer = ANY(v_doms)
+               AND extract(DOW FROM g.m)::integer = ANY(v_dows)
+      END
+    ORDER BY g.m;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._cron_ticks(text, timestamptz, timestamptz) IS
+'Private: the minutes (UTC) after p_after and up to p_until at which pg_cron fires the cron expression, in order; looks at two days at most.';
+
+REVOKE ALL ON FUNCTION autopilot._cron_field_values(text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION autopilot._cron_ticks(text, timestamptz, timestamptz) FROM PUBLIC;
+
+-- sql/functions/core/_run_start.sql
+CREATE OR REPLACE FUNCTION autopilot._run_start(p_name text, p_manual boolean, p_session_lock boolean)
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Takes the job's lock and opens a run in the ledger; returns its id. Records a
+-- skipped run and returns NULL when another run holds the lock, or when pg_cron
+-- started this run more than one interval after the tick it was fired for (it
+-- queued the run while an earlier one overran): no pile-up of catch-up runs.
+DECLARE
+    v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
+    v_key bigint := autopilot._job_lock_key(p_name);
+    v_trigger text := CASE
+        WHEN p_manual THEN 'manual'
+        WHEN current_setting('application_name') = 'pg_cron' THEN 'pg_cron'
+        ELSE 'manual'
+    END;
+    v_locked boolean;
+    v_run_id bigint;
+    v_tick timestamptz;
+    v_later_tick timestamptz;
+BEGIN
+    IF p_session_lock THEN
+        v_locked := pg_try_advisory_lock(v_key);
+    ELSE
+        v_locked := pg_try_advisory_xact_lock(v_key);
+    END IF;
+
+    IF NOT v_locked THEN
+        INSERT INTO autopilot.job_runs AS r (job_name, side, trigger, status, finished_at, message)
+        VALUES (p_name, v_job.side, v_trigger, 'skipped', clock_timestamp(),
+                format('skipped: another run of %s is still in progress', p_name))
+        RETURNING r.id INTO v_run_id;
+        RAISE NOTICE 'autopilot job % skipped: another run is still in progress (ledger run %)', p_name, v_run_id;
+        RETURN NULL;
+    END IF;
+
+    IF v_trigger = 'pg_cron' THEN
+        -- pg_cron 1.4 queues the ticks that pass while a run overruns and starts them back to
+        -- back afterwards, so the lock never sees them overlap. A queued run is fired for the
+        -- first tick after the previous run's, if that tick came before the previous run ended
+        -- (an abandoned run's end is not known: it does not count).
+        SELECT t.tick INTO v_tick
+        FROM (
+            SELECT r.scheduled_for, r.finished_at
+            FROM autopilot.job_runs AS r
+            WHERE r.job_name = p_name AND r.trigger = 'pg_cron' AND r.scheduled_for IS NOT NULL
+              AND r.status IN ('succeeded', 'failed', 'skipped')
+            ORDER BY r.started_at DESC
+            LIMIT 1
+        ) AS prev
+        CROSS JOIN LATERAL autopilot._cron_ticks(v_job.schedule, prev.scheduled_for,
+                                                 least(prev.finished_at, now())) AS t (tick)
+        ORDER BY t.tick
+        LIMIT 1;
+        IF v_tick IS NULL THEN
+            -- fired on time: its tick is the minute it started in
+            v_tick := date_trunc('minute', now());
+        ELSE
+            -- more than one interval late (a later tick has passed too): it does nothing
+            SELECT t.tick INTO v_later_tick
+            FROM autopilot._cron_ticks(v_job.schedule, v_tick, now()) AS t (tick)
+            LIMIT 1;
+        END IF;
+        IF v_later_tick IS NOT NULL THEN
+            INSERT INTO autopilot.job_runs AS r (job_name, side, trigger, status, finished_at, scheduled_for, message)
+            VALUES (p_name, v_job.side, v_trigger, 'skipped', clock_timestamp(), v_tick,
+                    format('skipped: caught up after an overrun (fired for the %s UTC tick, started %s later, after the %s tick had passed)',
+                           to_char(v_tick AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'),
+                           date_trunc('second', now() - v_tick),
+                           to_char(v_later_tick AT TIME ZONE 'UTC', 'HH24:MI')))
+            RETURNING r.id INTO v_run_id;
+            RAISE NOTICE 'autopilot job % skipped: it was fired for the % tick, more than one interval ago (ledger run %)',
+                p_name, v_tick, v_run_id;
+            IF p_session_lock THEN
+                PERFORM pg_advisory_unlock(v_key);
+            END IF;
+            RETURN NULL;
+        END IF;
+    END IF;
+
+    -- holding the lock, any run of this job still marked running was cut short
+    UPDATE autopilot.job_runs
+    SET status = 'abandoned',
+        finished_at = greatest(started_at, clock_timestamp()),
+        message = 'the session running it ended before the run finished'
+    WHERE job_name = p_name AND status = 'running';
+
+    INSERT INTO autopilot.job_runs AS r (job_name, side, trigger, scheduled_for)
+    VALUES (p_name, v_job.side, v_trigger, v_tick)
+    RETURNING r.id INTO v_run_id;
+    RETURN v_run_id;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._run_start(text, boolean, boolean) IS
+'Private: takes a job''s advisory lock (session or transaction level) and opens a ledger run; records a skipped run and returns NULL when another run holds the lock, or when a pg_cron run starts more than one interval after the tick it was fired for (caught up after an overrun).';
+
+-- sql/functions/core/run_scheduled_job.sql
+-- A procedure, so that a batched job commits between batches: no batch holds
+-- its locks long. A procedure that commits cannot carry SET search_path
+-- (PostgreSQL forbids transaction control there), yet pg_cron runs it as a
+-- privileged role in a session whose search_path the database's owner can set
+-- (ALTER DATABASE ... SET search_path = public, ...). So its types are
+-- schema-qualified (they are resolved when the body is compiled, before any
+-- statement runs), and every transaction it starts pins the search path first,
+-- for that transaction only (set_config(..., true)): no function, operator or
+-- type in the body is ever looked up in a schema another role can write, and
+-- the caller's session keeps its own setting.
+CREATE OR REPLACE PROCEDURE autopilot.run_scheduled_job(p_name text, p_manual boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_run_id bigint;
+    v_step autopilot.job_step;
+    v_cursor pg_catalog.jsonb;
+    v_rows bigint := 0;
+    v_batches integer := 0;
+    v_state pg_catalog.text;
+    v_message pg_catalog.text;
+    v_detail pg_catalog.text;
+    v_hint pg_catalog.text;
+BEGIN
+    -- fails at once inside a transaction block, before any lock is taken
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF NOT p_manual AND autopilot._skips_today(p_name) THEN
+        RETURN;
+    END IF;
+    IF (autopilot._catalog_job(p_name)).kind = 'statement' THEN
+        PERFORM autopilot._run_job_step(p_name, NULL);
+    END IF;
+
+    v_run_id := autopilot._run_start(p_name, p_manual, true);
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF v_run_id IS NULL THEN
+        RETURN;
+    END IF;
+
+    LOOP
+        BEGIN
+            v_step := autopilot._run_job_step(p_name, v_cursor);
+        EXCEPTION
+            WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE,
+                                        v_message = MESSAGE_TEXT,
+                                        v_detail = PG_EXCEPTION_DETAIL,
+                                        v_hint = PG_EXCEPTION_HINT;
+        END;
+        EXIT WHEN v_state IS NOT NULL;
+        v_rows := v_rows + coalesce(v_step.rows_affected, 0);
+        v_batches := v_batches + 1;
+        v_cursor := v_step.cursor;
+        COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        EXIT WHEN v_step.done;
+    END LOOP;
+
+    IF v_state IS NOT NULL THEN
+        PERFORM autopilot._run_finish(v_run_id, 'failed', v_rows, v_message, v_state,
+                                      jsonb_build_object('detail', v_detail, 'batches_committed', v_batches));
+    ELSE
+        PERFORM autopilot._run_finish(
+            v_run_id, 'succeeded', v_rows,
+            coalesce(v_step.message, format('%s rows in %s %s', v_rows, v_batches, CASE WHEN v_batches = 1 THEN 'batch' ELSE 'batches' END)),
+            NULL,
+            coalesce(v_step.details, '{}') || jsonb_build_object('batches', v_batches)
+        );
+    END IF;
+    PERFORM pg_advisory_unlock(autopilot._job_lock_key(p_name));
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
+    IF v_state IS NOT NULL THEN
+        -- the run is in the ledger; re-raise the job's own error so pg_cron records it too
+        RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message,
+                              DETAIL = coalesce(v_detail, ''), HINT = coalesce(v_hint, '');
+    END IF;
+END;
+$$;
+
+-- (LT01 is silenced on the next line: sqlfluff's postgres dialect reads the argument list in
+-- COMMENT ON PROCEDURE as a separate bracket and wants a space before it.)
+COMMENT ON PROCEDURE autopilot.run_scheduled_job(text, boolean) IS -- noqa: LT01
+'The command pg_cron runs for every database-side and runner-side catalog job (CALL autopilot.run_scheduled_job(''name'')): ledger run committed first, a COMMIT after every batch, a failure recorded and then re-raised so that cron.job_run_details shows it too. Must be CALLed outside a transaction block. p_manual => true (the CLI) ignores a weekday restriction.';
+
+-- invariants and indexes: a task is held only by an agent with its skills; every foreign key
+-- indexed on its referencing side; the retry jitter described as fail() does it
+
+-- The README's "a task can only be held by an agent with its skills" is enforced by the
+-- triggers on autopilot.tasks and autopilot.agents since 0.2.0, but the 0.1.0 -> 0.2.0 upgrade
+-- (frozen) never checked the rows it found, and triggers can be bypassed (session_replication_role
+-- = replica). As 0.2.0 did for capacity: refuse with the offending rows, change nothing.
+DO $$
+DECLARE
+    v_count bigint;
+    v_rows text;
+BEGIN
+    SELECT
+        count(*),
+        string_agg(
+            format('task %s (%s) held by agent %s (id %s) lacks %s',
+                   o.task_id, o.status, o.agent_name, o.agent_id, array_to_string(o.missing, ', ')),
+            '; ' ORDER BY o.task_id
+        ) FILTER (WHERE o.n <= 20)
+    INTO v_count, v_rows
+    FROM (
+        SELECT
+            t.id AS task_id,
+            t.status,
+            a.id AS agent_id,
+            a.name AS agent_name,
+            ARRAY(
+                SELECT r.skill FROM unnest(t.required_skills) AS r (skill)
+                EXCEPT
+                SELECT s.skill FROM unnest(a.skills) AS s (skill)
+                ORDER BY 1
+            ) AS missing,
+            row_number() OVER (ORDER BY t.id) AS n
+        FROM autopilot.tasks AS t
+        INNER JOIN autopilot.agents AS a ON t.agent_id = a.id
+        WHERE t.status IN ('assigned', 'running') AND NOT t.required_skills <@ a.skills
+    ) AS o;
+    IF v_count > 0 THEN
+        RAISE EXCEPTION 'autopilot 0.4.0 requires every assigned or running task to be held by an agent with all its required skills, and % tasks are not', v_count
+            USING ERRCODE = 'check_violation',
+                  DETAIL = v_rows || CASE WHEN v_count > 20 THEN format('; and %s more', v_count - 20) ELSE '' END,
+                  HINT = 'Give those agents the missing skills (UPDATE autopilot.agents SET skills = ...), or set '
+                      || 'those tasks back to pending (status ''pending'', agent_id NULL), then upgrade again. '
+                      || 'Nothing was changed.';
+    END IF;
+END;
+$$;
+
+-- deleting tasks: ON DELETE SET NULL found each deleted task's analysis rows by scanning the table
+CREATE INDEX analysis_results_task_id_idx ON autopilot.analysis_results (task_id)
+WHERE task_id IS NOT NULL;
+
+UPDATE autopilot.settings
+SET
+    description
+    = 'A runner job that fails is retried after jobs.backoff_base * 2^(attempt - 1) (at most jobs.backoff_max), '
+    || 'times a random factor between 0.8 and 1.0 (jitter: up to 20% sooner, never later).'
+WHERE name = 'jobs.backoff_base';
+
+
+-- backups: settings validated when set: backups.directory must be an absolute path (the new value
+-- type path: never empty or relative, so never the runner's working directory) and backups.format one
+-- of its allowed values (the new column settings.allowed_values). sql/schema/tables/settings.sql,
+-- sql/settings/defaults.sql, sql/functions/core/_setting_value_error.sql, sql/functions/core/set_setting.sql
+ALTER TABLE autopilot.settings ADD COLUMN allowed_values text[];
+ALTER TABLE autopilot.settings DROP CONSTRAINT settings_value_type_check;
+ALTER TABLE autopilot.settings ADD CONSTRAINT settings_value_type_check CHECK (
+    value_type IN ('integer', 'numeric', 'interval', 'boolean', 'text', 'path')
+);
+COMMENT ON COLUMN autopilot.settings.value_type IS
+'One of integer, numeric, interval, boolean, text, path (an absolute path without ..); autopilot.set_setting() casts and range-checks against it.';
+COMMENT ON COLUMN autopilot.settings.allowed_values IS
+'The only values autopilot.set_setting() accepts (case-sensitive); NULL for any value of the type.';
+
+UPDATE autopilot.settings SET value_type = 'path'
+WHERE name = 'backups.directory';
+UPDATE autopilot.settings SET allowed_values = ARRAY['custom', 'directory']
+WHERE name = 'backups.format';
+
+CREATE OR REPLACE FUNCTION autopilot._setting_value_error(
+    p_type text, p_value text, p_min text, p_max text
+)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- NULL when p_value is a valid value of type p_type within [p_min, p_max], else why not.
+-- A path is absolute, without a .. component or a control character.
+DECLARE
+    v_below boolean := false;
+    v_above boolean := false;
+BEGIN
+    IF p_value IS NULL THEN
+        RETURN 'a value is required';
+    END IF;
+    BEGIN
+        CASE p_type
+            WHEN 'integer' THEN
+                v_below := p_min IS NOT NULL AND p_value::bigint < p_min::bigint;
+                v_above := p_max IS NOT NULL AND p_value::bigint > p_max::bigint;
+            WHEN 'numeric' THEN
+                v_below := p_min IS NOT NULL AND p_value::numeric < p_min::numeric;
+                v_above := p_max IS NOT NULL AND p_value::numeric > p_max::numeric;
+            WHEN 'interval' THEN
+                v_below := p_min IS NOT NULL AND p_value::interval < p_min::interval;
+                v_above := p_max IS NOT NULL AND p_value::interval > p_max::interval;
+            WHEN 'boolean' THEN
+                PERFORM p_value::boolean;
+            WHEN 'path' THEN
+                -- a directory of the runner's host: never relative (the runner's working directory)
+                IF p_value !~ '^/' THEN
+                    RETURN format('%L is not an absolute path', p_value);
+                ELSIF p_value ~ '(^|/)\.\.(/|$)' OR p_value ~ '[[:cntrl:]]' THEN
+                    RETURN format('%L has a .. component or a control character', p_value);
+                END IF;
+            ELSE
+                NULL;
+        END CASE;
+    EXCEPTION
+        WHEN data_exception THEN
+            RETURN format('%L is not a valid %s', p_value, p_type);
+    END;
+    IF v_below THEN
+        RETURN format('%s is below the minimum %s', p_value, p_min);
+    ELSIF v_above THEN
+        RETURN format('%s is above the maximum %s', p_value, p_max);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._setting_value_error(text, text, text, text) IS
+'Private: NULL when a value is valid for a setting''s type and range, else the reason (used by set_setting and by the settings'' own check).';
+
+CREATE OR REPLACE FUNCTION autopilot.set_setting(p_name text, p_value text)
+RETURNS text
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_setting autopilot.settings;
+    v_error text;
+BEGIN
+    SELECT * INTO v_setting FROM autopilot.settings WHERE name = p_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown autopilot setting "%"', p_name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT name FROM autopilot.settings lists the settings.';
+    END IF;
+    v_error := autopilot._setting_value_error(
+        v_setting.value_type, p_value, v_setting.min_value, v_setting.max_value
+    );
+    IF v_error IS NOT NULL THEN
+        RAISE EXCEPTION 'invalid value for setting "%": %', p_name, v_error
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('%s is of type %s, allowed range [%s, %s].',
+                                  p_name, v_setting.value_type,
+                                  coalesce(v_setting.min_value, '-'),
+                                  coalesce(v_setting.max_value, '-')),
+                  HINT = CASE v_setting.value_type
+                      WHEN 'path' THEN 'Give an absolute path, such as ' || v_setting.default_value || '.'
+                      ELSE 'SELECT * FROM autopilot.settings shows each setting''s type and range.'
+                  END;
+    END IF;
+    IF NOT p_value = ANY(coalesce(v_setting.allowed_values, ARRAY[p_value])) THEN
+        RAISE EXCEPTION 'invalid value for setting "%": % is not one of %', p_name,
+            pg_catalog.quote_literal(p_value),
+            pg_catalog.array_to_string(v_setting.allowed_values, ', ')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = pg_catalog.format('%s accepts only: %s.', p_name,
+                                           pg_catalog.array_to_string(v_setting.allowed_values, ', '));
+    END IF;
+    INSERT INTO autopilot.setting_values AS sv (name, value)
+    VALUES (p_name, p_value)
+    ON CONFLICT (name) DO UPDATE
+        SET value = excluded.value, updated_at = now(), updated_by = current_user;
+    RETURN p_value;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.set_setting(text, text) IS
+'Sets a setting after checking its type, range and allowed values (invalid_parameter_value otherwise); kept across upgrades and pg_dump/restore. Returns the value.';
+
+
+-- named ERRCODEs: every RAISE names its condition instead of its SQLSTATE (the codes are
+-- unchanged): the functions of sql/functions/{queue,graph,centralcloud} that raise.
+
+-- sql/functions/queue/enqueue.sql
+CREATE OR REPLACE FUNCTION autopilot.enqueue(
+    p_worker text,
+    p_args jsonb DEFAULT '{}',
+    p_queue text DEFAULT 'default',
+    p_priority integer DEFAULT 0,
+    p_scheduled_at timestamptz DEFAULT NULL,
+    p_max_attempts integer DEFAULT 20,
+    p_unique_key text DEFAULT NULL,
+    p_meta jsonb DEFAULT '{}'
+)
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Adds a job to autopilot.jobs and returns its id: available now, or scheduled
+-- when p_scheduled_at is in the future. Priority 0 runs first (0-9). With a
+-- unique key, a job whose key is already held by an unfinished job
+-- (available, scheduled, executing, retryable) is not added: the unfinished
+-- job's id is returned. The dedupe is the partial unique index
+-- jobs_unique_key_idx, so concurrent enqueues of one key leave one row (no
+-- check-then-insert race). A runner LISTENing on autopilot_jobs hears of a job
+-- available now at commit.
+DECLARE
+    v_id bigint;
+BEGIN
+    IF p_worker IS NULL OR p_worker = '' THEN
+        RAISE EXCEPTION 'a job needs a worker name' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR v_try IN 1 .. 10 LOOP
+        INSERT INTO autopilot.jobs AS j (
+            queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at
+        )
+        VALUES (
+            coalesce(p_queue, 'default'), p_worker, coalesce(p_args, '{}'),
+            CASE WHEN p_scheduled_at > now() THEN 'scheduled' ELSE 'available' END,
+            coalesce(p_priority, 0), coalesce(p_max_attempts, 20), p_unique_key, coalesce(p_meta, '{}'),
+            greatest(coalesce(p_scheduled_at, now()), now())
+        )
+        ON CONFLICT (unique_key)
+        WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable')
+        DO NOTHING
+        RETURNING j.id INTO v_id;
+        IF v_id IS NOT NULL THEN
+            RETURN v_id;
+        END IF;
+        SELECT j.id INTO v_id
+        FROM autopilot.jobs AS j
+        WHERE j.unique_key = p_unique_key
+          AND j.state IN ('available', 'scheduled', 'executing', 'retryable');
+        IF v_id IS NOT NULL THEN
+            RETURN v_id;
+        END IF;
+        -- the holder finished between the two statements: try again
+    END LOOP;
+    RAISE EXCEPTION 'could not enqueue % with unique key %: its holder keeps changing', p_worker, p_unique_key
+    USING ERRCODE = 'serialization_failure';
+END;
+$$;
+
+-- sql/functions/queue/enqueue_many.sql
+CREATE OR REPLACE FUNCTION autopilot.enqueue_many(p_jobs jsonb)
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Adds many jobs in one statement: p_jobs is a JSON array of objects with the
+-- keys of autopilot.enqueue() -- worker (required), args, queue, priority,
+-- scheduled_at, max_attempts, unique_key, meta. Returns the ids of the jobs
+-- added; a job whose unique key is held by an unfinished job is skipped.
+BEGIN
+    IF jsonb_typeof(p_jobs) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'enqueue_many takes a JSON array of jobs, not %', coalesce(jsonb_typeof(p_jobs), 'NULL')
+        USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
+    INSERT INTO autopilot.jobs AS j (
+        queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at
+    )
+    SELECT
+        coalesce(x.queue, 'default'),
+        x.worker,
+        coalesce(x.args, '{}'),
+        CASE WHEN x.scheduled_at > now() THEN 'scheduled' ELSE 'available' END,
+        coalesce(x.priority, 0),
+        coalesce(x.max_attempts, 20),
+        x.unique_key,
+        coalesce(x.meta, '{}'),
+        greatest(coalesce(x.scheduled_at, now()), now())
+    FROM jsonb_to_recordset(p_jobs) AS x (
+        worker text, args jsonb, queue text, priority smallint, scheduled_at timestamptz,
+        max_attempts integer, unique_key text, meta jsonb
+    )
+    ON CONFLICT (unique_key)
+    WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable')
+    DO NOTHING
+    RETURNING j.id;
+END;
+$$;
+
+-- sql/functions/queue/claim.sql
+CREATE OR REPLACE FUNCTION autopilot.claim(p_queue text, p_node text, p_limit integer DEFAULT 1)
+RETURNS SETOF autopilot.jobs
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Takes up to p_limit jobs of queue p_queue that are due (available, or
+-- scheduled / retryable with scheduled_at reached), priority first (0 before
+-- 9), then oldest, and marks them executing by p_node: attempt + 1,
+-- attempted_at, heartbeat_at. Returns them in that order. FOR UPDATE SKIP
+-- LOCKED: concurrent claimers never wait for each other and never take the
+-- same job. The runner must then heartbeat() them, and finish each with
+-- complete(), fail(), snooze() -- or rescue_orphaned_jobs() takes them back
+-- once the heartbeats stop.
+DECLARE
+    v_ids bigint [] := ARRAY[]::bigint [];
+BEGIN
+    IF p_node IS NULL OR p_node = '' THEN
+        RAISE EXCEPTION 'claim needs the claiming runner''s node name' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF coalesce(p_limit, 0) <= 0 THEN
+        RETURN;
+    END IF;
+    -- One priority at a time (jobs_priority_check: 0-9), each a range scan of jobs_claim_idx
+    -- over (queue, priority, scheduled_at <= now()) that reads due jobs only: over the whole
+    -- queue at once, the scan would also read every job scheduled for later (or backing off)
+    -- whenever fewer than p_limit are due -- each idle poll. The ids are collected into an
+    -- array, each batch once (a subquery the planner could rescan would skip the rows it
+    -- locked the first time and lock others), and the update finds them by primary key.
+    FOR v_priority IN 0 .. 9 LOOP
+        EXIT WHEN cardinality(v_ids) >= p_limit;
+        v_ids := v_ids || ARRAY(
+            SELECT c.id
+            FROM autopilot.jobs AS c
+            WHERE c.queue = p_queue
+              AND c.priority = v_priority
+              AND c.state IN ('available', 'scheduled', 'retryable')
+              AND c.scheduled_at <= now()
+            ORDER BY c.scheduled_at, c.id
+            LIMIT p_limit - cardinality(v_ids)
+            FOR UPDATE SKIP LOCKED
+        );
+    END LOOP;
+    IF cardinality(v_ids) = 0 THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH claimed AS (
+        UPDATE autopilot.jobs AS j
+        SET state = 'executing',
+            attempt = j.attempt + 1,
+            attempted_at = now(),
+            attempted_by = p_node,
+            heartbeat_at = now()
+        WHERE j.id = ANY(v_ids)
+        RETURNING j.*
+    )
+
+    SELECT * FROM claimed AS c
+    ORDER BY c.priority, c.scheduled_at, c.id;
+END;
+$$;
+
+-- sql/functions/queue/heartbeat.sql
+CREATE OR REPLACE FUNCTION autopilot.heartbeat(p_ids bigint[], p_attempts integer[], p_node text)
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- A runner's heartbeat for the jobs it is executing (p_ids[i] at attempt
+-- p_attempts[i]): refreshes heartbeat_at of each job still executing that
+-- attempt on p_node and returns their ids. A job missing from the result was
+-- cancelled, or rescued after a heartbeat came too late -- even if this node
+-- has claimed it again since, as a later attempt: stop the attempt, its
+-- completion would change nothing.
+BEGIN
+    IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_attempts) THEN
+        RAISE EXCEPTION 'heartbeat: % job ids but % attempts', cardinality(p_ids), cardinality(p_attempts)
+        USING ERRCODE = 'array_subscript_error';
+    END IF;
+    RETURN QUERY
+    UPDATE autopilot.jobs AS j
+    SET heartbeat_at = now()
+    -- by primary key, then the attempt, as complete_many
+    WHERE j.id = ANY(p_ids)
+      AND j.state = 'executing'
+      AND j.attempted_by = p_node
+      AND (j.id, j.attempt) IN (SELECT u.id, u.attempt FROM unnest(p_ids, p_attempts) AS u (id, attempt))
+    RETURNING j.id;
+END;
+$$;
+
+-- sql/functions/queue/complete_many.sql
+CREATE OR REPLACE FUNCTION autopilot.complete_many(p_ids bigint[], p_attempts integer[])
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Marks jobs completed -- each only while it is still executing the attempt
+-- given beside it (p_ids[i] at attempt p_attempts[i]): a job cancelled, or
+-- rescued and claimed again meanwhile, is left alone. Each completed job's
+-- attempt is recorded in autopilot.job_runs (side runner, succeeded). Returns
+-- how many were completed. One statement for a runner's whole batch.
+DECLARE
+    v_jobs autopilot.jobs [];
+    v_messages text [];
+BEGIN
+    IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_attempts) THEN
+        RAISE EXCEPTION 'complete_many: % job ids but % attempts', cardinality(p_ids), cardinality(p_attempts)
+        USING ERRCODE = 'array_subscript_error';
+    END IF;
+    WITH done AS (
+        UPDATE autopilot.jobs AS j
+        SET state = 'completed',
+            completed_at = now()
+        -- by primary key, then the attempt: bounded by the batch, whatever the statistics say
+        -- about how many jobs are executing
+        WHERE j.id = ANY(p_ids)
+          AND j.state = 'executing'
+          AND (j.id, j.attempt) IN (SELECT u.id, u.attempt FROM unnest(p_ids, p_attempts) AS u (id, attempt))
+        RETURNING j.*
+    )
+
+    SELECT
+        coalesce(array_agg(d::autopilot.jobs), '{}'),
+        coalesce(array_agg(
+            format('job %s (%s) completed by %s, attempt %s', d.id, d.worker, d.attempted_by, d.attempt)
+        ), '{}')
+    INTO v_jobs, v_messages
+    FROM done AS d;
+    RETURN autopilot._record_runner_attempts(v_jobs, 'succeeded', v_messages);
+END;
+$$;
+
+-- sql/functions/queue/snooze.sql
+CREATE OR REPLACE FUNCTION autopilot.snooze(p_id bigint, p_attempt integer, p_for interval)
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- An executing job asks to run again later without using up an attempt: it
+-- is scheduled p_for from now and max_attempts grows by one (as in Oban).
+-- The attempt number itself never goes back down: a later claim is a new
+-- attempt, so a complete() or fail() still holding this one can never match
+-- it. The attempt is recorded in job_runs as skipped. False when the job no
+-- longer executes that attempt.
+DECLARE
+    v_job autopilot.jobs;
+BEGIN
+    IF p_for IS NULL OR p_for < interval '0' THEN
+        RAISE EXCEPTION 'snooze needs a delay of zero or more, not %', p_for USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE autopilot.jobs AS j
+    SET state = 'scheduled',
+        scheduled_at = now() + p_for,
+        max_attempts = j.max_attempts + 1
+    WHERE j.id = p_id AND j.attempt = p_attempt AND j.state = 'executing'
+    RETURNING j.* INTO v_job;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM autopilot._record_runner_attempts(
+        ARRAY[v_job], 'skipped',
+        ARRAY[format('job %s (%s) snoozed until %s', v_job.id, v_job.worker, v_job.scheduled_at)]
+    );
+    RETURN true;
+END;
+$$;
+
+-- sql/functions/queue/release.sql
+CREATE OR REPLACE FUNCTION autopilot.release(p_ids bigint[], p_attempts integer[])
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Gives back jobs a runner claimed but never started (it claims a few ahead
+-- of its free slots, and is stopping): each, while still executing the given
+-- attempt, is available again at once, and max_attempts grows by one so that
+-- the attempt is not used up. The attempt number never goes back down: the
+-- next claim is a new attempt, which a repeated release() (a retry after a
+-- lost reply) or a stale complete() cannot touch. Nothing goes to job_runs:
+-- no attempt ran. Returns how many were released.
+DECLARE
+    v_count bigint;
+BEGIN
+    IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_attempts) THEN
+        RAISE EXCEPTION 'release: % job ids but % attempts', cardinality(p_ids), cardinality(p_attempts)
+        USING ERRCODE = 'array_subscript_error';
+    END IF;
+    UPDATE autopilot.jobs AS j
+    SET state = 'available',
+        max_attempts = j.max_attempts + 1,
+        scheduled_at = least(j.scheduled_at, now())
+    WHERE j.id = ANY(p_ids)
+      AND j.state = 'executing'
+      AND (j.id, j.attempt) IN (SELECT u.id, u.attempt FROM unnest(p_ids, p_attempts) AS u (id, attempt));
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END;
+$$;
+
+-- sql/functions/queue/retry.sql
+CREATE OR REPLACE FUNCTION autopilot.retry(p_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Makes a job that is not executing available now: a discarded, cancelled or
+-- completed job runs again (given one more attempt when it had used them
+-- all), a retryable or scheduled one runs at once. Its errors are kept. False
+-- when the job is executing, already available, or unknown. A job whose unique key has meanwhile
+-- been taken by another unfinished job cannot run again beside it:
+-- unique_violation, naming that job.
+DECLARE
+    v_holder bigint;
+BEGIN
+    UPDATE autopilot.jobs AS j
+    SET state = 'available',
+        scheduled_at = now(),
+        max_attempts = greatest(j.max_attempts, j.attempt + 1),
+        completed_at = NULL,
+        cancelled_at = NULL,
+        discarded_at = NULL
+    WHERE j.id = p_id AND j.state IN ('scheduled', 'retryable', 'discarded', 'cancelled', 'completed');
+    RETURN FOUND;
+EXCEPTION
+    WHEN unique_violation THEN
+        SELECT h.id INTO v_holder
+        FROM autopilot.jobs AS h
+        WHERE h.unique_key = (SELECT j.unique_key FROM autopilot.jobs AS j WHERE j.id = p_id)
+          AND h.state IN ('available', 'scheduled', 'executing', 'retryable');
+        RAISE EXCEPTION 'job % cannot run again: %', p_id,
+            CASE
+                WHEN v_holder IS NULL THEN 'another job held its unique key a moment ago'
+                ELSE format('job %s holds its unique key and is unfinished', v_holder)
+            END
+        USING ERRCODE = 'unique_violation', HINT = 'Wait for that job to finish, or cancel it; then retry.';
+END;
+$$;
+
+-- sql/functions/graph/_pagerank_sql.sql
+CREATE OR REPLACE FUNCTION autopilot._pagerank_sql(
+    p_node_ids bigint[],
+    p_sources bigint[],
+    p_targets bigint[],
+    p_weights double precision[],
+    p_damping double precision,
+    p_tolerance double precision,
+    p_max_iterations integer,
+    OUT ranks double precision[],
+    OUT iterations integer,
+    OUT delta double precision,
+    OUT ignored_edges bigint
+)
+LANGUAGE plpgsql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- PageRank's power iteration in SQL: the same computation, arguments, results
+-- and errors as the compiled autopilot._pagerank_kernel, for servers where the
+-- extension's library cannot be loaded (installed as a plain schema, or by a
+-- role that may not create C functions). Each iteration is one join and one
+-- aggregate over every edge: expect seconds per iteration on a million edges.
+DECLARE
+    v_count integer := coalesce(cardinality(p_node_ids), 0);
+    v_edge_source integer [];
+    v_edge_target integer [];
+    v_edge_share double precision [];
+    v_dangling integer [];
+    v_next double precision [];
+    v_base double precision;
+BEGIN
+    IF num_nulls(p_node_ids, p_sources, p_targets, p_weights, p_damping, p_tolerance, p_max_iterations) > 0 THEN
+        RAISE EXCEPTION '_pagerank_sql: no argument may be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT (p_damping >= 0 AND p_damping < 1) THEN
+        RAISE EXCEPTION 'pagerank damping must be at least 0 and less than 1, not %', p_damping
+        USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT (p_tolerance > 0 AND p_tolerance < 'infinity') THEN
+        RAISE EXCEPTION 'pagerank tolerance must be a positive number, not %', p_tolerance
+        USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_max_iterations < 1 THEN
+        RAISE EXCEPTION 'pagerank max_iterations must be at least 1, not %', p_max_iterations
+        USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF array_position(p_node_ids, NULL) IS NOT NULL OR array_position(p_sources, NULL) IS NOT NULL
+        OR array_position(p_targets, NULL) IS NOT NULL OR array_position(p_weights, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'pagerank arrays must not contain NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF cardinality(p_sources) <> cardinality(p_targets) OR cardinality(p_sources) <> cardinality(p_weights) THEN
+        RAISE EXCEPTION 'sources, targets and weights differ in length (%, % and %)',
+            cardinality(p_sources), cardinality(p_targets), cardinality(p_weights)
+        USING ERRCODE = 'array_subscript_error';
+    END IF;
+    IF EXISTS (
+        SELECT
+        FROM unnest(p_node_ids) WITH ORDINALITY AS n (id, position)
+        WHERE n.position > 1 AND n.id <= p_node_ids[n.position - 1]
+    ) THEN
+        RAISE EXCEPTION 'node_ids must be ascending and unique' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT FROM unnest(p_weights) AS w (weight) WHERE NOT (w.weight > 0 AND w.weight < 'infinity')) THEN
+        RAISE EXCEPTION 'pagerank edge weights must be positive and finite' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- edges as positions in p_node_ids, each with its damped share of its source's rank
+    WITH nodes AS (
+        SELECT
+            n.id,
+            n.position::integer AS position
+        FROM unnest(p_node_ids) WITH ORDINALITY AS n (id, position)
+    ),
+
+    edges AS (
+        SELECT
+            s.position AS source,
+            t.position AS target,
+            e.weight
+        FROM unnest(p_sources, p_targets, p_weights) AS e (source_id, target_id, weight)
+        INNER JOIN nodes AS s ON e.source_id = s.id
+        INNER JOIN nodes AS t ON e.target_id = t.id
+    ),
+
+    out_weight AS (
+        SELECT
+            e.source,
+            sum(e.weight) AS total
+        FROM edges AS e
+        GROUP BY e.source
+    )
+
+    SELECT
+        coalesce(array_agg(e.source), '{}'),
+        coalesce(array_agg(e.target), '{}'),
+        coalesce(array_agg(p_damping * e.weight / o.total), '{}')
+    INTO v_edge_source, v_edge_target, v_edge_share
+    FROM edges AS e
+    INNER JOIN out_weight AS o ON e.source = o.source;
+
+    ignored_edges := cardinality(p_sources) - cardinality(v_edge_source);
+
+    SELECT coalesce(array_agg(g.position), '{}')
+    INTO v_dangling
+    FROM generate_series(1, v_count) AS g (position)
+    WHERE g.position <> ALL(v_edge_source);
+
+    iterations := 0;
+    delta := 0;
+    IF v_count = 0 THEN
+        ranks := '{}';
+        RETURN;
+    END IF;
+    ranks := array_fill(1.0::double precision / v_count, ARRAY[v_count]);
+
+    WHILE iterations < p_max_iterations LOOP
+        SELECT (1 - p_damping) / v_count + p_damping * coalesce(sum(ranks[d.position]), 0) / v_count
+        INTO v_base
+        FROM unnest(v_dangling) AS d (position);
+
+        SELECT array_agg(v_base + coalesce(i.inflow, 0) ORDER BY g.position)
+        INTO v_next
+        FROM generate_series(1, v_count) AS g (position)
+        LEFT JOIN (
+            SELECT
+                e.target,
+                sum(ranks[e.source] * e.share) AS inflow
+            FROM unnest(v_edge_source, v_edge_target, v_edge_share) AS e (source, target, share)
+            GROUP BY e.target
+        ) AS i ON g.position = i.target;
+
+        SELECT sum(abs(u.new_rank - u.old_rank))
+        INTO delta
+        FROM unnest(v_next, ranks) AS u (new_rank, old_rank);
+
+        ranks := v_next;
+        iterations := iterations + 1;
+        EXIT WHEN delta < p_tolerance;
+    END LOOP;
+END;
+$$;
+
+-- sql/functions/graph/recalculate_all_pagerank.sql
+CREATE OR REPLACE FUNCTION autopilot.recalculate_all_pagerank()
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- pagerank. PageRank of every node of autopilot.graph_nodes, per codebase, over
+-- the weighted edges of autopilot.graph_edges, with networkx.pagerank's
+-- semantics: damping pagerank.damping, edge weights normalised per source, the
+-- rank of dangling nodes spread uniformly over the codebase, isolated nodes
+-- included (they keep the teleport share). It stops when the absolute L1 change
+-- of an iteration is below pagerank.tolerance (not networkx's N * tol, which
+-- stops far from convergence on large graphs) and fails, writing nothing, when
+-- pagerank.max_iterations are not enough. An edge whose target is in another
+-- codebase is not part of either graph: skipped, and counted in the summary.
+--
+-- Each codebase's nodes and edges are read in one statement (one snapshot);
+-- the power iteration runs in the compiled autopilot._pagerank_kernel where it
+-- is installed, else in autopilot._pagerank_sql; the scores are written back
+-- in this transaction, so readers see all of a run's scores or none of them.
+DECLARE
+    v_damping double precision := autopilot.get_setting('pagerank.damping')::double precision;
+    v_tolerance double precision := autopilot.get_setting('pagerank.tolerance')::double precision;
+    v_max_iterations integer := autopilot.get_setting('pagerank.max_iterations')::integer;
+    v_kernel regproc := to_regprocedure(
+        'autopilot._pagerank_kernel(bigint[], bigint[], bigint[], double precision[], '
+        || 'double precision, double precision, integer)'
+    )::regproc;
+    v_compiled boolean := v_kernel IS NOT NULL;
+    v_codebase text;
+    v_node_ids bigint [];
+    v_sources bigint [];
+    v_targets bigint [];
+    v_weights double precision [];
+    v_ranks double precision [];
+    v_iterations integer;
+    v_delta double precision;
+    v_skipped bigint;
+    v_written bigint;
+    v_codebases jsonb := '{}'::jsonb;
+    v_codebase_count integer := 0;
+    v_nodes bigint := 0;
+    v_edges bigint := 0;
+    v_ignored bigint := 0;
+    v_updated bigint := 0;
+    v_max_iterations_used integer := 0;
+    v_max_delta double precision := 0;
+BEGIN
+    PERFORM pg_advisory_xact_lock(autopilot._job_lock_key('pagerank'));
+
+    FOR v_codebase IN SELECT DISTINCT n.codebase FROM autopilot.graph_nodes AS n ORDER BY n.codebase LOOP
+        WITH nodes AS MATERIALIZED (
+            SELECT n.id
+            FROM autopilot.graph_nodes AS n
+            WHERE n.codebase = v_codebase
+        )
+
+        SELECT
+            (SELECT coalesce(array_agg(n.id ORDER BY n.id), '{}') FROM nodes AS n),
+            coalesce(array_agg(e.source_id), '{}'),
+            coalesce(array_agg(e.target_id), '{}'),
+            coalesce(array_agg(e.weight), '{}')
+        INTO v_node_ids, v_sources, v_targets, v_weights
+        FROM autopilot.graph_edges AS e
+        INNER JOIN nodes AS s ON e.source_id = s.id;
+
+        IF v_compiled THEN
+            -- dynamic, only because the function does not exist in every install (nothing may
+            -- resolve its name where it is absent); v_kernel is its regproc, not user input
+            EXECUTE format(
+                'SELECT k.ranks, k.iterations, k.delta, k.ignored_edges FROM %s($1, $2, $3, $4, $5, $6, $7) AS k',
+                v_kernel
+            )
+            INTO v_ranks, v_iterations, v_delta, v_skipped
+            USING v_node_ids, v_sources, v_targets, v_weights, v_damping, v_tolerance, v_max_iterations;
+        ELSE
+            SELECT k.ranks, k.iterations, k.delta, k.ignored_edges
+            INTO v_ranks, v_iterations, v_delta, v_skipped
+            FROM autopilot._pagerank_sql(
+                v_node_ids, v_sources, v_targets, v_weights, v_damping, v_tolerance, v_max_iterations
+            ) AS k;
+        END IF;
+
+        IF v_delta >= v_tolerance THEN
+            -- the remedy is in the message itself: the ledger (job_runs.message) keeps only that
+            RAISE EXCEPTION
+                'pagerank of codebase % did not converge in % iterations (pagerank.max_iterations): '
+                'the last changed the ranks by % (L1), pagerank.tolerance is %; no score was written',
+                v_codebase, v_iterations, v_delta, v_tolerance
+            USING
+                ERRCODE = 'program_limit_exceeded',
+                HINT = 'Raise pagerank.max_iterations (or pagerank.tolerance) with autopilot.set_setting().';
+        END IF;
+
+        UPDATE autopilot.graph_nodes AS n
+        SET pagerank = r.pagerank
+        FROM unnest(v_node_ids, v_ranks) AS r (id, pagerank)
+        WHERE n.id = r.id AND n.pagerank IS DISTINCT FROM r.pagerank;
+        GET DIAGNOSTICS v_written = ROW_COUNT;
+
+        v_codebases := v_codebases || jsonb_build_object(v_codebase, jsonb_build_object(
+            'nodes', cardinality(v_node_ids),
+            'edges', cardinality(v_sources) - v_skipped,
+            'cross_codebase_edges', v_skipped,
+            'iterations', v_iterations,
+            'final_change', v_delta
+        ));
+        v_codebase_count := v_codebase_count + 1;
+        v_nodes := v_nodes + cardinality(v_node_ids);
+        v_edges := v_edges + cardinality(v_sources) - v_skipped;
+        v_ignored := v_ignored + v_skipped;
+        v_updated := v_updated + v_written;
+        v_max_iterations_used := greatest(v_max_iterations_used, v_iterations);
+        v_max_delta := greatest(v_max_delta, v_delta);
+    END LOOP;
+
+    RETURN jsonb_build_object(
+        'rows_affected', v_updated,
+        'message', format(
+            'PageRank of %s %s in %s %s (%s edges) converged in at most %s iterations (final L1 change %s)%s',
+            v_nodes, CASE WHEN v_nodes = 1 THEN 'node' ELSE 'nodes' END,
+            v_codebase_count, CASE WHEN v_codebase_count = 1 THEN 'codebase' ELSE 'codebases' END,
+            v_edges, v_max_iterations_used, v_max_delta,
+            CASE WHEN v_ignored > 0 THEN format('; %s cross-codebase edges skipped', v_ignored) ELSE '' END
+        ),
+        'kernel', CASE WHEN v_compiled THEN 'compiled' ELSE 'sql' END,
+        'nodes', v_nodes,
+        'edges', v_edges,
+        'cross_codebase_edges', v_ignored,
+        'iterations', v_max_iterations_used,
+        'final_change', v_max_delta,
+        'damping', v_damping,
+        'tolerance', v_tolerance,
+        'codebases', v_codebases
+    );
+END;
+$$;
+
+-- sql/functions/centralcloud/sync_learning_to_centralcloud.sql
+CREATE OR REPLACE FUNCTION autopilot.sync_learning_to_centralcloud()
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- centralcloud-sync (instance side). Pushes every learned pattern changed since
+-- the last successful push to the central database, tagged with this
+-- instance's centralcloud.instance_id, through postgres_fdw: the connection
+-- and credentials are the DBA's foreign server (setting centralcloud.server,
+-- default autopilot_central) and user mapping, never a table of ours.
+--
+-- What is sent is each changed pattern's running totals (occurrences,
+-- successes, failures, mean score and its weight, first/last seen,
+-- codebases), not increments: the central database keeps the newest totals of
+-- each instance and pattern and sums over instances (merge_central_patterns),
+-- so sending a row twice can never double-count.
+--
+-- Changed since the last push: learned_patterns.changed_xid is the transaction
+-- that last wrote the row; a run sends the rows with changed_xid in [last
+-- horizon, xmin of its snapshot) -- every transaction below that xmin has
+-- ended, so nothing committed below it can still appear -- and advances the
+-- horizon in the same transaction. The remote INSERT commits just before the
+-- local transaction; if the central database is unreachable or refuses the
+-- rows, the run fails, nothing advances, and the next run sends it all. The
+-- first run, and the first run after a restore into another cluster (whose
+-- transaction ids mean nothing here), sends every pattern.
+--
+-- Checked first: the central database's autopilot.centralcloud_info, which
+-- must speak centralcloud protocol 1. Not configured (no such foreign server):
+-- nothing to do, and the run says so. Deleted patterns are not propagated: the
+-- central database keeps what an instance last sent.
+DECLARE
+    c_protocol CONSTANT integer := 1;
+    c_info CONSTANT text := 'autopilot._centralcloud_info';
+    c_inbox CONSTANT text := 'autopilot._centralcloud_inbox';
+    v_server text := autopilot.get_setting('centralcloud.server');
+    v_instance text := autopilot.get_setting('centralcloud.instance_id');
+    v_system_identifier bigint := (pg_catalog.pg_control_system()).system_identifier;
+    v_mark autopilot.learning_watermarks;
+    v_full boolean;
+    v_horizon xid8;
+    v_central_version text;
+    v_central_protocol integer;
+    v_sent bigint;
+    v_relabelled bigint := 0;
+    v_detail text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_foreign_server AS s WHERE s.srvname = v_server) THEN
+        RETURN jsonb_build_object(
+            'rows_affected', 0,
+            'message', format(
+                'not configured: there is no foreign server %I (setting centralcloud.server); nothing sent',
+                v_server
+            ),
+            'configured', false
+        );
+    END IF;
+    IF v_instance = '' THEN
+        RAISE EXCEPTION 'centralcloud.instance_id is not set: the central database tells instances apart by it'
+        USING
+            ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Give this database a name unique among the instances: '
+            || 'SELECT autopilot.set_setting(''centralcloud.instance_id'', ''...'');';
+    END IF;
+
+    -- one run at a time: the central database orders an instance's rows by arrival
+    INSERT INTO autopilot.learning_watermarks (name) VALUES ('centralcloud-sync')
+    ON CONFLICT (name) DO NOTHING;
+    SELECT w.* INTO STRICT v_mark
+    FROM autopilot.learning_watermarks AS w
+    WHERE w.name = 'centralcloud-sync'
+    FOR UPDATE;
+
+    v_full := v_mark.system_identifier IS DISTINCT FROM v_system_identifier;
+    IF v_full THEN
+        -- no writer in flight: every pattern is committed and visible, and sent
+        LOCK TABLE autopilot.learned_patterns IN SHARE MODE;
+    END IF;
+    v_horizon := pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot());
+    IF NOT v_full THEN
+        v_horizon := greatest(v_horizon, v_mark.horizon);
+    END IF;
+
+    -- links to the central tables for this transaction only (nothing to dump or upgrade)
+    EXECUTE format(
+        'CREATE FOREIGN TABLE %s (extension_version text, protocol integer) SERVER %I '
+        || 'OPTIONS (schema_name %L, table_name %L)',
+        c_info, v_server, 'autopilot', 'centralcloud_info'
+    );
+    EXECUTE format(
+        'CREATE FOREIGN TABLE %s (instance_id text, pattern_type text, pattern_key text, occurrences bigint, '
+        || 'successes bigint, failures bigint, mean_score double precision, score_count bigint, '
+        || 'first_seen_at timestamptz, last_seen_at timestamptz, codebases text[]) SERVER %I '
+        || 'OPTIONS (schema_name %L, table_name %L, batch_size %L)',
+        c_inbox, v_server, 'autopilot', 'central_pattern_inbox', '1000'
+    );
+
+    BEGIN
+        EXECUTE format('SELECT i.extension_version, i.protocol FROM %s AS i', c_info)
+        INTO v_central_version, v_central_protocol;
+        IF v_central_protocol IS DISTINCT FROM c_protocol THEN
+            RAISE EXCEPTION
+                'the central database runs autopilot % (centralcloud protocol %); this instance runs autopilot % '
+                '(protocol %): nothing sent',
+                v_central_version, v_central_protocol, autopilot.version(), c_protocol
+            USING ERRCODE = 'feature_not_supported', HINT = 'Upgrade autopilot where it is older, so that both speak one protocol.';
+        END IF;
+
+        EXECUTE format(
+            'INSERT INTO %s (instance_id, pattern_type, pattern_key, occurrences, successes, failures, mean_score, '
+            || 'score_count, first_seen_at, last_seen_at, codebases) '
+            || 'SELECT $1, p.pattern_type, p.pattern_key, p.occurrences, p.successes, p.failures, p.mean_score, '
+            || 'p.score_count, p.first_seen_at, p.last_seen_at, p.codebases FROM autopilot.learned_patterns AS p '
+            || 'WHERE $4 OR (p.changed_xid >= $2 AND p.changed_xid < $3)',
+            c_inbox
+        ) USING v_instance, v_mark.horizon, v_horizon, v_full;
+        GET DIAGNOSTICS v_sent = ROW_COUNT;
+    EXCEPTION
+        WHEN connection_exception THEN
+            GET STACKED DIAGNOSTICS v_detail = PG_EXCEPTION_DETAIL;
+            RAISE EXCEPTION
+                'cannot reach the central database through foreign server % (nothing sent; the next run sends it): %',
+                v_server, concat_ws(': ', SQLERRM, nullif(v_detail, ''))
+            USING
+                ERRCODE = SQLSTATE,
+                HINT = 'Check the foreign server''s host, port and dbname, and the user mapping for '
+                || current_user || '.';
+        WHEN undefined_table OR undefined_column THEN
+            RAISE EXCEPTION
+                'the database behind foreign server % has no autopilot 0.2.0 or later to receive patterns '
+                '(nothing sent): %', v_server, SQLERRM
+            USING
+                ERRCODE = SQLSTATE,
+                HINT = 'Install or upgrade autopilot in the central database (autopilot install / upgrade).';
+    END;
+
+    IF v_full THEN
+        -- every pattern is sent; marks at or above the new horizon came from another cluster's
+        -- transaction ids (or are this run's neighbours') and must not be sent again for nothing
+        UPDATE autopilot.learned_patterns AS p
+        SET changed_xid = '0'
+        WHERE p.changed_xid >= v_horizon;
+        GET DIAGNOSTICS v_relabelled = ROW_COUNT;
+    END IF;
+
+    UPDATE autopilot.learning_watermarks AS w
+    SET horizon = v_horizon,
+        system_identifier = v_system_identifier,
+        rows_total = w.rows_total + v_sent,
+        runs = w.runs + 1,
+        updated_at = now()
+    WHERE w.name = 'centralcloud-sync';
+
+    EXECUTE format('DROP FOREIGN TABLE %s, %s', c_info, c_inbox);
+
+    RETURN jsonb_build_object(
+        'rows_affected', v_sent,
+        'message', format(
+            'sent %s changed %s to the central database (autopilot %s) as instance %s%s',
+            v_sent, CASE WHEN v_sent = 1 THEN 'pattern' ELSE 'patterns' END, v_central_version, v_instance,
+            CASE WHEN v_full THEN ' (first push from this cluster: every pattern)' ELSE '' END
+        ),
+        'configured', true,
+        'instance_id', v_instance,
+        'server', v_server,
+        'central_version', v_central_version,
+        'full', v_full,
+        'relabelled', v_relabelled,
+        'horizon', v_horizon::text,
+        'previous_horizon', v_mark.horizon::text
+    );
+END;
+$$;

@@ -1,0 +1,6231 @@
+-- autopilot 0.4.0: built from sql/ by tools/build_extension.sh (sql/manifest.txt order). Do not edit.
+\echo Use "CREATE EXTENSION autopilot" (or "autopilot install") to load this file. \quit
+
+-- sql/schema/types/job_step.sql
+-- What one step of a job did. A function job runs in one step; a batched job
+-- (a cleanup) runs a step per batch, with a COMMIT between steps under pg_cron.
+CREATE TYPE autopilot.job_step AS (
+    done boolean,
+    cursor jsonb,
+    rows_affected bigint,
+    message text,
+    details jsonb
+);
+
+COMMENT ON TYPE autopilot.job_step IS
+'Result of one step of a job: done (no more steps), cursor (where the next batch starts), rows affected, a message and details for the run ledger.';
+
+-- sql/schema/tables/settings.sql
+-- Typed, validated settings: the definitions and defaults belong to the extension;
+-- what a DBA changes lives in autopilot.setting_values, so that it survives
+-- pg_dump/restore and upgrades.
+CREATE TABLE autopilot.settings (
+    name text NOT NULL,
+    value_type text NOT NULL,
+    default_value text NOT NULL,
+    min_value text,
+    max_value text,
+    description text NOT NULL,
+    allowed_values text[],
+    CONSTRAINT settings_pkey PRIMARY KEY (name),
+    CONSTRAINT settings_name_format_check CHECK (name ~ '^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$'),
+    CONSTRAINT settings_value_type_check CHECK (
+        value_type IN ('integer', 'numeric', 'interval', 'boolean', 'text', 'path')
+    )
+);
+
+COMMENT ON TABLE autopilot.settings IS
+'Definitions of every autopilot setting: type, default and allowed range. Read a value with autopilot.get_setting(), change it with autopilot.set_setting().';
+COMMENT ON COLUMN autopilot.settings.value_type IS
+'One of integer, numeric, interval, boolean, text, path (an absolute path without ..); autopilot.set_setting() casts and range-checks against it.';
+COMMENT ON COLUMN autopilot.settings.allowed_values IS
+'The only values autopilot.set_setting() accepts (case-sensitive); NULL for any value of the type.';
+COMMENT ON COLUMN autopilot.settings.min_value IS 'Smallest allowed value (inclusive), in the setting''s type; NULL for no bound.';
+COMMENT ON COLUMN autopilot.settings.max_value IS 'Largest allowed value (inclusive), in the setting''s type; NULL for no bound.';
+
+-- sql/schema/tables/setting_values.sql
+CREATE TABLE autopilot.setting_values (
+    name text NOT NULL,
+    value text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    updated_by text NOT NULL DEFAULT current_user,
+    CONSTRAINT setting_values_pkey PRIMARY KEY (name),
+    CONSTRAINT setting_values_name_fkey FOREIGN KEY (name)
+    REFERENCES autopilot.settings (name) ON DELETE CASCADE
+);
+
+COMMENT ON TABLE autopilot.setting_values IS
+'Values a DBA has set, overriding autopilot.settings.default_value. Written only through autopilot.set_setting(), which validates them.';
+
+-- sql/schema/tables/job_catalog.sql
+-- The one source of truth for every schedule. Rows come from sql/jobs/ and belong
+-- to the extension version; a DBA's changes live in autopilot.job_overrides.
+CREATE TABLE autopilot.job_catalog (
+    name text NOT NULL,
+    side text NOT NULL,
+    kind text NOT NULL,
+    schedule text,
+    only_on_dow smallint,
+    target text NOT NULL,
+    queue text,
+    args jsonb NOT NULL DEFAULT '{}',
+    run_at_startup boolean NOT NULL DEFAULT false,
+    requires_local_pg_cron boolean NOT NULL DEFAULT false,
+    only_when_armed boolean NOT NULL DEFAULT false,
+    description text NOT NULL,
+    CONSTRAINT job_catalog_pkey PRIMARY KEY (name),
+    CONSTRAINT job_catalog_name_format_check CHECK (
+        name ~ '^[a-z][a-z0-9-]*$' AND octet_length('autopilot:' || name) <= 63
+    ),
+    CONSTRAINT job_catalog_side_check CHECK (side IN ('database', 'runner')),
+    CONSTRAINT job_catalog_kind_check CHECK (
+        (side = 'database' AND kind IN ('function', 'batched', 'statement'))
+        OR (side = 'runner' AND kind = 'enqueue')
+    ),
+    CONSTRAINT job_catalog_dow_check CHECK (only_on_dow BETWEEN 0 AND 6),
+    CONSTRAINT job_catalog_queue_check CHECK ((side = 'runner') = (queue IS NOT NULL)),
+    CONSTRAINT job_catalog_scheduled_check CHECK (schedule IS NOT NULL OR run_at_startup)
+);
+
+COMMENT ON TABLE autopilot.job_catalog IS
+'Every scheduled job of autopilot, database side (pg_cron runs SQL) and runner side (pg_cron enqueues into autopilot.jobs). autopilot.sync_schedules() makes cron.job match it.';
+COMMENT ON COLUMN autopilot.job_catalog.kind IS
+'function: the target function does the whole job and returns a jsonb summary; batched: the target function deletes or moves one bounded batch, and a scheduled run commits between batches; statement: pg_cron runs the target statement at top level (VACUUM, REINDEX CONCURRENTLY cannot run in a function); enqueue: a runner job is enqueued into autopilot.jobs, deduplicated.';
+COMMENT ON COLUMN autopilot.job_catalog.schedule IS
+'Default cron expression, UTC, pg_cron 1.4 syntax; NULL for a runner job that runs only at runner startup.';
+COMMENT ON COLUMN autopilot.job_catalog.only_on_dow IS
+'When set (0 = Sunday), a scheduled run fires only on that UTC weekday: cron ORs day-of-month and day-of-week, so "first Sunday" is day 1-7 plus this filter.';
+COMMENT ON COLUMN autopilot.job_catalog.target IS
+'The function (schema-qualified name) a job runs, the top-level statement of a statement job, or the worker name of a runner job.';
+COMMENT ON COLUMN autopilot.job_catalog.queue IS 'Queue of autopilot.jobs that a runner job is enqueued into.';
+COMMENT ON COLUMN autopilot.job_catalog.run_at_startup IS 'The runner enqueues this job when it starts (deduplicated).';
+COMMENT ON COLUMN autopilot.job_catalog.args IS 'Arguments of the runner job enqueued by a runner-side entry.';
+COMMENT ON COLUMN autopilot.job_catalog.requires_local_pg_cron IS 'The job works on pg_cron''s own tables, so it runs only where pg_cron is installed.';
+COMMENT ON COLUMN autopilot.job_catalog.only_when_armed IS
+'pg_cron runs the job only while another job has armed it (autopilot.job_arming); otherwise its pg_cron entry stays inactive.';
+
+-- sql/schema/tables/job_overrides.sql
+CREATE TABLE autopilot.job_overrides (
+    job_name text NOT NULL,
+    schedule text,
+    enabled boolean,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    updated_by text NOT NULL DEFAULT current_user,
+    CONSTRAINT job_overrides_pkey PRIMARY KEY (job_name),
+    CONSTRAINT job_overrides_job_name_fkey FOREIGN KEY (job_name)
+    REFERENCES autopilot.job_catalog (name) ON DELETE CASCADE,
+    CONSTRAINT job_overrides_not_empty_check CHECK (schedule IS NOT NULL OR enabled IS NOT NULL)
+);
+
+COMMENT ON TABLE autopilot.job_overrides IS
+'A DBA''s changes to the catalog: another schedule, or enabled/disabled. Kept across re-syncs, upgrades and pg_dump/restore; written by autopilot.set_job_schedule(), set_job_enabled() and reset_job().';
+COMMENT ON COLUMN autopilot.job_overrides.schedule IS 'Cron expression replacing the catalog default; NULL keeps the default.';
+COMMENT ON COLUMN autopilot.job_overrides.enabled IS 'false disables the job (its pg_cron entry stays, inactive); NULL keeps the default.';
+
+-- sql/schema/tables/job_runs.sql
+CREATE TABLE autopilot.job_runs (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    job_name text NOT NULL,
+    side text NOT NULL,
+    trigger text NOT NULL,
+    status text NOT NULL DEFAULT 'running',
+    started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at timestamptz,
+    rows_affected bigint,
+    message text,
+    error_sqlstate text,
+    details jsonb NOT NULL DEFAULT '{}',
+    backend_pid integer DEFAULT pg_backend_pid(),
+    scheduled_for timestamptz,
+    CONSTRAINT job_runs_pkey PRIMARY KEY (id),
+    CONSTRAINT job_runs_side_check CHECK (side IN ('database', 'runner')),
+    CONSTRAINT job_runs_trigger_check CHECK (trigger IN ('pg_cron', 'manual', 'runner')),
+    CONSTRAINT job_runs_status_check CHECK (
+        status IN ('running', 'succeeded', 'failed', 'skipped', 'abandoned', 'cancelled')
+    ),
+    CONSTRAINT job_runs_finished_check CHECK ((status = 'running') = (finished_at IS NULL)),
+    CONSTRAINT job_runs_order_check CHECK (finished_at >= started_at)
+);
+
+-- status: the last run (and the last successful run) of each job
+CREATE INDEX job_runs_job_name_started_at_idx ON autopilot.job_runs (job_name, started_at DESC);
+CREATE INDEX job_runs_succeeded_idx ON autopilot.job_runs (job_name, started_at DESC)
+WHERE status = 'succeeded';
+-- metrics-refresh: the runner's failed runs by the time they finished
+CREATE INDEX job_runs_runner_failed_idx ON autopilot.job_runs (finished_at)
+WHERE side = 'runner' AND status = 'failed';
+
+COMMENT ON TABLE autopilot.job_runs IS
+'The run ledger: one row for every run of every job, database side and runner side: when, how long, outcome, rows affected, error.';
+COMMENT ON COLUMN autopilot.job_runs.trigger IS 'pg_cron (a scheduled run), manual (autopilot.run_job or the CLI), runner (an attempt of a runner job that ended: completed, failed, snoozed, cancelled or rescued).';
+COMMENT ON COLUMN autopilot.job_runs.status IS
+'running, succeeded, failed; skipped (database side: another run held the job''s lock; runner side: the job snoozed); abandoned (database side: the session ended mid-run, found by the next run; runner side: its runner stopped heartbeating, found by rescue-orphaned-jobs); cancelled (a runner job cancelled while executing).';
+COMMENT ON COLUMN autopilot.job_runs.error_sqlstate IS 'SQLSTATE of the error of a failed run.';
+COMMENT ON COLUMN autopilot.job_runs.scheduled_for IS
+'A pg_cron run: the tick of its schedule it was fired for (a run pg_cron queued while an earlier one overran started later than its tick). NULL for other runs.';
+COMMENT ON COLUMN autopilot.job_runs.backend_pid IS 'Backend that ran the job; lets a later run tell a live run from an abandoned one.';
+
+-- sql/schema/tables/jobs.sql
+-- The runner's durable queue (Oban's shape and state names).
+CREATE TABLE autopilot.jobs (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    queue text NOT NULL DEFAULT 'default',
+    worker text NOT NULL,
+    args jsonb NOT NULL DEFAULT '{}',
+    state text NOT NULL DEFAULT 'available',
+    priority smallint NOT NULL DEFAULT 0,
+    attempt integer NOT NULL DEFAULT 0,
+    max_attempts integer NOT NULL DEFAULT 20,
+    unique_key text,
+    errors jsonb NOT NULL DEFAULT '[]',
+    meta jsonb NOT NULL DEFAULT '{}',
+    inserted_at timestamptz NOT NULL DEFAULT now(),
+    scheduled_at timestamptz NOT NULL DEFAULT now(),
+    attempted_at timestamptz,
+    attempted_by text,
+    heartbeat_at timestamptz,
+    completed_at timestamptz,
+    cancelled_at timestamptz,
+    discarded_at timestamptz,
+    CONSTRAINT jobs_pkey PRIMARY KEY (id),
+    CONSTRAINT jobs_state_check CHECK (
+        state IN (
+            'available', 'scheduled', 'executing', 'retryable',
+            'completed', 'discarded', 'cancelled'
+        )
+    ),
+    CONSTRAINT jobs_priority_check CHECK (priority BETWEEN 0 AND 9),
+    CONSTRAINT jobs_attempts_check CHECK (attempt >= 0 AND max_attempts > 0),
+    CONSTRAINT jobs_queue_check CHECK (queue <> '' AND worker <> ''),
+    CONSTRAINT jobs_errors_check CHECK (jsonb_typeof(errors) = 'array')
+);
+
+-- one unfinished job per unique key: a runner down for a day finds one pending backup
+CREATE UNIQUE INDEX jobs_unique_key_idx ON autopilot.jobs (unique_key)
+WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable');
+-- claiming: by queue, priority, then age
+CREATE INDEX jobs_claim_idx ON autopilot.jobs (queue, priority, scheduled_at, id)
+WHERE state IN ('available', 'scheduled', 'retryable');
+-- rescue-orphaned-jobs: executing jobs by their last heartbeat
+CREATE INDEX jobs_executing_idx ON autopilot.jobs (heartbeat_at)
+WHERE state = 'executing';
+-- old-job-cleanup walks finished jobs in id order
+CREATE INDEX jobs_finished_idx ON autopilot.jobs (id)
+WHERE state IN ('completed', 'discarded', 'cancelled');
+-- metrics-refresh: completed and discarded jobs by the time they finished
+CREATE INDEX jobs_outcome_at_idx ON autopilot.jobs ((coalesce(completed_at, discarded_at)))
+WHERE state IN ('completed', 'discarded');
+
+COMMENT ON TABLE autopilot.jobs IS
+'The runner''s job queue: jobs that need code, files or a shell (pg_dump, git, embeddings), enqueued by pg_cron from the catalog and drained by the autopilot runner.';
+COMMENT ON COLUMN autopilot.jobs.state IS
+'available, scheduled, executing, retryable, completed, discarded, cancelled (Oban''s states).';
+COMMENT ON COLUMN autopilot.jobs.unique_key IS
+'Deduplicates against unfinished jobs through jobs_unique_key_idx: a second enqueue with the same key while one is unfinished inserts nothing.';
+COMMENT ON COLUMN autopilot.jobs.errors IS 'The error of each failed attempt, oldest first: [{"attempt", "at", "error", "node"}] (node: the runner that ran it).';
+COMMENT ON COLUMN autopilot.jobs.priority IS '0 (runs first) to 9: claim() takes due jobs by priority, then by scheduled_at.';
+COMMENT ON COLUMN autopilot.jobs.attempt IS
+'How many times the job has been claimed; never goes back down, so (id, attempt) names one attempt. snooze() and release() raise max_attempts instead, so that those claims are not used up.';
+COMMENT ON COLUMN autopilot.jobs.attempted_by IS 'The node name of the runner that claimed the job last (hostname:pid by default).';
+COMMENT ON COLUMN autopilot.jobs.heartbeat_at IS
+'The last heartbeat of the runner executing the job; rescue-orphaned-jobs takes back a job without one for jobs.rescue_after.';
+
+-- sql/schema/tables/agents.sql
+CREATE TABLE autopilot.agents (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    name text NOT NULL,
+    skills text[] NOT NULL DEFAULT '{}',
+    capacity integer NOT NULL DEFAULT 1,
+    status text NOT NULL DEFAULT 'active',
+    last_seen_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    active_tasks integer NOT NULL DEFAULT 0,
+    CONSTRAINT agents_pkey PRIMARY KEY (id),
+    CONSTRAINT agents_name_key UNIQUE (name),
+    CONSTRAINT agents_capacity_check CHECK (capacity >= 0),
+    CONSTRAINT agents_status_check CHECK (status IN ('active', 'paused', 'retired')),
+    -- the schema's guarantee that no agent ever holds more tasks than its capacity
+    CONSTRAINT agents_active_tasks_check CHECK (active_tasks BETWEEN 0 AND capacity)
+);
+
+CREATE INDEX agents_skills_idx ON autopilot.agents USING gin (skills);
+
+COMMENT ON TABLE autopilot.agents IS 'The platform''s AI agents: their skills, how many tasks they take at once, and when they were last seen.';
+COMMENT ON COLUMN autopilot.agents.skills IS
+'What the agent can do: it may hold a task only when it has every skill the task requires (tasks.required_skills <@ skills).';
+COMMENT ON COLUMN autopilot.agents.capacity IS 'How many assigned or running tasks the agent may hold at once.';
+COMMENT ON COLUMN autopilot.agents.last_seen_at IS 'Last heartbeat of the agent; task assignment takes tasks back from agents silent for too long.';
+COMMENT ON COLUMN autopilot.agents.active_tasks IS
+'How many tasks the agent holds (status assigned or running), kept exact by the statement triggers on autopilot.tasks (autopilot._track_agent_load); always at most capacity (agents_active_tasks_check). Read it, never set it: a new agent starts at 0 and a direct change is refused.';
+
+-- sql/schema/tables/tasks.sql
+CREATE TABLE autopilot.tasks (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    title text NOT NULL,
+    required_skills text[] NOT NULL DEFAULT '{}',
+    priority integer NOT NULL DEFAULT 0,
+    status text NOT NULL DEFAULT 'pending',
+    agent_id bigint,
+    details jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    assigned_at timestamptz,
+    started_at timestamptz,
+    finished_at timestamptz,
+    CONSTRAINT tasks_pkey PRIMARY KEY (id),
+    CONSTRAINT tasks_agent_id_fkey FOREIGN KEY (agent_id) REFERENCES autopilot.agents (id),
+    CONSTRAINT tasks_status_check CHECK (
+        status IN ('pending', 'assigned', 'running', 'succeeded', 'failed', 'cancelled')
+    ),
+    CONSTRAINT tasks_agent_check CHECK (
+        (status IN ('assigned', 'running')) <= (agent_id IS NOT NULL)
+    )
+);
+
+-- task assignment: pending tasks, highest priority first, then oldest
+CREATE INDEX tasks_pending_idx ON autopilot.tasks (priority DESC, created_at, id)
+WHERE status = 'pending';
+-- load per agent and per-agent history
+CREATE INDEX tasks_agent_id_status_idx ON autopilot.tasks (agent_id, status);
+-- metrics: finished tasks by hour
+CREATE INDEX tasks_finished_at_idx ON autopilot.tasks (finished_at)
+WHERE finished_at IS NOT NULL;
+
+COMMENT ON TABLE autopilot.tasks IS 'Work for the agents: what skills it needs, its priority, who holds it and how it ended.';
+COMMENT ON COLUMN autopilot.tasks.status IS 'pending, assigned, running, succeeded, failed, cancelled.';
+
+-- sql/schema/tables/analysis_results.sql
+CREATE TABLE autopilot.analysis_results (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    codebase text NOT NULL,
+    analyzer text NOT NULL,
+    pattern_type text NOT NULL,
+    pattern_key text NOT NULL,
+    outcome text NOT NULL,
+    score double precision,
+    agent_id bigint,
+    task_id bigint,
+    details jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    created_xid xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    CONSTRAINT analysis_results_pkey PRIMARY KEY (id),
+    CONSTRAINT analysis_results_outcome_check CHECK (outcome IN ('success', 'failure', 'neutral')),
+    CONSTRAINT analysis_results_agent_id_fkey FOREIGN KEY (agent_id)
+    REFERENCES autopilot.agents (id) ON DELETE SET NULL,
+    CONSTRAINT analysis_results_task_id_fkey FOREIGN KEY (task_id)
+    REFERENCES autopilot.tasks (id) ON DELETE SET NULL
+);
+
+CREATE INDEX analysis_results_pattern_idx ON autopilot.analysis_results (pattern_type, pattern_key);
+CREATE INDEX analysis_results_agent_id_idx ON autopilot.analysis_results (agent_id)
+WHERE agent_id IS NOT NULL;
+-- deleting tasks: ON DELETE SET NULL finds the rows of each deleted task through this index
+-- (without it, one scan of the whole table per deleted task)
+CREATE INDEX analysis_results_task_id_idx ON autopilot.analysis_results (task_id)
+WHERE task_id IS NOT NULL;
+-- pattern learning and agent knowledge: the rows of the transactions between two horizons
+CREATE INDEX analysis_results_created_xid_idx ON autopilot.analysis_results (created_xid);
+
+COMMENT ON TABLE autopilot.analysis_results IS
+'What the analyzers found (written by registry-sync and by agents): one observed pattern with its outcome. Pattern learning folds these into autopilot.learned_patterns.';
+COMMENT ON COLUMN autopilot.analysis_results.created_xid IS
+'The inserting transaction (its default, pg_current_xact_id(); never set it yourself). Pattern learning folds a row once every transaction below its horizon has ended, so rows committed out of id order are still counted exactly once. 0 on rows that existed before autopilot 0.2.0 (folded by the first run) and on rows relabelled after a restore into another cluster.';
+
+-- sql/schema/tables/learned_patterns.sql
+CREATE TABLE autopilot.learned_patterns (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    pattern_type text NOT NULL,
+    pattern_key text NOT NULL,
+    occurrences bigint NOT NULL DEFAULT 0,
+    successes bigint NOT NULL DEFAULT 0,
+    failures bigint NOT NULL DEFAULT 0,
+    success_rate double precision,
+    confidence double precision NOT NULL DEFAULT 0,
+    mean_score double precision,
+    codebases text[] NOT NULL DEFAULT '{}',
+    first_seen_at timestamptz NOT NULL DEFAULT now(),
+    last_seen_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    score_count bigint NOT NULL DEFAULT 0,
+    changed_xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    CONSTRAINT learned_patterns_pkey PRIMARY KEY (id),
+    CONSTRAINT learned_patterns_pattern_key UNIQUE (pattern_type, pattern_key),
+    CONSTRAINT learned_patterns_counts_check CHECK (
+        successes >= 0 AND failures >= 0 AND successes + failures <= occurrences
+    ),
+    CONSTRAINT learned_patterns_confidence_check CHECK (confidence BETWEEN 0 AND 1),
+    CONSTRAINT learned_patterns_score_count_check CHECK (score_count >= 0)
+);
+
+-- old-artifact-cleanup: patterns not seen for a long time
+CREATE INDEX learned_patterns_last_seen_at_idx ON autopilot.learned_patterns (last_seen_at);
+-- centralcloud-sync: patterns changed since the last push
+CREATE INDEX learned_patterns_changed_xid_idx ON autopilot.learned_patterns (changed_xid);
+
+COMMENT ON TABLE autopilot.learned_patterns IS
+'What the system has learned: one row per (pattern type, pattern key) with its evidence and a confidence that grows with it.';
+COMMENT ON COLUMN autopilot.learned_patterns.occurrences IS
+'Analysis rows folded into the pattern, whatever their outcome (neutral ones included).';
+COMMENT ON COLUMN autopilot.learned_patterns.success_rate IS
+'successes / (successes + failures); neutral outcomes are not evidence either way. NULL while there is no evidence.';
+COMMENT ON COLUMN autopilot.learned_patterns.confidence IS
+'The Wilson score lower bound at 95% (z = 1.96) of the success rate over successes + failures: between 0 and 1, grows with evidence; 0 without any.';
+COMMENT ON COLUMN autopilot.learned_patterns.mean_score IS
+'Mean of the non-null scores of the folded rows (an exact running mean, weighted by score_count); NULL while none had a score.';
+COMMENT ON COLUMN autopilot.learned_patterns.score_count IS
+'How many folded rows had a score: the weight of mean_score when new rows are folded in.';
+COMMENT ON COLUMN autopilot.learned_patterns.codebases IS 'Every codebase the pattern was seen in, sorted, without duplicates.';
+COMMENT ON COLUMN autopilot.learned_patterns.first_seen_at IS 'Earliest created_at of the folded analysis rows.';
+COMMENT ON COLUMN autopilot.learned_patterns.last_seen_at IS 'Latest created_at of the folded analysis rows.';
+COMMENT ON COLUMN autopilot.learned_patterns.updated_at IS 'When a pattern-learning run last changed the row.';
+COMMENT ON COLUMN autopilot.learned_patterns.changed_xid IS
+'The transaction that last inserted or changed the row (pattern-learning sets it; a trigger sets it for any other UPDATE): centralcloud-sync sends the rows changed since its last push.';
+
+-- sql/schema/tables/agent_knowledge.sql
+CREATE TABLE autopilot.agent_knowledge (
+    agent_id bigint NOT NULL,
+    summary jsonb NOT NULL DEFAULT '{}',
+    computed_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT agent_knowledge_pkey PRIMARY KEY (agent_id),
+    CONSTRAINT agent_knowledge_agent_id_fkey FOREIGN KEY (agent_id)
+    REFERENCES autopilot.agents (id) ON DELETE CASCADE
+);
+
+COMMENT ON TABLE autopilot.agent_knowledge IS
+'Per-agent knowledge summary (task outcomes, skills, patterns met), readable by an agent in one query.';
+
+-- sql/schema/tables/agent_knowledge_pending.sql
+CREATE TABLE autopilot.agent_knowledge_pending (
+    changed_xid xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    agent_id bigint NOT NULL,
+    CONSTRAINT agent_knowledge_pending_pkey PRIMARY KEY (changed_xid, agent_id)
+);
+
+COMMENT ON TABLE autopilot.agent_knowledge_pending IS
+'Agents whose task outcomes changed: one row per agent and writing transaction, added by the statement triggers on autopilot.tasks and consumed by agent-knowledge-update once the transaction has ended. No foreign key: a deleted agent''s rows are simply consumed.';
+COMMENT ON COLUMN autopilot.agent_knowledge_pending.changed_xid IS
+'The transaction that changed the agent''s tasks (pg_current_xact_id()).';
+
+-- sql/schema/tables/learning_watermarks.sql
+-- Where pattern learning and agent knowledge have got to. One row per job,
+-- created by the job's first run (not by the install script: in extension
+-- mode the rows are dumped, and CREATE EXTENSION must not recreate them).
+CREATE TABLE autopilot.learning_watermarks (
+    name text NOT NULL,
+    horizon xid8 NOT NULL DEFAULT '0',
+    max_id bigint NOT NULL DEFAULT 0,
+    system_identifier bigint,
+    rows_total bigint NOT NULL DEFAULT 0,
+    runs bigint NOT NULL DEFAULT 0,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT learning_watermarks_pkey PRIMARY KEY (name),
+    CONSTRAINT learning_watermarks_name_check CHECK (
+        name IN ('pattern-learning', 'agent-knowledge-update', 'centralcloud-sync')
+    ),
+    CONSTRAINT learning_watermarks_counts_check CHECK (max_id >= 0 AND rows_total >= 0 AND runs >= 0)
+);
+
+COMMENT ON TABLE autopilot.learning_watermarks IS
+'How far pattern-learning, agent-knowledge-update and centralcloud-sync have got, one row per job, advanced in the same transaction as the work. A run locks its row (FOR UPDATE), so two runs of one job never overlap.';
+COMMENT ON COLUMN autopilot.learning_watermarks.horizon IS
+'pattern-learning: every analysis row with created_xid below this has been folded, none at or above it. agent-knowledge-update: the pattern-learning horizon its last run saw. centralcloud-sync: every learned pattern changed (changed_xid) below this has been sent.';
+COMMENT ON COLUMN autopilot.learning_watermarks.max_id IS
+'pattern-learning: the highest analysis_results.id folded so far. After a restore into another cluster (whose transaction ids mean nothing here), rows above it are known to be new.';
+COMMENT ON COLUMN autopilot.learning_watermarks.system_identifier IS
+'The cluster (pg_control_system().system_identifier) whose transaction ids horizon counts in; NULL before the first run. A run that finds another one rebases (see the job''s function).';
+COMMENT ON COLUMN autopilot.learning_watermarks.rows_total IS
+'pattern-learning: analysis rows folded by all runs; agent-knowledge-update: agent summaries computed; centralcloud-sync: pattern rows sent.';
+COMMENT ON COLUMN autopilot.learning_watermarks.runs IS 'Runs that changed the watermark.';
+
+-- sql/schema/tables/central_pattern_inbox.sql
+-- Central database side of centralcloud-sync. Instances INSERT here through
+-- postgres_fdw (the only privilege they need); centralcloud-merge consumes it.
+CREATE TABLE autopilot.central_pattern_inbox (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    instance_id text NOT NULL,
+    pattern_type text NOT NULL,
+    pattern_key text NOT NULL,
+    occurrences bigint NOT NULL,
+    successes bigint NOT NULL,
+    failures bigint NOT NULL,
+    mean_score double precision,
+    score_count bigint NOT NULL,
+    first_seen_at timestamptz NOT NULL,
+    last_seen_at timestamptz NOT NULL,
+    codebases text[] NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT central_pattern_inbox_pkey PRIMARY KEY (id),
+    CONSTRAINT central_pattern_inbox_instance_id_check CHECK (instance_id <> ''),
+    CONSTRAINT central_pattern_inbox_counts_check CHECK (
+        successes >= 0 AND failures >= 0 AND successes + failures <= occurrences AND score_count >= 0
+    )
+);
+
+COMMENT ON TABLE autopilot.central_pattern_inbox IS
+'Central database: learned patterns pushed by instances (centralcloud-sync, through postgres_fdw), each row an instance''s running totals for one pattern at the time it was sent; centralcloud-merge consumes the rows.';
+COMMENT ON COLUMN autopilot.central_pattern_inbox.id IS
+'Arrival order. An instance pushes one batch at a time, so for one instance and pattern the highest id is the newest state.';
+COMMENT ON COLUMN autopilot.central_pattern_inbox.instance_id IS
+'The sending instance''s centralcloud.instance_id.';
+
+-- sql/schema/tables/central_instance_patterns.sql
+CREATE TABLE autopilot.central_instance_patterns (
+    instance_id text NOT NULL,
+    pattern_type text NOT NULL,
+    pattern_key text NOT NULL,
+    occurrences bigint NOT NULL,
+    successes bigint NOT NULL,
+    failures bigint NOT NULL,
+    mean_score double precision,
+    score_count bigint NOT NULL,
+    first_seen_at timestamptz NOT NULL,
+    last_seen_at timestamptz NOT NULL,
+    codebases text[] NOT NULL,
+    inbox_id bigint NOT NULL,
+    received_at timestamptz NOT NULL,
+    CONSTRAINT central_instance_patterns_pkey PRIMARY KEY (instance_id, pattern_type, pattern_key),
+    CONSTRAINT central_instance_patterns_counts_check CHECK (
+        successes >= 0 AND failures >= 0 AND successes + failures <= occurrences AND score_count >= 0
+    )
+);
+
+-- centralcloud-merge recomputes global_patterns by pattern, over every instance
+CREATE INDEX central_instance_patterns_pattern_idx ON autopilot.central_instance_patterns (
+    pattern_type, pattern_key
+);
+
+COMMENT ON TABLE autopilot.central_instance_patterns IS
+'Central database: the newest totals each instance has sent for each pattern. A re-sent row replaces, never adds to, what the instance sent before, so re-sending cannot double-count.';
+COMMENT ON COLUMN autopilot.central_instance_patterns.inbox_id IS
+'central_pattern_inbox.id of the row these totals came from; an older row (lower id) never replaces a newer one.';
+
+-- sql/schema/tables/global_patterns.sql
+CREATE TABLE autopilot.global_patterns (
+    pattern_type text NOT NULL,
+    pattern_key text NOT NULL,
+    instances integer NOT NULL,
+    occurrences bigint NOT NULL,
+    successes bigint NOT NULL,
+    failures bigint NOT NULL,
+    success_rate double precision,
+    confidence double precision NOT NULL,
+    mean_score double precision,
+    score_count bigint NOT NULL,
+    first_seen_at timestamptz NOT NULL,
+    last_seen_at timestamptz NOT NULL,
+    codebases text[] NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT global_patterns_pkey PRIMARY KEY (pattern_type, pattern_key),
+    CONSTRAINT global_patterns_counts_check CHECK (
+        instances > 0 AND successes >= 0 AND failures >= 0 AND successes + failures <= occurrences
+    ),
+    CONSTRAINT global_patterns_confidence_check CHECK (confidence BETWEEN 0 AND 1)
+);
+
+COMMENT ON TABLE autopilot.global_patterns IS
+'Central database: every pattern learned anywhere, summed over the instances'' newest totals (centralcloud-merge): occurrences, successes, failures, success rate, Wilson lower-bound confidence at 95%, mean score, first/last seen, codebases.';
+COMMENT ON COLUMN autopilot.global_patterns.instances IS 'How many instances have sent the pattern.';
+COMMENT ON COLUMN autopilot.global_patterns.confidence IS
+'The Wilson score lower bound at 95% of the success rate over all instances'' successes + failures; 0 without a success.';
+
+-- sql/schema/tables/performance_metrics.sql
+CREATE TABLE autopilot.performance_metrics (
+    subject_kind text NOT NULL,
+    subject text NOT NULL,
+    hour timestamptz NOT NULL,
+    succeeded bigint NOT NULL DEFAULT 0,
+    failed bigint NOT NULL DEFAULT 0,
+    discarded bigint NOT NULL DEFAULT 0,
+    success_rate double precision,
+    mean_duration interval,
+    p50_duration interval,
+    p95_duration interval,
+    computed_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT performance_metrics_pkey PRIMARY KEY (subject_kind, subject, hour),
+    CONSTRAINT performance_metrics_subject_kind_check CHECK (subject_kind IN ('agent', 'worker')),
+    CONSTRAINT performance_metrics_hour_check CHECK (hour = date_trunc('hour', hour, 'UTC'))
+);
+
+CREATE INDEX performance_metrics_hour_idx ON autopilot.performance_metrics (hour);
+
+COMMENT ON TABLE autopilot.performance_metrics IS
+'Hourly performance aggregates per agent and per runner worker.';
+COMMENT ON COLUMN autopilot.performance_metrics.subject_kind IS
+'agent (from autopilot.tasks) or worker (a runner worker: from autopilot.jobs and the runner''s failed runs in autopilot.job_runs).';
+COMMENT ON COLUMN autopilot.performance_metrics.subject IS
+'The agent''s id (as text), or the worker''s name (autopilot.jobs.worker; a runner run''s catalog job maps to its worker).';
+COMMENT ON COLUMN autopilot.performance_metrics.hour IS 'Start of the hour (UTC), truncated in UTC whatever the session''s TimeZone.';
+COMMENT ON COLUMN autopilot.performance_metrics.succeeded IS
+'Agent: tasks that succeeded in the hour (by finished_at). Worker: jobs completed in the hour (by completed_at).';
+COMMENT ON COLUMN autopilot.performance_metrics.failed IS
+'Agent: tasks that failed in the hour. Worker: the runner''s failed runs (job_runs, side runner, status failed) that finished in the hour.';
+COMMENT ON COLUMN autopilot.performance_metrics.discarded IS 'Worker: jobs discarded in the hour (by discarded_at). Always 0 for an agent.';
+COMMENT ON COLUMN autopilot.performance_metrics.success_rate IS 'succeeded / (succeeded + failed); NULL when both are 0.';
+COMMENT ON COLUMN autopilot.performance_metrics.mean_duration IS
+'Mean duration of what finished in the hour: a task''s finished_at - started_at (tasks never started are left out); a completed job''s completed_at - attempted_at, a failed run''s finished_at - started_at.';
+COMMENT ON COLUMN autopilot.performance_metrics.p50_duration IS 'Median of the same durations (percentile_cont(0.5)).';
+COMMENT ON COLUMN autopilot.performance_metrics.p95_duration IS '95th percentile of the same durations (percentile_cont(0.95)).';
+COMMENT ON COLUMN autopilot.performance_metrics.computed_at IS 'When metrics-refresh last recomputed the row.';
+
+-- sql/schema/tables/performance_metrics_pending.sql
+-- The hours whose performance metrics are stale: written by the statement triggers on
+-- autopilot.tasks, autopilot.jobs and autopilot.job_runs in the same transaction as the change,
+-- consumed by metrics-refresh (autopilot.refresh_performance_metrics).
+CREATE TABLE autopilot.performance_metrics_pending (
+    changed_xid xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    subject_kind text NOT NULL,
+    hour timestamptz NOT NULL,
+    CONSTRAINT performance_metrics_pending_pkey PRIMARY KEY (changed_xid, subject_kind, hour),
+    CONSTRAINT performance_metrics_pending_subject_kind_check CHECK (subject_kind IN ('agent', 'worker'))
+);
+
+COMMENT ON TABLE autopilot.performance_metrics_pending IS
+'Hours whose performance metrics must be recomputed: one row per writing transaction, kind of subject and hour, added by the statement triggers on autopilot.tasks, jobs and job_runs whenever a finished task, job or failed runner run appears, changes or moves hour; metrics-refresh deletes the rows it can see and recomputes their hours from the base tables.';
+COMMENT ON COLUMN autopilot.performance_metrics_pending.changed_xid IS
+'The writing transaction (pg_current_xact_id()): part of the key, so that concurrent writers never wait on each other''s rows.';
+COMMENT ON COLUMN autopilot.performance_metrics_pending.subject_kind IS 'agent (from autopilot.tasks) or worker (from autopilot.jobs and job_runs).';
+COMMENT ON COLUMN autopilot.performance_metrics_pending.hour IS 'Start of the stale hour (UTC).';
+
+-- sql/schema/tables/knowledge_artifacts.sql
+CREATE TABLE autopilot.knowledge_artifacts (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    artifact_type text NOT NULL,
+    name text NOT NULL,
+    content jsonb NOT NULL DEFAULT '{}',
+    source text,
+    usage_count bigint NOT NULL DEFAULT 0,
+    last_used_at timestamptz,
+    embedding real[],
+    embedding_model text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT knowledge_artifacts_pkey PRIMARY KEY (id),
+    CONSTRAINT knowledge_artifacts_type_name_key UNIQUE (artifact_type, name),
+    CONSTRAINT knowledge_artifacts_usage_check CHECK (usage_count >= 0)
+);
+
+-- old-artifact-cleanup: artifacts by last use (never used: by creation)
+CREATE INDEX knowledge_artifacts_last_used_idx ON autopilot.knowledge_artifacts (
+    (coalesce(last_used_at, created_at))
+);
+
+COMMENT ON TABLE autopilot.knowledge_artifacts IS
+'Templates, prompts and other knowledge loaded by the runner (knowledge-migration, template-sync) and used by agents.';
+COMMENT ON COLUMN autopilot.knowledge_artifacts.last_used_at IS
+'When an agent last used the artifact; "unused" for old-artifact-cleanup is measured from here (or from created_at when never used).';
+COMMENT ON COLUMN autopilot.knowledge_artifacts.embedding IS 'Embedding vector (real[]: pgvector is not assumed); model in embedding_model.';
+
+-- sql/schema/tables/code_chunks.sql
+CREATE TABLE autopilot.code_chunks (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    codebase text NOT NULL,
+    file_path text NOT NULL,
+    chunk_index integer NOT NULL,
+    content text NOT NULL,
+    content_hash text NOT NULL,
+    embedding real[],
+    embedding_model text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    superseded_at timestamptz,
+    CONSTRAINT code_chunks_pkey PRIMARY KEY (id),
+    CONSTRAINT code_chunks_chunk_index_check CHECK (chunk_index >= 0)
+);
+
+-- one current chunk per position of a file; superseded versions are kept until cleanup
+CREATE UNIQUE INDEX code_chunks_current_key ON autopilot.code_chunks (codebase, file_path, chunk_index)
+WHERE superseded_at IS NULL;
+-- code-chunk-cleanup walks obsolete chunks
+CREATE INDEX code_chunks_superseded_idx ON autopilot.code_chunks (superseded_at, id)
+WHERE superseded_at IS NOT NULL;
+
+COMMENT ON TABLE autopilot.code_chunks IS
+'Chunks of ingested source code with their embeddings (written by code-ingest).';
+COMMENT ON COLUMN autopilot.code_chunks.superseded_at IS
+'Set when re-ingest replaces the chunk or its file disappears: the chunk is obsolete from then on, and code-chunk-cleanup deletes it after a retention.';
+
+-- sql/schema/tables/graph_nodes.sql
+CREATE TABLE autopilot.graph_nodes (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    codebase text NOT NULL,
+    node_key text NOT NULL,
+    kind text NOT NULL DEFAULT 'module',
+    pagerank double precision,
+    attributes jsonb NOT NULL DEFAULT '{}',
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT graph_nodes_pkey PRIMARY KEY (id),
+    CONSTRAINT graph_nodes_codebase_node_key_key UNIQUE (codebase, node_key)
+);
+
+COMMENT ON TABLE autopilot.graph_nodes IS 'Nodes of the code dependency graph (written by graph-populate), with their PageRank.';
+
+-- sql/schema/tables/graph_edges.sql
+CREATE TABLE autopilot.graph_edges (
+    source_id bigint NOT NULL,
+    target_id bigint NOT NULL,
+    weight double precision NOT NULL DEFAULT 1,
+    kind text NOT NULL DEFAULT 'depends_on',
+    CONSTRAINT graph_edges_pkey PRIMARY KEY (source_id, target_id),
+    CONSTRAINT graph_edges_source_id_fkey FOREIGN KEY (source_id)
+    REFERENCES autopilot.graph_nodes (id) ON DELETE CASCADE,
+    CONSTRAINT graph_edges_target_id_fkey FOREIGN KEY (target_id)
+    REFERENCES autopilot.graph_nodes (id) ON DELETE CASCADE,
+    CONSTRAINT graph_edges_weight_check CHECK (weight > 0 AND weight < 'infinity')
+);
+
+CREATE INDEX graph_edges_target_id_idx ON autopilot.graph_edges (target_id);
+
+COMMENT ON TABLE autopilot.graph_edges IS
+'Directed, weighted edges of the code graph; the primary key guarantees one edge per pair, so PageRank never de-duplicates at run time.';
+
+-- sql/schema/tables/backup_metadata.sql
+CREATE TABLE autopilot.backup_metadata (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    kind text NOT NULL,
+    database_name text NOT NULL,
+    file_path text,
+    size_bytes bigint,
+    sha256 text,
+    status text NOT NULL DEFAULT 'running',
+    started_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz,
+    verified_at timestamptz,
+    verification text,
+    error text,
+    details jsonb NOT NULL DEFAULT '{}',
+    CONSTRAINT backup_metadata_pkey PRIMARY KEY (id),
+    CONSTRAINT backup_metadata_kind_check CHECK (kind IN ('hourly', 'daily', 'manual')),
+    CONSTRAINT backup_metadata_status_check CHECK (
+        status IN ('running', 'succeeded', 'verified', 'failed', 'pruned')
+    ),
+    CONSTRAINT backup_metadata_size_check CHECK (size_bytes >= 0),
+    CONSTRAINT backup_metadata_sha256_check CHECK (sha256 ~ '^[0-9a-f]{64}$')
+);
+
+-- backup-archival walks old records in id order
+CREATE INDEX backup_metadata_started_at_idx ON autopilot.backup_metadata (started_at, id);
+
+COMMENT ON TABLE autopilot.backup_metadata IS
+'One row per pg_dump backup taken by the runner: kind, file, size, checksum, timings, verification and status.';
+
+-- sql/schema/tables/backup_metadata_archive.sql
+CREATE TABLE autopilot.backup_metadata_archive (
+    id bigint NOT NULL,
+    kind text NOT NULL,
+    database_name text NOT NULL,
+    file_path text,
+    size_bytes bigint,
+    sha256 text,
+    status text NOT NULL,
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz,
+    verified_at timestamptz,
+    verification text,
+    error text,
+    details jsonb NOT NULL DEFAULT '{}',
+    archived_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT backup_metadata_archive_pkey PRIMARY KEY (id)
+);
+
+COMMENT ON TABLE autopilot.backup_metadata_archive IS
+'Backup records older than the backups.archive_after setting, moved here by backup-archival (each in the same statement that deletes it from autopilot.backup_metadata).';
+
+-- sql/schema/tables/vector_stats_history.sql
+CREATE TABLE autopilot.vector_stats_history (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    captured_at timestamptz NOT NULL DEFAULT now(),
+    table_name text NOT NULL,
+    column_name text NOT NULL,
+    row_count bigint NOT NULL,
+    missing_count bigint NOT NULL,
+    dimensions jsonb NOT NULL DEFAULT '{}',
+    models jsonb NOT NULL DEFAULT '{}',
+    CONSTRAINT vector_stats_history_pkey PRIMARY KEY (id),
+    CONSTRAINT vector_stats_history_counts_check CHECK (missing_count BETWEEN 0 AND row_count)
+);
+
+CREATE INDEX vector_stats_history_column_idx ON autopilot.vector_stats_history (
+    table_name, column_name, captured_at DESC
+);
+
+COMMENT ON TABLE autopilot.vector_stats_history IS
+'What vector-stats measured, per embedding column: rows, rows without an embedding, how many rows have each dimension and each model.';
+COMMENT ON COLUMN autopilot.vector_stats_history.dimensions IS 'Row count per embedding dimension, e.g. {"384": 1200}.';
+COMMENT ON COLUMN autopilot.vector_stats_history.models IS 'Row count per embedding model version, e.g. {"all-MiniLM-L6-v2": 1200}.';
+
+-- sql/schema/tables/index_maintenance.sql
+CREATE TABLE autopilot.index_maintenance (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    index_name text NOT NULL,
+    action text NOT NULL,
+    statement text NOT NULL,
+    reason text NOT NULL,
+    size_bytes bigint,
+    bloat_ratio double precision,
+    state text NOT NULL DEFAULT 'pending',
+    planned_at timestamptz NOT NULL DEFAULT now(),
+    armed_at timestamptz,
+    finished_at timestamptz,
+    message text,
+    CONSTRAINT index_maintenance_pkey PRIMARY KEY (id),
+    CONSTRAINT index_maintenance_action_check CHECK (action IN ('reindex', 'drop_invalid')),
+    CONSTRAINT index_maintenance_state_check CHECK (
+        state IN ('pending', 'armed', 'done', 'failed')
+    ),
+    CONSTRAINT index_maintenance_finished_check CHECK (
+        (state IN ('done', 'failed')) = (finished_at IS NOT NULL)
+    )
+);
+
+-- pg_cron runs one statement of the cycle at a time
+CREATE UNIQUE INDEX index_maintenance_one_armed_idx ON autopilot.index_maintenance ((true))
+WHERE state = 'armed';
+CREATE INDEX index_maintenance_open_idx ON autopilot.index_maintenance (id)
+WHERE state IN ('pending', 'armed');
+
+COMMENT ON TABLE autopilot.index_maintenance IS
+'The work of index-reindex: one row per top-level statement it decided on (REINDEX INDEX CONCURRENTLY of a bloated index, DROP INDEX CONCURRENTLY of an invalid leftover of a failed rebuild), with why and how it ended.';
+COMMENT ON COLUMN autopilot.index_maintenance.state IS
+'pending (to run), armed (handed to pg_cron''s index-reindex-step job), done, failed.';
+
+-- sql/schema/tables/job_arming.sql
+CREATE TABLE autopilot.job_arming (
+    job_name text NOT NULL,
+    schedule text NOT NULL,
+    command text,
+    armed_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT job_arming_pkey PRIMARY KEY (job_name),
+    CONSTRAINT job_arming_job_name_fkey FOREIGN KEY (job_name)
+    REFERENCES autopilot.job_catalog (name) ON DELETE CASCADE
+);
+
+COMMENT ON TABLE autopilot.job_arming IS
+'How a job temporarily asks pg_cron to run itself or a helper job: another schedule and, for a statement job, another statement. index-reindex arms index-reindex-step with one REINDEX at a time (it cannot run inside a function). Applied by autopilot.job_definitions and sync; removed when the work is done.';
+COMMENT ON COLUMN autopilot.job_arming.command IS 'Top-level statement for a statement job; NULL keeps the job''s own command.';
+
+-- sql/functions/core/version.sql
+CREATE FUNCTION autopilot.version()
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT '0.4.0'::text $$;
+
+COMMENT ON FUNCTION autopilot.version() IS
+'Version of the autopilot SQL installed in this database (in schema mode, the installer reads it to choose upgrade scripts).';
+
+-- sql/functions/cron/_job_unavailable_reason.sql
+CREATE FUNCTION autopilot._job_unavailable_reason(
+    p_kind text, p_target text, p_requires_local_pg_cron boolean
+)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- NULL when the job can run in this database, else why it cannot. A catalog
+-- entry whose function arrives in a later version is registered with pg_cron,
+-- inactive, so that upgrading is all it takes to switch it on.
+BEGIN
+    IF p_kind IN ('function', 'batched') AND to_regproc(p_target) IS NULL THEN
+        RETURN format('%s() is not part of autopilot %s', p_target, autopilot.version());
+    END IF;
+    IF p_requires_local_pg_cron AND to_regclass('cron.job_run_details') IS NULL THEN
+        RETURN 'pg_cron is not installed in this database';
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._job_unavailable_reason(text, text, boolean) IS
+'Private: NULL when a catalog job can run here, else the reason (its function is not in this version, or it needs pg_cron in this database).';
+
+-- sql/schema/views/job_definitions.sql
+CREATE VIEW autopilot.job_definitions AS
+SELECT
+    c.name,
+    c.side,
+    c.kind,
+    coalesce(a.schedule, o.schedule, c.schedule) AS schedule,
+    c.schedule AS default_schedule,
+    coalesce(o.enabled, true) AS enabled,
+    c.only_on_dow,
+    c.target,
+    c.args,
+    c.queue,
+    c.run_at_startup,
+    c.description,
+    autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron)
+        AS unavailable_reason,
+    'autopilot:' || c.name AS cron_jobname,
+    CASE
+        WHEN c.kind = 'statement' THEN coalesce(a.command, c.target)
+        ELSE format('CALL autopilot.run_scheduled_job(%L)', c.name)
+    END AS cron_command,
+    c.only_when_armed,
+    a.armed_at,
+    -- what pg_cron's entry should say: enabled, runnable here, and armed when it must be
+    coalesce(o.enabled, true)
+    AND autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron) IS NULL
+    AND (NOT c.only_when_armed OR a.job_name IS NOT NULL) AS active
+FROM autopilot.job_catalog AS c
+LEFT JOIN autopilot.job_overrides AS o ON c.name = o.job_name
+LEFT JOIN autopilot.job_arming AS a ON c.name = a.job_name;
+
+COMMENT ON VIEW autopilot.job_definitions IS
+'The catalog with the DBA''s overrides applied: the schedule and state each job should have in pg_cron, the pg_cron job name and command, why a job cannot run here (unavailable_reason), and whether pg_cron should run it (active). A job''s own arming (autopilot.job_arming) wins over overrides while it lasts.';
+
+-- sql/schema/views/job_status.sql
+CREATE VIEW autopilot.job_status AS
+SELECT
+    d.name,
+    d.side,
+    d.kind,
+    d.schedule,
+    d.enabled,
+    d.only_on_dow,
+    d.run_at_startup,
+    d.unavailable_reason,
+    d.cron_jobname,
+    last_run.id AS last_run_id,
+    last_run.trigger AS last_trigger,
+    last_run.status AS last_status,
+    last_run.started_at AS last_started_at,
+    last_run.finished_at AS last_finished_at,
+    last_run.finished_at - last_run.started_at AS last_duration,
+    last_run.rows_affected AS last_rows_affected,
+    last_run.message AS last_message,
+    last_success.started_at AS last_success_at
+FROM autopilot.job_definitions AS d
+LEFT JOIN LATERAL (
+    SELECT
+        r.id,
+        r.trigger,
+        r.status,
+        r.started_at,
+        r.finished_at,
+        r.rows_affected,
+        r.message
+    FROM autopilot.job_runs AS r
+    WHERE r.job_name = d.name
+    ORDER BY r.started_at DESC
+    LIMIT 1
+) AS last_run ON true
+LEFT JOIN LATERAL (
+    SELECT r.started_at
+    FROM autopilot.job_runs AS r
+    WHERE r.job_name = d.name AND r.status = 'succeeded'
+    ORDER BY r.started_at DESC
+    LIMIT 1
+) AS last_success ON true;
+
+COMMENT ON VIEW autopilot.job_status IS
+'Every catalog job with its effective schedule and state and its last run and last successful run from the ledger (autopilot status adds pg_cron''s view and the next run time).';
+
+-- sql/schema/views/centralcloud_info.sql
+-- What an instance checks before it pushes: the central database's autopilot
+-- and the centralcloud protocol it speaks (the shape of central_pattern_inbox).
+CREATE VIEW autopilot.centralcloud_info AS
+SELECT
+    autopilot.version() AS extension_version,
+    1 AS protocol;
+
+COMMENT ON VIEW autopilot.centralcloud_info IS
+'Central database: the autopilot version and the centralcloud protocol (1: central_pattern_inbox as of 0.2.0) that instances check, through postgres_fdw, before pushing.';
+
+-- sql/functions/core/_setting_value_error.sql
+CREATE FUNCTION autopilot._setting_value_error(
+    p_type text, p_value text, p_min text, p_max text
+)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- NULL when p_value is a valid value of type p_type within [p_min, p_max], else why not.
+-- A path is absolute, without a .. component or a control character.
+DECLARE
+    v_below boolean := false;
+    v_above boolean := false;
+BEGIN
+    IF p_value IS NULL THEN
+        RETURN 'a value is required';
+    END IF;
+    BEGIN
+        CASE p_type
+            WHEN 'integer' THEN
+                v_below := p_min IS NOT NULL AND p_value::bigint < p_min::bigint;
+                v_above := p_max IS NOT NULL AND p_value::bigint > p_max::bigint;
+            WHEN 'numeric' THEN
+                v_below := p_min IS NOT NULL AND p_value::numeric < p_min::numeric;
+                v_above := p_max IS NOT NULL AND p_value::numeric > p_max::numeric;
+            WHEN 'interval' THEN
+                v_below := p_min IS NOT NULL AND p_value::interval < p_min::interval;
+                v_above := p_max IS NOT NULL AND p_value::interval > p_max::interval;
+            WHEN 'boolean' THEN
+                PERFORM p_value::boolean;
+            WHEN 'path' THEN
+                -- a directory of the runner's host: never relative (the runner's working directory)
+                IF p_value !~ '^/' THEN
+                    RETURN format('%L is not an absolute path', p_value);
+                ELSIF p_value ~ '(^|/)\.\.(/|$)' OR p_value ~ '[[:cntrl:]]' THEN
+                    RETURN format('%L has a .. component or a control character', p_value);
+                END IF;
+            ELSE
+                NULL;
+        END CASE;
+    EXCEPTION
+        WHEN data_exception THEN
+            RETURN format('%L is not a valid %s', p_value, p_type);
+    END;
+    IF v_below THEN
+        RETURN format('%s is below the minimum %s', p_value, p_min);
+    ELSIF v_above THEN
+        RETURN format('%s is above the maximum %s', p_value, p_max);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._setting_value_error(text, text, text, text) IS
+'Private: NULL when a value is valid for a setting''s type and range, else the reason (used by set_setting and by the settings'' own check).';
+
+-- sql/functions/core/get_setting.sql
+CREATE FUNCTION autopilot.get_setting(p_name text)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_value text;
+BEGIN
+    SELECT coalesce(v.value, s.default_value)
+    INTO v_value
+    FROM autopilot.settings AS s
+    LEFT JOIN autopilot.setting_values AS v ON v.name = s.name
+    WHERE s.name = p_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown autopilot setting "%"', p_name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT name FROM autopilot.settings lists the settings.';
+    END IF;
+    RETURN v_value;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.get_setting(text) IS
+'Current value of a setting as text (the DBA''s value, else the default); cast it to the setting''s type. Unknown names raise undefined_object.';
+
+-- sql/functions/core/set_setting.sql
+CREATE FUNCTION autopilot.set_setting(p_name text, p_value text)
+RETURNS text
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_setting autopilot.settings;
+    v_error text;
+BEGIN
+    SELECT * INTO v_setting FROM autopilot.settings WHERE name = p_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown autopilot setting "%"', p_name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT name FROM autopilot.settings lists the settings.';
+    END IF;
+    v_error := autopilot._setting_value_error(
+        v_setting.value_type, p_value, v_setting.min_value, v_setting.max_value
+    );
+    IF v_error IS NOT NULL THEN
+        RAISE EXCEPTION 'invalid value for setting "%": %', p_name, v_error
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('%s is of type %s, allowed range [%s, %s].',
+                                  p_name, v_setting.value_type,
+                                  coalesce(v_setting.min_value, '-'),
+                                  coalesce(v_setting.max_value, '-')),
+                  HINT = CASE v_setting.value_type
+                      WHEN 'path' THEN 'Give an absolute path, such as ' || v_setting.default_value || '.'
+                      ELSE 'SELECT * FROM autopilot.settings shows each setting''s type and range.'
+                  END;
+    END IF;
+    IF NOT p_value = ANY(coalesce(v_setting.allowed_values, ARRAY[p_value])) THEN
+        RAISE EXCEPTION 'invalid value for setting "%": % is not one of %', p_name,
+            pg_catalog.quote_literal(p_value),
+            pg_catalog.array_to_string(v_setting.allowed_values, ', ')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = pg_catalog.format('%s accepts only: %s.', p_name,
+                                           pg_catalog.array_to_string(v_setting.allowed_values, ', '));
+    END IF;
+    INSERT INTO autopilot.setting_values AS sv (name, value)
+    VALUES (p_name, p_value)
+    ON CONFLICT (name) DO UPDATE
+        SET value = excluded.value, updated_at = now(), updated_by = current_user;
+    RETURN p_value;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.set_setting(text, text) IS
+'Sets a setting after checking its type, range and allowed values (invalid_parameter_value otherwise); kept across upgrades and pg_dump/restore. Returns the value.';
+
+-- sql/functions/core/reset_setting.sql
+CREATE FUNCTION autopilot.reset_setting(p_name text)
+RETURNS text
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM autopilot.setting_values WHERE name = p_name;
+    RETURN autopilot.get_setting(p_name);
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.reset_setting(text) IS
+'Returns a setting to its default and returns that default. Unknown names raise undefined_object.';
+
+-- sql/functions/cron/cron_expression_error.sql
+CREATE FUNCTION autopilot.cron_expression_error(p_expression text)
+RETURNS text
+LANGUAGE plpgsql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Checks a five-field cron expression the way pg_cron 1.4 reads it (minute hour
+-- day-of-month month day-of-week; lists, ranges, steps, month and weekday names).
+-- Returns NULL when valid, else a sentence saying what is wrong.
+DECLARE
+    c_names constant text[] := ARRAY['minute', 'hour', 'day of month', 'month', 'day of week'];
+    c_low constant integer[] := ARRAY[0, 0, 1, 1, 0];
+    c_high constant integer[] := ARRAY[59, 23, 31, 12, 7];
+    c_months constant text[] := ARRAY['jan', 'feb', 'mar', 'apr', 'may', 'jun',
+                                      'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
+    c_days constant text[] := ARRAY['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
+    v_fields text[];
+    v_item text;
+    v_parts text[];
+    v_bounds text[];
+    v_value text;
+    v_number integer;
+    v_numbers integer[];
+BEGIN
+    IF p_expression IS NULL OR btrim(p_expression) = '' THEN
+        RETURN 'the cron expression is empty';
+    END IF;
+    v_fields := regexp_split_to_array(btrim(p_expression), '\s+');
+    IF array_length(v_fields, 1) <> 5 THEN
+        RETURN format(
+            'expected 5 fields (minute hour day-of-month month day-of-week), found %s',
+            array_length(v_fields, 1)
+        );
+    END IF;
+    FOR i IN 1..5 LOOP
+        FOREACH v_item IN ARRAY string_to_array(lower(v_fields[i]), ',') LOOP
+            -- item := (* | value | value-value) [/step]
+            v_parts := regexp_match(v_item, '^([^/]+)(?:/([0-9]+))?$');
+            IF v_parts IS NULL THEN
+                RETURN format('%s field "%s": "%s" is not a value, range or step',
+                              c_names[i], v_fields[i], v_item);
+            END IF;
+            IF v_parts[2] IS NOT NULL AND v_parts[2]::numeric < 1 THEN
+                RETURN format('%s field "%s": the step must be at least 1', c_names[i], v_fields[i]);
+            END IF;
+            IF v_parts[1] = '*' THEN
+                CONTINUE;
+            END IF;
+            v_bounds := string_to_array(v_parts[1], '-');
+            IF array_length(v_bounds, 1) > 2 THEN
+                RETURN format('%s field "%s": "%s" is not a range', c_names[i], v_fields[i], v_item);
+            END IF;
+            IF array_length(v_bounds, 1) = 1 AND v_parts[2] IS NOT NULL THEN
+                RETURN format('%s field "%s": a step needs * or a range before it',
+                              c_names[i], v_fields[i]);
+            END IF;
+            v_numbers := ARRAY[]::integer[];
+            FOREACH v_value IN ARRAY v_bounds LOOP
+                IF v_value ~ '^[0-9]{1,4}$' THEN
+                    v_number := v_value::integer;
+                ELSIF i = 4 AND v_value = ANY(c_months) THEN
+                    v_number := array_position(c_months, v_value);
+                ELSIF i = 5 AND v_value = ANY(c_days) THEN
+                    v_number := array_position(c_days, v_value) - 1;
+                ELSE
+                    RETURN format('%s field "%s": "%s" is not a number%s',
+                                  c_names[i], v_fields[i], v_value,
+                                  CASE i WHEN 4 THEN ' or month name' WHEN 5 THEN ' or weekday name' ELSE '' END);
+                END IF;
+                IF v_number < c_low[i] OR v_number > c_high[i] THEN
+                    RETURN format('%s field "%s": %s is out of range %s-%s',
+                                  c_names[i], v_fields[i], v_number, c_low[i], c_high[i]);
+                END IF;
+                v_numbers := v_numbers || v_number;
+            END LOOP;
+            IF array_length(v_numbers, 1) = 2 AND v_numbers[1] > v_numbers[2] THEN
+                RETURN format('%s field "%s": range %s-%s runs backwards',
+                              c_names[i], v_fields[i], v_numbers[1], v_numbers[2]);
+            END IF;
+        END LOOP;
+    END LOOP;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.cron_expression_error(text) IS
+'NULL when the text is a valid five-field cron expression for pg_cron 1.4 (UTC; no seconds, no @macros), else a sentence saying what is wrong.';
+
+-- sql/functions/cron/is_valid_cron.sql
+CREATE FUNCTION autopilot.is_valid_cron(p_expression text)
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT autopilot.cron_expression_error(p_expression) IS NULL $$;
+
+COMMENT ON FUNCTION autopilot.is_valid_cron(text) IS
+'true when the text is a five-field cron expression pg_cron 1.4 accepts; autopilot.cron_expression_error() says why not.';
+
+-- sql/functions/cron/_assert_valid_cron.sql
+CREATE FUNCTION autopilot._assert_valid_cron(p_expression text)
+RETURNS void
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_error text := autopilot.cron_expression_error(p_expression);
+BEGIN
+    IF v_error IS NOT NULL THEN
+        RAISE EXCEPTION 'invalid cron expression "%": %', p_expression, v_error
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Five fields, in UTC: minute hour day-of-month month day-of-week, e.g. ''*/5 * * * *''.';
+    END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._assert_valid_cron(text) IS
+'Private: raises invalid_parameter_value with the reason when the text is not a valid cron expression.';
+
+-- sql/functions/cron/_cron_field_values.sql
+CREATE FUNCTION autopilot._cron_field_values(p_field text, p_position integer)
+RETURNS integer[]
+LANGUAGE plpgsql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- The values one field of a valid five-field cron expression stands for, the way
+-- pg_cron 1.4 reads it: lists, ranges, steps, month and weekday names; weekday 7
+-- is Sunday (0). p_position: 1 minute, 2 hour, 3 day of month, 4 month, 5 day of week.
+-- The expression is validated before it reaches the catalog (cron_expression_error).
+DECLARE
+    c_low constant integer[] := ARRAY[0, 0, 1, 1, 0];
+    c_high constant integer[] := ARRAY[59, 23, 31, 12, 7];
+    c_months constant text[] := ARRAY['jan', 'feb', 'mar', 'apr', 'may', 'jun',
+                                      'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
+    c_days constant text[] := ARRAY['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
+    v_item text;
+    v_parts text[];
+    v_bounds text[];
+    v_numbers integer[];
+    v_values integer[] := ARRAY[]::integer[];
+BEGIN
+    FOREACH v_item IN ARRAY string_to_array(lower(p_field), ',') LOOP
+        v_parts := regexp_match(v_item, '^([^/]+)(?:/([0-9]+))?$');
+        IF v_parts[1] = '*' THEN
+            v_numbers := ARRAY[c_low[p_position], c_high[p_position]];
+        ELSE
+            v_bounds := string_to_array(v_parts[1], '-');
+            SELECT array_agg(
+                CASE
+                    WHEN b ~ '^[0-9]+$' THEN b::integer
+                    WHEN p_position = 4 THEN array_position(c_months, b)
+                    ELSE array_position(c_days, b) - 1
+                END
+                ORDER BY o
+            )
+            INTO v_numbers
+            FROM unnest(v_bounds) WITH ORDINALITY AS u (b, o);
+            IF cardinality(v_numbers) = 1 THEN
+                v_numbers := v_numbers || v_numbers[1];
+            END IF;
+        END IF;
+        v_values := v_values || ARRAY(
+            SELECT CASE WHEN p_position = 5 AND g = 7 THEN 0 ELSE g END
+            FROM generate_series(v_numbers[1], v_numbers[2], coalesce(v_parts[2]::integer, 1)) AS g
+        );
+    END LOOP;
+    RETURN ARRAY(SELECT DISTINCT v FROM unnest(v_values) AS v ORDER BY v);
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._cron_field_values(text, integer) IS
+'Private: the sorted values one field of a valid cron expression stands for (position 1 minute, 2 hour, 3 day of month, 4 month, 5 day of week with Sunday 0), read as pg_cron 1.4 reads it.';
+
+-- sql/functions/cron/_cron_ticks.sql
+CREATE FUNCTION autopilot._cron_ticks(p_schedule text, p_after timestamptz, p_until timestamptz)
+RETURNS SETOF timestamptz
+LANGUAGE plpgsql
+STABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- The minutes at which pg_cron fires a schedule (in UTC), after p_after and up to
+-- p_until, in order; at most two days are looked at (callers ask about minutes).
+-- As in pg_cron, when day of month and day of week are both restricted (neither
+-- starts with *), a day matches either; otherwise it must match both.
+DECLARE
+    v_fields text[] := regexp_split_to_array(btrim(p_schedule), '\s+');
+    v_minutes integer[] := autopilot._cron_field_values(v_fields[1], 1);
+    v_hours integer[] := autopilot._cron_field_values(v_fields[2], 2);
+    v_doms integer[] := autopilot._cron_field_values(v_fields[3], 3);
+    v_months integer[] := autopilot._cron_field_values(v_fields[4], 4);
+    v_dows integer[] := autopilot._cron_field_values(v_fields[5], 5);
+    v_either_day boolean := NOT (starts_with(v_fields[3], '*')
+                                 OR starts_with(v_fields[5], '*'));
+    v_from timestamp := date_trunc('minute', p_after AT TIME ZONE 'UTC') + interval '1 minute';
+    v_to timestamp := least(p_until AT TIME ZONE 'UTC', v_from + interval '2 days');
+BEGIN
+    RETURN QUERY
+    SELECT g.m AT TIME ZONE 'UTC'
+    FROM generate_series(v_from, v_to, interval '1 minute') AS g (m)
+    WHERE extract(MINUTE FROM g.m)::integer = ANY(v_minutes)
+      AND extract(HOUR FROM g.m)::integer = ANY(v_hours)
+      AND extract(MONTH FROM g.m)::integer = ANY(v_months)
+      AND CASE
+          WHEN v_either_day THEN extract(DAY FROM g.m)::integer = ANY(v_doms)
+                                 OR extract(DOW FROM g.m)::integer = ANY(v_dows)
+          ELSE extract(DAY FROM g.m)::integer = ANY(v_doms)
+               AND extract(DOW FROM g.m)::integer = ANY(v_dows)
+      END
+    ORDER BY g.m;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._cron_ticks(text, timestamptz, timestamptz) IS
+'Private: the minutes (UTC) after p_after and up to p_until at which pg_cron fires the cron expression, in order; looks at two days at most.';
+
+-- sql/functions/cron/_catalog_job.sql
+CREATE FUNCTION autopilot._catalog_job(p_name text)
+RETURNS autopilot.job_definitions
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_job autopilot.job_definitions;
+BEGIN
+    SELECT * INTO v_job FROM autopilot.job_definitions WHERE name = p_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown autopilot job "%"', p_name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT name FROM autopilot.job_catalog lists the jobs.';
+    END IF;
+    RETURN v_job;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._catalog_job(text) IS
+'Private: the job''s effective definition; an unknown name raises undefined_object.';
+
+-- sql/functions/cron/pg_cron_database.sql
+CREATE FUNCTION autopilot.pg_cron_database()
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT current_setting('cron.database_name', true) $$;
+
+COMMENT ON FUNCTION autopilot.pg_cron_database() IS
+'The database pg_cron runs in (cron.database_name), or NULL when pg_cron is not loaded on this server (shared_preload_libraries).';
+
+-- sql/functions/cron/plan_cron_sync.sql
+CREATE FUNCTION autopilot.plan_cron_sync(
+    p_current jsonb,
+    p_database text DEFAULT current_database(),
+    p_username text DEFAULT current_user
+)
+RETURNS TABLE (
+    action text, jobid bigint, jobname text, schedule text, command text, active boolean
+)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- p_current: the rows of cron.job (jobid, jobname, schedule, command,
+    -- database, username, active), wherever pg_cron lives. Only jobs named
+    -- autopilot:* of this database are ever changed.
+    WITH desired AS (
+        SELECT
+            d.cron_jobname AS jobname,
+            d.schedule,
+            d.cron_command AS command,
+            d.active
+        FROM autopilot.job_definitions AS d
+        WHERE d.schedule IS NOT NULL
+    ),
+
+    current_jobs AS (
+        SELECT c.*
+        FROM jsonb_to_recordset(coalesce(p_current, '[]')) AS c (
+            jobid bigint, jobname text, schedule text, command text,
+            database text, username text, active boolean
+        )
+        WHERE starts_with(c.jobname, 'autopilot:')
+    ),
+
+    here AS (
+        SELECT * FROM current_jobs WHERE database = p_database
+    ),
+
+    elsewhere AS (
+        SELECT * FROM current_jobs WHERE database <> p_database AND username = p_username
+    )
+
+    SELECT 'conflict', e.jobid, d.jobname, e.schedule, e.command, e.active
+    FROM desired AS d
+    INNER JOIN elsewhere AS e ON d.jobname = e.jobname
+    WHERE NOT EXISTS (SELECT FROM here AS h WHERE h.jobname = d.jobname)
+    UNION ALL
+    SELECT 'schedule', NULL::bigint, d.jobname, d.schedule, d.command, d.active
+    FROM desired AS d
+    WHERE NOT EXISTS (SELECT FROM current_jobs AS c WHERE c.jobname = d.jobname
+                      AND (c.database = p_database OR c.username = p_username))
+    UNION ALL
+    SELECT 'alter', h.jobid, d.jobname, d.schedule, d.command, d.active
+    FROM desired AS d
+    INNER JOIN here AS h ON d.jobname = h.jobname
+    WHERE (h.schedule, h.command, h.active) IS DISTINCT FROM (d.schedule, d.command, d.active)
+    UNION ALL
+    SELECT 'unschedule', h.jobid, h.jobname, h.schedule, h.command, h.active
+    FROM here AS h
+    WHERE NOT EXISTS (SELECT FROM desired AS d WHERE d.jobname = h.jobname)
+    ORDER BY 1, 3
+$$;
+
+COMMENT ON FUNCTION autopilot.plan_cron_sync(jsonb, text, text) IS
+'What must change in cron.job (given as a jsonb array of its rows) so that the autopilot:* jobs of this database match the catalog: schedule, alter, unschedule, or conflict (the name is taken by a job of this role in another database). Changes nothing; autopilot.sync_schedules() and the installer carry the plan out.';
+
+-- sql/functions/cron/sync_schedules.sql
+CREATE FUNCTION autopilot.sync_schedules()
+RETURNS TABLE (action text, jobname text, schedule text, active boolean)
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Makes cron.job match the catalog for the autopilot:* jobs of this database,
+-- when pg_cron is installed here. When pg_cron lives in another database, the
+-- installer carries out autopilot.plan_cron_sync() there instead.
+DECLARE
+    v_cron_database text := autopilot.pg_cron_database();
+    v_current jsonb;
+    v_conflicts text;
+    v_step record;
+BEGIN
+    IF v_cron_database IS NULL THEN
+        RAISE NOTICE 'pg_cron is not loaded on this server: nothing is scheduled'
+            USING HINT = 'Add pg_cron to shared_preload_libraries, restart, CREATE EXTENSION pg_cron, then run autopilot.sync_schedules().';
+        RETURN;
+    END IF;
+    IF to_regclass('cron.job') IS NULL THEN
+        IF v_cron_database <> current_database() THEN
+            RAISE EXCEPTION 'pg_cron runs in database "%", not in "%"', v_cron_database, current_database()
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = format('Run "autopilot sync" (or "autopilot install"): it registers the schedules from database %s with cron.schedule_in_database().', v_cron_database);
+        END IF;
+        RAISE NOTICE 'pg_cron is loaded but not created in this database: nothing is scheduled'
+            USING HINT = 'CREATE EXTENSION pg_cron; then SELECT * FROM autopilot.sync_schedules();';
+        RETURN;
+    END IF;
+
+    -- one sync at a time: two concurrent syncs would both schedule a missing job
+    PERFORM pg_advisory_xact_lock(hashtext('autopilot.sync_schedules'));
+
+    SELECT coalesce(jsonb_agg(to_jsonb(j)), '[]')
+    INTO v_current
+    FROM cron.job AS j
+    WHERE starts_with(j.jobname, 'autopilot:');
+
+    SELECT string_agg(format('%s (in database %s)', p.jobname, c.database), ', ')
+    INTO v_conflicts
+    FROM autopilot.plan_cron_sync(v_current) AS p
+    INNER JOIN cron.job AS c ON p.jobid = c.jobid
+    WHERE p.action = 'conflict';
+    IF v_conflicts IS NOT NULL THEN
+        RAISE EXCEPTION 'pg_cron jobs of role % already belong to another database: %', current_user, v_conflicts
+            USING ERRCODE = 'duplicate_object',
+                  DETAIL = 'pg_cron job names are unique per role, so one role can run autopilot for one database.',
+                  HINT = 'Uninstall autopilot from the other database, or install this one as another role.';
+    END IF;
+
+    FOR v_step IN SELECT * FROM autopilot.plan_cron_sync(v_current) LOOP
+        CASE v_step.action
+            WHEN 'schedule' THEN
+                PERFORM cron.schedule_in_database(
+                    v_step.jobname, v_step.schedule, v_step.command,
+                    current_database(), NULL, v_step.active
+                );
+            WHEN 'alter' THEN
+                PERFORM cron.alter_job(
+                    v_step.jobid, v_step.schedule, v_step.command,
+                    current_database(), NULL, v_step.active
+                );
+            WHEN 'unschedule' THEN
+                PERFORM cron.unschedule(v_step.jobid);
+        END CASE;
+        action := v_step.action;
+        jobname := v_step.jobname;
+        schedule := v_step.schedule;
+        active := v_step.active;
+        RETURN NEXT;
+    END LOOP;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.sync_schedules() IS
+'Makes cron.job match the catalog (with overrides) for the autopilot:* jobs of this database: schedules, alters, unschedules; never touches other jobs; idempotent. Returns what it changed. Needs pg_cron in this database; otherwise it says what to do.';
+
+-- sql/functions/cron/_sync_if_local.sql
+CREATE FUNCTION autopilot._sync_if_local()
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF to_regclass('cron.job') IS NOT NULL THEN
+        PERFORM autopilot.sync_schedules();
+    END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._sync_if_local() IS
+'Private: applies a changed override to pg_cron at once when pg_cron is in this database (otherwise "autopilot sync" applies it).';
+
+-- sql/functions/cron/set_job_schedule.sql
+CREATE FUNCTION autopilot.set_job_schedule(p_name text, p_schedule text)
+RETURNS text
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM autopilot._catalog_job(p_name);
+    PERFORM autopilot._assert_valid_cron(p_schedule);
+    INSERT INTO autopilot.job_overrides AS o (job_name, schedule)
+    VALUES (p_name, btrim(p_schedule))
+    ON CONFLICT (job_name) DO UPDATE
+        SET schedule = excluded.schedule, updated_at = now(), updated_by = current_user;
+    PERFORM autopilot._sync_if_local();
+    RETURN btrim(p_schedule);
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.set_job_schedule(text, text) IS
+'Overrides a job''s schedule (validated first: invalid_parameter_value and no change when the cron expression is wrong). Kept across syncs, upgrades and restores; applied to pg_cron at once when it is in this database.';
+
+-- sql/functions/cron/set_job_enabled.sql
+CREATE FUNCTION autopilot.set_job_enabled(p_name text, p_enabled boolean)
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM autopilot._catalog_job(p_name);
+    IF p_enabled IS NULL THEN
+        RAISE EXCEPTION 'p_enabled must be true or false'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'autopilot.reset_job() returns a job to its catalog defaults.';
+    END IF;
+    INSERT INTO autopilot.job_overrides AS o (job_name, enabled)
+    VALUES (p_name, p_enabled)
+    ON CONFLICT (job_name) DO UPDATE
+        SET enabled = excluded.enabled, updated_at = now(), updated_by = current_user;
+    PERFORM autopilot._sync_if_local();
+    RETURN p_enabled;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.set_job_enabled(text, boolean) IS
+'Enables or disables a job (a disabled job keeps its pg_cron entry, inactive). Kept across syncs, upgrades and restores.';
+
+-- sql/functions/cron/reset_job.sql
+CREATE FUNCTION autopilot.reset_job(p_name text)
+RETURNS text
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
+BEGIN
+    DELETE FROM autopilot.job_overrides WHERE job_name = p_name;
+    PERFORM autopilot._sync_if_local();
+    RETURN (autopilot._catalog_job(v_job.name)).schedule;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.reset_job(text) IS
+'Drops a job''s overrides, returning it to the catalog''s schedule, enabled; returns that schedule.';
+
+-- sql/functions/core/_job_lock_key.sql
+CREATE FUNCTION autopilot._job_lock_key(p_name text)
+RETURNS bigint
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- one advisory lock per job; the high half marks the key as autopilot's
+    SELECT (x'61757470'::bigint << 32) | (hashtext(p_name)::bigint & x'ffffffff'::bigint)
+$$;
+
+COMMENT ON FUNCTION autopilot._job_lock_key(text) IS
+'Private: the advisory lock key that makes two runs of one job exclusive.';
+
+-- sql/functions/core/_run_start.sql
+CREATE FUNCTION autopilot._run_start(p_name text, p_manual boolean, p_session_lock boolean)
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Takes the job's lock and opens a run in the ledger; returns its id. Records a
+-- skipped run and returns NULL when another run holds the lock, or when pg_cron
+-- started this run more than one interval after the tick it was fired for (it
+-- queued the run while an earlier one overran): no pile-up of catch-up runs.
+DECLARE
+    v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
+    v_key bigint := autopilot._job_lock_key(p_name);
+    v_trigger text := CASE
+        WHEN p_manual THEN 'manual'
+        WHEN current_setting('application_name') = 'pg_cron' THEN 'pg_cron'
+        ELSE 'manual'
+    END;
+    v_locked boolean;
+    v_run_id bigint;
+    v_tick timestamptz;
+    v_later_tick timestamptz;
+BEGIN
+    IF p_session_lock THEN
+        v_locked := pg_try_advisory_lock(v_key);
+    ELSE
+        v_locked := pg_try_advisory_xact_lock(v_key);
+    END IF;
+
+    IF NOT v_locked THEN
+        INSERT INTO autopilot.job_runs AS r (job_name, side, trigger, status, finished_at, message)
+        VALUES (p_name, v_job.side, v_trigger, 'skipped', clock_timestamp(),
+                format('skipped: another run of %s is still in progress', p_name))
+        RETURNING r.id INTO v_run_id;
+        RAISE NOTICE 'autopilot job % skipped: another run is still in progress (ledger run %)', p_name, v_run_id;
+        RETURN NULL;
+    END IF;
+
+    IF v_trigger = 'pg_cron' THEN
+        -- pg_cron 1.4 queues the ticks that pass while a run overruns and starts them back to
+        -- back afterwards, so the lock never sees them overlap. A queued run is fired for the
+        -- first tick after the previous run's, if that tick came before the previous run ended
+        -- (an abandoned run's end is not known: it does not count).
+        SELECT t.tick INTO v_tick
+        FROM (
+            SELECT r.scheduled_for, r.finished_at
+            FROM autopilot.job_runs AS r
+            WHERE r.job_name = p_name AND r.trigger = 'pg_cron' AND r.scheduled_for IS NOT NULL
+              AND r.status IN ('succeeded', 'failed', 'skipped')
+            ORDER BY r.started_at DESC
+            LIMIT 1
+        ) AS prev
+        CROSS JOIN LATERAL autopilot._cron_ticks(v_job.schedule, prev.scheduled_for,
+                                                 least(prev.finished_at, now())) AS t (tick)
+        ORDER BY t.tick
+        LIMIT 1;
+        IF v_tick IS NULL THEN
+            -- fired on time: its tick is the minute it started in
+            v_tick := date_trunc('minute', now());
+        ELSE
+            -- more than one interval late (a later tick has passed too): it does nothing
+            SELECT t.tick INTO v_later_tick
+            FROM autopilot._cron_ticks(v_job.schedule, v_tick, now()) AS t (tick)
+            LIMIT 1;
+        END IF;
+        IF v_later_tick IS NOT NULL THEN
+            INSERT INTO autopilot.job_runs AS r (job_name, side, trigger, status, finished_at, scheduled_for, message)
+            VALUES (p_name, v_job.side, v_trigger, 'skipped', clock_timestamp(), v_tick,
+                    format('skipped: caught up after an overrun (fired for the %s UTC tick, started %s later, after the %s tick had passed)',
+                           to_char(v_tick AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'),
+                           date_trunc('second', now() - v_tick),
+                           to_char(v_later_tick AT TIME ZONE 'UTC', 'HH24:MI')))
+            RETURNING r.id INTO v_run_id;
+            RAISE NOTICE 'autopilot job % skipped: it was fired for the % tick, more than one interval ago (ledger run %)',
+                p_name, v_tick, v_run_id;
+            IF p_session_lock THEN
+                PERFORM pg_advisory_unlock(v_key);
+            END IF;
+            RETURN NULL;
+        END IF;
+    END IF;
+
+    -- holding the lock, any run of this job still marked running was cut short
+    UPDATE autopilot.job_runs
+    SET status = 'abandoned',
+        finished_at = greatest(started_at, clock_timestamp()),
+        message = 'the session running it ended before the run finished'
+    WHERE job_name = p_name AND status = 'running';
+
+    INSERT INTO autopilot.job_runs AS r (job_name, side, trigger, scheduled_for)
+    VALUES (p_name, v_job.side, v_trigger, v_tick)
+    RETURNING r.id INTO v_run_id;
+    RETURN v_run_id;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._run_start(text, boolean, boolean) IS
+'Private: takes a job''s advisory lock (session or transaction level) and opens a ledger run; records a skipped run and returns NULL when another run holds the lock, or when a pg_cron run starts more than one interval after the tick it was fired for (caught up after an overrun).';
+
+-- sql/functions/core/_run_finish.sql
+CREATE FUNCTION autopilot._run_finish(
+    p_run_id bigint,
+    p_status text,
+    p_rows_affected bigint,
+    p_message text,
+    p_error_sqlstate text DEFAULT NULL,
+    p_details jsonb DEFAULT '{}'
+)
+RETURNS autopilot.job_runs
+LANGUAGE sql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE autopilot.job_runs
+    SET status = p_status,
+        finished_at = greatest(started_at, clock_timestamp()),
+        rows_affected = p_rows_affected,
+        message = p_message,
+        error_sqlstate = p_error_sqlstate,
+        details = coalesce(p_details, '{}')
+    WHERE id = p_run_id
+    RETURNING *
+$$;
+
+COMMENT ON FUNCTION autopilot._run_finish(bigint, text, bigint, text, text, jsonb) IS
+'Private: closes a ledger run with its outcome.';
+
+-- sql/functions/core/_enqueue_catalog_job.sql
+CREATE FUNCTION autopilot._enqueue_catalog_job(p_name text)
+RETURNS autopilot.job_step
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- A runner-side catalog entry only enqueues. The unique key dedupes against the
+-- unfinished job of the same entry, so a runner that was down for a day finds
+-- one pending backup, not twenty-four.
+DECLARE
+    v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
+    v_key text := 'catalog:' || p_name;
+    v_id bigint;
+BEGIN
+    INSERT INTO autopilot.jobs AS j (queue, worker, args, unique_key, meta)
+    VALUES (v_job.queue, v_job.target, v_job.args, v_key, jsonb_build_object('catalog', p_name))
+    ON CONFLICT (unique_key)
+    WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable')
+    DO NOTHING
+    RETURNING j.id INTO v_id;
+
+    IF v_id IS NOT NULL THEN
+        RETURN ROW(true, NULL, 1, format('enqueued job %s (%s)', v_id, v_job.target),
+                   jsonb_build_object('job_id', v_id))::autopilot.job_step;
+    END IF;
+    SELECT j.id INTO v_id
+    FROM autopilot.jobs AS j
+    WHERE j.unique_key = v_key
+      AND j.state IN ('available', 'scheduled', 'executing', 'retryable');
+    RETURN ROW(true, NULL, 0, format('job %s (%s) is still pending: not enqueued again', v_id, v_job.target),
+               jsonb_build_object('job_id', v_id, 'deduplicated', true))::autopilot.job_step;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._enqueue_catalog_job(text) IS
+'Private: enqueues the runner job of a runner-side catalog entry into autopilot.jobs, unless one is still unfinished.';
+
+-- sql/functions/core/_run_job_step.sql
+CREATE FUNCTION autopilot._run_job_step(p_name text, p_cursor jsonb)
+RETURNS autopilot.job_step
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
+    v_summary jsonb;
+    v_step autopilot.job_step;
+BEGIN
+    IF v_job.unavailable_reason IS NOT NULL THEN
+        RAISE EXCEPTION 'autopilot job % cannot run here: %', p_name, v_job.unavailable_reason
+            USING ERRCODE = 'feature_not_supported';
+    END IF;
+    CASE v_job.kind
+        WHEN 'function' THEN
+            EXECUTE format('SELECT %s()', v_job.target::regproc) INTO v_summary;
+            v_step := ROW(
+                true, NULL,
+                (v_summary ->> 'rows_affected')::bigint,
+                v_summary ->> 'message',
+                coalesce(v_summary, '{}')
+            )::autopilot.job_step;
+        WHEN 'batched' THEN
+            -- through jsonb: a dynamic query's row type is unknown until it runs,
+            -- so a scalar result keeps the step checkable (plpgsql_check)
+            EXECUTE format('SELECT to_jsonb(%s($1, $2))', v_job.target::regproc)
+            INTO v_summary
+            USING coalesce(p_cursor, '{}'), autopilot.get_setting('cleanup.batch_size')::integer;
+            v_step := jsonb_populate_record(NULL::autopilot.job_step, v_summary);
+        WHEN 'enqueue' THEN
+            v_step := autopilot._enqueue_catalog_job(p_name);
+        ELSE
+            RAISE EXCEPTION 'autopilot job % runs a statement that cannot run inside a function or a transaction block', p_name
+                USING ERRCODE = 'feature_not_supported',
+                      DETAIL = format('Its statement is: %s', v_job.target),
+                      HINT = format('Run "autopilot run %s", or run the statement itself outside a transaction.', p_name);
+    END CASE;
+    RETURN v_step;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._run_job_step(text, jsonb) IS
+'Private: runs one step of a job: the whole of a function job, one batch of a batched job (from the cursor), or the enqueue of a runner job.';
+
+-- sql/functions/core/_skips_today.sql
+CREATE FUNCTION autopilot._skips_today(p_name text)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(
+        d.only_on_dow <> extract(dow FROM now() AT TIME ZONE 'UTC'),
+        false
+    )
+    FROM autopilot._catalog_job(p_name) AS d
+$$;
+
+COMMENT ON FUNCTION autopilot._skips_today(text) IS
+'Private: true when a scheduled run of the job must not run today (UTC), because the catalog restricts it to another weekday.';
+
+-- sql/functions/core/run_job.sql
+CREATE FUNCTION autopilot.run_job(p_name text)
+RETURNS autopilot.job_runs
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Runs a job now, in the caller's transaction, and returns its ledger row. A job
+-- that fails is recorded as failed (with its SQLSTATE) and reported as a
+-- WARNING; its partial work is rolled back. A second concurrent run skips.
+DECLARE
+    v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
+    v_run_id bigint;
+    v_step autopilot.job_step;
+    v_cursor jsonb;
+    v_rows bigint := 0;
+    v_batches integer := 0;
+    v_state text;
+    v_message text;
+    v_detail text;
+BEGIN
+    IF v_job.kind = 'statement' OR v_job.unavailable_reason IS NOT NULL THEN
+        -- raises the reason, before anything is recorded
+        PERFORM autopilot._run_job_step(p_name, NULL);
+    END IF;
+
+    v_run_id := autopilot._run_start(p_name, false, false);
+    IF v_run_id IS NULL THEN
+        RETURN (SELECT r FROM autopilot.job_runs AS r
+                WHERE r.job_name = p_name ORDER BY r.id DESC LIMIT 1);
+    END IF;
+
+    BEGIN
+        LOOP
+            v_step := autopilot._run_job_step(p_name, v_cursor);
+            v_rows := v_rows + coalesce(v_step.rows_affected, 0);
+            v_batches := v_batches + 1;
+            v_cursor := v_step.cursor;
+            EXIT WHEN v_step.done;
+        END LOOP;
+    EXCEPTION
+        WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE,
+                                    v_message = MESSAGE_TEXT,
+                                    v_detail = PG_EXCEPTION_DETAIL;
+    END;
+
+    IF v_state IS NOT NULL THEN
+        RAISE WARNING 'autopilot job % failed: %', p_name, v_message
+            USING DETAIL = coalesce(v_detail, ''), HINT = format('The run is ledger run %s.', v_run_id);
+        RETURN autopilot._run_finish(v_run_id, 'failed', NULL, v_message, v_state,
+                                     jsonb_build_object('detail', v_detail));
+    END IF;
+    RETURN autopilot._run_finish(
+        v_run_id, 'succeeded', v_rows,
+        coalesce(v_step.message, format('%s rows in %s %s', v_rows, v_batches, CASE WHEN v_batches = 1 THEN 'batch' ELSE 'batches' END)),
+        NULL,
+        coalesce(v_step.details, '{}') || jsonb_build_object('batches', v_batches)
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.run_job(text) IS
+'Runs a database-side job (or enqueues a runner-side one) now, in one transaction, and returns its run from autopilot.job_runs: status succeeded, failed (with the error and SQLSTATE; the job''s work rolled back) or skipped (another run in progress). Statement jobs (VACUUM) cannot run in a function: use "autopilot run NAME".';
+
+-- sql/functions/core/run_scheduled_job.sql
+-- A procedure, so that a batched job commits between batches: no batch holds
+-- its locks long. A procedure that commits cannot carry SET search_path
+-- (PostgreSQL forbids transaction control there), yet pg_cron runs it as a
+-- privileged role in a session whose search_path the database's owner can set
+-- (ALTER DATABASE ... SET search_path = public, ...). So its types are
+-- schema-qualified (they are resolved when the body is compiled, before any
+-- statement runs), and every transaction it starts pins the search path first,
+-- for that transaction only (set_config(..., true)): no function, operator or
+-- type in the body is ever looked up in a schema another role can write, and
+-- the caller's session keeps its own setting.
+CREATE PROCEDURE autopilot.run_scheduled_job(p_name text, p_manual boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_run_id bigint;
+    v_step autopilot.job_step;
+    v_cursor pg_catalog.jsonb;
+    v_rows bigint := 0;
+    v_batches integer := 0;
+    v_state pg_catalog.text;
+    v_message pg_catalog.text;
+    v_detail pg_catalog.text;
+    v_hint pg_catalog.text;
+BEGIN
+    -- fails at once inside a transaction block, before any lock is taken
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF NOT p_manual AND autopilot._skips_today(p_name) THEN
+        RETURN;
+    END IF;
+    IF (autopilot._catalog_job(p_name)).kind = 'statement' THEN
+        PERFORM autopilot._run_job_step(p_name, NULL);
+    END IF;
+
+    v_run_id := autopilot._run_start(p_name, p_manual, true);
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF v_run_id IS NULL THEN
+        RETURN;
+    END IF;
+
+    LOOP
+        BEGIN
+            v_step := autopilot._run_job_step(p_name, v_cursor);
+        EXCEPTION
+            WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE,
+                                        v_message = MESSAGE_TEXT,
+                                        v_detail = PG_EXCEPTION_DETAIL,
+                                        v_hint = PG_EXCEPTION_HINT;
+        END;
+        EXIT WHEN v_state IS NOT NULL;
+        v_rows := v_rows + coalesce(v_step.rows_affected, 0);
+        v_batches := v_batches + 1;
+        v_cursor := v_step.cursor;
+        COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        EXIT WHEN v_step.done;
+    END LOOP;
+
+    IF v_state IS NOT NULL THEN
+        PERFORM autopilot._run_finish(v_run_id, 'failed', v_rows, v_message, v_state,
+                                      jsonb_build_object('detail', v_detail, 'batches_committed', v_batches));
+    ELSE
+        PERFORM autopilot._run_finish(
+            v_run_id, 'succeeded', v_rows,
+            coalesce(v_step.message, format('%s rows in %s %s', v_rows, v_batches, CASE WHEN v_batches = 1 THEN 'batch' ELSE 'batches' END)),
+            NULL,
+            coalesce(v_step.details, '{}') || jsonb_build_object('batches', v_batches)
+        );
+    END IF;
+    PERFORM pg_advisory_unlock(autopilot._job_lock_key(p_name));
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
+    IF v_state IS NOT NULL THEN
+        -- the run is in the ledger; re-raise the job's own error so pg_cron records it too
+        RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message,
+                              DETAIL = coalesce(v_detail, ''), HINT = coalesce(v_hint, '');
+    END IF;
+END;
+$$;
+
+-- (LT01 is silenced on the next line: sqlfluff's postgres dialect reads the argument list in
+-- COMMENT ON PROCEDURE as a separate bracket and wants a space before it.)
+COMMENT ON PROCEDURE autopilot.run_scheduled_job(text, boolean) IS -- noqa: LT01
+'The command pg_cron runs for every database-side and runner-side catalog job (CALL autopilot.run_scheduled_job(''name'')): ledger run committed first, a COMMIT after every batch, a failure recorded and then re-raised so that cron.job_run_details shows it too. Must be CALLed outside a transaction block. p_manual => true (the CLI) ignores a weekday restriction.';
+
+-- sql/functions/maintenance/_cleanup_old_jobs_batch.sql
+CREATE FUNCTION autopilot._cleanup_old_jobs_batch(p_cursor jsonb, p_limit integer)
+RETURNS autopilot.job_step
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- old-job-cleanup, one batch. Phase "jobs": finished runner jobs past their
+-- retention (completed and cancelled: jobs.completed_retention; discarded:
+-- jobs.discarded_retention), walking jobs_finished_idx in id order. Phase
+-- "job_runs": ledger runs finished before job_runs.retention, in id order,
+-- stopping at the first run that started after that cutoff.
+DECLARE
+    v_phase text := coalesce(p_cursor ->> 'phase', 'jobs');
+    v_after bigint := coalesce((p_cursor ->> 'after')::bigint, 0);
+    v_completed_cutoff timestamptz := now() - autopilot.get_setting('jobs.completed_retention')::interval;
+    v_discarded_cutoff timestamptz := now() - autopilot.get_setting('jobs.discarded_retention')::interval;
+    v_runs_cutoff timestamptz := now() - autopilot.get_setting('job_runs.retention')::interval;
+    v_ids bigint[];
+    v_deleted bigint;
+BEGIN
+    IF v_phase = 'jobs' THEN
+        v_ids := ARRAY(
+            SELECT j.id FROM autopilot.jobs AS j
+            WHERE j.state IN ('completed', 'discarded', 'cancelled') AND j.id > v_after
+            ORDER BY j.id
+            LIMIT p_limit
+        );
+        DELETE FROM autopilot.jobs AS j
+        WHERE j.id = ANY(v_ids)
+          AND CASE j.state
+                  WHEN 'completed' THEN j.completed_at < v_completed_cutoff
+                  WHEN 'cancelled' THEN j.cancelled_at < v_completed_cutoff
+                  WHEN 'discarded' THEN j.discarded_at < v_discarded_cutoff
+                  ELSE false
+              END;
+        GET DIAGNOSTICS v_deleted = ROW_COUNT;
+        IF cardinality(v_ids) < p_limit THEN
+            RETURN ROW(false, jsonb_build_object('phase', 'job_runs', 'after', 0), v_deleted,
+                       NULL, NULL)::autopilot.job_step;
+        END IF;
+        RETURN ROW(false, jsonb_build_object('phase', 'jobs', 'after', v_ids[cardinality(v_ids)]),
+                   v_deleted, NULL, NULL)::autopilot.job_step;
+    END IF;
+
+    v_ids := ARRAY(
+        SELECT r.id FROM autopilot.job_runs AS r
+        WHERE r.id > v_after
+        ORDER BY r.id
+        LIMIT p_limit
+    );
+    DELETE FROM autopilot.job_runs AS r
+    WHERE r.id = ANY(v_ids) AND r.status <> 'running' AND r.finished_at < v_runs_cutoff;
+    GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    RETURN ROW(
+        -- runs start in id order: the first run started after the cutoff ends the
+        -- walk (not the first run kept: a run left 'running' by a crashed session
+        -- of a job that never ran again would stop every later cleanup there)
+        cardinality(v_ids) < p_limit
+        OR EXISTS (SELECT FROM autopilot.job_runs AS r
+                   WHERE r.id = ANY(v_ids) AND r.started_at >= v_runs_cutoff),
+        jsonb_build_object('phase', 'job_runs', 'after', v_ids[cardinality(v_ids)]),
+        v_deleted, NULL, NULL
+    )::autopilot.job_step;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._cleanup_old_jobs_batch(jsonb, integer) IS
+'old-job-cleanup, one batch: deletes finished runner jobs past jobs.completed_retention / jobs.discarded_retention, then ledger runs past job_runs.retention.';
+
+-- sql/functions/maintenance/_cleanup_old_artifacts_batch.sql
+CREATE FUNCTION autopilot._cleanup_old_artifacts_batch(p_cursor jsonb, p_limit integer)
+RETURNS autopilot.job_step
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- old-artifact-cleanup, one batch. Unused means:
+--   knowledge artifact: not used (last_used_at, or created_at when never used)
+--     for artifacts.unused_retention;
+--   learned pattern: not seen for patterns.unused_retention and its confidence
+--     below patterns.keep_confidence (confident knowledge is kept however old).
+-- Keyset-driven on (time, id); the DELETE re-checks the condition, so a row
+-- used between the two statements is kept.
+DECLARE
+    v_phase text := coalesce(p_cursor ->> 'phase', 'artifacts');
+    v_after_at timestamptz := coalesce((p_cursor ->> 'after_at')::timestamptz, '-infinity');
+    v_after_id bigint := coalesce((p_cursor ->> 'after_id')::bigint, 0);
+    v_artifact_cutoff timestamptz := now() - autopilot.get_setting('artifacts.unused_retention')::interval;
+    v_pattern_cutoff timestamptz := now() - autopilot.get_setting('patterns.unused_retention')::interval;
+    v_keep_confidence double precision := autopilot.get_setting('patterns.keep_confidence')::double precision;
+    v_keys record;
+    v_deleted bigint;
+BEGIN
+    IF v_phase = 'artifacts' THEN
+        SELECT array_agg(k.id ORDER BY k.at, k.id) AS ids, array_agg(k.at ORDER BY k.at, k.id) AS ats
+        INTO v_keys
+        FROM (
+            SELECT a.id, coalesce(a.last_used_at, a.created_at) AS at
+            FROM autopilot.knowledge_artifacts AS a
+            WHERE (coalesce(a.last_used_at, a.created_at), a.id) > (v_after_at, v_after_id)
+              AND coalesce(a.last_used_at, a.created_at) < v_artifact_cutoff
+            ORDER BY coalesce(a.last_used_at, a.created_at), a.id
+            LIMIT p_limit
+        ) AS k;
+        DELETE FROM autopilot.knowledge_artifacts AS a
+        WHERE a.id = ANY(v_keys.ids)
+          AND coalesce(a.last_used_at, a.created_at) < v_artifact_cutoff;
+        GET DIAGNOSTICS v_deleted = ROW_COUNT;
+        IF coalesce(cardinality(v_keys.ids), 0) < p_limit THEN
+            RETURN ROW(false, jsonb_build_object('phase', 'patterns'), v_deleted, NULL, NULL)::autopilot.job_step;
+        END IF;
+        RETURN ROW(false, jsonb_build_object('phase', 'artifacts',
+                                             'after_at', v_keys.ats[cardinality(v_keys.ats)],
+                                             'after_id', v_keys.ids[cardinality(v_keys.ids)]),
+                   v_deleted, NULL, NULL)::autopilot.job_step;
+    END IF;
+
+    SELECT array_agg(k.id ORDER BY k.at, k.id) AS ids, array_agg(k.at ORDER BY k.at, k.id) AS ats
+    INTO v_keys
+    FROM (
+        SELECT p.id, p.last_seen_at AS at
+        FROM autopilot.learned_patterns AS p
+        WHERE (p.last_seen_at, p.id) > (v_after_at, v_after_id)
+          AND p.last_seen_at < v_pattern_cutoff
+          AND p.confidence < v_keep_confidence
+        ORDER BY p.last_seen_at, p.id
+        LIMIT p_limit
+    ) AS k;
+    DELETE FROM autopilot.learned_patterns AS p
+    WHERE p.id = ANY(v_keys.ids)
+      AND p.last_seen_at < v_pattern_cutoff
+      AND p.confidence < v_keep_confidence;
+    GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    RETURN ROW(
+        coalesce(cardinality(v_keys.ids), 0) < p_limit,
+        jsonb_build_object('phase', 'patterns',
+                           'after_at', v_keys.ats[cardinality(v_keys.ats)],
+                           'after_id', v_keys.ids[cardinality(v_keys.ids)]),
+        v_deleted, NULL, NULL
+    )::autopilot.job_step;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._cleanup_old_artifacts_batch(jsonb, integer) IS
+'old-artifact-cleanup, one batch: deletes knowledge artifacts unused for artifacts.unused_retention, then learned patterns not seen for patterns.unused_retention whose confidence is below patterns.keep_confidence.';
+
+-- sql/functions/maintenance/_cleanup_code_chunks_batch.sql
+CREATE FUNCTION autopilot._cleanup_code_chunks_batch(p_cursor jsonb, p_limit integer)
+RETURNS autopilot.job_step
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- code-chunk-cleanup, one batch. Obsolete means: superseded by a re-ingest (or
+-- its file gone) for longer than code_chunks.obsolete_retention. Keyset on
+-- (superseded_at, id) through code_chunks_superseded_idx.
+DECLARE
+    v_after_at timestamptz := coalesce((p_cursor ->> 'after_at')::timestamptz, '-infinity');
+    v_after_id bigint := coalesce((p_cursor ->> 'after_id')::bigint, 0);
+    v_cutoff timestamptz := now() - autopilot.get_setting('code_chunks.obsolete_retention')::interval;
+    v_keys record;
+    v_deleted bigint;
+BEGIN
+    SELECT array_agg(k.id ORDER BY k.superseded_at, k.id) AS ids,
+           array_agg(k.superseded_at ORDER BY k.superseded_at, k.id) AS ats
+    INTO v_keys
+    FROM (
+        SELECT c.id, c.superseded_at
+        FROM autopilot.code_chunks AS c
+        WHERE c.superseded_at IS NOT NULL
+          AND (c.superseded_at, c.id) > (v_after_at, v_after_id)
+          AND c.superseded_at < v_cutoff
+        ORDER BY c.superseded_at, c.id
+        LIMIT p_limit
+    ) AS k;
+    DELETE FROM autopilot.code_chunks AS c
+    WHERE c.id = ANY(v_keys.ids) AND c.superseded_at < v_cutoff;
+    GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    RETURN ROW(
+        coalesce(cardinality(v_keys.ids), 0) < p_limit,
+        jsonb_build_object('after_at', v_keys.ats[cardinality(v_keys.ats)],
+                           'after_id', v_keys.ids[cardinality(v_keys.ids)]),
+        v_deleted, NULL, NULL
+    )::autopilot.job_step;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._cleanup_code_chunks_batch(jsonb, integer) IS
+'code-chunk-cleanup, one batch: deletes code chunks superseded for longer than code_chunks.obsolete_retention.';
+
+-- sql/functions/maintenance/_archive_old_backups_batch.sql
+CREATE FUNCTION autopilot._archive_old_backups_batch(p_cursor jsonb, p_limit integer)
+RETURNS autopilot.job_step
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- backup-archival, one batch: backup records that started before
+-- backups.archive_after and are no longer running move to
+-- autopilot.backup_metadata_archive. The DELETE and the INSERT are one
+-- statement, so a record is in exactly one of the two tables at every moment.
+DECLARE
+    v_after_at timestamptz := coalesce((p_cursor ->> 'after_at')::timestamptz, '-infinity');
+    v_after_id bigint := coalesce((p_cursor ->> 'after_id')::bigint, 0);
+    v_cutoff timestamptz := now() - autopilot.get_setting('backups.archive_after')::interval;
+    v_keys record;
+    v_moved bigint;
+BEGIN
+    SELECT array_agg(k.id ORDER BY k.started_at, k.id) AS ids,
+           array_agg(k.started_at ORDER BY k.started_at, k.id) AS ats
+    INTO v_keys
+    FROM (
+        SELECT b.id, b.started_at
+        FROM autopilot.backup_metadata AS b
+        WHERE (b.started_at, b.id) > (v_after_at, v_after_id)
+          AND b.started_at < v_cutoff
+        ORDER BY b.started_at, b.id
+        LIMIT p_limit
+    ) AS k;
+
+    WITH moved AS (
+        DELETE FROM autopilot.backup_metadata AS b
+        WHERE b.id = ANY(v_keys.ids) AND b.started_at < v_cutoff AND b.status <> 'running'
+        RETURNING b.*
+    )
+    INSERT INTO autopilot.backup_metadata_archive (
+        id, kind, database_name, file_path, size_bytes, sha256, status,
+        started_at, finished_at, verified_at, verification, error, details
+    )
+    SELECT
+        m.id, m.kind, m.database_name, m.file_path, m.size_bytes, m.sha256, m.status,
+        m.started_at, m.finished_at, m.verified_at, m.verification, m.error, m.details
+    FROM moved AS m;
+    GET DIAGNOSTICS v_moved = ROW_COUNT;
+
+    RETURN ROW(
+        coalesce(cardinality(v_keys.ids), 0) < p_limit,
+        jsonb_build_object('after_at', v_keys.ats[cardinality(v_keys.ats)],
+                           'after_id', v_keys.ids[cardinality(v_keys.ids)]),
+        v_moved, NULL, NULL
+    )::autopilot.job_step;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._archive_old_backups_batch(jsonb, integer) IS
+'backup-archival, one batch: moves backup records older than backups.archive_after (and not running) into autopilot.backup_metadata_archive, delete and insert in one statement.';
+
+-- sql/functions/maintenance/_cleanup_cron_history_batch.sql
+CREATE FUNCTION autopilot._cleanup_cron_history_batch(p_cursor jsonb, p_limit integer)
+RETURNS autopilot.job_step
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- cron-history-cleanup, one batch. pg_cron never prunes cron.job_run_details,
+-- and the table has only its primary key: walk it in runid order (runs start
+-- in runid order) and stop at the first run younger than cron_history.retention.
+DECLARE
+    v_after bigint := coalesce((p_cursor ->> 'after')::bigint, 0);
+    v_cutoff timestamptz := now() - autopilot.get_setting('cron_history.retention')::interval;
+    v_ids bigint[];
+    v_deleted bigint;
+BEGIN
+    v_ids := ARRAY(
+        SELECT d.runid FROM cron.job_run_details AS d
+        WHERE d.runid > v_after
+        ORDER BY d.runid
+        LIMIT p_limit
+    );
+    DELETE FROM cron.job_run_details AS d
+    WHERE d.runid = ANY(v_ids)
+      AND d.status IN ('succeeded', 'failed')
+      AND coalesce(d.end_time, d.start_time) < v_cutoff;
+    GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    RETURN ROW(
+        -- the first run started after the cutoff ends the walk (a run still
+        -- going, or one that ended recently, is kept but does not stop it)
+        cardinality(v_ids) < p_limit
+        OR EXISTS (SELECT FROM cron.job_run_details AS d
+                   WHERE d.runid = ANY(v_ids) AND d.start_time >= v_cutoff),
+        jsonb_build_object('after', v_ids[cardinality(v_ids)]),
+        v_deleted, NULL, NULL
+    )::autopilot.job_step;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._cleanup_cron_history_batch(jsonb, integer) IS
+'cron-history-cleanup, one batch: deletes cron.job_run_details rows older than cron_history.retention (all of pg_cron''s history that this role may delete), in runid order.';
+
+-- sql/functions/maintenance/collect_vector_stats.sql
+CREATE FUNCTION autopilot.collect_vector_stats()
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- vector-stats. An embedding column is a column of schema autopilot named
+-- "embedding" or "*_embedding" of an array type; its model is in the column
+-- "<name>_model" of the same table when there is one. For each: rows, rows
+-- without an embedding, rows per dimension and per model, into
+-- autopilot.vector_stats_history; then ANALYZE of each such table.
+DECLARE
+    v_column record;
+    v_model_column text;
+    v_row_count bigint;
+    v_missing_count bigint;
+    v_dimensions jsonb;
+    v_models jsonb;
+    v_tables text[] := '{}'::text[];
+    v_table text;
+    v_columns integer := 0;
+BEGIN
+    FOR v_column IN
+        SELECT c.relname AS table_name, a.attname AS column_name, c.oid AS table_oid
+        FROM pg_attribute AS a
+        INNER JOIN pg_class AS c ON a.attrelid = c.oid
+        INNER JOIN pg_type AS t ON a.atttypid = t.oid
+        WHERE c.relnamespace = 'autopilot'::regnamespace
+          AND c.relkind = 'r'
+          AND a.attnum > 0 AND NOT a.attisdropped
+          AND (a.attname = 'embedding' OR a.attname LIKE '%\_embedding')
+          AND t.typcategory = 'A'
+        ORDER BY 1, 2
+    LOOP
+        SELECT a.attname INTO v_model_column
+        FROM pg_attribute AS a
+        WHERE a.attrelid = v_column.table_oid
+          AND a.attname = v_column.column_name || '_model'
+          AND a.attnum > 0 AND NOT a.attisdropped;
+
+        EXECUTE format(
+            $q$
+            SELECT
+                count(*),
+                count(*) FILTER (WHERE %1$I IS NULL),
+                coalesce((SELECT jsonb_object_agg(d.dims, d.n) FROM (
+                    SELECT cardinality(%1$I)::text AS dims, count(*) AS n
+                    FROM autopilot.%2$I WHERE %1$I IS NOT NULL GROUP BY 1) AS d), '{}')
+            FROM autopilot.%2$I
+            $q$,
+            v_column.column_name, v_column.table_name
+        ) INTO v_row_count, v_missing_count, v_dimensions;
+
+        IF v_model_column IS NULL THEN
+            -- no model column: every row with an embedding is of an unknown model
+            v_models := CASE
+                WHEN v_row_count > v_missing_count
+                    THEN jsonb_build_object('(unknown)', v_row_count - v_missing_count)
+                ELSE '{}'::jsonb
+            END;
+        ELSE
+            EXECUTE format(
+                $q$
+                SELECT coalesce(jsonb_object_agg(m.model, m.n), '{}') FROM (
+                    SELECT coalesce(%3$I::text, '(unknown)') AS model, count(*) AS n
+                    FROM autopilot.%2$I WHERE %1$I IS NOT NULL GROUP BY 1) AS m
+                $q$,
+                v_column.column_name, v_column.table_name, v_model_column
+            ) INTO v_models;
+        END IF;
+
+        INSERT INTO autopilot.vector_stats_history (
+            table_name, column_name, row_count, missing_count, dimensions, models
+        )
+        VALUES (
+            v_column.table_name, v_column.column_name, v_row_count,
+            v_missing_count, v_dimensions, v_models
+        );
+        v_columns := v_columns + 1;
+        IF NOT v_column.table_name = ANY(v_tables) THEN
+            v_tables := v_tables || v_column.table_name::text;
+        END IF;
+    END LOOP;
+
+    -- fresh planner statistics for the tables that hold embeddings
+    FOREACH v_table IN ARRAY v_tables LOOP
+        EXECUTE format('ANALYZE autopilot.%I', v_table);
+    END LOOP;
+
+    RETURN jsonb_build_object(
+        'rows_affected', v_columns,
+        'message', format('%s embedding columns measured; analyzed %s', v_columns,
+                          coalesce(nullif(array_to_string(v_tables, ', '), ''), 'nothing')),
+        'tables', to_jsonb(v_tables)
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.collect_vector_stats() IS
+'vector-stats: for every embedding column of autopilot (named embedding or *_embedding, an array), records rows, rows missing an embedding, rows per dimension and per model into autopilot.vector_stats_history, then ANALYZEs those tables.';
+
+-- sql/functions/maintenance/analyze_database.sql
+CREATE FUNCTION autopilot.analyze_database()
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- table-statistics: ANALYZE may run inside a function (unlike VACUUM).
+DECLARE
+    v_started timestamptz := clock_timestamp();
+BEGIN
+    ANALYZE;
+    RETURN jsonb_build_object(
+        'message', format('analyzed database %s in %s ms', current_database(),
+                          round(extract(epoch FROM clock_timestamp() - v_started) * 1000)),
+        'rows_affected', 0
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.analyze_database() IS
+'table-statistics: ANALYZE of the whole database (the tables this role may analyze), so that the planner''s statistics stay current.';
+
+-- sql/functions/maintenance/index_bloat.sql
+CREATE FUNCTION autopilot.index_bloat()
+RETURNS TABLE (
+    index_name text,
+    table_name text,
+    size_bytes bigint,
+    bloat_ratio double precision,
+    method text
+)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Bloat of every valid btree index of schema autopilot: the share of its size that a
+-- rebuild would give back. Measured with pgstattuple's pgstatindex() when that
+-- extension is installed (it reads the whole index); otherwise estimated from the
+-- planner's statistics: the size the index's entries need at its fillfactor
+-- (8-byte tuple header + key widths, MAXALIGNed, + 4-byte line pointer per entry;
+-- 24-byte page header + 16-byte btree special space per page; one meta page),
+-- against its real size. An index whose table was never analyzed has no estimate.
+DECLARE
+    v_pgstattuple_schema text;
+    v_index record;
+    v_density double precision;
+BEGIN
+    SELECT n.nspname
+    INTO v_pgstattuple_schema
+    FROM pg_extension AS e
+    INNER JOIN pg_namespace AS n ON e.extnamespace = n.oid
+    WHERE e.extname = 'pgstattuple';
+
+    FOR v_index IN
+        SELECT
+            i.indexrelid,
+            ic.relname AS index_relname,
+            tc.relname AS table_relname,
+            pg_relation_size(i.indexrelid) AS bytes,
+            ic.relpages,
+            ic.reltuples,
+            coalesce((
+                SELECT split_part(o, '=', 2)::integer
+                FROM unnest(ic.reloptions) AS o WHERE o LIKE 'fillfactor=%'
+            ), 90) AS fillfactor,
+            current_setting('block_size')::integer AS block_size,
+            (
+                SELECT sum(coalesce(
+                    s.avg_width,
+                    CASE WHEN t.typlen > 0 THEN t.typlen ELSE 32 END
+                ))
+                FROM pg_attribute AS a
+                INNER JOIN pg_type AS t ON a.atttypid = t.oid
+                LEFT JOIN pg_attribute AS ta
+                    ON ta.attrelid = i.indrelid AND ta.attnum = i.indkey[a.attnum - 1]
+                LEFT JOIN pg_stats AS s
+                    ON s.schemaname = 'autopilot'
+                   AND ((ta.attname IS NOT NULL AND s.tablename = tc.relname AND s.attname = ta.attname)
+                        OR (ta.attname IS NULL AND s.tablename = ic.relname AND s.attname = a.attname))
+                WHERE a.attrelid = i.indexrelid AND a.attnum > 0
+            ) AS key_width
+        FROM pg_index AS i
+        INNER JOIN pg_class AS ic ON i.indexrelid = ic.oid
+        INNER JOIN pg_class AS tc ON i.indrelid = tc.oid
+        INNER JOIN pg_am AS am ON ic.relam = am.oid
+        WHERE ic.relnamespace = 'autopilot'::regnamespace
+          AND am.amname = 'btree'
+          AND i.indisvalid
+        ORDER BY 2
+    LOOP
+        index_name := format('autopilot.%I', v_index.index_relname);
+        table_name := format('autopilot.%I', v_index.table_relname);
+        size_bytes := v_index.bytes;
+        IF v_pgstattuple_schema IS NOT NULL THEN
+            EXECUTE format('SELECT avg_leaf_density FROM %I.pgstatindex($1)', v_pgstattuple_schema)
+            INTO v_density USING v_index.indexrelid;
+            method := 'pgstattuple';
+            bloat_ratio := CASE WHEN v_density = 'NaN' THEN 0
+                                ELSE greatest(0, 1 - v_density / v_index.fillfactor) END;
+        ELSIF v_index.reltuples < 0 OR v_index.relpages = 0 THEN
+            method := 'no statistics';
+            bloat_ratio := NULL;
+        ELSE
+            method := 'estimate';
+            bloat_ratio := greatest(0, 1 - (
+                1 + ceil(
+                    v_index.reltuples * (8 * ceil((8 + v_index.key_width) / 8.0) + 4)
+                    / ((v_index.block_size - 24 - 16) * v_index.fillfactor / 100.0)
+                )
+            ) / v_index.relpages);
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.index_bloat() IS
+'Bloat of every valid btree index of schema autopilot (share of its size a rebuild would give back): measured with pgstattuple when installed, else estimated from planner statistics (method says which; NULL without statistics).';
+
+-- sql/functions/maintenance/plan_index_maintenance.sql
+CREATE FUNCTION autopilot.plan_index_maintenance()
+RETURNS integer
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Starts a cycle of index-reindex unless one is still open: first DROP INDEX
+-- CONCURRENTLY of the invalid _ccnew/_ccold leftovers a failed REINDEX
+-- CONCURRENTLY leaves behind, then REINDEX INDEX CONCURRENTLY of every index at
+-- least reindex.min_size_bytes large whose bloat is at least
+-- reindex.bloat_threshold, most bloated first. Returns how many statements it
+-- planned (0 when a cycle is still open or nothing needs work).
+DECLARE
+    v_threshold double precision := autopilot.get_setting('reindex.bloat_threshold')::double precision;
+    v_min_size bigint := autopilot.get_setting('reindex.min_size_bytes')::bigint;
+    v_planned integer;
+    v_rebuilds integer;
+BEGIN
+    -- one planner at a time; an open cycle is finished first
+    PERFORM pg_advisory_xact_lock(autopilot._job_lock_key('index-reindex:plan'));
+    IF EXISTS (SELECT FROM autopilot.index_maintenance WHERE state IN ('pending', 'armed')) THEN
+        RETURN 0;
+    END IF;
+
+    INSERT INTO autopilot.index_maintenance (index_name, action, statement, reason, size_bytes)
+    SELECT
+        format('autopilot.%I', c.relname),
+        'drop_invalid',
+        format('DROP INDEX CONCURRENTLY IF EXISTS autopilot.%I', c.relname),
+        'invalid index left by a failed REINDEX CONCURRENTLY',
+        pg_relation_size(c.oid)
+    FROM pg_index AS i
+    INNER JOIN pg_class AS c ON i.indexrelid = c.oid
+    WHERE c.relnamespace = 'autopilot'::regnamespace
+      AND NOT i.indisvalid
+      AND c.relname ~ '_cc(new|old)[0-9]*$'
+    ORDER BY c.relname;
+    GET DIAGNOSTICS v_planned = ROW_COUNT;
+
+    INSERT INTO autopilot.index_maintenance (index_name, action, statement, reason, size_bytes, bloat_ratio)
+    SELECT
+        b.index_name,
+        'reindex',
+        format('REINDEX INDEX CONCURRENTLY %s', b.index_name),
+        format('bloat %s%% (%s) of %s', round((b.bloat_ratio * 100)::numeric, 1), b.method,
+               pg_size_pretty(b.size_bytes)),
+        b.size_bytes,
+        b.bloat_ratio
+    FROM autopilot.index_bloat() AS b
+    WHERE b.size_bytes >= v_min_size AND b.bloat_ratio >= v_threshold
+      AND b.index_name !~ '_cc(new|old)[0-9]*$'
+    ORDER BY b.bloat_ratio DESC, b.index_name;
+    GET DIAGNOSTICS v_rebuilds = ROW_COUNT;
+    RETURN v_planned + v_rebuilds;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.plan_index_maintenance() IS
+'Starts an index-reindex cycle unless one is open: queues DROP INDEX CONCURRENTLY of invalid _ccnew/_ccold leftovers and REINDEX INDEX CONCURRENTLY of indexes past reindex.bloat_threshold and reindex.min_size_bytes into autopilot.index_maintenance. Returns the number of statements queued.';
+
+-- sql/functions/maintenance/finish_index_maintenance_item.sql
+CREATE FUNCTION autopilot.finish_index_maintenance_item(
+    p_id bigint, p_succeeded boolean, p_message text DEFAULT NULL
+)
+RETURNS autopilot.index_maintenance
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_item autopilot.index_maintenance;
+BEGIN
+    UPDATE autopilot.index_maintenance
+    SET state = CASE WHEN p_succeeded THEN 'done' ELSE 'failed' END,
+        finished_at = now(),
+        message = p_message
+    WHERE id = p_id AND state IN ('pending', 'armed')
+    RETURNING * INTO v_item;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'index maintenance item % is not open', p_id
+            USING ERRCODE = 'no_data_found',
+                  HINT = 'SELECT * FROM autopilot.index_maintenance WHERE state IN (''pending'', ''armed'') lists the open items.';
+    END IF;
+    RETURN v_item;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.finish_index_maintenance_item(bigint, boolean, text) IS
+'Records how one statement of an index-reindex cycle ended (done or failed, with a message); called by index-reindex when pg_cron ran it, and by "autopilot run index-reindex", which runs the statements itself.';
+
+-- sql/functions/maintenance/reindex_bloated_indexes.sql
+CREATE FUNCTION autopilot.reindex_bloated_indexes()
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- index-reindex, the pg_cron side. REINDEX INDEX CONCURRENTLY (and DROP INDEX
+-- CONCURRENTLY) cannot run inside a function, a procedure or a multi-statement
+-- pg_cron command, so this function never runs them: it plans a cycle
+-- (autopilot.plan_index_maintenance), then hands pg_cron one statement at a
+-- time by arming the statement job index-reindex-step to fire once, at the next
+-- minute, and arming itself to run every minute while the cycle lasts. Each run
+-- first settles the armed statement from pg_cron's own record of it
+-- (cron.job_run_details), then arms the next; when nothing is left it disarms
+-- both, and index-reindex is back on its weekly schedule. Only a run outside a
+-- cycle plans a new one.
+-- When pg_cron lives in another database it cannot arm anything: it plans, and
+-- "autopilot run index-reindex" runs the planned statements at top level.
+DECLARE
+    c_step constant text := 'index-reindex-step';
+    v_local boolean := to_regclass('cron.job_run_details') IS NOT NULL;
+    v_item autopilot.index_maintenance;
+    v_status text;
+    v_return text;
+    v_settled integer := 0;
+    v_planned integer := 0;
+    v_open integer;
+    v_at timestamp;
+BEGIN
+    -- 1. settle the statement pg_cron was given, from pg_cron's record of its run
+    SELECT * INTO v_item FROM autopilot.index_maintenance WHERE state = 'armed';
+    IF FOUND AND v_local THEN
+        SELECT d.status, d.return_message
+        INTO v_status, v_return
+        FROM cron.job_run_details AS d
+        INNER JOIN cron.job AS j ON d.jobid = j.jobid
+        WHERE j.jobname = 'autopilot:' || c_step
+          AND j.database = current_database()
+          AND d.command = v_item.statement
+          AND d.start_time >= v_item.armed_at
+        ORDER BY d.runid DESC
+        LIMIT 1;
+        IF v_status IN ('succeeded', 'failed') THEN
+            PERFORM autopilot.finish_index_maintenance_item(
+                v_item.id, v_status = 'succeeded', 'pg_cron: ' || coalesce(v_return, v_status)
+            );
+            v_settled := 1;
+        ELSIF v_status IS NULL AND v_item.armed_at < now() - interval '10 minutes' THEN
+            -- pg_cron never started it (stopped, or the step job was changed): run it again later
+            UPDATE autopilot.index_maintenance SET state = 'pending', armed_at = NULL WHERE id = v_item.id;
+        ELSE
+            RETURN jsonb_build_object(
+                'rows_affected', 0,
+                'message', format('waiting for pg_cron to run: %s', v_item.statement)
+            );
+        END IF;
+    END IF;
+
+    -- 2. a new cycle, planned only by a scheduled run, never by the per-minute runs of a
+    -- cycle: a statement that keeps failing waits for next week instead of looping
+    IF NOT EXISTS (SELECT FROM autopilot.job_arming WHERE job_name = 'index-reindex') THEN
+        v_planned := autopilot.plan_index_maintenance();
+    END IF;
+    SELECT count(*) INTO v_open FROM autopilot.index_maintenance WHERE state IN ('pending', 'armed');
+
+    -- 3. hand pg_cron the next statement, or end the cycle
+    SELECT * INTO v_item FROM autopilot.index_maintenance WHERE state = 'pending' ORDER BY id LIMIT 1;
+    IF FOUND AND v_local AND (autopilot._catalog_job(c_step)).enabled THEN
+        v_at := date_trunc('minute', now() AT TIME ZONE 'UTC') + interval '1 minute';
+        INSERT INTO autopilot.job_arming AS a (job_name, schedule, command)
+        VALUES (
+            c_step,
+            format('%s %s %s %s *', extract(minute FROM v_at), extract(hour FROM v_at),
+                   extract(day FROM v_at), extract(month FROM v_at)),
+            v_item.statement
+        ),
+        ('index-reindex', '* * * * *', NULL)
+        ON CONFLICT (job_name) DO UPDATE
+            SET schedule = excluded.schedule, command = excluded.command, armed_at = now();
+        UPDATE autopilot.index_maintenance SET state = 'armed', armed_at = now() WHERE id = v_item.id;
+        PERFORM autopilot._sync_if_local();
+        RETURN jsonb_build_object(
+            'rows_affected', v_settled,
+            'planned', v_planned,
+            'message', format('pg_cron runs next: %s (%s statements open)', v_item.statement, v_open)
+        );
+    END IF;
+
+    DELETE FROM autopilot.job_arming WHERE job_name IN (c_step, 'index-reindex');
+    IF FOUND THEN
+        PERFORM autopilot._sync_if_local();
+    END IF;
+    RETURN jsonb_build_object(
+        'rows_affected', v_settled,
+        'planned', v_planned,
+        'message', CASE
+            WHEN v_open > 0 AND NOT v_local THEN format(
+                '%s index statements are waiting: pg_cron runs in another database, so run "autopilot run index-reindex" to carry them out',
+                v_open)
+            WHEN v_open > 0 THEN format(
+                '%s index statements are waiting: the index-reindex-step job is disabled', v_open)
+            WHEN v_settled > 0 THEN 'index maintenance cycle finished'
+            ELSE 'no index needs a rebuild'
+        END
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.reindex_bloated_indexes() IS
+'index-reindex under pg_cron: settles the statement it last handed to pg_cron, plans a cycle when none is open, and arms the statement job index-reindex-step with the next REINDEX INDEX CONCURRENTLY / DROP INDEX CONCURRENTLY (which cannot run inside a function). Needs pg_cron in this database to arm; otherwise "autopilot run index-reindex" runs the planned statements.';
+
+-- sql/functions/learning/learn_patterns_from_analysis.sql
+CREATE FUNCTION autopilot.learn_patterns_from_analysis()
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- pattern-learning. Folds the analysis rows no run has folded yet into
+-- autopilot.learned_patterns, one row per (pattern_type, pattern_key):
+--   occurrences    every folded row, whatever its outcome;
+--   successes, failures    rows with outcome success / failure (a neutral row
+--                  is an occurrence but no evidence either way);
+--   success_rate   successes / (successes + failures), NULL without evidence;
+--   confidence     Wilson score lower bound at 95% (z = 1.96) of that rate
+--                  over n = successes + failures, 0 without a success:
+--                  (s + z^2/2 - z * sqrt(s*f/n + z^2/4)) / (n + z^2);
+--   mean_score, score_count    exact running mean of the non-null scores,
+--                  weighted by how many rows had one (a mean written by hand
+--                  without a score_count carries no weight);
+--   first_seen_at, last_seen_at    earliest / latest created_at folded;
+--   codebases      union of the rows' codebases, sorted, no duplicates;
+--   updated_at     now() on every row the run changed.
+--
+-- Exactly once. Each analysis row carries created_xid, the transaction that
+-- inserted it. A run locks its watermark row (so runs are serialised: a second
+-- concurrent run waits, then folds only what the first left), takes as new
+-- horizon the xmin of its snapshot -- every transaction below it has ended,
+-- so every committed row with created_xid below it is visible -- and folds
+-- the rows with created_xid in [old horizon, new horizon) in one set-based
+-- upsert, then advances the watermark in the same transaction. A row whose
+-- transaction is still open (even one that began before rows already folded,
+-- i.e. commits out of id order) stays at or above the horizon and is folded
+-- by a later run; a run that fails or is killed rolls back with its
+-- watermark. An open transaction anywhere in the cluster holds the horizon
+-- back: learning is delayed, nothing is lost. The cost is the new rows (an
+-- index range scan on created_xid), not the table; the whole backlog goes in
+-- one transaction. Rows the calling transaction wrote itself wait for a
+-- later run. Never set created_xid by hand: a value below the horizon is
+-- never folded.
+--
+-- Rows that existed before autopilot 0.2.0 have created_xid 0 and are folded
+-- once, by the first run, into whatever learned_patterns already holds.
+--
+-- Restore into another cluster. Transaction ids mean nothing across clusters,
+-- so the watermark records the cluster (system identifier) its horizon counts
+-- in, and the highest row id folded. A run that finds another cluster's
+-- watermark (a pg_dump restored elsewhere; pg_upgrade too, harmlessly) takes
+-- a SHARE lock on analysis_results (writers wait for the run), folds the rows
+-- not folded yet -- id above the recorded maximum (restored identities only
+-- grow) or created_xid at or above the recorded horizon -- then sets
+-- created_xid to 0 on every row at or above the new horizon and starts
+-- counting in this cluster. This one run reads the whole table.
+DECLARE
+    c_all_xids CONSTANT xid8 := '18446744073709551615'::xid8;
+    v_system_identifier bigint := (pg_catalog.pg_control_system()).system_identifier;
+    v_mark autopilot.learning_watermarks;
+    v_rebase boolean;
+    v_horizon xid8;
+    v_from xid8[];
+    v_to xid8[];
+    v_after_id bigint[];
+    v_pass_rows bigint;
+    v_pass_patterns bigint;
+    v_pass_max_id bigint;
+    v_rows bigint := 0;
+    v_patterns bigint := 0;
+    v_max_id bigint;
+    v_relabelled bigint := 0;
+BEGIN
+    INSERT INTO autopilot.learning_watermarks (name) VALUES ('pattern-learning')
+    ON CONFLICT (name) DO NOTHING;
+    SELECT w.* INTO STRICT v_mark
+    FROM autopilot.learning_watermarks AS w
+    WHERE w.name = 'pattern-learning'
+    FOR UPDATE;
+
+    v_rebase := v_mark.system_identifier IS DISTINCT FROM v_system_identifier
+        AND v_mark.system_identifier IS NOT NULL;
+    IF v_rebase THEN
+        -- no writer in flight: every row of the table is committed and visible
+        LOCK TABLE autopilot.analysis_results IN SHARE MODE;
+    END IF;
+    v_horizon := pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot());
+    IF NOT v_rebase THEN
+        -- never backwards (that would fold rows twice)
+        v_horizon := greatest(v_horizon, v_mark.horizon);
+    END IF;
+    v_max_id := v_mark.max_id;
+
+    IF v_rebase THEN
+        v_from := ARRAY[v_mark.horizon, '0'::xid8];
+        v_to := ARRAY[c_all_xids, v_mark.horizon];
+        v_after_id := ARRAY[0, v_mark.max_id];
+    ELSE
+        v_from := ARRAY[v_mark.horizon];
+        v_to := ARRAY[v_horizon];
+        v_after_id := ARRAY[0::bigint];
+    END IF;
+
+    FOR v_pass IN 1 .. cardinality(v_from) LOOP
+        WITH batch AS (
+            SELECT
+                a.pattern_type,
+                a.pattern_key,
+                count(*) AS occurrences,
+                count(*) FILTER (WHERE a.outcome = 'success') AS successes,
+                count(*) FILTER (WHERE a.outcome = 'failure') AS failures,
+                count(a.score) AS score_count,
+                avg(a.score) AS mean_score,
+                min(a.created_at) AS first_seen_at,
+                max(a.created_at) AS last_seen_at,
+                array_agg(DISTINCT a.codebase ORDER BY a.codebase) AS codebases,
+                max(a.id) AS max_id
+            FROM autopilot.analysis_results AS a
+            WHERE a.created_xid >= v_from[v_pass]
+              AND a.created_xid < v_to[v_pass]
+              AND a.id > v_after_id[v_pass]
+            GROUP BY a.pattern_type, a.pattern_key
+        ),
+
+        upserted AS (
+            INSERT INTO autopilot.learned_patterns AS lp (
+                pattern_type, pattern_key, occurrences, successes, failures, success_rate, confidence,
+                mean_score, score_count, codebases, first_seen_at, last_seen_at, updated_at
+            )
+            SELECT
+                b.pattern_type,
+                b.pattern_key,
+                b.occurrences,
+                b.successes,
+                b.failures,
+                b.successes::double precision / nullif(b.successes + b.failures, 0),
+                -- Wilson lower bound, in double precision throughout
+                CASE WHEN b.successes = 0 THEN 0 ELSE
+                    greatest(0, least(1,
+                        (b.successes::double precision + 1.9208::double precision
+                         - 1.96::double precision
+                         * sqrt(b.successes::double precision * b.failures / (b.successes + b.failures)
+                                + 0.9604::double precision))
+                        / ((b.successes + b.failures)::double precision + 3.8416::double precision)))
+                END,
+                b.mean_score,
+                b.score_count,
+                b.codebases,
+                b.first_seen_at,
+                b.last_seen_at,
+                now()
+            FROM batch AS b
+            ON CONFLICT (pattern_type, pattern_key) DO UPDATE
+            SET occurrences = lp.occurrences + excluded.occurrences,
+                successes = lp.successes + excluded.successes,
+                failures = lp.failures + excluded.failures,
+                success_rate = (lp.successes + excluded.successes)::double precision
+                / nullif(lp.successes + excluded.successes + lp.failures + excluded.failures, 0),
+                confidence = CASE
+                    WHEN lp.successes + excluded.successes = 0 THEN 0
+                    ELSE greatest(0, least(1,
+                        ((lp.successes + excluded.successes)::double precision + 1.9208::double precision
+                         - 1.96::double precision
+                         * sqrt((lp.successes + excluded.successes)::double precision
+                                * (lp.failures + excluded.failures)
+                                / (lp.successes + excluded.successes + lp.failures + excluded.failures)
+                                + 0.9604::double precision))
+                        / ((lp.successes + excluded.successes + lp.failures + excluded.failures)::double precision
+                           + 3.8416::double precision)))
+                END,
+                mean_score = CASE
+                    WHEN excluded.score_count = 0 THEN lp.mean_score
+                    WHEN lp.score_count = 0 OR lp.mean_score IS NULL THEN excluded.mean_score
+                    ELSE (lp.mean_score * lp.score_count + excluded.mean_score * excluded.score_count)
+                    / (lp.score_count + excluded.score_count)
+                END,
+                score_count = lp.score_count + excluded.score_count,
+                codebases = CASE
+                    WHEN excluded.codebases <@ lp.codebases THEN lp.codebases
+                    ELSE array(
+                        SELECT DISTINCT c.codebase
+                        FROM unnest(lp.codebases || excluded.codebases) AS c (codebase)
+                        ORDER BY c.codebase
+                    )
+                END,
+                first_seen_at = least(lp.first_seen_at, excluded.first_seen_at),
+                last_seen_at = greatest(lp.last_seen_at, excluded.last_seen_at),
+                updated_at = now(),
+                -- centralcloud-sync's mark, set here rather than by the row trigger (cheaper)
+                changed_xid = pg_current_xact_id()
+            RETURNING 1
+        )
+
+        SELECT
+            coalesce(sum(b.occurrences), 0)::bigint,
+            max(b.max_id),
+            (SELECT count(*) FROM upserted)
+        INTO v_pass_rows, v_pass_max_id, v_pass_patterns
+        FROM batch AS b;
+
+        v_rows := v_rows + v_pass_rows;
+        v_patterns := v_patterns + v_pass_patterns;
+        v_max_id := greatest(v_max_id, v_pass_max_id);
+    END LOOP;
+
+    IF v_rebase THEN
+        -- every row is folded now; those at or above the new horizon carry
+        -- another cluster's transaction ids and must never be folded again
+        UPDATE autopilot.analysis_results AS a
+        SET created_xid = '0'
+        WHERE a.created_xid >= v_horizon;
+        GET DIAGNOSTICS v_relabelled = ROW_COUNT;
+    END IF;
+
+    UPDATE autopilot.learning_watermarks AS w
+    SET horizon = v_horizon,
+        max_id = v_max_id,
+        system_identifier = v_system_identifier,
+        rows_total = w.rows_total + v_rows,
+        runs = w.runs + 1,
+        updated_at = now()
+    WHERE w.name = 'pattern-learning';
+
+    RETURN jsonb_build_object(
+        'rows_affected', v_rows,
+        'message', format(
+            '%s analysis %s folded into %s learned %s',
+            v_rows, CASE WHEN v_rows = 1 THEN 'row' ELSE 'rows' END,
+            v_patterns, CASE WHEN v_patterns = 1 THEN 'pattern' ELSE 'patterns' END
+        ) || CASE WHEN v_rebase
+            THEN format(' (first run in this cluster: rebased, %s rows relabelled)', v_relabelled)
+            ELSE ''
+        END,
+        'patterns', v_patterns,
+        'horizon', v_horizon::text,
+        'previous_horizon', v_mark.horizon::text,
+        'rebased', v_rebase
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.learn_patterns_from_analysis() IS
+'pattern-learning: folds every analysis row not yet folded into autopilot.learned_patterns (occurrences, successes, failures, success rate, Wilson lower-bound confidence at 95%, running mean score, first/last seen, codebases), exactly once: rows are taken by inserting transaction, below a horizon every transaction under which has ended, and the watermark advances in the same transaction. Returns the job summary (rows_affected = rows folded).';
+
+-- sql/functions/learning/_mark_agent_knowledge_pending.sql
+CREATE FUNCTION autopilot._mark_agent_knowledge_pending()
+RETURNS trigger
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- @plpgsql_check_options: oldtable = old_rows, newtable = new_rows
+--
+-- Statement trigger on autopilot.tasks (after INSERT, UPDATE, DELETE,
+-- TRUNCATE): records in autopilot.agent_knowledge_pending, once per agent and
+-- transaction, the agents whose task outcomes changed -- a task with an agent
+-- entering or leaving succeeded/failed, or a finished task changing agent or
+-- required skills; after TRUNCATE, every agent. Assigning, starting or
+-- cancelling work writes nothing. One set-based INSERT per statement; ON
+-- CONFLICT DO NOTHING on (transaction, agent) never waits on another
+-- transaction.
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        INSERT INTO autopilot.agent_knowledge_pending (agent_id)
+        SELECT a.id FROM autopilot.agents AS a
+        ON CONFLICT DO NOTHING;
+    ELSIF TG_OP = 'INSERT' THEN
+        INSERT INTO autopilot.agent_knowledge_pending (agent_id)
+        SELECT DISTINCT n.agent_id
+        FROM new_rows AS n
+        WHERE n.agent_id IS NOT NULL AND n.status IN ('succeeded', 'failed')
+        ON CONFLICT DO NOTHING;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO autopilot.agent_knowledge_pending (agent_id)
+        SELECT DISTINCT o.agent_id
+        FROM old_rows AS o
+        WHERE o.agent_id IS NOT NULL AND o.status IN ('succeeded', 'failed')
+        ON CONFLICT DO NOTHING;
+    ELSE
+        INSERT INTO autopilot.agent_knowledge_pending (agent_id)
+        SELECT DISTINCT c.agent_id
+        FROM (
+            (
+                SELECT n.id, n.agent_id, n.status, n.required_skills
+                FROM new_rows AS n
+                WHERE n.agent_id IS NOT NULL AND n.status IN ('succeeded', 'failed')
+                EXCEPT
+                SELECT o.id, o.agent_id, o.status, o.required_skills
+                FROM old_rows AS o
+                WHERE o.agent_id IS NOT NULL AND o.status IN ('succeeded', 'failed')
+            )
+            UNION ALL
+            (
+                SELECT o.id, o.agent_id, o.status, o.required_skills
+                FROM old_rows AS o
+                WHERE o.agent_id IS NOT NULL AND o.status IN ('succeeded', 'failed')
+                EXCEPT
+                SELECT n.id, n.agent_id, n.status, n.required_skills
+                FROM new_rows AS n
+                WHERE n.agent_id IS NOT NULL AND n.status IN ('succeeded', 'failed')
+            )
+        ) AS c
+        ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._mark_agent_knowledge_pending() IS
+'Private: statement trigger on autopilot.tasks (insert, update, delete, truncate); records in autopilot.agent_knowledge_pending the agents whose finished (succeeded/failed) tasks changed, for agent-knowledge-update.';
+
+CREATE TRIGGER tasks_agent_knowledge_insert_trg
+AFTER INSERT ON autopilot.tasks
+REFERENCING NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._mark_agent_knowledge_pending();
+
+CREATE TRIGGER tasks_agent_knowledge_update_trg
+AFTER UPDATE ON autopilot.tasks
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._mark_agent_knowledge_pending();
+
+CREATE TRIGGER tasks_agent_knowledge_delete_trg
+AFTER DELETE ON autopilot.tasks
+REFERENCING OLD TABLE AS old_rows
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._mark_agent_knowledge_pending();
+
+CREATE TRIGGER tasks_agent_knowledge_truncate_trg
+AFTER TRUNCATE ON autopilot.tasks
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._mark_agent_knowledge_pending();
+
+COMMENT ON TRIGGER tasks_agent_knowledge_insert_trg ON autopilot.tasks IS
+'Agents given an already finished task: their knowledge summary is recomputed by agent-knowledge-update.';
+COMMENT ON TRIGGER tasks_agent_knowledge_update_trg ON autopilot.tasks IS
+'Agents whose tasks finished, left a finished state, or changed agent or skills while finished: recomputed by agent-knowledge-update.';
+COMMENT ON TRIGGER tasks_agent_knowledge_delete_trg ON autopilot.tasks IS
+'Agents whose finished tasks were deleted: recomputed by agent-knowledge-update.';
+COMMENT ON TRIGGER tasks_agent_knowledge_truncate_trg ON autopilot.tasks IS
+'Every agent, after autopilot.tasks is truncated: recomputed by agent-knowledge-update.';
+
+-- sql/functions/learning/update_agent_knowledge.sql
+CREATE FUNCTION autopilot.update_agent_knowledge()
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- agent-knowledge-update. For each agent, one row in autopilot.agent_knowledge
+-- whose summary an agent reads in one query
+-- (SELECT summary FROM autopilot.agent_knowledge WHERE agent_id = $1):
+--   tasks          {"succeeded", "failed", "success_rate"}: its tasks that
+--                  succeeded or failed (cancelled, pending, assigned and
+--                  running ones are no outcome of its own and not counted);
+--                  success_rate = succeeded / (succeeded + failed), null with
+--                  none;
+--   skills         {"<skill>": {"succeeded", "failed", "success_rate"}}: the
+--                  same per required skill (a task requiring two skills counts
+--                  for both; one requiring none only in tasks);
+--   pattern_types  the pattern types of its analysis rows (the types it works
+--                  with), sorted;
+--   patterns_met   [{"pattern_type", "pattern_key", "met", "successes",
+--                  "failures", "confidence", "success_rate"}]: the patterns of
+--                  its analysis rows -- met/successes/failures are its own
+--                  rows, confidence and success_rate the learned (global) ones
+--                  -- most confident first, at most
+--                  agent_knowledge.patterns_met_limit of them;
+--   patterns_met_total    how many patterns it has met in all;
+--   top_patterns   {"<pattern type>": [{"pattern_key", "confidence",
+--                  "success_rate", "occurrences"}]}: for each of its pattern
+--                  types the agent_knowledge.top_patterns most confident
+--                  learned patterns (confidence > 0; ties: more occurrences,
+--                  then key);
+--   top_patterns_limit, patterns_met_limit    the settings it was built with.
+-- Only analysis rows pattern learning has folded count (created_xid below its
+-- horizon), so patterns_met agrees with autopilot.learned_patterns.
+--
+-- Recomputed only for agents whose inputs changed since the last run:
+--   * agents without a summary yet (new agents);
+--   * agents whose finished tasks changed (every agent after a TRUNCATE of
+--     autopilot.tasks): the statement triggers on autopilot.tasks add
+--     (transaction, agent) rows to autopilot.agent_knowledge_pending; a run
+--     consumes the rows of transactions below the xmin of its snapshot (all
+--     ended, all visible) and leaves the others for the next run. A trigger,
+--     because tasks change state by UPDATE and carry no change marker; a
+--     statement trigger with transition tables, so that a bulk change costs
+--     one INSERT; only finished tasks count, so assignment writes nothing.
+--     (In extension mode the triggers also fire while pg_restore loads
+--     autopilot.tasks: the restored agents are recomputed once, harmlessly.);
+--   * agents with analysis rows folded since the last run, and agents working
+--     with a pattern type any folded row belongs to (its learned patterns,
+--     hence their confidences and the type's top list, changed): the rows
+--     with created_xid between the pattern-learning horizon the last run saw
+--     and the current one;
+--   * every agent when the two settings differ from those its summary was
+--     built with.
+-- Not noticed until one of the above happens: learned patterns deleted by
+-- old-artifact-cleanup, analysis rows deleted or edited by hand.
+-- Runs are serialised by the watermark row's lock. The first run, and the
+-- first after a restore into another cluster (whose transaction ids mean
+-- nothing here), recomputes every agent; until pattern learning has rebased
+-- itself after such a restore, a run waits (changes nothing, says so).
+DECLARE
+    v_system_identifier bigint := (pg_catalog.pg_control_system()).system_identifier;
+    v_top_patterns integer := autopilot.get_setting('agent_knowledge.top_patterns')::integer;
+    v_met_limit integer := autopilot.get_setting('agent_knowledge.patterns_met_limit')::integer;
+    v_mark autopilot.learning_watermarks;
+    v_learning autopilot.learning_watermarks;
+    v_learned xid8;
+    v_full boolean;
+    v_horizon xid8;
+    v_types text[] := '{}'::text[];
+    v_agents bigint[];
+    v_computed bigint;
+    v_consumed bigint;
+BEGIN
+    INSERT INTO autopilot.learning_watermarks (name) VALUES ('agent-knowledge-update')
+    ON CONFLICT (name) DO NOTHING;
+    SELECT w.* INTO STRICT v_mark
+    FROM autopilot.learning_watermarks AS w
+    WHERE w.name = 'agent-knowledge-update'
+    FOR UPDATE;
+
+    SELECT w.* INTO v_learning
+    FROM autopilot.learning_watermarks AS w
+    WHERE w.name = 'pattern-learning';
+    IF v_learning.system_identifier IS DISTINCT FROM v_system_identifier
+       AND v_learning.system_identifier IS NOT NULL THEN
+        RETURN jsonb_build_object(
+            'rows_affected', 0,
+            'message', 'waiting for pattern-learning: it has not run since this database was restored '
+            || 'into another cluster',
+            'agents', '[]'::jsonb
+        );
+    END IF;
+    -- the analysis rows folded so far: created_xid below this
+    v_learned := coalesce(v_learning.horizon, '0');
+
+    v_full := v_mark.system_identifier IS DISTINCT FROM v_system_identifier;
+    IF v_full AND v_mark.system_identifier IS NOT NULL THEN
+        -- restored into another cluster: no writer in flight, so every
+        -- pending row is visible and consumed by this full recomputation
+        LOCK TABLE autopilot.agent_knowledge_pending IN SHARE MODE;
+    END IF;
+    v_horizon := pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot());
+
+    IF v_full THEN
+        SELECT coalesce(array_agg(a.id ORDER BY a.id), '{}') INTO v_agents FROM autopilot.agents AS a;
+    ELSE
+        IF v_learned > v_mark.horizon THEN
+            SELECT coalesce(array_agg(DISTINCT r.pattern_type), '{}')
+            INTO v_types
+            FROM autopilot.analysis_results AS r
+            WHERE r.created_xid >= v_mark.horizon AND r.created_xid < v_learned;
+        END IF;
+
+        SELECT coalesce(array_agg(a.id ORDER BY a.id), '{}')
+        INTO v_agents
+        FROM autopilot.agents AS a
+        WHERE NOT EXISTS (SELECT FROM autopilot.agent_knowledge AS k WHERE k.agent_id = a.id)
+           OR a.id IN (
+               SELECT p.agent_id
+               FROM autopilot.agent_knowledge_pending AS p
+               WHERE p.changed_xid < v_horizon
+               UNION
+               SELECT r.agent_id
+               FROM autopilot.analysis_results AS r
+               WHERE r.created_xid >= v_mark.horizon AND r.created_xid < v_learned
+                 AND r.agent_id IS NOT NULL
+               UNION
+               SELECT k.agent_id
+               FROM autopilot.agent_knowledge AS k
+               WHERE (k.summary -> 'pattern_types') ?| v_types
+                  OR (k.summary -> 'top_patterns_limit') IS DISTINCT FROM to_jsonb(v_top_patterns)
+                  OR (k.summary -> 'patterns_met_limit') IS DISTINCT FROM to_jsonb(v_met_limit)
+           );
+    END IF;
+
+    WITH agent AS (
+        SELECT d.agent_id FROM unnest(v_agents) AS d (agent_id)
+    ),
+
+    finished AS MATERIALIZED (
+        SELECT t.agent_id, t.status, t.required_skills
+        FROM autopilot.tasks AS t
+        WHERE t.agent_id = ANY(v_agents) AND t.status IN ('succeeded', 'failed')
+    ),
+
+    task_totals AS (
+        SELECT
+            f.agent_id,
+            jsonb_build_object(
+                'succeeded', count(*) FILTER (WHERE f.status = 'succeeded'),
+                'failed', count(*) FILTER (WHERE f.status = 'failed'),
+                'success_rate', (count(*) FILTER (WHERE f.status = 'succeeded'))::double precision / count(*)
+            ) AS tasks
+        FROM finished AS f
+        GROUP BY f.agent_id
+    ),
+
+    skill_totals AS (
+        SELECT
+            s.agent_id,
+            jsonb_object_agg(
+                s.skill,
+                jsonb_build_object(
+                    'succeeded', s.succeeded,
+                    'failed', s.failed,
+                    'success_rate', s.succeeded::double precision / (s.succeeded + s.failed)
+                )
+            ) AS skills
+        FROM (
+            SELECT
+                f.agent_id,
+                k.skill,
+                count(*) FILTER (WHERE f.status = 'succeeded') AS succeeded,
+                count(*) FILTER (WHERE f.status = 'failed') AS failed
+            FROM finished AS f
+            CROSS JOIN LATERAL unnest(f.required_skills) AS k (skill)
+            GROUP BY f.agent_id, k.skill
+        ) AS s
+        GROUP BY s.agent_id
+    ),
+
+    met AS MATERIALIZED (
+        SELECT
+            r.agent_id,
+            r.pattern_type,
+            r.pattern_key,
+            count(*) AS met,
+            count(*) FILTER (WHERE r.outcome = 'success') AS successes,
+            count(*) FILTER (WHERE r.outcome = 'failure') AS failures
+        FROM autopilot.analysis_results AS r
+        WHERE r.agent_id = ANY(v_agents) AND r.created_xid < v_learned
+        GROUP BY r.agent_id, r.pattern_type, r.pattern_key
+    ),
+
+    met_ranked AS (
+        SELECT
+            m.*,
+            lp.confidence,
+            lp.success_rate,
+            row_number() OVER (
+                PARTITION BY m.agent_id
+                ORDER BY lp.confidence DESC NULLS LAST, m.met DESC, m.pattern_type, m.pattern_key
+            ) AS rank
+        FROM met AS m
+        LEFT JOIN autopilot.learned_patterns AS lp
+            ON m.pattern_type = lp.pattern_type AND m.pattern_key = lp.pattern_key
+    ),
+
+    met_totals AS (
+        SELECT
+            r.agent_id,
+            count(*) AS total,
+            array_agg(DISTINCT r.pattern_type ORDER BY r.pattern_type) AS pattern_types,
+            jsonb_agg(
+                jsonb_build_object(
+                    'pattern_type', r.pattern_type,
+                    'pattern_key', r.pattern_key,
+                    'met', r.met,
+                    'successes', r.successes,
+                    'failures', r.failures,
+                    'confidence', r.confidence,
+                    'success_rate', r.success_rate
+                )
+                ORDER BY r.rank
+            ) FILTER (WHERE r.rank <= v_met_limit) AS patterns
+        FROM met_ranked AS r
+        GROUP BY r.agent_id
+    ),
+
+    -- once per pattern type, not once per agent and type
+    top_by_type AS MATERIALIZED (
+        SELECT
+            y.pattern_type,
+            coalesce(
+                (
+                    SELECT
+                        jsonb_agg(
+                            jsonb_build_object(
+                                'pattern_key', t.pattern_key,
+                                'confidence', t.confidence,
+                                'success_rate', t.success_rate,
+                                'occurrences', t.occurrences
+                            )
+                            ORDER BY t.confidence DESC, t.occurrences DESC, t.pattern_key
+                        )
+                    FROM (
+                        SELECT lp.pattern_key, lp.confidence, lp.success_rate, lp.occurrences
+                        FROM autopilot.learned_patterns AS lp
+                        WHERE lp.pattern_type = y.pattern_type AND lp.confidence > 0
+                        ORDER BY lp.confidence DESC, lp.occurrences DESC, lp.pattern_key
+                        LIMIT v_top_patterns
+                    ) AS t
+                ),
+                '[]'
+            ) AS patterns
+        FROM (SELECT DISTINCT m.pattern_type FROM met AS m) AS y
+    ),
+
+    top_totals AS (
+        SELECT
+            m.agent_id,
+            jsonb_object_agg(tb.pattern_type, tb.patterns) AS top_patterns
+        FROM (SELECT DISTINCT m.agent_id, m.pattern_type FROM met AS m) AS m
+        INNER JOIN top_by_type AS tb ON m.pattern_type = tb.pattern_type
+        GROUP BY m.agent_id
+    ),
+
+    computed AS (
+        INSERT INTO autopilot.agent_knowledge AS k (agent_id, summary, computed_at)
+        SELECT
+            a.agent_id,
+            jsonb_build_object(
+                'tasks', coalesce(tt.tasks, '{"succeeded": 0, "failed": 0, "success_rate": null}'),
+                'skills', coalesce(st.skills, '{}'),
+                'pattern_types', to_jsonb(coalesce(mt.pattern_types, '{}')),
+                'patterns_met', coalesce(mt.patterns, '[]'),
+                'patterns_met_total', coalesce(mt.total, 0),
+                'top_patterns', coalesce(tp.top_patterns, '{}'),
+                'top_patterns_limit', v_top_patterns,
+                'patterns_met_limit', v_met_limit
+            ),
+            now()
+        FROM agent AS a
+        LEFT JOIN task_totals AS tt ON a.agent_id = tt.agent_id
+        LEFT JOIN skill_totals AS st ON a.agent_id = st.agent_id
+        LEFT JOIN met_totals AS mt ON a.agent_id = mt.agent_id
+        LEFT JOIN top_totals AS tp ON a.agent_id = tp.agent_id
+        ON CONFLICT (agent_id) DO UPDATE
+        SET summary = excluded.summary,
+            computed_at = excluded.computed_at
+        RETURNING 1
+    )
+
+    SELECT count(*) INTO v_computed FROM computed;
+
+    IF v_full AND v_mark.system_identifier IS NOT NULL THEN
+        DELETE FROM autopilot.agent_knowledge_pending;
+    ELSE
+        DELETE FROM autopilot.agent_knowledge_pending AS p WHERE p.changed_xid < v_horizon;
+    END IF;
+    GET DIAGNOSTICS v_consumed = ROW_COUNT;
+
+    UPDATE autopilot.learning_watermarks AS w
+    SET horizon = v_learned,
+        system_identifier = v_system_identifier,
+        rows_total = w.rows_total + v_computed,
+        runs = w.runs + 1,
+        updated_at = now()
+    WHERE w.name = 'agent-knowledge-update';
+
+    RETURN jsonb_build_object(
+        'rows_affected', v_computed,
+        'message', format(
+            '%s agent %s recomputed%s', v_computed, CASE WHEN v_computed = 1 THEN 'summary' ELSE 'summaries' END,
+            CASE WHEN v_full THEN ' (all agents)' ELSE '' END
+        ),
+        'agents', to_jsonb(v_agents[1:100]),
+        'pattern_types_changed', to_jsonb(v_types),
+        'pending_consumed', v_consumed,
+        'full', v_full
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.update_agent_knowledge() IS
+'agent-knowledge-update: recomputes autopilot.agent_knowledge.summary (task outcomes overall and per skill, success rate, the patterns the agent met with their learned confidence, the most confident learned patterns of its pattern types) for the agents whose inputs changed since the last run: new agents, agents whose finished tasks changed (autopilot.agent_knowledge_pending), agents with newly folded analysis rows or working with a pattern type that changed. Returns the job summary (rows_affected = summaries recomputed).';
+
+-- sql/functions/learning/_stamp_pattern_change.sql
+CREATE FUNCTION autopilot._stamp_pattern_change()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Row trigger (BEFORE UPDATE, only when the statement left changed_xid as it
+-- was): an UPDATE of a learned pattern by anyone marks it changed by its
+-- transaction, so centralcloud-sync sends it. pattern-learning sets
+-- changed_xid itself, and the trigger's WHEN clause skips it for those rows.
+BEGIN
+    NEW.changed_xid := pg_current_xact_id();
+    RETURN NEW;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._stamp_pattern_change() IS
+'Private: trigger on autopilot.learned_patterns that records the updating transaction in changed_xid, for centralcloud-sync.';
+
+CREATE TRIGGER learned_patterns_stamp_change_trg
+BEFORE UPDATE ON autopilot.learned_patterns
+FOR EACH ROW
+WHEN (old.changed_xid = new.changed_xid)
+EXECUTE FUNCTION autopilot._stamp_pattern_change();
+
+-- sql/functions/centralcloud/sync_learning_to_centralcloud.sql
+CREATE FUNCTION autopilot.sync_learning_to_centralcloud()
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- centralcloud-sync (instance side). Pushes every learned pattern changed since
+-- the last successful push to the central database, tagged with this
+-- instance's centralcloud.instance_id, through postgres_fdw: the connection
+-- and credentials are the DBA's foreign server (setting centralcloud.server,
+-- default autopilot_central) and user mapping, never a table of ours.
+--
+-- What is sent is each changed pattern's running totals (occurrences,
+-- successes, failures, mean score and its weight, first/last seen,
+-- codebases), not increments: the central database keeps the newest totals of
+-- each instance and pattern and sums over instances (merge_central_patterns),
+-- so sending a row twice can never double-count.
+--
+-- Changed since the last push: learned_patterns.changed_xid is the transaction
+-- that last wrote the row; a run sends the rows with changed_xid in [last
+-- horizon, xmin of its snapshot) -- every transaction below that xmin has
+-- ended, so nothing committed below it can still appear -- and advances the
+-- horizon in the same transaction. The remote INSERT commits just before the
+-- local transaction; if the central database is unreachable or refuses the
+-- rows, the run fails, nothing advances, and the next run sends it all. The
+-- first run, and the first run after a restore into another cluster (whose
+-- transaction ids mean nothing here), sends every pattern.
+--
+-- Checked first: the central database's autopilot.centralcloud_info, which
+-- must speak centralcloud protocol 1. Not configured (no such foreign server):
+-- nothing to do, and the run says so. Deleted patterns are not propagated: the
+-- central database keeps what an instance last sent.
+DECLARE
+    c_protocol CONSTANT integer := 1;
+    c_info CONSTANT text := 'autopilot._centralcloud_info';
+    c_inbox CONSTANT text := 'autopilot._centralcloud_inbox';
+    v_server text := autopilot.get_setting('centralcloud.server');
+    v_instance text := autopilot.get_setting('centralcloud.instance_id');
+    v_system_identifier bigint := (pg_catalog.pg_control_system()).system_identifier;
+    v_mark autopilot.learning_watermarks;
+    v_full boolean;
+    v_horizon xid8;
+    v_central_version text;
+    v_central_protocol integer;
+    v_sent bigint;
+    v_relabelled bigint := 0;
+    v_detail text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_foreign_server AS s WHERE s.srvname = v_server) THEN
+        RETURN jsonb_build_object(
+            'rows_affected', 0,
+            'message', format(
+                'not configured: there is no foreign server %I (setting centralcloud.server); nothing sent',
+                v_server
+            ),
+            'configured', false
+        );
+    END IF;
+    IF v_instance = '' THEN
+        RAISE EXCEPTION 'centralcloud.instance_id is not set: the central database tells instances apart by it'
+        USING
+            ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Give this database a name unique among the instances: '
+            || 'SELECT autopilot.set_setting(''centralcloud.instance_id'', ''...'');';
+    END IF;
+
+    -- one run at a time: the central database orders an instance's rows by arrival
+    INSERT INTO autopilot.learning_watermarks (name) VALUES ('centralcloud-sync')
+    ON CONFLICT (name) DO NOTHING;
+    SELECT w.* INTO STRICT v_mark
+    FROM autopilot.learning_watermarks AS w
+    WHERE w.name = 'centralcloud-sync'
+    FOR UPDATE;
+
+    v_full := v_mark.system_identifier IS DISTINCT FROM v_system_identifier;
+    IF v_full THEN
+        -- no writer in flight: every pattern is committed and visible, and sent
+        LOCK TABLE autopilot.learned_patterns IN SHARE MODE;
+    END IF;
+    v_horizon := pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot());
+    IF NOT v_full THEN
+        v_horizon := greatest(v_horizon, v_mark.horizon);
+    END IF;
+
+    -- links to the central tables for this transaction only (nothing to dump or upgrade)
+    EXECUTE format(
+        'CREATE FOREIGN TABLE %s (extension_version text, protocol integer) SERVER %I '
+        || 'OPTIONS (schema_name %L, table_name %L)',
+        c_info, v_server, 'autopilot', 'centralcloud_info'
+    );
+    EXECUTE format(
+        'CREATE FOREIGN TABLE %s (instance_id text, pattern_type text, pattern_key text, occurrences bigint, '
+        || 'successes bigint, failures bigint, mean_score double precision, score_count bigint, '
+        || 'first_seen_at timestamptz, last_seen_at timestamptz, codebases text[]) SERVER %I '
+        || 'OPTIONS (schema_name %L, table_name %L, batch_size %L)',
+        c_inbox, v_server, 'autopilot', 'central_pattern_inbox', '1000'
+    );
+
+    BEGIN
+        EXECUTE format('SELECT i.extension_version, i.protocol FROM %s AS i', c_info)
+        INTO v_central_version, v_central_protocol;
+        IF v_central_protocol IS DISTINCT FROM c_protocol THEN
+            RAISE EXCEPTION
+                'the central database runs autopilot % (centralcloud protocol %); this instance runs autopilot % '
+                '(protocol %): nothing sent',
+                v_central_version, v_central_protocol, autopilot.version(), c_protocol
+            USING ERRCODE = 'feature_not_supported', HINT = 'Upgrade autopilot where it is older, so that both speak one protocol.';
+        END IF;
+
+        EXECUTE format(
+            'INSERT INTO %s (instance_id, pattern_type, pattern_key, occurrences, successes, failures, mean_score, '
+            || 'score_count, first_seen_at, last_seen_at, codebases) '
+            || 'SELECT $1, p.pattern_type, p.pattern_key, p.occurrences, p.successes, p.failures, p.mean_score, '
+            || 'p.score_count, p.first_seen_at, p.last_seen_at, p.codebases FROM autopilot.learned_patterns AS p '
+            || 'WHERE $4 OR (p.changed_xid >= $2 AND p.changed_xid < $3)',
+            c_inbox
+        ) USING v_instance, v_mark.horizon, v_horizon, v_full;
+        GET DIAGNOSTICS v_sent = ROW_COUNT;
+    EXCEPTION
+        WHEN connection_exception THEN
+            GET STACKED DIAGNOSTICS v_detail = PG_EXCEPTION_DETAIL;
+            RAISE EXCEPTION
+                'cannot reach the central database through foreign server % (nothing sent; the next run sends it): %',
+                v_server, concat_ws(': ', SQLERRM, nullif(v_detail, ''))
+            USING
+                ERRCODE = SQLSTATE,
+                HINT = 'Check the foreign server''s host, port and dbname, and the user mapping for '
+                || current_user || '.';
+        WHEN undefined_table OR undefined_column THEN
+            RAISE EXCEPTION
+                'the database behind foreign server % has no autopilot 0.2.0 or later to receive patterns '
+                '(nothing sent): %', v_server, SQLERRM
+            USING
+                ERRCODE = SQLSTATE,
+                HINT = 'Install or upgrade autopilot in the central database (autopilot install / upgrade).';
+    END;
+
+    IF v_full THEN
+        -- every pattern is sent; marks at or above the new horizon came from another cluster's
+        -- transaction ids (or are this run's neighbours') and must not be sent again for nothing
+        UPDATE autopilot.learned_patterns AS p
+        SET changed_xid = '0'
+        WHERE p.changed_xid >= v_horizon;
+        GET DIAGNOSTICS v_relabelled = ROW_COUNT;
+    END IF;
+
+    UPDATE autopilot.learning_watermarks AS w
+    SET horizon = v_horizon,
+        system_identifier = v_system_identifier,
+        rows_total = w.rows_total + v_sent,
+        runs = w.runs + 1,
+        updated_at = now()
+    WHERE w.name = 'centralcloud-sync';
+
+    EXECUTE format('DROP FOREIGN TABLE %s, %s', c_info, c_inbox);
+
+    RETURN jsonb_build_object(
+        'rows_affected', v_sent,
+        'message', format(
+            'sent %s changed %s to the central database (autopilot %s) as instance %s%s',
+            v_sent, CASE WHEN v_sent = 1 THEN 'pattern' ELSE 'patterns' END, v_central_version, v_instance,
+            CASE WHEN v_full THEN ' (first push from this cluster: every pattern)' ELSE '' END
+        ),
+        'configured', true,
+        'instance_id', v_instance,
+        'server', v_server,
+        'central_version', v_central_version,
+        'full', v_full,
+        'relabelled', v_relabelled,
+        'horizon', v_horizon::text,
+        'previous_horizon', v_mark.horizon::text
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.sync_learning_to_centralcloud() IS
+'centralcloud-sync: pushes the learned patterns changed since the last successful push (their running totals, tagged with centralcloud.instance_id) into the central database''s autopilot.central_pattern_inbox through postgres_fdw (foreign server centralcloud.server and its user mapping). Fails, sending nothing and keeping its place, when the central database is unreachable or speaks another protocol. Returns the job summary (rows_affected = patterns sent).';
+
+-- sql/functions/centralcloud/merge_central_patterns.sql
+CREATE FUNCTION autopilot.merge_central_patterns()
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- centralcloud-merge (central database side). Consumes the rows instances
+-- pushed into autopilot.central_pattern_inbox: for each (instance, pattern)
+-- the newest row (highest inbox id: an instance pushes one batch at a time)
+-- replaces what autopilot.central_instance_patterns held for it, unless that
+-- came from a newer row; then every pattern whose instance totals changed is
+-- recomputed in autopilot.global_patterns from all instances' newest totals:
+--   occurrences, successes, failures    sums;
+--   success_rate    successes / (successes + failures), NULL without evidence;
+--   confidence      Wilson lower bound at 95% over the sums, as pattern-learning;
+--   mean_score      the mean weighted by each instance's score_count;
+--   first/last seen, codebases    min, max, union;  instances    how many sent it.
+-- A re-sent row therefore replaces, never adds: nothing is double-counted,
+-- however often an instance sends the same totals. Inbox rows of transactions
+-- still open stay for the next run; a failed run rolls back and consumes
+-- nothing. Runs are exclusive (the job's advisory lock). In an instance
+-- database the inbox is empty and a run does nothing.
+DECLARE
+    v_consumed bigint;
+    v_types text [];
+    v_keys text [];
+    v_global bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(autopilot._job_lock_key('centralcloud-merge'));
+
+    WITH consumed AS (
+        DELETE FROM autopilot.central_pattern_inbox
+        RETURNING *
+    ),
+
+    newest AS (
+        SELECT DISTINCT ON (c.instance_id, c.pattern_type, c.pattern_key) c.*
+        FROM consumed AS c
+        ORDER BY c.instance_id, c.pattern_type, c.pattern_key, c.id DESC
+    ),
+
+    replaced AS (
+        INSERT INTO autopilot.central_instance_patterns AS ip (
+            instance_id, pattern_type, pattern_key, occurrences, successes, failures, mean_score,
+            score_count, first_seen_at, last_seen_at, codebases, inbox_id, received_at
+        )
+        SELECT
+            n.instance_id,
+            n.pattern_type,
+            n.pattern_key,
+            n.occurrences,
+            n.successes,
+            n.failures,
+            n.mean_score,
+            n.score_count,
+            n.first_seen_at,
+            n.last_seen_at,
+            n.codebases,
+            n.id,
+            n.received_at
+        FROM newest AS n
+        ON CONFLICT (instance_id, pattern_type, pattern_key) DO UPDATE
+            SET
+                occurrences = excluded.occurrences,
+                successes = excluded.successes,
+                failures = excluded.failures,
+                mean_score = excluded.mean_score,
+                score_count = excluded.score_count,
+                first_seen_at = excluded.first_seen_at,
+                last_seen_at = excluded.last_seen_at,
+                codebases = excluded.codebases,
+                inbox_id = excluded.inbox_id,
+                received_at = excluded.received_at
+            WHERE ip.inbox_id < excluded.inbox_id
+        RETURNING ip.pattern_type, ip.pattern_key
+    )
+
+    SELECT
+        (SELECT count(*) FROM consumed),
+        coalesce(array_agg(r.pattern_type), '{}'),
+        coalesce(array_agg(r.pattern_key), '{}')
+    INTO v_consumed, v_types, v_keys
+    FROM (SELECT DISTINCT x.pattern_type, x.pattern_key FROM replaced AS x) AS r;
+
+    WITH touched AS (
+        SELECT
+            t.pattern_type,
+            t.pattern_key
+        FROM unnest(v_types, v_keys) AS t (pattern_type, pattern_key)
+    ),
+
+    sums AS (
+        SELECT
+            ip.pattern_type,
+            ip.pattern_key,
+            count(*)::integer AS instances,
+            sum(ip.occurrences)::bigint AS occurrences,
+            sum(ip.successes)::bigint AS successes,
+            sum(ip.failures)::bigint AS failures,
+            sum(ip.mean_score * ip.score_count) FILTER (WHERE ip.score_count > 0 AND ip.mean_score IS NOT NULL)
+            / nullif(sum(ip.score_count) FILTER (WHERE ip.score_count > 0 AND ip.mean_score IS NOT NULL), 0)
+                AS mean_score,
+            sum(ip.score_count)::bigint AS score_count,
+            min(ip.first_seen_at) AS first_seen_at,
+            max(ip.last_seen_at) AS last_seen_at,
+            (
+                SELECT array_agg(DISTINCT c.codebase ORDER BY c.codebase)
+                FROM autopilot.central_instance_patterns AS cp, unnest(cp.codebases) AS c (codebase)
+                WHERE cp.pattern_type = ip.pattern_type AND cp.pattern_key = ip.pattern_key
+            ) AS codebases
+        FROM touched AS t
+        INNER JOIN autopilot.central_instance_patterns AS ip
+            ON t.pattern_type = ip.pattern_type AND t.pattern_key = ip.pattern_key
+        GROUP BY ip.pattern_type, ip.pattern_key
+    ),
+
+    upserted AS (
+        INSERT INTO autopilot.global_patterns AS g (
+            pattern_type, pattern_key, instances, occurrences, successes, failures, success_rate, confidence,
+            mean_score, score_count, first_seen_at, last_seen_at, codebases, updated_at
+        )
+        SELECT
+            s.pattern_type,
+            s.pattern_key,
+            s.instances,
+            s.occurrences,
+            s.successes,
+            s.failures,
+            s.successes::double precision / nullif(s.successes + s.failures, 0),
+            CASE
+                WHEN s.successes = 0 THEN 0
+                ELSE greatest(0, least(1,
+                    (s.successes::double precision + 1.9208::double precision
+                     - 1.96::double precision
+                     * sqrt(s.successes::double precision * s.failures / (s.successes + s.failures)
+                            + 0.9604::double precision))
+                    / ((s.successes + s.failures)::double precision + 3.8416::double precision)))
+            END,
+            s.mean_score,
+            s.score_count,
+            s.first_seen_at,
+            s.last_seen_at,
+            coalesce(s.codebases, '{}'),
+            now()
+        FROM sums AS s
+        ON CONFLICT (pattern_type, pattern_key) DO UPDATE
+            SET
+                instances = excluded.instances,
+                occurrences = excluded.occurrences,
+                successes = excluded.successes,
+                failures = excluded.failures,
+                success_rate = excluded.success_rate,
+                confidence = excluded.confidence,
+                mean_score = excluded.mean_score,
+                score_count = excluded.score_count,
+                first_seen_at = excluded.first_seen_at,
+                last_seen_at = excluded.last_seen_at,
+                codebases = excluded.codebases,
+                updated_at = excluded.updated_at
+        RETURNING 1
+    )
+
+    SELECT count(*) INTO v_global FROM upserted;
+
+    RETURN jsonb_build_object(
+        'rows_affected', v_global,
+        'message', format(
+            'merged %s pushed %s: %s global %s recomputed',
+            v_consumed, CASE WHEN v_consumed = 1 THEN 'row' ELSE 'rows' END,
+            v_global, CASE WHEN v_global = 1 THEN 'pattern' ELSE 'patterns' END
+        ),
+        'consumed', v_consumed,
+        'patterns_changed', cardinality(v_types)
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.merge_central_patterns() IS
+'centralcloud-merge (central database): consumes autopilot.central_pattern_inbox, keeps each instance''s newest totals per pattern in autopilot.central_instance_patterns (a re-sent row replaces, never adds) and recomputes the touched autopilot.global_patterns over all instances. Returns the job summary (rows_affected = global patterns recomputed).';
+
+-- sql/functions/queue/_notify_jobs_available.sql
+CREATE FUNCTION autopilot._notify_jobs_available()
+RETURNS trigger
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- @plpgsql_check_options: newtable = new_rows
+--
+-- Statement trigger on autopilot.jobs (after INSERT and UPDATE): one
+-- NOTIFY autopilot_jobs per queue in which the statement made a job ready to
+-- run now (inserted, retried or rescued), payload the queue's name, so that an
+-- idle runner LISTENing starts it at once instead of at its next poll. Delivered
+-- at commit; PostgreSQL folds identical notifications of one transaction. Jobs
+-- due later are found by the runners' polling.
+BEGIN
+    PERFORM pg_notify('autopilot_jobs', q.queue)
+    FROM (
+        SELECT DISTINCT n.queue
+        FROM new_rows AS n
+        WHERE n.state IN ('available', 'scheduled', 'retryable') AND n.scheduled_at <= now()
+    ) AS q;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._notify_jobs_available() IS
+'Private: statement trigger on autopilot.jobs; NOTIFY autopilot_jobs (payload: the queue) for each queue in which a statement made a job ready to run now.';
+
+CREATE TRIGGER jobs_notify_insert_trg
+AFTER INSERT ON autopilot.jobs
+REFERENCING NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._notify_jobs_available();
+
+CREATE TRIGGER jobs_notify_update_trg
+AFTER UPDATE ON autopilot.jobs
+REFERENCING NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._notify_jobs_available();
+
+COMMENT ON TRIGGER jobs_notify_insert_trg ON autopilot.jobs IS
+'New jobs ready now: NOTIFY autopilot_jobs with their queue.';
+COMMENT ON TRIGGER jobs_notify_update_trg ON autopilot.jobs IS
+'Jobs retried or rescued, ready now: NOTIFY autopilot_jobs with their queue.';
+
+-- sql/functions/queue/enqueue.sql
+CREATE FUNCTION autopilot.enqueue(
+    p_worker text,
+    p_args jsonb DEFAULT '{}',
+    p_queue text DEFAULT 'default',
+    p_priority integer DEFAULT 0,
+    p_scheduled_at timestamptz DEFAULT NULL,
+    p_max_attempts integer DEFAULT 20,
+    p_unique_key text DEFAULT NULL,
+    p_meta jsonb DEFAULT '{}'
+)
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Adds a job to autopilot.jobs and returns its id: available now, or scheduled
+-- when p_scheduled_at is in the future. Priority 0 runs first (0-9). With a
+-- unique key, a job whose key is already held by an unfinished job
+-- (available, scheduled, executing, retryable) is not added: the unfinished
+-- job's id is returned. The dedupe is the partial unique index
+-- jobs_unique_key_idx, so concurrent enqueues of one key leave one row (no
+-- check-then-insert race). A runner LISTENing on autopilot_jobs hears of a job
+-- available now at commit.
+DECLARE
+    v_id bigint;
+BEGIN
+    IF p_worker IS NULL OR p_worker = '' THEN
+        RAISE EXCEPTION 'a job needs a worker name' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR v_try IN 1 .. 10 LOOP
+        INSERT INTO autopilot.jobs AS j (
+            queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at
+        )
+        VALUES (
+            coalesce(p_queue, 'default'), p_worker, coalesce(p_args, '{}'),
+            CASE WHEN p_scheduled_at > now() THEN 'scheduled' ELSE 'available' END,
+            coalesce(p_priority, 0), coalesce(p_max_attempts, 20), p_unique_key, coalesce(p_meta, '{}'),
+            greatest(coalesce(p_scheduled_at, now()), now())
+        )
+        ON CONFLICT (unique_key)
+        WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable')
+        DO NOTHING
+        RETURNING j.id INTO v_id;
+        IF v_id IS NOT NULL THEN
+            RETURN v_id;
+        END IF;
+        SELECT j.id INTO v_id
+        FROM autopilot.jobs AS j
+        WHERE j.unique_key = p_unique_key
+          AND j.state IN ('available', 'scheduled', 'executing', 'retryable');
+        IF v_id IS NOT NULL THEN
+            RETURN v_id;
+        END IF;
+        -- the holder finished between the two statements: try again
+    END LOOP;
+    RAISE EXCEPTION 'could not enqueue % with unique key %: its holder keeps changing', p_worker, p_unique_key
+    USING ERRCODE = 'serialization_failure';
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.enqueue(text, jsonb, text, integer, timestamptz, integer, text, jsonb) IS
+'Adds a runner job (worker, args, queue, priority 0-9 with 0 first, run at, max attempts, unique key, meta) and returns its id; with a unique key held by an unfinished job, returns that job''s id and adds nothing.';
+
+-- sql/functions/queue/enqueue_many.sql
+CREATE FUNCTION autopilot.enqueue_many(p_jobs jsonb)
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Adds many jobs in one statement: p_jobs is a JSON array of objects with the
+-- keys of autopilot.enqueue() -- worker (required), args, queue, priority,
+-- scheduled_at, max_attempts, unique_key, meta. Returns the ids of the jobs
+-- added; a job whose unique key is held by an unfinished job is skipped.
+BEGIN
+    IF jsonb_typeof(p_jobs) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'enqueue_many takes a JSON array of jobs, not %', coalesce(jsonb_typeof(p_jobs), 'NULL')
+        USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
+    INSERT INTO autopilot.jobs AS j (
+        queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at
+    )
+    SELECT
+        coalesce(x.queue, 'default'),
+        x.worker,
+        coalesce(x.args, '{}'),
+        CASE WHEN x.scheduled_at > now() THEN 'scheduled' ELSE 'available' END,
+        coalesce(x.priority, 0),
+        coalesce(x.max_attempts, 20),
+        x.unique_key,
+        coalesce(x.meta, '{}'),
+        greatest(coalesce(x.scheduled_at, now()), now())
+    FROM jsonb_to_recordset(p_jobs) AS x (
+        worker text, args jsonb, queue text, priority smallint, scheduled_at timestamptz,
+        max_attempts integer, unique_key text, meta jsonb
+    )
+    ON CONFLICT (unique_key)
+    WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable')
+    DO NOTHING
+    RETURNING j.id;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.enqueue_many(jsonb) IS
+'Adds the jobs of a JSON array (each an object with enqueue()''s keys; worker required) in one statement; returns the ids added (jobs whose unique key is held by an unfinished job are skipped).';
+
+-- sql/functions/queue/claim.sql
+CREATE FUNCTION autopilot.claim(p_queue text, p_node text, p_limit integer DEFAULT 1)
+RETURNS SETOF autopilot.jobs
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Takes up to p_limit jobs of queue p_queue that are due (available, or
+-- scheduled / retryable with scheduled_at reached), priority first (0 before
+-- 9), then oldest, and marks them executing by p_node: attempt + 1,
+-- attempted_at, heartbeat_at. Returns them in that order. FOR UPDATE SKIP
+-- LOCKED: concurrent claimers never wait for each other and never take the
+-- same job. The runner must then heartbeat() them, and finish each with
+-- complete(), fail(), snooze() -- or rescue_orphaned_jobs() takes them back
+-- once the heartbeats stop.
+DECLARE
+    v_ids bigint [] := ARRAY[]::bigint [];
+BEGIN
+    IF p_node IS NULL OR p_node = '' THEN
+        RAISE EXCEPTION 'claim needs the claiming runner''s node name' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF coalesce(p_limit, 0) <= 0 THEN
+        RETURN;
+    END IF;
+    -- One priority at a time (jobs_priority_check: 0-9), each a range scan of jobs_claim_idx
+    -- over (queue, priority, scheduled_at <= now()) that reads due jobs only: over the whole
+    -- queue at once, the scan would also read every job scheduled for later (or backing off)
+    -- whenever fewer than p_limit are due -- each idle poll. The ids are collected into an
+    -- array, each batch once (a subquery the planner could rescan would skip the rows it
+    -- locked the first time and lock others), and the update finds them by primary key.
+    FOR v_priority IN 0 .. 9 LOOP
+        EXIT WHEN cardinality(v_ids) >= p_limit;
+        v_ids := v_ids || ARRAY(
+            SELECT c.id
+            FROM autopilot.jobs AS c
+            WHERE c.queue = p_queue
+              AND c.priority = v_priority
+              AND c.state IN ('available', 'scheduled', 'retryable')
+              AND c.scheduled_at <= now()
+            ORDER BY c.scheduled_at, c.id
+            LIMIT p_limit - cardinality(v_ids)
+            FOR UPDATE SKIP LOCKED
+        );
+    END LOOP;
+    IF cardinality(v_ids) = 0 THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH claimed AS (
+        UPDATE autopilot.jobs AS j
+        SET state = 'executing',
+            attempt = j.attempt + 1,
+            attempted_at = now(),
+            attempted_by = p_node,
+            heartbeat_at = now()
+        WHERE j.id = ANY(v_ids)
+        RETURNING j.*
+    )
+
+    SELECT * FROM claimed AS c
+    ORDER BY c.priority, c.scheduled_at, c.id;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.claim(text, text, integer) IS
+'Claims up to p_limit due jobs of a queue for runner node p_node (priority, then age; FOR UPDATE SKIP LOCKED) and returns them in that order, now executing with their attempt counted.';
+
+-- sql/functions/queue/_record_runner_attempts.sql
+CREATE FUNCTION autopilot._record_runner_attempts(p_jobs autopilot.jobs[], p_status text, p_messages text[])
+RETURNS bigint
+LANGUAGE sql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- How an ended runner attempt lands in the ledger, whoever ends it (complete, fail, snooze,
+    -- cancel, rescue): one job_runs row per job of p_jobs (as the job stands after the change),
+    -- named after its catalog entry or else its worker, with p_messages[i] for p_jobs[i].
+    WITH recorded AS (
+        INSERT INTO autopilot.job_runs (
+            job_name, side, trigger, status, started_at, finished_at, message, details, backend_pid
+        )
+        SELECT
+            coalesce(j.meta ->> 'catalog', j.worker),
+            'runner',
+            'runner',
+            p_status,
+            j.attempted_at,
+            greatest(clock_timestamp(), j.attempted_at),
+            p_messages[j.ordinality],
+            jsonb_build_object(
+                'job_id', j.id, 'worker', j.worker, 'queue', j.queue, 'attempt', j.attempt,
+                'node', j.attempted_by, 'state', j.state
+            ),
+            NULL
+        FROM unnest(p_jobs) WITH ORDINALITY AS j
+        RETURNING 1
+    )
+
+    SELECT count(*) FROM recorded
+$$;
+
+COMMENT ON FUNCTION autopilot._record_runner_attempts(autopilot.jobs[], text, text[]) IS
+'Private: records ended runner attempts in autopilot.job_runs (side runner), one row per job with its message; returns how many.';
+
+-- sql/functions/queue/complete_many.sql
+CREATE FUNCTION autopilot.complete_many(p_ids bigint[], p_attempts integer[])
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Marks jobs completed -- each only while it is still executing the attempt
+-- given beside it (p_ids[i] at attempt p_attempts[i]): a job cancelled, or
+-- rescued and claimed again meanwhile, is left alone. Each completed job's
+-- attempt is recorded in autopilot.job_runs (side runner, succeeded). Returns
+-- how many were completed. One statement for a runner's whole batch.
+DECLARE
+    v_jobs autopilot.jobs [];
+    v_messages text [];
+BEGIN
+    IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_attempts) THEN
+        RAISE EXCEPTION 'complete_many: % job ids but % attempts', cardinality(p_ids), cardinality(p_attempts)
+        USING ERRCODE = 'array_subscript_error';
+    END IF;
+    WITH done AS (
+        UPDATE autopilot.jobs AS j
+        SET state = 'completed',
+            completed_at = now()
+        -- by primary key, then the attempt: bounded by the batch, whatever the statistics say
+        -- about how many jobs are executing
+        WHERE j.id = ANY(p_ids)
+          AND j.state = 'executing'
+          AND (j.id, j.attempt) IN (SELECT u.id, u.attempt FROM unnest(p_ids, p_attempts) AS u (id, attempt))
+        RETURNING j.*
+    )
+
+    SELECT
+        coalesce(array_agg(d::autopilot.jobs), '{}'),
+        coalesce(array_agg(
+            format('job %s (%s) completed by %s, attempt %s', d.id, d.worker, d.attempted_by, d.attempt)
+        ), '{}')
+    INTO v_jobs, v_messages
+    FROM done AS d;
+    RETURN autopilot._record_runner_attempts(v_jobs, 'succeeded', v_messages);
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.complete_many(bigint[], integer[]) IS
+'Completes the given jobs (each only while still executing the given attempt), recording each attempt in autopilot.job_runs; returns how many were completed.';
+
+-- sql/functions/queue/complete.sql
+CREATE FUNCTION autopilot.complete(p_id bigint, p_attempt integer)
+RETURNS boolean
+LANGUAGE sql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- one job: complete_many() of one
+    SELECT autopilot.complete_many(ARRAY[p_id], ARRAY[p_attempt]) = 1
+$$;
+
+COMMENT ON FUNCTION autopilot.complete(bigint, integer) IS
+'Completes one job while it is still executing the given attempt (recorded in autopilot.job_runs); false when it no longer is (cancelled, or rescued and claimed again).';
+
+-- sql/functions/queue/fail.sql
+CREATE FUNCTION autopilot.fail(p_id bigint, p_attempt integer, p_error text, p_discard boolean DEFAULT false)
+RETURNS text
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Records a failed attempt of an executing job: the error is appended to
+-- jobs.errors ({"attempt", "at", "error"}) and the attempt to job_runs (side
+-- runner, failed). The job is then retryable, due after an exponential
+-- backoff with jitter -- jobs.backoff_base * 2^(attempt - 1), at most
+-- jobs.backoff_max, times a random factor in [0.8, 1.0], so never longer than
+-- jobs.backoff_max and still spread out at that cap -- or discarded when
+-- it has used max_attempts, or when p_discard says retrying cannot help (a
+-- worker this runner does not have). Returns the new state, or NULL when the
+-- job is no longer executing that attempt (cancelled, or rescued and claimed
+-- again) and nothing was changed.
+DECLARE
+    -- in seconds, as double precision: 2^(attempt - 1) of a long base overflows an interval
+    v_base double precision := date_part('epoch', autopilot.get_setting('jobs.backoff_base')::interval);
+    v_max double precision := date_part('epoch', autopilot.get_setting('jobs.backoff_max')::interval);
+    v_job autopilot.jobs;
+    v_error text := coalesce(nullif(p_error, ''), 'failed without a message');
+BEGIN
+    UPDATE autopilot.jobs AS j
+    SET state = CASE WHEN p_discard OR j.attempt >= j.max_attempts THEN 'discarded' ELSE 'retryable' END,
+        discarded_at = CASE WHEN p_discard OR j.attempt >= j.max_attempts THEN now() END,
+        scheduled_at = CASE
+            WHEN p_discard OR j.attempt >= j.max_attempts THEN j.scheduled_at
+            ELSE now() + make_interval(
+                secs => least(v_base * power(2::double precision, least(j.attempt - 1, 60)), v_max)
+                * (0.8 + random() * 0.2)
+            )
+        END,
+        errors = j.errors || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempt, 'at', now(), 'error', v_error, 'node', j.attempted_by
+        ))
+    WHERE j.id = p_id AND j.attempt = p_attempt AND j.state = 'executing'
+    RETURNING j.* INTO v_job;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+
+    PERFORM autopilot._record_runner_attempts(
+        ARRAY[v_job], 'failed',
+        ARRAY[format(
+            'job %s (%s), attempt %s of %s: %s%s', v_job.id, v_job.worker, v_job.attempt, v_job.max_attempts,
+            v_error,
+            CASE WHEN v_job.state = 'discarded' THEN ' (discarded)'
+                ELSE format(' (retrying at %s)', v_job.scheduled_at) END
+        )]
+    );
+    RETURN v_job.state;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.fail(bigint, integer, text, boolean) IS
+'Records a failed attempt (error kept in jobs.errors and job_runs); the job becomes retryable after exponential backoff with jitter (settings jobs.backoff_base, jobs.backoff_max), or discarded past max_attempts or when p_discard; returns the new state, NULL if the job no longer runs that attempt.';
+
+-- sql/functions/queue/snooze.sql
+CREATE FUNCTION autopilot.snooze(p_id bigint, p_attempt integer, p_for interval)
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- An executing job asks to run again later without using up an attempt: it
+-- is scheduled p_for from now and max_attempts grows by one (as in Oban).
+-- The attempt number itself never goes back down: a later claim is a new
+-- attempt, so a complete() or fail() still holding this one can never match
+-- it. The attempt is recorded in job_runs as skipped. False when the job no
+-- longer executes that attempt.
+DECLARE
+    v_job autopilot.jobs;
+BEGIN
+    IF p_for IS NULL OR p_for < interval '0' THEN
+        RAISE EXCEPTION 'snooze needs a delay of zero or more, not %', p_for USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE autopilot.jobs AS j
+    SET state = 'scheduled',
+        scheduled_at = now() + p_for,
+        max_attempts = j.max_attempts + 1
+    WHERE j.id = p_id AND j.attempt = p_attempt AND j.state = 'executing'
+    RETURNING j.* INTO v_job;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM autopilot._record_runner_attempts(
+        ARRAY[v_job], 'skipped',
+        ARRAY[format('job %s (%s) snoozed until %s', v_job.id, v_job.worker, v_job.scheduled_at)]
+    );
+    RETURN true;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.snooze(bigint, integer, interval) IS
+'Reschedules an executing job p_for from now without using up an attempt (max_attempts + 1; recorded in job_runs as skipped); false when it no longer executes that attempt.';
+
+-- sql/functions/queue/cancel.sql
+CREATE FUNCTION autopilot.cancel(p_id bigint, p_reason text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Cancels an unfinished job (available, scheduled, retryable or executing).
+-- A job executing is cancelled in the table at once; its runner learns it at
+-- its next heartbeat (heartbeat() no longer returns the job) and its
+-- complete() or fail() then change nothing. The interrupted attempt is
+-- recorded in job_runs as cancelled. False when the job is finished already or
+-- does not exist.
+DECLARE
+    v_job autopilot.jobs;
+    v_was text;
+BEGIN
+    SELECT j.state INTO v_was FROM autopilot.jobs AS j WHERE j.id = p_id FOR UPDATE;
+    UPDATE autopilot.jobs AS j
+    SET state = 'cancelled',
+        cancelled_at = now(),
+        errors = CASE WHEN p_reason IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempt, 'at', now(), 'error', 'cancelled: ' || p_reason
+        )) END
+    WHERE j.id = p_id AND j.state IN ('available', 'scheduled', 'retryable', 'executing')
+    RETURNING j.* INTO v_job;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF v_was = 'executing' THEN
+        PERFORM autopilot._record_runner_attempts(
+            ARRAY[v_job], 'cancelled',
+            ARRAY[format(
+                'job %s (%s) cancelled while executing on %s%s', v_job.id, v_job.worker, v_job.attempted_by,
+                coalesce(': ' || p_reason, '')
+            )]
+        );
+    END IF;
+    RETURN true;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.cancel(bigint, text) IS
+'Cancels an unfinished job (an executing one too: its runner finds out at its next heartbeat); false when the job is already finished or unknown.';
+
+-- sql/functions/queue/retry.sql
+CREATE FUNCTION autopilot.retry(p_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Makes a job that is not executing available now: a discarded, cancelled or
+-- completed job runs again (given one more attempt when it had used them
+-- all), a retryable or scheduled one runs at once. Its errors are kept. False
+-- when the job is executing, already available, or unknown. A job whose unique key has meanwhile
+-- been taken by another unfinished job cannot run again beside it:
+-- unique_violation, naming that job.
+DECLARE
+    v_holder bigint;
+BEGIN
+    UPDATE autopilot.jobs AS j
+    SET state = 'available',
+        scheduled_at = now(),
+        max_attempts = greatest(j.max_attempts, j.attempt + 1),
+        completed_at = NULL,
+        cancelled_at = NULL,
+        discarded_at = NULL
+    WHERE j.id = p_id AND j.state IN ('scheduled', 'retryable', 'discarded', 'cancelled', 'completed');
+    RETURN FOUND;
+EXCEPTION
+    WHEN unique_violation THEN
+        SELECT h.id INTO v_holder
+        FROM autopilot.jobs AS h
+        WHERE h.unique_key = (SELECT j.unique_key FROM autopilot.jobs AS j WHERE j.id = p_id)
+          AND h.state IN ('available', 'scheduled', 'executing', 'retryable');
+        RAISE EXCEPTION 'job % cannot run again: %', p_id,
+            CASE
+                WHEN v_holder IS NULL THEN 'another job held its unique key a moment ago'
+                ELSE format('job %s holds its unique key and is unfinished', v_holder)
+            END
+        USING ERRCODE = 'unique_violation', HINT = 'Wait for that job to finish, or cancel it; then retry.';
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.retry(bigint) IS
+'Makes a job that is not executing (scheduled, retryable, discarded, cancelled, completed) available now, with one more attempt if it had used them all; false when executing, already available, or unknown.';
+
+-- sql/functions/queue/heartbeat.sql
+CREATE FUNCTION autopilot.heartbeat(p_ids bigint[], p_attempts integer[], p_node text)
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- A runner's heartbeat for the jobs it is executing (p_ids[i] at attempt
+-- p_attempts[i]): refreshes heartbeat_at of each job still executing that
+-- attempt on p_node and returns their ids. A job missing from the result was
+-- cancelled, or rescued after a heartbeat came too late -- even if this node
+-- has claimed it again since, as a later attempt: stop the attempt, its
+-- completion would change nothing.
+BEGIN
+    IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_attempts) THEN
+        RAISE EXCEPTION 'heartbeat: % job ids but % attempts', cardinality(p_ids), cardinality(p_attempts)
+        USING ERRCODE = 'array_subscript_error';
+    END IF;
+    RETURN QUERY
+    UPDATE autopilot.jobs AS j
+    SET heartbeat_at = now()
+    -- by primary key, then the attempt, as complete_many
+    WHERE j.id = ANY(p_ids)
+      AND j.state = 'executing'
+      AND j.attempted_by = p_node
+      AND (j.id, j.attempt) IN (SELECT u.id, u.attempt FROM unnest(p_ids, p_attempts) AS u (id, attempt))
+    RETURNING j.id;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.heartbeat(bigint[], integer[], text) IS
+'Refreshes heartbeat_at of the jobs runner node p_node is executing, each at the attempt given beside it, and returns the ids still its own (a missing id was cancelled or rescued, perhaps claimed again as a later attempt).';
+
+-- sql/functions/queue/release.sql
+CREATE FUNCTION autopilot.release(p_ids bigint[], p_attempts integer[])
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Gives back jobs a runner claimed but never started (it claims a few ahead
+-- of its free slots, and is stopping): each, while still executing the given
+-- attempt, is available again at once, and max_attempts grows by one so that
+-- the attempt is not used up. The attempt number never goes back down: the
+-- next claim is a new attempt, which a repeated release() (a retry after a
+-- lost reply) or a stale complete() cannot touch. Nothing goes to job_runs:
+-- no attempt ran. Returns how many were released.
+DECLARE
+    v_count bigint;
+BEGIN
+    IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_attempts) THEN
+        RAISE EXCEPTION 'release: % job ids but % attempts', cardinality(p_ids), cardinality(p_attempts)
+        USING ERRCODE = 'array_subscript_error';
+    END IF;
+    UPDATE autopilot.jobs AS j
+    SET state = 'available',
+        max_attempts = j.max_attempts + 1,
+        scheduled_at = least(j.scheduled_at, now())
+    WHERE j.id = ANY(p_ids)
+      AND j.state = 'executing'
+      AND (j.id, j.attempt) IN (SELECT u.id, u.attempt FROM unnest(p_ids, p_attempts) AS u (id, attempt));
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.release(bigint[], integer[]) IS
+'Gives back claimed jobs that never started (each while still executing the given attempt): available at once, the attempt not used up (max_attempts + 1), nothing in job_runs; returns how many.';
+
+-- sql/functions/queue/rescue_orphaned_jobs.sql
+CREATE FUNCTION autopilot.rescue_orphaned_jobs()
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- rescue-orphaned-jobs. A job executing whose runner has not heartbeaten for
+-- jobs.rescue_after (killed, its host gone, its connection lost) is taken
+-- back: retryable at once, or discarded when it has used max_attempts. The
+-- reason is appended to jobs.errors and the lost attempt recorded in job_runs
+-- as abandoned. SKIP LOCKED: a job a runner is finishing right now is left for
+-- the next run. A runner that comes back too late finds (heartbeat) that the
+-- job is no longer its own, and its completion changes nothing.
+DECLARE
+    v_after interval := autopilot.get_setting('jobs.rescue_after')::interval;
+    v_ids bigint [];
+    v_jobs autopilot.jobs [];
+    v_messages text [];
+    v_retried bigint;
+    v_discarded bigint;
+BEGIN
+    -- The ids are picked once into an array, then the update finds them by primary key
+    -- (as claim does): whatever the statistics say about how many jobs are executing, the
+    -- plan stays bounded by the orphans. claim() always sets heartbeat_at, so the scan is a
+    -- range of jobs_executing_idx; attempted_at is the fallback for a row without one.
+    v_ids := ARRAY(
+        SELECT o.id
+        FROM autopilot.jobs AS o
+        WHERE o.state = 'executing'
+          AND (
+              o.heartbeat_at < now() - v_after
+              OR (o.heartbeat_at IS NULL AND o.attempted_at < now() - v_after)
+          )
+        FOR UPDATE SKIP LOCKED
+    );
+    WITH rescued AS (
+        UPDATE autopilot.jobs AS j
+        SET state = CASE WHEN j.attempt >= j.max_attempts THEN 'discarded' ELSE 'retryable' END,
+            discarded_at = CASE WHEN j.attempt >= j.max_attempts THEN now() END,
+            scheduled_at = CASE WHEN j.attempt >= j.max_attempts THEN j.scheduled_at ELSE now() END,
+            errors = j.errors || jsonb_build_array(jsonb_build_object(
+                'attempt', j.attempt, 'at', now(), 'node', j.attempted_by,
+                'error', format(
+                    'orphaned: runner %s stopped heartbeating (last at %s)', j.attempted_by,
+                    coalesce(j.heartbeat_at, j.attempted_at)
+                )
+            ))
+        WHERE j.id = ANY(v_ids)
+        RETURNING j.*
+    )
+
+    SELECT
+        coalesce(array_agg(r::autopilot.jobs), '{}'),
+        coalesce(array_agg(format(
+            'job %s (%s), attempt %s: runner %s stopped heartbeating; %s', r.id, r.worker, r.attempt,
+            r.attempted_by, CASE WHEN r.state = 'discarded' THEN 'discarded' ELSE 'retrying now' END
+        )), '{}'),
+        count(*) FILTER (WHERE r.state = 'retryable'),
+        count(*) FILTER (WHERE r.state = 'discarded')
+    INTO v_jobs, v_messages, v_retried, v_discarded
+    FROM rescued AS r;
+    PERFORM autopilot._record_runner_attempts(v_jobs, 'abandoned', v_messages);
+
+    RETURN jsonb_build_object(
+        'rows_affected', v_retried + v_discarded,
+        'message', format(
+            'rescued %s orphaned %s: %s to retry, %s discarded (no heartbeat for %s)',
+            v_retried + v_discarded, CASE WHEN v_retried + v_discarded = 1 THEN 'job' ELSE 'jobs' END,
+            v_retried, v_discarded, v_after
+        ),
+        'retried', v_retried,
+        'discarded', v_discarded
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.rescue_orphaned_jobs() IS
+'rescue-orphaned-jobs: executing jobs whose runner stopped heartbeating for jobs.rescue_after go back to retryable (or discarded past max_attempts), the reason in jobs.errors and the attempt in job_runs as abandoned. Returns the job summary.';
+
+-- sql/functions/agents/_track_agent_load.sql
+CREATE FUNCTION autopilot._track_agent_load()
+RETURNS trigger
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- @plpgsql_check_options: oldtable = old_rows, newtable = new_rows
+--
+-- Statement triggers on autopilot.tasks (after INSERT, UPDATE, DELETE, TRUNCATE):
+-- keep autopilot.agents.active_tasks equal to the number of the agent's tasks in
+-- status assigned or running, and refuse a statement that would give an agent a
+-- task it lacks a skill for or more tasks than its capacity. Whoever writes the
+-- tasks (assign_pending_tasks or the application), the schema holds both
+-- invariants.
+--
+-- Set-based: one pass over the transition tables per statement, so a bulk
+-- assignment of 100,000 tasks costs one UPDATE per agent, not per task.
+--
+-- Concurrency: the agents concerned are locked in id order (FOR NO KEY UPDATE)
+-- before anything is read from them, so two statements changing the same agent
+-- queue up instead of both reading the old count; the counter itself moves by
+-- a delta computed from the changed rows (never recounted from a snapshot), so
+-- it is exact in any isolation level. The skills are compared after the lock:
+-- a concurrent change of the agent's skills (autopilot._guard_agent, under the
+-- same row lock) is either seen or waits.
+DECLARE
+    v_agents bigint[];
+    v_deltas integer[];
+    -- the (agent, required skills) pairs of the tasks that became held, changed
+    -- agent or changed skills: the only ones whose skills need checking
+    v_pair_agents bigint[];
+    v_pair_skills text[];
+    v_old_held bigint := 0;
+    v_agent bigint;
+    v_skills text;
+    v_task bigint;
+    v_held integer;
+    v_capacity integer;
+    v_delta integer;
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        UPDATE autopilot.agents SET active_tasks = 0 WHERE active_tasks <> 0;
+        RETURN NULL;
+    END IF;
+
+    -- Only aggregates and set operations over the transition tables: their
+    -- plans are cached with the size of the first statement a session ran, and
+    -- these stay linear whatever that was.
+    IF TG_OP = 'INSERT' THEN
+        SELECT
+            array_agg(d.agent_id ORDER BY d.agent_id),
+            array_agg(d.delta ORDER BY d.agent_id)
+        INTO v_agents, v_deltas
+        FROM (
+            SELECT n.agent_id, count(*)::integer AS delta
+            FROM new_rows AS n
+            WHERE n.status IN ('assigned', 'running')
+            GROUP BY n.agent_id
+        ) AS d;
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT
+            array_agg(d.agent_id ORDER BY d.agent_id),
+            array_agg(d.delta ORDER BY d.agent_id)
+        INTO v_agents, v_deltas
+        FROM (
+            SELECT o.agent_id, -count(*)::integer AS delta
+            FROM old_rows AS o
+            WHERE o.status IN ('assigned', 'running')
+            GROUP BY o.agent_id
+        ) AS d;
+    ELSE
+        SELECT
+            array_agg(d.agent_id ORDER BY d.agent_id) FILTER (WHERE d.delta <> 0),
+            array_agg(d.delta ORDER BY d.agent_id) FILTER (WHERE d.delta <> 0),
+            coalesce(sum(d.old_held), 0)
+        INTO v_agents, v_deltas, v_old_held
+        FROM (
+            SELECT
+                c.agent_id,
+                sum(c.delta)::integer AS delta,
+                count(*) FILTER (WHERE c.delta < 0) AS old_held
+            FROM (
+                SELECT n.agent_id, 1 AS delta
+                FROM new_rows AS n
+                WHERE n.status IN ('assigned', 'running')
+                UNION ALL
+                SELECT o.agent_id, -1 AS delta
+                FROM old_rows AS o
+                WHERE o.status IN ('assigned', 'running')
+            ) AS c
+            GROUP BY c.agent_id
+        ) AS d;
+    END IF;
+
+    IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND v_old_held = 0) THEN
+        -- every held task in the statement is newly held
+        SELECT array_agg(c.agent_id), array_agg(c.required_skills::text)
+        INTO v_pair_agents, v_pair_skills
+        FROM (
+            SELECT DISTINCT n.agent_id, n.required_skills
+            FROM new_rows AS n
+            WHERE n.status IN ('assigned', 'running')
+        ) AS c;
+    ELSIF TG_OP = 'UPDATE' THEN
+        SELECT array_agg(c.agent_id), array_agg(c.required_skills::text)
+        INTO v_pair_agents, v_pair_skills
+        FROM (
+            SELECT DISTINCT x.agent_id, x.required_skills
+            FROM (
+                SELECT n.id, n.agent_id, n.required_skills
+                FROM new_rows AS n
+                WHERE n.status IN ('assigned', 'running')
+                EXCEPT
+                SELECT o.id, o.agent_id, o.required_skills
+                FROM old_rows AS o
+                WHERE o.status IN ('assigned', 'running')
+            ) AS x
+        ) AS c;
+    END IF;
+
+    IF v_agents IS NULL AND v_pair_agents IS NULL THEN
+        RETURN NULL;
+    END IF;
+
+    PERFORM
+    FROM autopilot.agents AS a
+    WHERE a.id = ANY(v_agents) OR a.id = ANY(v_pair_agents)
+    ORDER BY a.id
+    FOR NO KEY UPDATE;
+
+    -- capacity (agents_active_tasks_check would refuse it too, with a vaguer message)
+    SELECT a.id, a.active_tasks, a.capacity, d.delta
+    INTO v_agent, v_held, v_capacity, v_delta
+    FROM unnest(v_agents, v_deltas) AS d (agent_id, delta)
+    INNER JOIN autopilot.agents AS a ON d.agent_id = a.id
+    WHERE a.active_tasks + d.delta > a.capacity;
+    IF FOUND THEN
+        RAISE EXCEPTION 'agent % would hold % tasks, more than its capacity of %', v_agent, v_held + v_delta, v_capacity
+            USING ERRCODE = 'check_violation',
+                  DETAIL = format('It holds %s assigned or running tasks; this statement adds %s.', v_held, v_delta),
+                  HINT = 'Assign tasks only to agents with free capacity (autopilot.assign_pending_tasks() does), '
+                      || 'or raise the agent''s capacity first.';
+    END IF;
+
+    UPDATE autopilot.agents AS a
+    SET active_tasks = a.active_tasks + d.delta
+    FROM unnest(v_agents, v_deltas) AS d (agent_id, delta)
+    WHERE a.id = d.agent_id;
+
+    -- skills, read under the lock
+    SELECT c.agent_id, c.required_skills
+    INTO v_agent, v_skills
+    FROM unnest(v_pair_agents, v_pair_skills) AS c (agent_id, required_skills)
+    INNER JOIN autopilot.agents AS a ON c.agent_id = a.id
+    WHERE NOT c.required_skills::text[] <@ a.skills;
+    IF FOUND THEN
+        SELECT min(n.id)
+        INTO v_task
+        FROM new_rows AS n
+        WHERE n.agent_id = v_agent AND n.required_skills = v_skills::text[] AND n.status IN ('assigned', 'running');
+        RAISE EXCEPTION 'task % requires a skill agent % does not have', v_task, v_agent
+            USING ERRCODE = 'check_violation',
+                  DETAIL = format('Required skills %s; an assigned or running task''s required skills must all be among its agent''s.', v_skills),
+                  HINT = 'Give the task to an agent with every required skill (autopilot.assign_pending_tasks() does).';
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._track_agent_load() IS
+'Private: statement trigger on autopilot.tasks; keeps agents.active_tasks equal to the agent''s assigned and running tasks and refuses a statement that would put an agent over its capacity or give it a task it lacks a skill for (check_violation).';
+
+CREATE TRIGGER tasks_agent_load_insert_trg
+AFTER INSERT ON autopilot.tasks
+REFERENCING NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._track_agent_load();
+
+CREATE TRIGGER tasks_agent_load_update_trg
+AFTER UPDATE ON autopilot.tasks
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._track_agent_load();
+
+CREATE TRIGGER tasks_agent_load_delete_trg
+AFTER DELETE ON autopilot.tasks
+REFERENCING OLD TABLE AS old_rows
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._track_agent_load();
+
+CREATE TRIGGER tasks_agent_load_truncate_trg
+AFTER TRUNCATE ON autopilot.tasks
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._track_agent_load();
+
+COMMENT ON TRIGGER tasks_agent_load_insert_trg ON autopilot.tasks IS
+'Inserted assigned/running tasks count towards their agent''s active_tasks (capacity and skills checked).';
+COMMENT ON TRIGGER tasks_agent_load_update_trg ON autopilot.tasks IS
+'Tasks entering or leaving assigned/running, or changing agent: active_tasks follows (capacity and skills checked).';
+COMMENT ON TRIGGER tasks_agent_load_delete_trg ON autopilot.tasks IS
+'Deleted assigned/running tasks no longer count towards their agent''s active_tasks.';
+COMMENT ON TRIGGER tasks_agent_load_truncate_trg ON autopilot.tasks IS
+'After TRUNCATE of the tasks no agent holds any: every active_tasks goes back to 0.';
+
+-- sql/functions/agents/_guard_agent.sql
+CREATE FUNCTION autopilot._guard_agent()
+RETURNS trigger
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Row trigger on autopilot.agents (before INSERT, and before UPDATE of
+-- active_tasks, capacity or skills): the agent's side of the invariants that
+-- autopilot._track_agent_load keeps on the tasks' side.
+--
+-- * active_tasks belongs to the triggers on autopilot.tasks: a new agent holds
+--   no task yet (0, whatever the INSERT says: a restore copies the agents before
+--   their tasks, whose trigger counts them again), and a direct UPDATE of it is
+--   refused (pg_trigger_depth() = 1: not from within a trigger).
+-- * capacity may not drop below the tasks the agent holds;
+-- * a skill may not be taken away while a held task requires it. The row is
+--   locked while this runs, and every statement that gives the agent a task
+--   takes the same lock first, so the check cannot miss a concurrent assignment.
+DECLARE
+    v_task bigint;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        NEW.active_tasks := 0;
+        RETURN NEW;
+    END IF;
+
+    IF NEW.active_tasks IS DISTINCT FROM OLD.active_tasks AND pg_trigger_depth() < 2 THEN
+        RAISE EXCEPTION 'agents.active_tasks is maintained by autopilot and cannot be set'
+            USING ERRCODE = 'generated_always',
+                  DETAIL = 'It counts the agent''s tasks in status assigned or running.',
+                  HINT = 'Change the tasks instead; their triggers keep the count.';
+    END IF;
+
+    IF NEW.capacity < NEW.active_tasks THEN
+        RAISE EXCEPTION 'agent % holds % tasks: its capacity cannot drop to %', NEW.id, NEW.active_tasks, NEW.capacity
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Let tasks finish, or take them back (status pending, agent_id NULL) first; '
+                      || 'status ''paused'' stops new assignments at once.';
+    END IF;
+
+    IF NEW.skills IS DISTINCT FROM OLD.skills AND NEW.active_tasks > 0 THEN
+        SELECT t.id
+        INTO v_task
+        FROM autopilot.tasks AS t
+        WHERE t.agent_id = NEW.id
+          AND t.status IN ('assigned', 'running')
+          AND NOT t.required_skills <@ NEW.skills
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'agent % holds task %, which requires a skill the agent would no longer have', NEW.id, v_task
+                USING ERRCODE = 'check_violation',
+                      HINT = 'Let the task finish, or take it back (status pending, agent_id NULL) first.';
+        END IF;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._guard_agent() IS
+'Private: row trigger on autopilot.agents; a new agent holds no task (active_tasks 0), active_tasks cannot be set directly, capacity cannot drop below the held tasks, and a skill a held task requires cannot be removed (check_violation).';
+
+CREATE TRIGGER agents_guard_insert_trg
+BEFORE INSERT ON autopilot.agents
+FOR EACH ROW EXECUTE FUNCTION autopilot._guard_agent();
+
+CREATE TRIGGER agents_guard_update_trg
+BEFORE UPDATE OF active_tasks, capacity, skills ON autopilot.agents
+FOR EACH ROW EXECUTE FUNCTION autopilot._guard_agent();
+
+COMMENT ON TRIGGER agents_guard_insert_trg ON autopilot.agents IS
+'A new agent holds no task: active_tasks starts at 0 (the triggers on autopilot.tasks count its tasks).';
+COMMENT ON TRIGGER agents_guard_update_trg ON autopilot.agents IS
+'active_tasks is not set directly; capacity stays at or above it; skills held tasks require stay.';
+
+-- sql/functions/agents/assign_pending_tasks.sql
+CREATE FUNCTION autopilot.assign_pending_tasks()
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- task-assignment. Semantics (README, "Task assignment"):
+--
+-- 1. Tasks assigned to an agent not seen (last_seen_at NULL, or older than
+--    agents.silence_timeout) go back to pending (agent_id, assigned_at cleared).
+--    Running tasks are left alone: they may have side effects.
+-- 2. Pending tasks go, highest priority first, then oldest (created_at, then
+--    id), each to the least-loaded agent that can take it: status active, seen
+--    within the timeout, every required skill (required_skills <@ skills),
+--    active_tasks < capacity. Least loaded = lowest active_tasks / capacity
+--    (double precision), then lowest id -- counting the tasks this run gave it.
+--    That is the sequential greedy, computed exactly: it is the unique stable
+--    matching of tasks (ranked by order) to agent slots (ranked by the load
+--    ratio at which the agent would take it), so it is built from the slot
+--    side -- free slots in ratio order, each taking the first remaining task
+--    any of its agent's skill sets offers -- over arrays in memory, with the
+--    reading and the writing done set-based (one statement each).
+-- 3. Every agent that got tasks gets one NOTIFY autopilot_task_assigned,
+--    payload {"agent_id": n, "task_ids": [...]} (at most 256 ids each, a
+--    payload stays far below the 8000-byte limit); delivered at commit.
+--
+-- Locking: the job's advisory lock makes runs exclusive (a second caller waits
+-- and then sees the first one's assignments). The agents it plans for are
+-- locked (FOR NO KEY UPDATE SKIP LOCKED: an agent another transaction is
+-- changing waits for the next run), so their load cannot move under the plan;
+-- the tasks it writes are locked the same way (a task the application is
+-- changing is left for the next run), and the UPDATE re-checks status and
+-- skills on the row it writes. Capacity and skills are also the schema's
+-- (agents_active_tasks_check, autopilot._track_agent_load), whoever writes.
+DECLARE
+    c_none CONSTANT bigint := 9223372036854775807;
+    v_timeout interval := autopilot.get_setting('agents.silence_timeout')::interval;
+    v_reclaimed bigint;
+    -- the agents planned for, in id order: index i everywhere below
+    v_agent_ids bigint[];
+    v_load integer[];
+    v_capacity integer[];
+    v_dead boolean[];
+    v_busy_agents bigint;
+    -- candidates: the first tasks of each skill set (as many as its agents have
+    -- free slots), grouped by skill set (g = 1..) and in order within a group
+    v_read_ids bigint[];
+    v_read_ords bigint[];
+    v_read_pos integer[];
+    v_task_ids bigint[];
+    v_task_ord bigint[];
+    v_head integer[];
+    v_head_ord bigint[];
+    v_group_end integer[];
+    -- the skill sets agent i can serve: v_capable[v_capable_first[i] .. v_capable_last[i]]
+    v_capable integer[];
+    v_capable_first integer[];
+    v_capable_last integer[];
+    v_pending bigint;
+    v_unassignable bigint;
+    v_left integer;
+    -- slots: agent indexes, in the order of the load ratio at which they take a task
+    v_slots integer[];
+    v_per_agent integer;
+    v_cut_key double precision;
+    v_cut_agent integer;
+    v_batches integer := 0;
+    -- the plan
+    v_plan_tasks bigint[] := '{}'::bigint[];
+    v_plan_agents bigint[] := '{}'::bigint[];
+    v_planned integer := 0;
+    v_i integer;
+    v_h integer;
+    v_best integer;
+    v_best_ord bigint;
+    -- the outcome
+    v_assigned bigint;
+    v_agents_used bigint;
+    v_notifications bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(autopilot._job_lock_key('task-assignment'));
+
+    -- 1. take tasks back from silent agents
+    UPDATE autopilot.tasks AS t
+    SET status = 'pending', agent_id = NULL, assigned_at = NULL
+    FROM autopilot.agents AS a
+    WHERE t.agent_id = a.id
+      AND t.status = 'assigned'
+      AND (a.last_seen_at IS NULL OR a.last_seen_at < now() - v_timeout);
+    GET DIAGNOSTICS v_reclaimed = ROW_COUNT;
+
+    -- 2. the agents that can take tasks now, locked
+    SELECT
+        coalesce(array_agg(e.id ORDER BY e.id), '{}'),
+        coalesce(array_agg(e.active_tasks ORDER BY e.id), '{}'),
+        coalesce(array_agg(e.capacity ORDER BY e.id), '{}'),
+        coalesce(array_agg(false ORDER BY e.id), '{}')
+    INTO v_agent_ids, v_load, v_capacity, v_dead
+    FROM (
+        SELECT a.id, a.active_tasks, a.capacity
+        FROM autopilot.agents AS a
+        WHERE a.status = 'active'
+          AND a.active_tasks < a.capacity
+          AND a.last_seen_at >= now() - v_timeout
+        ORDER BY a.id
+        FOR NO KEY UPDATE SKIP LOCKED
+    ) AS e;
+
+    SELECT count(*) - cardinality(v_agent_ids)
+    INTO v_busy_agents
+    FROM autopilot.agents AS a
+    WHERE a.status = 'active'
+      AND a.active_tasks < a.capacity
+      AND a.last_seen_at >= now() - v_timeout;
+
+    -- 3. the pending tasks, by skill set (a set: {b,a} and {a,b,a} are {a,b}).
+    -- A skill set's candidates are its first tasks in order, as many as the free
+    -- slots of the agents that have every skill in it (it can never use more);
+    -- they get positions first_pos .. first_pos + take - 1 of the arrays below.
+    WITH pending AS MATERIALIZED (
+        SELECT
+            t.id,
+            t.required_skills,
+            row_number() OVER (ORDER BY t.priority DESC, t.created_at ASC, t.id ASC) AS ord
+        FROM autopilot.tasks AS t
+        WHERE t.status = 'pending'
+    ),
+
+    eligible AS MATERIALIZED (
+        SELECT
+            e.i::integer AS i,
+            a.skills,
+            a.capacity - a.active_tasks AS free
+        FROM unnest(v_agent_ids) WITH ORDINALITY AS e (id, i)
+        INNER JOIN autopilot.agents AS a ON e.id = a.id
+    ),
+
+    written AS MATERIALIZED (
+        SELECT
+            p.required_skills AS written,
+            count(*) AS tasks,
+            array(SELECT DISTINCT r.skill FROM unnest(p.required_skills) AS r (skill) ORDER BY r.skill) AS skills
+        FROM pending AS p
+        GROUP BY p.required_skills
+    ),
+
+    skill_sets AS MATERIALIZED (
+        SELECT
+            w.skills,
+            sum(w.tasks)::bigint AS tasks,
+            (
+                SELECT coalesce(sum(e.free), 0)
+                FROM eligible AS e
+                WHERE w.skills <@ e.skills
+            ) AS free,
+            EXISTS (
+                SELECT
+                FROM autopilot.agents AS a
+                WHERE a.status = 'active' AND a.capacity > 0 AND w.skills <@ a.skills
+            ) AS assignable
+        FROM written AS w
+        GROUP BY w.skills
+    ),
+
+    groups AS MATERIALIZED (
+        SELECT
+            s.skills,
+            row_number() OVER (ORDER BY s.skills)::integer AS g,
+            least(s.tasks, s.free)::integer AS take,
+            (sum(least(s.tasks, s.free)) OVER (ORDER BY s.skills) - least(s.tasks, s.free) + 1)::integer AS first_pos
+        FROM skill_sets AS s
+        WHERE s.free > 0
+    ),
+
+    candidates AS MATERIALIZED (
+        SELECT
+            r.id,
+            r.ord,
+            (r.first_pos + r.rank - 1)::integer AS pos
+        FROM (
+            SELECT
+                p.id,
+                p.ord,
+                g.take,
+                g.first_pos,
+                row_number() OVER (PARTITION BY g.g ORDER BY p.ord) AS rank
+            FROM pending AS p
+            INNER JOIN written AS w ON p.required_skills = w.written
+            INNER JOIN groups AS g ON w.skills = g.skills
+        ) AS r
+        WHERE r.rank <= r.take
+    ),
+
+    capable AS MATERIALIZED (
+        SELECT
+            e.i,
+            g.g,
+            row_number() OVER (ORDER BY e.i, g.g)::integer AS pos
+        FROM eligible AS e
+        INNER JOIN groups AS g ON g.skills <@ e.skills
+    )
+
+    SELECT
+        (SELECT count(*) FROM pending),
+        (SELECT coalesce(sum(s.tasks), 0)::bigint FROM skill_sets AS s WHERE NOT s.assignable),
+        (SELECT coalesce(array_agg(g.first_pos ORDER BY g.g), '{}') FROM groups AS g),
+        (SELECT coalesce(array_agg(g.first_pos + g.take - 1 ORDER BY g.g), '{}') FROM groups AS g),
+        (SELECT coalesce(array_agg(c.g ORDER BY c.pos), '{}') FROM capable AS c),
+        (
+            SELECT coalesce(array_agg(coalesce(b.first_pos, 1) ORDER BY e.i), '{}')
+            FROM eligible AS e
+            LEFT JOIN (SELECT c.i, min(c.pos) AS first_pos FROM capable AS c GROUP BY c.i) AS b ON e.i = b.i
+        ),
+        (
+            SELECT coalesce(array_agg(coalesce(b.last_pos, 0) ORDER BY e.i), '{}')
+            FROM eligible AS e
+            LEFT JOIN (SELECT c.i, max(c.pos) AS last_pos FROM capable AS c GROUP BY c.i) AS b ON e.i = b.i
+        ),
+        -- one aggregate pass: the three arrays are aligned, in no particular order
+        coalesce(array_agg(c.id), '{}'),
+        coalesce(array_agg(c.ord), '{}'),
+        coalesce(array_agg(c.pos), '{}')
+    INTO
+        v_pending, v_unassignable, v_head, v_group_end, v_capable, v_capable_first, v_capable_last,
+        v_read_ids, v_read_ords, v_read_pos
+    FROM candidates AS c;
+
+    v_left := cardinality(v_read_ids);
+    v_task_ids := array_fill(0::bigint, ARRAY[v_left]);
+    v_task_ord := array_fill(0::bigint, ARRAY[v_left]);
+    FOR v_p IN 1 .. v_left LOOP
+        v_task_ids[v_read_pos[v_p]] := v_read_ids[v_p];
+        v_task_ord[v_read_pos[v_p]] := v_read_ords[v_p];
+    END LOOP;
+    v_head_ord := array_fill(0::bigint, ARRAY[cardinality(v_head)]);
+    FOR v_g IN 1 .. cardinality(v_head) LOOP
+        v_head_ord[v_g] := v_task_ord[v_head[v_g]];
+    END LOOP;
+
+    -- 4. the plan: free slots in the order of the load ratio at which their agent
+    -- takes a task (agent i's k-th free slot: (active_tasks + k) / capacity, then
+    -- i), each taking the first remaining task of the skill sets agent i serves.
+    -- An agent whose slot finds nothing is done: tasks only ever get taken.
+    -- Slots come in batches of at most ~2 per candidate (an agent's huge capacity
+    -- is never spelled out): a batch holds every slot ordered before the first
+    -- one it leaves out, so the order across batches is exact.
+    WHILE v_left > 0 LOOP
+        v_per_agent := greatest(1, ceil(2.0 * v_left / greatest(cardinality(v_agent_ids), 1)))::integer;
+
+        SELECT (a.load + v_per_agent)::double precision / a.capacity, a.i::integer
+        INTO v_cut_key, v_cut_agent
+        FROM unnest(v_load, v_capacity, v_dead) WITH ORDINALITY AS a (load, capacity, dead, i)
+        WHERE NOT a.dead AND a.capacity - a.load > v_per_agent
+        ORDER BY 1, 2
+        LIMIT 1;
+
+        SELECT array_agg(s.i ORDER BY s.slot_key, s.i)
+        INTO v_slots
+        FROM (
+            SELECT
+                a.i::integer AS i,
+                (a.load + k.k)::double precision / a.capacity AS slot_key
+            FROM unnest(v_load, v_capacity, v_dead) WITH ORDINALITY AS a (load, capacity, dead, i)
+            CROSS JOIN LATERAL generate_series(0, least(a.capacity - a.load, v_per_agent) - 1) AS k (k)
+            WHERE NOT a.dead AND a.load < a.capacity
+        ) AS s
+        WHERE v_cut_agent IS NULL OR (s.slot_key, s.i) < (v_cut_key, v_cut_agent);
+
+        EXIT WHEN v_slots IS NULL;
+        v_batches := v_batches + 1;
+
+        FOREACH v_i IN ARRAY v_slots LOOP
+            CONTINUE WHEN v_dead[v_i];
+            v_best := 0;
+            v_best_ord := c_none;
+            FOR v_p IN v_capable_first[v_i] .. v_capable_last[v_i] LOOP
+                IF v_head_ord[v_capable[v_p]] < v_best_ord THEN
+                    v_best := v_capable[v_p];
+                    v_best_ord := v_head_ord[v_best];
+                END IF;
+            END LOOP;
+            IF v_best = 0 THEN
+                v_dead[v_i] := true;
+                CONTINUE;
+            END IF;
+            v_h := v_head[v_best];
+            v_planned := v_planned + 1;
+            v_plan_tasks[v_planned] := v_task_ids[v_h];
+            v_plan_agents[v_planned] := v_agent_ids[v_i];
+            IF v_h = v_group_end[v_best] THEN
+                v_head_ord[v_best] := c_none;
+            ELSE
+                v_head[v_best] := v_h + 1;
+                v_head_ord[v_best] := v_task_ord[v_h + 1];
+            END IF;
+            v_load[v_i] := v_load[v_i] + 1;
+            v_left := v_left - 1;
+            EXIT WHEN v_left = 0;
+        END LOOP;
+
+        EXIT WHEN v_cut_agent IS NULL;
+    END LOOP;
+
+    -- 5. write the plan, announce it
+    WITH plan AS (
+        SELECT p.task_id, p.agent_id
+        FROM unnest(v_plan_tasks, v_plan_agents) AS p (task_id, agent_id)
+    ),
+
+    claimed AS MATERIALIZED (
+        SELECT
+            t.id,
+            p.agent_id
+        FROM autopilot.tasks AS t
+        INNER JOIN plan AS p ON t.id = p.task_id
+        WHERE t.status = 'pending'
+        FOR NO KEY UPDATE OF t SKIP LOCKED
+    ),
+
+    assigned AS (
+        UPDATE autopilot.tasks AS t
+        SET status = 'assigned', agent_id = c.agent_id, assigned_at = now()
+        FROM claimed AS c
+        WHERE t.id = c.id
+          AND t.status = 'pending'
+          -- the agent is locked: its skills are as planned; the task's may have changed since
+          AND t.required_skills <@ (SELECT a.skills FROM autopilot.agents AS a WHERE a.id = c.agent_id)
+        RETURNING t.id, t.agent_id
+    ),
+
+    notifications AS (
+        SELECT
+            pg_notify(
+                'autopilot_task_assigned',
+                json_build_object('agent_id', n.agent_id, 'task_ids', n.task_ids)::text
+            )
+        FROM (
+            SELECT
+                x.agent_id,
+                array_agg(x.id ORDER BY x.id) AS task_ids
+            FROM (
+                SELECT
+                    s.agent_id,
+                    s.id,
+                    (row_number() OVER (PARTITION BY s.agent_id ORDER BY s.id) - 1) / 256 AS chunk
+                FROM assigned AS s
+            ) AS x
+            GROUP BY x.agent_id, x.chunk
+        ) AS n
+    )
+
+    SELECT
+        (SELECT count(*) FROM assigned),
+        (SELECT count(DISTINCT s.agent_id) FROM assigned AS s),
+        (SELECT count(*) FROM notifications)
+    INTO v_assigned, v_agents_used, v_notifications;
+
+    RETURN jsonb_build_object(
+        'rows_affected', v_assigned,
+        'message', format(
+            'assigned %s %s to %s %s; %s taken back from silent agents; %s still pending (%s unassignable)',
+            v_assigned, CASE WHEN v_assigned = 1 THEN 'task' ELSE 'tasks' END,
+            v_agents_used, CASE WHEN v_agents_used = 1 THEN 'agent' ELSE 'agents' END,
+            v_reclaimed, v_pending - v_assigned, v_unassignable
+        ),
+        'assigned', v_assigned,
+        'agents', v_agents_used,
+        'reclaimed', v_reclaimed,
+        'pending', v_pending - v_assigned,
+        'unassignable', v_unassignable,
+        'waiting', v_pending - v_assigned - v_unassignable,
+        'skipped_busy_tasks', v_planned - v_assigned,
+        'skipped_busy_agents', v_busy_agents,
+        'notifications', v_notifications,
+        'slot_batches', v_batches
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.assign_pending_tasks() IS
+'task-assignment: takes assigned tasks back from agents silent longer than agents.silence_timeout, then gives pending tasks (highest priority, then oldest first) to active, recently seen agents with every required skill and free capacity, each to the least-loaded one (lowest active_tasks/capacity, then id); one NOTIFY autopilot_task_assigned per agent, payload {"agent_id", "task_ids"}. Unassignable tasks (no active agent with capacity has their skills) stay pending and are counted.';
+
+-- sql/functions/agents/_mark_task_metrics_pending.sql
+CREATE FUNCTION autopilot._mark_task_metrics_pending()
+RETURNS trigger
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- @plpgsql_check_options: oldtable = old_rows, newtable = new_rows
+--
+-- Statement trigger on autopilot.tasks (after INSERT and UPDATE): records in
+-- autopilot.performance_metrics_pending, once per transaction, the hours of agents
+-- whose metrics a statement changed -- a task with an agent finishing (succeeded or failed)
+-- appearing, changing, or leaving (the hours before and after an update both
+-- count). Deleting rows marks nothing: the cleanups delete old tasks (never today), and the
+-- metrics already computed from them stay. One set-based INSERT per statement;
+-- ON CONFLICT DO NOTHING on (transaction, kind, hour) never waits on another
+-- transaction.
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
+        SELECT DISTINCT 'agent'::text, date_trunc('hour', n.finished_at, 'UTC')
+        FROM new_rows AS n
+        WHERE n.status IN ('succeeded', 'failed') AND n.agent_id IS NOT NULL AND n.finished_at IS NOT NULL
+        ON CONFLICT DO NOTHING;
+    ELSE
+        INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
+        SELECT DISTINCT 'agent'::text, date_trunc('hour', c.finished_at, 'UTC')
+        FROM (
+            (
+                SELECT n.id, n.agent_id, n.status, n.started_at, n.finished_at AS finished_at
+                FROM new_rows AS n
+                WHERE n.status IN ('succeeded', 'failed') AND n.agent_id IS NOT NULL AND n.finished_at IS NOT NULL
+                EXCEPT
+                SELECT o.id, o.agent_id, o.status, o.started_at, o.finished_at AS finished_at
+                FROM old_rows AS o
+                WHERE o.status IN ('succeeded', 'failed') AND o.agent_id IS NOT NULL AND o.finished_at IS NOT NULL
+            )
+            UNION ALL
+            (
+                SELECT o.id, o.agent_id, o.status, o.started_at, o.finished_at AS finished_at
+                FROM old_rows AS o
+                WHERE o.status IN ('succeeded', 'failed') AND o.agent_id IS NOT NULL AND o.finished_at IS NOT NULL
+                EXCEPT
+                SELECT n.id, n.agent_id, n.status, n.started_at, n.finished_at AS finished_at
+                FROM new_rows AS n
+                WHERE n.status IN ('succeeded', 'failed') AND n.agent_id IS NOT NULL AND n.finished_at IS NOT NULL
+            )
+        ) AS c
+        ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._mark_task_metrics_pending() IS
+'Private: statement trigger on autopilot.tasks; records in autopilot.performance_metrics_pending the hours (UTC) whose agent metrics a statement changed, for metrics-refresh.';
+
+CREATE TRIGGER tasks_metrics_insert_trg
+AFTER INSERT ON autopilot.tasks
+REFERENCING NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._mark_task_metrics_pending();
+
+CREATE TRIGGER tasks_metrics_update_trg
+AFTER UPDATE ON autopilot.tasks
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._mark_task_metrics_pending();
+
+COMMENT ON TRIGGER tasks_metrics_insert_trg ON autopilot.tasks IS
+'Tasks inserted already finished: their hour''s agent metrics are recomputed by metrics-refresh.';
+COMMENT ON TRIGGER tasks_metrics_update_trg ON autopilot.tasks IS
+'Tasks that finished, changed while finished (agent, times) or left a finished state: their hours are recomputed by metrics-refresh.';
+
+-- sql/functions/agents/_mark_job_metrics_pending.sql
+CREATE FUNCTION autopilot._mark_job_metrics_pending()
+RETURNS trigger
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- @plpgsql_check_options: oldtable = old_rows, newtable = new_rows
+--
+-- Statement trigger on autopilot.jobs (after INSERT and UPDATE): records in
+-- autopilot.performance_metrics_pending, once per transaction, the hours of runner workers
+-- whose metrics a statement changed -- a completed or discarded job
+-- appearing, changing, or leaving (the hours before and after an update both
+-- count). Deleting rows marks nothing: the cleanups delete old jobs, and the
+-- metrics already computed from them stay. One set-based INSERT per statement;
+-- ON CONFLICT DO NOTHING on (transaction, kind, hour) never waits on another
+-- transaction.
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
+        SELECT DISTINCT 'worker'::text, date_trunc('hour', coalesce(n.completed_at, n.discarded_at), 'UTC')
+        FROM new_rows AS n
+        WHERE n.state IN ('completed', 'discarded') AND coalesce(n.completed_at, n.discarded_at) IS NOT NULL
+        ON CONFLICT DO NOTHING;
+    ELSE
+        INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
+        SELECT DISTINCT 'worker'::text, date_trunc('hour', c.finished_at, 'UTC')
+        FROM (
+            (
+                SELECT n.id, n.worker, n.state, n.attempted_at, coalesce(n.completed_at, n.discarded_at) AS finished_at
+                FROM new_rows AS n
+                WHERE n.state IN ('completed', 'discarded') AND coalesce(n.completed_at, n.discarded_at) IS NOT NULL
+                EXCEPT
+                SELECT o.id, o.worker, o.state, o.attempted_at, coalesce(o.completed_at, o.discarded_at) AS finished_at
+                FROM old_rows AS o
+                WHERE o.state IN ('completed', 'discarded') AND coalesce(o.completed_at, o.discarded_at) IS NOT NULL
+            )
+            UNION ALL
+            (
+                SELECT o.id, o.worker, o.state, o.attempted_at, coalesce(o.completed_at, o.discarded_at) AS finished_at
+                FROM old_rows AS o
+                WHERE o.state IN ('completed', 'discarded') AND coalesce(o.completed_at, o.discarded_at) IS NOT NULL
+                EXCEPT
+                SELECT n.id, n.worker, n.state, n.attempted_at, coalesce(n.completed_at, n.discarded_at) AS finished_at
+                FROM new_rows AS n
+                WHERE n.state IN ('completed', 'discarded') AND coalesce(n.completed_at, n.discarded_at) IS NOT NULL
+            )
+        ) AS c
+        ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._mark_job_metrics_pending() IS
+'Private: statement trigger on autopilot.jobs; records in autopilot.performance_metrics_pending the hours (UTC) whose worker metrics a statement changed, for metrics-refresh.';
+
+CREATE TRIGGER jobs_metrics_insert_trg
+AFTER INSERT ON autopilot.jobs
+REFERENCING NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._mark_job_metrics_pending();
+
+CREATE TRIGGER jobs_metrics_update_trg
+AFTER UPDATE ON autopilot.jobs
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._mark_job_metrics_pending();
+
+COMMENT ON TRIGGER jobs_metrics_insert_trg ON autopilot.jobs IS
+'Jobs inserted already completed or discarded: their hour''s worker metrics are recomputed by metrics-refresh.';
+COMMENT ON TRIGGER jobs_metrics_update_trg ON autopilot.jobs IS
+'Jobs that completed or were discarded, or changed since: their hours are recomputed by metrics-refresh.';
+
+-- sql/functions/agents/_mark_run_metrics_pending.sql
+CREATE FUNCTION autopilot._mark_run_metrics_pending()
+RETURNS trigger
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- @plpgsql_check_options: oldtable = old_rows, newtable = new_rows
+--
+-- Statement trigger on autopilot.job_runs (after INSERT and UPDATE): records in
+-- autopilot.performance_metrics_pending, once per transaction, the hours of runner workers
+-- whose metrics a statement changed -- a failed run of the runner (side runner, status failed)
+-- appearing, changing, or leaving (the hours before and after an update both
+-- count). Deleting rows marks nothing: the cleanups delete old runs, and the
+-- metrics already computed from them stay. One set-based INSERT per statement;
+-- ON CONFLICT DO NOTHING on (transaction, kind, hour) never waits on another
+-- transaction.
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
+        SELECT DISTINCT 'worker'::text, date_trunc('hour', n.finished_at, 'UTC')
+        FROM new_rows AS n
+        WHERE n.side = 'runner' AND n.status = 'failed' AND n.finished_at IS NOT NULL
+        ON CONFLICT DO NOTHING;
+    ELSE
+        INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
+        SELECT DISTINCT 'worker'::text, date_trunc('hour', c.finished_at, 'UTC')
+        FROM (
+            (
+                SELECT n.id, n.job_name, n.started_at, n.finished_at AS finished_at
+                FROM new_rows AS n
+                WHERE n.side = 'runner' AND n.status = 'failed' AND n.finished_at IS NOT NULL
+                EXCEPT
+                SELECT o.id, o.job_name, o.started_at, o.finished_at AS finished_at
+                FROM old_rows AS o
+                WHERE o.side = 'runner' AND o.status = 'failed' AND o.finished_at IS NOT NULL
+            )
+            UNION ALL
+            (
+                SELECT o.id, o.job_name, o.started_at, o.finished_at AS finished_at
+                FROM old_rows AS o
+                WHERE o.side = 'runner' AND o.status = 'failed' AND o.finished_at IS NOT NULL
+                EXCEPT
+                SELECT n.id, n.job_name, n.started_at, n.finished_at AS finished_at
+                FROM new_rows AS n
+                WHERE n.side = 'runner' AND n.status = 'failed' AND n.finished_at IS NOT NULL
+            )
+        ) AS c
+        ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._mark_run_metrics_pending() IS
+'Private: statement trigger on autopilot.job_runs; records in autopilot.performance_metrics_pending the hours (UTC) whose worker metrics a statement changed, for metrics-refresh.';
+
+CREATE TRIGGER job_runs_metrics_insert_trg
+AFTER INSERT ON autopilot.job_runs
+REFERENCING NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._mark_run_metrics_pending();
+
+CREATE TRIGGER job_runs_metrics_update_trg
+AFTER UPDATE ON autopilot.job_runs
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION autopilot._mark_run_metrics_pending();
+
+COMMENT ON TRIGGER job_runs_metrics_insert_trg ON autopilot.job_runs IS
+'The runner''s failed runs: their hour''s worker metrics are recomputed by metrics-refresh.';
+COMMENT ON TRIGGER job_runs_metrics_update_trg ON autopilot.job_runs IS
+'Runner runs that failed, or changed since: their hours are recomputed by metrics-refresh.';
+
+-- sql/functions/agents/refresh_performance_metrics.sql
+CREATE FUNCTION autopilot.refresh_performance_metrics()
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- metrics-refresh. Hourly (UTC) aggregates into autopilot.performance_metrics:
+--
+-- * per agent (subject: its id), from autopilot.tasks by finished_at: tasks
+--   succeeded and failed, success rate, mean / p50 / p95 of finished_at -
+--   started_at (tasks never started count, without a duration);
+-- * per runner worker (subject: autopilot.jobs.worker), from autopilot.jobs:
+--   completed (succeeded, by completed_at, duration completed_at -
+--   attempted_at) and discarded (by discarded_at); and from autopilot.job_runs:
+--   the runner's failed runs (side runner, status failed, by finished_at,
+--   duration finished_at - started_at; a catalog job's run counts for the
+--   catalog's worker, job_catalog.target).
+--
+-- Only stale hours are recomputed: the statement triggers on tasks, jobs and
+-- job_runs record every hour a change touches in
+-- autopilot.performance_metrics_pending, in the writer's own transaction. A
+-- run deletes the rows it can see and recomputes their hours from the base
+-- tables, in one transaction: every row it consumes belongs to a committed
+-- transaction whose changes it therefore sees, and the rows of transactions
+-- still in progress (or committed after its snapshot) stay for the next run.
+-- So a late row -- a task finishing into an old hour, a finished task updated
+-- after its hour was computed -- is counted as soon as it commits, whatever its
+-- timestamps say, and a crash mid-run loses nothing. Runs are exclusive (the
+-- job's advisory lock).
+DECLARE
+    v_agent_hours timestamptz[];
+    v_worker_hours timestamptz[];
+    v_agent_written bigint;
+    v_agent_removed bigint;
+    v_worker_written bigint;
+    v_worker_removed bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(autopilot._job_lock_key('metrics-refresh'));
+
+    WITH consumed AS (
+        DELETE FROM autopilot.performance_metrics_pending
+        RETURNING subject_kind, hour
+    )
+
+    SELECT
+        coalesce(array_agg(DISTINCT c.hour ORDER BY c.hour) FILTER (WHERE c.subject_kind = 'agent'), '{}'),
+        coalesce(array_agg(DISTINCT c.hour ORDER BY c.hour) FILTER (WHERE c.subject_kind = 'worker'), '{}')
+    INTO v_agent_hours, v_worker_hours
+    FROM consumed AS c;
+
+    -- agents. The percentiles are percentile_cont's, computed from ranks in one
+    -- sort of all the hours' rows: an ordered-set aggregate per (agent, hour)
+    -- costs a sort each, ten times slower over a month of hours.
+    WITH ranked AS (
+        SELECT
+            t.agent_id,
+            date_trunc('hour', t.finished_at, 'UTC') AS hour,
+            t.status,
+            t.finished_at - t.started_at AS duration,
+            row_number() OVER (
+                PARTITION BY t.agent_id, date_trunc('hour', t.finished_at, 'UTC')
+                ORDER BY t.finished_at - t.started_at
+            ) AS rank,
+            count(t.finished_at - t.started_at) OVER (
+                PARTITION BY t.agent_id, date_trunc('hour', t.finished_at, 'UTC')
+            ) AS timed
+        FROM autopilot.tasks AS t
+        WHERE t.status IN ('succeeded', 'failed')
+          AND t.agent_id IS NOT NULL
+          -- an index range when the stale hours are close together, a hashed
+          -- membership test for the rest: linear, whatever the plan
+          AND t.finished_at >= v_agent_hours[1]
+          AND t.finished_at < v_agent_hours[cardinality(v_agent_hours)] + interval '1 hour'
+          AND date_trunc('hour', t.finished_at, 'UTC') IN (SELECT h.hour FROM unnest(v_agent_hours) AS h (hour))
+    ),
+
+    grouped AS (
+        SELECT
+            r.agent_id::text AS subject,
+            r.hour,
+            count(*) FILTER (WHERE r.status = 'succeeded') AS succeeded,
+            count(*) FILTER (WHERE r.status = 'failed') AS failed,
+            avg(r.duration) AS mean_duration,
+            -- percentile_cont(p): the rows at 0-based ranks floor and ceil of p * (n - 1), interpolated
+            0.5::double precision * (max(r.timed) - 1) AS k50,
+            0.95::double precision * (max(r.timed) - 1) AS k95,
+            min(r.duration) FILTER (WHERE r.rank = floor(0.5::double precision * (r.timed - 1)) + 1) AS p50_low,
+            min(r.duration) FILTER (WHERE r.rank = ceil(0.5::double precision * (r.timed - 1)) + 1) AS p50_high,
+            min(r.duration) FILTER (WHERE r.rank = floor(0.95::double precision * (r.timed - 1)) + 1) AS p95_low,
+            min(r.duration) FILTER (WHERE r.rank = ceil(0.95::double precision * (r.timed - 1)) + 1) AS p95_high
+        FROM ranked AS r
+        GROUP BY r.agent_id, r.hour
+    ),
+
+    fresh AS MATERIALIZED (
+        SELECT
+            g.subject,
+            g.hour,
+            g.succeeded,
+            g.failed,
+            g.mean_duration,
+            g.p50_low + (g.p50_high - g.p50_low) * (g.k50 - floor(g.k50)) AS p50_duration,
+            g.p95_low + (g.p95_high - g.p95_low) * (g.k95 - floor(g.k95)) AS p95_duration
+        FROM grouped AS g
+    ),
+
+    removed AS (
+        DELETE FROM autopilot.performance_metrics AS m
+        WHERE m.subject_kind = 'agent'
+          AND m.hour = ANY(v_agent_hours)
+          AND NOT EXISTS (SELECT FROM fresh AS f WHERE f.subject = m.subject AND f.hour = m.hour)
+        RETURNING 1
+    ),
+
+    written AS (
+        INSERT INTO autopilot.performance_metrics AS m (
+            subject_kind, subject, hour, succeeded, failed, discarded, success_rate,
+            mean_duration, p50_duration, p95_duration, computed_at
+        )
+        SELECT
+            'agent',
+            f.subject,
+            f.hour,
+            f.succeeded,
+            f.failed,
+            0,
+            f.succeeded::double precision / nullif(f.succeeded + f.failed, 0),
+            f.mean_duration,
+            f.p50_duration,
+            f.p95_duration,
+            now()
+        FROM fresh AS f
+        ON CONFLICT (subject_kind, subject, hour) DO UPDATE
+        SET succeeded = excluded.succeeded,
+            failed = excluded.failed,
+            discarded = excluded.discarded,
+            success_rate = excluded.success_rate,
+            mean_duration = excluded.mean_duration,
+            p50_duration = excluded.p50_duration,
+            p95_duration = excluded.p95_duration,
+            computed_at = excluded.computed_at
+        RETURNING 1
+    )
+
+    SELECT
+        (SELECT count(*) FROM written),
+        (SELECT count(*) FROM removed)
+    INTO v_agent_written, v_agent_removed;
+
+    -- runner workers
+    WITH outcomes AS (
+        SELECT
+            j.worker AS subject,
+            date_trunc('hour', coalesce(j.completed_at, j.discarded_at), 'UTC') AS hour,
+            CASE j.state WHEN 'completed' THEN 'succeeded' ELSE 'discarded' END AS outcome,
+            CASE WHEN j.state = 'completed' THEN j.completed_at - j.attempted_at END AS duration
+        FROM autopilot.jobs AS j
+        WHERE j.state IN ('completed', 'discarded')
+          AND coalesce(j.completed_at, j.discarded_at) >= v_worker_hours[1]
+          AND coalesce(j.completed_at, j.discarded_at) < v_worker_hours[cardinality(v_worker_hours)] + interval '1 hour'
+          AND date_trunc('hour', coalesce(j.completed_at, j.discarded_at), 'UTC')
+          IN (SELECT h.hour FROM unnest(v_worker_hours) AS h (hour))
+        UNION ALL
+        SELECT
+            coalesce(c.target, r.job_name) AS subject,
+            date_trunc('hour', r.finished_at, 'UTC') AS hour,
+            'failed' AS outcome,
+            r.finished_at - r.started_at AS duration
+        FROM autopilot.job_runs AS r
+        LEFT JOIN autopilot.job_catalog AS c ON r.job_name = c.name AND c.side = 'runner'
+        WHERE r.side = 'runner'
+          AND r.status = 'failed'
+          AND r.finished_at >= v_worker_hours[1]
+          AND r.finished_at < v_worker_hours[cardinality(v_worker_hours)] + interval '1 hour'
+          AND date_trunc('hour', r.finished_at, 'UTC') IN (SELECT h.hour FROM unnest(v_worker_hours) AS h (hour))
+    ),
+
+    ranked AS (
+        SELECT
+            o.subject,
+            o.hour,
+            o.outcome,
+            o.duration,
+            row_number() OVER (PARTITION BY o.subject, o.hour ORDER BY o.duration) AS rank,
+            count(o.duration) OVER (PARTITION BY o.subject, o.hour) AS timed
+        FROM outcomes AS o
+    ),
+
+    grouped AS (
+        SELECT
+            r.subject,
+            r.hour,
+            count(*) FILTER (WHERE r.outcome = 'succeeded') AS succeeded,
+            count(*) FILTER (WHERE r.outcome = 'failed') AS failed,
+            count(*) FILTER (WHERE r.outcome = 'discarded') AS discarded,
+            avg(r.duration) AS mean_duration,
+            -- percentile_cont(p): the rows at 0-based ranks floor and ceil of p * (n - 1), interpolated
+            0.5::double precision * (max(r.timed) - 1) AS k50,
+            0.95::double precision * (max(r.timed) - 1) AS k95,
+            min(r.duration) FILTER (WHERE r.rank = floor(0.5::double precision * (r.timed - 1)) + 1) AS p50_low,
+            min(r.duration) FILTER (WHERE r.rank = ceil(0.5::double precision * (r.timed - 1)) + 1) AS p50_high,
+            min(r.duration) FILTER (WHERE r.rank = floor(0.95::double precision * (r.timed - 1)) + 1) AS p95_low,
+            min(r.duration) FILTER (WHERE r.rank = ceil(0.95::double precision * (r.timed - 1)) + 1) AS p95_high
+        FROM ranked AS r
+        GROUP BY r.subject, r.hour
+    ),
+
+    fresh AS MATERIALIZED (
+        SELECT
+            g.subject,
+            g.hour,
+            g.succeeded,
+            g.failed,
+            g.discarded,
+            g.mean_duration,
+            g.p50_low + (g.p50_high - g.p50_low) * (g.k50 - floor(g.k50)) AS p50_duration,
+            g.p95_low + (g.p95_high - g.p95_low) * (g.k95 - floor(g.k95)) AS p95_duration
+        FROM grouped AS g
+    ),
+
+    removed AS (
+        DELETE FROM autopilot.performance_metrics AS m
+        WHERE m.subject_kind = 'worker'
+          AND m.hour = ANY(v_worker_hours)
+          AND NOT EXISTS (SELECT FROM fresh AS f WHERE f.subject = m.subject AND f.hour = m.hour)
+        RETURNING 1
+    ),
+
+    written AS (
+        INSERT INTO autopilot.performance_metrics AS m (
+            subject_kind, subject, hour, succeeded, failed, discarded, success_rate,
+            mean_duration, p50_duration, p95_duration, computed_at
+        )
+        SELECT
+            'worker',
+            f.subject,
+            f.hour,
+            f.succeeded,
+            f.failed,
+            f.discarded,
+            f.succeeded::double precision / nullif(f.succeeded + f.failed, 0),
+            f.mean_duration,
+            f.p50_duration,
+            f.p95_duration,
+            now()
+        FROM fresh AS f
+        ON CONFLICT (subject_kind, subject, hour) DO UPDATE
+        SET succeeded = excluded.succeeded,
+            failed = excluded.failed,
+            discarded = excluded.discarded,
+            success_rate = excluded.success_rate,
+            mean_duration = excluded.mean_duration,
+            p50_duration = excluded.p50_duration,
+            p95_duration = excluded.p95_duration,
+            computed_at = excluded.computed_at
+        RETURNING 1
+    )
+
+    SELECT
+        (SELECT count(*) FROM written),
+        (SELECT count(*) FROM removed)
+    INTO v_worker_written, v_worker_removed;
+
+    RETURN jsonb_build_object(
+        'rows_affected', v_agent_written + v_agent_removed + v_worker_written + v_worker_removed,
+        'message', format(
+            'recomputed %s agent %s and %s worker %s: %s metrics rows written, %s removed',
+            cardinality(v_agent_hours), CASE WHEN cardinality(v_agent_hours) = 1 THEN 'hour' ELSE 'hours' END,
+            cardinality(v_worker_hours), CASE WHEN cardinality(v_worker_hours) = 1 THEN 'hour' ELSE 'hours' END,
+            v_agent_written + v_worker_written, v_agent_removed + v_worker_removed
+        ),
+        'agent_hours', cardinality(v_agent_hours),
+        'worker_hours', cardinality(v_worker_hours),
+        'agent_rows', v_agent_written,
+        'worker_rows', v_worker_written,
+        'removed', v_agent_removed + v_worker_removed,
+        'oldest_hour', (SELECT min(h.hour) FROM unnest(v_agent_hours || v_worker_hours) AS h (hour)),
+        'newest_hour', (SELECT max(h.hour) FROM unnest(v_agent_hours || v_worker_hours) AS h (hour))
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.refresh_performance_metrics() IS
+'metrics-refresh: recomputes, in autopilot.performance_metrics, the hourly (UTC) aggregates of the hours changed since the last run (autopilot.performance_metrics_pending): per agent from its finished tasks (succeeded, failed, success rate, mean/p50/p95 duration), per runner worker from completed and discarded jobs and the runner''s failed runs. Late rows are counted once they commit.';
+
+-- sql/functions/graph/_pagerank_sql.sql
+CREATE FUNCTION autopilot._pagerank_sql(
+    p_node_ids bigint[],
+    p_sources bigint[],
+    p_targets bigint[],
+    p_weights double precision[],
+    p_damping double precision,
+    p_tolerance double precision,
+    p_max_iterations integer,
+    OUT ranks double precision[],
+    OUT iterations integer,
+    OUT delta double precision,
+    OUT ignored_edges bigint
+)
+LANGUAGE plpgsql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- PageRank's power iteration in SQL: the same computation, arguments, results
+-- and errors as the compiled autopilot._pagerank_kernel, for servers where the
+-- extension's library cannot be loaded (installed as a plain schema, or by a
+-- role that may not create C functions). Each iteration is one join and one
+-- aggregate over every edge: expect seconds per iteration on a million edges.
+DECLARE
+    v_count integer := coalesce(cardinality(p_node_ids), 0);
+    v_edge_source integer [];
+    v_edge_target integer [];
+    v_edge_share double precision [];
+    v_dangling integer [];
+    v_next double precision [];
+    v_base double precision;
+BEGIN
+    IF num_nulls(p_node_ids, p_sources, p_targets, p_weights, p_damping, p_tolerance, p_max_iterations) > 0 THEN
+        RAISE EXCEPTION '_pagerank_sql: no argument may be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT (p_damping >= 0 AND p_damping < 1) THEN
+        RAISE EXCEPTION 'pagerank damping must be at least 0 and less than 1, not %', p_damping
+        USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT (p_tolerance > 0 AND p_tolerance < 'infinity') THEN
+        RAISE EXCEPTION 'pagerank tolerance must be a positive number, not %', p_tolerance
+        USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_max_iterations < 1 THEN
+        RAISE EXCEPTION 'pagerank max_iterations must be at least 1, not %', p_max_iterations
+        USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF array_position(p_node_ids, NULL) IS NOT NULL OR array_position(p_sources, NULL) IS NOT NULL
+        OR array_position(p_targets, NULL) IS NOT NULL OR array_position(p_weights, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'pagerank arrays must not contain NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF cardinality(p_sources) <> cardinality(p_targets) OR cardinality(p_sources) <> cardinality(p_weights) THEN
+        RAISE EXCEPTION 'sources, targets and weights differ in length (%, % and %)',
+            cardinality(p_sources), cardinality(p_targets), cardinality(p_weights)
+        USING ERRCODE = 'array_subscript_error';
+    END IF;
+    IF EXISTS (
+        SELECT
+        FROM unnest(p_node_ids) WITH ORDINALITY AS n (id, position)
+        WHERE n.position > 1 AND n.id <= p_node_ids[n.position - 1]
+    ) THEN
+        RAISE EXCEPTION 'node_ids must be ascending and unique' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT FROM unnest(p_weights) AS w (weight) WHERE NOT (w.weight > 0 AND w.weight < 'infinity')) THEN
+        RAISE EXCEPTION 'pagerank edge weights must be positive and finite' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- edges as positions in p_node_ids, each with its damped share of its source's rank
+    WITH nodes AS (
+        SELECT
+            n.id,
+            n.position::integer AS position
+        FROM unnest(p_node_ids) WITH ORDINALITY AS n (id, position)
+    ),
+
+    edges AS (
+        SELECT
+            s.position AS source,
+            t.position AS target,
+            e.weight
+        FROM unnest(p_sources, p_targets, p_weights) AS e (source_id, target_id, weight)
+        INNER JOIN nodes AS s ON e.source_id = s.id
+        INNER JOIN nodes AS t ON e.target_id = t.id
+    ),
+
+    out_weight AS (
+        SELECT
+            e.source,
+            sum(e.weight) AS total
+        FROM edges AS e
+        GROUP BY e.source
+    )
+
+    SELECT
+        coalesce(array_agg(e.source), '{}'),
+        coalesce(array_agg(e.target), '{}'),
+        coalesce(array_agg(p_damping * e.weight / o.total), '{}')
+    INTO v_edge_source, v_edge_target, v_edge_share
+    FROM edges AS e
+    INNER JOIN out_weight AS o ON e.source = o.source;
+
+    ignored_edges := cardinality(p_sources) - cardinality(v_edge_source);
+
+    SELECT coalesce(array_agg(g.position), '{}')
+    INTO v_dangling
+    FROM generate_series(1, v_count) AS g (position)
+    WHERE g.position <> ALL(v_edge_source);
+
+    iterations := 0;
+    delta := 0;
+    IF v_count = 0 THEN
+        ranks := '{}';
+        RETURN;
+    END IF;
+    ranks := array_fill(1.0::double precision / v_count, ARRAY[v_count]);
+
+    WHILE iterations < p_max_iterations LOOP
+        SELECT (1 - p_damping) / v_count + p_damping * coalesce(sum(ranks[d.position]), 0) / v_count
+        INTO v_base
+        FROM unnest(v_dangling) AS d (position);
+
+        SELECT array_agg(v_base + coalesce(i.inflow, 0) ORDER BY g.position)
+        INTO v_next
+        FROM generate_series(1, v_count) AS g (position)
+        LEFT JOIN (
+            SELECT
+                e.target,
+                sum(ranks[e.source] * e.share) AS inflow
+            FROM unnest(v_edge_source, v_edge_target, v_edge_share) AS e (source, target, share)
+            GROUP BY e.target
+        ) AS i ON g.position = i.target;
+
+        SELECT sum(abs(u.new_rank - u.old_rank))
+        INTO delta
+        FROM unnest(v_next, ranks) AS u (new_rank, old_rank);
+
+        ranks := v_next;
+        iterations := iterations + 1;
+        EXIT WHEN delta < p_tolerance;
+    END LOOP;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._pagerank_sql(
+    bigint[], bigint[], bigint[], double precision[], double precision, double precision, integer
+) IS
+'Private: PageRank power iteration in SQL, identical in arguments and results to autopilot._pagerank_kernel; '
+'recalculate_all_pagerank() uses it where the compiled kernel is not installed.';
+
+-- sql/functions/graph/_pagerank_kernel.sql
+-- The compiled PageRank kernel (src/pagerank.c) exists only where it can: in an
+-- extension install (CREATE EXTENSION / ALTER EXTENSION UPDATE, the library
+-- installed beside the control file) by a superuser (C functions are untrusted).
+-- Installed as a plain schema, or by another role, recalculate_all_pagerank()
+-- runs the same iteration in SQL (autopilot._pagerank_sql).
+DO $do$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'autopilot')
+        OR NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user) THEN
+        RETURN;
+    END IF;
+    CREATE FUNCTION autopilot._pagerank_kernel(
+        p_node_ids bigint [],
+        p_sources bigint [],
+        p_targets bigint [],
+        p_weights double precision [],
+        p_damping double precision,
+        p_tolerance double precision,
+        p_max_iterations integer,
+        OUT ranks double precision [],
+        OUT iterations integer,
+        OUT delta double precision,
+        OUT ignored_edges bigint
+    )
+    LANGUAGE c
+    IMMUTABLE
+    PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS '$libdir/autopilot', 'autopilot_pagerank_kernel';
+
+    COMMENT ON FUNCTION autopilot._pagerank_kernel(
+        bigint [], bigint [], bigint [], double precision [], double precision, double precision, integer
+    ) IS
+    'Private: PageRank power iteration, compiled (src/pagerank.c). Ranks of node_ids (ascending) from the '
+    'weighted edges; stops when the L1 change is below the tolerance or after max_iterations; edges with an '
+    'end outside node_ids are skipped and counted.';
+EXCEPTION
+    WHEN undefined_file THEN
+        RAISE NOTICE 'autopilot''s library is not installed on this server: PageRank will run in SQL, slower'
+        USING HINT = 'Install the library (make install) before CREATE EXTENSION autopilot to use the compiled kernel.';
+END;
+$do$;
+
+-- sql/functions/graph/recalculate_all_pagerank.sql
+CREATE FUNCTION autopilot.recalculate_all_pagerank()
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- pagerank. PageRank of every node of autopilot.graph_nodes, per codebase, over
+-- the weighted edges of autopilot.graph_edges, with networkx.pagerank's
+-- semantics: damping pagerank.damping, edge weights normalised per source, the
+-- rank of dangling nodes spread uniformly over the codebase, isolated nodes
+-- included (they keep the teleport share). It stops when the absolute L1 change
+-- of an iteration is below pagerank.tolerance (not networkx's N * tol, which
+-- stops far from convergence on large graphs) and fails, writing nothing, when
+-- pagerank.max_iterations are not enough. An edge whose target is in another
+-- codebase is not part of either graph: skipped, and counted in the summary.
+--
+-- Each codebase's nodes and edges are read in one statement (one snapshot);
+-- the power iteration runs in the compiled autopilot._pagerank_kernel where it
+-- is installed, else in autopilot._pagerank_sql; the scores are written back
+-- in this transaction, so readers see all of a run's scores or none of them.
+DECLARE
+    v_damping double precision := autopilot.get_setting('pagerank.damping')::double precision;
+    v_tolerance double precision := autopilot.get_setting('pagerank.tolerance')::double precision;
+    v_max_iterations integer := autopilot.get_setting('pagerank.max_iterations')::integer;
+    v_kernel regproc := to_regprocedure(
+        'autopilot._pagerank_kernel(bigint[], bigint[], bigint[], double precision[], '
+        || 'double precision, double precision, integer)'
+    )::regproc;
+    v_compiled boolean := v_kernel IS NOT NULL;
+    v_codebase text;
+    v_node_ids bigint [];
+    v_sources bigint [];
+    v_targets bigint [];
+    v_weights double precision [];
+    v_ranks double precision [];
+    v_iterations integer;
+    v_delta double precision;
+    v_skipped bigint;
+    v_written bigint;
+    v_codebases jsonb := '{}'::jsonb;
+    v_codebase_count integer := 0;
+    v_nodes bigint := 0;
+    v_edges bigint := 0;
+    v_ignored bigint := 0;
+    v_updated bigint := 0;
+    v_max_iterations_used integer := 0;
+    v_max_delta double precision := 0;
+BEGIN
+    PERFORM pg_advisory_xact_lock(autopilot._job_lock_key('pagerank'));
+
+    FOR v_codebase IN SELECT DISTINCT n.codebase FROM autopilot.graph_nodes AS n ORDER BY n.codebase LOOP
+        WITH nodes AS MATERIALIZED (
+            SELECT n.id
+            FROM autopilot.graph_nodes AS n
+            WHERE n.codebase = v_codebase
+        )
+
+        SELECT
+            (SELECT coalesce(array_agg(n.id ORDER BY n.id), '{}') FROM nodes AS n),
+            coalesce(array_agg(e.source_id), '{}'),
+            coalesce(array_agg(e.target_id), '{}'),
+            coalesce(array_agg(e.weight), '{}')
+        INTO v_node_ids, v_sources, v_targets, v_weights
+        FROM autopilot.graph_edges AS e
+        INNER JOIN nodes AS s ON e.source_id = s.id;
+
+        IF v_compiled THEN
+            -- dynamic, only because the function does not exist in every install (nothing may
+            -- resolve its name where it is absent); v_kernel is its regproc, not user input
+            EXECUTE format(
+                'SELECT k.ranks, k.iterations, k.delta, k.ignored_edges FROM %s($1, $2, $3, $4, $5, $6, $7) AS k',
+                v_kernel
+            )
+            INTO v_ranks, v_iterations, v_delta, v_skipped
+            USING v_node_ids, v_sources, v_targets, v_weights, v_damping, v_tolerance, v_max_iterations;
+        ELSE
+            SELECT k.ranks, k.iterations, k.delta, k.ignored_edges
+            INTO v_ranks, v_iterations, v_delta, v_skipped
+            FROM autopilot._pagerank_sql(
+                v_node_ids, v_sources, v_targets, v_weights, v_damping, v_tolerance, v_max_iterations
+            ) AS k;
+        END IF;
+
+        IF v_delta >= v_tolerance THEN
+            -- the remedy is in the message itself: the ledger (job_runs.message) keeps only that
+            RAISE EXCEPTION
+                'pagerank of codebase % did not converge in % iterations (pagerank.max_iterations): '
+                'the last changed the ranks by % (L1), pagerank.tolerance is %; no score was written',
+                v_codebase, v_iterations, v_delta, v_tolerance
+            USING
+                ERRCODE = 'program_limit_exceeded',
+                HINT = 'Raise pagerank.max_iterations (or pagerank.tolerance) with autopilot.set_setting().';
+        END IF;
+
+        UPDATE autopilot.graph_nodes AS n
+        SET pagerank = r.pagerank
+        FROM unnest(v_node_ids, v_ranks) AS r (id, pagerank)
+        WHERE n.id = r.id AND n.pagerank IS DISTINCT FROM r.pagerank;
+        GET DIAGNOSTICS v_written = ROW_COUNT;
+
+        v_codebases := v_codebases || jsonb_build_object(v_codebase, jsonb_build_object(
+            'nodes', cardinality(v_node_ids),
+            'edges', cardinality(v_sources) - v_skipped,
+            'cross_codebase_edges', v_skipped,
+            'iterations', v_iterations,
+            'final_change', v_delta
+        ));
+        v_codebase_count := v_codebase_count + 1;
+        v_nodes := v_nodes + cardinality(v_node_ids);
+        v_edges := v_edges + cardinality(v_sources) - v_skipped;
+        v_ignored := v_ignored + v_skipped;
+        v_updated := v_updated + v_written;
+        v_max_iterations_used := greatest(v_max_iterations_used, v_iterations);
+        v_max_delta := greatest(v_max_delta, v_delta);
+    END LOOP;
+
+    RETURN jsonb_build_object(
+        'rows_affected', v_updated,
+        'message', format(
+            'PageRank of %s %s in %s %s (%s edges) converged in at most %s iterations (final L1 change %s)%s',
+            v_nodes, CASE WHEN v_nodes = 1 THEN 'node' ELSE 'nodes' END,
+            v_codebase_count, CASE WHEN v_codebase_count = 1 THEN 'codebase' ELSE 'codebases' END,
+            v_edges, v_max_iterations_used, v_max_delta,
+            CASE WHEN v_ignored > 0 THEN format('; %s cross-codebase edges skipped', v_ignored) ELSE '' END
+        ),
+        'kernel', CASE WHEN v_compiled THEN 'compiled' ELSE 'sql' END,
+        'nodes', v_nodes,
+        'edges', v_edges,
+        'cross_codebase_edges', v_ignored,
+        'iterations', v_max_iterations_used,
+        'final_change', v_max_delta,
+        'damping', v_damping,
+        'tolerance', v_tolerance,
+        'codebases', v_codebases
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.recalculate_all_pagerank() IS
+'pagerank job: PageRank of every graph node per codebase (networkx semantics, L1 stopping rule: settings '
+'pagerank.damping, pagerank.tolerance, pagerank.max_iterations), written back in one transaction; returns the '
+'iterations and final change per codebase.';
+
+-- sql/jobs/database_jobs.sql
+-- Database side: pg_cron runs the SQL. Schedules are the seed's, in UTC.
+INSERT INTO autopilot.job_catalog (name, side, kind, schedule, only_on_dow, target, description)
+VALUES
+(
+    'pattern-learning', 'database', 'function', '*/5 * * * *', NULL,
+    'autopilot.learn_patterns_from_analysis', 'Fold new analysis results into learned patterns.'
+),
+(
+    'centralcloud-sync', 'database', 'function', '*/10 * * * *', NULL,
+    'autopilot.sync_learning_to_centralcloud', 'Push changed learned patterns to the central database.'
+),
+(
+    'centralcloud-merge', 'database', 'function', '5-59/10 * * * *', NULL,
+    'autopilot.merge_central_patterns',
+    'Central database: merge the patterns instances pushed into global patterns (between their pushes).'
+),
+(
+    'agent-knowledge-update', 'database', 'function', '0 * * * *', NULL,
+    'autopilot.update_agent_knowledge', 'Recompute the per-agent knowledge summary.'
+),
+(
+    'task-assignment', 'database', 'function', '*/2 * * * *', NULL,
+    'autopilot.assign_pending_tasks', 'Assign pending tasks to capable agents with free capacity.'
+),
+(
+    'metrics-refresh', 'database', 'function', '*/30 * * * *', NULL,
+    'autopilot.refresh_performance_metrics', 'Refresh hourly performance aggregates.'
+),
+(
+    'vacuum-analyze', 'database', 'statement', '0 23 * * *', NULL,
+    'VACUUM (ANALYZE) autopilot.agents, autopilot.agent_knowledge, autopilot.agent_knowledge_pending, '
+    || 'autopilot.analysis_results, '
+    || 'autopilot.backup_metadata, autopilot.backup_metadata_archive, autopilot.central_instance_patterns, '
+    || 'autopilot.central_pattern_inbox, autopilot.code_chunks, autopilot.global_patterns, '
+    || 'autopilot.graph_edges, autopilot.graph_nodes, autopilot.index_maintenance, autopilot.job_arming, '
+    || 'autopilot.job_catalog, autopilot.job_overrides, autopilot.job_runs, autopilot.jobs, '
+    || 'autopilot.knowledge_artifacts, autopilot.learned_patterns, autopilot.learning_watermarks, '
+    || 'autopilot.performance_metrics, autopilot.performance_metrics_pending, '
+    || 'autopilot.setting_values, autopilot.settings, autopilot.tasks, autopilot.vector_stats_history',
+    'VACUUM ANALYZE of the autopilot tables (one top-level statement: VACUUM cannot run in a function).'
+),
+(
+    'table-statistics', 'database', 'function', '0 */6 * * *', NULL,
+    'autopilot.analyze_database', 'ANALYZE the database, keeping planner statistics current.'
+),
+(
+    'old-job-cleanup', 'database', 'batched', '0 0 * * 0', NULL,
+    'autopilot._cleanup_old_jobs_batch', 'Delete finished runner jobs and ledger runs past their retention.'
+),
+(
+    'old-artifact-cleanup', 'database', 'batched', '0 1 * * 0', NULL,
+    'autopilot._cleanup_old_artifacts_batch',
+    'Delete unused knowledge artifacts and unused, unconfident learned patterns.'
+),
+(
+    'code-chunk-cleanup', 'database', 'batched', '0 2 * * 0', NULL,
+    'autopilot._cleanup_code_chunks_batch', 'Delete obsolete (superseded) code chunks.'
+),
+(
+    'index-reindex', 'database', 'function', '0 3 * * 0', NULL,
+    'autopilot.reindex_bloated_indexes', 'Rebuild bloated autopilot indexes concurrently.'
+),
+(
+    'vector-stats', 'database', 'function', '0 4 * * 0', NULL,
+    'autopilot.collect_vector_stats', 'Record embedding statistics and ANALYZE the embedding tables.'
+),
+-- first Sunday of the month: cron ORs day-of-month and day-of-week, so the
+-- schedule fires on days 1-7 and only_on_dow keeps the Sunday among them
+(
+    'backup-archival', 'database', 'batched', '0 5 1-7 * *', 0,
+    'autopilot._archive_old_backups_batch', 'Move old backup records into the archive (first Sunday of the month).'
+),
+(
+    'pagerank', 'database', 'function', '0 3 * * *', NULL,
+    'autopilot.recalculate_all_pagerank', 'Recompute PageRank over the code graph.'
+);
+
+INSERT INTO autopilot.job_catalog (
+    name, side, kind, schedule, target, requires_local_pg_cron, only_when_armed, description
+)
+VALUES
+(
+    'rescue-orphaned-jobs', 'database', 'function', '* * * * *', 'autopilot.rescue_orphaned_jobs',
+    false, false,
+    'Take back runner jobs whose runner stopped heartbeating (retry them, or discard past max attempts).'
+),
+(
+    'cron-history-cleanup', 'database', 'batched', '30 0 * * *', 'autopilot._cleanup_cron_history_batch',
+    true, false,
+    'Delete cron.job_run_details rows past cron_history.retention (pg_cron never prunes them).'
+),
+-- REINDEX CONCURRENTLY cannot run in a function: index-reindex arms this job with
+-- one top-level statement at a time (see autopilot.reindex_bloated_indexes)
+(
+    'index-reindex-step', 'database', 'statement', '* * * * *',
+    'SELECT ''index-reindex-step runs only what index-reindex arms''',
+    true, true,
+    'Runs, at top level, the one REINDEX / DROP INDEX CONCURRENTLY statement index-reindex has armed.'
+);
+
+-- sql/jobs/runner_jobs.sql
+-- Runner side: pg_cron only enqueues into autopilot.jobs; the runner executes.
+INSERT INTO autopilot.job_catalog (name, side, kind, schedule, target, args, queue, run_at_startup, description)
+VALUES
+(
+    'backup-hourly', 'runner', 'enqueue', '0 * * * *', 'backup', '{"kind": "hourly"}', 'backups', false,
+    'pg_dump of the configured databases.'
+),
+(
+    'backup-daily', 'runner', 'enqueue', '0 1 * * *', 'backup', '{"kind": "daily"}', 'backups', false,
+    'pg_dump of the configured databases, longer retention.'
+),
+(
+    'template-sync', 'runner', 'enqueue', '0 2 * * *', 'template_sync', '{}', 'default', false,
+    'Sync template changes from git into the database.'
+),
+(
+    'cache-cleanup', 'runner', 'enqueue', '0 3 * * *', 'cache_cleanup', '{}', 'default', false,
+    'Clear the runner''s in-process caches.'
+),
+(
+    'registry-sync', 'runner', 'enqueue', '0 4 * * *', 'registry_sync', '{}', 'default', false,
+    'Run the analyzers and store snapshots (feeds analysis results).'
+),
+(
+    'template-embed', 'runner', 'enqueue', '0 5 * * 0', 'template_embed', '{}', 'default', false,
+    'Regenerate template embeddings.'
+),
+(
+    'code-ingest', 'runner', 'enqueue', '0 6 * * 0', 'code_ingest', '{}', 'default', true,
+    'Parse the codebase, chunk and embed it.'
+),
+(
+    'graph-populate', 'runner', 'enqueue', '0 7 * * 0', 'graph_populate', '{}', 'default', true,
+    'Build the dependency graph from the ingested code.'
+),
+(
+    'knowledge-migration', 'runner', 'enqueue', NULL, 'knowledge_migration', '{}', 'default', true,
+    'Load JSON templates into the database (one-time, idempotent).'
+),
+(
+    'templates-data-load', 'runner', 'enqueue', NULL, 'templates_data_load', '{}', 'default', true,
+    'Sync templates_data/ into the database (one-time, idempotent).'
+),
+(
+    'planning-seed', 'runner', 'enqueue', NULL, 'planning_seed', '{}', 'default', true,
+    'Initialise the work plan (one-time, idempotent).'
+),
+(
+    'rag-setup', 'runner', 'enqueue', NULL, 'rag_setup', '{}', 'default', true,
+    'Full retrieval setup (one-time, idempotent).'
+);
+
+-- sql/settings/defaults.sql
+-- Every setting with its type, default and range. Retention periods define what
+-- the cleanups delete; docs/settings are generated from this list (README).
+INSERT INTO autopilot.settings (name, value_type, default_value, min_value, max_value, description)
+VALUES
+(
+    'cleanup.batch_size', 'integer', '5000', '1', '1000000',
+    'Rows a cleanup deletes or moves per batch; a scheduled run commits after each batch.'
+),
+(
+    'jobs.completed_retention', 'interval', '7 days', '0', NULL,
+    'old-job-cleanup deletes completed and cancelled runner jobs that finished longer ago than this.'
+),
+(
+    'jobs.discarded_retention', 'interval', '30 days', '0', NULL,
+    'old-job-cleanup deletes discarded runner jobs (kept longer, for their errors) older than this.'
+),
+(
+    'job_runs.retention', 'interval', '90 days', '1 day', NULL,
+    'old-job-cleanup deletes ledger runs (autopilot.job_runs) that finished longer ago than this.'
+),
+(
+    'artifacts.unused_retention', 'interval', '90 days', '1 day', NULL,
+    'old-artifact-cleanup deletes knowledge artifacts not used (or, never used, not created) for this long.'
+),
+(
+    'patterns.unused_retention', 'interval', '180 days', '1 day', NULL,
+    'old-artifact-cleanup deletes learned patterns not seen for this long '
+    || 'whose confidence is below patterns.keep_confidence.'
+),
+(
+    'patterns.keep_confidence', 'numeric', '0.8', '0', '1',
+    'Learned patterns at or above this confidence are never deleted as unused.'
+),
+(
+    'code_chunks.obsolete_retention', 'interval', '7 days', '0', NULL,
+    'code-chunk-cleanup deletes code chunks superseded (by a re-ingest, or their file gone) longer ago than this.'
+),
+(
+    'backups.archive_after', 'interval', '90 days', '1 day', NULL,
+    'backup-archival moves backup records that started longer ago than this into autopilot.backup_metadata_archive.'
+),
+(
+    'cron_history.retention', 'interval', '7 days', '1 hour', NULL,
+    'cron-history-cleanup deletes cron.job_run_details rows that ended longer ago than this '
+    || '(pg_cron never prunes them).'
+),
+(
+    'reindex.bloat_threshold', 'numeric', '0.3', '0', '1',
+    'index-reindex rebuilds an index when at least this share of its size is bloat (measured or estimated).'
+),
+(
+    'reindex.min_size_bytes', 'integer', '10485760', '0', NULL,
+    'index-reindex leaves indexes smaller than this alone (a rebuild gains little there).'
+);
+
+-- agent-knowledge-update (a change of either recomputes every agent's summary at the next run)
+INSERT INTO autopilot.settings (name, value_type, default_value, min_value, max_value, description)
+VALUES
+(
+    'agent_knowledge.top_patterns', 'integer', '10', '1', '1000',
+    'agent-knowledge-update lists, for each pattern type an agent works with, this many of the most confident '
+    || 'learned patterns.'
+),
+(
+    'agent_knowledge.patterns_met_limit', 'integer', '200', '1', '100000',
+    'agent-knowledge-update lists at most this many of the patterns an agent has met (the most confident); '
+    || 'patterns_met_total counts them all.'
+);
+
+-- task-assignment
+INSERT INTO autopilot.settings (name, value_type, default_value, min_value, max_value, description)
+VALUES
+(
+    'agents.silence_timeout', 'interval', '10 minutes', '1 minute', NULL,
+    'task-assignment takes assigned (not yet running) tasks back from agents not seen (last_seen_at) for '
+    || 'longer than this, and gives new tasks only to agents seen within it.'
+),
+(
+    'pagerank.damping', 'numeric', '0.85', '0', '0.99',
+    'pagerank: probability of following an edge rather than jumping to a random node of the codebase.'
+),
+(
+    'pagerank.tolerance', 'numeric', '1e-10', '1e-15', '0.1',
+    'pagerank stops when one iteration changes the ranks by less than this in total (absolute L1).'
+),
+(
+    'pagerank.max_iterations', 'integer', '1000', '1', '100000',
+    'pagerank fails, writing no score, when this many iterations do not reach pagerank.tolerance.'
+),
+(
+    'centralcloud.server', 'text', 'autopilot_central', NULL, NULL,
+    'centralcloud-sync pushes through this postgres_fdw foreign server (and the job owner''s user mapping); '
+    || 'while it does not exist, the job does nothing.'
+),
+(
+    'centralcloud.instance_id', 'text', '', NULL, NULL,
+    'centralcloud-sync tags what it pushes with this name, unique among the instances of one central database; '
+    || 'required once the foreign server exists.'
+),
+(
+    'jobs.backoff_base', 'interval', '15 seconds', '0', NULL,
+    'A runner job that fails is retried after jobs.backoff_base * 2^(attempt - 1) (at most jobs.backoff_max), '
+    || 'times a random factor between 0.8 and 1.0 (jitter: up to 20% sooner, never later).'
+),
+(
+    'jobs.backoff_max', 'interval', '1 hour', '0', NULL,
+    'The longest wait before a failed runner job is retried.'
+),
+(
+    'jobs.rescue_after', 'interval', '2 minutes', '10 seconds', NULL,
+    'rescue-orphaned-jobs takes back an executing runner job whose runner has not heartbeaten for this long '
+    || '(runners heartbeat every few seconds).'
+),
+(
+    'backups.directory', 'path', '/var/backups/autopilot', NULL, NULL,
+    'Where the runner writes pg_dump backups (a directory of the runner''s host, created 0700).'
+),
+(
+    'backups.databases', 'text', '', NULL, NULL,
+    'Comma-separated databases the backup jobs dump; empty: the database autopilot is installed in.'
+),
+(
+    'backups.format', 'text', 'custom', NULL, NULL,
+    'pg_dump format: custom (one file) or directory (with backups.parallel_jobs).'
+),
+(
+    'backups.parallel_jobs', 'integer', '1', '1', '64',
+    'pg_dump --jobs for the directory format.'
+),
+(
+    'backups.lock_wait_timeout', 'interval', '5 minutes', '1 second', NULL,
+    'pg_dump --lock-wait-timeout: a backup waiting longer than this for a table lock fails (and is retried).'
+),
+(
+    'backups.hourly_keep', 'integer', '24', '1', '10000',
+    'Verified hourly backups kept; older ones are deleted only after a new one is verified.'
+),
+(
+    'backups.daily_keep', 'integer', '30', '1', '10000',
+    'Verified daily backups kept; older ones are deleted only after a new one is verified.'
+),
+(
+    'backups.manual_keep', 'integer', '10', '1', '10000',
+    'Verified manual backups (autopilot runner backup) kept.'
+),
+(
+    'backups.overdue_after', 'interval', '2 hours', '1 minute', NULL,
+    'autopilot status flags the backups as overdue when the last verified one is older than this.'
+);
+
+-- settings that accept only some values of their type (set_setting names them in its hint)
+UPDATE autopilot.settings SET allowed_values = ARRAY['custom', 'directory']
+WHERE name = 'backups.format';
+
+-- sql/grants/privileges.sql
+-- The whole privilege model of autopilot. The extension creates no roles.
+-- Nothing is executable or readable by PUBLIC: the owner (the installing role)
+-- grants what other roles need; the README shows the grants for a runner role
+-- and a read-only role. No function is SECURITY DEFINER.
+REVOKE ALL ON SCHEMA autopilot FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA autopilot FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA autopilot FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA autopilot FROM PUBLIC;
+REVOKE ALL ON ALL PROCEDURES IN SCHEMA autopilot FROM PUBLIC;
+
+-- sql/grants/config_dump.sql
+-- pg_dump dumps an extension's tables only when they are marked as
+-- configuration: mark every table whose rows are the user's (and the sequences
+-- behind their identity columns). The catalog and the setting definitions
+-- belong to the extension script and are recreated by CREATE EXTENSION; the
+-- DBA's overrides live in job_overrides and setting_values, which are dumped.
+-- In schema mode (no extension) pg_dump dumps everything and this does nothing.
+DO $$
+DECLARE
+    v_relation regclass;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'autopilot') THEN
+        RETURN;
+    END IF;
+    FOR v_relation IN
+        SELECT c.oid::regclass
+        FROM pg_catalog.pg_class AS c
+        WHERE c.relnamespace = 'autopilot'::regnamespace
+          AND c.relkind IN ('r', 'S')
+          AND c.relname NOT IN ('job_catalog', 'settings')
+        ORDER BY c.relname
+    LOOP
+        PERFORM pg_catalog.pg_extension_config_dump(v_relation, '');
+    END LOOP;
+END;
+$$;
