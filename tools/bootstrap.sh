@@ -33,7 +33,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 # reinstall when the sources changed (the package carries the built SQL as data)
 stamp="$venv/.autopilot-installed"
-digest=$(cat pyproject.toml control/autopilot.control extension/*.sql installer/pg_autopilot/*.py 2>/dev/null | sha256sum | cut -d' ' -f1)
+digest=$(cat pyproject.toml control/autopilot.control extension/*.sql $(find installer/pg_autopilot -name "*.py" | sort) 2>/dev/null | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
     echo "==> installing pg-autopilot into $venv"
     quiet_pip install --quiet ".[dev]"

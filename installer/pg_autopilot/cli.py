@@ -7,11 +7,12 @@ import json
 import click
 from rich.markup import escape
 
-from . import __version__, installer, jobs, schedules
+from . import __version__, installer, run_now, schedules
+from . import settings as settings_module
 from .cli_common import console, dsn_option, handled
 from .db import connect
 from .errors import AutopilotError, JobFailed, NotInstalled
-from .render import duration, status_table
+from .render import duration, safe, safe_data, status_table
 from .runner_cli import runner
 from .status import gather
 
@@ -32,7 +33,7 @@ def _report_sync(conn, dsn: str | None, after: str | None = None) -> None:
             exc.message = f"{after}, but the schedules were not registered with pg_cron: {exc.message}"
         raise
     style = "yellow" if result.location.explanation else "green"
-    console.print(f"[{style}]{escape(result.message)}[/]", highlight=False)
+    console.print(f"[{style}]{escape(safe(result.message))}[/]", highlight=False)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,8 +58,9 @@ def install(dsn: str | None, mode: str, no_sync: bool) -> None:
     """Install autopilot into a database (harmless when already installed)."""
     with connect(dsn) as conn:
         result = installer.install(conn, mode=mode)
+        message = escape(safe(result.message))
         console.print(
-            f"[green]{escape(result.message)}[/]" if result.changed else escape(result.message),
+            f"[green]{message}[/]" if result.changed else message,
             highlight=False,
         )
         if not no_sync:
@@ -73,8 +75,9 @@ def upgrade(dsn: str | None, to_version: str | None) -> None:
     """Upgrade autopilot through its upgrade scripts; overrides and data are kept."""
     with connect(dsn) as conn:
         result = installer.upgrade(conn, to=to_version)
+        message = escape(safe(result.message))
         console.print(
-            f"[green]{escape(result.message)}[/]" if result.changed else escape(result.message),
+            f"[green]{message}[/]" if result.changed else message,
             highlight=False,
         )
         _report_sync(conn, dsn, after=f"autopilot {result.version} is installed ({result.mode} mode)")
@@ -101,11 +104,11 @@ def uninstall(dsn: str | None, drop_data: bool, yes: bool) -> None:
                 raise AutopilotError("not confirmed: nothing changed")
         result = schedules.sync(conn, dsn, remove_all=True)
         if result.location.explanation:
-            console.print(escape(result.location.explanation), highlight=False)
+            console.print(escape(safe(result.location.explanation)), highlight=False)
         else:
             console.print(f"removed {len(result.changes)} pg_cron jobs", highlight=False)
         if drop_data:
-            console.print(f"[green]{escape(installer.drop(conn))}[/]", highlight=False)
+            console.print(f"[green]{escape(safe(installer.drop(conn)))}[/]", highlight=False)
         else:
             console.print(
                 "autopilot's tables and data are kept; `autopilot install` schedules the jobs again, "
@@ -133,7 +136,8 @@ def status(dsn: str | None, as_json: bool) -> None:
     with connect(dsn, autocommit=True) as conn:
         result = gather(conn, dsn)
     if as_json:
-        click.echo(json.dumps(result.as_json(), indent=2, default=str))
+        # JSON escapes C0 and (ensure_ascii) C1; DEL too, so that no control character is printed raw
+        click.echo(json.dumps(result.as_json(), indent=2, default=str).replace("\x7f", "\\u007f"))
     else:
         status_table(result, console)
 
@@ -146,14 +150,14 @@ def run(dsn: str | None, job: str) -> None:
     """Run JOB now (a runner-side job is enqueued); exits non-zero when it fails."""
     with connect(dsn, autocommit=True) as conn:
         _require_installed(conn)
-        ran = jobs.run_now(conn, job)
-    line = (
+        ran = run_now.run_now(conn, job)
+    line = safe(
         f"{job}: {ran['status']} in {duration(ran['duration'])}"
         f" ({ran['rows_affected'] if ran['rows_affected'] is not None else '-'} rows)"
         f" — {ran['message']} [ledger run {ran['id']}]"
     )
     if ran["status"] == "failed":
-        raise JobFailed(f"{line}; SQLSTATE {ran['error_sqlstate']}")
+        raise JobFailed(f"{line}; SQLSTATE {safe(ran['error_sqlstate'])}")
     console.print(
         line, style="green" if ran["status"] == "succeeded" else "yellow", highlight=False, markup=False
     )
@@ -175,17 +179,8 @@ def schedule(dsn: str | None, job: str, cron: str | None, action: str | None) ->
         raise click.UsageError("give either a CRON expression or one of --disable, --enable, --reset")
     with connect(dsn) as conn:
         _require_installed(conn)
-        with conn.transaction():
-            if cron is not None:
-                value = conn.execute("SELECT autopilot.set_job_schedule(%s, %s)", [job, cron]).fetchone()[0]
-                message = f"{job} now runs on '{value}' (UTC)"
-            elif action == "reset":
-                value = conn.execute("SELECT autopilot.reset_job(%s)", [job]).fetchone()[0]
-                message = f"{job} is back to its catalog schedule '{value}', enabled"
-            else:
-                conn.execute("SELECT autopilot.set_job_enabled(%s, %s)", [job, action == "enable"])
-                message = f"{job} is {action}d"
-        console.print(message, highlight=False, markup=False)
+        message = schedules.change_schedule(conn, job, cron, action)
+        console.print(safe(message), highlight=False, markup=False)
         _report_sync(conn, dsn, after="the change is saved")
 
 
@@ -212,23 +207,15 @@ def settings(dsn: str | None, name: str | None, value: str | None, reset: bool) 
     """List the settings, show NAME, set NAME to VALUE, or --reset NAME."""
     with connect(dsn) as conn:
         _require_installed(conn)
-        with conn.transaction():
-            if name and reset:
-                conn.execute("SELECT autopilot.reset_setting(%s)", [name])
-            elif name and value is not None:
-                conn.execute("SELECT autopilot.set_setting(%s, %s)", [name, value])
-            rows = conn.execute(
-                "SELECT s.name, autopilot.get_setting(s.name), s.default_value, s.value_type, s.description "
-                "FROM autopilot.settings AS s WHERE %s::text IS NULL OR s.name = %s ORDER BY s.name",
-                [name, name],
-            ).fetchall()
-            if name and not rows:
-                conn.execute("SELECT autopilot.get_setting(%s)", [name])  # raises: unknown setting
-    for setting, current, default, kind, description in rows:
-        changed = "" if current == default else f"  (default {default})"
+        rows = settings_module.settings(conn, name, value, reset)
+    for row in rows:
+        setting, current, default, kind, description = safe_data(
+            [row.name, row.value, row.default, row.value_type, row.description]
+        )
+        changed = f"  (default {default})" if row.changed else ""
         console.print(
             f"[bold]{escape(setting)}[/] = {escape(current)} "
-            f"[dim]{kind}{escape(changed)} — {escape(description)}[/]",
+            f"[dim]{escape(kind)}{escape(changed)} — {escape(description)}[/]",
             highlight=False,
         )
 

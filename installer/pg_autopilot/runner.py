@@ -29,7 +29,6 @@ stopped. A job is never marked done unless it finished.
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import os
 import queue as queue_module
@@ -38,17 +37,19 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
+import pythonjsonlogger.core
+import pythonjsonlogger.json
 from psycopg_pool import ConnectionPool
 
 from . import sqlfiles
-from .db import APPLICATION_NAME, connect, resolve_dsn
+from .db import APPLICATION_NAME, connect, conninfo, resolve_dsn
+from .queue import Job, Key, QueueClient, backoff, claim_ahead, claim_round, latest_attempts, superseded
 from .workers import CACHES, REGISTRY, JobContext, Worker
 
 CACHES.append(sqlfiles.bundle)
@@ -56,26 +57,56 @@ CACHES.append(sqlfiles.bundle)
 log = logging.getLogger("autopilot.runner")
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, event, and the record's fields."""
+class JsonFormatter(pythonjsonlogger.json.JsonFormatter):
+    """One JSON object per line for every record, whichever logger wrote it (psycopg_pool's and
+    psycopg's too): ts, level, event, logger, the record's per-call fields (``_log``) or extras, and an
+    exception's traceback as one string field, ``traceback`` (JSON escapes its line breaks)."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "event": record.getMessage(),
-        }
-        entry.update(getattr(record, "fields", {}))
-        return json.dumps(entry, default=str)
+    def __init__(self) -> None:
+        super().__init__(
+            json_default=str,
+            reserved_attrs=[*pythonjsonlogger.core.RESERVED_ATTRS, "fields"],
+            rename_fields={"exc_info": "traceback", "stack_info": "stack"},
+        )
+
+    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict) -> None:
+        log_data["ts"] = (
+            time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+        )
+        log_data["level"] = record.levelname.lower()
+        log_data["event"] = record.getMessage()
+        log_data["logger"] = record.name
+        super().add_fields(log_data, record, message_dict)  # traceback, stack, extras
+        log_data.pop("message", None)  # the library's default field: "event" here
+        log_data.update(getattr(record, "fields", {}))
 
 
 def configure_logging(level: str = "info") -> None:
+    """Every line the process writes to stderr is JSON: one handler, at the root, for every logger;
+    Python warnings and uncaught exceptions (any thread's) go through it too, tracebacks as a field."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    log.handlers[:] = [handler]
-    log.setLevel(level.upper())
-    log.propagate = False
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    log.handlers[:] = []
+    log.setLevel(logging.NOTSET)
+    log.propagate = True
+    logging.captureWarnings(True)
+
+    def uncaught(exc_type, exc, tb) -> None:
+        log.critical("uncaught exception", exc_info=(exc_type, exc, tb))
+
+    def uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is not SystemExit:
+            log.critical(
+                "uncaught exception in thread",
+                exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+                extra={"fields": {"thread": args.thread.name if args.thread else None}},
+            )
+
+    sys.excepthook = uncaught
+    threading.excepthook = uncaught_in_thread
 
 
 def _log(level: int, event: str, **fields: Any) -> None:
@@ -101,18 +132,6 @@ class RunnerConfig:
     complete_batch: int = 500
 
 
-Key = tuple[int, int]  # (job id, attempt): what the runner holds is one attempt of a job
-
-
-def _key(job: dict) -> Key:
-    return job["id"], job["attempt"]
-
-
-def _backoff(failures: int, cap: float) -> float:
-    """Seconds to wait after the n-th failure in a row: 1, 2, 4, ... at most cap."""
-    return min(cap, 2.0 ** min(max(failures - 1, 0), 16))
-
-
 def _text(value: object) -> str:
     """str(value), whatever value's __str__ does (a worker's result or exception is anybody's code)."""
     try:
@@ -127,7 +146,7 @@ def _one_line(exc: BaseException) -> str:
 
 @dataclass(eq=False)
 class _Running:
-    job: dict
+    job: Job
     worker: Worker | None
     context: JobContext
     started: float
@@ -137,7 +156,7 @@ class _Running:
 
     @property
     def key(self) -> Key:
-        return _key(self.job)
+        return self.job.key
 
 
 @dataclass(eq=False)
@@ -164,11 +183,11 @@ class Runner:
         self._lock = threading.Lock()
         self._claimed = threading.Condition(self._lock)  # slots wait on it for claimed jobs
         # what the runner holds, each attempt in exactly one place (all guarded by _lock):
-        self._pending: collections.deque[dict] = collections.deque()  # claimed, not started, in run order
+        self._pending: collections.deque[Job] = collections.deque()  # claimed, not started, in run order
         self._running: dict[Key, _Running] = {}  # started, outcome not decided yet
         self._failing: dict[Key, _Outcome] = {}  # failed or timed out, fail() not recorded yet
         self._completing: dict[Key, _Outcome] = {}  # succeeded, complete_many() not recorded yet
-        self._releasing: dict[Key, dict] = {}  # claimed, never to be started, release() not recorded yet
+        self._releasing: dict[Key, Job] = {}  # claimed, never to be started, release() not recorded yet
         self._busy = 0  # slot threads inside a worker
         self._orphans = 0  # of those, threads whose attempt was taken from them (timed out, lost)
         self._to_complete: queue_module.Queue[_Outcome] = queue_module.Queue()
@@ -177,6 +196,7 @@ class Runner:
         self._last_claim = 0
         self._turn = 0  # the queue whose share comes first in the next claiming round
         self._pool: ConnectionPool | None = None
+        self._queue = QueueClient(self._connection)
         self._slots: list[threading.Thread] = []
         self.stats = {"completed": 0, "failed": 0, "discarded": 0, "lost": 0}
 
@@ -195,10 +215,10 @@ class Runner:
         # (the pool would only say, 30 s later, that it could not fill itself)
         connect(self.dsn, autocommit=True, application_name=f"{APPLICATION_NAME} runner").close()
         self._pool = ConnectionPool(
-            self.dsn,
+            conninfo(self.dsn, application_name=f"{APPLICATION_NAME} runner"),
             min_size=2,
             max_size=4,
-            kwargs={"autocommit": True, "application_name": f"{APPLICATION_NAME} runner"},
+            kwargs={"autocommit": True},
             # a pooled connection is checked before use: one the server dropped (a restart, a network
             # cut) is replaced instead of failing the statement it was given
             check=ConnectionPool.check_connection,
@@ -259,7 +279,7 @@ class Runner:
                 # the database went away (restart, network), turned read-only (failover), changed under
                 # a statement (upgrade)...: keep every outcome, back off, try again
                 failures += 1
-                delay = _backoff(failures, 10.0)
+                delay = backoff(failures, 10.0)
                 _log(
                     logging.ERROR,
                     "database error; retrying",
@@ -291,15 +311,9 @@ class Runner:
         self._wake.clear()
 
     def _extra(self) -> int:
-        """How many jobs to claim beyond the free slots: as many as the slots get through in about
-        50 ms, at most max_prefetch (prefetch until a job has finished). Slow jobs (a backup, an
-        embedding batch) are not claimed ahead at all: a job held here behind an hour-long one could
-        have run on another runner meanwhile."""
+        """How many jobs to claim beyond the free slots (queue.claim_ahead: none ahead of slow jobs)."""
         config = self.config
-        if self._mean_duration is None:
-            return config.prefetch
-        keep_busy = int(config.concurrency * 0.05 / max(self._mean_duration, 1e-6))
-        return min(config.max_prefetch, keep_busy)
+        return claim_ahead(self._mean_duration, config.concurrency, config.prefetch, config.max_prefetch)
 
     def _free_slots(self) -> int:
         """Slot threads not inside a worker (the caller holds the lock). A thread stuck in a worker past
@@ -314,40 +328,15 @@ class Runner:
         return self._free_slots() + self._extra() - len(self._pending)
 
     def _claim_round(self) -> int:
-        """Claims what the slots want, shared among the queues: each queue is offered its share in
-        turn (the first share going to each queue in turn, round after round), then the queues that
-        filled theirs are offered what the others left."""
-        queues = self.config.queues
-        if not queues:
-            return 0
-        first = self._turn % len(queues)
-        self._turn += 1
-        order = queues[first:] + queues[:first]
+        """Claims what the slots want, shared among the queues (queue.claim_round: a backlog in one
+        queue never starves another)."""
         with self._lock:
             want = self._want()
-        remaining = want
-        more: list[str] = []
-        for n, queue in enumerate(order):
-            if remaining <= 0 or self._stopping.is_set():
-                break
-            share = -(-remaining // (len(order) - n))  # rounded up
-            got = self._claim(queue, share)
-            remaining -= got
-            if got == share:
-                more.append(queue)
-        for queue in more:
-            if remaining <= 0 or self._stopping.is_set():
-                break
-            remaining -= self._claim(queue, remaining)
-        return max(want, 0) - max(remaining, 0)
+        turn, self._turn = self._turn, self._turn + 1
+        return claim_round(self.config.queues, turn, want, self._claim, self._stopping.is_set)
 
     def _claim(self, queue: str, limit: int) -> int:
-        with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            # never a prepared statement: after an upgrade that changes claim()'s columns, a prepared
-            # SELECT * would fail with "cached plan must not change result type" (0A000)
-            jobs = cur.execute(
-                "SELECT * FROM autopilot.claim(%s, %s, %s)", [queue, self.config.node, limit], prepare=False
-            ).fetchall()
+        jobs = self._queue.claim(queue, self.config.node, limit)
         if jobs:
             with self._claimed:
                 self._supersede(jobs)
@@ -355,22 +344,17 @@ class Runner:
                 self._claimed.notify(len(jobs))
         return len(jobs)
 
-    def _supersede(self, jobs: list[dict]) -> None:
+    def _supersede(self, jobs: list[Job]) -> None:
         """Jobs claimed again by this node (rescued from it, or cancelled and retried): the attempts of
         them it still holds are no longer its own (the caller holds the lock)."""
-        newest = {job["id"]: job["attempt"] for job in jobs}
-
-        def older(job: dict) -> bool:
-            return job["id"] in newest and job["attempt"] < newest[job["id"]]
-
-        if any(older(job) for job in self._pending):
-            stale = [job for job in self._pending if older(job)]
-            kept = [job for job in self._pending if not older(job)]
-            self._pending.clear()
-            self._pending.extend(kept)
-            for job in stale:
-                self._note_lost(job, started=False)
-        for running in [r for r in self._running.values() if older(r.job)]:
+        held = [*self._pending, *(running.job for running in self._running.values())]
+        stale = {job.key for job in superseded(held, jobs)}
+        if not stale:
+            return
+        for job in [job for job in self._pending if job.key in stale]:
+            self._pending.remove(job)
+            self._note_lost(job, started=False)
+        for running in [r for r in self._running.values() if r.key in stale]:
             self._take(running)
             self._note_lost(running.job, started=True)
 
@@ -398,16 +382,17 @@ class Runner:
                 if running.lost or idle:
                     self._wake.set()  # a free slot and nothing claimed for it: the main loop claims
 
-    def _begin(self, job: dict) -> _Running:
+    def _begin(self, job: Job) -> _Running:
         """Registers a job as running on this slot thread (the caller holds the lock)."""
-        worker = self.workers.get(job["worker"])
+        worker = self.workers.get(job.worker)
         context = JobContext(
-            job_id=job["id"],
-            attempt=job["attempt"],
-            queue=job["queue"],
+            job_id=job.id,
+            attempt=job.attempt,
+            queue=job.queue,
             node=self.config.node,
             dsn=self.dsn,
             deadline=time.monotonic() + (worker.timeout if worker else 0.0),
+            progress_sink=lambda fields: self._queue.progress(job.key, fields),
         )
         running = _Running(job, worker, context, time.monotonic())
         self._running[running.key] = running
@@ -417,16 +402,25 @@ class Runner:
     def _run(self, running: _Running) -> None:
         if running.worker is None:
             known = ", ".join(sorted(self.workers)) or "none"
-            error = f"no worker named {running.job['worker']!r} in this runner (it has: {known})"
+            error = f"no worker named {running.job.worker!r} in this runner (it has: {known})"
             self._failed(_Outcome(running, error=error, discard=True))
             return
+        job = running.job
+        _log(
+            logging.INFO,
+            "job started",
+            job_id=job.id,
+            worker=job.worker,
+            attempt=job.attempt,
+            queue=job.queue,
+        )
         try:
-            result = running.worker.function(running.job["args"], running.context)
+            result = running.worker.function(job.args, running.context)
         except BaseException as exc:  # a worker's failure is the job's, never the runner's
             _log(
                 logging.DEBUG,
                 "worker traceback",
-                job_id=running.job["id"],
+                job_id=running.job.id,
                 traceback="".join(traceback.format_exception(exc)),
             )
             self._failed(_Outcome(running, error=f"{type(exc).__name__}: {_text(exc)}".strip()))
@@ -474,9 +468,9 @@ class Runner:
             "job is no longer this runner's (cancelled or rescued): its outcome is not recorded"
             if started
             else "job claimed but not started is no longer this runner's (cancelled or rescued): not started",
-            job_id=job["id"],
-            attempt=job["attempt"],
-            worker=job["worker"],
+            job_id=job.id,
+            attempt=job.attempt,
+            worker=job.worker,
         )
 
     def _expire_timeouts(self) -> None:
@@ -499,7 +493,7 @@ class Runner:
             if self._orphans < self.config.concurrency or not self._pending:
                 return
             for job in self._pending:
-                self._releasing[_key(job)] = job
+                self._releasing[job.key] = job
             count = len(self._pending)
             self._pending.clear()
         _log(
@@ -519,13 +513,13 @@ class Runner:
                 self._finish_failed(outcome)
             except psycopg.Error as exc:
                 outcome.tries += 1
-                delay = _backoff(outcome.tries, 30.0)
+                delay = backoff(outcome.tries, 30.0)
                 outcome.retry_at = time.monotonic() + delay
                 _log(
                     logging.ERROR,
                     "could not record a failure; retrying",
-                    job_id=outcome.running.job["id"],
-                    attempt=outcome.running.job["attempt"],
+                    job_id=outcome.running.job.id,
+                    attempt=outcome.running.job.attempt,
                     error=_one_line(exc),
                     retry_in_s=delay,
                 )
@@ -562,7 +556,7 @@ class Runner:
                     _log(
                         logging.ERROR,
                         "completions not recorded at shutdown; rescue-orphaned-jobs takes the jobs back",
-                        job_ids=[o.running.job["id"] for o in batch],
+                        job_ids=[o.running.job.id for o in batch],
                         error=_one_line(exc),
                     )
                     with self._lock:
@@ -570,7 +564,7 @@ class Runner:
                             self._completing.pop(o.running.key, None)
                     batch = []
                     continue
-                delay = _backoff(failures, 10.0)
+                delay = backoff(failures, 10.0)
                 _log(
                     logging.ERROR,
                     "could not record completions; retrying",
@@ -584,24 +578,7 @@ class Runner:
             batch = []
 
     def _finish_succeeded(self, outcomes: list[_Outcome]) -> None:
-        ids = [o.running.job["id"] for o in outcomes]
-        attempts = [o.running.job["attempt"] for o in outcomes]
-        with self._connection() as conn:
-            # one statement, one transaction: its now() is the completed_at of the jobs it completed
-            count, at = conn.execute(
-                "SELECT autopilot.complete_many(%s, %s), now()", [ids, attempts]
-            ).fetchone()
-            done: set[Key] | None = None  # None: all of them
-            if count != len(outcomes):
-                # some were cancelled, or rescued, meanwhile (complete_many left them alone): which
-                done = {
-                    (job_id, attempt)
-                    for job_id, attempt in conn.execute(
-                        "SELECT j.id, j.attempt FROM autopilot.jobs AS j"
-                        " WHERE j.id = ANY(%s) AND j.state = 'completed' AND j.completed_at = %s",
-                        [ids, at],
-                    ).fetchall()
-                }
+        done = self._queue.complete_many([o.running.key for o in outcomes])  # None: all of them
         with self._lock:
             for o in outcomes:
                 self._completing.pop(o.running.key, None)
@@ -612,38 +589,34 @@ class Runner:
                 _log(
                     logging.WARNING,
                     "job finished, but is no longer this runner's (cancelled or rescued): not completed",
-                    job_id=job["id"],
-                    worker=job["worker"],
-                    attempt=job["attempt"],
+                    job_id=job.id,
+                    worker=job.worker,
+                    attempt=job.attempt,
                 )
                 continue
             _log(
                 logging.INFO,
                 "job completed",
-                job_id=job["id"],
-                worker=job["worker"],
-                queue=job["queue"],
-                attempt=job["attempt"],
+                job_id=job.id,
+                worker=job.worker,
+                queue=job.queue,
+                attempt=job.attempt,
                 duration_ms=round((o.finished - o.running.started) * 1000, 1),
                 result=o.result,
             )
 
     def _finish_failed(self, outcome: _Outcome) -> None:
         job = outcome.running.job
-        with self._connection() as conn:
-            state = conn.execute(
-                "SELECT autopilot.fail(%s, %s, %s, %s)",
-                [job["id"], job["attempt"], outcome.error, outcome.discard],
-            ).fetchone()[0]
+        state = self._queue.fail(job.key, outcome.error or "", outcome.discard)
         if state is None:  # no longer executing that attempt: cancelled, or rescued meanwhile
             with self._lock:
                 self.stats["lost"] += 1
             _log(
                 logging.WARNING,
                 "job failed, but is no longer this runner's (cancelled or rescued): failure not recorded",
-                job_id=job["id"],
-                worker=job["worker"],
-                attempt=job["attempt"],
+                job_id=job.id,
+                worker=job.worker,
+                attempt=job.attempt,
                 error=outcome.error,
             )
             return
@@ -652,11 +625,11 @@ class Runner:
         _log(
             logging.WARNING if state != "discarded" else logging.ERROR,
             "job failed",
-            job_id=job["id"],
-            worker=job["worker"],
-            queue=job["queue"],
-            attempt=job["attempt"],
-            max_attempts=job["max_attempts"],
+            job_id=job.id,
+            worker=job.worker,
+            queue=job.queue,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
             state=state,
             error=outcome.error,
             duration_ms=round((outcome.finished - outcome.running.started) * 1000, 1),
@@ -668,7 +641,7 @@ class Runner:
         (the database away for a moment) does not cut it short."""
         with self._lock:
             for job in self._pending:
-                self._releasing[_key(job)] = job
+                self._releasing[job.key] = job
             self._pending.clear()
         deadline = time.monotonic() + self.config.grace
         while True:
@@ -716,13 +689,10 @@ class Runner:
             jobs = list(self._releasing.values())
         if not jobs:
             return
-        with self._connection() as conn:
-            released = conn.execute(
-                "SELECT autopilot.release(%s, %s)", [[j["id"] for j in jobs], [j["attempt"] for j in jobs]]
-            ).fetchone()[0]
+        released = self._queue.release([job.key for job in jobs])
         with self._lock:
             for job in jobs:
-                self._releasing.pop(_key(job), None)
+                self._releasing.pop(job.key, None)
         _log(logging.INFO, "released jobs claimed but not started", count=released)
 
     @contextmanager
@@ -746,9 +716,8 @@ class Runner:
         while not self._stopping.is_set():
             try:
                 with psycopg.connect(
-                    self.dsn,
+                    conninfo(self.dsn, application_name=f"{APPLICATION_NAME} runner"),
                     autocommit=True,
-                    application_name=f"{APPLICATION_NAME} runner",
                     connect_timeout=10,
                 ) as conn:
                     conn.execute("LISTEN autopilot_jobs")
@@ -761,7 +730,7 @@ class Runner:
                                 self._wake.set()
             except psycopg.Error as exc:
                 failures += 1
-                delay = _backoff(failures, 30.0)
+                delay = backoff(failures, 30.0)
                 _log(
                     logging.WARNING,
                     "listener lost its connection; polling meanwhile",
@@ -773,18 +742,10 @@ class Runner:
     def _held(self) -> dict[int, int]:
         """Every job attempt the runner holds -- claimed, running, finished but not recorded -- as
         {job id: attempt}; of two attempts of one job, the later (the caller holds the lock)."""
-        held: dict[int, int] = {}
-        keys: Iterable[Key] = [
-            *(_key(job) for job in self._pending),
-            *self._running,
-            *self._failing,
-            *self._completing,
-            *self._releasing,
-        ]
-        for job_id, attempt in keys:
-            if attempt > held.get(job_id, attempt - 1):
-                held[job_id] = attempt
-        return held
+        return latest_attempts(
+            [*(job.key for job in self._pending), *self._running, *self._failing, *self._completing,
+             *self._releasing]
+        )  # fmt: skip
 
     def _heartbeats(self) -> None:
         """Every heartbeat_interval until run() is over (the grace period included)."""
@@ -794,14 +755,7 @@ class Runner:
             if not held:
                 continue
             try:
-                with self._connection() as conn:
-                    kept = {
-                        row[0]
-                        for row in conn.execute(
-                            "SELECT autopilot.heartbeat(%s, %s, %s)",
-                            [list(held), list(held.values()), self.config.node],
-                        ).fetchall()
-                    }
+                kept = self._queue.heartbeat(held, self.config.node)
             except Exception as exc:  # the next beat tries again; rescue is the backstop
                 _log(logging.WARNING, "heartbeat failed", error=_one_line(exc))
                 continue
@@ -821,7 +775,7 @@ class Runner:
                 self._note_lost(running.job, started=True)
                 continue
             for job in self._pending:
-                if _key(job) == key:
+                if job.key == key:
                     self._pending.remove(job)
                     self._note_lost(job, started=False)
                     break
@@ -829,13 +783,5 @@ class Runner:
     def _enqueue_startup_jobs(self) -> None:
         """The catalog's startup jobs for the workers this runner has. The unique key is the one pg_cron's
         enqueues use (catalog:<name>), so a job already pending is not added twice."""
-        with self._connection() as conn:
-            rows = conn.execute(
-                "SELECT d.name, autopilot.enqueue(d.target, d.args, d.queue,"
-                " p_unique_key => 'catalog:' || d.name, p_meta => jsonb_build_object('catalog', d.name))"
-                " FROM autopilot.job_definitions AS d"
-                " WHERE d.side = 'runner' AND d.run_at_startup AND d.target = ANY(%s) ORDER BY d.name",
-                [sorted(self.workers)],
-            ).fetchall()
-        for name, job_id in rows:
+        for name, job_id in self._queue.enqueue_startup_jobs(self.workers):
             _log(logging.INFO, "startup job", job=name, job_id=job_id)

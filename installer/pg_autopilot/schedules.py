@@ -196,3 +196,25 @@ def cron_jobs(conn: psycopg.Connection, dsn: str | None, location: CronLocation)
         with other_database(dsn, location.database, autocommit=True) as cconn:
             rows = cconn.cursor(row_factory=dict_row).execute(query, [location.app_database]).fetchall()
     return {r["jobname"]: r for r in rows}
+
+
+def change_schedule(
+    conn: psycopg.Connection, job: str, cron: str | None = None, action: str | None = None
+) -> str:
+    """A DBA's change to one job, in one transaction: a new schedule (``cron``), or ``action``
+    ``enable``, ``disable`` or ``reset`` (the catalog's schedule, enabled). Kept in
+    autopilot.job_overrides across syncs, upgrades and dump/restore. Returns what was done, in a
+    sentence; pg_cron is synced by the caller (``sync``)."""
+    if (cron is None) == (action is None):
+        raise ValueError("give either a cron expression or an action")
+    with conn.transaction():
+        if cron is not None:
+            value = conn.execute("SELECT autopilot.set_job_schedule(%s, %s)", [job, cron]).fetchone()[0]
+            return f"{job} now runs on '{value}' (UTC)"
+        if action == "reset":
+            value = conn.execute("SELECT autopilot.reset_job(%s)", [job]).fetchone()[0]
+            return f"{job} is back to its catalog schedule '{value}', enabled"
+        if action not in ("enable", "disable"):
+            raise ValueError(f"unknown action {action!r}")
+        conn.execute("SELECT autopilot.set_job_enabled(%s, %s)", [job, action == "enable"])
+        return f"{job} is {action}d"

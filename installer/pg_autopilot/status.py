@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
@@ -13,6 +14,7 @@ from psycopg.rows import dict_row
 from . import backups as backups_mod
 from . import installer, schedules
 from .errors import NotInstalled
+from .queue import QueueClient
 
 OVERDUE_FACTOR = 2
 QUEUE_STATES = ("available", "scheduled", "executing", "retryable", "completed", "discarded", "cancelled")
@@ -50,6 +52,8 @@ class Status:
     now: datetime
     # the last verified backup of every configured database (None before autopilot 0.3.0)
     backups: dict | None = None
+    # the runner jobs executing now, with their workers' latest progress reports
+    executing: list[dict] = field(default_factory=list)
 
     def as_json(self) -> dict:
         return {
@@ -64,6 +68,7 @@ class Status:
             },
             "jobs": [{k: _jsonable(v) for k, v in job.items()} for job in self.jobs],
             "queue": self.queue,
+            "executing": [{k: _jsonable(v) for k, v in job.items()} for job in self.executing],
             "backups": _backups_json(self.backups),
             "generated_at": self.now.isoformat(),
         }
@@ -110,7 +115,10 @@ def gather(conn: psycopg.Connection, dsn: str | None) -> Status:
             queue[r["state"]] = r["n"]
     jobs = [_job_view(row, cron.get(row["cron_jobname"]), location, now) for row in rows]
     backups = backups_mod.backup_status(conn, now)
-    return Status(conn.info.dbname, current.version, current.mode, location, jobs, queue, now, backups)
+    executing = QueueClient(lambda: contextlib.nullcontext(conn)).executing()
+    return Status(
+        conn.info.dbname, current.version, current.mode, location, jobs, queue, now, backups, executing
+    )
 
 
 def _job_view(row: dict, cron: dict | None, location: schedules.CronLocation, now: datetime) -> dict:

@@ -21,13 +21,26 @@ def sleep(args: dict, context: JobContext) -> str:
     started = time.time()
     context.cancelled.wait(float(args.get("seconds", 0.1)))
     if args.get("record"):
-        with psycopg.connect(context.dsn, autocommit=True) as conn:
+        with context.connect() as conn:
             conn.execute(
                 "INSERT INTO public.runner_log (job_id, node, started, finished)"
                 " VALUES (%s, %s, to_timestamp(%s), clock_timestamp())",
                 [context.job_id, context.node, started],
             )
     return "slept"
+
+
+@worker("progress", timeout=60)
+def progress(args: dict, context: JobContext) -> str:
+    """Reports ``done`` of ``of`` steps, one step every args.step seconds, then waits args.hold
+    seconds (or until told to stop) with its last report standing."""
+    total = int(args.get("of", 5))
+    for done in range(1, total + 1):
+        context.progress(final=done == total, done=done, of=total, unit="steps")
+        if context.cancelled.wait(float(args.get("step", 0.01))):
+            return "stopped"
+    context.cancelled.wait(float(args.get("hold", 0)))
+    return f"{total} steps"
 
 
 @worker("flaky", timeout=60)

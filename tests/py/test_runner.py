@@ -18,9 +18,11 @@ from pathlib import Path
 import psycopg
 import pytest
 import runner_workers  # noqa: F401 - registers the test workers
+from conftest import Database
 from helpers import flat, run_subprocess, wait_for
 from psycopg.conninfo import make_conninfo
 
+from pg_autopilot.cluster import Cluster
 from pg_autopilot.runner import Runner, RunnerConfig
 from pg_autopilot.workers import REGISTRY
 
@@ -150,6 +152,34 @@ def test_runner_drains_retries_and_discards(queue_db):
         )
     # every attempt is in the ledger: 301 successes, the flaky job's first failure, the discard
     assert runs == {"succeeded": 301, "failed": 2}
+
+
+def test_a_workers_progress_is_in_its_jobs_meta_and_status_shows_it(queue_db, autopilot):
+    (job_id,) = enqueue(queue_db, "progress", of=4, step=0.01, hold=30)
+    with ThreadedRunner(queue_db.dsn):
+
+        def reported():
+            with queue_db.connect() as conn:
+                meta = conn.execute("SELECT meta FROM autopilot.jobs WHERE id = %s", [job_id]).fetchone()[0]
+            return meta.get("progress", {}).get("done") == 4 and meta["progress"]
+
+        progress = wait_for(reported, "the last progress report")
+        assert {k: progress[k] for k in ("done", "of", "unit")} == {"done": 4, "of": 4, "unit": "steps"}
+        assert "at" in progress
+
+        report = json.loads(autopilot("status", "--json", "--dsn", queue_db.dsn).stdout)
+        (executing,) = report["executing"]
+        assert (executing["id"], executing["worker"], executing["attempt"]) == (job_id, "progress", 1)
+        assert executing["progress"]["done"] == 4
+        table = flat(autopilot("status", "--dsn", queue_db.dsn).stdout)
+        assert f"executing #{job_id} progress (attempt 1)" in table
+        assert ": 4/4 steps (reported" in table
+        cancel = queue_db.scalar("SELECT autopilot.cancel(%s, 'enough')", [job_id])
+        assert cancel is True
+    # a report of an attempt that is over changes nothing
+    with queue_db.connect() as conn:
+        meta = conn.execute("SELECT meta FROM autopilot.jobs WHERE id = %s", [job_id]).fetchone()[0]
+    assert meta["progress"]["done"] == 4
 
 
 def test_cache_cleanup_clears_the_runners_caches(queue_db):
@@ -589,6 +619,53 @@ def test_runner_start_with_a_bad_dsn_says_why_at_once(queue_db):
     )
     assert time.monotonic() - started < 15
     assert result.returncode == 1
-    message = flat(result.stderr)
-    assert 'role "no_such_role" does not exist' in message, message
-    assert "hint:" in message
+    # said as the runner says everything: one JSON object per line
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    failed = events[-1]
+    assert (failed["event"], failed["level"]) == ("runner failed", "error"), failed
+    assert 'role "no_such_role" does not exist' in flat(failed["error"]), failed
+    assert failed["hint"], failed
+
+
+def test_every_line_the_runner_writes_is_json_through_a_server_restart():
+    """A real runner process whose server restarts: psycopg_pool's warnings about the connections it
+    lost and cannot make (multi-line libpq messages) are JSON lines like the runner's own, and so is
+    everything else the process writes on stderr."""
+    cluster = Cluster.create(pg_cron=False)  # a server of its own: the test restarts it
+    lines: list[str] = []
+    try:
+        with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
+            admin.execute("CREATE DATABASE runner_restart")
+        database = Database(cluster.dsn(), "runner_restart")
+        database.install("extension")
+        process = spawn_runner(database.dsn, "--concurrency", "2", "--grace", "5")
+        reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+        reader.start()
+        try:
+            enqueue(database, "noop")
+            wait_for(lambda: states(database).get("completed") == 1, "the runner at work")
+            cluster.stop()
+            time.sleep(4)  # the pool and the listener try to reconnect, and fail
+            cluster.start()
+            enqueue(database, "noop")
+            wait_for(lambda: states(database).get("completed") == 2, "the runner back at work", timeout=60)
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+        finally:
+            process.kill()
+            reader.join(timeout=10)
+    finally:
+        cluster.destroy()
+    assert process.returncode == 0, "".join(lines)
+    events = []
+    for line in lines:
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            pytest.fail(f"not a JSON line: {line!r} (of {len(lines)})")
+    assert all({"ts", "level", "event", "logger"} <= set(e) for e in events)
+    pool_warnings = [e for e in events if e["logger"].startswith("psycopg.pool") and e["level"] == "warning"]
+    assert pool_warnings, [e["event"] for e in events]
+    assert any("\n" in e["event"] for e in pool_warnings), "a multi-line message is kept whole, in one line"
+    lifecycle = [e["event"] for e in events if e["event"].startswith("runner ")]
+    assert lifecycle == ["runner started", "runner stopped"]

@@ -1,4 +1,4 @@
-"""The runner's workers: the code behind a job's `worker` name.
+"""The registry of workers: the code behind a job's `worker` name, and what a worker is given.
 
 A worker is a function of (args, context) registered under a name with :func:`worker`. The runner
 executes a job by calling the worker of its name; what it returns is logged, what it raises fails the
@@ -10,14 +10,24 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
+
+from ..db import connect
+
+ProgressSink = Callable[[dict[str, Any]], None]
+
 
 @dataclass
 class JobContext:
-    """What a worker may need beyond its args: where it runs and whether to stop early."""
+    """What a worker gets beyond its args: where it runs, whether to stop early (``cancelled``, set
+    when the job is cancelled, rescued or past its deadline), connections to the database
+    (:meth:`connect`) and a way to report progress (:meth:`progress`), so that it needs no plumbing
+    of its own."""
 
     job_id: int
     attempt: int
@@ -26,6 +36,30 @@ class JobContext:
     dsn: str = field(repr=False)  # may hold a password: never in a log line of the context
     deadline: float  # time.monotonic() by which the runner stops waiting for the worker
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # where progress goes: the runner records it in the job's meta (autopilot.jobs.meta.progress)
+    progress_sink: ProgressSink | None = field(default=None, repr=False)
+    progress_interval: float = 1.0  # seconds: reports in between are kept, only the latest is sent
+    _progress_sent: float = field(default=float("-inf"), repr=False)
+
+    def connect(self, *, autocommit: bool = True, **overrides: str) -> psycopg.Connection:
+        """A new connection to the job's database, as the runner's own are made (its search_path
+        pinned to pg_catalog, so the SQL a worker sends resolves no name through a writable schema).
+        The worker closes it (``with context.connect() as conn``)."""
+        return connect(self.dsn, autocommit=autocommit, **overrides)
+
+    def progress(self, final: bool = False, **fields: Any) -> None:
+        """Reports how far the job has come (e.g. ``files=120, of=800``); ``autopilot status`` shows
+        the latest report of each executing job. Reports closer together than ``progress_interval``
+        are dropped, unless ``final``; a report that cannot be recorded is dropped too (progress is
+        never worth failing the job for)."""
+        now = time.monotonic()
+        if self.progress_sink is None or (not final and now - self._progress_sent < self.progress_interval):
+            return
+        self._progress_sent = now
+        try:
+            self.progress_sink(fields)
+        except Exception as exc:
+            log.warning("progress not recorded", extra={"fields": {"job_id": self.job_id, "error": str(exc)}})
 
 
 WorkerFunction = Callable[[dict[str, Any], JobContext], Any]
@@ -56,36 +90,3 @@ def worker(name: str, *, timeout: float = 3600.0) -> Callable[[WorkerFunction], 
         return function
 
     return register
-
-
-@worker("backup", timeout=6 * 3600)
-def backup(args: dict[str, Any], context: JobContext) -> str:
-    """backup-hourly, backup-daily: pg_dump of the configured databases, verified, then retention.
-
-    Stops (pg_dump killed, nothing kept) when the job is cancelled or passes its deadline. A retry of the
-    same job backs up only the databases without a verified backup from this job yet."""
-    from . import backups  # pg_dump and friends only when a backup runs
-
-    result = backups.run_backup(
-        context.dsn,
-        args.get("kind", "manual"),
-        job_id=context.job_id,
-        cancelled=context.cancelled,
-        deadline=context.deadline,
-    )
-    for problem in result.prune_errors + result.warnings:  # the backup is verified; this needs a DBA
-        log.warning("backup needs attention", extra={"fields": {"job_id": context.job_id, "error": problem}})
-    return result.summary()
-
-
-@worker("cache_cleanup", timeout=60)
-def cache_cleanup(args: dict[str, Any], context: JobContext) -> str:
-    """cache-cleanup: clear the runner's in-process caches."""
-    cleared = 0
-    for cache in CACHES:
-        if hasattr(cache, "cache_clear"):
-            cache.cache_clear()
-        else:
-            cache.clear()
-        cleared += 1
-    return f"cleared {cleared} in-process caches"

@@ -1,0 +1,252 @@
+"""The queue client: every SQL call on ``autopilot.jobs`` that the runner (and the CLI) make, typed.
+
+The runner only dispatches (claims, slots, completions, heartbeats); what it says to the database
+goes through :class:`QueueClient`, as procrastinate's worker talks through its manager and Oban's
+producer through its engine. The queue itself is SQL (``autopilot.enqueue``, ``claim``,
+``complete_many``, ``fail``, ``snooze``, ``cancel``, ``retry``, ``heartbeat``, ``release``), usable
+from any language; this module is its Python face.
+
+The runner's policies -- how many jobs to claim ahead, how a round of claims is shared among the
+queues, how long to back off after a failure -- are pure functions here, tested without a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+Key = tuple[int, int]  # (job id, attempt): one attempt of one job
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One claimed attempt of a job: a row of ``autopilot.jobs`` as ``autopilot.claim()`` returned it."""
+
+    id: int
+    attempt: int
+    worker: str
+    queue: str
+    args: dict[str, Any] = field(default_factory=dict)
+    priority: int = 0
+    max_attempts: int = 20
+    unique_key: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    scheduled_at: datetime | None = None
+
+    @property
+    def key(self) -> Key:
+        return self.id, self.attempt
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Job:
+        return cls(
+            id=row["id"],
+            attempt=row["attempt"],
+            worker=row["worker"],
+            queue=row["queue"],
+            args=row.get("args") or {},
+            priority=row.get("priority", 0),
+            max_attempts=row.get("max_attempts", 20),
+            unique_key=row.get("unique_key"),
+            meta=row.get("meta") or {},
+            scheduled_at=row.get("scheduled_at"),
+        )
+
+
+ConnectionFactory = Callable[[], AbstractContextManager[psycopg.Connection]]
+
+
+class QueueClient:
+    """The queue's SQL, through connections from ``connection`` (a context manager factory: the
+    runner's pool, or one connection of the CLI). Each call is one statement in autocommit."""
+
+    def __init__(self, connection: ConnectionFactory):
+        self._connection = connection
+
+    def claim(self, queue: str, node: str, limit: int) -> list[Job]:
+        """Up to ``limit`` due jobs of ``queue`` for ``node``, in run order (priority, then age)."""
+        with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            # never a prepared statement: after an upgrade that changes claim()'s columns, a prepared
+            # SELECT * would fail with "cached plan must not change result type" (0A000)
+            rows = cur.execute(
+                "SELECT * FROM autopilot.claim(%s, %s, %s)", [queue, node, limit], prepare=False
+            ).fetchall()
+        return [Job.from_row(row) for row in rows]
+
+    def complete_many(self, keys: Sequence[Key]) -> set[Key] | None:
+        """Marks these attempts completed. Returns None when all of them were, else the ones that were
+        (the others were cancelled or rescued meanwhile, and complete_many left them alone)."""
+        ids = [job_id for job_id, _ in keys]
+        attempts = [attempt for _, attempt in keys]
+        with self._connection() as conn:
+            # one statement, one transaction: its now() is the completed_at of the jobs it completed
+            count, at = conn.execute(
+                "SELECT autopilot.complete_many(%s, %s), now()", [ids, attempts]
+            ).fetchone()
+            if count == len(keys):
+                return None
+            return {
+                (job_id, attempt)
+                for job_id, attempt in conn.execute(
+                    "SELECT j.id, j.attempt FROM autopilot.jobs AS j"
+                    " WHERE j.id = ANY(%s) AND j.state = 'completed' AND j.completed_at = %s",
+                    [ids, at],
+                ).fetchall()
+            }
+
+    def fail(self, key: Key, error: str, discard: bool = False) -> str | None:
+        """Records a failed attempt: the job's new state (retryable, discarded), or None when the
+        attempt is no longer executing (cancelled, or rescued meanwhile)."""
+        job_id, attempt = key
+        with self._connection() as conn:
+            return conn.execute(
+                "SELECT autopilot.fail(%s, %s, %s, %s)", [job_id, attempt, error, discard]
+            ).fetchone()[0]
+
+    def release(self, keys: Sequence[Key]) -> int:
+        """Gives back attempts claimed but never started; returns how many were still this node's."""
+        with self._connection() as conn:
+            return conn.execute(
+                "SELECT autopilot.release(%s, %s)", [[k[0] for k in keys], [k[1] for k in keys]]
+            ).fetchone()[0]
+
+    def heartbeat(self, held: dict[int, int], node: str) -> set[int]:
+        """Heartbeats the attempts ``held`` ({job id: attempt}); returns the ids still this node's."""
+        with self._connection() as conn:
+            return {
+                row[0]
+                for row in conn.execute(
+                    "SELECT autopilot.heartbeat(%s, %s, %s)", [list(held), list(held.values()), node]
+                ).fetchall()
+            }
+
+    def progress(self, key: Key, fields: dict[str, Any]) -> bool:
+        """Records a running attempt's progress in its job's ``meta.progress`` (with the time, ``at``);
+        False when the attempt is no longer executing."""
+        job_id, attempt = key
+        with self._connection() as conn:
+            return (
+                conn.execute(
+                    "UPDATE autopilot.jobs SET meta = jsonb_set(meta, '{progress}',"
+                    " %s::jsonb || jsonb_build_object('at', clock_timestamp()))"
+                    " WHERE id = %s AND attempt = %s AND state = 'executing'",
+                    [Jsonb(fields), job_id, attempt],
+                ).rowcount
+                == 1
+            )
+
+    def executing(self) -> list[dict[str, Any]]:
+        """The jobs executing now, oldest first, with their latest progress report."""
+        with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(
+                "SELECT id, worker, queue, attempt, attempted_by AS node, attempted_at AS started_at,"
+                " meta -> 'progress' AS progress FROM autopilot.jobs WHERE state = 'executing'"
+                " ORDER BY attempted_at, id"
+            ).fetchall()
+
+    def enqueue(
+        self,
+        worker: str,
+        args: dict[str, Any] | None = None,
+        *,
+        queue: str = "default",
+        priority: int = 0,
+        scheduled_at: datetime | None = None,
+        max_attempts: int = 20,
+        unique_key: str | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> int:
+        """Adds a job (or, for a unique key an unfinished job holds, returns that job's id)."""
+        with self._connection() as conn:
+            return conn.execute(
+                "SELECT autopilot.enqueue(%s, %s, %s, %s, %s, %s, %s, %s)",
+                [worker, Jsonb(args or {}), queue, priority, scheduled_at, max_attempts, unique_key,
+                 Jsonb(meta or {})],
+            ).fetchone()[0]  # fmt: skip
+
+    def enqueue_startup_jobs(self, workers: Iterable[str]) -> list[tuple[str, int]]:
+        """The catalog's startup jobs for these workers, as (catalog name, job id). The unique key is
+        the one pg_cron's enqueues use (catalog:<name>), so a job already pending is not added twice."""
+        with self._connection() as conn:
+            return conn.execute(
+                "SELECT d.name, autopilot.enqueue(d.target, d.args, d.queue,"
+                " p_unique_key => 'catalog:' || d.name, p_meta => jsonb_build_object('catalog', d.name))"
+                " FROM autopilot.job_definitions AS d"
+                " WHERE d.side = 'runner' AND d.run_at_startup AND d.target = ANY(%s) ORDER BY d.name",
+                [sorted(workers)],
+            ).fetchall()
+
+
+# -- the runner's policies ------------------------------------------------------------------------
+
+
+def backoff(failures: int, cap: float) -> float:
+    """Seconds to wait after the n-th failure in a row: 1, 2, 4, ... at most ``cap``."""
+    return min(cap, 2.0 ** min(max(failures - 1, 0), 16))
+
+
+def claim_ahead(
+    mean_duration: float | None, concurrency: int, prefetch: int, max_prefetch: int, horizon: float = 0.05
+) -> int:
+    """How many jobs to claim beyond the free slots: as many as the slots get through in about
+    ``horizon`` seconds, at most ``max_prefetch`` (``prefetch`` until a job has finished). Slow jobs
+    (a backup, an embedding batch) are not claimed ahead at all: a job held here behind an hour-long
+    one could have run on another runner meanwhile."""
+    if mean_duration is None:
+        return prefetch
+    return min(max_prefetch, int(concurrency * horizon / max(mean_duration, 1e-6)))
+
+
+def claim_round(
+    queues: Sequence[str],
+    turn: int,
+    want: int,
+    claim: Callable[[str, int], int],
+    stopping: Callable[[], bool],
+) -> int:
+    """Claims up to ``want`` jobs, shared among the queues, through ``claim(queue, limit) -> claimed``;
+    returns how many were claimed. Each queue is offered its share in turn (the first share going to
+    each queue in turn, round after round: ``turn`` counts the rounds), then the queues that filled
+    theirs are offered what the others left. A backlog in one queue never starves another."""
+    if not queues or want <= 0:
+        return 0
+    first = turn % len(queues)
+    order = [*queues[first:], *queues[:first]]
+    remaining = want
+    more: list[str] = []
+    for n, queue in enumerate(order):
+        if remaining <= 0 or stopping():
+            break
+        share = -(-remaining // (len(order) - n))  # rounded up
+        got = claim(queue, share)
+        remaining -= got
+        if got == share:
+            more.append(queue)
+    for queue in more:
+        if remaining <= 0 or stopping():
+            break
+        remaining -= claim(queue, remaining)
+    return want - max(remaining, 0)
+
+
+def latest_attempts(keys: Iterable[Key]) -> dict[int, int]:
+    """{job id: attempt} of these attempts; of two attempts of one job, the later."""
+    held: dict[int, int] = {}
+    for job_id, attempt in keys:
+        if attempt > held.get(job_id, attempt - 1):
+            held[job_id] = attempt
+    return held
+
+
+def superseded(held: Iterable[Job], claimed: Iterable[Job]) -> Iterator[Job]:
+    """The held attempts that a newer claim of the same job replaces (the job was rescued from this
+    node, or cancelled and retried, and claimed again)."""
+    newest = {job.id: job.attempt for job in claimed}
+    return (job for job in held if job.id in newest and job.attempt < newest[job.id])

@@ -1,0 +1,14 @@
+"""The runner's workers: the registry (:mod:`.registry`) and one module per built-in worker.
+
+A new worker goes into a module of its own here, ``workers/<name>.py``, registered with
+``@worker("<name>", timeout=...)`` and imported below; its domain code lives in a package of its
+own (as ``backups`` does for ``backup``). Your own workers register the same way from a module
+loaded with ``autopilot runner start --worker-module your.module``.
+"""
+
+from __future__ import annotations
+
+from . import backup, cache_cleanup  # noqa: F401 - importing a worker module registers it
+from .registry import CACHES, REGISTRY, JobContext, ProgressSink, Worker, WorkerFunction, worker
+
+__all__ = ["CACHES", "REGISTRY", "JobContext", "ProgressSink", "Worker", "WorkerFunction", "worker"]
