@@ -73,6 +73,7 @@ CREATE TABLE autopilot.job_catalog (
     requires_local_pg_cron boolean NOT NULL DEFAULT false,
     only_when_armed boolean NOT NULL DEFAULT false,
     description text NOT NULL,
+    disabled_reason text,
     CONSTRAINT job_catalog_pkey PRIMARY KEY (name),
     CONSTRAINT job_catalog_name_format_check CHECK (
         name ~ '^[a-z][a-z0-9-]*$' AND octet_length('autopilot:' || name) <= 63
@@ -103,6 +104,8 @@ COMMENT ON COLUMN autopilot.job_catalog.args IS 'Arguments of the runner job enq
 COMMENT ON COLUMN autopilot.job_catalog.requires_local_pg_cron IS 'The job works on pg_cron''s own tables, so it runs only where pg_cron is installed.';
 COMMENT ON COLUMN autopilot.job_catalog.only_when_armed IS
 'pg_cron runs the job only while another job has armed it (autopilot.job_arming); otherwise its pg_cron entry stays inactive.';
+COMMENT ON COLUMN autopilot.job_catalog.disabled_reason IS
+'Why the job ships disabled (no worker for its target ships with this version of the runner), shown by autopilot status; NULL: enabled by default. A DBA enables it with autopilot.set_job_enabled (autopilot schedule NAME --enable).';
 
 -- sql/schema/tables/job_overrides.sql
 CREATE TABLE autopilot.job_overrides (
@@ -848,7 +851,7 @@ SELECT
     c.kind,
     coalesce(a.schedule, o.schedule, c.schedule) AS schedule,
     c.schedule AS default_schedule,
-    coalesce(o.enabled, true) AS enabled,
+    coalesce(o.enabled, c.disabled_reason IS NULL) AS enabled,
     c.only_on_dow,
     c.target,
     c.args,
@@ -865,9 +868,11 @@ SELECT
     c.only_when_armed,
     a.armed_at,
     -- what pg_cron's entry should say: enabled, runnable here, and armed when it must be
-    coalesce(o.enabled, true)
+    coalesce(o.enabled, c.disabled_reason IS NULL)
     AND autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron) IS NULL
-    AND (NOT c.only_when_armed OR a.job_name IS NOT NULL) AS active
+    AND (NOT c.only_when_armed OR a.job_name IS NOT NULL) AS active,
+    -- why it ships disabled, while the DBA has not enabled or disabled it
+    CASE WHEN o.enabled IS NULL THEN c.disabled_reason END AS disabled_reason
 FROM autopilot.job_catalog AS c
 LEFT JOIN autopilot.job_overrides AS o ON c.name = o.job_name
 LEFT JOIN autopilot.job_arming AS a ON c.name = a.job_name;
@@ -895,7 +900,8 @@ SELECT
     last_run.finished_at - last_run.started_at AS last_duration,
     last_run.rows_affected AS last_rows_affected,
     last_run.message AS last_message,
-    last_success.started_at AS last_success_at
+    last_success.started_at AS last_success_at,
+    d.disabled_reason
 FROM autopilot.job_definitions AS d
 LEFT JOIN LATERAL (
     SELECT
@@ -914,13 +920,14 @@ LEFT JOIN LATERAL (
 LEFT JOIN LATERAL (
     SELECT r.started_at
     FROM autopilot.job_runs AS r
-    WHERE r.job_name = d.name AND r.status = 'succeeded'
+    -- a runner job succeeds when its worker does: the run that enqueued it is not a success of it
+    WHERE r.job_name = d.name AND r.status = 'succeeded' AND (d.side = 'database' OR r.trigger = 'runner')
     ORDER BY r.started_at DESC
     LIMIT 1
 ) AS last_success ON true;
 
 COMMENT ON VIEW autopilot.job_status IS
-'Every catalog job with its effective schedule and state and its last run and last successful run from the ledger (autopilot status adds pg_cron''s view and the next run time).';
+'Every catalog job with its effective schedule and state, its last run and its last successful run from the ledger (for a runner-side job, the last attempt its worker completed: enqueueing it is no success), and why it ships disabled (autopilot status adds pg_cron''s view and the next run time).';
 
 -- sql/schema/views/centralcloud_info.sql
 -- What an instance checks before it pushes: the central database's autopilot
@@ -5986,55 +5993,69 @@ VALUES
 
 -- sql/jobs/runner_jobs.sql
 -- Runner side: pg_cron only enqueues into autopilot.jobs; the runner executes.
-INSERT INTO autopilot.job_catalog (name, side, kind, schedule, target, args, queue, run_at_startup, description)
+INSERT INTO autopilot.job_catalog (
+    name, side, kind, schedule, target, args, queue, run_at_startup, description, disabled_reason
+)
 VALUES
 (
     'backup-hourly', 'runner', 'enqueue', '0 * * * *', 'backup', '{"kind": "hourly"}', 'backups', false,
-    'pg_dump of the configured databases.'
+    'pg_dump of the configured databases.',
+    NULL
 ),
 (
     'backup-daily', 'runner', 'enqueue', '0 1 * * *', 'backup', '{"kind": "daily"}', 'backups', false,
-    'pg_dump of the configured databases, longer retention.'
+    'pg_dump of the configured databases, longer retention.',
+    NULL
 ),
 (
     'template-sync', 'runner', 'enqueue', '0 2 * * *', 'template_sync', '{}', 'default', false,
-    'Sync template changes from git into the database.'
+    'Sync template changes from git into the database.',
+    'no template_sync worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
     'cache-cleanup', 'runner', 'enqueue', '0 3 * * *', 'cache_cleanup', '{}', 'default', false,
-    'Clear the runner''s in-process caches.'
+    'Clear the runner''s in-process caches.',
+    NULL
 ),
 (
     'registry-sync', 'runner', 'enqueue', '0 4 * * *', 'registry_sync', '{}', 'default', false,
-    'Run the analyzers and store snapshots (feeds analysis results).'
+    'Run the analyzers and store snapshots (feeds analysis results).',
+    'no registry_sync worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
     'template-embed', 'runner', 'enqueue', '0 5 * * 0', 'template_embed', '{}', 'default', false,
-    'Regenerate template embeddings.'
+    'Regenerate template embeddings.',
+    'no template_embed worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
     'code-ingest', 'runner', 'enqueue', '0 6 * * 0', 'code_ingest', '{}', 'default', true,
-    'Parse the codebase, chunk and embed it.'
+    'Parse the codebase, chunk and embed it.',
+    'no code_ingest worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
     'graph-populate', 'runner', 'enqueue', '0 7 * * 0', 'graph_populate', '{}', 'default', true,
-    'Build the dependency graph from the ingested code.'
+    'Build the dependency graph from the ingested code.',
+    'no graph_populate worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
     'knowledge-migration', 'runner', 'enqueue', NULL, 'knowledge_migration', '{}', 'default', true,
-    'Load JSON templates into the database (one-time, idempotent).'
+    'Load JSON templates into the database (one-time, idempotent).',
+    'no knowledge_migration worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
     'templates-data-load', 'runner', 'enqueue', NULL, 'templates_data_load', '{}', 'default', true,
-    'Sync templates_data/ into the database (one-time, idempotent).'
+    'Sync templates_data/ into the database (one-time, idempotent).',
+    'no templates_data_load worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
     'planning-seed', 'runner', 'enqueue', NULL, 'planning_seed', '{}', 'default', true,
-    'Initialise the work plan (one-time, idempotent).'
+    'Initialise the work plan (one-time, idempotent).',
+    'no planning_seed worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
     'rag-setup', 'runner', 'enqueue', NULL, 'rag_setup', '{}', 'default', true,
-    'Full retrieval setup (one-time, idempotent).'
+    'Full retrieval setup (one-time, idempotent).',
+    'no rag_setup worker ships with the runner: enable the job when yours loads one (--worker-module)'
 );
 
 -- sql/settings/defaults.sql

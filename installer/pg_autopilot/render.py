@@ -190,6 +190,8 @@ def _jobs_table(jobs: list[dict], title: str, now: datetime) -> Table:
         outcome = Text(job["last_status"] or "-", style=_STATUS_STYLE.get(job["last_status"] or "", ""))
         if job["unavailable"]:
             outcome.append(f" {job['unavailable']}", style="dim")
+        elif job.get("disabled_reason"):
+            outcome.append(f" disabled: {job['disabled_reason']}", style="yellow")
         elif job["last_message"]:
             outcome.append(f" {job['last_message'][:60]}", style="dim")
         if job["overdue"]:

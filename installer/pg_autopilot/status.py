@@ -163,6 +163,8 @@ def _job_view(row: dict, cron: dict | None, location: schedules.CronLocation, no
         "only_on_dow": row["only_on_dow"],
         "enabled": row["enabled"],
         "unavailable": row["unavailable_reason"],
+        # why it ships disabled (0.4.0+), while the DBA has not enabled it
+        "disabled_reason": row.get("disabled_reason"),
         "pg_cron": cron_state,
         "last_run_at": last_at,
         "last_status": last_status,

@@ -1,51 +1,65 @@
 -- Runner side: pg_cron only enqueues into autopilot.jobs; the runner executes.
-INSERT INTO autopilot.job_catalog (name, side, kind, schedule, target, args, queue, run_at_startup, description)
+INSERT INTO autopilot.job_catalog (
+    name, side, kind, schedule, target, args, queue, run_at_startup, description, disabled_reason
+)
 VALUES
 (
     'backup-hourly', 'runner', 'enqueue', '0 * * * *', 'backup', '{"kind": "hourly"}', 'backups', false,
-    'pg_dump of the configured databases.'
+    'pg_dump of the configured databases.',
+    NULL
 ),
 (
     'backup-daily', 'runner', 'enqueue', '0 1 * * *', 'backup', '{"kind": "daily"}', 'backups', false,
-    'pg_dump of the configured databases, longer retention.'
+    'pg_dump of the configured databases, longer retention.',
+    NULL
 ),
 (
     'template-sync', 'runner', 'enqueue', '0 2 * * *', 'template_sync', '{}', 'default', false,
-    'Sync template changes from git into the database.'
+    'Sync template changes from git into the database.',
+    'no template_sync worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
     'cache-cleanup', 'runner', 'enqueue', '0 3 * * *', 'cache_cleanup', '{}', 'default', false,
-    'Clear the runner''s in-process caches.'
+    'Clear the runner''s in-process caches.',
+    NULL
 ),
 (
     'registry-sync', 'runner', 'enqueue', '0 4 * * *', 'registry_sync', '{}', 'default', false,
-    'Run the analyzers and store snapshots (feeds analysis results).'
+    'Run the analyzers and store snapshots (feeds analysis results).',
+    'no registry_sync worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
     'template-embed', 'runner', 'enqueue', '0 5 * * 0', 'template_embed', '{}', 'default', false,
-    'Regenerate template embeddings.'
+    'Regenerate template embeddings.',
+    'no template_embed worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
     'code-ingest', 'runner', 'enqueue', '0 6 * * 0', 'code_ingest', '{}', 'default', true,
-    'Parse the codebase, chunk and embed it.'
+    'Parse the codebase, chunk and embed it.',
+    'no code_ingest worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
     'graph-populate', 'runner', 'enqueue', '0 7 * * 0', 'graph_populate', '{}', 'default', true,
-    'Build the dependency graph from the ingested code.'
+    'Build the dependency graph from the ingested code.',
+    'no graph_populate worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
     'knowledge-migration', 'runner', 'enqueue', NULL, 'knowledge_migration', '{}', 'default', true,
-    'Load JSON templates into the database (one-time, idempotent).'
+    'Load JSON templates into the database (one-time, idempotent).',
+    'no knowledge_migration worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
     'templates-data-load', 'runner', 'enqueue', NULL, 'templates_data_load', '{}', 'default', true,
-    'Sync templates_data/ into the database (one-time, idempotent).'
+    'Sync templates_data/ into the database (one-time, idempotent).',
+    'no templates_data_load worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
     'planning-seed', 'runner', 'enqueue', NULL, 'planning_seed', '{}', 'default', true,
-    'Initialise the work plan (one-time, idempotent).'
+    'Initialise the work plan (one-time, idempotent).',
+    'no planning_seed worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
     'rag-setup', 'runner', 'enqueue', NULL, 'rag_setup', '{}', 'default', true,
-    'Full retrieval setup (one-time, idempotent).'
+    'Full retrieval setup (one-time, idempotent).',
+    'no rag_setup worker ships with the runner: enable the job when yours loads one (--worker-module)'
 );

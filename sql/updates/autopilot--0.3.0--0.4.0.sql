@@ -1303,3 +1303,103 @@ BEGIN
     );
 END;
 $$;
+
+-- runner-side catalog jobs whose worker does not ship with the runner are disabled by default, with
+-- the reason (job_catalog.disabled_reason); a runner job's success is its worker's, not its enqueue's
+ALTER TABLE autopilot.job_catalog ADD COLUMN disabled_reason text;
+COMMENT ON COLUMN autopilot.job_catalog.disabled_reason IS
+'Why the job ships disabled (no worker for its target ships with this version of the runner), shown by autopilot status; NULL: enabled by default. A DBA enables it with autopilot.set_job_enabled (autopilot schedule NAME --enable).';
+UPDATE autopilot.job_catalog AS c
+SET
+    disabled_reason
+    = format('no %s worker ships with the runner: enable the job when yours loads one (--worker-module)', c.target)
+WHERE c.name IN (
+    'template-sync', 'registry-sync', 'template-embed', 'code-ingest', 'graph-populate',
+    'knowledge-migration', 'templates-data-load', 'planning-seed', 'rag-setup'
+);
+
+-- sql/schema/views/job_definitions.sql
+CREATE OR REPLACE VIEW autopilot.job_definitions AS
+SELECT
+    c.name,
+    c.side,
+    c.kind,
+    coalesce(a.schedule, o.schedule, c.schedule) AS schedule,
+    c.schedule AS default_schedule,
+    coalesce(o.enabled, c.disabled_reason IS NULL) AS enabled,
+    c.only_on_dow,
+    c.target,
+    c.args,
+    c.queue,
+    c.run_at_startup,
+    c.description,
+    autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron)
+        AS unavailable_reason,
+    'autopilot:' || c.name AS cron_jobname,
+    CASE
+        WHEN c.kind = 'statement' THEN coalesce(a.command, c.target)
+        ELSE format('CALL autopilot.run_scheduled_job(%L)', c.name)
+    END AS cron_command,
+    c.only_when_armed,
+    a.armed_at,
+    -- what pg_cron's entry should say: enabled, runnable here, and armed when it must be
+    coalesce(o.enabled, c.disabled_reason IS NULL)
+    AND autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron) IS NULL
+    AND (NOT c.only_when_armed OR a.job_name IS NOT NULL) AS active,
+    -- why it ships disabled, while the DBA has not enabled or disabled it
+    CASE WHEN o.enabled IS NULL THEN c.disabled_reason END AS disabled_reason
+FROM autopilot.job_catalog AS c
+LEFT JOIN autopilot.job_overrides AS o ON c.name = o.job_name
+LEFT JOIN autopilot.job_arming AS a ON c.name = a.job_name;
+
+COMMENT ON VIEW autopilot.job_definitions IS
+'The catalog with the DBA''s overrides applied: the schedule and state each job should have in pg_cron, the pg_cron job name and command, why a job cannot run here (unavailable_reason), and whether pg_cron should run it (active). A job''s own arming (autopilot.job_arming) wins over overrides while it lasts.';
+
+-- sql/schema/views/job_status.sql
+CREATE OR REPLACE VIEW autopilot.job_status AS
+SELECT
+    d.name,
+    d.side,
+    d.kind,
+    d.schedule,
+    d.enabled,
+    d.only_on_dow,
+    d.run_at_startup,
+    d.unavailable_reason,
+    d.cron_jobname,
+    last_run.id AS last_run_id,
+    last_run.trigger AS last_trigger,
+    last_run.status AS last_status,
+    last_run.started_at AS last_started_at,
+    last_run.finished_at AS last_finished_at,
+    last_run.finished_at - last_run.started_at AS last_duration,
+    last_run.rows_affected AS last_rows_affected,
+    last_run.message AS last_message,
+    last_success.started_at AS last_success_at,
+    d.disabled_reason
+FROM autopilot.job_definitions AS d
+LEFT JOIN LATERAL (
+    SELECT
+        r.id,
+        r.trigger,
+        r.status,
+        r.started_at,
+        r.finished_at,
+        r.rows_affected,
+        r.message
+    FROM autopilot.job_runs AS r
+    WHERE r.job_name = d.name
+    ORDER BY r.started_at DESC
+    LIMIT 1
+) AS last_run ON true
+LEFT JOIN LATERAL (
+    SELECT r.started_at
+    FROM autopilot.job_runs AS r
+    -- a runner job succeeds when its worker does: the run that enqueued it is not a success of it
+    WHERE r.job_name = d.name AND r.status = 'succeeded' AND (d.side = 'database' OR r.trigger = 'runner')
+    ORDER BY r.started_at DESC
+    LIMIT 1
+) AS last_success ON true;
+
+COMMENT ON VIEW autopilot.job_status IS
+'Every catalog job with its effective schedule and state, its last run and its last successful run from the ledger (for a runner-side job, the last attempt its worker completed: enqueueing it is no success), and why it ships disabled (autopilot status adds pg_cron''s view and the next run time).';

@@ -159,7 +159,9 @@ def test_status_json(synced_db, autopilot, cron_conn):
         assert job["side"] == definition["side"], name
         assert job["kind"] == definition["kind"], name
         assert job["schedule"] == definition["schedule"], name
-        assert job["enabled"] is True, name
+        # enabled unless shipped disabled (a runner job whose worker does not ship), with its reason
+        assert job["enabled"] is (definition["disabled_reason"] is None), name
+        assert job["disabled_reason"] == definition["disabled_reason"], name
         assert job["unavailable"] == definition["unavailable_reason"], name
         if definition["schedule"] is None:
             assert job["pg_cron"] == "startup only", name
@@ -168,7 +170,7 @@ def test_status_json(synced_db, autopilot, cron_conn):
         row = cron[f"autopilot:{name}"]
         state = "active" if row["active"] else "inactive"
         assert job["pg_cron"] == f"#{row['jobid']} {state}", name
-        assert row["active"] == definition.get("active", definition["unavailable_reason"] is None), name
+        assert row["active"] == definition["active"], name
         if row["active"]:
             assert job["next_run_at"] is not None, name
     assert jobs["table-statistics"]["last_status"] == "succeeded"

@@ -13,6 +13,7 @@ CREATE TABLE autopilot.job_catalog (
     requires_local_pg_cron boolean NOT NULL DEFAULT false,
     only_when_armed boolean NOT NULL DEFAULT false,
     description text NOT NULL,
+    disabled_reason text,
     CONSTRAINT job_catalog_pkey PRIMARY KEY (name),
     CONSTRAINT job_catalog_name_format_check CHECK (
         name ~ '^[a-z][a-z0-9-]*$' AND octet_length('autopilot:' || name) <= 63
@@ -43,3 +44,5 @@ COMMENT ON COLUMN autopilot.job_catalog.args IS 'Arguments of the runner job enq
 COMMENT ON COLUMN autopilot.job_catalog.requires_local_pg_cron IS 'The job works on pg_cron''s own tables, so it runs only where pg_cron is installed.';
 COMMENT ON COLUMN autopilot.job_catalog.only_when_armed IS
 'pg_cron runs the job only while another job has armed it (autopilot.job_arming); otherwise its pg_cron entry stays inactive.';
+COMMENT ON COLUMN autopilot.job_catalog.disabled_reason IS
+'Why the job ships disabled (no worker for its target ships with this version of the runner), shown by autopilot status; NULL: enabled by default. A DBA enables it with autopilot.set_job_enabled (autopilot schedule NAME --enable).';

@@ -5,7 +5,7 @@ SELECT
     c.kind,
     coalesce(a.schedule, o.schedule, c.schedule) AS schedule,
     c.schedule AS default_schedule,
-    coalesce(o.enabled, true) AS enabled,
+    coalesce(o.enabled, c.disabled_reason IS NULL) AS enabled,
     c.only_on_dow,
     c.target,
     c.args,
@@ -22,9 +22,11 @@ SELECT
     c.only_when_armed,
     a.armed_at,
     -- what pg_cron's entry should say: enabled, runnable here, and armed when it must be
-    coalesce(o.enabled, true)
+    coalesce(o.enabled, c.disabled_reason IS NULL)
     AND autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron) IS NULL
-    AND (NOT c.only_when_armed OR a.job_name IS NOT NULL) AS active
+    AND (NOT c.only_when_armed OR a.job_name IS NOT NULL) AS active,
+    -- why it ships disabled, while the DBA has not enabled or disabled it
+    CASE WHEN o.enabled IS NULL THEN c.disabled_reason END AS disabled_reason
 FROM autopilot.job_catalog AS c
 LEFT JOIN autopilot.job_overrides AS o ON c.name = o.job_name
 LEFT JOIN autopilot.job_arming AS a ON c.name = a.job_name;

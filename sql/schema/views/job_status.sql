@@ -17,7 +17,8 @@ SELECT
     last_run.finished_at - last_run.started_at AS last_duration,
     last_run.rows_affected AS last_rows_affected,
     last_run.message AS last_message,
-    last_success.started_at AS last_success_at
+    last_success.started_at AS last_success_at,
+    d.disabled_reason
 FROM autopilot.job_definitions AS d
 LEFT JOIN LATERAL (
     SELECT
@@ -36,10 +37,11 @@ LEFT JOIN LATERAL (
 LEFT JOIN LATERAL (
     SELECT r.started_at
     FROM autopilot.job_runs AS r
-    WHERE r.job_name = d.name AND r.status = 'succeeded'
+    -- a runner job succeeds when its worker does: the run that enqueued it is not a success of it
+    WHERE r.job_name = d.name AND r.status = 'succeeded' AND (d.side = 'database' OR r.trigger = 'runner')
     ORDER BY r.started_at DESC
     LIMIT 1
 ) AS last_success ON true;
 
 COMMENT ON VIEW autopilot.job_status IS
-'Every catalog job with its effective schedule and state and its last run and last successful run from the ledger (autopilot status adds pg_cron''s view and the next run time).';
+'Every catalog job with its effective schedule and state, its last run and its last successful run from the ledger (for a runner-side job, the last attempt its worker completed: enqueueing it is no success), and why it ships disabled (autopilot status adds pg_cron''s view and the next run time).';
