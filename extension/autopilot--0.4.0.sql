@@ -4016,15 +4016,25 @@ BEGIN
         RAISE EXCEPTION 'complete_many: % job ids but % attempts', cardinality(p_ids), cardinality(p_attempts)
         USING ERRCODE = 'array_subscript_error';
     END IF;
-    WITH done AS (
-        UPDATE autopilot.jobs AS j
-        SET state = 'completed',
-            completed_at = now()
-        -- by primary key, then the attempt: bounded by the batch, whatever the statistics say
-        -- about how many jobs are executing
+    WITH mine AS (
+        -- locked in id order, as heartbeat() locks them (no deadlock between the two); by primary
+        -- key, then the attempt: bounded by the batch, whatever the statistics say about how many
+        -- jobs are executing
+        SELECT j.id
+        FROM autopilot.jobs AS j
         WHERE j.id = ANY(p_ids)
           AND j.state = 'executing'
           AND (j.id, j.attempt) IN (SELECT u.id, u.attempt FROM unnest(p_ids, p_attempts) AS u (id, attempt))
+        ORDER BY j.id
+        FOR NO KEY UPDATE OF j
+    ),
+
+    done AS (
+        UPDATE autopilot.jobs AS j
+        SET state = 'completed',
+            completed_at = now()
+        FROM mine
+        WHERE j.id = mine.id
         RETURNING j.*
     )
 
@@ -4260,14 +4270,26 @@ BEGIN
         RAISE EXCEPTION 'heartbeat: % job ids but % attempts', cardinality(p_ids), cardinality(p_attempts)
         USING ERRCODE = 'array_subscript_error';
     END IF;
+    -- the rows are locked in id order, as complete_many() locks them: a heartbeat over thousands
+    -- of jobs (a seq scan, heap order) and a batch of completions (an index scan) would otherwise
+    -- take their locks in different orders and deadlock
     RETURN QUERY
+    WITH mine AS (
+        SELECT j.id
+        FROM autopilot.jobs AS j
+        -- by primary key, then the attempt, as complete_many
+        WHERE j.id = ANY(p_ids)
+          AND j.state = 'executing'
+          AND j.attempted_by = p_node
+          AND (j.id, j.attempt) IN (SELECT u.id, u.attempt FROM unnest(p_ids, p_attempts) AS u (id, attempt))
+        ORDER BY j.id
+        FOR NO KEY UPDATE OF j
+    )
+
     UPDATE autopilot.jobs AS j
     SET heartbeat_at = now()
-    -- by primary key, then the attempt, as complete_many
-    WHERE j.id = ANY(p_ids)
-      AND j.state = 'executing'
-      AND j.attempted_by = p_node
-      AND (j.id, j.attempt) IN (SELECT u.id, u.attempt FROM unnest(p_ids, p_attempts) AS u (id, attempt))
+    FROM mine
+    WHERE j.id = mine.id
     RETURNING j.id;
 END;
 $$;

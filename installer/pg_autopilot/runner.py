@@ -322,10 +322,14 @@ class Runner:
 
     def _want(self) -> int:
         """How many jobs to claim now (the caller holds the lock): none while every slot thread is stuck
-        in a worker past its timeout, since no claimed job could start."""
+        in a worker past its timeout, since no claimed job could start. Jobs that finished but whose
+        outcome is not recorded yet are still executing in the database: claims wait for them, so a
+        runner never holds more than its slots and its prefetch (what a killed runner leaves for
+        rescue), however far its completer falls behind."""
         if self._orphans >= self.config.concurrency:
             return 0
-        return self._free_slots() + self._extra() - len(self._pending)
+        unrecorded = len(self._completing) + len(self._failing)
+        return self._free_slots() + self._extra() - len(self._pending) - unrecorded
 
     def _claim_round(self) -> int:
         """Claims what the slots want, shared among the queues (queue.claim_round: a backlog in one
@@ -583,6 +587,7 @@ class Runner:
             for o in outcomes:
                 self._completing.pop(o.running.key, None)
                 self.stats["completed" if done is None or o.running.key in done else "lost"] += 1
+        self._wake.set()  # claims that waited for these completions to be recorded may go on
         for o in outcomes:
             job = o.running.job
             if done is not None and o.running.key not in done:

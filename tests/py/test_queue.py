@@ -4,10 +4,12 @@ runner that uses the client: test_runner.py.)"""
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from helpers import wait_for
 
 from pg_autopilot.db import connect
 from pg_autopilot.queue import (
@@ -190,3 +192,43 @@ def test_startup_jobs_for_the_workers_a_runner_has(client, installed_db):
     assert installed_db.scalar(
         "SELECT array_agg(unique_key ORDER BY unique_key) FROM autopilot.jobs"
     ) == ["catalog:code-ingest", "catalog:rag-setup"]  # fmt: skip
+
+
+def test_heartbeat_and_complete_many_lock_jobs_in_id_order(client, installed_db):
+    """A runner's heartbeat over thousands of executing jobs is a seq scan (heap order) while a batch
+    of completions is an index scan: unless both lock in id order, they deadlock. Here the heap order
+    is made to differ from the id order, the heartbeat is forced onto a seq scan, and the first job
+    is held by another session: the heartbeat must wait on it before locking any other row."""
+    ids = [client.enqueue("w", queue="q") for _ in range(3)]
+    jobs = client.claim("q", "n", 3)
+    first, last = min(ids), max(ids)
+    with installed_db.connect() as conn:
+        # a new version of the first job's row: in heap order it now comes after the others
+        conn.execute("UPDATE autopilot.jobs SET meta = '{\"moved\": true}' WHERE id = %s", [first])
+
+    holder = installed_db.connect(autocommit=False)
+    beating = installed_db.connect()
+    try:
+        holder.execute("SELECT 1 FROM autopilot.jobs WHERE id = %s FOR UPDATE", [first])
+        beating.execute("SET enable_indexscan = off; SET enable_bitmapscan = off; SET enable_tidscan = off")
+        beat = threading.Thread(
+            target=lambda: beating.execute(
+                "SELECT autopilot.heartbeat(%s, %s, 'n')", [[j.id for j in jobs], [j.attempt for j in jobs]]
+            ).fetchall()
+        )
+        beat.start()
+        wait_for(
+            lambda: installed_db.scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE 'SELECT autopilot.heartbeat%%'"
+            ),
+            "the heartbeat to wait for the first job",
+        )
+        with installed_db.connect() as other:  # the last job is not locked by the waiting heartbeat
+            other.execute("SELECT 1 FROM autopilot.jobs WHERE id = %s FOR UPDATE NOWAIT", [last])
+    finally:
+        holder.rollback()
+        holder.close()
+    beat.join(timeout=10)
+    assert not beat.is_alive()
+    beating.close()

@@ -313,6 +313,25 @@ def test_jobs_claimed_ahead_are_given_back_on_stop(queue_db):
     assert ledger == [("succeeded", 1)]
 
 
+def test_a_runner_holds_no_more_than_its_slots_and_prefetch_while_completions_wait(queue_db):
+    """Completions that cannot be recorded (here: the ledger locked) leave their jobs executing in
+    the database; the runner claims no more until they are recorded, so a runner killed now would
+    leave at most its slots and its prefetch to rescue, not everything it ran meanwhile."""
+    enqueue(queue_db, "noop", 400)
+    blocker = queue_db.connect(autocommit=False)
+    try:
+        blocker.execute("LOCK TABLE autopilot.job_runs IN EXCLUSIVE MODE")  # complete_many waits on it
+        with ThreadedRunner(queue_db.dsn, concurrency=2, prefetch=5, max_prefetch=10):
+            wait_for(lambda: states(queue_db).get("executing", 0) >= 5, "the first claims")
+            time.sleep(1.5)  # quick jobs: without the cap, claims would go on through all 400
+            assert states(queue_db).get("executing", 0) <= 2 + 10
+            blocker.rollback()
+            wait_for(lambda: states(queue_db).get("completed") == 400, "every job completed", timeout=60)
+    finally:
+        blocker.rollback()
+        blocker.close()
+
+
 def test_slow_jobs_are_not_claimed_ahead_and_a_freed_slot_claims_at_once(queue_db):
     """Once the runner knows its jobs are slow, it holds only the jobs it runs (the others stay available
     for other runners), and a slot that frees claims the next job at once, not at the next poll."""

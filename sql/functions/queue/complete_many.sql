@@ -17,15 +17,25 @@ BEGIN
         RAISE EXCEPTION 'complete_many: % job ids but % attempts', cardinality(p_ids), cardinality(p_attempts)
         USING ERRCODE = 'array_subscript_error';
     END IF;
-    WITH done AS (
-        UPDATE autopilot.jobs AS j
-        SET state = 'completed',
-            completed_at = now()
-        -- by primary key, then the attempt: bounded by the batch, whatever the statistics say
-        -- about how many jobs are executing
+    WITH mine AS (
+        -- locked in id order, as heartbeat() locks them (no deadlock between the two); by primary
+        -- key, then the attempt: bounded by the batch, whatever the statistics say about how many
+        -- jobs are executing
+        SELECT j.id
+        FROM autopilot.jobs AS j
         WHERE j.id = ANY(p_ids)
           AND j.state = 'executing'
           AND (j.id, j.attempt) IN (SELECT u.id, u.attempt FROM unnest(p_ids, p_attempts) AS u (id, attempt))
+        ORDER BY j.id
+        FOR NO KEY UPDATE OF j
+    ),
+
+    done AS (
+        UPDATE autopilot.jobs AS j
+        SET state = 'completed',
+            completed_at = now()
+        FROM mine
+        WHERE j.id = mine.id
         RETURNING j.*
     )
 
