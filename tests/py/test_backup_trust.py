@@ -399,7 +399,7 @@ def test_server_restart_during_restore_leaves_no_half_restored_database(restarta
 
     # 1. the server stays down longer than the restore waits for it: the half-restored database cannot be
     # dropped at once; the CLI says so, status shows it, and the next run drops it
-    monkeypatch.setattr(backups, "RESTORE_DROP_WAIT", 2.0)
+    monkeypatch.setattr(backups.restore, "RESTORE_DROP_WAIT", 2.0)
     run = Background(lambda: autopilot("runner", "restore", "--into", "ap_copy1", "--dsn", db.dsn))
     wait_for_restore_copying(db)
     cluster.stop()
@@ -421,7 +421,7 @@ def test_server_restart_during_restore_leaves_no_half_restored_database(restarta
     assert "half-restored" not in flat(autopilot("status", "--dsn", db.dsn).output)
 
     # 2. a restart the restore outlives: the half-restored database is dropped at once
-    monkeypatch.setattr(backups, "RESTORE_DROP_WAIT", 30.0)
+    monkeypatch.setattr(backups.restore, "RESTORE_DROP_WAIT", 30.0)
     run = Background(lambda: autopilot("runner", "restore", "--into", "ap_copy2", "--dsn", db.dsn))
     wait_for_restore_copying(db)
     cluster.stop()
@@ -431,7 +431,7 @@ def test_server_restart_during_restore_leaves_no_half_restored_database(restarta
     assert restoring_databases(db) == []
 
     # 3. and a restore left alone succeeds, under its own name
-    monkeypatch.setattr(backups, "RESTORE_DROP_WAIT", 10.0)
+    monkeypatch.setattr(backups.restore, "RESTORE_DROP_WAIT", 10.0)
     done = autopilot("runner", "restore", "--into", "ap_copy3", "--dsn", db.dsn)
     assert done.exit_code == 0, done.output
     assert restoring_databases(db) == ["ap_copy3"]

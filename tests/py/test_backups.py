@@ -310,7 +310,7 @@ def test_disk_full_fails_cleanly(installed_db, tmp_path, monkeypatch):
             "decode(string_agg(md5(g::text || i::text), ''), 'hex') AS b "
             "FROM generate_series(1, 3000) g, generate_series(1, 64) i GROUP BY g"
         )
-    monkeypatch.setattr(backups, "child_setup", _small_disk)
+    monkeypatch.setattr(backups.dump, "child_setup", _small_disk)
     target = tmp_path / "b"
     with pytest.raises(BackupFailed, match="could not write to output file: File too large"):
         backups.run_backup(installed_db.dsn, "daily", directory=str(target))
@@ -358,7 +358,7 @@ def test_no_password_in_argv_or_records(installed_db, tmp_path):
 
     with backups.libpq_target(dsn, installed_db.name) as (conninfo, env, secrets):
         argv = backups.pg_dump_argv(
-            PG_BINDIR / "pg_dump", conninfo, tmp_path / "x", "custom", backups.timedelta(1), 1
+            PG_BINDIR / "pg_dump", conninfo, tmp_path / "x", "custom", timedelta(1), 1
         )
         assert secrets == (secret,)
         assert not any(secret in arg for arg in argv)
@@ -922,7 +922,7 @@ def test_losing_the_metadata_connection_stops_the_backup(installed_db, tmp_path,
     it), pg_dump is killed at once instead of running on unguarded, and the failure is recorded."""
     bindir, spy = spy_pg_dump(tmp_path, "hang")
     monkeypatch.setenv("AUTOPILOT_PG_BINDIR", str(bindir))
-    monkeypatch.setattr(backups, "TOUCH_INTERVAL", 0.2, raising=False)
+    monkeypatch.setattr(backups.processes, "TOUCH_INTERVAL", 0.2)
     target = tmp_path / "b"
     run = Background(lambda: backups.run_backup(installed_db.dsn, "manual", directory=str(target)))
     pid = spied_pid(spy)
