@@ -7,6 +7,7 @@ import re
 
 import pytest
 from helpers import cron_jobs, dict_rows, flat, run_subprocess
+from psycopg import sql
 from snapshot import schema_snapshot, snapshot_diff
 
 from pg_autopilot.sqlfiles import bundle
@@ -502,7 +503,7 @@ def test_status_strips_control_characters_from_data(installed_db, autopilot):
     assert report["backups"]["databases"][0]["last_failure"] == "pg_dump said " + HOSTILE
 
 
-def test_settings_run_and_errors_strip_control_characters(installed_db, autopilot, monkeypatch):
+def test_settings_run_and_errors_strip_control_characters(installed_db, autopilot):
     db = installed_db
     with db.connect() as conn:
         conn.execute(
@@ -514,22 +515,31 @@ def test_settings_run_and_errors_strip_control_characters(installed_db, autopilo
     assert_terminal_safe(listing.stdout)
     assert f"— {SHOWN}" in flat(listing.stdout)
 
-    # a job's own message, as `run` prints it (and as it reports a failure)
-    from pg_autopilot import run_now
-
-    ran = {"status": "succeeded", "duration": None, "rows_affected": 1, "message": HOSTILE, "id": 7}
-    monkeypatch.setattr(run_now, "run_now", lambda conn, job: ran)
-    result = autopilot("run", "table-statistics", "--dsn", db.dsn)
+    # a job's own message, as `run` prints it: centralcloud-sync names the foreign server it did not find
+    with db.connect() as conn:
+        conn.execute("SELECT autopilot.set_setting('centralcloud.server', %s)", [HOSTILE])
+    result = autopilot("run", "centralcloud-sync", "--dsn", db.dsn)
     assert result.exit_code == 0, result.output
     assert_terminal_safe(result.stdout)
-    assert f"— {SHOWN} [ledger run 7]" in flat(result.stdout)
-    monkeypatch.setattr(
-        run_now, "run_now", lambda conn, job: {**ran, "status": "failed", "error_sqlstate": "P0001"}
-    )
-    failed = autopilot("run", "table-statistics", "--dsn", db.dsn)
-    assert failed.exit_code == 1
+    assert f'there is no foreign server "{SHOWN}"' in flat(result.stdout)
+
+    # ... and as it reports a failure: postgres_fdw names the server it could not connect to
+    with db.connect() as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS postgres_fdw")
+        conn.execute(
+            sql.SQL(
+                "CREATE SERVER {} FOREIGN DATA WRAPPER postgres_fdw "
+                "OPTIONS (host '127.0.0.1', port '1', dbname 'nowhere', connect_timeout '2')"
+            ).format(sql.Identifier(HOSTILE))
+        )
+        conn.execute(
+            sql.SQL("CREATE USER MAPPING FOR CURRENT_USER SERVER {}").format(sql.Identifier(HOSTILE))
+        )
+        conn.execute("SELECT autopilot.set_setting('centralcloud.instance_id', 'cli-test')")
+    failed = autopilot("run", "centralcloud-sync", "--dsn", db.dsn)
+    assert failed.exit_code == 1, failed.output
     assert_terminal_safe(failed.stderr)
-    assert f"— {SHOWN} [ledger run 7]; SQLSTATE P0001" in flat(failed.stderr)
+    assert f'could not connect to server "{SHOWN}"' in flat(failed.stderr)
 
     # a server error whose message carries data: its detail keeps a line of its own, the data is made safe
     refused = autopilot("settings", "jobs.completed_retention", HOSTILE, "--dsn", db.dsn)
