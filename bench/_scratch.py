@@ -12,7 +12,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from rich.console import Console
 
-from pg_autopilot.cluster import Cluster
+from pg_autopilot.testing import Cluster
 
 
 @contextlib.contextmanager

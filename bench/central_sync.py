@@ -5,7 +5,7 @@ merged in the central database (centralcloud-merge) in <= 10 s.
 
 What is measured, and how:
 
-* A throwaway *durable* cluster (fsync on) is started with ``pg_autopilot.cluster.Cluster`` (or
+* A throwaway *durable* cluster (fsync on) is started with ``pg_autopilot.testing.Cluster`` (or
   ``--dsn`` names an existing server); two scratch databases, an instance and a central one, each
   with ``CREATE EXTENSION autopilot``. The instance reaches the central database through a
   postgres_fdw foreign server over TCP (127.0.0.1), as two hosts would, minus the network.

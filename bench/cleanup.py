@@ -6,7 +6,7 @@ Goal (from the issue): 1,000,000 expired rows deleted at >= 200,000 rows/s with 
 What is measured, and how:
 
 * A throwaway *durable* cluster (fsync on, synchronous_commit on, full_page_writes on) is started
-  with ``pg_autopilot.cluster.Cluster`` (or ``--dsn`` names an existing server); the extension is
+  with ``pg_autopilot.testing.Cluster`` (or ``--dsn`` names an existing server); the extension is
   created in a scratch database ``autopilot_bench_cleanup``. pg_cron is not needed.
 * For every batch size (``cleanup.batch_size``), ``autopilot.jobs`` is loaded server-side with
   ``INSERT ... SELECT generate_series``: 1,000,000 expired finished jobs (mostly completed, some

@@ -5,7 +5,7 @@ Goal (from the issue): with 1,000,000 finished tasks, a refresh after 10,000 new
 What is measured, and how:
 
 * A throwaway *durable* cluster (fsync on, synchronous_commit on, full_page_writes on) is started
-  with ``pg_autopilot.cluster.Cluster`` (or ``--dsn`` names an existing server); the extension is
+  with ``pg_autopilot.testing.Cluster`` (or ``--dsn`` names an existing server); the extension is
   created in a scratch database ``autopilot_bench_metrics``. pg_cron is not needed.
 * The data, loaded server-side with ``INSERT ... SELECT generate_series``: 1,000 agents; 1,000,000
   tasks finished over the last 30 days (90% succeeded, 10% failed, each having run 1 second to an

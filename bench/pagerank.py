@@ -6,7 +6,7 @@ max absolute difference from a numpy/scipy power iteration <= 1e-9.
 
 What is measured, and how:
 
-* A throwaway *durable* cluster (fsync on) is started with ``pg_autopilot.cluster.Cluster`` (or
+* A throwaway *durable* cluster (fsync on) is started with ``pg_autopilot.testing.Cluster`` (or
   ``--dsn`` names an existing server); ``CREATE EXTENSION autopilot`` as a superuser, so the
   compiled kernel (src/pagerank.c) is installed. The first graph, hubs, is one codebase: 100,000
   nodes and 1,000,000 distinct weighted edges (seeded; targets drawn from a Zipf-like distribution,

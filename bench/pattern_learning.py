@@ -6,7 +6,7 @@ already learned, a run over 10,000 new rows <= 300 ms.
 What is measured, and how:
 
 * A throwaway *durable* cluster (fsync on, synchronous_commit on, full_page_writes on) is started
-  with ``pg_autopilot.cluster.Cluster`` (or ``--dsn`` names an existing server); the extension is
+  with ``pg_autopilot.testing.Cluster`` (or ``--dsn`` names an existing server); the extension is
   created in a scratch database ``autopilot_bench_learning``. pg_cron is not needed.
 * For each pattern count (``--patterns``, default 100,000 and 1,000,000: ten rows per pattern, or
   every row a pattern of its own), ``autopilot.analysis_results`` is emptied and loaded server-side

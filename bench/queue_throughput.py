@@ -7,7 +7,7 @@ one-at-a-time enqueue >= 2x the faster peer; drain (concurrency 1 and 10) >= 2x 
 What is measured, and how:
 
 * A throwaway *durable* cluster (fsync on, synchronous_commit on, full_page_writes on) is started
-  with ``pg_autopilot.cluster.Cluster`` (or ``--dsn`` names an existing server); each system gets a
+  with ``pg_autopilot.testing.Cluster`` (or ``--dsn`` names an existing server); each system gets a
   scratch database of its own (``_scratch.scratch_database``): ours with ``CREATE EXTENSION
   autopilot``; procrastinate's and pgqueuer's with their own schema installers.
 * The peers (bench/requirements-peers.txt) are installed only for the benchmark, into
@@ -80,7 +80,7 @@ from psycopg.types.json import Jsonb
 from rich.console import Console
 from rich.table import Table
 
-from pg_autopilot.cluster import Cluster
+from pg_autopilot.testing import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"

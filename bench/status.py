@@ -19,8 +19,8 @@ import time
 import psycopg
 
 from pg_autopilot import installer, schedules
-from pg_autopilot.cluster import Cluster
 from pg_autopilot.status import gather
+from pg_autopilot.testing import Cluster
 
 GOAL_SECONDS = 1.0
 

@@ -6,7 +6,7 @@ UPDATE of the same 100,000 rows measured in the same run; a typical run (1,000 n
 What is measured, and how:
 
 * A throwaway *durable* cluster (fsync on, synchronous_commit on, full_page_writes on) is started
-  with ``pg_autopilot.cluster.Cluster`` (or ``--dsn`` names an existing server); the extension is
+  with ``pg_autopilot.testing.Cluster`` (or ``--dsn`` names an existing server); the extension is
   created in a scratch database ``autopilot_bench_tasks``. pg_cron is not needed.
 * The data, loaded server-side with ``INSERT ... SELECT generate_series``: 1,000 active agents seen
   just now, each with 3 to 5 of 8 skills and a capacity of 100 to 200 (about 150,000 free slots in

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psycopg
 
-from pg_autopilot.cluster import Cluster
+from pg_autopilot.testing import Cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 AUTOPILOT = [sys.executable, "-m", "pg_autopilot.cli"]

@@ -26,8 +26,8 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from pg_autopilot import installer, schedules
-from pg_autopilot.cluster import Cluster
 from pg_autopilot.sqlfiles import bundle, parse_version
+from pg_autopilot.testing import Cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = Path(os.environ.get("AUTOPILOT_DEMO_DIR", "/tmp/autopilot-demo"))

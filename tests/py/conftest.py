@@ -21,7 +21,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pg_autopilot import installer, schedules
 from pg_autopilot.cli import cli
-from pg_autopilot.cluster import Cluster
+from pg_autopilot.testing import Cluster
 
 _counter = itertools.count()
 

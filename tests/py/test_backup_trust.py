@@ -35,8 +35,8 @@ from test_backups import (
 )
 
 from pg_autopilot import backups
-from pg_autopilot.cluster import Cluster
 from pg_autopilot.errors import BackupFailed, RestoreFailed
+from pg_autopilot.testing import Cluster
 from pg_autopilot.workers import JobContext
 from pg_autopilot.workers.backup import backup as backup_worker
 

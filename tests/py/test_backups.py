@@ -32,8 +32,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from sample_rows import fill, table_digest, user_tables
 
 from pg_autopilot import backups
-from pg_autopilot.cluster import free_port
 from pg_autopilot.errors import BackupFailed, RestoreFailed
+from pg_autopilot.testing import free_port
 from pg_autopilot.workers import JobContext
 from pg_autopilot.workers.backup import backup as backup_worker
 

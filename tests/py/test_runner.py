@@ -22,8 +22,8 @@ from conftest import Database
 from helpers import flat, run_subprocess, wait_for
 from psycopg.conninfo import make_conninfo
 
-from pg_autopilot.cluster import Cluster
 from pg_autopilot.runner import Runner, RunnerConfig
+from pg_autopilot.testing import Cluster
 from pg_autopilot.workers import REGISTRY
 
 TESTS = Path(__file__).resolve().parent

@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL 15 cluster with pg_cron loaded, for tests, the demo and benchmarks.
+"""A throwaway PostgreSQL 15 cluster with pg_cron loaded, for tests, the demo and benchmarks (named
+``testing`` for what it is: nothing the CLI or the runner runs imports it).
 
 PostgreSQL refuses to run as root, so when the caller is root the cluster is created and
 started as the ``postgres`` OS user (``runuser``). It listens on 127.0.0.1 on a free port,
