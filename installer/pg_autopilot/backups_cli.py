@@ -102,16 +102,21 @@ def backup(kind: str, directory: str | None, dsn: str | None) -> None:
         console.print(
             "cleaned up abandoned backups " + ", ".join(f"#{i}" for i in result.abandoned), highlight=False
         )
-    for problem in result.prune_errors + result.warnings:
-        err_console.print(
-            f"[bold yellow]warning:[/] {escape(safe(problem))}", highlight=False, soft_wrap=True
-        )
+    _warn(result.prune_errors + result.warnings)
     if result.prune_errors:
         err_console.print(
             "[bold]hint:[/] The new backup is verified. Give the runner's OS user write access to the old "
             "backups' directory (chown / chmod), or delete them by hand; the next backup prunes again.",
             highlight=False,
             soft_wrap=True,
+        )
+
+
+def _warn(problems: list[str]) -> None:
+    """Each problem as one `warning:` line on stderr, its data made safe for a terminal."""
+    for problem in problems:
+        err_console.print(
+            f"[bold yellow]warning:[/] {escape(safe(problem))}", highlight=False, soft_wrap=True
         )
 
 
@@ -143,10 +148,7 @@ def restore(
         result = backups.restore_backup(
             dsn, backup_id, into, database=database, jobs=jobs, directory=directory
         )
-    for problem in result.skipped + result.warnings:
-        err_console.print(
-            f"[bold yellow]warning:[/] {escape(safe(problem))}", highlight=False, soft_wrap=True
-        )
+    _warn(result.skipped + result.warnings)
     if result.dropped:
         console.print(
             "dropped half-restored databases of earlier restores: "
