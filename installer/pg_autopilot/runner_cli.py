@@ -123,7 +123,7 @@ def start(
     log_level: str,
 ) -> None:
     """Drain autopilot.jobs until SIGTERM or SIGINT; logs are JSON lines on stderr."""
-    from .runner import Runner, RunnerConfig, _log, configure_logging
+    from .runner import Runner, RunnerConfig, configure_logging, event
 
     # from here on every line on stderr is JSON, a failure to start included
     configure_logging(log_level)
@@ -149,7 +149,7 @@ def start(
             with _stop_on_signals(the_runner):
                 the_runner.run()
     except AutopilotError as exc:
-        _log(logging.ERROR, "runner failed", error=exc.message, hint=exc.hint, sqlstate=exc.sqlstate)
+        event(logging.ERROR, "runner failed", error=exc.message, hint=exc.hint, sqlstate=exc.sqlstate)
         sys.exit(1)
 
 
