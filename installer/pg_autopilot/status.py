@@ -11,8 +11,8 @@ import psycopg
 from croniter import croniter
 from psycopg.rows import dict_row
 
-from . import backups as backups_mod
 from . import installer, schedules
+from .backups.status import backup_status
 from .errors import NotInstalled
 from .queue import QueueClient
 
@@ -114,7 +114,7 @@ def gather(conn: psycopg.Connection, dsn: str | None) -> Status:
         for r in cur.execute("SELECT state, count(*) AS n FROM autopilot.jobs GROUP BY state").fetchall():
             queue[r["state"]] = r["n"]
     jobs = [_job_view(row, cron.get(row["cron_jobname"]), location, now) for row in rows]
-    backups = backups_mod.backup_status(conn, now)
+    backups = backup_status(conn, now)
     executing = QueueClient(lambda: contextlib.nullcontext(conn)).executing()
     return Status(
         conn.info.dbname, current.version, current.mode, location, jobs, queue, now, backups, executing

@@ -53,50 +53,120 @@ until then.
 The package, from the low level up (each module imports only modules above it in this list):
 
 - ``settings``: the backups.* settings; ``programs``: pg_dump / pg_restore, their version and command line;
-  ``archives``: archive names, the intent record and manifest, fsync, removal, the backup directory;
+  ``archives``: archive names, the intent record and manifest, their sha256, fsync, removal, the backup
+  directory;
 - ``processes``: children in process groups of their own, parent-death signal, waiting, the watch of
   cancellation, deadline and the metadata connection, cleanup at interpreter exit;
 - ``credentials``: passfile and service file in a private run directory; ``verify``: the read-back;
   ``dump``: pg_dump with the custom archive read back while it is written;
 - ``rows``: backup_metadata rows, who recorded them, a running backup's advisory lock; ``trust``:
-  check_backup and friends;
+  check_backup and friends; ``restoring``: the databases restores restore into, half-restored ones;
 - ``abandoned``: the cleanup of killed runs; ``retention``: prune; ``restore``; ``backup``: run_backup and
   the backup of one database; ``status``: backup_status.
 
-Callers use the names re-exported here (``backups.run_backup``, ``backups.restore_backup``, ...).
+Callers use the names re-exported here (``backups.run_backup``, ``backups.restore_backup``, ...). Each is
+loaded from its module on first use, so that `autopilot status` (backups.status) loads neither pg_dump's nor
+pg_restore's machinery.
 """
 
 from __future__ import annotations
 
-from ..errors import BackupFailed, RestoreFailed
-from . import dump, processes, restore  # noqa: F401 - their tunables are set there (tests)
-from .archives import INTENT_SUFFIX, MANIFEST_SUFFIX, PARTIAL_SUFFIX, archive_name, intent_path, manifest_path
-from .archives import _write_manifest as _write_manifest
-from .backup import BackupResult, DatabaseBackup, run_backup
-from .credentials import libpq_target, private_root, sweep_private
-from .dump import child_setup
-from .processes import _POLL_SECONDS as _POLL_SECONDS
-from .processes import TOUCH_INTERVAL, BackupCancelled, Interrupted
-from .programs import check_pg_dump_version, pg_bindir, pg_dump_argv, program_version
-from .restore import (
-    RESTORE_DROP_WAIT,
-    RESTORE_LOCK_CLASS,
-    RESTORING_PREFIX,
-    RestoreResult,
-    drop_half_restored,
-    half_restored,
-    restore_backup,
-    restore_list,
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for static tools; at run time each name is loaded on first use (__getattr__, _EXPORTS)
+    from ..errors import BackupFailed, RestoreFailed
+    from .archives import (
+        INTENT_SUFFIX,
+        MANIFEST_SUFFIX,
+        PARTIAL_SUFFIX,
+        archive_name,
+        directory_digest,
+        hash_archive,
+        intent_path,
+        manifest_path,
+    )
+    from .backup import BackupResult, DatabaseBackup, run_backup
+    from .credentials import libpq_target, private_root, sweep_private
+    from .dump import child_setup
+    from .processes import TOUCH_INTERVAL, BackupCancelled, Interrupted
+    from .programs import check_pg_dump_version, pg_bindir, pg_dump_argv, program_version
+    from .restore import RESTORE_DROP_WAIT, RestoreResult, restore_backup, restore_list
+    from .restoring import RESTORE_LOCK_CLASS, RESTORING_PREFIX, drop_half_restored, half_restored
+    from .retention import Pruned, prune
+    from .rows import KEEPALIVES, LOCK_CLASS, BackupRow
+    from .settings import FORMATS, KINDS, Settings, read_settings
+    from .status import backup_status
+    from .trust import CLOCK_SKEW, check_backup, own_archive
+    from .verify import Verification, verify_archive
+
+# the names above (and a few private ones the tests use), by the module each is loaded from
+_EXPORTS = {
+    name: module
+    for module, names in {
+        "..errors": ("BackupFailed", "RestoreFailed"),
+        ".archives": (
+            "INTENT_SUFFIX",
+            "MANIFEST_SUFFIX",
+            "PARTIAL_SUFFIX",
+            "_write_manifest",
+            "archive_name",
+            "directory_digest",
+            "hash_archive",
+            "intent_path",
+            "manifest_path",
+        ),
+        ".backup": ("BackupResult", "DatabaseBackup", "run_backup"),
+        ".credentials": ("libpq_target", "private_root", "sweep_private"),
+        ".dump": ("child_setup",),
+        ".processes": ("_POLL_SECONDS", "TOUCH_INTERVAL", "BackupCancelled", "Interrupted"),
+        ".programs": ("check_pg_dump_version", "pg_bindir", "pg_dump_argv", "program_version"),
+        ".restore": ("RESTORE_DROP_WAIT", "RestoreResult", "restore_backup", "restore_list"),
+        ".restoring": ("RESTORE_LOCK_CLASS", "RESTORING_PREFIX", "drop_half_restored", "half_restored"),
+        ".retention": ("Pruned", "prune"),
+        ".rows": ("KEEPALIVES", "LOCK_CLASS", "BackupRow", "_identity", "_lock_key", "_metadata_connection"),
+        ".settings": ("FORMATS", "KINDS", "Settings", "read_settings"),
+        ".status": ("backup_status",),
+        ".trust": ("CLOCK_SKEW", "check_backup", "own_archive"),
+        ".verify": ("Verification", "verify_archive"),
+    }.items()
+    for name in names
+}
+# the modules of the package, reachable as its attributes too (tests set their tunables there)
+_SUBMODULES = frozenset(
+    {
+        "abandoned",
+        "archives",
+        "backup",
+        "credentials",
+        "dump",
+        "processes",
+        "programs",
+        "restore",
+        "restoring",
+        "retention",
+        "rows",
+        "settings",
+        "status",
+        "trust",
+        "verify",
+    }
 )
-from .retention import Pruned, prune
-from .rows import KEEPALIVES, LOCK_CLASS, BackupRow
-from .rows import _identity as _identity
-from .rows import _lock_key as _lock_key
-from .rows import _metadata_connection as _metadata_connection
-from .settings import FORMATS, KINDS, Settings, read_settings
-from .status import backup_status
-from .trust import CLOCK_SKEW, check_backup, own_archive
-from .verify import Verification, directory_digest, hash_archive, verify_archive
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value  # found directly from now on
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_SUBMODULES, *_EXPORTS})
+
 
 __all__ = [
     "CLOCK_SKEW",

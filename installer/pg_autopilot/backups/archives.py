@@ -1,14 +1,16 @@
-"""Archive files in the backup directory: their names, the intent record and manifest beside them,
-fsync, removal, and the directory itself."""
+"""Archive files in the backup directory: their names, the intent record and manifest beside them, their
+sha256, fsync, removal, and the directory itself."""
 
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +21,38 @@ PARTIAL_SUFFIX = ".partial"
 # written beside the .partial before pg_dump starts: what the cleanup of an abandoned backup checks
 INTENT_SUFFIX = ".intent.json"
 _EXTENSIONS = {"custom": "dump", "directory": "dir"}
+_CHUNK = 1 << 20
+
+
+def _no_poll() -> None:
+    """The default ``poll`` of what reads an archive back: never stops it."""
+    return None
+
+
+def directory_digest(files: dict[str, str]) -> str:
+    """The sha256 of a directory archive: of the sha256sum-style listing of its files, sorted by name."""
+    listing = "".join(f"{digest}  {name}\n" for name, digest in sorted(files.items()))
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def _hash_file(path: Path, poll: Callable[[], None] = _no_poll) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            poll()
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def hash_archive(path: Path, poll: Callable[[], None] = _no_poll) -> tuple[str, int, dict[str, str] | None]:
+    """(sha256, size, per-file digests of a directory archive) without any verification."""
+    if path.is_dir():
+        files = {
+            str(p.relative_to(path)): _hash_file(p, poll) for p in sorted(path.rglob("*")) if p.is_file()
+        }
+        size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        return directory_digest(files), size, files
+    return _hash_file(path, poll), path.stat().st_size, None
 
 
 def _fsync_path(path: Path) -> None:

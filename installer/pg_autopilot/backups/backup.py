@@ -336,13 +336,15 @@ def _backup_one(
     pg_restore: Path,
     watch: _Watch,
 ) -> DatabaseBackup:
+    """One database: its ``running`` row inserted and locked, pg_dump, the archive kept, read back and
+    recorded ``verified`` (whatever stops that removes its files and marks the row failed), the lock
+    released; then retention."""
     fmt = settings.format
     identity = details["recorded_in"]
     backup_id, started_at, archive = _insert_running(conn, database, kind, directory, fmt, details)
     partial, _, manifest, manifest_partial, intent_partial, intent = _leftovers(archive)
-    _register_private(
-        partial, manifest_partial, intent_partial, intent
-    )  # removed at interpreter exit if still there
+    # removed at interpreter exit if still there
+    _register_private(partial, manifest_partial, intent_partial, intent)
     secrets: tuple[str, ...] = ()
     try:
         # the runner's record of the files it is about to make: the cleanup of an abandoned backup deletes
@@ -350,27 +352,14 @@ def _backup_one(
         # enough)
         _write_intent(intent, backup_id, database, kind, fmt, archive, started_at, identity)
         with libpq_target(dsn, database) as (conninfo, env, secrets):
-            argv = pg_dump_argv(
-                pg_dump, conninfo, partial, fmt, settings.lock_wait_timeout, settings.parallel_jobs
-            )
-            t0 = time.monotonic()
-            dump = _dump(argv, env, partial, fmt, pg_restore, watch)
-            dump_seconds = time.monotonic() - t0
+            dump, dump_seconds = _run_pg_dump(pg_dump, conninfo, env, partial, settings, pg_restore, watch)
         _check_dump(dump, secrets, database, directory)
         finished_at = _keep_archive(conn, partial, archive, directory, backup_id, database, dump_seconds)
         verification = _verify(archive, pg_restore, dump, watch)
         verified_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        times = (started_at, finished_at, verified_at)
         _record_verified(
-            conn,
-            backup_id,
-            database,
-            kind,
-            fmt,
-            archive,
-            manifest,
-            (started_at, finished_at, verified_at),
-            verification,
-            details,
+            conn, backup_id, database, kind, fmt, archive, manifest, times, verification, details
         )
         _remove(intent)
         _fsync_path(directory)
@@ -383,10 +372,28 @@ def _backup_one(
         _unregister_private(partial, manifest_partial, intent_partial, intent)
         with contextlib.suppress(psycopg.Error):
             conn.execute("SELECT pg_catalog.pg_advisory_unlock(%s, %s)", [LOCK_CLASS, _lock_key(backup_id)])
-
-    pruned, prune_errors, untrusted = _retention(
-        conn, kind, database, settings.keep[kind], identity, directory
+    retained = _retention(conn, kind, database, settings.keep[kind], identity, directory)
+    return _verified_backup(
+        backup_id, database, kind, fmt, archive, manifest, times, dump_seconds, verification, retained
     )
+
+
+def _verified_backup(
+    backup_id: int,
+    database: str,
+    kind: str,
+    fmt: str,
+    archive: Path,
+    manifest: Path,
+    times: tuple[datetime, datetime, datetime],
+    dump_seconds: float,
+    verification: Verification,
+    retained: tuple[list[Pruned], list[str], list[str]],
+) -> DatabaseBackup:
+    """The DatabaseBackup of a backup recorded ``verified``: ``times`` (started_at, finished_at,
+    verified_at), ``retained`` what retention did after it (pruned, errors, untrusted)."""
+    started_at, finished_at, verified_at = times
+    pruned, prune_errors, untrusted = retained
     return DatabaseBackup(
         backup_id,
         database,
@@ -461,6 +468,25 @@ def _write_intent(
             "pid": os.getpid(),
         },
     )
+
+
+def _run_pg_dump(
+    pg_dump: Path,
+    conninfo: str,
+    env: dict[str, str],
+    partial: Path,
+    settings: Settings,
+    pg_restore: Path,
+    watch: _Watch,
+) -> tuple[_Dump, float]:
+    """pg_dump into ``partial`` (a custom archive read back while it is written, see _dump): its outcome and
+    how long it took."""
+    argv = pg_dump_argv(
+        pg_dump, conninfo, partial, settings.format, settings.lock_wait_timeout, settings.parallel_jobs
+    )
+    t0 = time.monotonic()
+    dump = _dump(argv, env, partial, settings.format, pg_restore, watch)
+    return dump, time.monotonic() - t0
 
 
 def _check_dump(dump: _Dump, secrets: tuple[str, ...], database: str, directory: Path) -> None:

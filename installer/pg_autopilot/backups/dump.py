@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BackupFailed
-from .processes import _child, _kill, _no_poll, _run, _wait
-from .verify import _CHUNK, Verification, _pg_restore_reading_stdin, hash_archive, verify_archive
+from .archives import _CHUNK, _no_poll, hash_archive
+from .processes import _child, _kill, _run, _wait
+from .verify import Verification, _pg_restore_reading_stdin, verify_archive
 
 # Test hook: called in the pg_dump child before exec (e.g. to set RLIMIT_FSIZE and simulate a full disk).
 child_setup: Callable[[], None] | None = None

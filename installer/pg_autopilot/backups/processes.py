@@ -41,10 +41,6 @@ class Interrupted(KeyboardInterrupt):
     """A stop signal other than SIGINT (SIGTERM) turned into an interruption, so the backup cleans up."""
 
 
-def _no_poll() -> None:
-    return None
-
-
 def _kill(proc: subprocess.Popen) -> None:
     """SIGKILL a child's whole process group (pg_dump --jobs has workers), unless it was already reaped."""
     if proc.poll() is None:

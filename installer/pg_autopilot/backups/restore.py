@@ -1,4 +1,4 @@
-"""Restore into a new database, through a temporary name; half-restored databases."""
+"""Restore into a new database, through a database of a temporary name (see restoring)."""
 
 from __future__ import annotations
 
@@ -20,13 +20,10 @@ from ..errors import AutopilotError, BackupFailed, ConnectionFailed, RestoreFail
 from .credentials import libpq_target, sweep_private
 from .processes import _child, _first_line, _run, _scrub
 from .programs import pg_bindir
+from .restoring import RESTORE_LOCK_CLASS, _restoring_prefix, drop_half_restored
 from .rows import BackupRow, _backup_rows
 from .trust import check_backup, own_archive
 
-# restore: the new database has this name (plus the autopilot database's oid and a random token) until
-# pg_restore has finished; a database of that name whose restore lock is free is half-restored
-RESTORING_PREFIX = "autopilot_restoring_"
-RESTORE_LOCK_CLASS = 0x6170_7273  # "aprs": (this class, hashtext(temporary name)) held while a restore runs
 # seconds a failed restore keeps trying to drop its half-restored database while the server is unreachable
 RESTORE_DROP_WAIT = 10.0
 
@@ -43,59 +40,6 @@ class RestoreResult:
     excluded: list[str] = field(default_factory=list)  # archive entries not restored (pg_cron's own)
     dropped: list[str] = field(default_factory=list)  # half-restored databases of earlier restores, dropped
     warnings: list[str] = field(default_factory=list)
-
-
-def _restoring_prefix(conn: psycopg.Connection) -> str:
-    """The name a restore gives its new database until pg_restore has finished: per autopilot database
-    (its oid), so that one autopilot database never takes another's running restore for a dead one."""
-    oid = conn.execute(
-        "SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()"
-    ).fetchone()[0]
-    return f"{RESTORING_PREFIX}{oid}_"
-
-
-def half_restored(conn: psycopg.Connection) -> list[dict]:
-    """The databases restores from this autopilot database are restoring into, or left half-restored: name,
-    what it was for (its comment), whether a restore still runs into it (its lock is held), whether this
-    role may drop it."""
-    rows = conn.execute(
-        "SELECT d.datname::text, pg_catalog.shobj_description(d.oid, 'pg_database'), "
-        "EXISTS (SELECT 1 FROM pg_catalog.pg_locks AS l WHERE l.locktype = 'advisory' AND l.granted "
-        "AND l.database = (SELECT o.oid FROM pg_catalog.pg_database AS o "
-        "WHERE o.datname = pg_catalog.current_database()) "
-        "AND l.classid = %s::oid AND l.objid = pg_catalog.hashtext(d.datname::text)::oid "
-        "AND l.objsubid = 2), "
-        "pg_catalog.pg_has_role(d.datdba, 'MEMBER') "
-        "FROM pg_catalog.pg_database AS d WHERE pg_catalog.starts_with(d.datname::text, %s) ORDER BY 1",
-        [RESTORE_LOCK_CLASS, _restoring_prefix(conn)],
-    ).fetchall()
-    return [{"database": r[0], "about": r[1], "restoring": r[2], "owned": r[3]} for r in rows]
-
-
-def drop_half_restored(conn: psycopg.Connection) -> tuple[list[str], list[str]]:
-    """Drop the databases earlier restores from this autopilot database left half-restored (their restore is
-    gone: its lock is free, e.g. after a server restart or a SIGKILL), where this role may: (dropped,
-    problems). Called by every restore and backup."""
-    dropped, problems = [], []
-    for entry in half_restored(conn):
-        name = entry["database"]
-        if entry["restoring"] or not entry["owned"]:
-            continue
-        if not conn.execute(
-            "SELECT pg_catalog.pg_try_advisory_lock(%s, pg_catalog.hashtext(%s))", [RESTORE_LOCK_CLASS, name]
-        ).fetchone()[0]:
-            continue
-        try:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            dropped.append(name)
-        except psycopg.Error as exc:
-            problems.append(f'cannot drop the half-restored database "{name}": {translate(exc).message}')
-        finally:
-            conn.execute(
-                "SELECT pg_catalog.pg_advisory_unlock(%s, pg_catalog.hashtext(%s))",
-                [RESTORE_LOCK_CLASS, name],
-            )
-    return dropped, problems
 
 
 # pg_cron's own objects in a `pg_restore --list`: the extension (it can only be created in the database
@@ -175,56 +119,89 @@ def restore_backup(
         archive, _ = own_archive(chosen, where)
         bindir = pg_bindir(conn.info.server_version // 10000, "pg_restore")
         listing, excluded = restore_list(bindir / "pg_restore", archive)
-        restoring = _restoring_prefix(conn) + secrets_mod.token_hex(8)
-        conn.execute(
-            "SELECT pg_catalog.pg_advisory_lock(%s, pg_catalog.hashtext(%s))", [RESTORE_LOCK_CLASS, restoring]
-        )
-        started = time.monotonic()
-        created = False
-        try:
-            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(restoring)))
-            created = True
-            conn.execute(
-                sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-                    sql.Identifier(restoring),
-                    sql.Literal(f'autopilot: restoring backup #{chosen.id} into "{into}"'),
-                )
-            )
-            code, stderr = _pg_restore(dsn, restoring, bindir / "pg_restore", jobs, listing, archive)
-            if code != 0:
-                raise RestoreFailed(
-                    f'restoring backup #{chosen.id} into "{into}" failed: '
-                    f"{_first_line(stderr) or f'pg_restore exited with code {code}'}"
-                )
-            _rename_restored(conn, restoring, into)
-            created = False
-            with contextlib.suppress(psycopg.Error):
-                conn.execute(sql.SQL("COMMENT ON DATABASE {} IS NULL").format(sql.Identifier(into)))
-        except BaseException as exc:
-            if not created:
-                raise
-            failure = _drop_failed_restore(conn, dsn, exc, chosen.id, restoring, into)
-            if failure is None:
-                raise
-            raise failure from exc
-        finally:
-            with contextlib.suppress(psycopg.Error):
-                conn.execute(
-                    "SELECT pg_catalog.pg_advisory_unlock(%s, pg_catalog.hashtext(%s))",
-                    [RESTORE_LOCK_CLASS, restoring],
-                )
+        seconds = _restore_locked(conn, dsn, chosen.id, into, bindir / "pg_restore", jobs, listing, archive)
         return RestoreResult(
             chosen.id,
             chosen.database,
             into,
             archive,
             chosen.sha256,
-            time.monotonic() - started,
+            seconds,
             skipped,
             excluded,
             dropped,
             warnings,
         )
+
+
+def _restore_locked(
+    conn: psycopg.Connection,
+    dsn: str | None,
+    backup_id: int,
+    into: str,
+    pg_restore: Path,
+    jobs: int,
+    listing: str | None,
+    archive: Path,
+) -> float:
+    """Restore into a database of a new temporary name, holding the restore lock that marks it live until it
+    is renamed to ``into`` or dropped again (_restore_into): the seconds it took."""
+    restoring = _restoring_prefix(conn) + secrets_mod.token_hex(8)
+    conn.execute(
+        "SELECT pg_catalog.pg_advisory_lock(%s, pg_catalog.hashtext(%s))", [RESTORE_LOCK_CLASS, restoring]
+    )
+    started = time.monotonic()
+    try:
+        _restore_into(conn, dsn, backup_id, restoring, into, pg_restore, jobs, listing, archive)
+    finally:
+        with contextlib.suppress(psycopg.Error):
+            conn.execute(
+                "SELECT pg_catalog.pg_advisory_unlock(%s, pg_catalog.hashtext(%s))",
+                [RESTORE_LOCK_CLASS, restoring],
+            )
+    return time.monotonic() - started
+
+
+def _restore_into(
+    conn: psycopg.Connection,
+    dsn: str | None,
+    backup_id: int,
+    restoring: str,
+    into: str,
+    pg_restore: Path,
+    jobs: int,
+    listing: str | None,
+    archive: Path,
+) -> None:
+    """Create the database ``restoring``, pg_restore into it, rename it to ``into``; whatever stops that once
+    it was created drops it again (_drop_failed_restore)."""
+    created = False
+    try:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(restoring)))
+        created = True
+        conn.execute(
+            sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                sql.Identifier(restoring),
+                sql.Literal(f'autopilot: restoring backup #{backup_id} into "{into}"'),
+            )
+        )
+        code, stderr = _pg_restore(dsn, restoring, pg_restore, jobs, listing, archive)
+        if code != 0:
+            raise RestoreFailed(
+                f'restoring backup #{backup_id} into "{into}" failed: '
+                f"{_first_line(stderr) or f'pg_restore exited with code {code}'}"
+            )
+        _rename_restored(conn, restoring, into)
+        created = False
+        with contextlib.suppress(psycopg.Error):
+            conn.execute(sql.SQL("COMMENT ON DATABASE {} IS NULL").format(sql.Identifier(into)))
+    except BaseException as exc:
+        if not created:
+            raise
+        failure = _drop_failed_restore(conn, dsn, exc, backup_id, restoring, into)
+        if failure is None:
+            raise
+        raise failure from exc
 
 
 def _prepare_restore(conn: psycopg.Connection, into: str) -> tuple[list[str], list[str]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 
 from .archives import _remove, manifest_path
-from .rows import _backup_rows, _ours
+from .rows import BackupRow, _backup_rows, _ours
 from .trust import check_backup, own_archive
 
 
@@ -59,24 +59,38 @@ def prune(
             counted += 1
             if counted <= keep:
                 continue
-        removed = False
-        if not gone:
-            try:
-                removed = _remove(archive)
-                _remove(manifest_path(archive))  # last: a manifest without its archive is obviously dangling
-            except OSError as exc:
-                errors.append(
-                    f"cannot delete {kind} backup #{row.id} of {database} "
-                    f"({exc.filename or archive}): {exc.strerror or exc}; it stays verified and the next "
-                    "backup tries again"
-                )
-                continue
-        changed = conn.execute(
-            "UPDATE autopilot.backup_metadata SET status = 'pruned', "
-            "details = details || pg_catalog.jsonb_build_object('pruned_at', pg_catalog.now()) "
-            "WHERE id = %s AND status = 'verified'",
-            [row.id],
-        ).rowcount
-        if changed:
-            pruned.append(Pruned(row.id, database, row.file_path, removed, gone))
+        done, error = _prune_one(conn, row, kind, database, archive, gone)
+        if error is not None:
+            errors.append(error)
+        elif done is not None:
+            pruned.append(done)
     return pruned, errors, untrusted
+
+
+def _prune_one(
+    conn: psycopg.Connection, row: BackupRow, kind: str, database: str, archive: Path, gone: bool
+) -> tuple[Pruned | None, str | None]:
+    """Delete the archive, then the manifest, of a backup beyond those kept (unless they are ``gone``), then
+    mark its row ``pruned``: (what was pruned, None when the row was no longer verified; the error when the
+    files could not be deleted: the row stays verified)."""
+    removed = False
+    if not gone:
+        try:
+            removed = _remove(archive)
+            _remove(manifest_path(archive))  # last: a manifest without its archive is obviously dangling
+        except OSError as exc:
+            error = (
+                f"cannot delete {kind} backup #{row.id} of {database} "
+                f"({exc.filename or archive}): {exc.strerror or exc}; it stays verified and the next "
+                "backup tries again"
+            )
+            return None, error
+    changed = conn.execute(
+        "UPDATE autopilot.backup_metadata SET status = 'pruned', "
+        "details = details || pg_catalog.jsonb_build_object('pruned_at', pg_catalog.now()) "
+        "WHERE id = %s AND status = 'verified'",
+        [row.id],
+    ).rowcount
+    if not changed:
+        return None, None
+    return Pruned(row.id, database, row.file_path, removed, gone), None

@@ -10,11 +10,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from .archives import _resolved, _safe_name, manifest_path
-from .processes import _no_poll
+from .archives import _no_poll, _resolved, _safe_name, hash_archive, manifest_path
 from .rows import BackupRow
 from .settings import KINDS
-from .verify import hash_archive
 
 # Which rows of backup_metadata to trust.
 #
@@ -93,17 +91,9 @@ def check_backup(
     a symbolic link) with the runner's manifest beside it naming this backup with the row's sha256, size and
     times (a row moved in time is not trusted); ``identity``: recorded by this autopilot database; ``full``:
     the archive's sha256 is computed and must match (the others are cheap)."""
-    for label, moment in (
-        ("start", row.started_at),
-        ("finish", row.finished_at),
-        ("verification", row.verified_at),
-    ):
-        if moment is not None and moment > now + CLOCK_SKEW:
-            return f"its {label} time {moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC is in the future"
-    if row.finished_at is None or not row.sha256:
-        return "it has no finish time or no sha256"
-    if identity is not None and row.details.get("recorded_in") != identity:
-        return "it was recorded by another autopilot database"
+    problem = _row_problem(row, now, identity)
+    if problem is not None:
+        return problem
     archive, problem = own_archive(row, directory)
     if problem:
         return problem
@@ -115,6 +105,34 @@ def check_backup(
         return f"its archive {archive} is missing"
     if stat.S_ISLNK(st.st_mode):
         return f"its archive {archive} is a symbolic link"
+    problem = _manifest_problem(row, archive, identity)
+    if problem is not None:
+        return problem
+    if full:
+        return _digest_problem(row, archive, poll)
+    return None
+
+
+def _row_problem(row: BackupRow, now: datetime, identity: dict | None) -> str | None:
+    """Why the row alone cannot be trusted: a time in the future, no finish time or sha256, recorded by
+    another autopilot database; else None."""
+    for label, moment in (
+        ("start", row.started_at),
+        ("finish", row.finished_at),
+        ("verification", row.verified_at),
+    ):
+        if moment is not None and moment > now + CLOCK_SKEW:
+            return f"its {label} time {moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC is in the future"
+    if row.finished_at is None or not row.sha256:
+        return "it has no finish time or no sha256"
+    if identity is not None and row.details.get("recorded_in") != identity:
+        return "it was recorded by another autopilot database"
+    return None
+
+
+def _manifest_problem(row: BackupRow, archive: Path, identity: dict | None) -> str | None:
+    """Why the manifest beside ``archive`` does not vouch for the row (missing, naming another backup, sha256,
+    size or times); else None."""
     manifest = _read_record(manifest_path(archive))
     if manifest is None:
         return f"its manifest {manifest_path(archive).name} is missing or unreadable"
@@ -135,14 +153,18 @@ def check_backup(
             same = False
         if not same:  # a row moved in time (to be counted as the newest, say) is not the runner's record
             return f"its {label} time differs from its manifest's"
-    if full:
-        try:
-            digest, _size, _files = hash_archive(archive, poll)
-        except OSError as exc:
-            return f"cannot read {archive}: {exc.strerror or exc}"
-        if digest != row.sha256:
-            return (
-                f"{archive} does not match its recorded sha256 (recorded {row.sha256}, file {digest}): it "
-                "changed since it was verified"
-            )
+    return None
+
+
+def _digest_problem(row: BackupRow, archive: Path, poll: Callable[[], None]) -> str | None:
+    """Why the archive's sha256, computed now, is not the row's (it cannot be read, it differs); else None."""
+    try:
+        digest, _size, _files = hash_archive(archive, poll)
+    except OSError as exc:
+        return f"cannot read {archive}: {exc.strerror or exc}"
+    if digest != row.sha256:
+        return (
+            f"{archive} does not match its recorded sha256 (recorded {row.sha256}, file {digest}): it "
+            "changed since it was verified"
+        )
     return None

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import BackupFailed
-from .processes import _child, _first_line, _no_poll, _wait
-
-_CHUNK = 1 << 20
+from .archives import _CHUNK, _no_poll, hash_archive
+from .processes import _child, _first_line, _wait
 
 
 @dataclass
@@ -26,32 +25,6 @@ class Verification:
     files: dict[str, str] | None  # directory format: sha256 of every file, by relative path
     seconds: float
     message: str
-
-
-def directory_digest(files: dict[str, str]) -> str:
-    """The sha256 of a directory archive: of the sha256sum-style listing of its files, sorted by name."""
-    listing = "".join(f"{digest}  {name}\n" for name, digest in sorted(files.items()))
-    return hashlib.sha256(listing.encode()).hexdigest()
-
-
-def _hash_file(path: Path, poll: Callable[[], None] = _no_poll) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            poll()
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def hash_archive(path: Path, poll: Callable[[], None] = _no_poll) -> tuple[str, int, dict[str, str] | None]:
-    """(sha256, size, per-file digests of a directory archive) without any verification."""
-    if path.is_dir():
-        files = {
-            str(p.relative_to(path)): _hash_file(p, poll) for p in sorted(path.rglob("*")) if p.is_file()
-        }
-        size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-        return directory_digest(files), size, files
-    return _hash_file(path, poll), path.stat().st_size, None
 
 
 @contextlib.contextmanager
@@ -78,37 +51,10 @@ def verify_archive(path: Path, pg_restore: Path, poll: Callable[[], None] = _no_
     try:
         with tempfile.TemporaryFile() as errors:
             if path.is_dir():
-                # pg_restore reads the files itself; hash them meanwhile (another process, another core)
-                with _child(
-                    [str(pg_restore), "--format=directory", "--file=/dev/null", str(path)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=errors,
-                ) as proc:
-                    digest, size, files = hash_archive(path, poll)
-                    code = _wait(proc, poll)
+                digest, size, files, code = _read_back_directory(path, pg_restore, errors, poll)
             else:
                 files = None
-                h = hashlib.sha256()
-                size = 0
-                # one read of the file: hashed, and streamed into pg_restore, which reads it sequentially. On
-                # any error pg_restore is killed (it would wait for the end of its input forever)
-                with _pg_restore_reading_stdin(pg_restore, errors) as proc:
-                    feeding = True
-                    with open(path, "rb") as f:
-                        while chunk := f.read(_CHUNK):
-                            poll()
-                            h.update(chunk)
-                            size += len(chunk)
-                            if feeding:
-                                try:
-                                    proc.stdin.write(chunk)
-                                except BrokenPipeError:
-                                    feeding = False  # pg_restore stopped; its exit code says why
-                    with contextlib.suppress(OSError):
-                        proc.stdin.close()
-                    code = _wait(proc, poll)
-                digest = h.hexdigest()
+                digest, size, code = _read_back_custom(path, pg_restore, errors, poll)
             errors.seek(0)
             stderr = errors.read().decode(errors="replace")
     except OSError as exc:
@@ -130,3 +76,45 @@ def verify_archive(path: Path, pg_restore: Path, poll: Callable[[], None] = _no_
         seconds,
         f"pg_restore --file=/dev/null read every data block of {size} bytes in {seconds:.2f} s",
     )
+
+
+def _read_back_directory(
+    path: Path, pg_restore: Path, errors: IO[bytes], poll: Callable[[], None]
+) -> tuple[str, int, dict[str, str] | None, int]:
+    """pg_restore reads the files of a directory archive itself; they are hashed meanwhile (another process,
+    another core): (sha256, size, per-file digests, pg_restore's exit code)."""
+    with _child(
+        [str(pg_restore), "--format=directory", "--file=/dev/null", str(path)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=errors,
+    ) as proc:
+        digest, size, files = hash_archive(path, poll)
+        code = _wait(proc, poll)
+    return digest, size, files, code
+
+
+def _read_back_custom(
+    path: Path, pg_restore: Path, errors: IO[bytes], poll: Callable[[], None]
+) -> tuple[str, int, int]:
+    """One read of a custom archive: hashed, and streamed into pg_restore, which reads it sequentially. On
+    any error pg_restore is killed (it would wait for the end of its input forever). (sha256, size,
+    pg_restore's exit code)."""
+    h = hashlib.sha256()
+    size = 0
+    with _pg_restore_reading_stdin(pg_restore, errors) as proc:
+        feeding = True
+        with open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                poll()
+                h.update(chunk)
+                size += len(chunk)
+                if feeding:
+                    try:
+                        proc.stdin.write(chunk)
+                    except BrokenPipeError:
+                        feeding = False  # pg_restore stopped; its exit code says why
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+        code = _wait(proc, poll)
+    return h.hexdigest(), size, code
