@@ -1,8 +1,8 @@
 """The peers' half of bench/queue_throughput.py: procrastinate and pgqueuer, each on its own scratch database.
 
 Run by bench/queue_throughput.py with the interpreter of ``.venv-bench`` (where the peers are installed; the
-project's own ``.venv`` never gets them), one process per peer and round; prints one JSON object on
-stdout and nothing else there. Each peer's schema is applied with its own API the first time
+project's own ``.venv`` never gets them), one process per peer, phase and configuration; prints one JSON
+object on stdout and nothing else there. Each peer's schema is applied with its own API the first time
 (procrastinate: ``app.schema_manager.apply_schema_async()``; pgqueuer: ``Queries.install()``), and its
 tables are emptied before every phase. Every job is a no-op; the task counts its executions in the
 process, so a job lost or run twice is reported (``lost``, ``twice``).
@@ -11,22 +11,24 @@ Phases, in this order (``--phases``):
 
 * ``enqueue``: ``--jobs`` jobs with the peer's batch API in chunks of ``--batch`` (procrastinate
   ``task.batch_defer_async(*kwargs)``, pgqueuer ``Queries.enqueue([...], [...], [...])``), timed;
-  then emptied and ``--jobs`` jobs one at a time (``task.defer_async()``; ``Queries.enqueue(name,
+  then emptied and ``--single`` jobs (if not 0) one at a time (``task.defer_async()``; ``Queries.enqueue(name,
   None)``), each its own autocommit transaction, timed.
-* ``drain``: for each ``--concurrency`` value, ``--jobs`` jobs batch-enqueued (not timed), then the
-  peer's worker drains them and returns when the queue is empty: procrastinate
-  ``app.run_worker_async(concurrency=N, wait=False)``; pgqueuer ``QueueManager.run(mode=drain,
-  batch_size=N)`` (N jobs claimed per dequeue, each dispatched at once as an asyncio task: pgqueuer's
-  own notion of concurrency; its entrypoint ``concurrency_limit=1`` serialises through the flush of
-  its status-log buffer and ran ~10 jobs/s here, so it is not used). Timed from that call to its
-  return.
-* ``latency``: the worker running idle (procrastinate ``wait=True``; pgqueuer ``mode=continuous``),
-  ``--samples`` jobs are enqueued one by one with random gaps; each start is the task's first
-  ``time.time()``, compared with the ``time.time()`` just before its enqueue call. pgqueuer's psycopg
-  driver LISTENs on the connection it queries with; here it gets a connection of its own to listen on
-  (``SplitPsycopgDriver``), as the issue asks.
+* ``drain``: ``--jobs`` jobs batch-enqueued (not timed), then the peer's worker, in the configuration
+  given, drains them and returns when the queue is empty; timed from that call to its return.
+  procrastinate: ``app.run_worker_async(concurrency=--concurrency, wait=False)`` (each of its
+  ``concurrency`` sub-workers fetches one job at a time). pgqueuer: ``QueueManager.run(mode=drain,
+  batch_size=--batch-size)``, ``batch_size`` jobs claimed per dequeue, each dispatched at once as an
+  asyncio task; ``--concurrency`` is the entrypoint's ``concurrency_limit`` (jobs of it picked at
+  once, enforced in its dequeue query; 0, its default, is no limit). ``QueueManager.run``'s
+  ``max_concurrent_tasks`` is not used: it must be at least twice the batch size, so it cannot say
+  "one at a time".
+* ``latency``: the worker running idle (procrastinate ``wait=True``, concurrency 10; pgqueuer
+  ``mode=continuous``, batch size 10), ``--samples`` jobs are enqueued one by one with random gaps;
+  each start is the task's first ``time.time()``, compared with the ``time.time()`` just before its
+  enqueue call. pgqueuer's psycopg driver LISTENs on the connection it queries with; here it gets a
+  connection of its own to listen on (``SplitPsycopgDriver``), as our runner has.
 
-Run:  .venv-bench/bin/python bench/queue_peers.py procrastinate --dsn DSN [--jobs 20000]
+Run:  .venv-bench/bin/python bench/queue_peers.py pgqueuer --dsn DSN --phases drain --batch-size 100
 """
 
 from __future__ import annotations
@@ -125,27 +127,27 @@ async def run_procrastinate(args: argparse.Namespace) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 await enqueue_batched(args.jobs)
                 result["enqueue_batched_s"] = time.perf_counter() - t0
-                await empty()
-                t0 = time.perf_counter()
-                for _ in range(args.jobs):
-                    await noop.defer_async()
-                result["enqueue_single_s"] = time.perf_counter() - t0
+                if args.single:
+                    await empty()
+                    t0 = time.perf_counter()
+                    for _ in range(args.single):
+                        await noop.defer_async()
+                    result["enqueue_single_s"] = time.perf_counter() - t0
 
             if "drain" in args.phases:
-                result["drain"] = {}
-                for concurrency in args.concurrency:
-                    await empty()
-                    await enqueue_batched(args.jobs)
-                    t0 = time.perf_counter()
-                    await app.run_worker_async(
-                        queues=[QUEUE], concurrency=concurrency, wait=False, install_signal_handlers=False
-                    )
-                    seconds = time.perf_counter() - t0
-                    result["drain"][str(concurrency)] = {
-                        "seconds": seconds,
-                        "left": await left(),
-                        **EXECUTIONS.check(args.jobs),
-                    }
+                await empty()
+                await enqueue_batched(args.jobs)
+                t0 = time.perf_counter()
+                await app.run_worker_async(
+                    queues=[QUEUE], concurrency=args.concurrency, wait=False, install_signal_handlers=False
+                )
+                seconds = time.perf_counter() - t0
+                result["drain"] = {
+                    "config": {"concurrency": args.concurrency},
+                    "seconds": seconds,
+                    "left": await left(),
+                    **EXECUTIONS.check(args.jobs),
+                }
 
             if "latency" in args.phases:
                 await empty()
@@ -209,9 +211,9 @@ async def run_pgqueuer(args: argparse.Namespace) -> dict[str, Any]:
             EXECUTIONS.starts.setdefault(int(job.payload), time.time())
         EXECUTIONS.count[job.id] += 1
 
-    def manager(driver: Any) -> QueueManager:
+    def manager(driver: Any, concurrency_limit: int = 0) -> QueueManager:
         qm = QueueManager(Queries(driver))
-        qm.entrypoint("noop")(noop)
+        qm.entrypoint("noop", concurrency_limit=concurrency_limit)(noop)
         return qm
 
     async with (
@@ -241,30 +243,30 @@ async def run_pgqueuer(args: argparse.Namespace) -> dict[str, Any]:
             t0 = time.perf_counter()
             await enqueue_batched(args.jobs)
             result["enqueue_batched_s"] = time.perf_counter() - t0
-            await empty()
-            t0 = time.perf_counter()
-            for _ in range(args.jobs):
-                await queries.enqueue("noop", None)
-            result["enqueue_single_s"] = time.perf_counter() - t0
+            if args.single:
+                await empty()
+                t0 = time.perf_counter()
+                for _ in range(args.single):
+                    await queries.enqueue("noop", None)
+                result["enqueue_single_s"] = time.perf_counter() - t0
 
         if "drain" in args.phases:
-            result["drain"] = {}
-            for concurrency in args.concurrency:
-                await empty()
-                await enqueue_batched(args.jobs)
-                async with (
-                    await psycopg.AsyncConnection.connect(args.dsn, autocommit=True) as conn,
-                    await psycopg.AsyncConnection.connect(args.dsn, autocommit=True) as listen,
-                ):
-                    qm = manager(split(conn, listen))
-                    t0 = time.perf_counter()
-                    await qm.run(mode=QueueExecutionMode.drain, batch_size=concurrency)
-                    seconds = time.perf_counter() - t0
-                result["drain"][str(concurrency)] = {
-                    "seconds": seconds,
-                    "left": await left(),
-                    **EXECUTIONS.check(args.jobs),
-                }
+            await empty()
+            await enqueue_batched(args.jobs)
+            async with (
+                await psycopg.AsyncConnection.connect(args.dsn, autocommit=True) as conn,
+                await psycopg.AsyncConnection.connect(args.dsn, autocommit=True) as listen,
+            ):
+                qm = manager(split(conn, listen), concurrency_limit=args.concurrency)
+                t0 = time.perf_counter()
+                await qm.run(mode=QueueExecutionMode.drain, batch_size=args.batch_size)
+                seconds = time.perf_counter() - t0
+            result["drain"] = {
+                "config": {"batch_size": args.batch_size, "concurrency": args.concurrency},
+                "seconds": seconds,
+                "left": await left(),
+                **EXECUTIONS.check(args.jobs),
+            }
 
         if "latency" in args.phases:
             await empty()
@@ -295,9 +297,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("peer", choices=["procrastinate", "pgqueuer"])
     p.add_argument("--dsn", required=True)
-    p.add_argument("--jobs", type=int, default=20_000)
+    p.add_argument("--jobs", type=int, default=20_000, help="jobs per batched enqueue and per drain")
+    p.add_argument("--single", type=int, help="jobs enqueued one at a time (default: --jobs)")
     p.add_argument("--batch", type=int, default=5_000, help="jobs per batched enqueue call")
-    p.add_argument("--concurrency", default="1,10", type=lambda s: [int(x) for x in s.split(",")])
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=10,
+        help="drain: procrastinate's worker concurrency; pgqueuer's entrypoint concurrency_limit (0: none)",
+    )
+    p.add_argument("--batch-size", type=int, default=10, help="drain: pgqueuer's batch_size")
     p.add_argument("--phases", default="enqueue,drain,latency", type=lambda s: set(s.split(",")))
     p.add_argument("--samples", type=int, default=200, help="latency probes")
     p.add_argument(
@@ -308,6 +317,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.single is None:
+        args.single = args.jobs
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
     runner = run_procrastinate if args.peer == "procrastinate" else run_pgqueuer
     result = asyncio.run(runner(args))
