@@ -1,0 +1,221 @@
+"""Which files of a codebase to ingest, and reading them without surprises.
+
+Listing: in a git work tree, git itself says which files belong to the project (tracked and
+untracked-but-not-ignored), so ``.gitignore`` holds exactly as it does for ``git status`` and
+submodules (separate projects) are left out. Elsewhere (and for a root that its enclosing
+repository ignores) a walk that never follows a directory
+symlink, so a link to ``/`` or a link loop cannot take it out of the root or round in circles;
+a file symlink is followed only when its target resolves inside the root. Both listings give
+paths relative to the root, with ``/``, filtered by :mod:`.globs`.
+
+Reading: a file can be too large, binary, unreadable, or gone by the time it is read (a codebase
+is a live tree). Each case is a :class:`Skip` with a reason the run's summary counts and shows,
+never an exception that would stop the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import subprocess
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from .globs import PathMatcher
+
+BINARY_SNIFF_BYTES = 8192
+GIT_TIMEOUT_SECONDS = 300
+
+# Skip reasons, as the run's summary shows them.
+TOO_LARGE = "too large"
+BINARY = "binary"
+UNREADABLE = "unreadable"
+VANISHED = "vanished"
+OUTSIDE_ROOT = "outside the root"
+
+
+class CodebaseError(Exception):
+    """The codebase cannot be listed at all (its root is gone, git refuses it): the run must fail
+    with this message and change nothing, rather than take every file for deleted."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileContent:
+    path: str
+    data: bytes
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    path: str
+    reason: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
+
+
+def list_files(
+    root: str | os.PathLike[str],
+    include: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+    on_error: Callable[[str, OSError], None] | None = None,
+) -> Iterator[str]:
+    """Relative paths of the codebase's regular files that the globs select, in a stable order.
+
+    ``on_error`` hears about directories the walk could not read (relative path, error); they are
+    skipped. Raises :class:`CodebaseError` when the root is not a directory or git fails on it.
+    """
+    root_path = os.path.realpath(root)
+    if not os.path.isdir(root_path):
+        raise CodebaseError(f"codebase root {os.fspath(root)!r} is not a directory (moved or deleted?)")
+    matcher = PathMatcher.from_globs(include, exclude)
+    candidates = _git_files(root_path)
+    if candidates is None:
+        candidates = _walk_files(root_path, matcher, on_error)
+    for relative in candidates:
+        if matcher.selects(relative) and _is_regular_inside(root_path, relative):
+            yield relative
+
+
+def is_git_work_tree(root: str | os.PathLike[str]) -> bool:
+    """Whether ``root`` lies in a git work tree that git will read (see :func:`list_files`)."""
+    return _git_lists(os.path.realpath(root))
+
+
+def _git(root: str, *arguments: str) -> subprocess.CompletedProcess[bytes]:
+    """Run git on the tree with the repository's fsmonitor hook disabled (it is a command the
+    repository's config names, and ingest must not run commands from the code it reads), and
+    without the caller's ``GIT_*`` variables (``GIT_DIR`` would point git at another repository)."""
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("GIT_")}
+    environment.update(GIT_OPTIONAL_LOCKS="0", LC_ALL="C")
+    command = ["git", "-c", "core.fsmonitor=false", "-C", root, *arguments]
+    try:
+        return subprocess.run(
+            command, capture_output=True, env=environment, timeout=GIT_TIMEOUT_SECONDS, check=False
+        )
+    except subprocess.TimeoutExpired as error:
+        raise CodebaseError(f"git {arguments[0]} in {root} took over {GIT_TIMEOUT_SECONDS} s") from error
+
+
+def _git_lists(root: str) -> bool:
+    """Whether git lists this root: True in a work tree; False outside one, without git, or when
+    the enclosing repository ignores the root itself (a tree kept inside another project's ignored
+    folder, such as an interpreter under ~/.pyenv, would otherwise list as empty). Raises
+    :class:`CodebaseError` when git refuses the repository."""
+    try:
+        probe = _git(root, "rev-parse", "--is-inside-work-tree")
+    except FileNotFoundError:
+        return False
+    if probe.returncode != 0:
+        message = probe.stderr.decode("utf-8", "replace").strip()
+        if "not a git repository" in message:
+            return False
+        hint = ""
+        if "dubious ownership" in message:
+            hint = (
+                " (it belongs to another user: run `git config --global --add safe.directory "
+                f"{root}` as the user that runs the ingest, if you trust it)"
+            )
+        raise CodebaseError(f"git cannot read the work tree at {root}: {message}{hint}")
+    if probe.stdout.strip() != b"true":
+        return False
+    return _git(root, "check-ignore", "-q", ".").returncode != 0
+
+
+def _git_files(root: str) -> list[str] | None:
+    """Tracked and untracked-not-ignored files below ``root`` (paths relative to it), or None when
+    git does not list it (see :func:`_git_lists`). A submodule appears as its directory and is dropped later,
+    with anything else that is not a regular file."""
+    if not _git_lists(root):
+        return None
+    listing = _git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    if listing.returncode != 0:
+        message = listing.stderr.decode("utf-8", "replace").strip()
+        raise CodebaseError(f"git ls-files failed in {root}: {message}")
+    paths = [os.fsdecode(item) for item in listing.stdout.split(b"\0") if item]
+    return sorted(set(paths))  # a file both cached and modified can appear twice
+
+
+def _walk_files(
+    root: str, matcher: PathMatcher, on_error: Callable[[str, OSError], None] | None
+) -> Iterator[str]:
+    """Every entry that is not a directory, walking without following directory symlinks and
+    without descending into excluded directories or ``.git``."""
+
+    def report(error: OSError) -> None:
+        if on_error is not None:
+            on_error(os.path.relpath(error.filename or root, root), error)
+
+    for directory, subdirectories, files in os.walk(root, onerror=report, followlinks=False):
+        relative_directory = os.path.relpath(directory, root)
+        prefix = "" if relative_directory == "." else relative_directory.replace(os.sep, "/") + "/"
+        subdirectories[:] = sorted(
+            name for name in subdirectories if name != ".git" and not matcher.excludes(prefix + name)
+        )
+        for name in sorted(files):
+            yield prefix + name
+
+
+def _is_regular_inside(root: str, relative: str) -> bool:
+    """A regular file whose real path is inside the root: a symlink to a file elsewhere, to a
+    directory (a link git tracks, or a submodule's directory) or to nothing is not listed."""
+    absolute = os.path.join(root, relative)
+    try:
+        mode = os.lstat(absolute).st_mode
+        if not stat.S_ISLNK(mode):
+            return stat.S_ISREG(mode)
+        real = os.path.realpath(absolute)
+        return _inside(root, real) and stat.S_ISREG(os.stat(real).st_mode)
+    except OSError:
+        return False  # vanished since it was listed, or a symlink loop
+
+
+def _inside(root: str, real_path: str) -> bool:
+    return real_path == root or real_path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def read_file(root: str | os.PathLike[str], relative: str, size_cap: int) -> FileContent | Skip:
+    """The file's bytes and their sha256, or why it is skipped: too large (over ``size_cap``
+    bytes), binary (a NUL byte in its first 8 KiB, as git decides), unreadable (with the OS's
+    message), vanished (deleted since it was listed), or outside the root (a symlink out)."""
+    root_path = os.path.realpath(root)
+    real = os.path.realpath(os.path.join(root_path, relative))
+    if not _inside(root_path, real):
+        return Skip(relative, OUTSIDE_ROOT, f"resolves to {real}")
+    try:
+        data = _read_regular(real, size_cap)
+    except FileNotFoundError:
+        return Skip(relative, VANISHED)
+    except _TooLarge as too_large:
+        return Skip(relative, TOO_LARGE, f"{too_large.size} bytes, the cap is {size_cap}")
+    except OSError as error:
+        return Skip(relative, UNREADABLE, error.strerror or str(error))
+    if b"\0" in data[:BINARY_SNIFF_BYTES]:
+        return Skip(relative, BINARY)
+    return FileContent(relative, data, hashlib.sha256(data).hexdigest())
+
+
+class _TooLarge(Exception):
+    def __init__(self, size: int):
+        super().__init__(size)
+        self.size = size
+
+
+def _read_regular(path: str, size_cap: int) -> bytes:
+    """Read a regular file of at most ``size_cap`` bytes. Opened non-blocking (a FIFO planted in
+    the tree would otherwise hang the run) and checked with fstat, so what is checked is what is
+    read; a file that grew past the cap meanwhile is caught by reading one byte more."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(descriptor, "rb") as handle:
+        status = os.fstat(handle.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise OSError(f"not a regular file (mode {stat.filemode(status.st_mode)})")
+        if status.st_size > size_cap:
+            raise _TooLarge(status.st_size)
+        data = handle.read(size_cap + 1)
+    if len(data) > size_cap:
+        raise _TooLarge(len(data))
+    return data
