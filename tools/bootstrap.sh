@@ -36,6 +36,6 @@ stamp="$venv/.autopilot-installed"
 digest=$(cat pyproject.toml control/autopilot.control extension/*.sql $(find installer/pg_autopilot -name "*.py" | sort) 2>/dev/null | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
     echo "==> installing pg-autopilot into $venv"
-    quiet_pip install --quiet ".[dev]"
+    quiet_pip install --quiet ".[dev,embeddings]"
     echo "$digest" > "$stamp"
 fi

@@ -142,6 +142,21 @@ class QueueClient:
                 == 1
             )
 
+    def record_result(self, key: Key, text: str) -> bool:
+        """Keeps a finished attempt's summary (its worker's result) in ``meta.result``, for complete_many
+        to record as the run's message in job_runs; False when the attempt is no longer executing."""
+        job_id, attempt = key
+        with self._connection() as conn:
+            return (
+                conn.execute(
+                    "UPDATE autopilot.jobs SET meta = jsonb_set(meta, '{result}',"
+                    " jsonb_build_object('attempt', attempt, 'text', %s::text))"
+                    " WHERE id = %s AND attempt = %s AND state = 'executing'",
+                    [text, job_id, attempt],
+                ).rowcount
+                == 1
+            )
+
     def executing(self) -> list[dict[str, Any]]:
         """The jobs executing now, oldest first, with their latest progress report."""
         with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:

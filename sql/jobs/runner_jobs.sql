@@ -36,12 +36,12 @@ VALUES
 (
     'code-ingest', 'runner', 'enqueue', '0 6 * * 0', 'code_ingest', '{}', 'default', true,
     'Parse the codebase, chunk and embed it.',
-    'no code_ingest worker ships with the runner: enable the job when yours loads one (--worker-module)'
+    NULL
 ),
 (
     'graph-populate', 'runner', 'enqueue', '0 7 * * 0', 'graph_populate', '{}', 'default', true,
     'Build the dependency graph from the ingested code.',
-    'no graph_populate worker ships with the runner: enable the job when yours loads one (--worker-module)'
+    NULL
 ),
 (
     'knowledge-migration', 'runner', 'enqueue', NULL, 'knowledge_migration', '{}', 'default', true,

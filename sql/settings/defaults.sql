@@ -146,8 +146,19 @@ VALUES
 (
     'backups.overdue_after', 'interval', '2 hours', '1 minute', NULL,
     'autopilot status flags the backups as overdue when the last verified one is older than this.'
+),
+(
+    'code_ingest.max_file_bytes', 'integer', '1048576', '1024', '1073741824',
+    'code-ingest skips (and counts) files larger than this many bytes.'
+),
+(
+    'embeddings.model', 'text', 'auto', NULL, NULL,
+    'The embedder of code-ingest and search: minilm (all-MiniLM-L6-v2, semantic; needs the embeddings extra), '
+    || 'hashing (lexical, no dependencies) or auto (minilm where installed, else hashing).'
 );
 
 -- settings that accept only some values of their type (set_setting names them in its hint)
 UPDATE autopilot.settings SET allowed_values = ARRAY['custom', 'directory']
 WHERE name = 'backups.format';
+UPDATE autopilot.settings SET allowed_values = ARRAY['auto', 'minilm', 'hashing']
+WHERE name = 'embeddings.model';

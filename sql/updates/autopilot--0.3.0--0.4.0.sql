@@ -715,7 +715,8 @@ AS $$
 -- Marks jobs completed -- each only while it is still executing the attempt
 -- given beside it (p_ids[i] at attempt p_attempts[i]): a job cancelled, or
 -- rescued and claimed again meanwhile, is left alone. Each completed job's
--- attempt is recorded in autopilot.job_runs (side runner, succeeded). Returns
+-- attempt is recorded in autopilot.job_runs (side runner, succeeded), with the
+-- worker's summary of the attempt as its message where it left one. Returns
 -- how many were completed. One statement for a runner's whole batch.
 DECLARE
     v_jobs autopilot.jobs [];
@@ -750,7 +751,11 @@ BEGIN
     SELECT
         coalesce(array_agg(d::autopilot.jobs), '{}'),
         coalesce(array_agg(
-            format('job %s (%s) completed by %s, attempt %s', d.id, d.worker, d.attempted_by, d.attempt)
+            CASE
+                -- the worker's own summary of this attempt (QueueClient.record_result), when it gave one
+                WHEN (d.meta -> 'result' ->> 'attempt')::integer = d.attempt THEN d.meta -> 'result' ->> 'text'
+                ELSE format('job %s (%s) completed by %s, attempt %s', d.id, d.worker, d.attempted_by, d.attempt)
+            END
         ), '{}')
     INTO v_jobs, v_messages
     FROM done AS d;
@@ -1882,3 +1887,642 @@ $$;
 
 COMMENT ON FUNCTION autopilot.refresh_performance_metrics() IS
 'metrics-refresh: recomputes, in autopilot.performance_metrics, the hourly (UTC) aggregates of the hours changed since the last run (autopilot.performance_metrics_pending): per agent from its finished tasks (succeeded, failed, success rate, mean/p50/p95 duration), per runner worker from completed and discarded jobs and the runner''s failed runs. Late rows are counted once they commit.';
+
+-- code intelligence: codebases with their files and symbols; code chunks gain their lines, symbol,
+-- kind, language, embedding key and a full-text vector over code tokens; hybrid search
+-- (search_code) and the code graph (populate_code_graph); code-ingest and graph-populate ship
+-- their workers, so their catalog rows are no longer disabled.
+
+-- sql/functions/search/_code_tokens.sql
+CREATE FUNCTION autopilot._code_tokens(p_text text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+STRICT
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- camelCase and HTTPServer split into words, then every run of non-alphanumerics
+    -- (snake_case underscores, dots, operators) becomes a blank
+    SELECT pg_catalog.regexp_replace(
+    pg_catalog.regexp_replace(
+        pg_catalog.regexp_replace(p_text, '([[:lower:][:digit:]])([[:upper:]])', '\1 \2', 'g'),
+        '([[:upper:]]+)([[:upper:]][[:lower:]])', '\1 \2', 'g'
+    ),
+    '[^[:alnum:]]+', ' ', 'g'
+    )
+$$;
+
+COMMENT ON FUNCTION autopilot._code_tokens(text) IS
+'Code text as words for full-text search: identifiers split on camelCase, snake_case and dots (getHTTPResponse_code: get HTTP Response code); used by code_chunks.search_vector and search_code''s query.';
+
+-- sql/schema/tables/code_chunks.sql
+ALTER TABLE autopilot.code_chunks
+ADD COLUMN start_line integer,
+ADD COLUMN end_line integer,
+ADD COLUMN symbol text,
+ADD COLUMN kind text,
+ADD COLUMN language text,
+ADD COLUMN embedding_key text,
+ADD COLUMN search_vector tsvector GENERATED ALWAYS AS (
+    pg_catalog.to_tsvector('simple'::regconfig, autopilot._code_tokens(content))
+) STORED,
+ADD CONSTRAINT code_chunks_lines_check CHECK (start_line >= 1 AND end_line >= start_line);
+
+-- search_code's full-text half, over current chunks only
+CREATE INDEX code_chunks_search_idx ON autopilot.code_chunks USING gin (search_vector)
+WHERE superseded_at IS NULL;
+-- the embedding cache: a chunk whose key was embedded before (any file, any run) reuses that vector
+CREATE INDEX code_chunks_embedding_key_idx ON autopilot.code_chunks (embedding_key)
+WHERE embedding_key IS NOT NULL;
+
+COMMENT ON COLUMN autopilot.code_chunks.symbol IS
+'The definition the chunk holds, qualified (Class.method); NULL for module-level code between definitions.';
+COMMENT ON COLUMN autopilot.code_chunks.embedding_key IS
+'sha256 of embedding model id, chunker version and content: the embedding is computed once per key and reused by every chunk with that key.';
+COMMENT ON COLUMN autopilot.code_chunks.search_vector IS
+'Full-text vector of the content with identifiers split into words (autopilot._code_tokens), for search_code.';
+
+-- sql/schema/tables/codebases.sql
+CREATE TABLE autopilot.codebases (
+    name text NOT NULL,
+    root_path text NOT NULL,
+    include_globs text[] NOT NULL DEFAULT '{}',
+    exclude_globs text[] NOT NULL DEFAULT '{}',
+    enabled boolean NOT NULL DEFAULT true,
+    last_commit text,
+    last_ingested_at timestamptz,
+    last_summary jsonb,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT codebases_pkey PRIMARY KEY (name),
+    -- a name goes into advisory-lock keys, logs and file names: keep it plain
+    CONSTRAINT codebases_name_check CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$'),
+    CONSTRAINT codebases_root_path_check CHECK (left(root_path, 1) = '/')
+);
+
+COMMENT ON TABLE autopilot.codebases IS
+'Source trees that code-ingest parses, chunks and embeds (autopilot codebase add/list/remove/ingest).';
+COMMENT ON COLUMN autopilot.codebases.root_path IS
+'Absolute path of the tree on the runner''s machine. A git work tree is listed with git (.gitignore holds); otherwise walked without following symlinks out of it.';
+COMMENT ON COLUMN autopilot.codebases.include_globs IS
+'Glob patterns (** for any depth) a file''s path relative to the root must match one of; empty: every file.';
+COMMENT ON COLUMN autopilot.codebases.exclude_globs IS 'Glob patterns of paths never ingested.';
+COMMENT ON COLUMN autopilot.codebases.last_commit IS 'HEAD of the work tree at the last complete ingest (NULL outside git).';
+COMMENT ON COLUMN autopilot.codebases.last_summary IS
+'Counts of the last ingest: files seen, parsed, unchanged, skipped by reason, removed, chunks, embeddings, syntax errors.';
+
+-- sql/schema/tables/code_files.sql
+CREATE TABLE autopilot.code_files (
+    codebase text NOT NULL,
+    file_path text NOT NULL,
+    language text,
+    module_name text,
+    content_hash text NOT NULL,
+    size_bytes bigint NOT NULL,
+    chunker_version text,
+    syntax_errors integer NOT NULL DEFAULT 0,
+    status text NOT NULL DEFAULT 'ingested',
+    skip_reason text,
+    ingested_at timestamptz NOT NULL DEFAULT now(),
+    graph_pending boolean NOT NULL DEFAULT true,
+    CONSTRAINT code_files_pkey PRIMARY KEY (codebase, file_path),
+    CONSTRAINT code_files_codebase_fkey FOREIGN KEY (codebase)
+    REFERENCES autopilot.codebases (name) ON DELETE CASCADE,
+    CONSTRAINT code_files_status_check CHECK (status IN ('ingested', 'skipped', 'removed')),
+    CONSTRAINT code_files_skip_reason_check CHECK ((status = 'skipped') = (skip_reason IS NOT NULL)),
+    CONSTRAINT code_files_size_check CHECK (size_bytes >= 0),
+    CONSTRAINT code_files_syntax_errors_check CHECK (syntax_errors >= 0)
+);
+
+-- graph-populate: the files whose symbols changed since its last run
+CREATE INDEX code_files_graph_pending_idx ON autopilot.code_files (codebase)
+WHERE graph_pending;
+-- graph-populate: import targets by module name
+CREATE INDEX code_files_module_name_idx ON autopilot.code_files (codebase, module_name)
+WHERE module_name IS NOT NULL;
+
+COMMENT ON TABLE autopilot.code_files IS
+'One row per file code-ingest has seen: the content hash that lets an unchanged file go unparsed, and why a file was skipped.';
+COMMENT ON COLUMN autopilot.code_files.content_hash IS 'sha256 of the file''s bytes when last read.';
+COMMENT ON COLUMN autopilot.code_files.chunker_version IS
+'The chunker that cut the file''s chunks: a new chunker version re-parses every file once.';
+COMMENT ON COLUMN autopilot.code_files.module_name IS
+'The name other files import this one by (Python: dotted module; JavaScript/TypeScript: path without extension), matched by graph-populate.';
+COMMENT ON COLUMN autopilot.code_files.graph_pending IS
+'Set by code-ingest whenever the file''s symbols change (parsed again, removed, skipped); graph-populate brings such files'' nodes and edges up to date and clears it.';
+COMMENT ON COLUMN autopilot.code_files.status IS
+'ingested (its chunks and symbols are current), skipped (skip_reason: binary, too large, unreadable, unknown language), removed (gone from the tree).';
+
+-- sql/schema/tables/code_symbols.sql
+CREATE TABLE autopilot.code_symbols (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    codebase text NOT NULL,
+    file_path text NOT NULL,
+    role text NOT NULL,
+    name text NOT NULL,
+    kind text,
+    line integer NOT NULL,
+    CONSTRAINT code_symbols_pkey PRIMARY KEY (id),
+    CONSTRAINT code_symbols_file_fkey FOREIGN KEY (codebase, file_path)
+    REFERENCES autopilot.code_files (codebase, file_path) ON DELETE CASCADE,
+    CONSTRAINT code_symbols_role_check CHECK (role IN ('definition', 'reference', 'import')),
+    CONSTRAINT code_symbols_line_check CHECK (line >= 1)
+);
+
+-- per file: replaced in the file's transaction (and the foreign key's cascade)
+CREATE INDEX code_symbols_file_idx ON autopilot.code_symbols (codebase, file_path);
+-- graph-populate: resolving references and imports to definitions by name
+CREATE INDEX code_symbols_name_idx ON autopilot.code_symbols (codebase, role, name);
+
+COMMENT ON TABLE autopilot.code_symbols IS
+'Definitions, references and imports found in each ingested file (tree-sitter tags queries), the input of graph-populate.';
+COMMENT ON COLUMN autopilot.code_symbols.name IS
+'definition: the qualified name (Class.method); reference: the name used; import: the module imported.';
+
+-- sql/schema/tables/graph_nodes.sql
+-- graph-populate: the nodes of one file, and the definitions of one name
+CREATE INDEX graph_nodes_file_idx ON autopilot.graph_nodes (codebase, (attributes ->> 'file'));
+CREATE INDEX graph_nodes_name_idx ON autopilot.graph_nodes (codebase, (attributes ->> 'name'))
+WHERE kind <> 'file';
+
+
+-- sql/functions/search/_inner_product.sql
+-- The compiled inner product (src/vector.c) exists only where it can: in an
+-- extension install (CREATE EXTENSION / ALTER EXTENSION UPDATE, the library
+-- installed beside the control file) by a superuser (C functions are untrusted).
+-- Installed as a plain schema, or by another role, _nearest_chunks() sums the
+-- products in SQL (same results, slower).
+DO $do$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'autopilot')
+        OR NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user) THEN
+        RETURN;
+    END IF;
+    CREATE FUNCTION autopilot._inner_product(p_left real [], p_right real [])
+    RETURNS double precision
+    LANGUAGE c
+    IMMUTABLE
+    STRICT
+    PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS '$libdir/autopilot', 'autopilot_inner_product';
+
+    COMMENT ON FUNCTION autopilot._inner_product(real [], real []) IS
+    'Private: the inner product of two embeddings, compiled (src/vector.c); their cosine when both are unit '
+    'length. Vectors of two sizes are an error.';
+EXCEPTION
+    WHEN undefined_file THEN
+        RAISE NOTICE 'autopilot''s library is not installed on this server: code search will rank in SQL, slower'
+        USING HINT = 'Install the library (make install) before CREATE EXTENSION autopilot to use the compiled kernel.';
+END;
+$do$;
+
+-- sql/functions/search/_nearest_chunks.sql
+CREATE FUNCTION autopilot._nearest_chunks(
+    p_query real[],
+    p_embedding_model text,
+    p_codebase text,
+    p_limit integer
+)
+RETURNS TABLE (chunk_id bigint, similarity double precision)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- The exact top p_limit current chunks by cosine to p_query (embeddings are
+-- stored unit-length: the inner product is the cosine), among the chunks of
+-- p_embedding_model only (two models' vectors are never compared), in one
+-- codebase or all. The sum runs in the compiled autopilot._inner_product where
+-- it is installed, else in SQL (same results, about 60 times slower).
+DECLARE
+    v_kernel regproc := to_regprocedure('autopilot._inner_product(real[], real[])')::regproc;
+BEGIN
+    IF v_kernel IS NOT NULL THEN
+        -- dynamic, only because the function does not exist in every install; v_kernel is its
+        -- regproc, not user input
+        RETURN QUERY EXECUTE format(
+            'SELECT c.id, %s(c.embedding, $1) AS similarity
+             FROM autopilot.code_chunks AS c
+             WHERE c.superseded_at IS NULL AND c.embedding_model = $2
+               AND ($3 IS NULL OR c.codebase = $3)
+             ORDER BY similarity DESC, c.id
+             LIMIT $4',
+            v_kernel
+        ) USING p_query, p_embedding_model, p_codebase, p_limit;
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT
+        c.id,
+        (SELECT sum(u.a::double precision * u.b) FROM unnest(c.embedding, p_query) AS u (a, b)) AS similarity
+    FROM autopilot.code_chunks AS c
+    WHERE
+        c.superseded_at IS NULL
+        AND c.embedding_model = p_embedding_model
+        AND (p_codebase IS NULL OR c.codebase = p_codebase)
+    ORDER BY similarity DESC, c.id
+    LIMIT p_limit;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._nearest_chunks(real[], text, text, integer) IS
+'Private: the exact top-k current code chunks of one embedding model by cosine to a query vector (compiled kernel where installed, SQL otherwise).';
+
+-- sql/functions/search/search_code.sql
+CREATE FUNCTION autopilot.search_code(
+    p_query_embedding real[],
+    p_query_text text,
+    p_codebase text DEFAULT NULL,
+    p_limit integer DEFAULT 10,
+    p_embedding_model text DEFAULT NULL
+)
+RETURNS TABLE (
+    codebase text,
+    file_path text,
+    start_line integer,
+    end_line integer,
+    symbol text,
+    kind text,
+    score double precision,
+    vector_rank integer,
+    text_rank integer,
+    chunk_id bigint
+)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Hybrid search over the current code chunks: the nearest chunks by embedding
+-- (autopilot._nearest_chunks, exact) and the best by full-text rank over code
+-- tokens (identifiers split, any query word matching), fused by reciprocal
+-- rank: score = 1/(60 + vector rank) + 1/(60 + text rank), a missing rank
+-- adding nothing. Either half may be omitted (NULL embedding, NULL or empty
+-- text). The embedding is compared only with chunks of p_embedding_model; when
+-- that is NULL, the one model the chunks in scope have (an error if they have
+-- several: pass the model the query was embedded with).
+DECLARE
+    v_depth integer;
+    v_model text := p_embedding_model;
+    v_models bigint;
+    v_dimensions integer;
+    v_words tsquery;
+BEGIN
+    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'search_code: p_limit must be between 1 and 1000, not %', p_limit
+        USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_query_embedding IS NULL AND nullif(btrim(p_query_text), '') IS NULL THEN
+        RAISE EXCEPTION 'search_code needs a query embedding, a query text, or both'
+        USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- each half ranks more than it returns, so that fusion can promote a chunk both halves like
+    v_depth := greatest(50, p_limit * 5);
+
+    IF p_query_embedding IS NOT NULL AND v_model IS NULL THEN
+        SELECT min(c.embedding_model), count(DISTINCT c.embedding_model)
+        INTO v_model, v_models
+        FROM autopilot.code_chunks AS c
+        WHERE c.superseded_at IS NULL AND c.embedding_model IS NOT NULL
+          AND (p_codebase IS NULL OR c.codebase = p_codebase);
+        IF v_models > 1 THEN
+            RAISE EXCEPTION 'search_code: the chunks searched are embedded with % models', v_models
+            USING
+                ERRCODE = 'ambiguous_parameter',
+                HINT = 'Pass p_embedding_model, the model the query embedding was made with.';
+        END IF;
+    END IF;
+    IF p_query_embedding IS NOT NULL THEN
+        SELECT array_length(c.embedding, 1) INTO v_dimensions
+        FROM autopilot.code_chunks AS c
+        WHERE c.superseded_at IS NULL AND c.embedding_model = v_model
+        LIMIT 1;
+        IF v_dimensions <> coalesce(array_length(p_query_embedding, 1), 0) THEN
+            RAISE EXCEPTION 'search_code: the query embedding has % dimensions, the chunks of model % have %',
+                coalesce(array_length(p_query_embedding, 1), 0), v_model, v_dimensions
+            USING ERRCODE = 'data_exception', HINT = 'Embed the query with the chunks'' model.';
+        END IF;
+    END IF;
+    IF nullif(btrim(p_query_text), '') IS NOT NULL THEN
+        -- any word may match (a natural-language query rarely has all its words in one chunk)
+        v_words := nullif(
+            replace(plainto_tsquery('simple'::regconfig, autopilot._code_tokens(p_query_text))::text, ' & ', ' | '),
+            ''
+        )::tsquery;
+    END IF;
+
+    RETURN QUERY
+    WITH vector_hits AS (
+        SELECT n.chunk_id, row_number() OVER (ORDER BY n.similarity DESC, n.chunk_id)::integer AS rank
+        FROM autopilot._nearest_chunks(p_query_embedding, v_model, p_codebase, v_depth) AS n
+        WHERE p_query_embedding IS NOT NULL
+    ),
+
+    text_hits AS (
+        SELECT
+            t.id AS chunk_id,
+            row_number() OVER (ORDER BY ts_rank_cd(t.search_vector, v_words) DESC, t.id)::integer AS rank
+        FROM autopilot.code_chunks AS t
+        WHERE
+            v_words IS NOT NULL
+            AND t.superseded_at IS NULL
+            AND t.search_vector @@ v_words
+            AND (p_codebase IS NULL OR t.codebase = p_codebase)
+        ORDER BY ts_rank_cd(t.search_vector, v_words) DESC, t.id
+        LIMIT v_depth
+    ),
+
+    fused AS (
+        SELECT
+            coalesce(v.chunk_id, t.chunk_id) AS chunk_id,
+            v.rank AS vector_rank,
+            t.rank AS text_rank,
+            coalesce(1.0 / (60 + v.rank), 0) + coalesce(1.0 / (60 + t.rank), 0) AS score
+        FROM vector_hits AS v
+        FULL JOIN text_hits AS t ON v.chunk_id = t.chunk_id
+    )
+
+    SELECT
+        c.codebase,
+        c.file_path,
+        c.start_line,
+        c.end_line,
+        c.symbol,
+        c.kind,
+        f.score::double precision,
+        f.vector_rank,
+        f.text_rank,
+        c.id
+    FROM fused AS f
+    INNER JOIN autopilot.code_chunks AS c ON f.chunk_id = c.id
+    ORDER BY f.score DESC, c.id
+    LIMIT p_limit;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.search_code(real[], text, text, integer, text) IS
+'Hybrid code search: exact nearest chunks by embedding and full-text rank over code tokens, fused by reciprocal rank; each row has its path, lines, symbol, score and both ranks.';
+
+-- sql/functions/graph/_code_graph_nodes.sql
+CREATE FUNCTION autopilot._code_graph_nodes(p_codebase text, p_files text[])
+RETURNS TABLE (node_key text, kind text, attributes jsonb)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT
+        f.file_path,
+        'file',
+        jsonb_build_object(
+            'file', f.file_path, 'name', coalesce(f.module_name, f.file_path), 'language', f.language
+        )
+    FROM autopilot.code_files AS f
+    WHERE f.codebase = p_codebase AND f.file_path = ANY(p_files) AND f.status = 'ingested'
+    UNION ALL
+    SELECT d.node_key, d.kind, d.attributes
+    FROM (
+        SELECT DISTINCT ON (s.file_path, s.name)
+            s.file_path || '#' || s.name AS node_key,
+            coalesce(s.kind, 'definition') AS kind,
+            jsonb_build_object(
+                'file', s.file_path,
+                'name', regexp_replace(s.name, '^.*[.]', ''),
+                'qualified', s.name,
+                'line', s.line
+            ) AS attributes
+        FROM autopilot.code_symbols AS s
+        INNER JOIN autopilot.code_files AS f ON s.codebase = f.codebase AND s.file_path = f.file_path
+        WHERE
+            s.codebase = p_codebase AND s.file_path = ANY(p_files) AND s.role = 'definition'
+            AND f.status = 'ingested'
+        ORDER BY s.file_path, s.name, s.line
+    ) AS d
+$$;
+
+COMMENT ON FUNCTION autopilot._code_graph_nodes(text, text[]) IS
+'Private: the graph nodes the given files of a codebase should have now: one per ingested file, one per definition it holds (its first, when a name is defined twice).';
+
+-- sql/functions/graph/populate_code_graph.sql
+CREATE FUNCTION autopilot.populate_code_graph(p_codebase text)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- graph-populate for one codebase, set-based and incremental by file: only
+-- the files code-ingest marked graph_pending (parsed again, removed, skipped)
+-- get their nodes rewritten, and only the files whose edges can have changed
+-- get their edges rebuilt: the changed files, the files referring to a name
+-- a changed file defines or defined, and the files importing a changed file.
+--
+-- Nodes: one per file (kind 'file', key its path) and one per definition
+-- (kind function / class / method ..., key path#Qualified.name). Edges, which
+-- PageRank follows from source to target:
+--   file -> file        imports (weight: import statements)
+--   file -> definition  calls (weight: references to the name, shared among
+--                       the definitions of that name; names defined in more
+--                       than 20 places are too common to say anything)
+--   definition -> file  defined_in (a file is as central as what it defines)
+-- Node ids and their PageRank survive a run; one transaction, so readers see
+-- a graph before or after the run, never half of it.
+DECLARE
+    v_changed text [];
+    v_names text [];
+    v_sources text [];
+    v_nodes_deleted bigint;
+    v_nodes_written bigint;
+    v_edges_deleted bigint;
+    v_edges_written bigint := 0;
+    v_count bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(autopilot._job_lock_key('graph-populate:' || p_codebase));
+
+    SELECT coalesce(array_agg(f.file_path ORDER BY f.file_path), '{}')
+    INTO v_changed
+    FROM autopilot.code_files AS f
+    WHERE f.codebase = p_codebase AND f.graph_pending;
+    IF cardinality(v_changed) = 0 THEN
+        RETURN jsonb_build_object('codebase', p_codebase, 'changed_files', 0);
+    END IF;
+
+    -- names the changed files define, before this run (their nodes) and after (their symbols)
+    SELECT coalesce(array_agg(DISTINCT d.name), '{}')
+    INTO v_names
+    FROM (
+        SELECT n.attributes ->> 'name' AS name
+        FROM autopilot.graph_nodes AS n
+        WHERE n.codebase = p_codebase AND n.attributes ->> 'file' = ANY(v_changed) AND n.kind <> 'file'
+        UNION ALL
+        SELECT regexp_replace(s.name, '^.*[.]', '')
+        FROM autopilot.code_symbols AS s
+        WHERE s.codebase = p_codebase AND s.file_path = ANY(v_changed) AND s.role = 'definition'
+    ) AS d;
+
+    SELECT coalesce(array_agg(DISTINCT x.file_path), '{}')
+    INTO v_sources
+    FROM (
+        SELECT unnest(v_changed) AS file_path
+        UNION ALL
+        SELECT s.file_path
+        FROM autopilot.code_symbols AS s
+        WHERE s.codebase = p_codebase AND s.role = 'reference' AND s.name = ANY(v_names)
+        UNION ALL
+        SELECT s.file_path
+        FROM autopilot.code_symbols AS s
+        INNER JOIN autopilot.code_files AS f
+            ON s.codebase = f.codebase AND s.name = f.module_name
+        WHERE s.codebase = p_codebase AND s.role = 'import' AND f.file_path = ANY(v_changed)
+    ) AS x;
+
+    DELETE FROM autopilot.graph_nodes AS n
+    WHERE n.codebase = p_codebase AND n.attributes ->> 'file' = ANY(v_changed)
+        AND NOT EXISTS (
+            SELECT FROM autopilot._code_graph_nodes(p_codebase, v_changed) AS w WHERE w.node_key = n.node_key
+        );
+    GET DIAGNOSTICS v_nodes_deleted = ROW_COUNT;
+
+    INSERT INTO autopilot.graph_nodes AS n (codebase, node_key, kind, attributes)
+    SELECT p_codebase, w.node_key, w.kind, w.attributes
+    FROM autopilot._code_graph_nodes(p_codebase, v_changed) AS w
+    ON CONFLICT (codebase, node_key) DO UPDATE
+    SET kind = excluded.kind, attributes = excluded.attributes, updated_at = now()
+    WHERE (n.kind, n.attributes) IS DISTINCT FROM (excluded.kind, excluded.attributes);
+    GET DIAGNOSTICS v_nodes_written = ROW_COUNT;
+
+    DELETE FROM autopilot.graph_edges AS e
+    USING autopilot.graph_nodes AS n
+    WHERE e.source_id = n.id AND n.codebase = p_codebase AND n.attributes ->> 'file' = ANY(v_sources);
+    GET DIAGNOSTICS v_edges_deleted = ROW_COUNT;
+
+    -- definition -> its file
+    INSERT INTO autopilot.graph_edges (source_id, target_id, weight, kind)
+    SELECT d.id, f.id, 1, 'defined_in'
+    FROM autopilot.graph_nodes AS d
+    INNER JOIN autopilot.graph_nodes AS f
+        ON d.codebase = f.codebase AND f.node_key = d.attributes ->> 'file'
+    WHERE d.codebase = p_codebase AND d.kind <> 'file' AND d.attributes ->> 'file' = ANY(v_sources);
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    v_edges_written := v_edges_written + v_count;
+
+    -- file -> the files it imports
+    INSERT INTO autopilot.graph_edges (source_id, target_id, weight, kind)
+    SELECT src.id, dst.id, count(*), 'imports'
+    FROM autopilot.code_symbols AS s
+    INNER JOIN autopilot.code_files AS target
+        ON s.codebase = target.codebase AND s.name = target.module_name AND target.status = 'ingested'
+    INNER JOIN autopilot.graph_nodes AS src ON s.codebase = src.codebase AND s.file_path = src.node_key
+    INNER JOIN autopilot.graph_nodes AS dst
+        ON target.codebase = dst.codebase AND target.file_path = dst.node_key
+    WHERE s.codebase = p_codebase AND s.role = 'import' AND s.file_path = ANY(v_sources) AND src.id <> dst.id
+    GROUP BY src.id, dst.id;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    v_edges_written := v_edges_written + v_count;
+
+    -- file -> the definitions it refers to by name
+    INSERT INTO autopilot.graph_edges (source_id, target_id, weight, kind)
+    WITH refs AS (
+        SELECT s.file_path, s.name, count(*) AS uses
+        FROM autopilot.code_symbols AS s
+        WHERE s.codebase = p_codebase AND s.role = 'reference' AND s.file_path = ANY(v_sources)
+        GROUP BY s.file_path, s.name
+    ),
+
+    candidates AS (
+        SELECT
+            d.id,
+            d.attributes ->> 'name' AS name,
+            count(*) OVER (PARTITION BY d.attributes ->> 'name') AS sharing
+        FROM autopilot.graph_nodes AS d
+        WHERE d.codebase = p_codebase AND d.kind <> 'file'
+            AND d.attributes ->> 'name' IN (SELECT r.name FROM refs AS r)
+    )
+
+    SELECT src.id, c.id, sum(r.uses::double precision / c.sharing), 'calls'
+    FROM refs AS r
+    INNER JOIN candidates AS c ON r.name = c.name AND c.sharing <= 20
+    INNER JOIN autopilot.graph_nodes AS src ON src.codebase = p_codebase AND r.file_path = src.node_key
+    GROUP BY src.id, c.id;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    v_edges_written := v_edges_written + v_count;
+
+    UPDATE autopilot.code_files AS f
+    SET graph_pending = false
+    WHERE f.codebase = p_codebase AND f.file_path = ANY(v_changed);
+
+    RETURN jsonb_build_object(
+        'codebase', p_codebase,
+        'changed_files', cardinality(v_changed),
+        'relinked_files', cardinality(v_sources),
+        'nodes_deleted', v_nodes_deleted,
+        'nodes_written', v_nodes_written,
+        'edges_deleted', v_edges_deleted,
+        'edges_written', v_edges_written,
+        'nodes', (SELECT count(*) FROM autopilot.graph_nodes AS n WHERE n.codebase = p_codebase),
+        'edges', (
+            SELECT count(*) FROM autopilot.graph_edges AS e
+            INNER JOIN autopilot.graph_nodes AS n ON e.source_id = n.id
+            WHERE n.codebase = p_codebase
+        )
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.populate_code_graph(text) IS
+'graph-populate for one codebase: brings the code graph (file and definition nodes; imports, calls and defined_in edges) up to date with the files code-ingest changed, set-based and incremental by file; returns a summary.';
+
+REVOKE ALL ON TABLE autopilot.codebases, autopilot.code_files, autopilot.code_symbols FROM PUBLIC;
+REVOKE ALL ON FUNCTION autopilot._code_tokens(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION autopilot._nearest_chunks(real[], text, text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION autopilot.search_code(real[], text, text, integer, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION autopilot._code_graph_nodes(text, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION autopilot.populate_code_graph(text) FROM PUBLIC;
+DO $$
+BEGIN
+    IF to_regprocedure('autopilot._inner_product(real[], real[])') IS NOT NULL THEN
+        REVOKE ALL ON FUNCTION autopilot._inner_product(real[], real[]) FROM PUBLIC;
+    END IF;
+END;
+$$;
+
+-- sql/settings/defaults.sql
+INSERT INTO autopilot.settings (name, value_type, default_value, min_value, max_value, description)
+VALUES
+(
+    'code_ingest.max_file_bytes', 'integer', '1048576', '1024', '1073741824',
+    'code-ingest skips (and counts) files larger than this many bytes.'
+),
+(
+    'embeddings.model', 'text', 'auto', NULL, NULL,
+    'The embedder of code-ingest and search: minilm (all-MiniLM-L6-v2, semantic; needs the embeddings extra), '
+    || 'hashing (lexical, no dependencies) or auto (minilm where installed, else hashing).'
+);
+UPDATE autopilot.settings SET allowed_values = ARRAY['auto', 'minilm', 'hashing']
+WHERE name = 'embeddings.model';
+
+-- sql/jobs/runner_jobs.sql, sql/jobs/database_jobs.sql: the workers ship; vacuum-analyze covers the new tables
+UPDATE autopilot.job_catalog SET disabled_reason = NULL
+WHERE name IN ('code-ingest', 'graph-populate');
+UPDATE autopilot.job_catalog
+SET
+    target = 'VACUUM (ANALYZE) autopilot.agents, autopilot.agent_knowledge, autopilot.agent_knowledge_pending, '
+    || 'autopilot.analysis_results, '
+    || 'autopilot.backup_metadata, autopilot.backup_metadata_archive, autopilot.central_instance_patterns, '
+    || 'autopilot.central_pattern_inbox, autopilot.code_chunks, autopilot.code_files, autopilot.code_symbols, '
+    || 'autopilot.codebases, autopilot.global_patterns, '
+    || 'autopilot.graph_edges, autopilot.graph_nodes, autopilot.index_maintenance, autopilot.job_arming, '
+    || 'autopilot.job_catalog, autopilot.job_overrides, autopilot.job_runs, autopilot.jobs, '
+    || 'autopilot.knowledge_artifacts, autopilot.learned_patterns, autopilot.learning_watermarks, '
+    || 'autopilot.performance_metrics, autopilot.performance_metrics_pending, '
+    || 'autopilot.setting_values, autopilot.settings, autopilot.tasks, autopilot.vector_stats_history'
+WHERE name = 'vacuum-analyze';
+
+-- sql/grants/config_dump.sql: the new tables are the user's data, dumped by pg_dump
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'autopilot') THEN
+        PERFORM pg_catalog.pg_extension_config_dump('autopilot.codebases'::regclass, '');
+        PERFORM pg_catalog.pg_extension_config_dump('autopilot.code_files'::regclass, '');
+        PERFORM pg_catalog.pg_extension_config_dump('autopilot.code_symbols'::regclass, '');
+        PERFORM pg_catalog.pg_extension_config_dump('autopilot.code_symbols_id_seq'::regclass, '');
+    END IF;
+END;
+$$;

@@ -14,6 +14,12 @@ def noop(args: dict, context: JobContext) -> None:
     return None
 
 
+@worker("pause", timeout=60)
+def pause(args: dict, context: JobContext) -> None:
+    """Sleeps args.seconds and returns nothing (so its completion is complete_many's first statement)."""
+    context.cancelled.wait(float(args.get("seconds", 0.5)))
+
+
 @worker("sleep", timeout=60)
 def sleep(args: dict, context: JobContext) -> str:
     """Sleeps args.seconds (stopping early when the runner says so), then records its run in the

@@ -104,6 +104,23 @@ FIXTURES: dict[str, list[str]] = {
         "NULL), "
         "('app', 'lib/' || %(tag)s || '.ex', 0, 'defmodule A0 do end', 'abd', NULL, NULL, now())",
     ],
+    "codebases": [
+        "INSERT INTO autopilot.codebases (name, root_path, include_globs, exclude_globs, last_summary) "
+        "VALUES ('app-' || %(tag)s, '/src/app', '{lib/**}', '{**/test/**}', '{\"files\": 2}')",
+    ],
+    "code_files": [
+        "INSERT INTO autopilot.code_files (codebase, file_path, language, module_name, content_hash, "
+        "size_bytes, chunker_version) "
+        "VALUES ('app-' || %(tag)s, 'lib/a.py', 'python', 'lib.a', 'h1', 120, 'c1')",
+        "INSERT INTO autopilot.code_files (codebase, file_path, content_hash, size_bytes, status, "
+        "skip_reason) "
+        "VALUES ('app-' || %(tag)s, 'logo.png', 'h2', 9, 'skipped', 'binary')",
+    ],
+    "code_symbols": [
+        "INSERT INTO autopilot.code_symbols (codebase, file_path, role, name, kind, line) "
+        "VALUES ('app-' || %(tag)s, 'lib/a.py', 'definition', 'A.run', 'method', 3), "
+        "('app-' || %(tag)s, 'lib/a.py', 'import', 'os', NULL, 1)",
+    ],
     "graph_nodes": [
         "INSERT INTO autopilot.graph_nodes (codebase, node_key, kind, pagerank, attributes) "
         "VALUES ('app', 'A-' || %(tag)s, 'module', 0.4, '{}'), "

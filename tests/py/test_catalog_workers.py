@@ -40,7 +40,8 @@ def test_every_runner_side_job_has_a_worker_or_ships_disabled_with_a_reason(inst
         assert reason and target in reason, name
         assert jobs[name]["enabled"] is False
         assert jobs[name]["disabled_reason"] == reason
-    assert "code-ingest" in without_worker and "backup-hourly" not in without_worker
+    assert "registry-sync" in without_worker and "backup-hourly" not in without_worker
+    assert "code-ingest" not in without_worker and "graph-populate" not in without_worker
     table = autopilot("status", "--dsn", installed_db.dsn).stdout  # the reason wraps in its cell
     assert "disabled: no template_sync worker" in table
 

@@ -152,6 +152,19 @@ def test_runner_drains_retries_and_discards(queue_db):
         )
     # every attempt is in the ledger: 301 successes, the flaky job's first failure, the discard
     assert runs == {"succeeded": 301, "failed": 2}
+    with queue_db.connect() as conn:
+        messages = conn.execute(
+            "SELECT status, message FROM autopilot.job_runs"
+            " WHERE (details ->> 'job_id')::bigint = %s ORDER BY id",
+            [flaky],
+        ).fetchall()
+        noop_message = conn.execute(
+            "SELECT message FROM autopilot.job_runs WHERE job_name = 'noop' AND status = 'succeeded' LIMIT 1"
+        ).fetchone()[0]
+    # a worker's result is its run's message; a worker that returns nothing gets the default one
+    assert [status for status, _ in messages] == ["failed", "succeeded"]
+    assert "RuntimeError: flaky failure on attempt 1" in messages[0][1] and messages[1][1] == "finally"
+    assert noop_message.startswith("job ") and "(noop) completed by" in noop_message
 
 
 def test_a_workers_progress_is_in_its_jobs_meta_and_status_shows_it(queue_db, autopilot):
@@ -265,8 +278,12 @@ def test_startup_jobs_are_enqueued_once_for_the_workers_this_runner_has(queue_db
             rows = conn.execute("SELECT worker, state FROM autopilot.jobs ORDER BY id").fetchall()
     finally:
         REGISTRY.pop("planning_seed")
-    # one job (deduplicated by its unique key while unfinished), and none for workers it lacks
-    assert rows == [("planning_seed", "available")]
+    # one job each (deduplicated by its unique key while unfinished), and none for workers it lacks
+    assert rows == [
+        ("code_ingest", "available"),
+        ("graph_populate", "available"),
+        ("planning_seed", "available"),
+    ]
 
 
 def test_sigterm_lets_running_jobs_finish_and_claims_no_more(queue_db):
@@ -564,7 +581,7 @@ def test_every_queue_makes_progress(queue_db):
 def test_a_completion_the_database_refuses_is_not_logged_as_completed(queue_db, admin_dsn, runner_events):
     """A job cancelled while its completion is being recorded: complete_many leaves it alone, and the
     runner neither logs nor counts it as completed."""
-    [job] = enqueue(queue_db, "sleep", seconds=0.5)
+    [job] = enqueue(queue_db, "pause", seconds=0.5)
     with (
         ThreadedRunner(queue_db.dsn, concurrency=1, heartbeat_interval=30) as runner,
         psycopg.connect(admin_dsn, autocommit=True) as admin,

@@ -48,10 +48,14 @@ def test_extension_and_schema_mode_give_the_same_schema(new_database):
     ext, schema = fresh(new_database, "extension"), fresh(new_database, "schema")
     a, b = snapshot_of(ext), snapshot_of(schema)
     differences = snapshot_diff(a, b, ("extension mode", "schema mode"))
-    # the one difference by design: the compiled PageRank kernel (src/pagerank.c) exists only in an
-    # extension install; schema mode runs autopilot._pagerank_sql instead
-    assert differences, "the compiled kernel is missing from the extension install"
-    assert [d for d in differences if not ("_pagerank_kernel(" in d and "only in extension mode" in d)] == []
+    # the differences by design: the compiled kernels (src/pagerank.c, src/vector.c) exist only in an
+    # extension install; schema mode runs autopilot._pagerank_sql and sums inner products in SQL instead
+    compiled = ("_pagerank_kernel(", "_inner_product(")
+    assert differences, "the compiled kernels are missing from the extension install"
+    assert [
+        d for d in differences if not (d.endswith("only in extension mode") and any(k in d for k in compiled))
+    ] == []
+    assert any("_inner_product(" in d for d in differences), "the compiled inner product is missing"
     # and the snapshot is not vacuous
     assert len(a["relations"]) > 20 and len(a["routines"]) > 20 and len(a["comments"]) > 50
     assert {"job_catalog", "settings"} <= set(a["rows"])

@@ -33,7 +33,8 @@ SELECT set_eq(
         'learn_patterns_from_analysis', 'update_agent_knowledge', 'assign_pending_tasks',
         'refresh_performance_metrics', 'recalculate_all_pagerank', 'sync_learning_to_centralcloud',
         'merge_central_patterns', 'enqueue', 'enqueue_many', 'claim', 'complete', 'complete_many', 'fail',
-        'snooze', 'cancel', 'retry', 'heartbeat', 'release', 'rescue_orphaned_jobs'
+        'snooze', 'cancel', 'retry', 'heartbeat', 'release', 'rescue_orphaned_jobs', 'search_code',
+        'populate_code_graph'
     ],
     'the public functions and procedures are exactly the documented ones (each has its own test file)'
 );
@@ -92,8 +93,8 @@ SELECT is_empty(
 SELECT is_empty(
     $$SELECT signature FROM tap_routines AS r
       INNER JOIN pg_language AS l ON l.oid = (SELECT p.prolang FROM pg_proc AS p WHERE p.oid = r.oid)
-      WHERE l.lanname NOT IN ('plpgsql', 'sql') AND r.proname <> '_pagerank_kernel'$$,
-    'every routine is written in PL/pgSQL or SQL, but the compiled PageRank kernel (src/pagerank.c)'
+      WHERE l.lanname NOT IN ('plpgsql', 'sql') AND r.proname NOT IN ('_pagerank_kernel', '_inner_product')$$,
+    'every routine is written in PL/pgSQL or SQL, but the compiled kernels (src/pagerank.c, src/vector.c)'
 );
 
 -- keys and names

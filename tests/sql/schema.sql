@@ -11,7 +11,8 @@ SELECT tables_are(
         'performance_metrics', 'performance_metrics_pending',
         'knowledge_artifacts', 'code_chunks', 'graph_nodes', 'graph_edges', 'backup_metadata',
         'backup_metadata_archive', 'vector_stats_history', 'index_maintenance', 'job_arming',
-        'central_pattern_inbox', 'central_instance_patterns', 'global_patterns'
+        'central_pattern_inbox', 'central_instance_patterns', 'global_patterns', 'codebases', 'code_files',
+        'code_symbols'
     ],
     'schema autopilot has exactly its tables'
 );

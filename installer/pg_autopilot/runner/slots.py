@@ -12,7 +12,7 @@ from ..queue import Job, QueueClient
 from ..workers import JobContext, Worker
 from .config import RunnerConfig
 from .ledger import Ledger, Outcome, Running
-from .logs import event, text
+from .logs import event, one_line, text
 
 
 class Slots:
@@ -103,9 +103,19 @@ class Slots:
             return
         # the result as text here, in the slot thread: a worker's object whose str() raises must not
         # reach the completer
-        self._ledger.succeeded(
-            Outcome(running, result=None if result is None else text(result)[:500]), self._hand_over
-        )
+        summary = None if result is None else text(result)[:2000]
+        if summary is not None:
+            self._keep_summary(running, summary)
+        self._ledger.succeeded(Outcome(running, result=summary), self._hand_over)
+
+    def _keep_summary(self, running: Running, summary: str) -> None:
+        """The worker's summary, kept with the job for complete_many to record in job_runs (a worker
+        that returns nothing costs no round trip). Not kept, the run is still recorded, with the default
+        message."""
+        try:
+            self._queue.record_result(running.key, summary)
+        except Exception as exc:
+            event(logging.WARNING, "job summary not kept", job_id=running.job.id, error=one_line(exc))
 
     def _failed(self, outcome: Outcome) -> None:
         if self._ledger.failed(outcome):

@@ -8,7 +8,7 @@ loaded with ``autopilot runner start --worker-module your.module``.
 
 from __future__ import annotations
 
-from . import backup, cache_cleanup  # noqa: F401 - importing a worker module registers it
+from . import backup, cache_cleanup, code_ingest, graph_populate  # noqa: F401 - importing a worker module registers it
 from .registry import CACHES, REGISTRY, JobContext, ProgressSink, Worker, WorkerFunction, worker
 
 __all__ = ["CACHES", "REGISTRY", "JobContext", "ProgressSink", "Worker", "WorkerFunction", "worker"]

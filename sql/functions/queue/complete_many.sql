@@ -7,7 +7,8 @@ AS $$
 -- Marks jobs completed -- each only while it is still executing the attempt
 -- given beside it (p_ids[i] at attempt p_attempts[i]): a job cancelled, or
 -- rescued and claimed again meanwhile, is left alone. Each completed job's
--- attempt is recorded in autopilot.job_runs (side runner, succeeded). Returns
+-- attempt is recorded in autopilot.job_runs (side runner, succeeded), with the
+-- worker's summary of the attempt as its message where it left one. Returns
 -- how many were completed. One statement for a runner's whole batch.
 DECLARE
     v_jobs autopilot.jobs [];
@@ -42,7 +43,11 @@ BEGIN
     SELECT
         coalesce(array_agg(d::autopilot.jobs), '{}'),
         coalesce(array_agg(
-            format('job %s (%s) completed by %s, attempt %s', d.id, d.worker, d.attempted_by, d.attempt)
+            CASE
+                -- the worker's own summary of this attempt (QueueClient.record_result), when it gave one
+                WHEN (d.meta -> 'result' ->> 'attempt')::integer = d.attempt THEN d.meta -> 'result' ->> 'text'
+                ELSE format('job %s (%s) completed by %s, attempt %s', d.id, d.worker, d.attempted_by, d.attempt)
+            END
         ), '{}')
     INTO v_jobs, v_messages
     FROM done AS d;

@@ -1,0 +1,318 @@
+"""One codebase ingested: list, hash, parse and chunk (on every core), write, then embed.
+
+The steps, and what makes each one safe to stop at any moment:
+
+1. The codebase's advisory lock, on a session of its own: a second ingest of the same codebase
+   waits for the first (and then finds nothing to do), never interleaves with it.
+2. The listing (git's, or a walk that never leaves the root). A root that is gone or that git
+   refuses fails the run before anything is written: a vanished tree is never taken for a tree
+   whose every file was deleted.
+3. Each file is read and hashed here; a file whose hash and chunker version are recorded is not
+   parsed again. The others are parsed in a pool of processes (tree-sitter holds the GIL) and
+   written as they come back, each file whole, several per transaction.
+4. Files that were recorded but are no longer listed are marked removed.
+5. Embedding (:mod:`.embed`): the current chunks without a vector of the configured model, each
+   key embedded once (a vector already stored for the same model and text is reused).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+import psycopg
+
+from ..embeddings import Embedder
+from .chunker import CHUNKER_VERSION, ParsedFile, chunk_source
+from .embed import embed_pending
+from .files import FileContent, Skip, is_git_work_tree, list_files, read_file
+from .languages import language_for_path
+from .store import KnownFile, known_files, mark_removed, skip_reason, write_parsed, write_skipped
+
+UNKNOWN_LANGUAGE = "unknown language"
+NAME_NOT_UTF8 = "file name not UTF-8"
+COMMIT_EVERY_FILES = 200
+COMMIT_EVERY_SECONDS = 1.0
+IN_FLIGHT_PER_PROCESS = 16
+
+Connect = Callable[[], psycopg.Connection]
+Progress = Callable[..., None]
+
+
+class IngestCancelled(Exception):
+    """The job was cancelled or timed out: what was written is kept, the next run goes on from there."""
+
+
+@dataclass
+class IngestSummary:
+    codebase: str
+    files: int = 0  # listed and selected
+    parsed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: Counter = field(default_factory=Counter)  # by reason
+    chunks: int = 0
+    syntax_errors: int = 0  # files with at least one
+    not_utf8: int = 0
+    embedded: int = 0
+    reused_embeddings: int = 0
+    embedding_model: str | None = None
+    commit: str | None = None
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        """The run's one summary line (job_runs.message, the CLI's last line)."""
+        skipped = ", ".join(f"{count} {reason}" for reason, count in sorted(self.skipped.items()))
+        parts = [
+            f"{self.codebase}: {self.files} files",
+            f"{self.parsed} parsed",
+            f"{self.unchanged} unchanged",
+            f"{self.removed} removed",
+            f"{sum(self.skipped.values())} skipped" + (f" ({skipped})" if skipped else ""),
+            f"{self.chunks} chunks",
+            f"{self.embedded} embedded, {self.reused_embeddings} reused ({self.embedding_model})",
+        ]
+        if self.syntax_errors:
+            parts.append(f"{self.syntax_errors} with syntax errors")
+        if self.not_utf8:
+            parts.append(f"{self.not_utf8} not UTF-8")
+        return "; ".join(parts) + f" in {self.seconds:.1f} s"
+
+    def as_json(self) -> dict:
+        data = asdict(self)
+        data["skipped"] = dict(self.skipped)
+        return data
+
+
+@dataclass(frozen=True)
+class Codebase:
+    name: str
+    root_path: str
+    include_globs: tuple[str, ...]
+    exclude_globs: tuple[str, ...]
+    enabled: bool
+
+
+def _parse(path: str, data: bytes) -> ParsedFile:
+    """In a pool process: the file's chunks and tags."""
+    language = language_for_path(path)
+    assert language is not None  # the caller checked
+    return chunk_source(path, data, language)
+
+
+def _pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
+    # forkserver: the runner is multi-threaded, and a fork of a threaded process may inherit held locks
+    return concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("forkserver")
+    )
+
+
+class Ingest:
+    """One run over one codebase (see the module's docstring)."""
+
+    def __init__(
+        self,
+        connect: Connect,
+        codebase: Codebase,
+        embedder: Embedder | None,
+        *,
+        size_cap: int,
+        progress: Progress | None = None,
+        cancelled: threading.Event | None = None,
+        processes: int | None = None,
+    ):
+        self._connect = connect
+        self._codebase = codebase
+        self._embedder = embedder
+        self._size_cap = size_cap
+        self._progress = progress or (lambda **fields: None)
+        self._cancelled = cancelled or threading.Event()
+        self._processes = processes or os.cpu_count() or 1
+        self.summary = IngestSummary(codebase.name, embedding_model=embedder.model_id if embedder else None)
+
+    def run(self) -> IngestSummary:
+        started = time.monotonic()
+        with self._locked() as conn:
+            paths = self._list()
+            known = known_files(conn, self._codebase.name)
+            self._ingest_files(conn, paths, known)
+            gone = sorted(
+                path for path, row in known.items() if row.status != "removed" and path not in set(paths)
+            )
+            mark_removed(conn, self._codebase.name, gone)
+            conn.commit()
+            self.summary.removed = len(gone)
+            if self._embedder is not None:
+                self.summary.embedded, self.summary.reused_embeddings = embed_pending(
+                    conn, self._codebase.name, self._embedder, self._progress, self._check_cancelled
+                )
+            self.summary.commit = _head_commit(self._codebase.root_path)
+            self.summary.seconds = time.monotonic() - started
+            _record_run(conn, self.summary)
+        return self.summary
+
+    def _list(self) -> list[str]:
+        """The selected files. A name that is not UTF-8 cannot be stored (text columns): counted as
+        skipped, not recorded."""
+        paths = []
+        for path in list_files(
+            self._codebase.root_path, self._codebase.include_globs, self._codebase.exclude_globs
+        ):
+            try:
+                path.encode("utf-8")
+            except UnicodeEncodeError:
+                self.summary.skipped[NAME_NOT_UTF8] += 1
+                continue
+            paths.append(path)
+        self.summary.files = len(paths) + self.summary.skipped[NAME_NOT_UTF8]
+        return paths
+
+    @contextmanager
+    def _locked(self) -> Iterator[psycopg.Connection]:
+        """A connection holding the codebase's ingest lock for the run (released with the session)."""
+        with self._connect() as conn:
+            key = conn.execute(
+                "SELECT autopilot._job_lock_key(%s)", [f"code-ingest:{self._codebase.name}"]
+            ).fetchone()[0]
+            if not conn.execute("SELECT pg_catalog.pg_try_advisory_lock(%s)", [key]).fetchone()[0]:
+                self._progress(final=True, waiting="another ingest of this codebase is running")
+                conn.execute("SELECT pg_catalog.pg_advisory_lock(%s)", [key])
+            conn.commit()
+            try:
+                yield conn
+            finally:
+                if not conn.closed:
+                    conn.rollback()
+                    conn.execute("SELECT pg_catalog.pg_advisory_unlock(%s)", [key])
+                    conn.commit()
+
+    def _ingest_files(self, conn: psycopg.Connection, paths: list[str], known: dict[str, KnownFile]) -> None:
+        writer = _BatchWriter(conn)
+        with _pool(self._processes) as pool:
+            in_flight: dict[concurrent.futures.Future, FileContent] = {}
+            limit = self._processes * IN_FLIGHT_PER_PROCESS
+            for done, path in enumerate(paths, 1):
+                self._check_cancelled(writer)
+                content = self._read(path, known.get(path), writer)
+                if content is not None:
+                    in_flight[pool.submit(_parse, content.path, content.data)] = content
+                while len(in_flight) >= limit:
+                    self._collect(in_flight, writer, concurrent.futures.FIRST_COMPLETED)
+                self._progress(
+                    files=done, of=len(paths), parsed=self.summary.parsed, chunks=self.summary.chunks
+                )
+            while in_flight:
+                self._collect(in_flight, writer, concurrent.futures.ALL_COMPLETED)
+        writer.commit()
+
+    def _read(self, path: str, known: KnownFile | None, writer: _BatchWriter) -> FileContent | None:
+        """The file's content when it must be parsed; None when it is unchanged or skipped."""
+        content = read_file(self._codebase.root_path, path, self._size_cap)
+        if isinstance(content, Skip):
+            self._skip(content, writer, known)
+            return None
+        if (
+            known is not None
+            and known.status == "ingested"
+            and known.content_hash == content.sha256
+            and known.chunker_version == CHUNKER_VERSION
+        ):
+            self.summary.unchanged += 1
+            return None
+        if language_for_path(path) is None:
+            self._skip(Skip(path, UNKNOWN_LANGUAGE), writer, known, content.sha256, len(content.data))
+            return None
+        return content
+
+    def _skip(
+        self, skip: Skip, writer: _BatchWriter, known: KnownFile | None, file_hash: str = "", size: int = 0
+    ) -> None:
+        self.summary.skipped[skip.reason] += 1
+        if (
+            known is not None
+            and known.status == "skipped"
+            and known.skip_reason == skip_reason(skip)
+            and known.content_hash == file_hash
+        ):
+            return  # recorded as skipped already, for the same reason: nothing changed
+        writer.write(lambda conn: write_skipped(conn, self._codebase.name, skip, file_hash, size))
+
+    def _collect(self, in_flight: dict, writer: _BatchWriter, when: str) -> None:
+        done, _ = concurrent.futures.wait(in_flight, return_when=when)
+        for future in done:
+            content = in_flight.pop(future)
+            parsed: ParsedFile = future.result()
+            writer.write(
+                lambda conn, p=parsed, c=content: write_parsed(
+                    conn, self._codebase.name, p, c.sha256, len(c.data)
+                )
+            )
+            self.summary.parsed += 1
+            self.summary.chunks += len(parsed.chunks)
+            self.summary.syntax_errors += parsed.syntax_errors > 0
+            self.summary.not_utf8 += not _is_utf8(content.data)
+
+    def _check_cancelled(self, writer: _BatchWriter | None = None) -> None:
+        if self._cancelled.is_set():
+            if writer is not None:
+                writer.commit()  # every file written so far is whole: keep them
+            raise IngestCancelled(f"ingest of {self._codebase.name} stopped (cancelled or past its timeout)")
+
+
+class _BatchWriter:
+    """Whole files, several per transaction: committed every COMMIT_EVERY_FILES files or
+    COMMIT_EVERY_SECONDS seconds, whichever comes first."""
+
+    def __init__(self, conn: psycopg.Connection):
+        self._conn = conn
+        self._pending = 0
+        self._since = time.monotonic()
+
+    def write(self, step: Callable[[psycopg.Connection], None]) -> None:
+        step(self._conn)
+        self._pending += 1
+        if self._pending >= COMMIT_EVERY_FILES or time.monotonic() - self._since >= COMMIT_EVERY_SECONDS:
+            self.commit()
+
+    def commit(self) -> None:
+        self._conn.commit()
+        self._pending = 0
+        self._since = time.monotonic()
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _head_commit(root: str) -> str | None:
+    if not is_git_work_tree(root):
+        return None
+    import subprocess
+
+    result = subprocess.run(
+        ["git", "-C", root, "rev-parse", "--verify", "--quiet", "HEAD"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def _record_run(conn: psycopg.Connection, summary: IngestSummary) -> None:
+    conn.execute(
+        "UPDATE autopilot.codebases AS c SET last_commit = %s, last_ingested_at = now(),"
+        " last_summary = %s, updated_at = now() WHERE c.name = %s",
+        [summary.commit, psycopg.types.json.Jsonb(summary.as_json()), summary.codebase],
+    )
+    conn.commit()

@@ -1,0 +1,170 @@
+"""What code-ingest writes: a file's chunks, symbols and row, replaced atomically.
+
+Each file is written whole in one transaction (several files may share one, never a part of a
+file): its current chunks are marked superseded (code-chunk-cleanup deletes them after a
+retention), the new ones inserted, its symbols replaced, its row upserted with the content hash
+that lets the next run skip it. A run killed between two commits leaves every file either as it
+was or as it is now, and the next run resumes with the files whose hash is not recorded yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import psycopg
+
+from .chunker import CHUNKER_VERSION, ParsedFile
+from .files import Skip
+from .modules import import_names, module_name
+
+
+@dataclass(frozen=True, slots=True)
+class KnownFile:
+    content_hash: str
+    chunker_version: str | None
+    status: str
+    skip_reason: str | None
+
+
+def known_files(conn: psycopg.Connection, codebase: str) -> dict[str, KnownFile]:
+    rows = conn.execute(
+        "SELECT f.file_path, f.content_hash, f.chunker_version, f.status, f.skip_reason"
+        " FROM autopilot.code_files AS f WHERE f.codebase = %s",
+        [codebase],
+    ).fetchall()
+    return {row[0]: KnownFile(*row[1:]) for row in rows}
+
+
+def skip_reason(skip: Skip) -> str:
+    return skip.reason + (f" ({skip.detail})" if skip.detail else "")
+
+
+def content_hash(text: str) -> str:
+    """A chunk's own hash: its text as the chunker cut it (the chunker version is in the key)."""
+    return hashlib.sha256(f"{CHUNKER_VERSION}\0{text}".encode()).hexdigest()
+
+
+def write_parsed(
+    conn: psycopg.Connection, codebase: str, parsed: ParsedFile, file_hash: str, size: int
+) -> None:
+    """Replaces the file's chunks and symbols (the caller commits)."""
+    path = parsed.path
+    _supersede(conn, codebase, [path])
+    with conn.cursor() as cur:
+        with cur.copy(
+            "COPY autopilot.code_chunks (codebase, file_path, chunk_index, content, content_hash,"
+            " start_line, end_line, symbol, kind, language) FROM STDIN"
+        ) as copy:
+            for index, chunk in enumerate(parsed.chunks):
+                copy.write_row(
+                    (codebase, path, index, _clean(chunk.text), content_hash(chunk.text), chunk.start_line,
+                     chunk.end_line, chunk.symbol, chunk.kind, chunk.language)
+                )  # fmt: skip
+        cur.execute(
+            "DELETE FROM autopilot.code_symbols AS s WHERE s.codebase = %s AND s.file_path = %s",
+            [codebase, path],
+        )
+        _upsert_file(cur, codebase, path, parsed.language, file_hash, size, parsed.syntax_errors)
+        with cur.copy(
+            "COPY autopilot.code_symbols (codebase, file_path, role, name, kind, line) FROM STDIN"
+        ) as copy:
+            for row in _symbol_rows(codebase, parsed):
+                copy.write_row(row)
+
+
+def write_skipped(
+    conn: psycopg.Connection, codebase: str, skip: Skip, file_hash: str = "", size: int = 0
+) -> None:
+    """A file that is not (or no longer) ingested: its chunks superseded, its symbols gone, the reason
+    recorded (the caller commits)."""
+    _supersede(conn, codebase, [skip.path])
+    conn.execute(
+        "DELETE FROM autopilot.code_symbols AS s WHERE s.codebase = %s AND s.file_path = %s",
+        [codebase, skip.path],
+    )
+    conn.execute(
+        "INSERT INTO autopilot.code_files AS f (codebase, file_path, content_hash, size_bytes, status,"
+        " skip_reason, chunker_version, graph_pending)"
+        " VALUES (%s, %s, %s, %s, 'skipped', %s, %s, true)"
+        " ON CONFLICT (codebase, file_path) DO UPDATE SET content_hash = excluded.content_hash,"
+        " size_bytes = excluded.size_bytes, status = 'skipped', skip_reason = excluded.skip_reason,"
+        " chunker_version = excluded.chunker_version, syntax_errors = 0, ingested_at = now(),"
+        " graph_pending = true",
+        [
+            codebase,
+            skip.path,
+            file_hash,
+            size,
+            skip_reason(skip),
+            CHUNKER_VERSION,
+        ],
+    )
+
+
+def mark_removed(conn: psycopg.Connection, codebase: str, paths: Sequence[str]) -> None:
+    """Files gone from the tree: chunks superseded, symbols deleted, rows kept as removed (the caller
+    commits)."""
+    if not paths:
+        return
+    _supersede(conn, codebase, paths)
+    conn.execute(
+        "DELETE FROM autopilot.code_symbols AS s WHERE s.codebase = %s AND s.file_path = ANY(%s)",
+        [codebase, list(paths)],
+    )
+    conn.execute(
+        "UPDATE autopilot.code_files AS f SET status = 'removed', skip_reason = NULL, graph_pending = true,"
+        " ingested_at = now() WHERE f.codebase = %s AND f.file_path = ANY(%s) AND f.status <> 'removed'",
+        [codebase, list(paths)],
+    )
+
+
+def _supersede(conn: psycopg.Connection, codebase: str, paths: Sequence[str]) -> None:
+    conn.execute(
+        "UPDATE autopilot.code_chunks AS c SET superseded_at = now()"
+        " WHERE c.codebase = %s AND c.file_path = ANY(%s) AND c.superseded_at IS NULL",
+        [codebase, list(paths)],
+    )
+
+
+def _upsert_file(
+    cur: psycopg.Cursor, codebase: str, path: str, language: str, file_hash: str, size: int, errors: int
+) -> None:
+    cur.execute(
+        "INSERT INTO autopilot.code_files AS f (codebase, file_path, language, module_name, content_hash,"
+        " size_bytes, chunker_version, syntax_errors, status, skip_reason, graph_pending)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'ingested', NULL, true)"
+        " ON CONFLICT (codebase, file_path) DO UPDATE SET language = excluded.language,"
+        " module_name = excluded.module_name, content_hash = excluded.content_hash,"
+        " size_bytes = excluded.size_bytes, chunker_version = excluded.chunker_version,"
+        " syntax_errors = excluded.syntax_errors, status = 'ingested', skip_reason = NULL,"
+        " ingested_at = now(), graph_pending = true",
+        [codebase, path, language, module_name(path, language), file_hash, size, CHUNKER_VERSION, errors],
+    )
+
+
+def _symbol_rows(codebase: str, parsed: ParsedFile) -> Iterable[tuple]:
+    path = parsed.path
+    for definition in parsed.definitions:
+        yield (
+            codebase,
+            path,
+            "definition",
+            _clean(definition.symbol),
+            definition.kind,
+            max(definition.line, 1),
+        )
+    for reference in parsed.references:
+        yield codebase, path, "reference", _clean(reference.name), reference.kind, max(reference.line, 1)
+    lines = {}
+    for item in parsed.imports:
+        for name in import_names(path, parsed.language, (item,)):
+            lines.setdefault(name, item.line)
+    for name, line in lines.items():
+        yield codebase, path, "import", _clean(name), None, max(line, 1)
+
+
+def _clean(text: str) -> str:
+    """PostgreSQL text cannot hold NUL (a chunk of a file with one decodes it as U+0000)."""
+    return text.replace("\0", "\ufffd")

@@ -1,0 +1,45 @@
+"""The worker of graph-populate: the code graph brought up to date with what code-ingest changed
+(autopilot.populate_code_graph, set-based in SQL), then PageRank recomputed over it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .registry import JobContext, worker
+
+
+@worker("graph_populate", timeout=3600)
+def graph_populate(args: dict[str, Any], context: JobContext) -> str:
+    """graph-populate (runner start, Sundays 07:00, and after every code-ingest). Each codebase waits
+    for an ingest of it that is running (its lock), so the graph never takes half a run."""
+    from ..run_now import run_now
+
+    parts = []
+    with context.connect() as conn:
+        names = [args["codebase"]] if args.get("codebase") else [
+            name for (name,) in conn.execute("SELECT c.name FROM autopilot.codebases AS c ORDER BY c.name")
+        ]  # fmt: skip
+        changed = 0
+        for name in names:
+            key = conn.execute("SELECT autopilot._job_lock_key(%s)", [f"code-ingest:{name}"]).fetchone()[0]
+            conn.execute("SELECT pg_catalog.pg_advisory_lock(%s)", [key])
+            try:
+                summary = conn.execute("SELECT autopilot.populate_code_graph(%s)", [name]).fetchone()[0]
+            finally:
+                conn.execute("SELECT pg_catalog.pg_advisory_unlock(%s)", [key])
+            changed += summary.get("changed_files", 0)
+            context.progress(codebase=name, **summary)
+            parts.append(_line(summary))
+        if changed:
+            run = run_now(conn, "pagerank")
+            parts.append(f"pagerank: {run['status']} ({run['message']})")
+    return " | ".join(parts) if parts else "no codebase"
+
+
+def _line(summary: dict[str, Any]) -> str:
+    if not summary.get("changed_files"):
+        return f"{summary['codebase']}: graph up to date"
+    return f"{summary['codebase']}: " + json.dumps(summary, separators=(", ", "=")).strip("{}").replace(
+        '"', ""
+    )
