@@ -20,6 +20,7 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -28,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from ..embeddings import Embedder
 from .chunker import CHUNKER_VERSION, ParsedFile, chunk_source
@@ -296,23 +298,24 @@ def _is_utf8(data: bytes) -> bool:
 
 
 def _head_commit(root: str) -> str | None:
+    """HEAD of the work tree, or None (not a work tree, or no commit yet)."""
     if not is_git_work_tree(root):
         return None
-    import subprocess
-
     result = subprocess.run(
         ["git", "-C", root, "rev-parse", "--verify", "--quiet", "HEAD"],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    return result.stdout.strip() or None if result.returncode == 0 else None
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() or None
 
 
 def _record_run(conn: psycopg.Connection, summary: IngestSummary) -> None:
     conn.execute(
         "UPDATE autopilot.codebases AS c SET last_commit = %s, last_ingested_at = now(),"
         " last_summary = %s, updated_at = now() WHERE c.name = %s",
-        [summary.commit, psycopg.types.json.Jsonb(summary.as_json()), summary.codebase],
+        [summary.commit, Jsonb(summary.as_json()), summary.codebase],
     )
     conn.commit()
