@@ -7,13 +7,16 @@ test_code_search_minilm.py on a small corpus.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import psycopg
 import pytest
+from helpers import wait_for
 
 from pg_autopilot import codebases
 from pg_autopilot.embeddings import HashingEmbedder
@@ -116,6 +119,10 @@ def ingest(database, **kwargs):
         embedder=kwargs.pop("embedder", HashingEmbedder()),
         **kwargs,
     )
+
+
+def one(conn: psycopg.Connection, query: str, params: list | None = None):
+    return conn.execute(query, params or []).fetchone()[0]
 
 
 def test_first_ingest_records_every_file_and_counts_bad_input(code_db) -> None:
@@ -339,3 +346,57 @@ def test_search_code_is_hybrid_and_refuses_mixed_models(code_db) -> None:
                 "SELECT * FROM autopilot.search_code('{1,0,0}'::real[], NULL, NULL, 10, %s)",
                 [embedder.model_id],
             )
+
+
+def test_the_runner_ingests_and_builds_the_graph_by_itself(code_db) -> None:
+    """The loop from code to ranked symbols with nobody typing anything: a runner started on a database
+    with a registered codebase runs code-ingest and graph-populate at startup (graph-populate again
+    after the ingest), and PageRank ranks the symbols. The real CLI entry point, so the parsing pool
+    runs under the runner as in production."""
+    with code_db.connect() as conn:
+        conn.execute("SELECT autopilot.set_setting('embeddings.model', 'hashing')")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pg_autopilot.cli",
+            "runner",
+            "start",
+            "--dsn",
+            code_db.dsn,
+            "--poll-interval",
+            "0.2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        with code_db.connect() as conn:
+            wait_for(
+                lambda: one(conn, "SELECT count(*) FROM autopilot.graph_nodes WHERE pagerank IS NOT NULL"),
+                "ranked symbols",
+                timeout=120,
+            )
+            runs = conn.execute(
+                "SELECT job_name, status, message FROM autopilot.job_runs"
+                " WHERE job_name IN ('code-ingest', 'graph-populate') ORDER BY id"
+            ).fetchall()
+            top = conn.execute(
+                "SELECT node_key FROM autopilot.graph_nodes WHERE kind <> 'file'"
+                " ORDER BY pagerank DESC LIMIT 1"
+            ).fetchone()[0]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    ingest_runs = [
+        message for name, status, message in runs if name == "code-ingest" and status == "succeeded"
+    ]
+    assert ingest_runs and ingest_runs[0].startswith("demo: 10 files; 7 parsed")
+    graph_runs = [
+        message for name, status, message in runs if name == "graph-populate" and status == "succeeded"
+    ]
+    assert any(
+        message.startswith("demo: 10 files changed") and "pagerank: succeeded" in message
+        for message in graph_runs
+    )
+    assert top in {"web/http.js#fetchJson", "shapes/geometry.py#Circle.area"}  # what others call

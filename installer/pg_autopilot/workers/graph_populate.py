@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from .registry import JobContext, worker
@@ -29,7 +28,7 @@ def graph_populate(args: dict[str, Any], context: JobContext) -> str:
             finally:
                 conn.execute("SELECT pg_catalog.pg_advisory_unlock(%s)", [key])
             changed += summary.get("changed_files", 0)
-            context.progress(codebase=name, **summary)
+            context.progress(**summary)
             parts.append(_line(summary))
         if changed:
             run = run_now(conn, "pagerank")
@@ -38,8 +37,11 @@ def graph_populate(args: dict[str, Any], context: JobContext) -> str:
 
 
 def _line(summary: dict[str, Any]) -> str:
+    name = summary["codebase"]
     if not summary.get("changed_files"):
-        return f"{summary['codebase']}: graph up to date"
-    return f"{summary['codebase']}: " + json.dumps(summary, separators=(", ", "=")).strip("{}").replace(
-        '"', ""
+        return f"{name}: graph up to date"
+    return (
+        f"{name}: {summary['changed_files']} files changed, {summary['relinked_files']} relinked;"
+        f" {summary['nodes']} nodes ({summary['nodes_written']} written, {summary['nodes_deleted']} deleted),"
+        f" {summary['edges']} edges ({summary['edges_written']} written, {summary['edges_deleted']} deleted)"
     )
