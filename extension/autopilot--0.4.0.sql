@@ -5874,7 +5874,8 @@ BEGIN
     IMMUTABLE
     STRICT
     PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
+    -- no SET search_path, unlike every other function: C code that resolves no name has nothing to
+    -- pin, and a SET clause is a GUC save and restore on every call (100,000 chunks: 62 -> 105 ms)
     AS '$libdir/autopilot', 'autopilot_inner_product';
 
     COMMENT ON FUNCTION autopilot._inner_product(real [], real []) IS

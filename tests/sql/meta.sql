@@ -42,8 +42,10 @@ SELECT set_eq(
 -- pinned search_path
 SELECT is_empty(
     $$SELECT signature FROM tap_routines
-      WHERE prokind = 'f' AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY(proconfig), false)$$,
-    'every function pins search_path = pg_catalog, pg_temp'
+      WHERE prokind = 'f' AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY(proconfig), false)
+        AND signature <> 'autopilot._inner_product(real[],real[])'$$,
+    'every function pins search_path = pg_catalog, pg_temp (but the per-row C inner product: it resolves '
+    || 'no name, and the SET would cost 40% of a search)'
 );
 SELECT is_empty(
     $$SELECT signature FROM tap_routines WHERE prokind = 'p' AND proconfig IS NOT NULL$$,
