@@ -22,7 +22,6 @@ from rich.table import Table
 from . import codebases
 from .cli_common import console, dsn_option, handled
 from .db import connect
-from .embeddings import get_embedder
 from .errors import InvalidInput
 from .ingest.files import CodebaseError
 from .render import safe, safe_data
@@ -141,8 +140,7 @@ def ingest(dsn: str | None, name: str) -> None:
 def search(dsn: str | None, text: str, codebase_name: str | None, limit: int, as_json: bool) -> None:
     """Hybrid code search: TEXT embedded with the configured model, and matched as words."""
     with connect(dsn, autocommit=True) as conn:
-        model = conn.execute("SELECT autopilot.get_setting('embeddings.model')").fetchone()[0]
-        rows = codebases.search(conn, get_embedder(model), text, codebase_name, limit)
+        rows = codebases.search(conn, codebases.configured_embedder(conn), text, codebase_name, limit)
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return

@@ -113,11 +113,11 @@ def load(conn: psycopg.Connection, name: str) -> Codebase:
     return Codebase(row[0], row[1], tuple(row[2]), tuple(row[3]), row[4])
 
 
-def enabled_codebases(conn: psycopg.Connection) -> list[Codebase]:
-    names = conn.execute(
-        "SELECT c.name FROM autopilot.codebases AS c WHERE c.enabled ORDER BY c.name"
-    ).fetchall()
-    return [load(conn, name) for (name,) in names]
+def enabled_names(conn: psycopg.Connection) -> list[str]:
+    return [
+        name
+        for (name,) in conn.execute("SELECT c.name FROM autopilot.codebases AS c WHERE c.enabled ORDER BY 1")
+    ]
 
 
 def configured_embedder(conn: psycopg.Connection) -> Embedder:

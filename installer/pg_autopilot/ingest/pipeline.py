@@ -36,7 +36,15 @@ from .chunker import CHUNKER_VERSION, ParsedFile, chunk_source
 from .embed import embed_pending
 from .files import FileContent, Skip, is_git_work_tree, list_files, read_file
 from .languages import language_for_path
-from .store import KnownFile, known_files, mark_removed, skip_reason, write_parsed, write_skipped
+from .store import (
+    KnownFile,
+    ingest_lock_key,
+    known_files,
+    mark_removed,
+    skip_reason,
+    write_parsed,
+    write_skipped,
+)
 
 UNKNOWN_LANGUAGE = "unknown language"
 NAME_NOT_UTF8 = "file name not UTF-8"
@@ -180,9 +188,7 @@ class Ingest:
     def _locked(self) -> Iterator[psycopg.Connection]:
         """A connection holding the codebase's ingest lock for the run (released with the session)."""
         with self._connect() as conn:
-            key = conn.execute(
-                "SELECT autopilot._job_lock_key(%s)", [f"code-ingest:{self._codebase.name}"]
-            ).fetchone()[0]
+            key = ingest_lock_key(conn, self._codebase.name)
             if not conn.execute("SELECT pg_catalog.pg_try_advisory_lock(%s)", [key]).fetchone()[0]:
                 self._progress(final=True, waiting="another ingest of this codebase is running")
                 conn.execute("SELECT pg_catalog.pg_advisory_lock(%s)", [key])

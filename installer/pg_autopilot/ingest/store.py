@@ -41,6 +41,12 @@ def skip_reason(skip: Skip) -> str:
     return skip.reason + (f" ({skip.detail})" if skip.detail else "")
 
 
+def ingest_lock_key(conn: psycopg.Connection, codebase: str) -> int:
+    """The advisory lock an ingest of ``codebase`` holds for its whole run (graph-populate waits on
+    it, so the graph never takes half a run)."""
+    return conn.execute("SELECT autopilot._job_lock_key(%s)", [f"code-ingest:{codebase}"]).fetchone()[0]
+
+
 def content_hash(text: str) -> str:
     """A chunk's own hash: its text as the chunker cut it (the chunker version is in the key)."""
     return hashlib.sha256(f"{CHUNKER_VERSION}\0{text}".encode()).hexdigest()

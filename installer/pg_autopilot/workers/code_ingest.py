@@ -17,11 +17,7 @@ def code_ingest(args: dict[str, Any], context: JobContext) -> str:
     from ..ingest.files import CodebaseError
 
     with context.connect() as conn:
-        names = (
-            [args["codebase"]]
-            if args.get("codebase")
-            else [c.name for c in codebases.enabled_codebases(conn)]
-        )
+        names = [args["codebase"]] if args.get("codebase") else codebases.enabled_names(conn)
         embedder = codebases.configured_embedder(conn)
     lines, failures = [], []
     for name in names:

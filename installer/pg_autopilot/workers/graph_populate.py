@@ -12,6 +12,7 @@ from .registry import JobContext, worker
 def graph_populate(args: dict[str, Any], context: JobContext) -> str:
     """graph-populate (runner start, Sundays 07:00, and after every code-ingest). Each codebase waits
     for an ingest of it that is running (its lock), so the graph never takes half a run."""
+    from ..ingest.store import ingest_lock_key
     from ..run_now import run_now
 
     parts = []
@@ -21,7 +22,7 @@ def graph_populate(args: dict[str, Any], context: JobContext) -> str:
         ]  # fmt: skip
         changed = 0
         for name in names:
-            key = conn.execute("SELECT autopilot._job_lock_key(%s)", [f"code-ingest:{name}"]).fetchone()[0]
+            key = ingest_lock_key(conn, name)
             conn.execute("SELECT pg_catalog.pg_advisory_lock(%s)", [key])
             try:
                 summary = conn.execute("SELECT autopilot.populate_code_graph(%s)", [name]).fetchone()[0]
