@@ -74,6 +74,7 @@ CREATE TABLE autopilot.job_catalog (
     only_when_armed boolean NOT NULL DEFAULT false,
     description text NOT NULL,
     disabled_reason text,
+    startup_order smallint,
     CONSTRAINT job_catalog_pkey PRIMARY KEY (name),
     CONSTRAINT job_catalog_name_format_check CHECK (
         name ~ '^[a-z][a-z0-9-]*$' AND octet_length('autopilot:' || name) <= 63
@@ -85,7 +86,9 @@ CREATE TABLE autopilot.job_catalog (
     ),
     CONSTRAINT job_catalog_dow_check CHECK (only_on_dow BETWEEN 0 AND 6),
     CONSTRAINT job_catalog_queue_check CHECK ((side = 'runner') = (queue IS NOT NULL)),
-    CONSTRAINT job_catalog_scheduled_check CHECK (schedule IS NOT NULL OR run_at_startup)
+    CONSTRAINT job_catalog_scheduled_check CHECK (schedule IS NOT NULL OR run_at_startup),
+    CONSTRAINT job_catalog_startup_order_check CHECK (startup_order IS NULL OR run_at_startup),
+    CONSTRAINT job_catalog_startup_order_key UNIQUE (startup_order)
 );
 
 COMMENT ON TABLE autopilot.job_catalog IS
@@ -100,6 +103,8 @@ COMMENT ON COLUMN autopilot.job_catalog.target IS
 'The function (schema-qualified name) a job runs, the top-level statement of a statement job, or the worker name of a runner job.';
 COMMENT ON COLUMN autopilot.job_catalog.queue IS 'Queue of autopilot.jobs that a runner job is enqueued into.';
 COMMENT ON COLUMN autopilot.job_catalog.run_at_startup IS 'The runner enqueues this job when it starts (deduplicated).';
+COMMENT ON COLUMN autopilot.job_catalog.startup_order IS
+'The startup jobs with an order run as a chain, in that order: each waits (autopilot.jobs.depends_on) for the one before it to complete (autopilot.enqueue_startup_jobs).';
 COMMENT ON COLUMN autopilot.job_catalog.args IS 'Arguments of the runner job enqueued by a runner-side entry.';
 COMMENT ON COLUMN autopilot.job_catalog.requires_local_pg_cron IS 'The job works on pg_cron''s own tables, so it runs only where pg_cron is installed.';
 COMMENT ON COLUMN autopilot.job_catalog.only_when_armed IS
@@ -190,13 +195,15 @@ CREATE TABLE autopilot.jobs (
     completed_at timestamptz,
     cancelled_at timestamptz,
     discarded_at timestamptz,
+    depends_on bigint[],
     CONSTRAINT jobs_pkey PRIMARY KEY (id),
     CONSTRAINT jobs_state_check CHECK (
         state IN (
-            'available', 'scheduled', 'executing', 'retryable',
+            'available', 'scheduled', 'executing', 'retryable', 'waiting',
             'completed', 'discarded', 'cancelled'
         )
     ),
+    CONSTRAINT jobs_waiting_check CHECK (state <> 'waiting' OR cardinality(depends_on) > 0),
     CONSTRAINT jobs_priority_check CHECK (priority BETWEEN 0 AND 9),
     CONSTRAINT jobs_attempts_check CHECK (attempt >= 0 AND max_attempts > 0),
     CONSTRAINT jobs_queue_check CHECK (queue <> '' AND worker <> ''),
@@ -205,13 +212,16 @@ CREATE TABLE autopilot.jobs (
 
 -- one unfinished job per unique key: a runner down for a day finds one pending backup
 CREATE UNIQUE INDEX jobs_unique_key_idx ON autopilot.jobs (unique_key)
-WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable');
+WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting');
 -- claiming: by queue, priority, then age
 CREATE INDEX jobs_claim_idx ON autopilot.jobs (queue, priority, scheduled_at, id)
 WHERE state IN ('available', 'scheduled', 'retryable');
 -- rescue-orphaned-jobs: executing jobs by their last heartbeat
 CREATE INDEX jobs_executing_idx ON autopilot.jobs (heartbeat_at)
 WHERE state = 'executing';
+-- a completion finds the jobs waiting for it (few: the index holds waiting jobs only)
+CREATE INDEX jobs_waiting_idx ON autopilot.jobs USING gin (depends_on)
+WHERE state = 'waiting';
 -- old-job-cleanup walks finished jobs in id order
 CREATE INDEX jobs_finished_idx ON autopilot.jobs (id)
 WHERE state IN ('completed', 'discarded', 'cancelled');
@@ -222,7 +232,9 @@ WHERE state IN ('completed', 'discarded');
 COMMENT ON TABLE autopilot.jobs IS
 'The runner''s job queue: jobs that need code, files or a shell (pg_dump, git, embeddings), enqueued by pg_cron from the catalog and drained by the autopilot runner.';
 COMMENT ON COLUMN autopilot.jobs.state IS
-'available, scheduled, executing, retryable, completed, discarded, cancelled (Oban''s states).';
+'available, scheduled, executing, retryable, completed, discarded, cancelled (Oban''s states), and waiting: for the jobs of depends_on to complete.';
+COMMENT ON COLUMN autopilot.jobs.depends_on IS
+'The jobs this one waits for: it is waiting until all of them have completed, then available (or scheduled, when its scheduled_at is later). A dependency discarded or cancelled holds it; retrying that dependency releases it once it completes.';
 COMMENT ON COLUMN autopilot.jobs.unique_key IS
 'Deduplicates against unfinished jobs through jobs_unique_key_idx: a second enqueue with the same key while one is unfinished inserts nothing.';
 COMMENT ON COLUMN autopilot.jobs.errors IS 'The error of each failed attempt, oldest first: [{"attempt", "at", "error", "node"}] (node: the runner that ran it).';
@@ -1885,7 +1897,7 @@ BEGIN
     INSERT INTO autopilot.jobs AS j (queue, worker, args, unique_key, meta)
     VALUES (v_job.queue, v_job.target, v_job.args, v_key, jsonb_build_object('catalog', p_name))
     ON CONFLICT (unique_key)
-    WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable')
+    WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting')
     DO NOTHING
     RETURNING j.id INTO v_id;
 
@@ -1896,7 +1908,7 @@ BEGIN
     SELECT j.id INTO v_id
     FROM autopilot.jobs AS j
     WHERE j.unique_key = v_key
-      AND j.state IN ('available', 'scheduled', 'executing', 'retryable');
+      AND j.state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting');
     RETURN ROW(true, NULL, 0, format('job %s (%s) is still pending: not enqueued again', v_id, v_job.target),
                jsonb_build_object('job_id', v_id, 'deduplicated', true))::autopilot.job_step;
 END;
@@ -2132,7 +2144,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 -- old-job-cleanup, one batch. Phase "jobs": finished runner jobs past their
 -- retention (completed and cancelled: jobs.completed_retention; discarded:
--- jobs.discarded_retention), walking jobs_finished_idx in id order. Phase
+-- jobs.discarded_retention), walking jobs_finished_idx in id order; a job that a
+-- waiting job depends on is kept (it holds that job, visibly). Phase
 -- "job_runs": ledger runs finished before job_runs.retention, in id order,
 -- stopping at the first run that started after that cutoff.
 DECLARE
@@ -2158,7 +2171,11 @@ BEGIN
                   WHEN 'cancelled' THEN j.cancelled_at < v_completed_cutoff
                   WHEN 'discarded' THEN j.discarded_at < v_discarded_cutoff
                   ELSE false
-              END;
+              END
+          AND NOT EXISTS (
+              SELECT FROM autopilot.jobs AS w
+              WHERE w.state = 'waiting' AND w.depends_on @> ARRAY[j.id]
+          );
         GET DIAGNOSTICS v_deleted = ROW_COUNT;
         IF cardinality(v_ids) < p_limit THEN
             RETURN ROW(false, jsonb_build_object('phase', 'job_runs', 'after', 0), v_deleted,
@@ -3931,6 +3948,54 @@ COMMENT ON TRIGGER jobs_notify_insert_trg ON autopilot.jobs IS
 COMMENT ON TRIGGER jobs_notify_update_trg ON autopilot.jobs IS
 'Jobs retried or rescued, ready now: NOTIFY autopilot_jobs with their queue.';
 
+-- sql/functions/queue/_dependencies_met.sql
+CREATE FUNCTION autopilot._dependencies_met(p_depends_on bigint[])
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Whether every job of p_depends_on has completed (true for none). The jobs are
+-- locked FOR SHARE, in id order, until the caller's transaction ends: a
+-- dependency completing meanwhile (complete_many locks it FOR NO KEY UPDATE)
+-- either finished before, and is seen completed here, or waits for this
+-- transaction, and then finds the caller's waiting job to release. A job that
+-- does not exist is an error: a dependency is always a job enqueued before.
+DECLARE
+    v_found integer;
+    v_completed integer;
+    v_missing bigint;
+BEGIN
+    IF coalesce(cardinality(p_depends_on), 0) = 0 THEN
+        RETURN true;
+    END IF;
+    SELECT count(*)::integer, count(*) FILTER (WHERE d.state = 'completed')::integer
+    INTO v_found, v_completed
+    FROM (
+        SELECT j.state
+        FROM autopilot.jobs AS j
+        WHERE j.id = ANY(p_depends_on)
+        ORDER BY j.id
+        FOR SHARE OF j
+    ) AS d;
+    IF v_found < (SELECT count(DISTINCT u.id) FROM unnest(p_depends_on) AS u (id)) THEN
+        SELECT u.id INTO v_missing
+        FROM unnest(p_depends_on) AS u (id)
+        WHERE NOT EXISTS (SELECT FROM autopilot.jobs AS j WHERE j.id = u.id)
+        ORDER BY u.id
+        LIMIT 1;
+        RAISE EXCEPTION 'job % named as a dependency does not exist', coalesce(v_missing::text, 'NULL')
+        USING
+            ERRCODE = 'foreign_key_violation',
+            HINT = 'A job can depend only on jobs enqueued before it (their ids, as enqueue() returned them).';
+    END IF;
+    RETURN v_completed = v_found;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._dependencies_met(bigint[]) IS
+'Private: whether all the jobs of a depends_on list have completed, locking them FOR SHARE (no race with their completion); an unknown job id is an error.';
+
 -- sql/functions/queue/enqueue.sql
 CREATE FUNCTION autopilot.enqueue(
     p_worker text,
@@ -3940,7 +4005,8 @@ CREATE FUNCTION autopilot.enqueue(
     p_scheduled_at timestamptz DEFAULT NULL,
     p_max_attempts integer DEFAULT 20,
     p_unique_key text DEFAULT NULL,
-    p_meta jsonb DEFAULT '{}'
+    p_meta jsonb DEFAULT '{}',
+    p_depends_on bigint[] DEFAULT NULL
 )
 RETURNS bigint
 LANGUAGE plpgsql
@@ -3954,25 +4020,34 @@ AS $$
 -- job's id is returned. The dedupe is the partial unique index
 -- jobs_unique_key_idx, so concurrent enqueues of one key leave one row (no
 -- check-then-insert race). A runner LISTENing on autopilot_jobs hears of a job
--- available now at commit.
+-- available now at commit. With p_depends_on (ids of jobs enqueued before), the
+-- job is waiting until all of those have completed (complete_many releases it).
 DECLARE
     v_id bigint;
+    v_depends_on bigint[] := nullif(p_depends_on, '{}');
+    v_state text := CASE WHEN p_scheduled_at > now() THEN 'scheduled' ELSE 'available' END;
 BEGIN
     IF p_worker IS NULL OR p_worker = '' THEN
         RAISE EXCEPTION 'a job needs a worker name' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- nested, not AND: a role that never names a dependency needs no EXECUTE on _dependencies_met
+    -- (a function in an expression is checked when the expression starts, whatever runs of it)
+    IF v_depends_on IS NOT NULL THEN
+        IF NOT autopilot._dependencies_met(v_depends_on) THEN
+            v_state := 'waiting';
+        END IF;
+    END IF;
     FOR v_try IN 1 .. 10 LOOP
         INSERT INTO autopilot.jobs AS j (
-            queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at
+            queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at, depends_on
         )
         VALUES (
-            coalesce(p_queue, 'default'), p_worker, coalesce(p_args, '{}'),
-            CASE WHEN p_scheduled_at > now() THEN 'scheduled' ELSE 'available' END,
+            coalesce(p_queue, 'default'), p_worker, coalesce(p_args, '{}'), v_state,
             coalesce(p_priority, 0), coalesce(p_max_attempts, 20), p_unique_key, coalesce(p_meta, '{}'),
-            greatest(coalesce(p_scheduled_at, now()), now())
+            greatest(coalesce(p_scheduled_at, now()), now()), v_depends_on
         )
         ON CONFLICT (unique_key)
-        WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable')
+        WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting')
         DO NOTHING
         RETURNING j.id INTO v_id;
         IF v_id IS NOT NULL THEN
@@ -3981,7 +4056,7 @@ BEGIN
         SELECT j.id INTO v_id
         FROM autopilot.jobs AS j
         WHERE j.unique_key = p_unique_key
-          AND j.state IN ('available', 'scheduled', 'executing', 'retryable');
+          AND j.state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting');
         IF v_id IS NOT NULL THEN
             RETURN v_id;
         END IF;
@@ -3992,8 +4067,8 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION autopilot.enqueue(text, jsonb, text, integer, timestamptz, integer, text, jsonb) IS
-'Adds a runner job (worker, args, queue, priority 0-9 with 0 first, run at, max attempts, unique key, meta) and returns its id; with a unique key held by an unfinished job, returns that job''s id and adds nothing.';
+COMMENT ON FUNCTION autopilot.enqueue(text, jsonb, text, integer, timestamptz, integer, text, jsonb, bigint[]) IS
+'Adds a runner job (worker, args, queue, priority 0-9 with 0 first, run at, max attempts, unique key, meta, the jobs it waits for) and returns its id; with a unique key held by an unfinished job, returns that job''s id and adds nothing.';
 
 -- sql/functions/queue/enqueue_many.sql
 CREATE FUNCTION autopilot.enqueue_many(p_jobs jsonb)
@@ -4004,33 +4079,59 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 -- Adds many jobs in one statement: p_jobs is a JSON array of objects with the
 -- keys of autopilot.enqueue() -- worker (required), args, queue, priority,
--- scheduled_at, max_attempts, unique_key, meta. Returns the ids of the jobs
--- added; a job whose unique key is held by an unfinished job is skipped.
+-- scheduled_at, max_attempts, unique_key, meta, depends_on (an array of ids of
+-- jobs enqueued before: the job waits until they have completed). Returns the
+-- ids of the jobs added; a job whose unique key is held by an unfinished job is
+-- skipped.
+DECLARE
+    v_depends_on bigint[];
 BEGIN
     IF jsonb_typeof(p_jobs) IS DISTINCT FROM 'array' THEN
         RAISE EXCEPTION 'enqueue_many takes a JSON array of jobs, not %', coalesce(jsonb_typeof(p_jobs), 'NULL')
         USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- every dependency of the batch, checked and locked at once (none: no work at all)
+    v_depends_on := ARRAY(
+        SELECT DISTINCT d.id::bigint
+        FROM jsonb_array_elements(p_jobs) AS x (job)
+        CROSS JOIN LATERAL jsonb_array_elements_text(
+            CASE WHEN jsonb_typeof(x.job -> 'depends_on') = 'array' THEN x.job -> 'depends_on' ELSE '[]' END
+        ) AS d (id)
+    );
+    IF cardinality(v_depends_on) > 0 THEN
+        PERFORM autopilot._dependencies_met(v_depends_on);
+    END IF;
     RETURN QUERY
     INSERT INTO autopilot.jobs AS j (
-        queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at
+        queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at, depends_on
     )
     SELECT
         coalesce(x.queue, 'default'),
         x.worker,
         coalesce(x.args, '{}'),
-        CASE WHEN x.scheduled_at > now() THEN 'scheduled' ELSE 'available' END,
+        CASE
+            WHEN
+                cardinality(v_depends_on) > 0
+                AND EXISTS (
+                    SELECT FROM autopilot.jobs AS d
+                    WHERE d.id = ANY(x.depends_on) AND d.state <> 'completed'
+                )
+                THEN 'waiting'
+            WHEN x.scheduled_at > now() THEN 'scheduled'
+            ELSE 'available'
+        END,
         coalesce(x.priority, 0),
         coalesce(x.max_attempts, 20),
         x.unique_key,
         coalesce(x.meta, '{}'),
-        greatest(coalesce(x.scheduled_at, now()), now())
+        greatest(coalesce(x.scheduled_at, now()), now()),
+        nullif(x.depends_on, '{}')
     FROM jsonb_to_recordset(p_jobs) AS x (
         worker text, args jsonb, queue text, priority smallint, scheduled_at timestamptz,
-        max_attempts integer, unique_key text, meta jsonb
+        max_attempts integer, unique_key text, meta jsonb, depends_on bigint[]
     )
     ON CONFLICT (unique_key)
-    WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable')
+    WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting')
     DO NOTHING
     RETURNING j.id;
 END;
@@ -4143,6 +4244,38 @@ $$;
 COMMENT ON FUNCTION autopilot._record_runner_attempts(autopilot.jobs[], text, text[]) IS
 'Private: records ended runner attempts in autopilot.job_runs (side runner), one row per job with its message; returns how many.';
 
+-- sql/functions/queue/_release_dependents.sql
+CREATE FUNCTION autopilot._release_dependents(p_completed bigint[])
+RETURNS bigint
+LANGUAGE sql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- The waiting jobs that depend on a job of p_completed (just completed) and
+    -- on nothing unfinished any more become available (scheduled, when their
+    -- scheduled_at is later); the notify trigger wakes the runners. A dependency
+    -- deleted since (old-job-cleanup keeps those of waiting jobs) counts as met.
+    -- Returns how many were released. jobs_waiting_idx finds the candidates: with
+    -- no job waiting, one probe of an empty index.
+    WITH released AS (
+        UPDATE autopilot.jobs AS w
+        SET state = CASE WHEN w.scheduled_at > now() THEN 'scheduled' ELSE 'available' END
+        WHERE
+            w.state = 'waiting'
+            AND w.depends_on && p_completed
+            AND NOT EXISTS (
+                SELECT FROM autopilot.jobs AS d
+                WHERE d.id = ANY(w.depends_on) AND d.state <> 'completed'
+            )
+        RETURNING 1
+    )
+
+    SELECT count(*) FROM released
+$$;
+
+COMMENT ON FUNCTION autopilot._release_dependents(bigint[]) IS
+'Private: makes the waiting jobs whose dependencies have all completed (one of them among p_completed) available; returns how many.';
+
 -- sql/functions/queue/complete_many.sql
 CREATE FUNCTION autopilot.complete_many(p_ids bigint[], p_attempts integer[])
 RETURNS bigint
@@ -4154,8 +4287,10 @@ AS $$
 -- given beside it (p_ids[i] at attempt p_attempts[i]): a job cancelled, or
 -- rescued and claimed again meanwhile, is left alone. Each completed job's
 -- attempt is recorded in autopilot.job_runs (side runner, succeeded), with the
--- worker's summary of the attempt as its message where it left one. Returns
--- how many were completed. One statement for a runner's whole batch.
+-- worker's summary of the attempt as its message where it left one; the jobs
+-- waiting for them (depends_on) are released once all they wait for has
+-- completed. Returns how many were completed. One statement for a runner's
+-- whole batch.
 DECLARE
     v_jobs autopilot.jobs [];
     v_messages text [];
@@ -4197,6 +4332,9 @@ BEGIN
         ), '{}')
     INTO v_jobs, v_messages
     FROM done AS d;
+    -- a new statement, so a new snapshot: it sees a waiting job whose enqueue held a lock on one of
+    -- these jobs (autopilot._dependencies_met) until it committed
+    PERFORM autopilot._release_dependents(ARRAY(SELECT j.id FROM unnest(v_jobs) AS j));
     RETURN autopilot._record_runner_attempts(v_jobs, 'succeeded', v_messages);
 END;
 $$;
@@ -4323,7 +4461,7 @@ LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
--- Cancels an unfinished job (available, scheduled, retryable or executing).
+-- Cancels an unfinished job (available, scheduled, retryable, waiting or executing).
 -- A job executing is cancelled in the table at once; its runner learns it at
 -- its next heartbeat (heartbeat() no longer returns the job) and its
 -- complete() or fail() then change nothing. The interrupted attempt is
@@ -4340,7 +4478,7 @@ BEGIN
         errors = CASE WHEN p_reason IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(jsonb_build_object(
             'attempt', j.attempt, 'at', now(), 'error', 'cancelled: ' || p_reason
         )) END
-    WHERE j.id = p_id AND j.state IN ('available', 'scheduled', 'retryable', 'executing')
+    WHERE j.id = p_id AND j.state IN ('available', 'scheduled', 'retryable', 'waiting', 'executing')
     RETURNING j.* INTO v_job;
     IF NOT FOUND THEN
         RETURN false;
@@ -4370,7 +4508,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 -- Makes a job that is not executing available now: a discarded, cancelled or
 -- completed job runs again (given one more attempt when it had used them
--- all), a retryable or scheduled one runs at once. Its errors are kept. False
+-- all), a retryable or scheduled one runs at once. Its errors are kept. A job
+-- whose dependencies (depends_on) have not all completed is waiting again
+-- instead, until they have. False
 -- when the job is executing, already available, or unknown. A job whose unique key has meanwhile
 -- been taken by another unfinished job cannot run again beside it:
 -- unique_violation, naming that job.
@@ -4378,7 +4518,7 @@ DECLARE
     v_holder bigint;
 BEGIN
     UPDATE autopilot.jobs AS j
-    SET state = 'available',
+    SET state = CASE WHEN autopilot._dependencies_met(j.depends_on) THEN 'available' ELSE 'waiting' END,
         scheduled_at = now(),
         max_attempts = greatest(j.max_attempts, j.attempt + 1),
         completed_at = NULL,
@@ -4391,7 +4531,7 @@ EXCEPTION
         SELECT h.id INTO v_holder
         FROM autopilot.jobs AS h
         WHERE h.unique_key = (SELECT j.unique_key FROM autopilot.jobs AS j WHERE j.id = p_id)
-          AND h.state IN ('available', 'scheduled', 'executing', 'retryable');
+          AND h.state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting');
         RAISE EXCEPTION 'job % cannot run again: %', p_id,
             CASE
                 WHEN v_holder IS NULL THEN 'another job held its unique key a moment ago'
@@ -4564,6 +4704,52 @@ $$;
 
 COMMENT ON FUNCTION autopilot.rescue_orphaned_jobs() IS
 'rescue-orphaned-jobs: executing jobs whose runner stopped heartbeating for jobs.rescue_after go back to retryable (or discarded past max_attempts), the reason in jobs.errors and the attempt in job_runs as abandoned. Returns the job summary.';
+
+-- sql/functions/queue/enqueue_startup_jobs.sql
+CREATE FUNCTION autopilot.enqueue_startup_jobs(p_workers text[])
+RETURNS TABLE (job_name text, job_id bigint, depends_on bigint[])
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- What a runner enqueues when it starts: the enabled runner-side catalog jobs
+-- that run at startup and whose worker is among p_workers (the workers the
+-- runner has), each with the unique key pg_cron's enqueues use (catalog:<name>),
+-- so that a job already pending is not added twice. The jobs with a
+-- startup_order form a chain in that order, each waiting for the one before it
+-- (the seed's order: knowledge-migration, templates-data-load, planning-seed,
+-- code-ingest, graph-populate, rag-setup); a link whose worker this runner
+-- lacks, or that is disabled, is left out of the chain. Returns the jobs in
+-- that order.
+DECLARE
+    v_entry record;
+    v_previous bigint;
+BEGIN
+    FOR v_entry IN
+        SELECT d.name, d.target, d.args, d.queue, c.startup_order
+        FROM autopilot.job_definitions AS d
+        INNER JOIN autopilot.job_catalog AS c ON d.name = c.name
+        WHERE d.side = 'runner' AND d.run_at_startup AND d.enabled AND d.target = ANY(p_workers)
+        ORDER BY c.startup_order NULLS LAST, d.name
+    LOOP
+        job_name := v_entry.name;
+        depends_on := CASE WHEN v_entry.startup_order IS NOT NULL AND v_previous IS NOT NULL THEN ARRAY[v_previous] END;
+        job_id := autopilot.enqueue(
+            v_entry.target, v_entry.args, v_entry.queue,
+            p_unique_key => 'catalog:' || v_entry.name,
+            p_meta => jsonb_build_object('catalog', v_entry.name),
+            p_depends_on => depends_on
+        );
+        IF v_entry.startup_order IS NOT NULL THEN
+            v_previous := job_id;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.enqueue_startup_jobs(text[]) IS
+'Enqueues the enabled startup jobs of the runner-side catalog that these workers run (deduplicated by the catalog''s unique keys), those with a startup_order chained in that order; returns each job with the job it waits for.';
 
 -- sql/functions/agents/_track_agent_load.sql
 CREATE FUNCTION autopilot._track_agent_load()
@@ -6528,66 +6714,66 @@ VALUES
 -- sql/jobs/runner_jobs.sql
 -- Runner side: pg_cron only enqueues into autopilot.jobs; the runner executes.
 INSERT INTO autopilot.job_catalog (
-    name, side, kind, schedule, target, args, queue, run_at_startup, description, disabled_reason
+    name, side, kind, schedule, target, args, queue, run_at_startup, startup_order, description, disabled_reason
 )
 VALUES
 (
-    'backup-hourly', 'runner', 'enqueue', '0 * * * *', 'backup', '{"kind": "hourly"}', 'backups', false,
+    'backup-hourly', 'runner', 'enqueue', '0 * * * *', 'backup', '{"kind": "hourly"}', 'backups', false, NULL,
     'pg_dump of the configured databases.',
     NULL
 ),
 (
-    'backup-daily', 'runner', 'enqueue', '0 1 * * *', 'backup', '{"kind": "daily"}', 'backups', false,
+    'backup-daily', 'runner', 'enqueue', '0 1 * * *', 'backup', '{"kind": "daily"}', 'backups', false, NULL,
     'pg_dump of the configured databases, longer retention.',
     NULL
 ),
 (
-    'template-sync', 'runner', 'enqueue', '0 2 * * *', 'template_sync', '{}', 'default', false,
+    'template-sync', 'runner', 'enqueue', '0 2 * * *', 'template_sync', '{}', 'default', false, NULL,
     'Sync template changes from git into the database.',
     'no template_sync worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
-    'cache-cleanup', 'runner', 'enqueue', '0 3 * * *', 'cache_cleanup', '{}', 'default', false,
+    'cache-cleanup', 'runner', 'enqueue', '0 3 * * *', 'cache_cleanup', '{}', 'default', false, NULL,
     'Clear the runner''s in-process caches.',
     NULL
 ),
 (
-    'registry-sync', 'runner', 'enqueue', '0 4 * * *', 'registry_sync', '{}', 'default', false,
+    'registry-sync', 'runner', 'enqueue', '0 4 * * *', 'registry_sync', '{}', 'default', false, NULL,
     'Run the analyzers and store snapshots (feeds analysis results).',
     'no registry_sync worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
-    'template-embed', 'runner', 'enqueue', '0 5 * * 0', 'template_embed', '{}', 'default', false,
+    'template-embed', 'runner', 'enqueue', '0 5 * * 0', 'template_embed', '{}', 'default', false, NULL,
     'Regenerate template embeddings.',
     'no template_embed worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
-    'code-ingest', 'runner', 'enqueue', '0 6 * * 0', 'code_ingest', '{}', 'default', true,
+    'code-ingest', 'runner', 'enqueue', '0 6 * * 0', 'code_ingest', '{}', 'default', true, 4,
     'Parse the codebase, chunk and embed it.',
     NULL
 ),
 (
-    'graph-populate', 'runner', 'enqueue', '0 7 * * 0', 'graph_populate', '{}', 'default', true,
+    'graph-populate', 'runner', 'enqueue', '0 7 * * 0', 'graph_populate', '{}', 'default', true, 5,
     'Build the dependency graph from the ingested code.',
     NULL
 ),
 (
-    'knowledge-migration', 'runner', 'enqueue', NULL, 'knowledge_migration', '{}', 'default', true,
+    'knowledge-migration', 'runner', 'enqueue', NULL, 'knowledge_migration', '{}', 'default', true, 1,
     'Load JSON templates into the database (one-time, idempotent).',
     'no knowledge_migration worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
-    'templates-data-load', 'runner', 'enqueue', NULL, 'templates_data_load', '{}', 'default', true,
+    'templates-data-load', 'runner', 'enqueue', NULL, 'templates_data_load', '{}', 'default', true, 2,
     'Sync templates_data/ into the database (one-time, idempotent).',
     'no templates_data_load worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
-    'planning-seed', 'runner', 'enqueue', NULL, 'planning_seed', '{}', 'default', true,
+    'planning-seed', 'runner', 'enqueue', NULL, 'planning_seed', '{}', 'default', true, 3,
     'Initialise the work plan (one-time, idempotent).',
     'no planning_seed worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
-    'rag-setup', 'runner', 'enqueue', NULL, 'rag_setup', '{}', 'default', true,
+    'rag-setup', 'runner', 'enqueue', NULL, 'rag_setup', '{}', 'default', true, 6,
     'Full retrieval setup (one-time, idempotent).',
     'no rag_setup worker ships with the runner: enable the job when yours loads one (--worker-module)'
 );

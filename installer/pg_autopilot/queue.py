@@ -27,7 +27,8 @@ Key = tuple[int, int]  # (job id, attempt): one attempt of one job
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One claimed attempt of a job: a row of ``autopilot.jobs`` as ``autopilot.claim()`` returned it."""
+    """One claimed attempt of a job: a row of ``autopilot.jobs`` as ``autopilot.claim()`` returned it
+    (the fields in the order of CLAIM's columns)."""
 
     id: int
     attempt: int
@@ -62,6 +63,11 @@ class Job:
 
 ConnectionFactory = Callable[[], AbstractContextManager[psycopg.Connection]]
 
+CLAIM = (
+    "SELECT c.id, c.attempt, c.worker, c.queue, c.args, c.priority, c.max_attempts, c.unique_key, c.meta,"
+    " c.scheduled_at FROM autopilot.claim(%s, %s, %s) AS c"
+)
+
 
 class QueueClient:
     """The queue's SQL, through connections from ``connection`` (a context manager factory: the
@@ -72,13 +78,12 @@ class QueueClient:
 
     def claim(self, queue: str, node: str, limit: int) -> list[Job]:
         """Up to ``limit`` due jobs of ``queue`` for ``node``, in run order (priority, then age)."""
-        with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            # never a prepared statement: after an upgrade that changes claim()'s columns, a prepared
-            # SELECT * would fail with "cached plan must not change result type" (0A000)
-            rows = cur.execute(
-                "SELECT * FROM autopilot.claim(%s, %s, %s)", [queue, node, limit], prepare=False
-            ).fetchall()
-        return [Job.from_row(row) for row in rows]
+        with self._connection() as conn:
+            # the columns a Job has, in its fields' order, as tuples: the hot path of a drain decodes
+            # no column it does not use (errors, timestamps) and builds no dict. Named columns, not *:
+            # a prepared statement survives an upgrade that adds columns to claim()'s result
+            rows = conn.execute(CLAIM, [queue, node, limit]).fetchall()
+        return [Job(*row) for row in rows]
 
     def complete_many(self, keys: Sequence[Key]) -> set[Key] | None:
         """Marks these attempts completed. Returns None when all of them were, else the ones that were
@@ -177,25 +182,43 @@ class QueueClient:
         max_attempts: int = 20,
         unique_key: str | None = None,
         meta: dict[str, Any] | None = None,
+        depends_on: Sequence[int] | None = None,
     ) -> int:
-        """Adds a job (or, for a unique key an unfinished job holds, returns that job's id)."""
+        """Adds a job (or, for a unique key an unfinished job holds, returns that job's id). With
+        ``depends_on`` (ids of jobs enqueued before), the job waits until all of those have completed."""
         with self._connection() as conn:
             return conn.execute(
-                "SELECT autopilot.enqueue(%s, %s, %s, %s, %s, %s, %s, %s)",
+                "SELECT autopilot.enqueue(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 [worker, Jsonb(args or {}), queue, priority, scheduled_at, max_attempts, unique_key,
-                 Jsonb(meta or {})],
+                 Jsonb(meta or {}), list(depends_on) if depends_on else None],
             ).fetchone()[0]  # fmt: skip
 
-    def enqueue_startup_jobs(self, workers: Iterable[str]) -> list[tuple[str, int]]:
-        """The catalog's startup jobs for these workers, as (catalog name, job id). The unique key is
-        the one pg_cron's enqueues use (catalog:<name>), so a job already pending is not added twice."""
+    def enqueue_startup_jobs(self, workers: Iterable[str]) -> list[tuple[str, int, int | None]]:
+        """The catalog's enabled startup jobs for these workers, as (catalog name, job id, the job it
+        waits for): the seed's chain (knowledge-migration ... rag-setup), each waiting for the one before
+        it, then the others. The unique key is the one pg_cron's enqueues use (catalog:<name>), so a job
+        already pending is not added twice."""
         with self._connection() as conn:
-            return conn.execute(
-                "SELECT d.name, autopilot.enqueue(d.target, d.args, d.queue,"
-                " p_unique_key => 'catalog:' || d.name, p_meta => jsonb_build_object('catalog', d.name))"
-                " FROM autopilot.job_definitions AS d"
-                " WHERE d.side = 'runner' AND d.run_at_startup AND d.target = ANY(%s) ORDER BY d.name",
-                [sorted(workers)],
+            return [
+                (name, job_id, depends_on[0] if depends_on else None)
+                for name, job_id, depends_on in conn.execute(
+                    "SELECT job_name, job_id, depends_on FROM autopilot.enqueue_startup_jobs(%s)",
+                    [sorted(workers)],
+                ).fetchall()
+            ]
+
+    def held(self) -> list[dict[str, Any]]:
+        """The waiting jobs that a discarded or cancelled dependency holds (they run only once it is
+        retried and completes), each with that dependency."""
+        with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(
+                "SELECT w.id, w.worker, w.meta ->> 'catalog' AS catalog, d.id AS blocker_id,"
+                " d.worker AS blocker_worker, d.state AS blocker_state"
+                " FROM autopilot.jobs AS w"
+                " CROSS JOIN LATERAL unnest(w.depends_on) AS u (id)"
+                " INNER JOIN autopilot.jobs AS d ON d.id = u.id"
+                " WHERE w.state = 'waiting' AND d.state IN ('discarded', 'cancelled')"
+                " ORDER BY w.id, d.id"
             ).fetchall()
 
 

@@ -112,6 +112,14 @@ def status_table(status: Status, console: Console) -> None:
             line.append(": " + _progress_text(progress), style="cyan")
             line.append(f" (reported {_reported(report.get('at'), now)})", style="dim")
         console.print(line)
+    for job in safe_data(status.held):
+        # a discarded or cancelled dependency holds a waiting job until it is retried and completes
+        name = job["catalog"] or job["worker"]
+        console.print(
+            f"  [bold yellow]held[/] #{job['id']} {escape(name)}: waits for #{job['blocker_id']} "
+            f"{escape(job['blocker_worker'])}, which was {job['blocker_state']}; "
+            f"SELECT autopilot.retry({job['blocker_id']}) runs it again and releases the waiting job"
+        )
     if status.backups is not None:
         _backups_lines(safe_data(status.backups), now, console)
 

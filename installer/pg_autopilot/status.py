@@ -17,7 +17,16 @@ from .errors import NotInstalled
 from .queue import QueueClient
 
 OVERDUE_FACTOR = 2
-QUEUE_STATES = ("available", "scheduled", "executing", "retryable", "completed", "discarded", "cancelled")
+QUEUE_STATES = (
+    "available",
+    "scheduled",
+    "waiting",
+    "executing",
+    "retryable",
+    "completed",
+    "discarded",
+    "cancelled",
+)
 
 
 def next_runs(schedule: str, only_on_dow: int | None, after: datetime, count: int = 1) -> list[datetime]:
@@ -54,6 +63,8 @@ class Status:
     backups: dict | None = None
     # the runner jobs executing now, with their workers' latest progress reports
     executing: list[dict] = field(default_factory=list)
+    # waiting jobs that a discarded or cancelled dependency holds, with that dependency
+    held: list[dict] = field(default_factory=list)
 
     def as_json(self) -> dict:
         return {
@@ -69,6 +80,7 @@ class Status:
             "jobs": [{k: _jsonable(v) for k, v in job.items()} for job in self.jobs],
             "queue": self.queue,
             "executing": [{k: _jsonable(v) for k, v in job.items()} for job in self.executing],
+            "held": self.held,
             "backups": _backups_json(self.backups),
             "generated_at": self.now.isoformat(),
         }
@@ -115,9 +127,11 @@ def gather(conn: psycopg.Connection, dsn: str | None) -> Status:
             queue[r["state"]] = r["n"]
     jobs = [_job_view(row, cron.get(row["cron_jobname"]), location, now) for row in rows]
     backups = backup_status(conn, now)
-    executing = QueueClient(lambda: contextlib.nullcontext(conn)).executing()
+    queue_client = QueueClient(lambda: contextlib.nullcontext(conn))
+    executing = queue_client.executing()
+    held = queue_client.held() if queue["waiting"] else []  # no query when nothing waits (nor before 0.4.0)
     return Status(
-        conn.info.dbname, current.version, current.mode, location, jobs, queue, now, backups, executing
+        conn.info.dbname, current.version, current.mode, location, jobs, queue, now, backups, executing, held
     )
 
 

@@ -1,65 +1,65 @@
 -- Runner side: pg_cron only enqueues into autopilot.jobs; the runner executes.
 INSERT INTO autopilot.job_catalog (
-    name, side, kind, schedule, target, args, queue, run_at_startup, description, disabled_reason
+    name, side, kind, schedule, target, args, queue, run_at_startup, startup_order, description, disabled_reason
 )
 VALUES
 (
-    'backup-hourly', 'runner', 'enqueue', '0 * * * *', 'backup', '{"kind": "hourly"}', 'backups', false,
+    'backup-hourly', 'runner', 'enqueue', '0 * * * *', 'backup', '{"kind": "hourly"}', 'backups', false, NULL,
     'pg_dump of the configured databases.',
     NULL
 ),
 (
-    'backup-daily', 'runner', 'enqueue', '0 1 * * *', 'backup', '{"kind": "daily"}', 'backups', false,
+    'backup-daily', 'runner', 'enqueue', '0 1 * * *', 'backup', '{"kind": "daily"}', 'backups', false, NULL,
     'pg_dump of the configured databases, longer retention.',
     NULL
 ),
 (
-    'template-sync', 'runner', 'enqueue', '0 2 * * *', 'template_sync', '{}', 'default', false,
+    'template-sync', 'runner', 'enqueue', '0 2 * * *', 'template_sync', '{}', 'default', false, NULL,
     'Sync template changes from git into the database.',
     'no template_sync worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
-    'cache-cleanup', 'runner', 'enqueue', '0 3 * * *', 'cache_cleanup', '{}', 'default', false,
+    'cache-cleanup', 'runner', 'enqueue', '0 3 * * *', 'cache_cleanup', '{}', 'default', false, NULL,
     'Clear the runner''s in-process caches.',
     NULL
 ),
 (
-    'registry-sync', 'runner', 'enqueue', '0 4 * * *', 'registry_sync', '{}', 'default', false,
+    'registry-sync', 'runner', 'enqueue', '0 4 * * *', 'registry_sync', '{}', 'default', false, NULL,
     'Run the analyzers and store snapshots (feeds analysis results).',
     'no registry_sync worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
-    'template-embed', 'runner', 'enqueue', '0 5 * * 0', 'template_embed', '{}', 'default', false,
+    'template-embed', 'runner', 'enqueue', '0 5 * * 0', 'template_embed', '{}', 'default', false, NULL,
     'Regenerate template embeddings.',
     'no template_embed worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
-    'code-ingest', 'runner', 'enqueue', '0 6 * * 0', 'code_ingest', '{}', 'default', true,
+    'code-ingest', 'runner', 'enqueue', '0 6 * * 0', 'code_ingest', '{}', 'default', true, 4,
     'Parse the codebase, chunk and embed it.',
     NULL
 ),
 (
-    'graph-populate', 'runner', 'enqueue', '0 7 * * 0', 'graph_populate', '{}', 'default', true,
+    'graph-populate', 'runner', 'enqueue', '0 7 * * 0', 'graph_populate', '{}', 'default', true, 5,
     'Build the dependency graph from the ingested code.',
     NULL
 ),
 (
-    'knowledge-migration', 'runner', 'enqueue', NULL, 'knowledge_migration', '{}', 'default', true,
+    'knowledge-migration', 'runner', 'enqueue', NULL, 'knowledge_migration', '{}', 'default', true, 1,
     'Load JSON templates into the database (one-time, idempotent).',
     'no knowledge_migration worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
-    'templates-data-load', 'runner', 'enqueue', NULL, 'templates_data_load', '{}', 'default', true,
+    'templates-data-load', 'runner', 'enqueue', NULL, 'templates_data_load', '{}', 'default', true, 2,
     'Sync templates_data/ into the database (one-time, idempotent).',
     'no templates_data_load worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
-    'planning-seed', 'runner', 'enqueue', NULL, 'planning_seed', '{}', 'default', true,
+    'planning-seed', 'runner', 'enqueue', NULL, 'planning_seed', '{}', 'default', true, 3,
     'Initialise the work plan (one-time, idempotent).',
     'no planning_seed worker ships with the runner: enable the job when yours loads one (--worker-module)'
 ),
 (
-    'rag-setup', 'runner', 'enqueue', NULL, 'rag_setup', '{}', 'default', true,
+    'rag-setup', 'runner', 'enqueue', NULL, 'rag_setup', '{}', 'default', true, 6,
     'Full retrieval setup (one-time, idempotent).',
     'no rag_setup worker ships with the runner: enable the job when yours loads one (--worker-module)'
 );

@@ -145,6 +145,7 @@ def test_status_json(synced_db, autopilot, cron_conn):
     assert report["queue"] == {
         "available": 1,
         "scheduled": 0,
+        "waiting": 0,
         "executing": 0,
         "retryable": 0,
         "completed": 2,

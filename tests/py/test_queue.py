@@ -185,13 +185,67 @@ def test_heartbeat_keeps_this_nodes_attempts_and_release_gives_back_unstarted_on
 
 
 def test_startup_jobs_for_the_workers_a_runner_has(client, installed_db):
+    installed_db.scalar("SELECT autopilot.set_job_enabled('rag-setup', true)")
     first = client.enqueue_startup_jobs(["code_ingest", "rag_setup", "backup", "no-such-worker"])
-    # only startup jobs (not backup), only for the workers named, with the catalog's unique keys
-    assert [name for name, _ in first] == ["code-ingest", "rag-setup"]
+    # only enabled startup jobs (not backup), only for the workers named, with the catalog's unique
+    # keys, in the seed's chain: rag-setup waits for code-ingest (graph-populate, not named, is left out)
+    ingest = first[0][1]
+    assert first == [("code-ingest", ingest, None), ("rag-setup", first[1][1], ingest)]
     assert client.enqueue_startup_jobs(["rag_setup", "code_ingest"]) == first  # no second copy
     assert installed_db.scalar(
-        "SELECT array_agg(unique_key ORDER BY unique_key) FROM autopilot.jobs"
-    ) == ["catalog:code-ingest", "catalog:rag-setup"]  # fmt: skip
+        "SELECT array_agg(unique_key || ' ' || state ORDER BY unique_key) FROM autopilot.jobs"
+    ) == ["catalog:code-ingest available", "catalog:rag-setup waiting"]  # fmt: skip
+
+
+@pytest.mark.parametrize("first", ["enqueue", "complete"])
+def test_a_dependency_completing_as_its_dependent_is_enqueued_never_strands_it(client, installed_db, first):
+    """The dependent's enqueue and the dependency's completion, each in a transaction held open while
+    the other starts: whichever commits first, the dependent ends up available (never waiting for a
+    job that has completed)."""
+    dependency = client.enqueue("w", queue="q")
+    (job,) = client.claim("q", "n", 1)
+    dependent: list[int] = []
+
+    def complete() -> None:
+        client.complete_many([job.key])
+
+    def enqueue() -> None:
+        dependent.append(client.enqueue("w", queue="q", depends_on=[dependency]))
+
+    with connect(installed_db.dsn) as holder:  # a transaction, held open
+        if first == "enqueue":
+            sql = "SELECT autopilot.enqueue('w', p_queue => 'q', p_depends_on => %s)"
+            dependent.append(holder.execute(sql, [[dependency]]).fetchone()[0])
+            other = threading.Thread(target=complete)
+        else:
+            holder.execute("SELECT autopilot.complete(%s, %s)", [job.id, job.attempt])
+            other = threading.Thread(target=enqueue)
+        other.start()
+        other.join(timeout=1)
+        assert other.is_alive(), "the second transaction waits for the first one's lock"
+        holder.commit()
+    other.join(timeout=10)
+    assert not other.is_alive()
+    assert installed_db.scalar("SELECT state FROM autopilot.jobs WHERE id = %s", [dependency]) == "completed"
+    assert installed_db.scalar("SELECT state FROM autopilot.jobs WHERE id = %s", dependent) == "available"
+
+
+def test_held_lists_the_waiting_jobs_a_discarded_dependency_holds(client, installed_db):
+    dependency = client.enqueue("w", queue="q", max_attempts=1)
+    dependent = client.enqueue("v", queue="q", depends_on=[dependency])
+    assert client.held() == []  # waiting, but for a job that may still complete
+    (job,) = client.claim("q", "n", 1)
+    assert client.fail(job.key, "broken") == "discarded"
+    assert client.held() == [
+        {
+            "id": dependent,
+            "worker": "v",
+            "catalog": None,
+            "blocker_id": dependency,
+            "blocker_worker": "w",
+            "blocker_state": "discarded",
+        }
+    ]
 
 
 def test_heartbeat_and_complete_many_lock_jobs_in_id_order(client, installed_db):

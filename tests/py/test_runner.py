@@ -5,6 +5,7 @@ enqueues of one unique job leave one row."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ from psycopg.conninfo import make_conninfo
 
 from pg_autopilot.runner import Runner, RunnerConfig
 from pg_autopilot.testing import Cluster
-from pg_autopilot.workers import REGISTRY
+from pg_autopilot.workers import REGISTRY, Worker
 
 TESTS = Path(__file__).resolve().parent
 
@@ -167,6 +168,56 @@ def test_runner_drains_retries_and_discards(queue_db):
     assert noop_message.startswith("job ") and "(noop) completed by" in noop_message
 
 
+def test_startup_jobs_run_as_a_chain_in_the_seeds_order_and_a_cancelled_link_holds_the_rest(
+    queue_db, autopilot
+):
+    """The runner's startup jobs wait for each other (autopilot.jobs.depends_on): each starts only after
+    the one before it completed, however many slots are free; a link that is cancelled holds the rest,
+    status says so, and retrying it lets the chain finish."""
+    order = ["knowledge-migration", "templates-data-load", "planning-seed", "code-ingest", "graph-populate"]
+    with queue_db.connect() as conn:
+        for name in order:
+            conn.execute("SELECT autopilot.set_job_enabled(%s, true)", [name])
+    lock = threading.Lock()
+    spans: dict[str, tuple[float, float]] = {}
+
+    def make(target: str) -> Worker:
+        def run(args: dict, context) -> str:
+            started = time.monotonic()
+            time.sleep(0.3)
+            with lock:
+                spans[target] = (started, time.monotonic())
+            return f"{target} done"
+
+        return Worker(target, run, 60)
+
+    targets = [name.replace("-", "_") for name in order]
+    config = RunnerConfig(
+        dsn=queue_db.dsn, concurrency=5, poll_interval=0.2, heartbeat_interval=0.5, enqueue_startup_jobs=True
+    )
+    runner = Runner(config, workers={t: make(t) for t in targets})
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        seed = "SELECT id FROM autopilot.jobs WHERE worker = 'planning_seed'"
+        wait_for(lambda: queue_db.scalar(seed) is not None, "the startup chain enqueued", timeout=30)
+        assert queue_db.scalar(f"SELECT autopilot.cancel(({seed}), 'the plan file is being rewritten')")
+        wait_for(lambda: len(spans) == 2, "the links before the cancelled one", timeout=30)
+        time.sleep(1.0)
+        assert set(spans) == {"knowledge_migration", "templates_data_load"}, "a cancelled link holds the rest"
+        report = flat(autopilot("status", "--dsn", queue_db.dsn).stdout)
+        assert "held" in report and "planning_seed, which was cancelled" in report
+        assert queue_db.scalar(f"SELECT autopilot.retry(({seed}))")
+        wait_for(lambda: len(spans) == len(targets), "the whole chain", timeout=30)
+    finally:
+        runner.stop()
+        thread.join(timeout=30)
+    ends = [spans[t] for t in targets]
+    for (_, finished), (started, _) in itertools.pairwise(ends):
+        assert started >= finished, "each link starts only after the one before it finished"
+    assert queue_db.scalar("SELECT count(*) FROM autopilot.jobs WHERE state <> 'completed'") == 0
+
+
 def test_a_workers_progress_is_in_its_jobs_meta_and_status_shows_it(queue_db, autopilot):
     (job_id,) = enqueue(queue_db, "progress", of=4, step=0.01, hold=30)
     with ThreadedRunner(queue_db.dsn):
@@ -270,6 +321,7 @@ def test_startup_jobs_are_enqueued_once_for_the_workers_this_runner_has(queue_db
     from pg_autopilot.workers import worker
 
     worker("planning_seed", timeout=60)(lambda args, context: "seeded")
+    queue_db.scalar("SELECT autopilot.set_job_enabled('planning-seed', true)")
     try:
         for _ in range(2):
             with ThreadedRunner(queue_db.dsn, enqueue_startup_jobs=True, queues=("nothing-here",)):
@@ -278,11 +330,12 @@ def test_startup_jobs_are_enqueued_once_for_the_workers_this_runner_has(queue_db
             rows = conn.execute("SELECT worker, state FROM autopilot.jobs ORDER BY id").fetchall()
     finally:
         REGISTRY.pop("planning_seed")
-    # one job each (deduplicated by its unique key while unfinished), and none for workers it lacks
+    # one job each (deduplicated by its unique key while unfinished), none for workers it lacks, in the
+    # seed's chain: planning-seed, then code-ingest, then graph-populate, each waiting for the one before
     assert rows == [
-        ("code_ingest", "available"),
-        ("graph_populate", "available"),
         ("planning_seed", "available"),
+        ("code_ingest", "waiting"),
+        ("graph_populate", "waiting"),
     ]
 
 

@@ -278,7 +278,7 @@ def test_pg_temp_objects_of_a_caller_are_not_used(attacked: Attacked, admin_dsn:
         conn.execute(
             sql.SQL(
                 "GRANT EXECUTE ON FUNCTION "
-                "autopilot.enqueue(text, jsonb, text, integer, timestamptz, integer, text, jsonb), "
+                "autopilot.enqueue(text, jsonb, text, integer, timestamptz, integer, text, jsonb, bigint[]), "
                 "autopilot.get_setting(text), autopilot.is_valid_cron(text), "
                 "autopilot.cron_expression_error(text) TO {}"
             ).format(sql.Identifier(role))

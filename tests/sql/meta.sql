@@ -33,7 +33,8 @@ SELECT set_eq(
         'learn_patterns_from_analysis', 'update_agent_knowledge', 'assign_pending_tasks',
         'refresh_performance_metrics', 'recalculate_all_pagerank', 'sync_learning_to_centralcloud',
         'merge_central_patterns', 'enqueue', 'enqueue_many', 'claim', 'complete', 'complete_many', 'fail',
-        'snooze', 'cancel', 'retry', 'heartbeat', 'release', 'rescue_orphaned_jobs', 'search_code',
+        'snooze', 'cancel', 'retry', 'heartbeat', 'release', 'rescue_orphaned_jobs', 'enqueue_startup_jobs',
+        'search_code',
         'populate_code_graph'
     ],
     'the public functions and procedures are exactly the documented ones (each has its own test file)'

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -37,6 +38,8 @@ class Runner:
         self._pool: ConnectionPool | None = None
         self._queue = QueueClient(self._connection)
         self._turn = 0  # the queue whose share comes first in the next claiming round
+        # when each pooled connection was last given back without an error (see _check_if_idle)
+        self._returned: weakref.WeakKeyDictionary[psycopg.Connection, float] = weakref.WeakKeyDictionary()
 
     @property
     def stats(self) -> dict[str, int]:
@@ -107,11 +110,19 @@ class Runner:
             kwargs={"autocommit": True},
             # a pooled connection is checked before use: one the server dropped (a restart, a network
             # cut) is replaced instead of failing the statement it was given
-            check=ConnectionPool.check_connection,
+            check=self._check_if_idle,
             timeout=10,
             open=True,
             name="autopilot-runner",
         )
+
+    def _check_if_idle(self, conn: psycopg.Connection) -> None:
+        """The pool's check of a connection it hands out (a round trip), for one idle over a second:
+        one the server dropped meanwhile (a restart, a network cut) is replaced instead of failing the
+        statement it was given. One that was in use a moment ago is not checked again: a drain would
+        pay a round trip for each claim and each batch of completions."""
+        if time.monotonic() - self._returned.get(conn, 0.0) > 1.0:
+            ConnectionPool.check_connection(conn)
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection]:
@@ -124,6 +135,7 @@ class Runner:
             except psycopg.Error:
                 conn.close()
                 raise
+            self._returned[conn] = time.monotonic()
 
     # -- the loop ----------------------------------------------------------------------------------
 
@@ -247,10 +259,11 @@ class Runner:
             )
 
     def _enqueue_startup_jobs(self) -> None:
-        """The catalog's startup jobs for the workers this runner has. The unique key is the one pg_cron's
-        enqueues use (catalog:<name>), so a job already pending is not added twice."""
-        for name, job_id in self._queue.enqueue_startup_jobs(self.workers):
-            event(logging.INFO, "startup job", job=name, job_id=job_id)
+        """The catalog's startup jobs for the workers this runner has, the seed's chain waiting link by
+        link (autopilot.enqueue_startup_jobs). The unique key is the one pg_cron's enqueues use
+        (catalog:<name>), so a job already pending is not added twice."""
+        for name, job_id, after in self._queue.enqueue_startup_jobs(self.workers):
+            event(logging.INFO, "startup job", job=name, job_id=job_id, waits_for=after)
 
 
 def _step(step: Callable[[], object], name: str | None = None) -> bool:

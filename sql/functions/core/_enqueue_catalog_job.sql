@@ -15,7 +15,7 @@ BEGIN
     INSERT INTO autopilot.jobs AS j (queue, worker, args, unique_key, meta)
     VALUES (v_job.queue, v_job.target, v_job.args, v_key, jsonb_build_object('catalog', p_name))
     ON CONFLICT (unique_key)
-    WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable')
+    WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting')
     DO NOTHING
     RETURNING j.id INTO v_id;
 
@@ -26,7 +26,7 @@ BEGIN
     SELECT j.id INTO v_id
     FROM autopilot.jobs AS j
     WHERE j.unique_key = v_key
-      AND j.state IN ('available', 'scheduled', 'executing', 'retryable');
+      AND j.state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting');
     RETURN ROW(true, NULL, 0, format('job %s (%s) is still pending: not enqueued again', v_id, v_job.target),
                jsonb_build_object('job_id', v_id, 'deduplicated', true))::autopilot.job_step;
 END;

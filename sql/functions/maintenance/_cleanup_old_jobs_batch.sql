@@ -6,7 +6,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 -- old-job-cleanup, one batch. Phase "jobs": finished runner jobs past their
 -- retention (completed and cancelled: jobs.completed_retention; discarded:
--- jobs.discarded_retention), walking jobs_finished_idx in id order. Phase
+-- jobs.discarded_retention), walking jobs_finished_idx in id order; a job that a
+-- waiting job depends on is kept (it holds that job, visibly). Phase
 -- "job_runs": ledger runs finished before job_runs.retention, in id order,
 -- stopping at the first run that started after that cutoff.
 DECLARE
@@ -32,7 +33,11 @@ BEGIN
                   WHEN 'cancelled' THEN j.cancelled_at < v_completed_cutoff
                   WHEN 'discarded' THEN j.discarded_at < v_discarded_cutoff
                   ELSE false
-              END;
+              END
+          AND NOT EXISTS (
+              SELECT FROM autopilot.jobs AS w
+              WHERE w.state = 'waiting' AND w.depends_on @> ARRAY[j.id]
+          );
         GET DIAGNOSTICS v_deleted = ROW_COUNT;
         IF cardinality(v_ids) < p_limit THEN
             RETURN ROW(false, jsonb_build_object('phase', 'job_runs', 'after', 0), v_deleted,

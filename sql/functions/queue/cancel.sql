@@ -4,7 +4,7 @@ LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
--- Cancels an unfinished job (available, scheduled, retryable or executing).
+-- Cancels an unfinished job (available, scheduled, retryable, waiting or executing).
 -- A job executing is cancelled in the table at once; its runner learns it at
 -- its next heartbeat (heartbeat() no longer returns the job) and its
 -- complete() or fail() then change nothing. The interrupted attempt is
@@ -21,7 +21,7 @@ BEGIN
         errors = CASE WHEN p_reason IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(jsonb_build_object(
             'attempt', j.attempt, 'at', now(), 'error', 'cancelled: ' || p_reason
         )) END
-    WHERE j.id = p_id AND j.state IN ('available', 'scheduled', 'retryable', 'executing')
+    WHERE j.id = p_id AND j.state IN ('available', 'scheduled', 'retryable', 'waiting', 'executing')
     RETURNING j.* INTO v_job;
     IF NOT FOUND THEN
         RETURN false;

@@ -8,8 +8,10 @@ AS $$
 -- given beside it (p_ids[i] at attempt p_attempts[i]): a job cancelled, or
 -- rescued and claimed again meanwhile, is left alone. Each completed job's
 -- attempt is recorded in autopilot.job_runs (side runner, succeeded), with the
--- worker's summary of the attempt as its message where it left one. Returns
--- how many were completed. One statement for a runner's whole batch.
+-- worker's summary of the attempt as its message where it left one; the jobs
+-- waiting for them (depends_on) are released once all they wait for has
+-- completed. Returns how many were completed. One statement for a runner's
+-- whole batch.
 DECLARE
     v_jobs autopilot.jobs [];
     v_messages text [];
@@ -51,6 +53,9 @@ BEGIN
         ), '{}')
     INTO v_jobs, v_messages
     FROM done AS d;
+    -- a new statement, so a new snapshot: it sees a waiting job whose enqueue held a lock on one of
+    -- these jobs (autopilot._dependencies_met) until it committed
+    PERFORM autopilot._release_dependents(ARRAY(SELECT j.id FROM unnest(v_jobs) AS j));
     RETURN autopilot._record_runner_attempts(v_jobs, 'succeeded', v_messages);
 END;
 $$;

@@ -14,6 +14,7 @@ CREATE TABLE autopilot.job_catalog (
     only_when_armed boolean NOT NULL DEFAULT false,
     description text NOT NULL,
     disabled_reason text,
+    startup_order smallint,
     CONSTRAINT job_catalog_pkey PRIMARY KEY (name),
     CONSTRAINT job_catalog_name_format_check CHECK (
         name ~ '^[a-z][a-z0-9-]*$' AND octet_length('autopilot:' || name) <= 63
@@ -25,7 +26,9 @@ CREATE TABLE autopilot.job_catalog (
     ),
     CONSTRAINT job_catalog_dow_check CHECK (only_on_dow BETWEEN 0 AND 6),
     CONSTRAINT job_catalog_queue_check CHECK ((side = 'runner') = (queue IS NOT NULL)),
-    CONSTRAINT job_catalog_scheduled_check CHECK (schedule IS NOT NULL OR run_at_startup)
+    CONSTRAINT job_catalog_scheduled_check CHECK (schedule IS NOT NULL OR run_at_startup),
+    CONSTRAINT job_catalog_startup_order_check CHECK (startup_order IS NULL OR run_at_startup),
+    CONSTRAINT job_catalog_startup_order_key UNIQUE (startup_order)
 );
 
 COMMENT ON TABLE autopilot.job_catalog IS
@@ -40,6 +43,8 @@ COMMENT ON COLUMN autopilot.job_catalog.target IS
 'The function (schema-qualified name) a job runs, the top-level statement of a statement job, or the worker name of a runner job.';
 COMMENT ON COLUMN autopilot.job_catalog.queue IS 'Queue of autopilot.jobs that a runner job is enqueued into.';
 COMMENT ON COLUMN autopilot.job_catalog.run_at_startup IS 'The runner enqueues this job when it starts (deduplicated).';
+COMMENT ON COLUMN autopilot.job_catalog.startup_order IS
+'The startup jobs with an order run as a chain, in that order: each waits (autopilot.jobs.depends_on) for the one before it to complete (autopilot.enqueue_startup_jobs).';
 COMMENT ON COLUMN autopilot.job_catalog.args IS 'Arguments of the runner job enqueued by a runner-side entry.';
 COMMENT ON COLUMN autopilot.job_catalog.requires_local_pg_cron IS 'The job works on pg_cron''s own tables, so it runs only where pg_cron is installed.';
 COMMENT ON COLUMN autopilot.job_catalog.only_when_armed IS
