@@ -26,9 +26,10 @@ PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 -- The values one field of a valid five-field cron expression stands for, the way
--- pg_cron 1.4 reads it: lists, ranges, steps, month and weekday names; weekday 7
--- is Sunday (0). p_position: 1 minute, 2 hour, 3 day of month, 4 month, 5 day of week.
--- The expression is validated before it reaches the catalog (cron_expression_error).
+-- pg_cron reads it: lists, ranges, steps, month and weekday names; weekday 7 is
+-- Sunday (0). p_position: 1 minute, 2 hour, 3 day of month, 4 month, 5 day of week.
+-- The expression is validated before it reaches the catalog (cron_expression_error);
+-- "$" (the last day of the month) stands for no fixed day: _cron_ticks reads it.
 DECLARE
     c_low constant integer[] := ARRAY[0, 0, 1, 1, 0];
     c_high constant integer[] := ARRAY[59, 23, 31, 12, 7];
@@ -41,6 +42,9 @@ DECLARE
     v_numbers integer[];
     v_values integer[] := ARRAY[]::integer[];
 BEGIN
+    IF p_field = '$' THEN
+        RETURN ARRAY[]::integer[];
+    END IF;
     FOREACH v_item IN ARRAY string_to_array(lower(p_field), ',') LOOP
         v_parts := regexp_match(v_item, '^([^/]+)(?:/([0-9]+))?$');
         IF v_parts[1] = '*' THEN
@@ -71,7 +75,7 @@ END;
 $$;
 
 COMMENT ON FUNCTION autopilot._cron_field_values(text, integer) IS
-'Private: the sorted values one field of a valid cron expression stands for (position 1 minute, 2 hour, 3 day of month, 4 month, 5 day of week with Sunday 0), read as pg_cron 1.4 reads it.';
+'Private: the sorted values one field of a valid cron expression stands for (position 1 minute, 2 hour, 3 day of month, 4 month, 5 day of week with Sunday 0), read as pg_cron reads it; none for "$".';
 
 -- sql/functions/cron/_cron_ticks.sql
 CREATE FUNCTION autopilot._cron_ticks(p_schedule text, p_after timestamptz, p_until timestamptz)
@@ -84,37 +88,67 @@ AS $$
 -- The minutes at which pg_cron fires a schedule (in UTC), after p_after and up to
 -- p_until, in order; at most two days are looked at (callers ask about minutes).
 -- As in pg_cron, when day of month and day of week are both restricted (neither
--- starts with *), a day matches either; otherwise it must match both.
+-- starts with *), a day matches either; otherwise it must match both. A macro is
+-- the five fields pg_cron gives it (@weekly: Sunday 00:00); "$" as the day of month
+-- is its last day. A seconds schedule has no ticks: pg_cron (1.5+) starts it N
+-- seconds after its previous start, whatever the clock, and never queues more than
+-- one run behind, so there is nothing to catch up on. The schedule is valid
+-- (cron_expression_error); @reboot never reaches the catalog.
 DECLARE
-    v_fields text[] := regexp_split_to_array(btrim(p_schedule), '\s+');
-    v_minutes integer[] := autopilot._cron_field_values(v_fields[1], 1);
-    v_hours integer[] := autopilot._cron_field_values(v_fields[2], 2);
-    v_doms integer[] := autopilot._cron_field_values(v_fields[3], 3);
-    v_months integer[] := autopilot._cron_field_values(v_fields[4], 4);
-    v_dows integer[] := autopilot._cron_field_values(v_fields[5], 5);
+    -- pg_cron skips blanks and empty lines before a schedule and ignores white space after it
+    v_text text := regexp_replace(regexp_replace(p_schedule, '^[ \t\n]+', ''), '[[:space:]]+$', '');
+    v_fields text[] := regexp_split_to_array(
+        CASE v_text
+            WHEN '@yearly' THEN '0 0 1 1 *'
+            WHEN '@annually' THEN '0 0 1 1 *'
+            WHEN '@monthly' THEN '0 0 1 * *'
+            WHEN '@weekly' THEN '0 0 * * 0'
+            WHEN '@daily' THEN '0 0 * * *'
+            WHEN '@midnight' THEN '0 0 * * *'
+            WHEN '@hourly' THEN '0 * * * *'
+            ELSE v_text
+        END,
+        '[ \t]+'
+    );
+    v_last_day boolean := v_fields[3] = '$';
     v_either_day boolean := NOT (starts_with(v_fields[3], '*')
                                  OR starts_with(v_fields[5], '*'));
     v_from timestamp := date_trunc('minute', p_after AT TIME ZONE 'UTC') + interval '1 minute';
     v_to timestamp := least(p_until AT TIME ZONE 'UTC', v_from + interval '2 days');
+    v_minutes integer[];
+    v_hours integer[];
+    v_doms integer[];
+    v_months integer[];
+    v_dows integer[];
 BEGIN
+    IF v_text ~* '^[0-9]+[[:space:]]*seconds?$' THEN
+        RETURN;
+    END IF;
+    v_minutes := autopilot._cron_field_values(v_fields[1], 1);
+    v_hours := autopilot._cron_field_values(v_fields[2], 2);
+    v_doms := autopilot._cron_field_values(v_fields[3], 3);
+    v_months := autopilot._cron_field_values(v_fields[4], 4);
+    v_dows := autopilot._cron_field_values(v_fields[5], 5);
     RETURN QUERY
-    SELECT g.m AT TIME ZONE 'UTC'
-    FROM generate_series(v_from, v_to, interval '1 minute') AS g (m)
-    WHERE extract(MINUTE FROM g.m)::integer = ANY(v_minutes)
-      AND extract(HOUR FROM g.m)::integer = ANY(v_hours)
-      AND extract(MONTH FROM g.m)::integer = ANY(v_months)
-      AND CASE
-          WHEN v_either_day THEN extract(DAY FROM g.m)::integer = ANY(v_doms)
-                                 OR extract(DOW FROM g.m)::integer = ANY(v_dows)
-          ELSE extract(DAY FROM g.m)::integer = ANY(v_doms)
-               AND extract(DOW FROM g.m)::integer = ANY(v_dows)
-      END
-    ORDER BY g.m;
+    SELECT d.m AT TIME ZONE 'UTC'
+    FROM (
+        SELECT
+            g.m,
+            extract(DAY FROM g.m)::integer = ANY(v_doms)
+            OR (v_last_day AND extract(DAY FROM g.m + interval '1 day') = 1) AS dom_matches,
+            extract(DOW FROM g.m)::integer = ANY(v_dows) AS dow_matches
+        FROM generate_series(v_from, v_to, interval '1 minute') AS g (m)
+        WHERE extract(MINUTE FROM g.m)::integer = ANY(v_minutes)
+          AND extract(HOUR FROM g.m)::integer = ANY(v_hours)
+          AND extract(MONTH FROM g.m)::integer = ANY(v_months)
+    ) AS d
+    WHERE CASE WHEN v_either_day THEN d.dom_matches OR d.dow_matches ELSE d.dom_matches AND d.dow_matches END
+    ORDER BY d.m;
 END;
 $$;
 
 COMMENT ON FUNCTION autopilot._cron_ticks(text, timestamptz, timestamptz) IS
-'Private: the minutes (UTC) after p_after and up to p_until at which pg_cron fires the cron expression, in order; looks at two days at most.';
+'Private: the minutes (UTC) after p_after and up to p_until at which pg_cron fires the schedule (five fields or a macro), in order; none for a seconds schedule; looks at two days at most.';
 
 REVOKE ALL ON FUNCTION autopilot._cron_field_values(text, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION autopilot._cron_ticks(text, timestamptz, timestamptz) FROM PUBLIC;
@@ -1390,8 +1424,8 @@ SET
     disabled_reason
     = format('no %s worker ships with the runner: enable the job when yours loads one (--worker-module)', c.target)
 WHERE c.name IN (
-    'template-sync', 'registry-sync', 'template-embed', 'code-ingest', 'graph-populate',
-    'knowledge-migration', 'templates-data-load', 'planning-seed', 'rag-setup'
+    'registry-sync', 'code-ingest', 'graph-populate',
+    'planning-seed'
 );
 
 -- sql/schema/views/job_definitions.sql
@@ -2128,6 +2162,72 @@ EXCEPTION
 END;
 $do$;
 
+-- sql/functions/search/_vector_index.sql
+CREATE FUNCTION autopilot._vector_index(p_embedding_model text)
+RETURNS TABLE (index_name text, index_oid regclass, dimensions integer, vector_schema name)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- One row: the name autopilot.create_vector_index() gives the HNSW index of
+-- p_embedding_model's chunks (code_chunks_hnsw_, the model name's letters and
+-- digits, and 8 hex digits of its sha256, so that two models never share a
+-- name); and, when that index is usable by autopilot._nearest_chunks, the
+-- index, its dimensions and the schema of the vector extension (else NULLs).
+-- Usable: valid and ready (not a half-built CONCURRENTLY one), HNSW over one
+-- column of the extension's vector type with its vector_ip_ops, and pgvector
+-- 0.8.0 or later (iterative scans). Names are compared in the catalogs,
+-- never resolved through search_path. PL/pgSQL, not SQL: every search calls
+-- it, and PL/pgSQL keeps the plan of the catalog join for the session.
+BEGIN
+    index_name := concat_ws(
+        '_',
+        'code_chunks_hnsw',
+        nullif(
+            btrim(
+                translate(
+                    left(regexp_replace(p_embedding_model, '[^A-Za-z0-9]+', '_', 'g'), 32),
+                    'ABCDEFGHIJKLMNOPQRSTUVWXYZ',
+                    'abcdefghijklmnopqrstuvwxyz'
+                ),
+                '_'
+            ),
+            ''
+        ),
+        left(encode(sha256(convert_to(p_embedding_model, 'UTF8')), 'hex'), 8)
+    );
+    SELECT ic.oid::regclass, a.atttypmod, n.nspname
+    INTO index_oid, dimensions, vector_schema
+    FROM pg_class AS ic
+    INNER JOIN pg_index AS i ON ic.oid = i.indexrelid
+    INNER JOIN pg_attribute AS a ON ic.oid = a.attrelid AND a.attnum = 1
+    INNER JOIN pg_extension AS e ON e.extname = 'vector'
+    INNER JOIN pg_namespace AS n ON e.extnamespace = n.oid
+    WHERE
+        ic.relname = index_name
+        AND ic.relnamespace = 'autopilot'::regnamespace
+        AND i.indrelid = 'autopilot.code_chunks'::regclass
+        AND i.indisvalid
+        AND i.indisready
+        AND i.indnatts = 1
+        AND ic.relam = (SELECT am.oid FROM pg_am AS am WHERE am.amname = 'hnsw')
+        AND a.atttypid = (
+            SELECT t.oid FROM pg_type AS t WHERE t.typname = 'vector' AND t.typnamespace = e.extnamespace
+        )
+        AND i.indclass[0] = (
+            SELECT oc.oid FROM pg_opclass AS oc
+            WHERE oc.opcname = 'vector_ip_ops' AND oc.opcnamespace = e.extnamespace AND oc.opcmethod = ic.relam
+        )
+        AND a.atttypmod > 0
+        AND e.extversion ~ '^[0-9]+\.[0-9]+\.[0-9]+$'
+        AND string_to_array(e.extversion, '.')::integer [] >= ARRAY[0, 8, 0];
+    RETURN NEXT;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._vector_index(text) IS
+'Private: the name of the HNSW index of one embedding model''s chunks and, when it is usable by code search (valid, HNSW with vector_ip_ops, pgvector 0.8.0 or later), the index, its dimensions and the vector extension''s schema.';
+
 -- sql/functions/search/_nearest_chunks.sql
 CREATE FUNCTION autopilot._nearest_chunks(
     p_query real[],
@@ -2140,14 +2240,88 @@ LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
--- The exact top p_limit current chunks by cosine to p_query (embeddings are
--- stored unit-length: the inner product is the cosine), among the chunks of
+-- The top p_limit current chunks by cosine to p_query (embeddings are stored
+-- unit-length: the inner product is the cosine), among the chunks of
 -- p_embedding_model only (two models' vectors are never compared), in one
--- codebase or all. The sum runs in the compiled autopilot._inner_product where
--- it is installed, else in SQL (same results, about 60 times slower).
+-- codebase or all, most similar first.
+--
+-- Approximate, through pgvector's HNSW, where autopilot.create_vector_index()
+-- made the model's index and pgvector 0.8+ is installed: iterative scans go on
+-- past the chunks the codebase filter drops (hnsw.iterative_scan), and the
+-- search list is at least 200 and p_limit long (hnsw.ef_search; a higher value
+-- the session set is kept); both are set for the query only, the caller's
+-- values restored. Should the scan still return fewer than p_limit chunks while
+-- more qualify (it stops at hnsw.max_scan_tuples), the exact path answers.
+-- The extension's type and operator are named with its schema, looked up in
+-- pg_extension: never resolved through search_path.
+--
+-- Exact otherwise: the sum runs in the compiled autopilot._inner_product
+-- where it is installed, else in SQL (same results, about 60 times slower).
 DECLARE
     v_kernel regproc := to_regprocedure('autopilot._inner_product(real[], real[])')::regproc;
+    v_schema name;
+    v_dimensions integer;
+    v_type text;
+    v_operator text;
+    v_ef_search text;
+    v_iterative_scan text;
+    v_ids bigint[];
+    v_similarities double precision[];
 BEGIN
+    SELECT x.vector_schema, x.dimensions INTO v_schema, v_dimensions
+    FROM autopilot._vector_index(p_embedding_model) AS x;
+    IF v_schema IS NOT NULL AND array_ndims(p_query) = 1 AND cardinality(p_query) = v_dimensions
+        AND p_limit > 0 THEN
+        v_ef_search := current_setting('hnsw.ef_search', true);
+        v_iterative_scan := current_setting('hnsw.iterative_scan', true);
+        IF v_ef_search IS NULL OR v_iterative_scan IS NULL THEN
+            -- pgvector's library is not loaded in this session yet: load it (a cast does), so that
+            -- its settings exist and hold their configured values, to be restored after the query
+            EXECUTE format('SELECT %L::%I.vector', '[0]', v_schema);
+            v_ef_search := current_setting('hnsw.ef_search');
+            v_iterative_scan := current_setting('hnsw.iterative_scan');
+        END IF;
+        PERFORM set_config(
+            'hnsw.ef_search', least(1000, greatest(200, p_limit, v_ef_search::integer))::text, true
+        );
+        -- relaxed order: results may come slightly out of order, so they are sorted again below
+        PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
+        -- the type and the operator of the extension, named with its schema
+        v_type := format('%I.vector(%s)', v_schema, v_dimensions);
+        v_operator := format('%I.<#>', v_schema);
+        EXECUTE format(
+            'SELECT array_agg(h.id ORDER BY h.similarity DESC, h.id),
+                    array_agg(h.similarity ORDER BY h.similarity DESC, h.id)
+             FROM (
+                 SELECT c.id, -(c.embedding::%s OPERATOR(%s) $1::%s) AS similarity
+                 FROM autopilot.code_chunks AS c
+                 WHERE c.embedding_model = %L AND c.superseded_at IS NULL
+                   AND ($2::text IS NULL OR c.codebase = $2)
+                 ORDER BY c.embedding::%s OPERATOR(%s) $1::%s
+                 LIMIT $3
+             ) AS h',
+            v_type, v_operator, v_type,
+            -- a literal, so that the planner matches the index's predicate (the parameters of a
+            -- dynamic query are constants to the planner too: the codebase test folds away)
+            p_embedding_model,
+            v_type, v_operator, v_type
+        ) INTO v_ids, v_similarities USING p_query, p_codebase, p_limit;
+        PERFORM set_config('hnsw.ef_search', v_ef_search, true);
+        PERFORM set_config('hnsw.iterative_scan', v_iterative_scan, true);
+        IF coalesce(cardinality(v_ids), 0) = p_limit OR NOT EXISTS (
+            SELECT FROM autopilot.code_chunks AS c
+            WHERE
+                c.embedding_model = p_embedding_model
+                AND c.superseded_at IS NULL
+                AND c.embedding IS NOT NULL
+                AND (p_codebase IS NULL OR c.codebase = p_codebase)
+                AND c.id <> ALL(coalesce(v_ids, '{}'))
+        ) THEN
+            RETURN QUERY SELECT u.id, u.similarity FROM unnest(v_ids, v_similarities) AS u (id, similarity);
+            RETURN;
+        END IF;
+    END IF;
+
     IF v_kernel IS NOT NULL THEN
         -- dynamic, only because the function does not exist in every install; v_kernel is its
         -- regproc, not user input
@@ -2177,7 +2351,7 @@ END;
 $$;
 
 COMMENT ON FUNCTION autopilot._nearest_chunks(real[], text, text, integer) IS
-'Private: the exact top-k current code chunks of one embedding model by cosine to a query vector (compiled kernel where installed, SQL otherwise).';
+'Private: the top-k current code chunks of one embedding model by cosine to a query vector: approximate through the model''s HNSW index (create_vector_index, pgvector 0.8+) where it exists, else exact (compiled kernel where installed, SQL otherwise).';
 
 -- sql/functions/search/search_code.sql
 CREATE FUNCTION autopilot.search_code(
@@ -2312,6 +2486,166 @@ $$;
 
 COMMENT ON FUNCTION autopilot.search_code(real[], text, text, integer, text) IS
 'Hybrid code search: exact nearest chunks by embedding and full-text rank over code tokens, fused by reciprocal rank; each row has its path, lines, symbol, score and both ranks.';
+
+-- sql/functions/search/create_vector_index.sql
+CREATE FUNCTION autopilot.create_vector_index(
+    p_embedding_model text,
+    p_m integer DEFAULT 16,
+    p_ef_construction integer DEFAULT 64
+)
+RETURNS regclass
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Creates, where the vector extension (pgvector 0.8.0 or later) is installed,
+-- the HNSW index through which autopilot._nearest_chunks (and so search_code)
+-- finds the nearest chunks of one embedding model without comparing the query
+-- with every chunk; returns it. Idempotent: an existing usable index is
+-- returned as it is (whatever its m and ef_construction).
+--
+-- The index is partial, over the current chunks of that model only, on the
+-- expression embedding::vector(N) with vector_ip_ops: embeddings are stored
+-- unit-length, so the inner product ranks as the cosine does, and it is the
+-- very score the exact path ranks by (no normalization in the index, a chunk
+-- whose vector is not unit-length ranks the same way in both). One index per
+-- model: a model has one dimension, and two models' vectors are never compared.
+--
+-- CREATE INDEX in a function cannot be CONCURRENTLY: the build holds a lock
+-- that blocks writes to code_chunks (code-ingest waits; searches do not) for
+-- as long as it takes (about a minute for 100,000 chunks x 384 on two cores;
+-- raise maintenance_work_mem in the session first so the graph fits in
+-- memory). pg_dump does not dump it in extension mode (the table belongs to
+-- the extension): call this again after a restore. Until it exists, search
+-- ranks every chunk exactly.
+DECLARE
+    v_index record;
+    v_schema name;
+    v_version text;
+    v_chunks bigint;
+    v_min integer;
+    v_max integer;
+    v_models text;
+BEGIN
+    IF p_embedding_model IS NULL THEN
+        RAISE EXCEPTION 'create_vector_index needs an embedding model'
+        USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF p_m IS NULL OR p_ef_construction IS NULL THEN
+        RAISE EXCEPTION 'create_vector_index: p_m and p_ef_construction must not be NULL'
+        USING ERRCODE = 'null_value_not_allowed', HINT = 'Leave them out for pgvector''s defaults, 16 and 64.';
+    END IF;
+    SELECT n.nspname, e.extversion INTO v_schema, v_version
+    FROM pg_extension AS e
+    INNER JOIN pg_namespace AS n ON e.extnamespace = n.oid
+    WHERE e.extname = 'vector';
+    IF v_schema IS NULL THEN
+        RAISE EXCEPTION 'the vector extension (pgvector) is not installed in this database'
+        USING
+            ERRCODE = 'undefined_object',
+            HINT = 'CREATE EXTENSION vector (pgvector 0.8.0 or later), then call create_vector_index again. '
+            || 'Until then code search ranks every chunk exactly.';
+    END IF;
+    IF v_version !~ '^[0-9]+\.[0-9]+\.[0-9]+$'
+        OR string_to_array(v_version, '.')::integer [] < ARRAY[0, 8, 0] THEN
+        RAISE EXCEPTION 'pgvector % is installed: code search needs 0.8.0 or later (iterative index scans)', v_version
+        USING
+            ERRCODE = 'feature_not_supported',
+            HINT = 'Install pgvector 0.8 or later on the server, then ALTER EXTENSION vector UPDATE.';
+    END IF;
+
+    -- conflicts with itself (two calls build one index) and with writes, as the build does anyway
+    LOCK TABLE autopilot.code_chunks IN SHARE ROW EXCLUSIVE MODE;
+    SELECT * INTO v_index FROM autopilot._vector_index(p_embedding_model);
+    IF v_index.index_oid IS NOT NULL THEN
+        RAISE NOTICE 'index autopilot.% exists, skipping', v_index.index_name;
+        RETURN v_index.index_oid;
+    END IF;
+    IF to_regclass(format('autopilot.%I', v_index.index_name)) IS NOT NULL THEN
+        RAISE EXCEPTION 'autopilot.% exists but code search cannot use it', v_index.index_name
+        USING
+            ERRCODE = 'duplicate_object',
+            DETAIL = 'It is not a valid HNSW index with vector_ip_ops (a build interrupted, or made by hand).',
+            HINT = format('Drop it (SELECT autopilot.drop_vector_index(%L)), then create it again.', p_embedding_model);
+    END IF;
+
+    SELECT count(*), min(array_length(c.embedding, 1)), max(array_length(c.embedding, 1))
+    INTO v_chunks, v_min, v_max
+    FROM autopilot.code_chunks AS c
+    WHERE c.embedding_model = p_embedding_model AND c.superseded_at IS NULL AND c.embedding IS NOT NULL;
+    IF v_chunks = 0 THEN
+        SELECT string_agg(DISTINCT format('%L', c.embedding_model), ', ') INTO v_models
+        FROM autopilot.code_chunks AS c
+        WHERE c.superseded_at IS NULL AND c.embedding IS NOT NULL;
+        RAISE EXCEPTION 'no current code chunk is embedded with model %', p_embedding_model
+        USING
+            ERRCODE = 'no_data_found',
+            DETAIL = format('Models of the current chunks: %s.', coalesce(v_models, 'none')),
+            HINT = 'Ingest a codebase with that model first, or name one of the models listed.';
+    END IF;
+    IF v_min IS DISTINCT FROM v_max THEN
+        RAISE EXCEPTION 'the current chunks of model % have embeddings of % to % dimensions',
+            p_embedding_model, v_min, v_max
+        USING ERRCODE = 'data_exception', HINT = 'Re-embed the codebase: a model has one dimension.';
+    END IF;
+    IF v_max > 2000 THEN
+        RAISE EXCEPTION 'pgvector''s HNSW indexes vectors of up to 2000 dimensions; model % has %',
+            p_embedding_model, v_max
+        USING
+            ERRCODE = 'feature_not_supported',
+            HINT = 'Code search keeps ranking the chunks of this model exactly.';
+    END IF;
+
+    -- names in the extension's schema are qualified, never resolved through search_path
+    EXECUTE format(
+        'CREATE INDEX IF NOT EXISTS %I ON autopilot.code_chunks USING hnsw '
+        '((embedding::%I.vector(%s)) %I.vector_ip_ops) WITH (m = %s, ef_construction = %s) '
+        'WHERE embedding_model = %L AND superseded_at IS NULL',
+        v_index.index_name, v_schema, v_max, v_schema, p_m, p_ef_construction, p_embedding_model
+    );
+    RETURN (SELECT x.index_oid FROM autopilot._vector_index(p_embedding_model) AS x);
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.create_vector_index(text, integer, integer) IS
+'Where pgvector 0.8+ is installed: creates (if missing) the partial HNSW index (vector_ip_ops on embedding::vector(N)) over the current chunks of one embedding model, through which code search finds their nearest chunks approximately; returns it. Not CONCURRENTLY: the build blocks writes to code_chunks while it runs.';
+
+-- sql/functions/search/drop_vector_index.sql
+CREATE FUNCTION autopilot.drop_vector_index(p_embedding_model text)
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Drops the HNSW index autopilot.create_vector_index() made for one embedding
+-- model, usable or not (a build interrupted leaves an invalid one); returns
+-- whether there was one. Code search of that model ranks exactly from then on.
+-- DROP INDEX in a function cannot be CONCURRENTLY: it waits for the searches
+-- running on code_chunks and blocks new ones until it is done (a moment); at
+-- top level, DROP INDEX CONCURRENTLY autopilot.<name> does not.
+DECLARE
+    v_name text;
+BEGIN
+    IF p_embedding_model IS NULL THEN
+        RAISE EXCEPTION 'drop_vector_index needs an embedding model'
+        USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    v_name := (SELECT x.index_name FROM autopilot._vector_index(p_embedding_model) AS x);
+    IF NOT EXISTS (
+        SELECT FROM pg_index AS i
+        WHERE
+            i.indexrelid = to_regclass(format('autopilot.%I', v_name))
+            AND i.indrelid = 'autopilot.code_chunks'::regclass
+    ) THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('DROP INDEX autopilot.%I', v_name);
+    RETURN true;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.drop_vector_index(text) IS
+'Drops the HNSW index of one embedding model''s code chunks (made by create_vector_index), if there is one; returns whether it did. Search of that model ranks exactly again.';
 
 -- sql/functions/graph/_code_graph_nodes.sql
 CREATE FUNCTION autopilot._code_graph_nodes(p_codebase text, p_files text[])
@@ -2521,8 +2855,11 @@ COMMENT ON FUNCTION autopilot.populate_code_graph(text) IS
 
 REVOKE ALL ON TABLE autopilot.codebases, autopilot.code_files, autopilot.code_symbols FROM PUBLIC;
 REVOKE ALL ON FUNCTION autopilot._code_tokens(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION autopilot._vector_index(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION autopilot._nearest_chunks(real[], text, text, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION autopilot.search_code(real[], text, text, integer, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION autopilot.create_vector_index(text, integer, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION autopilot.drop_vector_index(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION autopilot._code_graph_nodes(text, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION autopilot.populate_code_graph(text) FROM PUBLIC;
 DO $$
@@ -2550,11 +2887,12 @@ WHERE name = 'embeddings.model';
 
 -- sql/jobs/runner_jobs.sql, sql/jobs/database_jobs.sql: the workers ship; vacuum-analyze covers the new tables
 UPDATE autopilot.job_catalog SET disabled_reason = NULL
-WHERE name IN ('code-ingest', 'graph-populate');
+WHERE name IN ('code-ingest', 'graph-populate', 'planning-seed', 'registry-sync');
 UPDATE autopilot.job_catalog
 SET
     target = 'VACUUM (ANALYZE) autopilot.agents, autopilot.agent_knowledge, autopilot.agent_knowledge_pending, '
-    || 'autopilot.analysis_results, '
+    || 'autopilot.analysis_results, autopilot.analysis_snapshot_analyzers, autopilot.analysis_snapshot_files, '
+    || 'autopilot.analysis_snapshot_findings, autopilot.analysis_snapshots, '
     || 'autopilot.backup_metadata, autopilot.backup_metadata_archive, autopilot.central_instance_patterns, '
     || 'autopilot.central_pattern_inbox, autopilot.code_chunks, autopilot.code_files, autopilot.code_symbols, '
     || 'autopilot.codebases, autopilot.global_patterns, '
@@ -2562,7 +2900,8 @@ SET
     || 'autopilot.job_catalog, autopilot.job_overrides, autopilot.job_runs, autopilot.jobs, '
     || 'autopilot.knowledge_artifacts, autopilot.learned_patterns, autopilot.learning_watermarks, '
     || 'autopilot.performance_metrics, autopilot.performance_metrics_pending, '
-    || 'autopilot.setting_values, autopilot.settings, autopilot.tasks, autopilot.vector_stats_history'
+    || 'autopilot.setting_values, autopilot.settings, autopilot.task_dependencies, autopilot.tasks, '
+    || 'autopilot.vector_stats_history'
 WHERE name = 'vacuum-analyze';
 
 -- sql/grants/config_dump.sql: the new tables are the user's data, dumped by pg_dump
@@ -2902,3 +3241,2061 @@ FROM PUBLIC;
 REVOKE ALL ON FUNCTION autopilot._dependencies_met(bigint[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION autopilot._release_dependents(bigint[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION autopilot.enqueue_startup_jobs(text[]) FROM PUBLIC;
+
+
+-- planning-seed and registry-sync ship their workers: tasks seeded once each from a plan
+-- file (tasks.plan_key) with dependencies that task-assignment honours; analysis snapshots per codebase
+-- and commit whose changes feed pattern learning. sql/schema/tables/{tasks,task_dependencies,
+-- analysis_snapshots,analysis_snapshot_analyzers,analysis_snapshot_files,analysis_snapshot_findings}.sql,
+-- sql/functions/agents/{assign_pending_tasks,seed_plan}.sql,
+-- sql/functions/learning/record_analysis_snapshot.sql, sql/settings/defaults.sql (their catalog rows
+-- and vacuum-analyze are in the code intelligence section above)
+
+-- sql/schema/tables/tasks.sql
+ALTER TABLE autopilot.tasks ADD COLUMN plan_key text;
+ALTER TABLE autopilot.tasks ADD CONSTRAINT tasks_plan_key_key UNIQUE (plan_key);
+COMMENT ON COLUMN autopilot.tasks.plan_key IS
+'The key of the plan item this task was seeded from (planning-seed, autopilot.seed_plan); NULL for tasks written otherwise.';
+
+-- sql/schema/tables/task_dependencies.sql
+CREATE TABLE autopilot.task_dependencies (
+    task_id bigint NOT NULL,
+    depends_on_task_id bigint NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT task_dependencies_pkey PRIMARY KEY (task_id, depends_on_task_id),
+    -- a deleted task neither waits nor is waited for
+    CONSTRAINT task_dependencies_task_id_fkey FOREIGN KEY (task_id)
+    REFERENCES autopilot.tasks (id) ON DELETE CASCADE,
+    CONSTRAINT task_dependencies_depends_on_task_id_fkey FOREIGN KEY (depends_on_task_id)
+    REFERENCES autopilot.tasks (id) ON DELETE CASCADE,
+    CONSTRAINT task_dependencies_self_check CHECK (task_id <> depends_on_task_id)
+);
+
+-- deleting a task: its dependents' rows are found through this index
+CREATE INDEX task_dependencies_depends_on_task_id_idx ON autopilot.task_dependencies (depends_on_task_id);
+
+COMMENT ON TABLE autopilot.task_dependencies IS
+'Tasks that wait for others: task-assignment gives out a pending task only once every task it depends on has succeeded (planning-seed writes them from the plan''s depends_on).';
+COMMENT ON COLUMN autopilot.task_dependencies.depends_on_task_id IS
+'The task that must reach status succeeded first; while it is pending, assigned, running, failed or cancelled, task_id stays pending (counted as blocked).';
+
+-- sql/schema/tables/analysis_snapshots.sql
+CREATE TABLE autopilot.analysis_snapshots (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    codebase text NOT NULL,
+    commit_sha text,
+    digest text NOT NULL,
+    files integer NOT NULL,
+    findings bigint NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT analysis_snapshots_pkey PRIMARY KEY (id),
+    CONSTRAINT analysis_snapshots_codebase_fkey FOREIGN KEY (codebase)
+    REFERENCES autopilot.codebases (name) ON DELETE CASCADE,
+    CONSTRAINT analysis_snapshots_counts_check CHECK (files >= 0 AND findings >= 0)
+);
+
+-- a codebase's snapshots, newest first (the baseline of the next one, pruning)
+CREATE INDEX analysis_snapshots_codebase_idx ON autopilot.analysis_snapshots (codebase, id);
+
+COMMENT ON TABLE autopilot.analysis_snapshots IS
+'What registry-sync''s analyzers found in a codebase at one commit (autopilot.record_analysis_snapshot): the files in analysis_snapshot_files, the counts per file and rule in analysis_snapshot_findings, each analyzer''s outcome in analysis_snapshot_analyzers.';
+COMMENT ON COLUMN autopilot.analysis_snapshots.commit_sha IS 'HEAD of the work tree when the analyzers ran; NULL outside git.';
+COMMENT ON COLUMN autopilot.analysis_snapshots.digest IS
+'md5 of the analyzers'' outcomes, the files and the counts: a run at the same commit with the same digest records nothing new.';
+COMMENT ON COLUMN autopilot.analysis_snapshots.files IS 'Files given to the analyzers.';
+COMMENT ON COLUMN autopilot.analysis_snapshots.findings IS 'Findings of every analyzer that succeeded.';
+
+-- sql/schema/tables/analysis_snapshot_analyzers.sql
+CREATE TABLE autopilot.analysis_snapshot_analyzers (
+    snapshot_id bigint NOT NULL,
+    analyzer text NOT NULL,
+    status text NOT NULL,
+    version text NOT NULL,
+    files integer NOT NULL DEFAULT 0,
+    findings bigint NOT NULL DEFAULT 0,
+    seconds double precision NOT NULL,
+    message text,
+    CONSTRAINT analysis_snapshot_analyzers_pkey PRIMARY KEY (snapshot_id, analyzer),
+    CONSTRAINT analysis_snapshot_analyzers_snapshot_id_fkey FOREIGN KEY (snapshot_id)
+    REFERENCES autopilot.analysis_snapshots (id) ON DELETE CASCADE,
+    CONSTRAINT analysis_snapshot_analyzers_status_check CHECK (status IN ('ok', 'failed', 'timed_out')),
+    CONSTRAINT analysis_snapshot_analyzers_message_check CHECK (status = 'ok' OR message IS NOT NULL),
+    CONSTRAINT analysis_snapshot_analyzers_counts_check CHECK (files >= 0 AND findings >= 0 AND seconds >= 0)
+);
+
+COMMENT ON TABLE autopilot.analysis_snapshot_analyzers IS
+'How each analyzer of a registry-sync snapshot ended: ok (its counts are in analysis_snapshot_findings), failed or timed_out (message says why; it has no counts in the snapshot and its next run is compared with its last ok one).';
+COMMENT ON COLUMN autopilot.analysis_snapshot_analyzers.version IS
+'The analyzer''s version and options (ruff''s version; the complexity threshold): a snapshot is compared only with one of the same version, else it is a new baseline.';
+COMMENT ON COLUMN autopilot.analysis_snapshot_analyzers.files IS 'Files the analyzer read.';
+COMMENT ON COLUMN autopilot.analysis_snapshot_analyzers.findings IS 'Its findings in the snapshot (the sum of its counts).';
+
+-- sql/schema/tables/analysis_snapshot_files.sql
+CREATE TABLE autopilot.analysis_snapshot_files (
+    snapshot_id bigint NOT NULL,
+    path text NOT NULL,
+    functions integer,
+    complexity_total integer,
+    complexity_max integer,
+    CONSTRAINT analysis_snapshot_files_pkey PRIMARY KEY (snapshot_id, path),
+    CONSTRAINT analysis_snapshot_files_snapshot_id_fkey FOREIGN KEY (snapshot_id)
+    REFERENCES autopilot.analysis_snapshots (id) ON DELETE CASCADE,
+    -- all three or none (the complexity analyzer did not read the file)
+    CONSTRAINT analysis_snapshot_files_complexity_check CHECK (
+        (functions IS NULL) = (complexity_total IS NULL) AND (functions IS NULL) = (complexity_max IS NULL)
+        AND functions >= 0 AND complexity_total >= functions AND complexity_max <= complexity_total
+    )
+);
+
+COMMENT ON TABLE autopilot.analysis_snapshot_files IS
+'The files of a registry-sync snapshot (paths relative to the codebase root), with their cyclomatic complexity when the complexity analyzer read them.';
+COMMENT ON COLUMN autopilot.analysis_snapshot_files.functions IS
+'Functions, methods and closures in the file (NULL: the complexity analyzer did not read it).';
+COMMENT ON COLUMN autopilot.analysis_snapshot_files.complexity_total IS
+'Sum of the cyclomatic complexity of its functions (each 1 + its decision points).';
+COMMENT ON COLUMN autopilot.analysis_snapshot_files.complexity_max IS 'The most complex function''s cyclomatic complexity.';
+
+-- sql/schema/tables/analysis_snapshot_findings.sql
+CREATE TABLE autopilot.analysis_snapshot_findings (
+    snapshot_id bigint NOT NULL,
+    path text NOT NULL,
+    analyzer text NOT NULL,
+    rule text NOT NULL,
+    findings integer NOT NULL,
+    CONSTRAINT analysis_snapshot_findings_pkey PRIMARY KEY (snapshot_id, path, analyzer, rule),
+    CONSTRAINT analysis_snapshot_findings_file_fkey FOREIGN KEY (snapshot_id, path)
+    REFERENCES autopilot.analysis_snapshot_files (snapshot_id, path) ON DELETE CASCADE,
+    CONSTRAINT analysis_snapshot_findings_findings_check CHECK (findings > 0)
+);
+
+COMMENT ON TABLE autopilot.analysis_snapshot_findings IS
+'How many findings of each rule an analyzer reported in each file of a registry-sync snapshot (a file and rule without findings has no row).';
+COMMENT ON COLUMN autopilot.analysis_snapshot_findings.rule IS
+'The analyzer''s rule: ruff''s code (F401, invalid-syntax), cyclomatic for the complexity analyzer, the query''s name (bare-except, todo-comment ...).';
+
+-- sql/functions/agents/assign_pending_tasks.sql
+CREATE OR REPLACE FUNCTION autopilot.assign_pending_tasks()
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- task-assignment. Semantics (README, "Task assignment"):
+--
+-- 1. Tasks assigned to an agent not seen (last_seen_at NULL, or older than
+--    agents.silence_timeout) go back to pending (agent_id, assigned_at cleared).
+--    Running tasks are left alone: they may have side effects.
+-- 2. Pending tasks go, highest priority first, then oldest (created_at, then
+--    id), each to the least-loaded agent that can take it: status active, seen
+--    within the timeout, every required skill (required_skills <@ skills),
+--    active_tasks < capacity. Least loaded = lowest active_tasks / capacity
+--    (double precision), then lowest id -- counting the tasks this run gave it.
+--    That is the sequential greedy, computed exactly: it is the unique stable
+--    matching of tasks (ranked by order) to agent slots (ranked by the load
+--    ratio at which the agent would take it), so it is built from the slot
+--    side -- free slots in ratio order, each taking the first remaining task
+--    any of its agent's skill sets offers -- over arrays in memory, with the
+--    reading and the writing done set-based (one statement each).
+--    A pending task that depends on a task not yet succeeded
+--    (autopilot.task_dependencies) is not given out: it is counted as
+--    blocked, and waits for a later run.
+-- 3. Every agent that got tasks gets one NOTIFY autopilot_task_assigned,
+--    payload {"agent_id": n, "task_ids": [...]} (at most 256 ids each, a
+--    payload stays far below the 8000-byte limit); delivered at commit.
+--
+-- Locking: the job's advisory lock makes runs exclusive (a second caller waits
+-- and then sees the first one's assignments). The agents it plans for are
+-- locked (FOR NO KEY UPDATE SKIP LOCKED: an agent another transaction is
+-- changing waits for the next run), so their load cannot move under the plan;
+-- the tasks it writes are locked the same way (a task the application is
+-- changing is left for the next run), and the UPDATE re-checks status and
+-- skills on the row it writes. Capacity and skills are also the schema's
+-- (agents_active_tasks_check, autopilot._track_agent_load), whoever writes.
+DECLARE
+    c_none CONSTANT bigint := 9223372036854775807;
+    v_timeout interval := autopilot.get_setting('agents.silence_timeout')::interval;
+    v_reclaimed bigint;
+    -- the agents planned for, in id order: index i everywhere below
+    v_agent_ids bigint[];
+    v_load integer[];
+    v_capacity integer[];
+    v_dead boolean[];
+    v_busy_agents bigint;
+    -- candidates: the first tasks of each skill set (as many as its agents have
+    -- free slots), grouped by skill set (g = 1..) and in order within a group
+    v_read_ids bigint[];
+    v_read_ords bigint[];
+    v_read_pos integer[];
+    v_task_ids bigint[];
+    v_task_ord bigint[];
+    v_head integer[];
+    v_head_ord bigint[];
+    v_group_end integer[];
+    -- the skill sets agent i can serve: v_capable[v_capable_first[i] .. v_capable_last[i]]
+    v_capable integer[];
+    v_capable_first integer[];
+    v_capable_last integer[];
+    v_pending bigint;
+    v_unassignable bigint;
+    v_blocked bigint;
+    v_left integer;
+    -- slots: agent indexes, in the order of the load ratio at which they take a task
+    v_slots integer[];
+    v_per_agent integer;
+    v_cut_key double precision;
+    v_cut_agent integer;
+    v_batches integer := 0;
+    -- the plan
+    v_plan_tasks bigint[] := '{}'::bigint[];
+    v_plan_agents bigint[] := '{}'::bigint[];
+    v_planned integer := 0;
+    v_i integer;
+    v_h integer;
+    v_best integer;
+    v_best_ord bigint;
+    -- the outcome
+    v_assigned bigint;
+    v_agents_used bigint;
+    v_notifications bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(autopilot._job_lock_key('task-assignment'));
+
+    -- 1. take tasks back from silent agents
+    UPDATE autopilot.tasks AS t
+    SET status = 'pending', agent_id = NULL, assigned_at = NULL
+    FROM autopilot.agents AS a
+    WHERE t.agent_id = a.id
+      AND t.status = 'assigned'
+      AND (a.last_seen_at IS NULL OR a.last_seen_at < now() - v_timeout);
+    GET DIAGNOSTICS v_reclaimed = ROW_COUNT;
+
+    -- 2. the agents that can take tasks now, locked
+    SELECT
+        coalesce(array_agg(e.id ORDER BY e.id), '{}'),
+        coalesce(array_agg(e.active_tasks ORDER BY e.id), '{}'),
+        coalesce(array_agg(e.capacity ORDER BY e.id), '{}'),
+        coalesce(array_agg(false ORDER BY e.id), '{}')
+    INTO v_agent_ids, v_load, v_capacity, v_dead
+    FROM (
+        SELECT a.id, a.active_tasks, a.capacity
+        FROM autopilot.agents AS a
+        WHERE a.status = 'active'
+          AND a.active_tasks < a.capacity
+          AND a.last_seen_at >= now() - v_timeout
+        ORDER BY a.id
+        FOR NO KEY UPDATE SKIP LOCKED
+    ) AS e;
+
+    SELECT count(*) - cardinality(v_agent_ids)
+    INTO v_busy_agents
+    FROM autopilot.agents AS a
+    WHERE a.status = 'active'
+      AND a.active_tasks < a.capacity
+      AND a.last_seen_at >= now() - v_timeout;
+
+    -- 3. the pending tasks waiting for a task that has not succeeded (set-based
+    -- from the dependencies: nothing to read when there are none)
+    SELECT count(DISTINCT d.task_id)
+    INTO v_blocked
+    FROM autopilot.task_dependencies AS d
+    INNER JOIN autopilot.tasks AS t ON d.task_id = t.id
+    INNER JOIN autopilot.tasks AS p ON d.depends_on_task_id = p.id
+    WHERE t.status = 'pending' AND p.status <> 'succeeded';
+
+    -- the other pending tasks, by skill set (a set: {b,a} and {a,b,a} are {a,b}).
+    -- A skill set's candidates are its first tasks in order, as many as the free
+    -- slots of the agents that have every skill in it (it can never use more);
+    -- they get positions first_pos .. first_pos + take - 1 of the arrays below.
+    WITH pending AS MATERIALIZED (
+        SELECT
+            t.id,
+            t.required_skills,
+            row_number() OVER (ORDER BY t.priority DESC, t.created_at ASC, t.id ASC) AS ord
+        FROM autopilot.tasks AS t
+        WHERE t.status = 'pending'
+          AND NOT EXISTS (
+              SELECT
+              FROM autopilot.task_dependencies AS d
+              INNER JOIN autopilot.tasks AS p ON d.depends_on_task_id = p.id
+              WHERE d.task_id = t.id AND p.status <> 'succeeded'
+          )
+    ),
+
+    eligible AS MATERIALIZED (
+        SELECT
+            e.i::integer AS i,
+            a.skills,
+            a.capacity - a.active_tasks AS free
+        FROM unnest(v_agent_ids) WITH ORDINALITY AS e (id, i)
+        INNER JOIN autopilot.agents AS a ON e.id = a.id
+    ),
+
+    written AS MATERIALIZED (
+        SELECT
+            p.required_skills AS written,
+            count(*) AS tasks,
+            array(SELECT DISTINCT r.skill FROM unnest(p.required_skills) AS r (skill) ORDER BY r.skill) AS skills
+        FROM pending AS p
+        GROUP BY p.required_skills
+    ),
+
+    skill_sets AS MATERIALIZED (
+        SELECT
+            w.skills,
+            sum(w.tasks)::bigint AS tasks,
+            (
+                SELECT coalesce(sum(e.free), 0)
+                FROM eligible AS e
+                WHERE w.skills <@ e.skills
+            ) AS free,
+            EXISTS (
+                SELECT
+                FROM autopilot.agents AS a
+                WHERE a.status = 'active' AND a.capacity > 0 AND w.skills <@ a.skills
+            ) AS assignable
+        FROM written AS w
+        GROUP BY w.skills
+    ),
+
+    groups AS MATERIALIZED (
+        SELECT
+            s.skills,
+            row_number() OVER (ORDER BY s.skills)::integer AS g,
+            least(s.tasks, s.free)::integer AS take,
+            (sum(least(s.tasks, s.free)) OVER (ORDER BY s.skills) - least(s.tasks, s.free) + 1)::integer AS first_pos
+        FROM skill_sets AS s
+        WHERE s.free > 0
+    ),
+
+    candidates AS MATERIALIZED (
+        SELECT
+            r.id,
+            r.ord,
+            (r.first_pos + r.rank - 1)::integer AS pos
+        FROM (
+            SELECT
+                p.id,
+                p.ord,
+                g.take,
+                g.first_pos,
+                row_number() OVER (PARTITION BY g.g ORDER BY p.ord) AS rank
+            FROM pending AS p
+            INNER JOIN written AS w ON p.required_skills = w.written
+            INNER JOIN groups AS g ON w.skills = g.skills
+        ) AS r
+        WHERE r.rank <= r.take
+    ),
+
+    capable AS MATERIALIZED (
+        SELECT
+            e.i,
+            g.g,
+            row_number() OVER (ORDER BY e.i, g.g)::integer AS pos
+        FROM eligible AS e
+        INNER JOIN groups AS g ON g.skills <@ e.skills
+    )
+
+    SELECT
+        (SELECT count(*) FROM pending),
+        (SELECT coalesce(sum(s.tasks), 0)::bigint FROM skill_sets AS s WHERE NOT s.assignable),
+        (SELECT coalesce(array_agg(g.first_pos ORDER BY g.g), '{}') FROM groups AS g),
+        (SELECT coalesce(array_agg(g.first_pos + g.take - 1 ORDER BY g.g), '{}') FROM groups AS g),
+        (SELECT coalesce(array_agg(c.g ORDER BY c.pos), '{}') FROM capable AS c),
+        (
+            SELECT coalesce(array_agg(coalesce(b.first_pos, 1) ORDER BY e.i), '{}')
+            FROM eligible AS e
+            LEFT JOIN (SELECT c.i, min(c.pos) AS first_pos FROM capable AS c GROUP BY c.i) AS b ON e.i = b.i
+        ),
+        (
+            SELECT coalesce(array_agg(coalesce(b.last_pos, 0) ORDER BY e.i), '{}')
+            FROM eligible AS e
+            LEFT JOIN (SELECT c.i, max(c.pos) AS last_pos FROM capable AS c GROUP BY c.i) AS b ON e.i = b.i
+        ),
+        -- one aggregate pass: the three arrays are aligned, in no particular order
+        coalesce(array_agg(c.id), '{}'),
+        coalesce(array_agg(c.ord), '{}'),
+        coalesce(array_agg(c.pos), '{}')
+    INTO
+        v_pending, v_unassignable, v_head, v_group_end, v_capable, v_capable_first, v_capable_last,
+        v_read_ids, v_read_ords, v_read_pos
+    FROM candidates AS c;
+
+    v_left := cardinality(v_read_ids);
+    v_task_ids := array_fill(0::bigint, ARRAY[v_left]);
+    v_task_ord := array_fill(0::bigint, ARRAY[v_left]);
+    FOR v_p IN 1 .. v_left LOOP
+        v_task_ids[v_read_pos[v_p]] := v_read_ids[v_p];
+        v_task_ord[v_read_pos[v_p]] := v_read_ords[v_p];
+    END LOOP;
+    v_head_ord := array_fill(0::bigint, ARRAY[cardinality(v_head)]);
+    FOR v_g IN 1 .. cardinality(v_head) LOOP
+        v_head_ord[v_g] := v_task_ord[v_head[v_g]];
+    END LOOP;
+
+    -- 4. the plan: free slots in the order of the load ratio at which their agent
+    -- takes a task (agent i's k-th free slot: (active_tasks + k) / capacity, then
+    -- i), each taking the first remaining task of the skill sets agent i serves.
+    -- An agent whose slot finds nothing is done: tasks only ever get taken.
+    -- Slots come in batches of at most ~2 per candidate (an agent's huge capacity
+    -- is never spelled out): a batch holds every slot ordered before the first
+    -- one it leaves out, so the order across batches is exact.
+    WHILE v_left > 0 LOOP
+        v_per_agent := greatest(1, ceil(2.0 * v_left / greatest(cardinality(v_agent_ids), 1)))::integer;
+
+        SELECT (a.load + v_per_agent)::double precision / a.capacity, a.i::integer
+        INTO v_cut_key, v_cut_agent
+        FROM unnest(v_load, v_capacity, v_dead) WITH ORDINALITY AS a (load, capacity, dead, i)
+        WHERE NOT a.dead AND a.capacity - a.load > v_per_agent
+        ORDER BY 1, 2
+        LIMIT 1;
+
+        SELECT array_agg(s.i ORDER BY s.slot_key, s.i)
+        INTO v_slots
+        FROM (
+            SELECT
+                a.i::integer AS i,
+                (a.load + k.k)::double precision / a.capacity AS slot_key
+            FROM unnest(v_load, v_capacity, v_dead) WITH ORDINALITY AS a (load, capacity, dead, i)
+            CROSS JOIN LATERAL generate_series(0, least(a.capacity - a.load, v_per_agent) - 1) AS k (k)
+            WHERE NOT a.dead AND a.load < a.capacity
+        ) AS s
+        WHERE v_cut_agent IS NULL OR (s.slot_key, s.i) < (v_cut_key, v_cut_agent);
+
+        EXIT WHEN v_slots IS NULL;
+        v_batches := v_batches + 1;
+
+        FOREACH v_i IN ARRAY v_slots LOOP
+            CONTINUE WHEN v_dead[v_i];
+            v_best := 0;
+            v_best_ord := c_none;
+            FOR v_p IN v_capable_first[v_i] .. v_capable_last[v_i] LOOP
+                IF v_head_ord[v_capable[v_p]] < v_best_ord THEN
+                    v_best := v_capable[v_p];
+                    v_best_ord := v_head_ord[v_best];
+                END IF;
+            END LOOP;
+            IF v_best = 0 THEN
+                v_dead[v_i] := true;
+                CONTINUE;
+            END IF;
+            v_h := v_head[v_best];
+            v_planned := v_planned + 1;
+            v_plan_tasks[v_planned] := v_task_ids[v_h];
+            v_plan_agents[v_planned] := v_agent_ids[v_i];
+            IF v_h = v_group_end[v_best] THEN
+                v_head_ord[v_best] := c_none;
+            ELSE
+                v_head[v_best] := v_h + 1;
+                v_head_ord[v_best] := v_task_ord[v_h + 1];
+            END IF;
+            v_load[v_i] := v_load[v_i] + 1;
+            v_left := v_left - 1;
+            EXIT WHEN v_left = 0;
+        END LOOP;
+
+        EXIT WHEN v_cut_agent IS NULL;
+    END LOOP;
+
+    -- 5. write the plan, announce it
+    WITH plan AS (
+        SELECT p.task_id, p.agent_id
+        FROM unnest(v_plan_tasks, v_plan_agents) AS p (task_id, agent_id)
+    ),
+
+    claimed AS MATERIALIZED (
+        SELECT
+            t.id,
+            p.agent_id
+        FROM autopilot.tasks AS t
+        INNER JOIN plan AS p ON t.id = p.task_id
+        WHERE t.status = 'pending'
+        FOR NO KEY UPDATE OF t SKIP LOCKED
+    ),
+
+    assigned AS (
+        UPDATE autopilot.tasks AS t
+        SET status = 'assigned', agent_id = c.agent_id, assigned_at = now()
+        FROM claimed AS c
+        WHERE t.id = c.id
+          AND t.status = 'pending'
+          -- the agent is locked: its skills are as planned; the task's may have changed since
+          AND t.required_skills <@ (SELECT a.skills FROM autopilot.agents AS a WHERE a.id = c.agent_id)
+          -- and so may its dependencies
+          AND NOT EXISTS (
+              SELECT
+              FROM autopilot.task_dependencies AS d
+              INNER JOIN autopilot.tasks AS p ON d.depends_on_task_id = p.id
+              WHERE d.task_id = t.id AND p.status <> 'succeeded'
+          )
+        RETURNING t.id, t.agent_id
+    ),
+
+    notifications AS (
+        SELECT
+            pg_notify(
+                'autopilot_task_assigned',
+                json_build_object('agent_id', n.agent_id, 'task_ids', n.task_ids)::text
+            )
+        FROM (
+            SELECT
+                x.agent_id,
+                array_agg(x.id ORDER BY x.id) AS task_ids
+            FROM (
+                SELECT
+                    s.agent_id,
+                    s.id,
+                    (row_number() OVER (PARTITION BY s.agent_id ORDER BY s.id) - 1) / 256 AS chunk
+                FROM assigned AS s
+            ) AS x
+            GROUP BY x.agent_id, x.chunk
+        ) AS n
+    )
+
+    SELECT
+        (SELECT count(*) FROM assigned),
+        (SELECT count(DISTINCT s.agent_id) FROM assigned AS s),
+        (SELECT count(*) FROM notifications)
+    INTO v_assigned, v_agents_used, v_notifications;
+
+    RETURN jsonb_build_object(
+        'rows_affected', v_assigned,
+        'message', format(
+            'assigned %s %s to %s %s; %s taken back from silent agents; %s still pending (%s unassignable%s)',
+            v_assigned, CASE WHEN v_assigned = 1 THEN 'task' ELSE 'tasks' END,
+            v_agents_used, CASE WHEN v_agents_used = 1 THEN 'agent' ELSE 'agents' END,
+            v_reclaimed, v_pending + v_blocked - v_assigned, v_unassignable,
+            CASE WHEN v_blocked > 0 THEN format(', %s waiting for their dependencies', v_blocked) ELSE '' END
+        ),
+        'assigned', v_assigned,
+        'agents', v_agents_used,
+        'reclaimed', v_reclaimed,
+        'pending', v_pending + v_blocked - v_assigned,
+        'unassignable', v_unassignable,
+        'blocked', v_blocked,
+        'waiting', v_pending - v_assigned - v_unassignable,
+        'skipped_busy_tasks', v_planned - v_assigned,
+        'skipped_busy_agents', v_busy_agents,
+        'notifications', v_notifications,
+        'slot_batches', v_batches
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.assign_pending_tasks() IS
+'task-assignment: takes assigned tasks back from agents silent longer than agents.silence_timeout, then gives pending tasks (highest priority, then oldest first) to active, recently seen agents with every required skill and free capacity, each to the least-loaded one (lowest active_tasks/capacity, then id); one NOTIFY autopilot_task_assigned per agent, payload {"agent_id", "task_ids"}. Unassignable tasks (no active agent with capacity has their skills) stay pending and are counted, as are blocked ones (a task they depend on, autopilot.task_dependencies, has not succeeded).';
+
+-- sql/functions/agents/seed_plan.sql
+CREATE FUNCTION autopilot.seed_plan(p_items jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- planning-seed (the runner reads the plan file and passes its items here).
+--
+-- p_items: a JSON array of items, each an object with
+--   key              required, a non-empty string: the item's stable name
+--   title            required, a non-empty string
+--   required_skills  an array of non-empty strings (default: none)
+--   priority         an integer (default 0; higher is assigned first)
+--   depends_on       an array of keys: the item waits until each of those
+--                    tasks has succeeded (a key of the plan, or of a task
+--                    seeded before)
+--   details          an object, copied into tasks.details
+-- (a field whose value is null counts as absent).
+--
+-- Each item becomes one task (status pending, tasks.plan_key = its key) the
+-- first time it is seen; an item whose key is already a task is left as that
+-- task is -- its status, agent, title, priority and dependencies are never
+-- changed, so running the seed again or with a longer plan only adds the new
+-- items and never resets anyone's progress. Items that differ from their
+-- task are named in the summary. New items' depends_on become rows of
+-- autopilot.task_dependencies; an existing task gains no dependency (so no
+-- dependency cycle can form through tasks seeded earlier).
+--
+-- The plan is checked whole before anything is written: an item that is not
+-- an object, an unknown field, a missing or mistyped field, a key used twice,
+-- a depends_on naming an unknown key, and a dependency cycle (an item
+-- depending on itself included) each raise invalid_parameter_value naming the
+-- item, and the transaction writes nothing. Runs are serialised by the job's
+-- advisory lock, so two seeds at once add each item once.
+DECLARE
+    c_fields CONSTANT text[] := ARRAY['key', 'title', 'required_skills', 'priority', 'depends_on', 'details'];
+    c_fields_hint CONSTANT text := 'An item''s fields: key and title (required), required_skills, priority, '
+        || 'depends_on, details.';
+    v_items jsonb;
+    v_item jsonb;
+    v_n bigint;
+    v_label text;
+    v_field text;
+    v_keys text[];
+    v_from text[];
+    v_to text[];
+    v_duplicate text;
+    v_positions bigint[];
+    v_missing text;
+    v_cyclic text[];
+    v_cycle text[];
+    v_new_ids bigint[];
+    v_edges bigint;
+    v_existing bigint;
+    v_differing text[];
+    v_message text;
+BEGIN
+    IF p_items IS NULL OR jsonb_typeof(p_items) <> 'array' THEN
+        RAISE EXCEPTION 'a plan is a list of items, not %',
+            CASE jsonb_typeof(p_items) WHEN 'object' THEN 'a mapping' ELSE coalesce('a ' || jsonb_typeof(p_items), 'NULL') END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass a JSON array of objects (the plan file''s items).';
+    END IF;
+
+    PERFORM pg_catalog.pg_advisory_xact_lock(autopilot._job_lock_key('planning-seed'));
+
+    -- each item on its own: an object of known fields with values of the right type
+    FOR v_item, v_n IN
+        SELECT e.item, e.n FROM pg_catalog.jsonb_array_elements(p_items) WITH ORDINALITY AS e (item, n)
+    LOOP
+        IF pg_catalog.jsonb_typeof(v_item) <> 'object' THEN
+            RAISE EXCEPTION 'plan item #% is not a mapping of fields but a %', v_n,
+                CASE pg_catalog.jsonb_typeof(v_item) WHEN 'array' THEN 'list' ELSE pg_catalog.jsonb_typeof(v_item) END
+                USING ERRCODE = 'invalid_parameter_value', HINT = c_fields_hint;
+        END IF;
+        v_item := (
+            SELECT coalesce(pg_catalog.jsonb_object_agg(f.key, f.value), '{}'::jsonb)
+            FROM pg_catalog.jsonb_each(v_item) AS f (key, value)
+            WHERE pg_catalog.jsonb_typeof(f.value) <> 'null'
+        );
+        IF pg_catalog.jsonb_typeof(v_item -> 'key') = 'string' THEN
+            v_label := pg_catalog.format('plan item "%s"', v_item ->> 'key');
+        ELSE
+            v_label := pg_catalog.format('plan item #%s', v_n);
+        END IF;
+
+        SELECT f.key INTO v_field
+        FROM pg_catalog.jsonb_object_keys(v_item) AS f (key)
+        WHERE f.key <> ALL (c_fields)
+        ORDER BY f.key
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION '%: unknown field "%"', v_label, v_field
+                USING ERRCODE = 'invalid_parameter_value', HINT = c_fields_hint;
+        END IF;
+
+        IF NOT v_item ? 'key' THEN
+            RAISE EXCEPTION '%: no key', v_label
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Every item needs a key: a stable name that identifies it across runs of the seed.';
+        ELSIF pg_catalog.jsonb_typeof(v_item -> 'key') <> 'string'
+            OR pg_catalog.btrim(v_item ->> 'key') = ''
+            OR pg_catalog.length(v_item ->> 'key') > 200
+            OR (v_item ->> 'key') ~ '[[:cntrl:]]' THEN
+            RAISE EXCEPTION '%: the key must be a non-empty string of at most 200 characters without control characters', v_label
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'Quote a key that YAML would read as a number.';
+        END IF;
+
+        IF pg_catalog.jsonb_typeof(v_item -> 'title') IS DISTINCT FROM 'string'
+            OR pg_catalog.btrim(v_item ->> 'title') = '' THEN
+            RAISE EXCEPTION '%: the title must be a non-empty string', v_label
+                USING ERRCODE = 'invalid_parameter_value', HINT = c_fields_hint;
+        END IF;
+
+        IF v_item ? 'required_skills' AND (
+            pg_catalog.jsonb_typeof(v_item -> 'required_skills') <> 'array'
+            OR EXISTS (
+                SELECT
+                FROM pg_catalog.jsonb_array_elements(v_item -> 'required_skills') AS s (skill)
+                WHERE pg_catalog.jsonb_typeof(s.skill) <> 'string' OR pg_catalog.btrim(s.skill #>> '{}') = ''
+            )
+        ) THEN
+            RAISE EXCEPTION '%: required_skills must be a list of non-empty strings', v_label
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+
+        IF v_item ? 'priority' AND (
+            pg_catalog.jsonb_typeof(v_item -> 'priority') <> 'number'
+            OR (v_item ->> 'priority')::numeric <> pg_catalog.trunc((v_item ->> 'priority')::numeric)
+            OR (v_item ->> 'priority')::numeric NOT BETWEEN -2147483648 AND 2147483647
+        ) THEN
+            RAISE EXCEPTION '%: priority must be a whole number (a 32-bit integer)', v_label
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+
+        IF v_item ? 'depends_on' AND (
+            pg_catalog.jsonb_typeof(v_item -> 'depends_on') <> 'array'
+            OR EXISTS (
+                SELECT
+                FROM pg_catalog.jsonb_array_elements(v_item -> 'depends_on') AS d (dependency)
+                WHERE pg_catalog.jsonb_typeof(d.dependency) <> 'string'
+            )
+        ) THEN
+            RAISE EXCEPTION '%: depends_on must be a list of item keys', v_label
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'Quote a key that YAML would read as a number.';
+        END IF;
+
+        IF v_item ? 'details' AND pg_catalog.jsonb_typeof(v_item -> 'details') <> 'object' THEN
+            RAISE EXCEPTION '%: details must be a mapping', v_label
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+
+        v_items := coalesce(v_items, '[]'::jsonb) || pg_catalog.jsonb_build_array(v_item);
+    END LOOP;
+    v_items := coalesce(v_items, '[]'::jsonb);
+
+    -- the plan as a whole: unique keys, known dependencies, no cycle
+    SELECT e.item ->> 'key', pg_catalog.array_agg(e.n ORDER BY e.n)
+    INTO v_duplicate, v_positions
+    FROM pg_catalog.jsonb_array_elements(v_items) WITH ORDINALITY AS e (item, n)
+    GROUP BY e.item ->> 'key'
+    HAVING pg_catalog.count(*) > 1
+    ORDER BY pg_catalog.min(e.n)
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'plan item "%" appears more than once (items #%)', v_duplicate,
+            pg_catalog.array_to_string(v_positions, ', #')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Each item needs a key of its own.';
+    END IF;
+
+    SELECT pg_catalog.array_agg(e.item ->> 'key' ORDER BY e.n)
+    INTO v_keys
+    FROM pg_catalog.jsonb_array_elements(v_items) WITH ORDINALITY AS e (item, n);
+    v_keys := coalesce(v_keys, '{}'::text[]);
+
+    SELECT
+        coalesce(pg_catalog.array_agg(x.from_key ORDER BY x.n, x.to_key), '{}'::text[]),
+        coalesce(pg_catalog.array_agg(x.to_key ORDER BY x.n, x.to_key), '{}'::text[])
+    INTO v_from, v_to
+    FROM (
+        SELECT DISTINCT
+            e.n,
+            e.item ->> 'key' AS from_key,
+            d.to_key
+        FROM pg_catalog.jsonb_array_elements(v_items) WITH ORDINALITY AS e (item, n)
+        CROSS JOIN LATERAL pg_catalog.jsonb_array_elements_text(
+            coalesce(e.item -> 'depends_on', '[]'::jsonb)
+        ) AS d (to_key)
+    ) AS x;
+
+    SELECT pg_catalog.format('plan item "%s" depends on "%s", which is neither in the plan nor seeded before', x.f, x.t)
+    INTO v_missing
+    FROM unnest(v_from, v_to) WITH ORDINALITY AS x (f, t, n)
+    WHERE x.t <> ALL (v_keys)
+      AND NOT EXISTS (SELECT FROM autopilot.tasks AS t WHERE t.plan_key = x.t)
+    ORDER BY x.n
+    LIMIT 1;
+    IF v_missing IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_missing
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Add that item to the plan, or fix the key.';
+    END IF;
+
+    -- the items on a cycle: those that reach themselves (UNION: each pair once, so this ends)
+    WITH RECURSIVE edges AS (
+        SELECT x.f, x.t
+        FROM unnest(v_from, v_to) AS x (f, t)
+        WHERE x.t = ANY (v_keys)
+    ),
+
+    reach (start_key, node) AS (
+        SELECT e.f, e.t FROM edges AS e
+        UNION
+        SELECT r.start_key, e.t
+        FROM reach AS r
+        INNER JOIN edges AS e ON r.node = e.f
+    )
+
+    SELECT pg_catalog.array_agg(DISTINCT r.start_key ORDER BY r.start_key)
+    INTO v_cyclic
+    FROM reach AS r
+    WHERE r.start_key = r.node;
+
+    IF v_cyclic IS NOT NULL THEN
+        -- one cycle through the first of them, to name in the message (simple paths within the cycles)
+        WITH RECURSIVE edges AS (
+            SELECT x.f, x.t
+            FROM unnest(v_from, v_to) AS x (f, t)
+            WHERE x.f = ANY (v_cyclic) AND x.t = ANY (v_cyclic)
+        ),
+
+        walk (node, path) AS (
+            SELECT e.t, ARRAY[e.f, e.t]
+            FROM edges AS e
+            WHERE e.f = v_cyclic[1]
+            UNION ALL
+            SELECT e.t, w.path || e.t
+            FROM walk AS w
+            INNER JOIN edges AS e ON w.node = e.f
+            WHERE w.node <> v_cyclic[1] AND e.t <> ALL (w.path[2:])
+        )
+
+        SELECT w.path INTO v_cycle
+        FROM walk AS w
+        WHERE w.node = v_cyclic[1]
+        LIMIT 1;
+        RAISE EXCEPTION 'plan items form a dependency cycle: "%"', pg_catalog.array_to_string(v_cycle, '" -> "')
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = pg_catalog.format(
+                      'Each arrow reads "depends on". Items on a cycle: %s.',
+                      pg_catalog.array_to_string(v_cyclic, ', ')
+                  ),
+                  HINT = 'Remove one of these depends_on entries: no task of a cycle could ever start.';
+    END IF;
+
+    -- the new items, in plan order (ids follow it: the tie-break of equal priorities)
+    WITH items AS (
+        SELECT e.item, e.n
+        FROM pg_catalog.jsonb_array_elements(v_items) WITH ORDINALITY AS e (item, n)
+    ),
+
+    inserted AS (
+        INSERT INTO autopilot.tasks (title, required_skills, priority, details, plan_key)
+        SELECT
+            i.item ->> 'title',
+            ARRAY(SELECT pg_catalog.jsonb_array_elements_text(coalesce(i.item -> 'required_skills', '[]'::jsonb))),
+            coalesce((i.item ->> 'priority')::integer, 0),
+            coalesce(i.item -> 'details', '{}'::jsonb),
+            i.item ->> 'key'
+        FROM items AS i
+        WHERE NOT EXISTS (SELECT FROM autopilot.tasks AS t WHERE t.plan_key = i.item ->> 'key')
+        ORDER BY i.n
+        ON CONFLICT (plan_key) DO NOTHING
+        RETURNING id
+    )
+
+    SELECT coalesce(pg_catalog.array_agg(s.id), '{}'::bigint[]) INTO v_new_ids FROM inserted AS s;
+
+    INSERT INTO autopilot.task_dependencies (task_id, depends_on_task_id)
+    SELECT DISTINCT
+        t.id,
+        d.id
+    FROM unnest(v_from, v_to) AS x (f, t)
+    INNER JOIN autopilot.tasks AS t ON x.f = t.plan_key
+    INNER JOIN autopilot.tasks AS d ON x.t = d.plan_key
+    WHERE t.id = ANY (v_new_ids)
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS v_edges = ROW_COUNT;
+
+    -- the items already seeded, and those of them the plan now describes otherwise
+    WITH items AS (
+        SELECT e.item, e.n
+        FROM pg_catalog.jsonb_array_elements(v_items) WITH ORDINALITY AS e (item, n)
+    ),
+
+    seeded AS (
+        SELECT
+            i.n,
+            i.item,
+            t.id,
+            t.title,
+            t.required_skills,
+            t.priority,
+            t.details
+        FROM items AS i
+        INNER JOIN autopilot.tasks AS t ON i.item ->> 'key' = t.plan_key
+        WHERE t.id <> ALL (v_new_ids)
+    )
+
+    SELECT
+        pg_catalog.count(*),
+        pg_catalog.array_agg(s.item ->> 'key' ORDER BY s.n) FILTER (
+            WHERE s.title IS DISTINCT FROM s.item ->> 'title'
+            OR s.required_skills IS DISTINCT FROM ARRAY(
+                SELECT pg_catalog.jsonb_array_elements_text(coalesce(s.item -> 'required_skills', '[]'::jsonb))
+            )
+            OR s.priority IS DISTINCT FROM coalesce((s.item ->> 'priority')::integer, 0)
+            OR s.details IS DISTINCT FROM coalesce(s.item -> 'details', '{}'::jsonb)
+            OR ARRAY(
+                SELECT d.plan_key
+                FROM autopilot.task_dependencies AS td
+                INNER JOIN autopilot.tasks AS d ON td.depends_on_task_id = d.id
+                WHERE td.task_id = s.id
+                ORDER BY d.plan_key
+            ) IS DISTINCT FROM ARRAY(
+                SELECT DISTINCT k.key
+                FROM pg_catalog.jsonb_array_elements_text(coalesce(s.item -> 'depends_on', '[]'::jsonb)) AS k (key)
+                ORDER BY k.key
+            )
+        )
+    INTO v_existing, v_differing
+    FROM seeded AS s;
+
+    v_message := pg_catalog.format(
+        'plan of %s %s: %s %s added (%s %s), %s already seeded',
+        pg_catalog.cardinality(v_keys), CASE WHEN pg_catalog.cardinality(v_keys) = 1 THEN 'item' ELSE 'items' END,
+        pg_catalog.cardinality(v_new_ids), CASE WHEN pg_catalog.cardinality(v_new_ids) = 1 THEN 'task' ELSE 'tasks' END,
+        v_edges, CASE WHEN v_edges = 1 THEN 'dependency' ELSE 'dependencies' END,
+        v_existing
+    );
+    IF v_differing IS NOT NULL THEN
+        v_message := v_message || pg_catalog.format(
+            '; %s of them %s from the plan and %s kept as seeded: "%s"',
+            pg_catalog.cardinality(v_differing),
+            CASE WHEN pg_catalog.cardinality(v_differing) = 1 THEN 'differs' ELSE 'differ' END,
+            CASE WHEN pg_catalog.cardinality(v_differing) = 1 THEN 'is' ELSE 'are' END,
+            pg_catalog.array_to_string(v_differing[1:10], '", "')
+        ) || CASE WHEN pg_catalog.cardinality(v_differing) > 10 THEN ' ...' ELSE '' END;
+    END IF;
+
+    RETURN pg_catalog.jsonb_build_object(
+        'items', pg_catalog.cardinality(v_keys),
+        'added', pg_catalog.cardinality(v_new_ids),
+        'dependencies_added', v_edges,
+        'existing', v_existing,
+        'differing', coalesce(pg_catalog.to_jsonb(v_differing), '[]'::jsonb),
+        'message', v_message
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.seed_plan(jsonb) IS
+'planning-seed: adds each item of a plan (a JSON array of {key, title, required_skills, priority, depends_on, details}) as a pending task once, by its key (tasks.plan_key), with its dependencies (autopilot.task_dependencies); items already seeded are left as they are (their progress is never reset) and those that differ are named. The whole plan is checked first: an unknown field, a mistyped value, a key used twice, an unknown dependency or a cycle raises invalid_parameter_value naming the item, and nothing is written.';
+
+-- sql/functions/learning/record_analysis_snapshot.sql
+CREATE FUNCTION autopilot.record_analysis_snapshot(
+    p_codebase text,
+    p_commit text,
+    p_analyzers jsonb,
+    p_files jsonb,
+    p_findings jsonb
+)
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- registry-sync (the runner runs the analyzers and passes what they found).
+--
+-- p_analyzers: [{analyzer, status (ok, failed, timed_out), version, files,
+--   seconds, message}]; p_files: [{path, functions, complexity_total,
+--   complexity_max}] (the complexity fields null when not measured);
+-- p_findings: [{path, analyzer, rule, findings}], a count per file and rule,
+--   of analyzers whose status is ok, on paths of p_files.
+--
+-- In one transaction, under the codebase's advisory lock: a snapshot with
+-- its analyzers, files and counts, then rows of autopilot.analysis_results
+-- (pattern_type 'analyzer_rule', pattern_key '<analyzer>/<rule>') that
+-- pattern-learning folds. Each analyzer that succeeded is compared with its
+-- own last successful snapshot of the codebase, when that one ran the same
+-- version (same options):
+--   * a file in both snapshots: each finding of a rule fewer is a success row,
+--     each one more a failure row (one row per finding, details.path);
+--   * files added or removed: their findings are netted per rule (added
+--     minus removed), so a renamed or moved file changes nothing; what is
+--     left is success or failure rows without a path;
+--   * no such earlier snapshot (the first run, a new analyzer version, a new
+--     complexity threshold): one neutral row per rule, details.findings and
+--     details.files its counts -- a baseline, evidence of neither kind.
+-- An analyzer that failed or timed out writes no counts and no rows; its next
+-- successful run is compared with its last successful one.
+--
+-- A run at the commit of the codebase's last snapshot with the same digest
+-- (outcomes, files, counts) records nothing and says so. Old snapshots past
+-- registry_sync.keep_snapshots are deleted, except each analyzer's last
+-- successful one (the next comparison's base).
+DECLARE
+    v_keep integer := autopilot.get_setting('registry_sync.keep_snapshots')::integer;
+    v_last autopilot.analysis_snapshots;
+    v_digest text;
+    v_id bigint;
+    v_files integer;
+    v_findings bigint;
+    v_analyzer record;
+    v_base bigint;
+    v_base_version text;
+    v_successes bigint;
+    v_failures bigint;
+    v_total_successes bigint := 0;
+    v_total_failures bigint := 0;
+    v_compared jsonb := '{}'::jsonb;
+    v_baselines text[] := '{}'::text[];
+    v_bad text;
+    v_pruned bigint;
+BEGIN
+    IF pg_catalog.jsonb_typeof(p_analyzers) IS DISTINCT FROM 'array'
+        OR pg_catalog.jsonb_typeof(p_files) IS DISTINCT FROM 'array'
+        OR pg_catalog.jsonb_typeof(p_findings) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'the analyzers, the files and the findings must each be a JSON array'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT FROM autopilot.codebases AS c WHERE c.name = p_codebase) THEN
+        RAISE EXCEPTION 'no codebase named %', coalesce(pg_catalog.quote_literal(p_codebase), 'NULL')
+            USING ERRCODE = 'undefined_object', HINT = 'autopilot codebase list shows them.';
+    END IF;
+
+    SELECT pg_catalog.format('%s/%s', x.analyzer, x.rule)
+    INTO v_bad
+    FROM pg_catalog.jsonb_to_recordset(p_findings) AS x (path text, analyzer text, rule text, findings integer)
+    WHERE NOT EXISTS (
+        SELECT
+        FROM pg_catalog.jsonb_to_recordset(p_analyzers) AS a (analyzer text, status text)
+        WHERE a.analyzer = x.analyzer AND a.status = 'ok'
+    )
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'findings of %, whose analyzer is not among the analyzers that succeeded', v_bad
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    PERFORM pg_catalog.pg_advisory_xact_lock(autopilot._job_lock_key('registry-sync:' || p_codebase));
+
+    v_digest := pg_catalog.md5(
+        coalesce((
+            SELECT pg_catalog.string_agg(
+                pg_catalog.jsonb_build_array(a.analyzer, a.status, a.version)::text, ',' ORDER BY a.analyzer
+            )
+            FROM pg_catalog.jsonb_to_recordset(p_analyzers) AS a (analyzer text, status text, version text)
+        ), '')
+        || E'\n' || coalesce((
+            SELECT pg_catalog.string_agg(
+                pg_catalog.jsonb_build_array(f.path, f.functions, f.complexity_total, f.complexity_max)::text,
+                ',' ORDER BY f.path
+            )
+            FROM pg_catalog.jsonb_to_recordset(p_files)
+                AS f (path text, functions integer, complexity_total integer, complexity_max integer)
+        ), '')
+        || E'\n' || coalesce((
+            SELECT pg_catalog.string_agg(
+                pg_catalog.jsonb_build_array(x.path, x.analyzer, x.rule, x.findings)::text,
+                ',' ORDER BY x.path, x.analyzer, x.rule
+            )
+            FROM pg_catalog.jsonb_to_recordset(p_findings) AS x (path text, analyzer text, rule text, findings integer)
+        ), '')
+    );
+
+    SELECT s.* INTO v_last
+    FROM autopilot.analysis_snapshots AS s
+    WHERE s.codebase = p_codebase
+    ORDER BY s.id DESC
+    LIMIT 1;
+    IF v_last.id IS NOT NULL AND v_last.commit_sha IS NOT DISTINCT FROM p_commit AND v_last.digest = v_digest THEN
+        RETURN pg_catalog.jsonb_build_object(
+            'snapshot_id', v_last.id,
+            'unchanged', true,
+            'commit', p_commit,
+            'files', v_last.files,
+            'findings', v_last.findings,
+            'successes', 0,
+            'failures', 0,
+            'compared_with', '{}'::jsonb,
+            'baselines', '[]'::jsonb,
+            'pruned', 0,
+            'message', pg_catalog.format('unchanged since snapshot %s', v_last.id)
+        );
+    END IF;
+
+    SELECT
+        pg_catalog.jsonb_array_length(p_files),
+        coalesce((
+            SELECT pg_catalog.sum(x.findings)
+            FROM pg_catalog.jsonb_to_recordset(p_findings) AS x (findings integer)
+        ), 0)
+    INTO v_files, v_findings;
+
+    INSERT INTO autopilot.analysis_snapshots (codebase, commit_sha, digest, files, findings)
+    VALUES (p_codebase, p_commit, v_digest, v_files, v_findings)
+    RETURNING id INTO v_id;
+
+    INSERT INTO autopilot.analysis_snapshot_analyzers (
+        snapshot_id, analyzer, status, version, files, findings, seconds, message
+    )
+    SELECT
+        v_id,
+        a.analyzer,
+        a.status,
+        a.version,
+        coalesce(a.files, 0),
+        coalesce((
+            SELECT pg_catalog.sum(x.findings)
+            FROM pg_catalog.jsonb_to_recordset(p_findings) AS x (analyzer text, findings integer)
+            WHERE x.analyzer = a.analyzer
+        ), 0),
+        coalesce(a.seconds, 0),
+        a.message
+    FROM pg_catalog.jsonb_to_recordset(p_analyzers)
+        AS a (analyzer text, status text, version text, files integer, seconds double precision, message text);
+
+    INSERT INTO autopilot.analysis_snapshot_files (snapshot_id, path, functions, complexity_total, complexity_max)
+    SELECT v_id, f.path, f.functions, f.complexity_total, f.complexity_max
+    FROM pg_catalog.jsonb_to_recordset(p_files)
+        AS f (path text, functions integer, complexity_total integer, complexity_max integer);
+
+    INSERT INTO autopilot.analysis_snapshot_findings (snapshot_id, path, analyzer, rule, findings)
+    SELECT v_id, x.path, x.analyzer, x.rule, x.findings
+    FROM pg_catalog.jsonb_to_recordset(p_findings) AS x (path text, analyzer text, rule text, findings integer);
+
+    FOR v_analyzer IN
+        SELECT a.analyzer, a.version
+        FROM autopilot.analysis_snapshot_analyzers AS a
+        WHERE a.snapshot_id = v_id AND a.status = 'ok'
+        ORDER BY a.analyzer
+    LOOP
+        v_base := NULL;
+        v_base_version := NULL;
+        SELECT a.snapshot_id, a.version
+        INTO v_base, v_base_version
+        FROM autopilot.analysis_snapshot_analyzers AS a
+        INNER JOIN autopilot.analysis_snapshots AS s ON a.snapshot_id = s.id
+        WHERE s.codebase = p_codebase AND s.id < v_id AND a.analyzer = v_analyzer.analyzer AND a.status = 'ok'
+        ORDER BY s.id DESC
+        LIMIT 1;
+
+        IF v_base IS NULL OR v_base_version IS DISTINCT FROM v_analyzer.version THEN
+            INSERT INTO autopilot.analysis_results (codebase, analyzer, pattern_type, pattern_key, outcome, details)
+            SELECT
+                p_codebase,
+                v_analyzer.analyzer,
+                'analyzer_rule',
+                v_analyzer.analyzer || '/' || x.rule,
+                'neutral',
+                pg_catalog.jsonb_build_object(
+                    'snapshot_id', v_id, 'commit', p_commit, 'rule', x.rule, 'baseline', true,
+                    'findings', pg_catalog.sum(x.findings), 'files', pg_catalog.count(*)
+                )
+            FROM autopilot.analysis_snapshot_findings AS x
+            WHERE x.snapshot_id = v_id AND x.analyzer = v_analyzer.analyzer
+            GROUP BY x.rule;
+            v_baselines := v_baselines || v_analyzer.analyzer;
+            CONTINUE;
+        END IF;
+
+        WITH new_counts AS (
+            SELECT x.path, x.rule, x.findings
+            FROM autopilot.analysis_snapshot_findings AS x
+            WHERE x.snapshot_id = v_id AND x.analyzer = v_analyzer.analyzer
+        ),
+
+        old_counts AS (
+            SELECT x.path, x.rule, x.findings
+            FROM autopilot.analysis_snapshot_findings AS x
+            WHERE x.snapshot_id = v_base AND x.analyzer = v_analyzer.analyzer
+        ),
+
+        common AS (
+            SELECT n.path
+            FROM autopilot.analysis_snapshot_files AS n
+            INNER JOIN autopilot.analysis_snapshot_files AS o ON n.path = o.path
+            WHERE n.snapshot_id = v_id AND o.snapshot_id = v_base
+        ),
+
+        per_file AS (
+            SELECT
+                coalesce(n.path, o.path) AS path,
+                coalesce(n.rule, o.rule) AS rule,
+                coalesce(n.findings, 0) - coalesce(o.findings, 0) AS delta
+            FROM (SELECT c.* FROM new_counts AS c WHERE c.path IN (SELECT m.path FROM common AS m)) AS n
+            FULL JOIN (SELECT c.* FROM old_counts AS c WHERE c.path IN (SELECT m.path FROM common AS m)) AS o
+                ON n.path = o.path AND n.rule = o.rule
+        ),
+
+        netted AS (
+            SELECT
+                r.rule,
+                pg_catalog.sum(r.delta)::bigint AS delta
+            FROM (
+                SELECT n.rule, n.findings AS delta
+                FROM new_counts AS n
+                WHERE n.path NOT IN (SELECT m.path FROM common AS m)
+                UNION ALL
+                SELECT o.rule, -o.findings AS delta
+                FROM old_counts AS o
+                WHERE o.path NOT IN (SELECT m.path FROM common AS m)
+            ) AS r
+            GROUP BY r.rule
+        ),
+
+        changes AS (
+            SELECT p.path, p.rule, p.delta FROM per_file AS p WHERE p.delta <> 0
+            UNION ALL
+            SELECT NULL AS path, t.rule, t.delta FROM netted AS t WHERE t.delta <> 0
+        ),
+
+        inserted AS (
+            INSERT INTO autopilot.analysis_results (codebase, analyzer, pattern_type, pattern_key, outcome, details)
+            SELECT
+                p_codebase,
+                v_analyzer.analyzer,
+                'analyzer_rule',
+                v_analyzer.analyzer || '/' || c.rule,
+                CASE WHEN c.delta < 0 THEN 'success' ELSE 'failure' END,
+                pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+                    'snapshot_id', v_id, 'since_snapshot_id', v_base, 'commit', p_commit, 'rule', c.rule,
+                    'path', c.path,
+                    'scope', CASE WHEN c.path IS NULL THEN 'files added or removed' END
+                ))
+            FROM changes AS c
+            CROSS JOIN LATERAL pg_catalog.generate_series(1, pg_catalog.abs(c.delta)) AS g (n)
+            ORDER BY c.path NULLS LAST, c.rule
+            RETURNING outcome
+        )
+
+        SELECT
+            pg_catalog.count(*) FILTER (WHERE i.outcome = 'success'),
+            pg_catalog.count(*) FILTER (WHERE i.outcome = 'failure')
+        INTO v_successes, v_failures
+        FROM inserted AS i;
+
+        v_total_successes := v_total_successes + v_successes;
+        v_total_failures := v_total_failures + v_failures;
+        v_compared := v_compared || pg_catalog.jsonb_build_object(v_analyzer.analyzer, v_base);
+    END LOOP;
+
+    -- keep the newest snapshots, and each analyzer's last successful one
+    WITH ranked AS (
+        SELECT
+            s.id,
+            pg_catalog.row_number() OVER (ORDER BY s.id DESC) AS rank
+        FROM autopilot.analysis_snapshots AS s
+        WHERE s.codebase = p_codebase
+    ),
+
+    bases AS (
+        SELECT pg_catalog.max(a.snapshot_id) AS id
+        FROM autopilot.analysis_snapshot_analyzers AS a
+        INNER JOIN autopilot.analysis_snapshots AS s ON a.snapshot_id = s.id
+        WHERE s.codebase = p_codebase AND a.status = 'ok'
+        GROUP BY a.analyzer
+    )
+
+    DELETE FROM autopilot.analysis_snapshots AS s
+    USING ranked AS r
+    WHERE s.id = r.id
+      AND r.rank > v_keep
+      AND s.id NOT IN (SELECT b.id FROM bases AS b);
+    GET DIAGNOSTICS v_pruned = ROW_COUNT;
+
+    RETURN pg_catalog.jsonb_build_object(
+        'snapshot_id', v_id,
+        'unchanged', false,
+        'commit', p_commit,
+        'files', v_files,
+        'findings', v_findings,
+        'successes', v_total_successes,
+        'failures', v_total_failures,
+        'compared_with', v_compared,
+        'baselines', pg_catalog.to_jsonb(v_baselines),
+        'pruned', v_pruned,
+        'message', pg_catalog.format(
+            'snapshot %s: %s fixed, %s new%s', v_id, v_total_successes, v_total_failures,
+            CASE
+                WHEN pg_catalog.cardinality(v_baselines) > 0
+                    THEN pg_catalog.format('; baseline of %s', pg_catalog.array_to_string(v_baselines, ', '))
+                ELSE ''
+            END
+        )
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.record_analysis_snapshot(text, text, jsonb, jsonb, jsonb) IS
+'registry-sync: records one snapshot of a codebase''s analyzers (outcomes, files with their complexity, finding counts per file and rule) and, per analyzer that succeeded, analysis_results rows for pattern-learning (pattern_type analyzer_rule, pattern_key <analyzer>/<rule>): a finding gone since its last successful snapshot of the same version is a success, a new one a failure (files added or removed netted per rule), the first snapshot neutral rows per rule. One transaction; a run identical to the last snapshot at the same commit records nothing; snapshots past registry_sync.keep_snapshots are pruned.';
+
+-- sql/settings/defaults.sql
+INSERT INTO autopilot.settings (name, value_type, default_value, min_value, max_value, description)
+VALUES
+(
+    'planning.plan_file', 'path', '/etc/autopilot/plan.yaml', NULL, NULL,
+    'planning-seed adds the items of this YAML file (on the runner''s host) as tasks, each once. No file at the '
+    || 'default path: nothing to seed; no file at a path set here: the job fails.'
+),
+(
+    'registry_sync.analyzers', 'text', 'ruff,complexity,queries', NULL, NULL,
+    'Comma-separated analyzers registry-sync runs over every enabled codebase: ruff, complexity, queries, or one '
+    || 'a worker module registers.'
+),
+(
+    'registry_sync.analyzer_timeout', 'interval', '10 minutes', '1 second', '1 day',
+    'registry-sync stops an analyzer that runs longer than this on one codebase: it is reported as timed out '
+    || '(the job fails) and the other analyzers'' results are recorded.'
+),
+(
+    'registry_sync.complexity_threshold', 'integer', '10', '1', '1000',
+    'The complexity analyzer reports each function whose cyclomatic complexity is above this (rule cyclomatic).'
+),
+(
+    'registry_sync.keep_snapshots', 'integer', '30', '2', '100000',
+    'registry-sync keeps this many analysis snapshots per codebase (and each analyzer''s last successful one).'
+);
+
+-- sql/grants/config_dump.sql: the new tables are the user's data, dumped by pg_dump
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'autopilot') THEN
+        PERFORM pg_catalog.pg_extension_config_dump('autopilot.task_dependencies'::regclass, '');
+        PERFORM pg_catalog.pg_extension_config_dump('autopilot.analysis_snapshots'::regclass, '');
+        PERFORM pg_catalog.pg_extension_config_dump('autopilot.analysis_snapshots_id_seq'::regclass, '');
+        PERFORM pg_catalog.pg_extension_config_dump('autopilot.analysis_snapshot_analyzers'::regclass, '');
+        PERFORM pg_catalog.pg_extension_config_dump('autopilot.analysis_snapshot_files'::regclass, '');
+        PERFORM pg_catalog.pg_extension_config_dump('autopilot.analysis_snapshot_findings'::regclass, '');
+    END IF;
+END;
+$$;
+
+REVOKE ALL ON FUNCTION autopilot.seed_plan(jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION autopilot.record_analysis_snapshot(text, text, jsonb, jsonb, jsonb) FROM PUBLIC;
+
+-- cron expressions: what the pg_cron of this database accepts, read from its extension version
+-- (1.4: the macros @yearly ... @hourly; 1.5: "N seconds"; 1.6: "$", the last day of the month);
+-- where pg_cron is in another database, what every pg_cron from 1.4 on accepts. _cron_ticks (above)
+-- reads macros, "$" and seconds schedules.
+-- sql/functions/cron/_pg_cron_version.sql
+CREATE FUNCTION autopilot._pg_cron_version()
+RETURNS text
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT e.extversion FROM pg_catalog.pg_extension AS e WHERE e.extname = 'pg_cron' $$;
+
+COMMENT ON FUNCTION autopilot._pg_cron_version() IS
+'Private: the version of the pg_cron extension created in this database (''1.4-1'', ''1.5'', ''1.6''), or NULL when it is not created here (not installed, or in the database named by cron.database_name).';
+
+-- sql/functions/cron/_cron_expression_error.sql
+CREATE FUNCTION autopilot._cron_expression_error(p_expression text, p_pg_cron_version text)
+RETURNS text
+LANGUAGE plpgsql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Reads a schedule as pg_cron's parser does (src/entry.c, parse_cron_entry; from 1.5 on,
+-- "[1-59] seconds" is tried first) and returns NULL when pg_cron accepts it and runs it as
+-- written, else a sentence saying why not. p_pg_cron_version is the version of the pg_cron
+-- extension in this database ('1.4-1', '1.5', '1.6'); NULL when it cannot be read (pg_cron
+-- is in another database, or absent): then only what every pg_cron from 1.4 on accepts.
+--   1.4: five fields (lists, ranges, steps, month and weekday names in any case, weekday 7 is
+--        Sunday) or a macro: @yearly @annually @monthly @weekly @daily @midnight @hourly
+--        (lower case only).
+--   1.5: also "N seconds" / "N second", N from 1 to 59, any case.
+--   1.6: also "$" as the day of month (its last day). Steps larger than the field's maximum
+--        are refused (pg_cron 1.6.5 refuses them; 1.6.0-1.6.4 have the same extension version).
+--   From pg_cron 1.6.0 on (extension version 1.5 or 1.6), @yearly and @annually are accepted
+--   but never run: the parser sets no month for them. They are refused there.
+-- Refused although pg_cron accepts them, because pg_cron would not run them as written: text
+-- after the fifth field or a macro, or glued to a value (pg_cron ignores it, so a sixth
+-- "seconds" field would silently be dropped); white space other than spaces and tabs between
+-- fields; a backwards range (pg_cron reads it as no value at all); a number beyond 2147483647
+-- or a sign (pg_cron wraps it around); comment lines; @reboot and @restart, which run when
+-- pg_cron starts, at no time of day, so autopilot could not compute when they are due.
+DECLARE
+    c_names constant text[] := ARRAY['minute', 'hour', 'day of month', 'month', 'day of week'];
+    c_low constant integer[] := ARRAY[0, 0, 1, 1, 0];
+    c_high constant integer[] := ARRAY[59, 23, 31, 12, 7];
+    c_months constant text[] := ARRAY['jan', 'feb', 'mar', 'apr', 'may', 'jun',
+                                      'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
+    c_days constant text[] := ARRAY['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
+    c_macros constant text[] := ARRAY['yearly', 'annually', 'monthly', 'weekly', 'daily', 'midnight', 'hourly'];
+    v_version integer[] := (regexp_match(p_pg_cron_version, '^([0-9]+)\.([0-9]+)'))::integer[];
+    v_since_15 boolean := coalesce(v_version >= ARRAY[1, 5], false);
+    v_since_16 boolean := coalesce(v_version >= ARRAY[1, 6], false);
+    -- which pg_cron a refusal was measured against
+    v_which text := CASE
+        WHEN v_version IS NULL
+            THEN 'pg_cron is not created in this database, so only what every pg_cron from 1.4 on accepts is allowed'
+        ELSE format('this database has pg_cron %s', p_pg_cron_version)
+    END;
+    v_max_step integer;
+    v_lead text;
+    v_text text;
+    v_match text[];
+    v_fields text[];
+    v_item text;
+    v_parts text[];
+    v_bounds text[];
+    v_value text;
+    v_numbers integer[];
+BEGIN
+    IF p_expression IS NULL OR p_expression ~ '^[[:space:]]*$' THEN
+        RETURN 'the cron expression is empty';
+    END IF;
+
+    -- pg_cron 1.5+ reads sscanf(" %u secon%c%c %c") first: "5 seconds", "5second", "1 second"
+    IF p_expression ~* '^[[:space:]]*[+-]?[0-9]+[[:space:]]*second' THEN
+        IF NOT v_since_15 THEN
+            RETURN format('seconds schedules need pg_cron 1.5 or later (%s)', v_which);
+        END IF;
+        v_match := regexp_match(p_expression, '^[[:space:]]*([0-9]+)[[:space:]]*(second|seconds[[:space:]]*)$', 'i');
+        IF v_match IS NULL THEN
+            RETURN 'a seconds schedule is "N seconds" (N from 1 to 59) with nothing after it';
+        END IF;
+        IF v_match[1]::numeric NOT BETWEEN 1 AND 59 THEN
+            RETURN format('a seconds schedule runs every 1 to 59 seconds, not %s (for a minute or more use five fields)',
+                          v_match[1]::numeric);
+        END IF;
+        RETURN NULL;
+    END IF;
+
+    IF octet_length(p_expression) >= 1000 THEN
+        RETURN format('the cron expression is %s bytes long; pg_cron reads at most 999', octet_length(p_expression));
+    END IF;
+
+    -- pg_cron skips spaces, tabs and empty lines before the schedule
+    v_lead := regexp_replace(p_expression, '^[ \t\n]+', '');
+    IF starts_with(v_lead, '#') THEN
+        RETURN 'the cron expression starts with a comment (pg_cron would skip that line)';
+    END IF;
+    IF starts_with(v_lead, '@') THEN
+        -- the macro's name runs up to a space, tab or line break
+        v_match := regexp_match(v_lead, '^@([^ \t\n]*)(.*)$');
+        IF v_match[1] IN ('reboot', 'restart') THEN
+            RETURN format('@%s runs when pg_cron starts, at no time of day: autopilot could not tell when '
+                          'the job is due (next run, overdue, catch-up after an overrun); give it a time, '
+                          'e.g. @daily', v_match[1]);
+        END IF;
+        IF NOT v_match[1] = ANY(c_macros) THEN
+            RETURN format('"@%s" is not a pg_cron macro: @yearly, @annually, @monthly, @weekly, @daily, '
+                          '@midnight or @hourly (lower case)', v_match[1]);
+        END IF;
+        IF v_match[1] IN ('yearly', 'annually') AND (v_version IS NULL OR v_since_15) THEN
+            RETURN format('pg_cron 1.6 and later accept @%s but never run it (they set no month for it; %s): '
+                          'write ''0 0 1 1 *''', v_match[1], v_which);
+        END IF;
+        IF v_match[2] !~ '^([ \t\n][[:space:]]*)?$' THEN
+            RETURN format('text after @%s ("%s"): pg_cron would ignore it', v_match[1], btrim(v_match[2]));
+        END IF;
+        RETURN NULL;
+    END IF;
+
+    -- whatever follows the fifth field pg_cron ignores: only white space may
+    v_text := regexp_replace(v_lead, '[[:space:]]+$', '');
+    IF v_text ~ '^[[:space:]]' THEN
+        RETURN 'the cron expression must start with its first field (pg_cron skips only spaces, tabs and line breaks before it)';
+    END IF;
+    v_fields := regexp_split_to_array(v_text, '[[:space:]]+');
+    IF cardinality(v_fields) < 5 THEN
+        RETURN format('expected 5 fields (minute hour day-of-month month day-of-week) or a macro such as @daily, found %s',
+                      cardinality(v_fields));
+    ELSIF cardinality(v_fields) > 5 THEN
+        RETURN format('expected 5 fields (minute hour day-of-month month day-of-week), found %s: pg_cron would '
+                      'ignore everything after the fifth ("%s"); it has no seconds or years field',
+                      cardinality(v_fields), array_to_string(v_fields[6:], ' '));
+    END IF;
+    IF v_text !~ '^[^[:space:]]+([ \t]+[^[:space:]]+){4}$' THEN
+        RETURN 'the fields must be separated by spaces or tabs (pg_cron ends the schedule at a line break)';
+    END IF;
+
+    -- pg_cron 1.6.5 refuses a step above the field's maximum; before, it meant the first value only
+    v_max_step := CASE WHEN v_version IS NULL OR v_since_16 THEN NULL ELSE 2147483647 END;
+    FOR i IN 1..5 LOOP
+        IF i = 3 AND v_fields[i] = '$' THEN
+            IF NOT v_since_16 THEN
+                RETURN format('day of month "$" (the last day of the month) needs pg_cron 1.6 or later (%s)', v_which);
+            END IF;
+            CONTINUE;
+        END IF;
+        -- pg_cron ignores what follows a value up to the next blank: ';' in '5;', ...
+        IF v_fields[i] ~ '[^0-9A-Za-z*/,-]' THEN
+            RETURN format('%s field "%s": "%s" cannot appear in a cron field',
+                          c_names[i], v_fields[i], substring(v_fields[i] FROM '[^0-9A-Za-z*/,-]'));
+        END IF;
+        FOREACH v_item IN ARRAY string_to_array(lower(v_fields[i]), ',') LOOP
+            -- item := (* | value | value-value) [/step]
+            v_parts := regexp_match(v_item, '^([^/]+)(?:/([0-9]+))?$');
+            IF v_parts IS NULL THEN
+                RETURN format('%s field "%s": "%s" is not a value, range or step', c_names[i], v_fields[i], v_item);
+            END IF;
+            IF v_parts[2] IS NOT NULL THEN
+                IF v_parts[2]::numeric < 1 THEN
+                    RETURN format('%s field "%s": the step must be at least 1', c_names[i], v_fields[i]);
+                END IF;
+                IF v_parts[2]::numeric > coalesce(v_max_step, c_high[i]) THEN
+                    RETURN CASE
+                        WHEN v_max_step IS NULL THEN format(
+                            '%s field "%s": step %s is larger than %s, which pg_cron 1.6.5 and later refuse (%s)',
+                            c_names[i], v_fields[i], v_parts[2]::numeric, c_high[i], v_which)
+                        ELSE format('%s field "%s": step %s is larger than pg_cron reads (2147483647)',
+                                    c_names[i], v_fields[i], v_parts[2]::numeric)
+                    END;
+                END IF;
+            END IF;
+            IF v_parts[1] = '*' THEN
+                CONTINUE;
+            END IF;
+            v_bounds := string_to_array(v_parts[1], '-');
+            IF '' = ANY(v_bounds) THEN
+                RETURN format('%s field "%s": "%s" is not a value, range or step', c_names[i], v_fields[i], v_item);
+            END IF;
+            IF cardinality(v_bounds) > 2 THEN
+                RETURN format('%s field "%s": "%s" is not a range', c_names[i], v_fields[i], v_item);
+            END IF;
+            IF cardinality(v_bounds) = 1 AND v_parts[2] IS NOT NULL THEN
+                RETURN format('%s field "%s": a step needs * or a range before it', c_names[i], v_fields[i]);
+            END IF;
+            v_numbers := ARRAY[]::integer[];
+            FOREACH v_value IN ARRAY v_bounds LOOP
+                IF v_value ~ '^[0-9]+$' THEN
+                    IF v_value::numeric NOT BETWEEN c_low[i] AND c_high[i] THEN
+                        RETURN format('%s field "%s": %s is out of range %s-%s',
+                                      c_names[i], v_fields[i], v_value::numeric, c_low[i], c_high[i]);
+                    END IF;
+                    v_numbers := v_numbers || v_value::integer;
+                ELSIF i = 4 AND v_value = ANY(c_months) THEN
+                    v_numbers := v_numbers || array_position(c_months, v_value);
+                ELSIF i = 5 AND v_value = ANY(c_days) THEN
+                    v_numbers := v_numbers || (array_position(c_days, v_value) - 1);
+                ELSE
+                    RETURN format('%s field "%s": "%s" is not a number%s',
+                                  c_names[i], v_fields[i], v_value,
+                                  CASE i WHEN 4 THEN ' or month name' WHEN 5 THEN ' or weekday name' ELSE '' END);
+                END IF;
+            END LOOP;
+            IF cardinality(v_numbers) = 2 AND v_numbers[1] > v_numbers[2] THEN
+                RETURN format('%s field "%s": range %s-%s runs backwards (pg_cron would read it as no value at all%s)',
+                              c_names[i], v_fields[i], v_numbers[1], v_numbers[2],
+                              CASE WHEN i = 5 AND v_numbers[2] = 0 THEN '; sun is 0: end a range on Sunday with 7' END);
+            END IF;
+        END LOOP;
+    END LOOP;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._cron_expression_error(text, text) IS
+'Private: NULL when the pg_cron of the given extension version (NULL: any from 1.4 on) accepts the schedule and runs it as written, else a sentence saying what is wrong.';
+
+-- sql/functions/cron/cron_expression_error.sql
+CREATE OR REPLACE FUNCTION autopilot.cron_expression_error(p_expression text)
+RETURNS text
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Checks a schedule against the grammar of the pg_cron created in this database (its
+-- extension version); where pg_cron is in another database or absent, against what every
+-- pg_cron from 1.4 on accepts. Returns NULL when valid, else a sentence saying what is wrong.
+SELECT autopilot._cron_expression_error(p_expression, autopilot._pg_cron_version())
+$$;
+
+COMMENT ON FUNCTION autopilot.cron_expression_error(text) IS
+'NULL when pg_cron accepts the schedule and runs it as written, else a sentence saying what is wrong: five fields in UTC or a macro (@hourly, @daily, ...); "N seconds" with pg_cron 1.5+ and "$" (last day of the month) with 1.6+ in this database. Where pg_cron is in another database, only what every pg_cron from 1.4 on accepts.';
+
+-- sql/functions/cron/is_valid_cron.sql
+CREATE OR REPLACE FUNCTION autopilot.is_valid_cron(p_expression text)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT autopilot.cron_expression_error(p_expression) IS NULL $$;
+
+COMMENT ON FUNCTION autopilot.is_valid_cron(text) IS
+'true when pg_cron accepts the schedule and runs it as written (the grammar of the pg_cron in this database, else of every pg_cron from 1.4 on); autopilot.cron_expression_error() says why not.';
+
+-- sql/functions/cron/_assert_valid_cron.sql
+CREATE OR REPLACE FUNCTION autopilot._assert_valid_cron(p_expression text)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_error text := autopilot.cron_expression_error(p_expression);
+BEGIN
+    IF v_error IS NOT NULL THEN
+        RAISE EXCEPTION 'invalid cron expression "%": %', p_expression, v_error
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Five fields, in UTC: minute hour day-of-month month day-of-week, e.g. ''*/5 * * * *''; '
+                         'or a macro: @hourly, @daily, @weekly, @monthly.';
+    END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._assert_valid_cron(text) IS
+'Private: raises invalid_parameter_value with the reason when the text is not a valid cron expression.';
+
+REVOKE ALL ON FUNCTION autopilot._pg_cron_version() FROM PUBLIC;
+REVOKE ALL ON FUNCTION autopilot._cron_expression_error(text, text) FROM PUBLIC;
+
+-- cron_expression_error() now calls the two functions above: a role that could call it (or
+-- is_valid_cron) before the upgrade still can
+DO $$
+DECLARE
+    v_grantee text;
+BEGIN
+    FOR v_grantee IN
+        SELECT DISTINCT a.grantee::regrole::text
+        FROM pg_catalog.pg_proc AS p
+        CROSS JOIN LATERAL pg_catalog.aclexplode(p.proacl) AS a
+        WHERE p.oid = 'autopilot.cron_expression_error(text)'::regprocedure
+          AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> p.proowner
+    LOOP
+        EXECUTE format(
+            'GRANT EXECUTE ON FUNCTION autopilot._cron_expression_error(text, text), '
+            'autopilot._pg_cron_version() TO %s', v_grantee
+        );
+    END LOOP;
+END;
+$$;
+
+-- backups: `autopilot backups verify` marks a verified backup whose file is gone `missing`, and one whose
+-- file no longer holds its recorded sha256 `corrupt` (sql/schema/tables/backup_metadata.sql); the check
+-- only widens, so every existing row passes it
+ALTER TABLE autopilot.backup_metadata DROP CONSTRAINT backup_metadata_status_check;
+ALTER TABLE autopilot.backup_metadata ADD CONSTRAINT backup_metadata_status_check CHECK (
+    status IN ('running', 'succeeded', 'verified', 'failed', 'pruned', 'missing', 'corrupt')
+);
+
+
+-- knowledge and templates: knowledge-migration (the JSON templates of a directory), template-sync (those
+-- of a git repository) and template-embed write knowledge artifacts, which keep their earlier versions;
+-- templates-data-load keeps autopilot.template_data in step with the templates_data directory;
+-- search_knowledge searches the artifacts. The four workers ship, so their catalog rows are not
+-- disabled (the disabled_reason UPDATE above leaves them out).
+-- sql/functions/search/{_knowledge_text,search_knowledge}.sql,
+-- sql/schema/tables/{knowledge_artifacts,knowledge_artifact_versions,template_data,template_sync_state}.sql,
+-- sql/settings/defaults.sql, sql/jobs/runner_jobs.sql, sql/jobs/database_jobs.sql (vacuum-analyze),
+-- sql/grants/config_dump.sql
+
+-- sql/functions/search/_knowledge_text.sql
+CREATE FUNCTION autopilot._knowledge_text(p_artifact_type text, p_name text, p_content jsonb)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- The text of a knowledge artifact: what template-embed embeds (its
+    -- embedding_hash covers it), so that search_knowledge finds the artifact by
+    -- its whole content. One line each: its type, its name, the content's
+    -- "description" (when a string), the strings of its "tags", then every other
+    -- string of the content in document order (object keys are not text). The
+    -- description comes first because an embedder reads a bounded prefix
+    -- (MiniLM: 128 tokens).
+    SELECT
+        p_artifact_type
+        || E'\n' || p_name
+        || coalesce(
+            E'\n' || (
+                SELECT string_agg(s.value #>> '{}', E'\n' ORDER BY s.part, s.position)
+                FROM (
+                    SELECT 1 AS part, 1::bigint AS position, p_content -> 'description' AS value
+                    UNION ALL
+                    SELECT 2, t.position, t.value
+                    FROM jsonb_path_query(p_content -> 'tags', 'strict $.**') WITH ORDINALITY AS t (value, position)
+                    UNION ALL
+                    SELECT 3, r.position, r.value
+                    FROM jsonb_path_query(
+                        CASE
+                            WHEN jsonb_typeof(p_content) = 'object'
+                                THEN p_content - ARRAY['type', 'name', 'description', 'tags']
+                            ELSE p_content
+                        END,
+                        'strict $.**'
+                    ) WITH ORDINALITY AS r (value, position)
+                ) AS s
+                WHERE jsonb_typeof(s.value) = 'string'
+            ),
+            ''
+        )
+$$;
+
+COMMENT ON FUNCTION autopilot._knowledge_text(text, text, jsonb) IS
+'Private: the text of a knowledge artifact (type, name, description, tags, then every other string of its content, one per line): what template-embed embeds.';
+
+-- sql/schema/tables/knowledge_artifacts.sql
+ALTER TABLE autopilot.knowledge_artifacts
+ADD COLUMN version integer NOT NULL DEFAULT 1,
+ADD COLUMN content_hash text,
+ADD COLUMN source_path text,
+ADD COLUMN embedding_hash text,
+ADD COLUMN search_vector tsvector GENERATED ALWAYS AS (
+    pg_catalog.to_tsvector(
+        'simple'::regconfig,
+        autopilot._code_tokens(
+            artifact_type || ' ' || name || ' ' || coalesce(content ->> 'description', '') || ' '
+            || coalesce(content ->> 'tags', '')
+        )
+    )
+) STORED,
+ADD CONSTRAINT knowledge_artifacts_version_check CHECK (version >= 1);
+
+-- search_knowledge's full-text half
+CREATE INDEX knowledge_artifacts_search_idx ON autopilot.knowledge_artifacts USING gin (search_vector);
+
+COMMENT ON TABLE autopilot.knowledge_artifacts IS
+'Templates, prompts and other knowledge used by agents: loaded by the runner (knowledge-migration from the templates directory, template-sync from git), embedded by template-embed; earlier versions in knowledge_artifact_versions.';
+COMMENT ON COLUMN autopilot.knowledge_artifacts.source IS
+'Who wrote the artifact: knowledge-migration or template-sync (each loader changes and deletes only its own rows), else another writer.';
+COMMENT ON COLUMN autopilot.knowledge_artifacts.version IS
+'1 when loaded, one more each time a loader changes its content; the earlier contents are in knowledge_artifact_versions.';
+COMMENT ON COLUMN autopilot.knowledge_artifacts.content_hash IS
+'sha256 of the template file''s bytes when last loaded: an unchanged file is not parsed again.';
+COMMENT ON COLUMN autopilot.knowledge_artifacts.source_path IS
+'The template file, relative to the templates directory (knowledge-migration) or to the repository''s root (template-sync).';
+COMMENT ON COLUMN autopilot.knowledge_artifacts.embedding_hash IS
+'sha256 of the embedding model id, a line break and autopilot._knowledge_text() when embedded: template-embed embeds again only when either changed.';
+COMMENT ON COLUMN autopilot.knowledge_artifacts.search_vector IS
+'Full-text vector of the type, name, description and tags (the content is matched through the embedding), identifiers split into words (autopilot._code_tokens), for search_knowledge.';
+
+-- sql/schema/tables/knowledge_artifact_versions.sql
+CREATE TABLE autopilot.knowledge_artifact_versions (
+    artifact_id bigint NOT NULL,
+    version integer NOT NULL,
+    content jsonb NOT NULL,
+    content_hash text,
+    source text,
+    source_path text,
+    valid_from timestamptz NOT NULL,
+    valid_until timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT knowledge_artifact_versions_pkey PRIMARY KEY (artifact_id, version),
+    CONSTRAINT knowledge_artifact_versions_artifact_fkey FOREIGN KEY (artifact_id)
+    REFERENCES autopilot.knowledge_artifacts (id) ON DELETE CASCADE,
+    CONSTRAINT knowledge_artifact_versions_version_check CHECK (version >= 1),
+    CONSTRAINT knowledge_artifact_versions_valid_check CHECK (valid_until >= valid_from)
+);
+
+COMMENT ON TABLE autopilot.knowledge_artifact_versions IS
+'Earlier contents of knowledge artifacts: a loader (knowledge-migration, template-sync) that changes an artifact''s content first copies the version it replaces here. Deleted with its artifact.';
+COMMENT ON COLUMN autopilot.knowledge_artifact_versions.valid_from IS
+'When this version became the artifact''s content (its updated_at then).';
+COMMENT ON COLUMN autopilot.knowledge_artifact_versions.valid_until IS 'When the next version replaced it.';
+
+-- sql/schema/tables/template_data.sql
+CREATE TABLE autopilot.template_data (
+    name text NOT NULL,
+    file_path text NOT NULL,
+    format text NOT NULL,
+    content jsonb NOT NULL,
+    content_hash text NOT NULL,
+    status text NOT NULL DEFAULT 'loaded',
+    loaded_at timestamptz NOT NULL DEFAULT now(),
+    removed_at timestamptz,
+    CONSTRAINT template_data_pkey PRIMARY KEY (name),
+    CONSTRAINT template_data_format_check CHECK (format IN ('json', 'yaml')),
+    CONSTRAINT template_data_status_check CHECK (status IN ('loaded', 'removed')),
+    CONSTRAINT template_data_removed_check CHECK ((status = 'removed') = (removed_at IS NOT NULL)),
+    CONSTRAINT template_data_content_check CHECK (jsonb_typeof(content) = 'object')
+);
+
+COMMENT ON TABLE autopilot.template_data IS
+'The documents of the templates_data directory (templates_data.directory), one row per file, kept in step by templates-data-load: a JSON object or YAML mapping each, as the file holds it. A file deleted from the directory stays, marked removed.';
+COMMENT ON COLUMN autopilot.template_data.name IS
+'The file''s path relative to the directory, without its extension (frameworks/phoenix for frameworks/phoenix.yaml): two files that differ only by extension are one name, and neither is loaded.';
+COMMENT ON COLUMN autopilot.template_data.file_path IS 'The file''s path relative to the directory, with its extension.';
+COMMENT ON COLUMN autopilot.template_data.content_hash IS
+'sha256 of the file''s bytes when loaded: an unchanged file is not parsed again.';
+COMMENT ON COLUMN autopilot.template_data.status IS
+'loaded (the file is there, content as loaded last), removed (the file is gone since removed_at; the content is its last).';
+COMMENT ON COLUMN autopilot.template_data.loaded_at IS 'When this content was loaded (the file last changed before then).';
+
+-- sql/schema/tables/template_sync_state.sql
+CREATE TABLE autopilot.template_sync_state (
+    singleton boolean NOT NULL DEFAULT true,
+    repository text NOT NULL,
+    branch text NOT NULL,
+    commit_sha text NOT NULL,
+    synced_at timestamptz NOT NULL DEFAULT now(),
+    summary jsonb NOT NULL DEFAULT '{}',
+    CONSTRAINT template_sync_state_pkey PRIMARY KEY (singleton),
+    CONSTRAINT template_sync_state_singleton_check CHECK (singleton),
+    CONSTRAINT template_sync_state_commit_check CHECK (commit_sha ~ '^[0-9a-f]{40}([0-9a-f]{24})?$')
+);
+
+COMMENT ON TABLE autopilot.template_sync_state IS
+'What template-sync last applied (one row): the commit of the repository''s branch whose templates the artifacts of source template-sync are. The next run applies the files changed since that commit; another repository or branch is synced whole.';
+COMMENT ON COLUMN autopilot.template_sync_state.repository IS
+'template_sync.repository as git fetched it: the user name and password of an http(s) URL removed (they reach git through GIT_ASKPASS only, and are never stored).';
+COMMENT ON COLUMN autopilot.template_sync_state.summary IS 'Counts of the last sync: added, changed, deleted, unchanged, invalid.';
+
+-- sql/functions/search/search_knowledge.sql
+CREATE FUNCTION autopilot.search_knowledge(
+    p_query_embedding real[],
+    p_query_text text,
+    p_limit integer DEFAULT 10,
+    p_embedding_model text DEFAULT NULL,
+    p_artifact_type text DEFAULT NULL
+)
+RETURNS TABLE (
+    artifact_type text,
+    name text,
+    source text,
+    score double precision,
+    vector_rank integer,
+    text_rank integer,
+    similarity double precision,
+    artifact_id bigint
+)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Hybrid search over the knowledge artifacts (of one type, or all), as
+-- search_code does over code: the nearest artifacts by embedding (exact cosine:
+-- embeddings are stored unit-length, so the inner product; template-embed
+-- embeds autopilot._knowledge_text, the whole content), and the best by
+-- full-text rank over their type, name, description and tags (search_vector,
+-- identifiers split, any query word matching), fused by reciprocal rank:
+-- score = 1/(60 + vector rank) + 1/(60 + text rank), a missing rank adding
+-- nothing. Either half may be
+-- omitted (NULL embedding, NULL or empty text). The embedding is compared only
+-- with artifacts embedded by p_embedding_model; when that is NULL, the one
+-- model the artifacts in scope have (an error if they have several).
+DECLARE
+    v_kernel regproc := to_regprocedure('autopilot._inner_product(real[], real[])')::regproc;
+    v_depth integer;
+    v_model text := p_embedding_model;
+    v_models bigint;
+    v_dimensions integer;
+    v_words tsquery;
+    v_vector_ids bigint[] := '{}'::bigint[];
+    v_similarities double precision[] := '{}'::double precision[];
+BEGIN
+    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'search_knowledge: p_limit must be between 1 and 1000, not %', p_limit
+        USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_query_embedding IS NULL AND nullif(btrim(p_query_text), '') IS NULL THEN
+        RAISE EXCEPTION 'search_knowledge needs a query embedding, a query text, or both'
+        USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- each half ranks more than it returns, so that fusion can promote an artifact both halves like
+    v_depth := greatest(50, p_limit * 5);
+
+    IF p_query_embedding IS NOT NULL AND v_model IS NULL THEN
+        SELECT min(a.embedding_model), count(DISTINCT a.embedding_model)
+        INTO v_model, v_models
+        FROM autopilot.knowledge_artifacts AS a
+        WHERE a.embedding IS NOT NULL AND (p_artifact_type IS NULL OR a.artifact_type = p_artifact_type);
+        IF v_models > 1 THEN
+            RAISE EXCEPTION 'search_knowledge: the artifacts searched are embedded with % models', v_models
+            USING
+                ERRCODE = 'ambiguous_parameter',
+                HINT = 'Pass p_embedding_model, the model the query embedding was made with.';
+        END IF;
+    END IF;
+    IF p_query_embedding IS NOT NULL THEN
+        SELECT array_length(a.embedding, 1) INTO v_dimensions
+        FROM autopilot.knowledge_artifacts AS a
+        WHERE a.embedding_model = v_model AND a.embedding IS NOT NULL
+        LIMIT 1;
+        IF v_dimensions <> coalesce(array_length(p_query_embedding, 1), 0) THEN
+            RAISE EXCEPTION 'search_knowledge: the query embedding has % dimensions, the artifacts of model % have %',
+                coalesce(array_length(p_query_embedding, 1), 0), v_model, v_dimensions
+            USING ERRCODE = 'data_exception', HINT = 'Embed the query with the artifacts'' model.';
+        END IF;
+        IF v_kernel IS NOT NULL THEN
+            -- dynamic, only because the function does not exist in every install; v_kernel is its
+            -- regproc, not user input
+            EXECUTE format(
+                'SELECT array_agg(n.id ORDER BY n.similarity DESC, n.id),
+                        array_agg(n.similarity ORDER BY n.similarity DESC, n.id)
+                 FROM (
+                     SELECT a.id, %s(a.embedding, $1) AS similarity
+                     FROM autopilot.knowledge_artifacts AS a
+                     WHERE a.embedding_model = $2 AND a.embedding IS NOT NULL
+                       AND ($3 IS NULL OR a.artifact_type = $3)
+                     ORDER BY similarity DESC, a.id
+                     LIMIT $4
+                 ) AS n',
+                v_kernel
+            ) INTO v_vector_ids, v_similarities USING p_query_embedding, v_model, p_artifact_type, v_depth;
+        ELSE
+            SELECT array_agg(n.id ORDER BY n.similarity DESC, n.id), array_agg(n.similarity ORDER BY n.similarity DESC, n.id)
+            INTO v_vector_ids, v_similarities
+            FROM (
+                SELECT
+                    a.id,
+                    (SELECT sum(u.x::double precision * u.y) FROM unnest(a.embedding, p_query_embedding) AS u (x, y))
+                        AS similarity
+                FROM autopilot.knowledge_artifacts AS a
+                WHERE
+                    a.embedding_model = v_model AND a.embedding IS NOT NULL
+                    AND (p_artifact_type IS NULL OR a.artifact_type = p_artifact_type)
+                ORDER BY similarity DESC, a.id
+                LIMIT v_depth
+            ) AS n;
+        END IF;
+    END IF;
+    IF nullif(btrim(p_query_text), '') IS NOT NULL THEN
+        -- any word may match (a natural-language query rarely has all its words in one artifact)
+        v_words := nullif(
+            replace(plainto_tsquery('simple'::regconfig, autopilot._code_tokens(p_query_text))::text, ' & ', ' | '),
+            ''
+        )::tsquery;
+    END IF;
+
+    RETURN QUERY
+    WITH vector_hits AS (
+        SELECT v.id, v.rank::integer AS rank, v.similarity
+        FROM unnest(coalesce(v_vector_ids, '{}'), coalesce(v_similarities, '{}'))
+            WITH ORDINALITY AS v (id, similarity, rank)
+    ),
+
+    text_hits AS (
+        SELECT
+            t.id,
+            row_number() OVER (ORDER BY ts_rank_cd(t.search_vector, v_words) DESC, t.id)::integer AS rank
+        FROM autopilot.knowledge_artifacts AS t
+        WHERE
+            v_words IS NOT NULL
+            AND t.search_vector @@ v_words
+            AND (p_artifact_type IS NULL OR t.artifact_type = p_artifact_type)
+        ORDER BY ts_rank_cd(t.search_vector, v_words) DESC, t.id
+        LIMIT v_depth
+    ),
+
+    fused AS (
+        SELECT
+            coalesce(v.id, t.id) AS id,
+            v.rank AS vector_rank,
+            t.rank AS text_rank,
+            v.similarity,
+            coalesce(1.0 / (60 + v.rank), 0) + coalesce(1.0 / (60 + t.rank), 0) AS score
+        FROM vector_hits AS v
+        FULL JOIN text_hits AS t ON v.id = t.id
+    )
+
+    SELECT
+        a.artifact_type,
+        a.name,
+        a.source,
+        f.score::double precision,
+        f.vector_rank,
+        f.text_rank,
+        f.similarity,
+        a.id
+    FROM fused AS f
+    INNER JOIN autopilot.knowledge_artifacts AS a ON f.id = a.id
+    ORDER BY f.score DESC, a.id
+    LIMIT p_limit;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.search_knowledge(real[], text, integer, text, text) IS
+'Hybrid search over the knowledge artifacts: exact nearest by embedding (one model) and full-text rank over their type, name, description and tags, fused by reciprocal rank; each row has the artifact, its score, both ranks and its cosine similarity.';
+
+REVOKE ALL ON FUNCTION autopilot._knowledge_text(text, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION autopilot.search_knowledge(real[], text, integer, text, text) FROM PUBLIC;
+
+-- sql/settings/defaults.sql
+INSERT INTO autopilot.settings (name, value_type, default_value, min_value, max_value, description)
+VALUES
+(
+    'knowledge.templates_directory', 'path', '/var/lib/autopilot/templates', NULL, NULL,
+    'knowledge-migration loads the JSON templates (*.json, at any depth) of this directory of the runner''s host '
+    || 'into autopilot.knowledge_artifacts. The default, absent, loads nothing; a directory you set that does not '
+    || 'exist fails the job.'
+),
+(
+    'templates_data.directory', 'path', '/var/lib/autopilot/templates_data', NULL, NULL,
+    'templates-data-load keeps autopilot.template_data in step with the JSON and YAML files (*.json, *.yaml, '
+    || '*.yml, at any depth) of this directory of the runner''s host. The default, absent, loads nothing; a '
+    || 'directory you set that does not exist fails the job (and marks nothing removed).'
+),
+(
+    'template_sync.repository', 'text', '', NULL, NULL,
+    'template-sync applies the JSON templates of this git repository (a URL, or the absolute path of a repository '
+    || 'on the runner''s host) to autopilot.knowledge_artifacts; empty: the job does nothing. Credentials belong in '
+    || 'the runner''s environment (AUTOPILOT_TEMPLATE_SYNC_USERNAME, AUTOPILOT_TEMPLATE_SYNC_PASSWORD or '
+    || '_PASSWORD_FILE), not in the URL: a password in it is readable by whoever reads this setting.'
+),
+(
+    'template_sync.branch', 'text', 'main', NULL, NULL,
+    'The branch of template_sync.repository that template-sync follows.'
+),
+(
+    'template_sync.directory', 'path', '/var/lib/autopilot/template-sync', NULL, NULL,
+    'Where template-sync keeps its clone of the repository: a directory of the runner''s host that it creates '
+    || '(0700) and owns.'
+);
+
+-- sql/jobs/database_jobs.sql: vacuum-analyze covers the new tables (each inserted in its place in the
+-- list, so that other sections may insert theirs)
+UPDATE autopilot.job_catalog
+SET
+    target = replace(
+        replace(
+            target, 'autopilot.knowledge_artifacts, ',
+            'autopilot.knowledge_artifact_versions, autopilot.knowledge_artifacts, '
+        ),
+        'autopilot.tasks, ', 'autopilot.tasks, autopilot.template_data, autopilot.template_sync_state, '
+    )
+WHERE name = 'vacuum-analyze';
+
+-- sql/grants/config_dump.sql: the new tables are the user's data, dumped by pg_dump
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'autopilot') THEN
+        PERFORM pg_catalog.pg_extension_config_dump('autopilot.knowledge_artifact_versions'::regclass, '');
+        PERFORM pg_catalog.pg_extension_config_dump('autopilot.template_data'::regclass, '');
+        PERFORM pg_catalog.pg_extension_config_dump('autopilot.template_sync_state'::regclass, '');
+    END IF;
+END;
+$$;
+
+-- old-artifact-cleanup keeps the artifacts loaded from files (knowledge_artifacts.source set)
+-- sql/functions/maintenance/_cleanup_old_artifacts_batch.sql
+CREATE OR REPLACE FUNCTION autopilot._cleanup_old_artifacts_batch(p_cursor jsonb, p_limit integer)
+RETURNS autopilot.job_step
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- old-artifact-cleanup, one batch. Unused means:
+--   knowledge artifact: not used (last_used_at, or created_at when never used)
+--     for artifacts.unused_retention, and not loaded from a file (source set:
+--     knowledge-migration, template-sync): the file owns that artifact, and its
+--     loader would only write it again, without its version history;
+--   learned pattern: not seen for patterns.unused_retention and its confidence
+--     below patterns.keep_confidence (confident knowledge is kept however old).
+-- Keyset-driven on (time, id); the DELETE re-checks the condition, so a row
+-- used between the two statements is kept.
+DECLARE
+    v_phase text := coalesce(p_cursor ->> 'phase', 'artifacts');
+    v_after_at timestamptz := coalesce((p_cursor ->> 'after_at')::timestamptz, '-infinity');
+    v_after_id bigint := coalesce((p_cursor ->> 'after_id')::bigint, 0);
+    v_artifact_cutoff timestamptz := now() - autopilot.get_setting('artifacts.unused_retention')::interval;
+    v_pattern_cutoff timestamptz := now() - autopilot.get_setting('patterns.unused_retention')::interval;
+    v_keep_confidence double precision := autopilot.get_setting('patterns.keep_confidence')::double precision;
+    v_keys record;
+    v_deleted bigint;
+BEGIN
+    IF v_phase = 'artifacts' THEN
+        SELECT array_agg(k.id ORDER BY k.at, k.id) AS ids, array_agg(k.at ORDER BY k.at, k.id) AS ats
+        INTO v_keys
+        FROM (
+            SELECT a.id, coalesce(a.last_used_at, a.created_at) AS at
+            FROM autopilot.knowledge_artifacts AS a
+            WHERE (coalesce(a.last_used_at, a.created_at), a.id) > (v_after_at, v_after_id)
+              AND coalesce(a.last_used_at, a.created_at) < v_artifact_cutoff
+              AND a.source IS NULL
+            ORDER BY coalesce(a.last_used_at, a.created_at), a.id
+            LIMIT p_limit
+        ) AS k;
+        DELETE FROM autopilot.knowledge_artifacts AS a
+        WHERE a.id = ANY(v_keys.ids)
+          AND coalesce(a.last_used_at, a.created_at) < v_artifact_cutoff
+          AND a.source IS NULL;
+        GET DIAGNOSTICS v_deleted = ROW_COUNT;
+        IF coalesce(cardinality(v_keys.ids), 0) < p_limit THEN
+            RETURN ROW(false, jsonb_build_object('phase', 'patterns'), v_deleted, NULL, NULL)::autopilot.job_step;
+        END IF;
+        RETURN ROW(false, jsonb_build_object('phase', 'artifacts',
+                                             'after_at', v_keys.ats[cardinality(v_keys.ats)],
+                                             'after_id', v_keys.ids[cardinality(v_keys.ids)]),
+                   v_deleted, NULL, NULL)::autopilot.job_step;
+    END IF;
+
+    SELECT array_agg(k.id ORDER BY k.at, k.id) AS ids, array_agg(k.at ORDER BY k.at, k.id) AS ats
+    INTO v_keys
+    FROM (
+        SELECT p.id, p.last_seen_at AS at
+        FROM autopilot.learned_patterns AS p
+        WHERE (p.last_seen_at, p.id) > (v_after_at, v_after_id)
+          AND p.last_seen_at < v_pattern_cutoff
+          AND p.confidence < v_keep_confidence
+        ORDER BY p.last_seen_at, p.id
+        LIMIT p_limit
+    ) AS k;
+    DELETE FROM autopilot.learned_patterns AS p
+    WHERE p.id = ANY(v_keys.ids)
+      AND p.last_seen_at < v_pattern_cutoff
+      AND p.confidence < v_keep_confidence;
+    GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    RETURN ROW(
+        coalesce(cardinality(v_keys.ids), 0) < p_limit,
+        jsonb_build_object('phase', 'patterns',
+                           'after_at', v_keys.ats[cardinality(v_keys.ats)],
+                           'after_id', v_keys.ids[cardinality(v_keys.ids)]),
+        v_deleted, NULL, NULL
+    )::autopilot.job_step;
+END;
+$$;

@@ -7,7 +7,7 @@ import json
 import click
 from rich.markup import escape
 
-from . import __version__, code_cli, installer, run_now, schedules
+from . import __version__, backups_cli, code_cli, installer, knowledge_cli, run_now, schedules
 from . import settings as settings_module
 from .cli_common import console, dsn_option, handled
 from .db import connect
@@ -222,10 +222,14 @@ def settings(dsn: str | None, name: str | None, value: str | None, reset: bool) 
 
 # `autopilot runner ...`: the runner and its backups (runner_cli.py)
 cli.add_command(runner)
+# `autopilot backups ...`: run, list, verify, restore (backups_cli.py)
+cli.add_command(backups_cli.backups_group)
 # `autopilot codebase ...`, `search`, `code top`: code intelligence (code_cli.py)
 cli.add_command(code_cli.codebase)
 cli.add_command(code_cli.search)
 cli.add_command(code_cli.code)
+# `autopilot knowledge ...`: the knowledge artifacts (knowledge_cli.py)
+cli.add_command(knowledge_cli.knowledge)
 
 
 def main() -> None:

@@ -136,9 +136,20 @@ def ingest(dsn: str | None, name: str) -> None:
 @click.option("--codebase", "codebase_name", metavar="NAME", help="Search one codebase (default: all).")
 @click.option("-k", "limit", type=click.IntRange(1, 1000), default=10, show_default=True, help="Results.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--knowledge", "in_knowledge", is_flag=True, help="Search knowledge artifacts, not code.")
 @handled
-def search(dsn: str | None, text: str, codebase_name: str | None, limit: int, as_json: bool) -> None:
-    """Hybrid code search: TEXT embedded with the configured model, and matched as words."""
+def search(
+    dsn: str | None, text: str, codebase_name: str | None, limit: int, as_json: bool, in_knowledge: bool
+) -> None:
+    """Hybrid search of code (or, with --knowledge, of the knowledge artifacts): TEXT embedded with the
+    configured model, and matched as words."""
+    if in_knowledge:
+        if codebase_name:
+            raise click.UsageError("--codebase is for code: --knowledge searches every artifact")
+        from .knowledge_cli import print_search
+
+        print_search(dsn, text, limit, as_json)
+        return
     with connect(dsn, autocommit=True) as conn:
         rows = codebases.search(conn, codebases.configured_embedder(conn), text, codebase_name, limit)
     if as_json:

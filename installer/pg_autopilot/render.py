@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from .backups.progress import size_text
 from .status import QUEUE_STATES, Status
 
 # Data from the database (job_runs.message is writable by the runner role, backup paths, setting
@@ -125,14 +126,30 @@ def status_table(status: Status, console: Console) -> None:
 
 
 def _progress_text(progress: dict) -> str:
-    """A worker's report: "120/800 files" for done, of and unit; any other field as "name value"."""
-    rest = {k: v for k, v in progress.items() if k not in ("done", "of", "unit")}
+    """A worker's report: "120/800 files" for done, of and unit ("512.0 MB/950.0 MB at 35.2 MB/s" when the
+    unit is bytes, with bytes_per_second); any other field as "name value"."""
+    rest = {k: v for k, v in progress.items() if k not in ("done", "of", "unit", "bytes_per_second")}
     parts = []
     if "done" in progress:
-        done = f"{progress['done']}" + (f"/{progress['of']}" if "of" in progress else "")
-        parts.append(done + (f" {progress['unit']}" if "unit" in progress else ""))
+        if progress.get("unit") == "bytes":
+            done = _bytes(progress["done"]) + (f"/{_bytes(progress['of'])}" if "of" in progress else "")
+        else:
+            done = f"{progress['done']}" + (f"/{progress['of']}" if "of" in progress else "")
+            done += f" {progress['unit']}" if "unit" in progress else ""
+        if "bytes_per_second" in progress:
+            done += f" at {_bytes(progress['bytes_per_second'])}/s"
+        parts.append(done)
+    elif "bytes_per_second" in progress:
+        rest["bytes_per_second"] = progress["bytes_per_second"]
     parts += [f"{k} {v}" for k, v in sorted(rest.items())]
     return ", ".join(parts)
+
+
+def _bytes(value: object) -> str:
+    """A byte count of a progress report (which the runner's role can write: maybe not a number)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return size_text(value)
+    return str(value)
 
 
 def _reported(at: object, now: datetime) -> str:
@@ -145,7 +162,8 @@ def _reported(at: object, now: datetime) -> str:
 
 def _backups_lines(backups: dict, now: datetime, console: Console) -> None:
     """One line per configured database: the age of its last verified backup, OVERDUE past
-    backups.overdue_after (or when there is none)."""
+    backups.overdue_after (or when there is none); below it, newer backups whose file is missing or that
+    failed verification, backups running now, rows not trusted."""
     limit = _span(backups["overdue_after"].total_seconds())
     for b in backups["databases"]:
         line = Text(f"backups of {b['database']}: ")
@@ -158,6 +176,9 @@ def _backups_lines(backups: dict, now: datetime, console: Console) -> None:
                 f"last verified {ago(b['last_verified_at'], now)} (#{b['last_verified_id']}, "
                 f"{b['last_verified_kind']}; overdue after {limit})"
             )
+        if b["last_verified_at"] is not None and not backups.get("files_checked", True):
+            why = backups.get("files_not_checked") or "backups.directory cannot be read here"
+            line.append(f"; its file not checked: {why}", style="yellow")
         if b["last_failure_at"] is not None and (
             b["last_verified_at"] is None or b["last_failure_at"] > b["last_verified_at"]
         ):
@@ -166,6 +187,24 @@ def _backups_lines(backups: dict, now: datetime, console: Console) -> None:
                 style="dim",
             )
         console.print(line)
+        for entry in b.get("file_missing", []):
+            console.print(
+                _problem_line(entry, now, "not counted; `autopilot backups verify` marks it missing")
+            )
+        for entry in b.get("marked", []):
+            when = f" {ago(entry['checked_at'], now)}" if entry.get("checked_at") else ""
+            console.print(
+                _problem_line(entry, now, f"marked {entry['status']} by `autopilot backups verify`{when}")
+            )
+        if b.get("marked_more"):
+            console.print(
+                Text(
+                    f"  and {b['marked_more']} more marked missing or corrupt (`autopilot backups list`)",
+                    style="red",
+                )
+            )
+        for running in b.get("in_progress", []):
+            console.print(_running_line(running, now))
         if b.get("untrusted"):
             console.print(
                 Text(
@@ -177,8 +216,38 @@ def _backups_lines(backups: dict, now: datetime, console: Console) -> None:
     for entry in backups.get("half_restored", []):
         line = Text("half-restored database ", style="bold red")
         line.append(f"{entry['database']} ({entry['about'] or 'an interrupted restore'}): ")
-        line.append("dropped by the next `autopilot runner restore` or backup")
+        line.append("dropped by the next `autopilot backups restore` or backup")
         console.print(line)
+
+
+def _problem_line(entry: dict, now: datetime, note: str) -> Text:
+    """A backup that does not count: "file missing" or "failed verification", which, and what to know."""
+    line = Text(f"  {entry['problem']}: ", style="bold red")
+    line.append(
+        f"#{entry['id']} ({entry['kind']}, finished {ago(entry['finished_at'], now)}) {entry['file_path']}"
+    )
+    if note:
+        line.append(f"; {note[:160]}", style="dim")
+    return line
+
+
+def _running_line(running: dict, now: datetime) -> Text:
+    """A backup running now, with its latest progress report; or abandoned (its process gone)."""
+    started = ago(running["started_at"], now)
+    if not running["live"]:
+        return Text(
+            f"  abandoned backup #{running['id']} ({running['kind']}, started {started}): its process is "
+            "gone; the next backup cleans it up",
+            style="yellow",
+        )
+    line = Text(f"  backup in progress: #{running['id']} ({running['kind']}), started {started}")
+    report = running["progress"] if isinstance(running["progress"], dict) else {}
+    if "done" in report:
+        shown = {k: report[k] for k in ("done", "of", "unit", "bytes_per_second") if k in report}
+        phase = report.get("phase", "dumping")
+        line.append(f": {phase}, {_progress_text(shown)}", style="cyan")
+        line.append(f" (reported {_reported(report.get('at'), now)})", style="dim")
+    return line
 
 
 def _jobs_table(jobs: list[dict], title: str, now: datetime) -> Table:

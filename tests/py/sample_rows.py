@@ -2,8 +2,44 @@
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 from psycopg import sql
+
+
+def _record_snapshot(commit: str, analyzers: list, files: list, findings: list) -> str:
+    """A call of autopilot.record_analysis_snapshot for the codebase of the fixtures."""
+    return (
+        f"SELECT autopilot.record_analysis_snapshot('app-' || %(tag)s, '{commit}', "
+        f"'{json.dumps(analyzers)}', '{json.dumps(files)}', '{json.dumps(findings)}')"
+    )
+
+
+_RUFF = {"analyzer": "ruff", "status": "ok", "version": "ruff 0.6.0", "files": 2, "seconds": 0.2}
+_ANALYZERS_OK = [
+    _RUFF,
+    {"analyzer": "complexity", "status": "ok", "version": "t 10", "files": 2, "seconds": 0.5},
+]
+_ANALYZERS_TIMED_OUT = [
+    _RUFF,
+    {"analyzer": "complexity", "status": "timed_out", "version": "t 10", "seconds": 600, "message": "600 s"},
+]
+_ANALYZERS_NEW = [
+    _RUFF,
+    {"analyzer": "complexity", "status": "ok", "version": "t 12", "files": 2, "seconds": 1},
+]
+_FILES = [{"path": "lib/a.py"}, {"path": "lib/b.py"}]
+_FILES_MEASURED = [
+    {"path": "lib/a.py", "functions": 2, "complexity_total": 14, "complexity_max": 12},
+    {"path": "lib/b.py", "functions": 1, "complexity_total": 1, "complexity_max": 1},
+]
+_FINDINGS_FIRST = [
+    {"path": "lib/a.py", "analyzer": "ruff", "rule": "F401", "findings": 2},
+    {"path": "lib/a.py", "analyzer": "complexity", "rule": "cyclomatic", "findings": 1},
+]
+_FINDINGS_FIXED = [{"path": "lib/a.py", "analyzer": "ruff", "rule": "F401", "findings": 1}]
+
 
 # table -> statements that add rows to it (run in this order). %(tag)s makes each round's values
 # unique, so the same statements run again after the restore insert new rows beside the old ones.
@@ -30,6 +66,13 @@ FIXTURES: dict[str, list[str]] = {
         "SELECT 'task ' || %(tag)s, '{sql}', 5, 'assigned', a.id, '{\"ticket\": 42}', now() "
         "FROM autopilot.agents AS a WHERE a.name = 'coder-' || %(tag)s",
         "INSERT INTO autopilot.tasks (title) VALUES ('pending ' || %(tag)s)",
+    ],
+    # planning-seed: two tasks of a plan (tasks.plan_key), the second waiting for the first
+    "task_dependencies": [
+        "SELECT autopilot.seed_plan(jsonb_build_array("
+        "jsonb_build_object('key', 'audit-' || %(tag)s, 'title', 'Audit', 'required_skills', ARRAY['sql']), "
+        "jsonb_build_object('key', 'review-' || %(tag)s, 'title', 'Review', 'priority', 3, "
+        "'depends_on', jsonb_build_array('audit-' || %(tag)s))))",
     ],
     "analysis_results": [
         "INSERT INTO autopilot.analysis_results (codebase, analyzer, pattern_type, pattern_key, outcome, "
@@ -97,6 +140,29 @@ FIXTURES: dict[str, list[str]] = {
         "VALUES ('template', 'genserver-' || %(tag)s, '{\"body\": \"defmodule\"}', 'git', 4, now(), "
         "'{0.1,0.2,0.3}', 'all-MiniLM-L6-v2')",
     ],
+    # the content a loader replaced (knowledge-migration, template-sync), kept for the artifact above
+    "knowledge_artifact_versions": [
+        "INSERT INTO autopilot.knowledge_artifact_versions (artifact_id, version, content, content_hash, "
+        "source, source_path, valid_from, valid_until) "
+        "SELECT a.id, 1, '{\"body\": \"defmodule v1\"}', repeat('c', 64), 'template-sync', "
+        "'genserver.json', now() - interval '1 day', now() "
+        "FROM autopilot.knowledge_artifacts AS a WHERE a.name = 'genserver-' || %(tag)s",
+    ],
+    # templates-data-load: a loaded document and one whose file was removed
+    "template_data": [
+        "INSERT INTO autopilot.template_data (name, file_path, format, content, content_hash) "
+        "VALUES ('frameworks/phoenix-' || %(tag)s, 'frameworks/phoenix-' || %(tag)s || '.yaml', 'yaml', "
+        "'{\"language\": \"elixir\"}', repeat('d', 64))",
+        "INSERT INTO autopilot.template_data (name, file_path, format, content, content_hash, status, "
+        "removed_at) VALUES ('old-' || %(tag)s, 'old-' || %(tag)s || '.json', 'json', '{}', repeat('e', 64), "
+        "'removed', now())",
+    ],
+    # template-sync's one row: the commit last synced
+    "template_sync_state": [
+        "INSERT INTO autopilot.template_sync_state (repository, branch, commit_sha, summary) "
+        "VALUES ('https://git.example.org/templates.git', 'main', repeat('f', 40), '{\"added\": 3}') "
+        "ON CONFLICT (singleton) DO NOTHING",
+    ],
     "code_chunks": [
         "INSERT INTO autopilot.code_chunks (codebase, file_path, chunk_index, content, content_hash, "
         "embedding, embedding_model, superseded_at) "
@@ -120,6 +186,17 @@ FIXTURES: dict[str, list[str]] = {
         "INSERT INTO autopilot.code_symbols (codebase, file_path, role, name, kind, line) "
         "VALUES ('app-' || %(tag)s, 'lib/a.py', 'definition', 'A.run', 'method', 3), "
         "('app-' || %(tag)s, 'lib/a.py', 'import', 'os', NULL, 1)",
+    ],
+    # registry-sync: a baseline snapshot; one where a finding is gone and the complexity analyzer timed
+    # out (a success row); one with a new complexity version (its baseline again); the same once more
+    # (unchanged: nothing recorded)
+    "analysis_snapshots": [_record_snapshot("c0ffee", _ANALYZERS_OK, _FILES_MEASURED, _FINDINGS_FIRST)],
+    "analysis_snapshot_files": [_record_snapshot("decade", _ANALYZERS_TIMED_OUT, _FILES, _FINDINGS_FIXED)],
+    "analysis_snapshot_analyzers": [
+        _record_snapshot("facade", _ANALYZERS_NEW, _FILES_MEASURED, _FINDINGS_FIRST)
+    ],
+    "analysis_snapshot_findings": [
+        _record_snapshot("facade", _ANALYZERS_NEW, _FILES_MEASURED, _FINDINGS_FIRST)
     ],
     "graph_nodes": [
         "INSERT INTO autopilot.graph_nodes (codebase, node_key, kind, pagerank, attributes) "

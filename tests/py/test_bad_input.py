@@ -55,8 +55,10 @@ def assert_unchanged(before: dict, after: dict) -> None:
         ("*/0 * * * *", "the step must be at least 1"),
         ("5-1 * * * *", "runs backwards"),
         ("* * * *", "expected 5 fields"),
-        ("2 seconds", "expected 5 fields"),
-        ("@daily", "expected 5 fields"),
+        ("2 seconds", "seconds schedules need pg_cron 1.5 or later"),
+        ("@reboot", "@reboot runs when pg_cron starts"),
+        ("@DAILY", "not a pg_cron macro"),
+        ("0 * * * * *", "found 6: pg_cron would ignore everything after the fifth"),
         ("[/x] * * * *", 'minute field "[/x]"'),  # not taken for console markup
     ],
 )

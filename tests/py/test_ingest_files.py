@@ -15,7 +15,10 @@ import pytest
 
 from pg_autopilot.ingest.files import (
     BINARY,
+    BROKEN_SYMLINK,
+    NOT_REGULAR,
     OUTSIDE_ROOT,
+    SYMLINK_LOOP,
     TOO_LARGE,
     UNREADABLE,
     VANISHED,
@@ -159,6 +162,51 @@ def test_walk_never_leaves_the_root_and_survives_loops(tree: Path) -> None:
     assert list(list_files(tree, include=["pkg/*.py"])) == ["pkg/alias.py", "pkg/b.py"]
 
 
+def test_walk_reports_what_it_leaves_out_and_why(tree: Path, tmp_path: Path) -> None:
+    os.mkfifo(tree / "pkg" / "pipe.py")
+    (tree / "pkg" / "pipe.py").chmod(0o644)  # whatever the umask
+    skipped: list[Skip] = []
+    listed = list(list_files(tree, on_skip=skipped.append))
+    assert listed == ["a.py", "node_modules/dep/index.js", "pkg/alias.py", "pkg/b.py", "pkg/deep/c.rs"]
+    assert skipped == [
+        Skip("broken.py", BROKEN_SYMLINK, f"to {tree / 'nowhere.py'}, which does not exist"),
+        Skip("cycle_a.py", SYMLINK_LOOP, "a cycle of links"),
+        Skip("cycle_b.py", SYMLINK_LOOP, "a cycle of links"),
+        Skip("escape_dir", OUTSIDE_ROOT, f"resolves to {tmp_path / 'outside'}"),
+        Skip("escape_file.py", OUTSIDE_ROOT, f"resolves to {tmp_path / 'outside' / 'secret.py'}"),
+        Skip("pkg/loop", SYMLINK_LOOP, f"to {tree}, a directory that encloses it"),
+        Skip("pkg/pipe.py", NOT_REGULAR, "mode prw-r--r--"),
+        Skip("pkg/self", SYMLINK_LOOP, f"to {tree / 'pkg'}, a directory that encloses it"),
+    ]
+    # a link to a directory inside the root is not followed, and not reported: its files are listed
+    (tree / "pkg" / "deep_alias").symlink_to("deep", target_is_directory=True)
+    again: list[Skip] = []
+    assert list(list_files(tree, exclude=["escape*", "*.py"], on_skip=again.append)) == [
+        "node_modules/dep/index.js",
+        "pkg/deep/c.rs",
+    ]
+    assert [skip.path for skip in again] == ["pkg/loop", "pkg/self"]  # the globs select what is reported
+
+
+def test_git_listing_reports_tracked_links_it_leaves_out(repository: Path, tmp_path: Path) -> None:
+    (repository / "src" / "dangling.py").symlink_to("gone.py")
+    (repository / "src" / "loop_a.py").symlink_to("loop_b.py")
+    (repository / "src" / "loop_b.py").symlink_to("loop_a.py")
+    (repository / "src" / "up").symlink_to("..", target_is_directory=True)
+    git(repository, "add", "src")
+    skipped: list[Skip] = []
+    assert list(list_files(repository, include=["src/**"], on_skip=skipped.append)) == [
+        "src/app.py",
+        "src/util.js",
+    ]
+    assert [(skip.path, skip.reason) for skip in skipped] == [
+        ("src/dangling.py", BROKEN_SYMLINK),
+        ("src/loop_a.py", SYMLINK_LOOP),
+        ("src/loop_b.py", SYMLINK_LOOP),
+        ("src/up", SYMLINK_LOOP),
+    ]
+
+
 def test_walk_reports_unreadable_directories(tree: Path) -> None:
     if os.geteuid() == 0:
         pytest.skip("root reads any directory")
@@ -204,8 +252,9 @@ def test_read_file_skip_reasons(tree: Path) -> None:
     skip = read_file(tree, "cycle_a.py", 1000)
     assert isinstance(skip, Skip) and skip.reason == UNREADABLE
     os.mkfifo(tree / "pipe.py")  # opening a FIFO must not hang the run
+    (tree / "pipe.py").chmod(0o644)
     skip = read_file(tree, "pipe.py", 1000)
-    assert isinstance(skip, Skip) and skip.reason == UNREADABLE and "not a regular file" in skip.detail
+    assert skip == Skip("pipe.py", UNREADABLE, "not a regular file, mode prw-r--r--")
     assert read_file(tree, "escape_file.py", 1000).reason == OUTSIDE_ROOT
     assert read_file(tree, "escape_dir/secret.py", 1000).reason == OUTSIDE_ROOT
     assert read_file(tree, "../outside/secret.py", 1000).reason == OUTSIDE_ROOT

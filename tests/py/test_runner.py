@@ -318,25 +318,29 @@ def test_cancel_reaches_a_running_worker(queue_db):
 
 
 def test_startup_jobs_are_enqueued_once_for_the_workers_this_runner_has(queue_db):
-    from pg_autopilot.workers import worker
-
-    worker("planning_seed", timeout=60)(lambda args, context: "seeded")
-    queue_db.scalar("SELECT autopilot.set_job_enabled('planning-seed', true)")
-    try:
-        for _ in range(2):
-            with ThreadedRunner(queue_db.dsn, enqueue_startup_jobs=True, queues=("nothing-here",)):
-                time.sleep(0.5)
-        with queue_db.connect() as conn:
-            rows = conn.execute("SELECT worker, state FROM autopilot.jobs ORDER BY id").fetchall()
-    finally:
-        REGISTRY.pop("planning_seed")
+    # a runner with some of the shipped workers (and one that no catalog job uses), started twice
+    workers = {name: REGISTRY[name] for name in ("code_ingest", "rag_setup", "backup", "noop")}
+    for _ in range(2):
+        runner = Runner(
+            RunnerConfig(
+                dsn=queue_db.dsn, queues=("nothing-here",), poll_interval=0.2, enqueue_startup_jobs=True
+            ),
+            workers=workers,
+        )
+        thread = threading.Thread(target=runner.run, daemon=True)
+        thread.start()
+        time.sleep(0.5)
+        runner.stop()
+        thread.join(timeout=30)
+    with queue_db.connect() as conn:
+        rows = conn.execute("SELECT worker, state, depends_on FROM autopilot.jobs ORDER BY id").fetchall()
     # one job each (deduplicated by its unique key while unfinished), none for workers it lacks, in the
-    # seed's chain: planning-seed, then code-ingest, then graph-populate, each waiting for the one before
-    assert rows == [
-        ("planning_seed", "available"),
-        ("code_ingest", "waiting"),
-        ("graph_populate", "waiting"),
+    # seed's chain less the links it lacks: code-ingest, then rag-setup waiting for it
+    assert [(worker, state) for worker, state, _ in rows] == [
+        ("code_ingest", "available"),
+        ("rag_setup", "waiting"),
     ]
+    assert rows[1][2] == [queue_db.scalar("SELECT id FROM autopilot.jobs WHERE worker = 'code_ingest'")]
 
 
 def test_sigterm_lets_running_jobs_finish_and_claims_no_more(queue_db):

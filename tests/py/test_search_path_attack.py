@@ -280,7 +280,8 @@ def test_pg_temp_objects_of_a_caller_are_not_used(attacked: Attacked, admin_dsn:
                 "GRANT EXECUTE ON FUNCTION "
                 "autopilot.enqueue(text, jsonb, text, integer, timestamptz, integer, text, jsonb, bigint[]), "
                 "autopilot.get_setting(text), autopilot.is_valid_cron(text), "
-                "autopilot.cron_expression_error(text) TO {}"
+                "autopilot.cron_expression_error(text), autopilot._cron_expression_error(text, text), "
+                "autopilot._pg_cron_version() TO {}"
             ).format(sql.Identifier(role))
         )
         conn.execute(

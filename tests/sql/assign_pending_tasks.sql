@@ -1,10 +1,11 @@
 -- autopilot.assign_pending_tasks() (task-assignment): priority and age order,
 -- skills, capacity, the least-loaded agent, capacity 0, unassignable tasks,
--- tasks taken back from silent agents, the summary and its notifications.
+-- tasks taken back from silent agents, the summary and its notifications,
+-- dependencies (autopilot.task_dependencies).
 -- (Delivery of the NOTIFYs, concurrent runs and the sequential-greedy property
 -- on random inputs: tests/py/test_task_assignment.py.)
 BEGIN;
-SELECT plan(38);
+SELECT plan(45);
 
 -- TRUNCATE ... CASCADE names every table it reaches: keep the TAP output clean
 SET LOCAL client_min_messages = warning;
@@ -344,6 +345,53 @@ SELECT results_eq(
 INSERT INTO autopilot.agents (name, capacity, last_seen_at) VALUES ('late', 1, now());
 SELECT is(
     (autopilot.assign_pending_tasks() ->> 'assigned')::int, 1, 'an agent arrives: the task is assigned'
+);
+
+-- ---------------------------------------------------------------------------
+-- 10. dependencies: a task waits until every task it depends on has succeeded
+TRUNCATE autopilot.tasks, autopilot.agents CASCADE;
+INSERT INTO autopilot.agents (name, capacity, last_seen_at) VALUES ('worker', 10, now());
+INSERT INTO autopilot.tasks (title, priority) VALUES ('first', 0), ('second', 9), ('third', 9), ('free', 0);
+INSERT INTO autopilot.task_dependencies (task_id, depends_on_task_id)
+SELECT
+    t.id AS task_id,
+    d.id AS depends_on_task_id
+FROM autopilot.tasks AS t
+INNER JOIN autopilot.tasks AS d ON (t.title, d.title) IN (('second', 'first'), ('third', 'first'), ('third', 'second'));
+SELECT results_eq(
+    $$SELECT (s ->> 'assigned')::int, (s ->> 'blocked')::int, (s ->> 'pending')::int, s ->> 'message'
+      FROM autopilot.assign_pending_tasks() AS s$$,
+    $$VALUES (2, 2, 2, 'assigned 2 tasks to 1 agent; 0 taken back from silent agents; 2 still pending '
+                       || '(0 unassignable, 2 waiting for their dependencies)')$$,
+    'tasks whose dependencies have not succeeded are blocked, however high their priority; the others go'
+);
+SELECT set_eq(
+    $$SELECT title FROM autopilot.tasks WHERE status = 'assigned'$$, ARRAY['first', 'free'],
+    'only the tasks without unfinished dependencies are assigned'
+);
+UPDATE autopilot.tasks SET status = 'running', started_at = now()
+WHERE title = 'first';
+SELECT is(
+    (autopilot.assign_pending_tasks() ->> 'assigned')::int, 0, 'a running dependency still blocks'
+);
+UPDATE autopilot.tasks SET status = 'failed', finished_at = now()
+WHERE title = 'first';
+SELECT is(
+    (autopilot.assign_pending_tasks() ->> 'blocked')::int, 2, 'a failed dependency blocks too (it may be retried)'
+);
+UPDATE autopilot.tasks SET status = 'succeeded'
+WHERE title = 'first';
+SELECT is(
+    (autopilot.assign_pending_tasks() ->> 'assigned')::int, 1,
+    'the dependency succeeded: second goes; third still waits for second'
+);
+SELECT is(pg_temp.agent_of('third'), NULL, '... third is not assigned');
+UPDATE autopilot.tasks SET status = 'succeeded', finished_at = now()
+WHERE title = 'second';
+DELETE FROM autopilot.tasks
+WHERE title = 'free';
+SELECT is(
+    (autopilot.assign_pending_tasks() ->> 'assigned')::int, 1, 'every dependency succeeded: third goes'
 );
 
 SELECT * FROM finish();

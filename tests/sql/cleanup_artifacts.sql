@@ -22,6 +22,8 @@ VALUES
 ('prompt', 'used long ago 2', now() - interval '400 days', now() - interval '95 days', 1),
 ('prompt', 'old but used recently', now() - interval '400 days', now() - interval '1 day', 7),
 ('prompt', 'used 89 days ago', now() - interval '400 days', now() - interval '89 days', 2);
+INSERT INTO autopilot.knowledge_artifacts (artifact_type, name, created_at, last_used_at, usage_count, source)
+VALUES ('template', 'from a file, never used, old', now() - interval '400 days', NULL, 0, 'knowledge-migration');
 
 INSERT INTO autopilot.learned_patterns (pattern_type, pattern_key, confidence, first_seen_at, last_seen_at)
 VALUES
@@ -38,8 +40,9 @@ SELECT * FROM autopilot.run_job('old-artifact-cleanup');
 SELECT is((SELECT status FROM tap_run), 'succeeded', 'old-artifact-cleanup succeeds');
 SELECT set_eq(
     $$SELECT name FROM autopilot.knowledge_artifacts$$,
-    ARRAY['never used, new', 'old but used recently', 'used 89 days ago'],
-    'artifacts unused (or, never used, created) for longer than the retention are deleted; recently used ones are kept'
+    ARRAY['never used, new', 'old but used recently', 'used 89 days ago', 'from a file, never used, old'],
+    'artifacts unused (or, never used, created) for longer than the retention are deleted; recently used ones and'
+    || ' those loaded from files (their loader would only write them again) are kept'
 );
 SELECT set_eq(
     $$SELECT pattern_key FROM autopilot.learned_patterns$$,

@@ -8,30 +8,33 @@ LOCK TABLE autopilot.job_runs IN SHARE ROW EXCLUSIVE MODE;
 DELETE FROM autopilot.job_runs;
 DELETE FROM autopilot.job_overrides;
 
+SELECT is_empty(
+    $$SELECT name FROM autopilot.job_definitions WHERE side = 'runner' AND disabled_reason IS NOT NULL$$,
+    'every runner-side job ships enabled: its worker ships with the runner'
+);
+-- a version that ships a catalog job without its worker gives it the reason (as 0.3.0 did for template-sync)
+UPDATE autopilot.job_catalog
+SET disabled_reason = 'no rag_setup worker ships with the runner: enable the job when yours loads one (--worker-module)'
+WHERE name = 'rag-setup';
 SELECT results_eq(
-    $$SELECT enabled, active, disabled_reason FROM autopilot.job_definitions WHERE name = 'template-sync'$$,
+    $$SELECT enabled, active, disabled_reason FROM autopilot.job_definitions WHERE name = 'rag-setup'$$,
     $$VALUES (
         false, false,
-        'no template_sync worker ships with the runner: enable the job when yours loads one (--worker-module)'
+        'no rag_setup worker ships with the runner: enable the job when yours loads one (--worker-module)'
     )$$,
     'a job without a worker in the runner ships disabled, inactive, with the reason'
 );
-SELECT is_empty(
-    $$SELECT name FROM autopilot.job_definitions
-      WHERE disabled_reason IS NOT NULL AND target IN ('backup', 'cache_cleanup')$$,
-    'the jobs of the workers that ship are enabled'
-);
-SELECT autopilot.set_job_enabled('template-sync', true);
+SELECT autopilot.set_job_enabled('rag-setup', true);
 SELECT results_eq(
-    $$SELECT enabled, disabled_reason FROM autopilot.job_status WHERE name = 'template-sync'$$,
+    $$SELECT enabled, disabled_reason FROM autopilot.job_status WHERE name = 'rag-setup'$$,
     $$VALUES (true, NULL::text)$$,
     'enabled by the DBA, it has no reason to show'
 );
-SELECT autopilot.set_job_enabled('template-sync', false);
+SELECT autopilot.set_job_enabled('rag-setup', false);
 SELECT is(
     (
         SELECT disabled_reason FROM autopilot.job_status
-        WHERE name = 'template-sync'
+        WHERE name = 'rag-setup'
     ), NULL,
     'disabled by the DBA, neither: it is the DBA''s choice'
 );

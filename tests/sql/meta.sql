@@ -34,8 +34,8 @@ SELECT set_eq(
         'refresh_performance_metrics', 'recalculate_all_pagerank', 'sync_learning_to_centralcloud',
         'merge_central_patterns', 'enqueue', 'enqueue_many', 'claim', 'complete', 'complete_many', 'fail',
         'snooze', 'cancel', 'retry', 'heartbeat', 'release', 'rescue_orphaned_jobs', 'enqueue_startup_jobs',
-        'search_code',
-        'populate_code_graph'
+        'search_code', 'search_knowledge', 'create_vector_index', 'drop_vector_index',
+        'populate_code_graph', 'seed_plan', 'record_analysis_snapshot'
     ],
     'the public functions and procedures are exactly the documented ones (each has its own test file)'
 );

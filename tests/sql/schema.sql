@@ -1,7 +1,7 @@
 -- The tables of autopilot: they exist with their primary keys, and their
 -- constraints reject the states the jobs rely on never seeing.
 BEGIN;
-SELECT plan(64);
+SELECT plan(79);
 
 SELECT tables_are(
     'autopilot',
@@ -12,7 +12,9 @@ SELECT tables_are(
         'knowledge_artifacts', 'code_chunks', 'graph_nodes', 'graph_edges', 'backup_metadata',
         'backup_metadata_archive', 'vector_stats_history', 'index_maintenance', 'job_arming',
         'central_pattern_inbox', 'central_instance_patterns', 'global_patterns', 'codebases', 'code_files',
-        'code_symbols'
+        'code_symbols', 'task_dependencies', 'analysis_snapshots', 'analysis_snapshot_analyzers',
+        'analysis_snapshot_files', 'analysis_snapshot_findings', 'knowledge_artifact_versions', 'template_data',
+        'template_sync_state'
     ],
     'schema autopilot has exactly its tables'
 );
@@ -56,6 +58,48 @@ SELECT col_is_pk('autopilot', 'backup_metadata_archive', ARRAY['id'], 'backup_me
 SELECT col_is_pk('autopilot', 'vector_stats_history', ARRAY['id'], 'vector_stats_history: primary key id');
 SELECT col_is_pk('autopilot', 'index_maintenance', ARRAY['id'], 'index_maintenance: primary key id');
 SELECT col_is_pk('autopilot', 'job_arming', ARRAY['job_name'], 'job_arming: primary key job_name');
+SELECT col_is_pk(
+    'autopilot', 'knowledge_artifact_versions', ARRAY['artifact_id', 'version'],
+    'knowledge_artifact_versions: primary key (artifact_id, version)'
+);
+SELECT col_is_pk('autopilot', 'template_data', ARRAY['name'], 'template_data: primary key name');
+SELECT col_is_pk('autopilot', 'template_sync_state', ARRAY['singleton'], 'template_sync_state: primary key singleton');
+SELECT throws_ok(
+    $$INSERT INTO autopilot.knowledge_artifacts (artifact_type, name, version) VALUES ('t', 'n', 0)$$,
+    '23514', NULL, 'knowledge_artifacts: versions start at 1'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.template_data (name, file_path, format, content, content_hash, status)
+      VALUES ('a', 'a.json', 'json', '{}', 'h', 'removed')$$,
+    '23514', NULL, 'template_data: a removed row says since when'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.template_data (name, file_path, format, content, content_hash)
+      VALUES ('a', 'a.json', 'json', '[1]', 'h')$$,
+    '23514', NULL, 'template_data: a document is an object'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.template_sync_state (singleton, repository, branch, commit_sha)
+      VALUES (false, '/r', 'main', repeat('a', 40))$$,
+    '23514', NULL, 'template_sync_state: one row at most'
+);
+SELECT col_is_pk(
+    'autopilot', 'task_dependencies', ARRAY['task_id', 'depends_on_task_id'],
+    'task_dependencies: primary key (task_id, depends_on_task_id)'
+);
+SELECT col_is_pk('autopilot', 'analysis_snapshots', ARRAY['id'], 'analysis_snapshots: primary key id');
+SELECT col_is_pk(
+    'autopilot', 'analysis_snapshot_analyzers', ARRAY['snapshot_id', 'analyzer'],
+    'analysis_snapshot_analyzers: primary key (snapshot_id, analyzer)'
+);
+SELECT col_is_pk(
+    'autopilot', 'analysis_snapshot_files', ARRAY['snapshot_id', 'path'],
+    'analysis_snapshot_files: primary key (snapshot_id, path)'
+);
+SELECT col_is_pk(
+    'autopilot', 'analysis_snapshot_findings', ARRAY['snapshot_id', 'path', 'analyzer', 'rule'],
+    'analysis_snapshot_findings: primary key (snapshot_id, path, analyzer, rule)'
+);
 SELECT throws_ok(
     $$INSERT INTO autopilot.index_maintenance (index_name, action, statement, reason, state)
       VALUES ('autopilot.a', 'reindex', 'REINDEX INDEX CONCURRENTLY autopilot.a', 't', 'armed'),
@@ -99,6 +143,27 @@ SELECT lives_ok(
 SELECT throws_ok(
     $$INSERT INTO autopilot.tasks (title, agent_id) VALUES ('t', -1)$$,
     '23503', NULL, 'tasks.agent_id references an agent'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.task_dependencies (task_id, depends_on_task_id)
+      SELECT id, id FROM autopilot.tasks LIMIT 1$$,
+    '23514', NULL, 'task_dependencies: a task cannot depend on itself'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.tasks (title, plan_key) VALUES ('one', 'k'), ('two', 'k')$$,
+    '23505', NULL, 'tasks.plan_key: one task per plan item'
+);
+SELECT throws_ok(
+    $$WITH c AS (
+          INSERT INTO autopilot.codebases (name, root_path) VALUES ('tap-snapshot', '/src') RETURNING name
+      ),
+      s AS (
+          INSERT INTO autopilot.analysis_snapshots (codebase, digest, files, findings)
+          SELECT c.name, 'd', 0, 0 FROM c RETURNING id
+      )
+      INSERT INTO autopilot.analysis_snapshot_analyzers (snapshot_id, analyzer, status, version, seconds)
+      SELECT s.id, 'ruff', 'crashed', 'v', 1 FROM s$$,
+    '23514', NULL, 'analysis_snapshot_analyzers.status is ok, failed or timed_out'
 );
 SELECT throws_ok(
     $$INSERT INTO autopilot.analysis_results (codebase, analyzer, pattern_type, pattern_key, outcome)

@@ -1,4 +1,4 @@
-"""pg_dump backups (backup-hourly, backup-daily, `autopilot runner backup`) and their restore.
+"""pg_dump backups (backup-hourly, backup-daily, `autopilot backups run`) and their restore.
 
 One backup of one database, in order:
 
@@ -61,8 +61,10 @@ The package, from the low level up (each module imports only modules above it in
   ``dump``: pg_dump with the custom archive read back while it is written;
 - ``rows``: backup_metadata rows, who recorded them, a running backup's advisory lock; ``trust``:
   check_backup and friends; ``restoring``: the databases restores restore into, half-restored ones;
+- ``progress``: what a running backup reports (bytes written, rate) and when that is worth a log line;
 - ``abandoned``: the cleanup of killed runs; ``retention``: prune; ``restore``; ``backup``: run_backup and
-  the backup of one database; ``status``: backup_status.
+  the backup of one database; ``status``: backup_status; ``inventory``: list_backups and verify_backups
+  (each file read again, a missing or changed one marked ``missing`` or ``corrupt``).
 
 Callers use the names re-exported here (``backups.run_backup``, ``backups.restore_backup``, ...). Each is
 loaded from its module on first use, so that `autopilot status` (backups.status) loads neither pg_dump's nor
@@ -89,8 +91,10 @@ if TYPE_CHECKING:  # for static tools; at run time each name is loaded on first 
     from .backup import BackupResult, DatabaseBackup, run_backup
     from .credentials import libpq_target, private_root, sweep_private
     from .dump import child_setup
+    from .inventory import CHECKED_STATUSES, Checked, ListedBackup, Verified, list_backups, verify_backups
     from .processes import TOUCH_INTERVAL, BackupCancelled, Interrupted
     from .programs import check_pg_dump_version, pg_bindir, pg_dump_argv, program_version
+    from .progress import BackupProgress, LogCadence, ProgressSink, describe, size_text
     from .restore import RESTORE_DROP_WAIT, RestoreResult, restore_backup, restore_list
     from .restoring import RESTORE_LOCK_CLASS, RESTORING_PREFIX, drop_half_restored, half_restored
     from .retention import Pruned, prune
@@ -119,8 +123,17 @@ _EXPORTS = {
         ".backup": ("BackupResult", "DatabaseBackup", "run_backup"),
         ".credentials": ("libpq_target", "private_root", "sweep_private"),
         ".dump": ("child_setup",),
+        ".inventory": (
+            "CHECKED_STATUSES",
+            "Checked",
+            "ListedBackup",
+            "Verified",
+            "list_backups",
+            "verify_backups",
+        ),
         ".processes": ("_POLL_SECONDS", "TOUCH_INTERVAL", "BackupCancelled", "Interrupted"),
         ".programs": ("check_pg_dump_version", "pg_bindir", "pg_dump_argv", "program_version"),
+        ".progress": ("BackupProgress", "LogCadence", "ProgressSink", "describe", "size_text"),
         ".restore": ("RESTORE_DROP_WAIT", "RestoreResult", "restore_backup", "restore_list"),
         ".restoring": ("RESTORE_LOCK_CLASS", "RESTORING_PREFIX", "drop_half_restored", "half_restored"),
         ".retention": ("Pruned", "prune"),
@@ -140,8 +153,10 @@ _SUBMODULES = frozenset(
         "backup",
         "credentials",
         "dump",
+        "inventory",
         "processes",
         "programs",
+        "progress",
         "restore",
         "restoring",
         "retention",
@@ -169,6 +184,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "CHECKED_STATUSES",
     "CLOCK_SKEW",
     "FORMATS",
     "INTENT_SUFFIX",
@@ -183,26 +199,34 @@ __all__ = [
     "TOUCH_INTERVAL",
     "BackupCancelled",
     "BackupFailed",
+    "BackupProgress",
     "BackupResult",
     "BackupRow",
+    "Checked",
     "DatabaseBackup",
     "Interrupted",
+    "ListedBackup",
+    "LogCadence",
+    "ProgressSink",
     "Pruned",
     "RestoreFailed",
     "RestoreResult",
     "Settings",
     "Verification",
+    "Verified",
     "archive_name",
     "backup_status",
     "check_backup",
     "check_pg_dump_version",
     "child_setup",
+    "describe",
     "directory_digest",
     "drop_half_restored",
     "half_restored",
     "hash_archive",
     "intent_path",
     "libpq_target",
+    "list_backups",
     "manifest_path",
     "own_archive",
     "pg_bindir",
@@ -214,6 +238,8 @@ __all__ = [
     "restore_backup",
     "restore_list",
     "run_backup",
+    "size_text",
     "sweep_private",
     "verify_archive",
+    "verify_backups",
 ]

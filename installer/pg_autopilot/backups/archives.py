@@ -35,24 +35,33 @@ def directory_digest(files: dict[str, str]) -> str:
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
-def _hash_file(path: Path, poll: Callable[[], None] = _no_poll) -> str:
+def _hash_file(
+    path: Path, poll: Callable[[], None] = _no_poll, read: Callable[[int], None] | None = None
+) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             poll()
             h.update(chunk)
+            if read is not None:
+                read(len(chunk))
     return h.hexdigest()
 
 
-def hash_archive(path: Path, poll: Callable[[], None] = _no_poll) -> tuple[str, int, dict[str, str] | None]:
-    """(sha256, size, per-file digests of a directory archive) without any verification."""
+def hash_archive(
+    path: Path, poll: Callable[[], None] = _no_poll, read: Callable[[int], None] | None = None
+) -> tuple[str, int, dict[str, str] | None]:
+    """(sha256, size, per-file digests of a directory archive) without any verification. ``read`` is told
+    the size of every chunk read (a progress bar)."""
     if path.is_dir():
         files = {
-            str(p.relative_to(path)): _hash_file(p, poll) for p in sorted(path.rglob("*")) if p.is_file()
+            str(p.relative_to(path)): _hash_file(p, poll, read)
+            for p in sorted(path.rglob("*"))
+            if p.is_file()
         }
         size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
         return directory_digest(files), size, files
-    return _hash_file(path, poll), path.stat().st_size, None
+    return _hash_file(path, poll, read), path.stat().st_size, None
 
 
 def _fsync_path(path: Path) -> None:
@@ -96,6 +105,19 @@ def _user() -> str:
         return getpass.getuser()
     except Exception:  # no passwd entry, no LOGNAME
         return str(os.geteuid())
+
+
+def _unreadable(directory: Path) -> str | None:
+    """None when the files of the backup directory can be looked at from here (this host, this OS user), else
+    why not."""
+    try:
+        if not directory.is_dir():
+            return f"the backup directory {directory} does not exist on this host"
+    except OSError as exc:
+        return f"cannot look at the backup directory {directory}: {exc.strerror or exc}"
+    if not os.access(directory, os.R_OK | os.X_OK):
+        return f"the backup directory {directory} is not readable by the OS user {_user()}"
+    return None
 
 
 def _directory_problem(directory: Path, problem: str) -> BackupFailed:

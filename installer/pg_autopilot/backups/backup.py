@@ -6,7 +6,7 @@ import contextlib
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from .credentials import libpq_target, sweep_private
 from .dump import _confirm_streamed, _Dump, _dump
 from .processes import BackupCancelled, _first_line, _register_private, _scrub, _unregister_private, _Watch
 from .programs import check_pg_dump_version, pg_bindir, pg_dump_argv, program_version
+from .progress import BackupProgress, DumpMeter, ProgressSink, archive_bytes
 from .restore import drop_half_restored
 from .retention import Pruned, prune
 from .rows import LOCK_CLASS, _identity, _lock_key, _metadata_connection
@@ -101,6 +102,7 @@ def run_backup(
     job_id: int | None = None,
     cancelled: threading.Event | None = None,
     deadline: float | None = None,
+    progress: ProgressSink | None = None,
 ) -> BackupResult:
     """Back up every database of ``backups.databases`` (default: the DSN's); see the package docstring.
 
@@ -108,7 +110,9 @@ def run_backup(
     up only the databases that have no verified backup from this job yet (a retry after one database failed
     does not take, and prune for, the others again). ``cancelled`` (set: stop) and ``deadline`` (a
     ``time.monotonic()`` value) are watched while pg_dump and the verification run: either kills them and
-    raises BackupCancelled.
+    raises BackupCancelled. ``progress`` gets a BackupProgress when each database's backup starts, every
+    SAMPLE_SECONDS while pg_dump writes (bytes written, rate), when verifying starts, and when it is
+    verified or has failed (see progress); it is called in this thread and must not block.
 
     Raises BackupFailed when any database failed (the others are still backed up; ``exc.result``)."""
     if kind not in KINDS:
@@ -119,7 +123,9 @@ def run_backup(
         raise BackupFailed(f"backup not started: {exc.message}", hint=exc.hint) from exc
     try:
         with conn:
-            return _run_backup(conn, dsn, kind, directory, job_id, _Watch(conn, cancelled, deadline))
+            return _run_backup(
+                conn, dsn, kind, directory, job_id, _Watch(conn, cancelled, deadline, progress)
+            )
     except psycopg.Error as exc:  # e.g. the server went away mid-run: still a BackupFailed for the runner
         raise BackupFailed(f"backup failed: {translate(exc).message}") from exc
     except OSError as exc:  # the file system refused something outside any one database's backup
@@ -346,15 +352,23 @@ def _backup_one(
     # removed at interpreter exit if still there
     _register_private(partial, manifest_partial, intent_partial, intent)
     secrets: tuple[str, ...] = ()
+    report = BackupProgress(
+        database, backup_id, kind, "started", expected_bytes=_expected_size(conn, database, fmt)
+    )
     try:
+        watch.progress(report)
         # the runner's record of the files it is about to make: the cleanup of an abandoned backup deletes
         # only files a record of the runner names (a row alone, which the runner's role can write, is not
         # enough)
         _write_intent(intent, backup_id, database, kind, fmt, archive, started_at, identity)
+        meter = DumpMeter(partial, report, watch.progress)
         with libpq_target(dsn, database) as (conninfo, env, secrets):
-            dump, dump_seconds = _run_pg_dump(pg_dump, conninfo, env, partial, settings, pg_restore, watch)
+            dump, dump_seconds = _run_pg_dump(
+                pg_dump, conninfo, env, partial, settings, pg_restore, watch, meter
+            )
         _check_dump(dump, secrets, database, directory)
         finished_at = _keep_archive(conn, partial, archive, directory, backup_id, database, dump_seconds)
+        watch.progress(meter.at(archive_bytes(archive), dump_seconds, "verifying"))
         verification = _verify(archive, pg_restore, dump, watch)
         verified_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
         times = (started_at, finished_at, verified_at)
@@ -365,6 +379,7 @@ def _backup_one(
         _fsync_path(directory)
     except BaseException as exc:
         failure = _record_failure(conn, dsn, exc, backup_id, database, archive, secrets)
+        watch.progress(replace(report, phase="failed", error=_failure_text(failure or exc)))
         if failure is None:
             raise
         raise failure from exc
@@ -372,10 +387,29 @@ def _backup_one(
         _unregister_private(partial, manifest_partial, intent_partial, intent)
         with contextlib.suppress(psycopg.Error):
             conn.execute("SELECT pg_catalog.pg_advisory_unlock(%s, %s)", [LOCK_CLASS, _lock_key(backup_id)])
+    watch.progress(
+        replace(
+            report,
+            phase="finished",
+            bytes=verification.size_bytes,
+            seconds=dump_seconds,
+            sha256=verification.sha256,
+            verify_seconds=verification.seconds,
+        )
+    )
     retained = _retention(conn, kind, database, settings.keep[kind], identity, directory)
     return _verified_backup(
         backup_id, database, kind, fmt, archive, manifest, times, dump_seconds, verification, retained
     )
+
+
+def _failure_text(exc: BaseException) -> str:
+    """What stopped a backup, in one line for its progress report."""
+    if isinstance(exc, AutopilotError):
+        return exc.message
+    if isinstance(exc, KeyboardInterrupt):
+        return f"interrupted ({exc or 'SIGINT'}): pg_dump was stopped, nothing was kept"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _verified_backup(
@@ -412,6 +446,21 @@ def _verified_backup(
         prune_errors,
         untrusted,
     )
+
+
+def _expected_size(conn: psycopg.Connection, database: str, fmt: str) -> int | None:
+    """The size of the last verified backup of ``database`` in format ``fmt``: what this one will likely
+    come to (an estimate for progress reports; a row's word is good enough for that)."""
+    try:
+        row = conn.execute(
+            "SELECT size_bytes FROM autopilot.backup_metadata WHERE database_name = %s "
+            "AND status = 'verified' AND details ->> 'format' = %s AND size_bytes > 0 "
+            "ORDER BY finished_at DESC, id DESC LIMIT 1",
+            [database, fmt],
+        ).fetchone()
+    except psycopg.Error:
+        return None
+    return row[0] if row else None
 
 
 def _insert_running(
@@ -478,14 +527,20 @@ def _run_pg_dump(
     settings: Settings,
     pg_restore: Path,
     watch: _Watch,
+    meter: DumpMeter,
 ) -> tuple[_Dump, float]:
-    """pg_dump into ``partial`` (a custom archive read back while it is written, see _dump): its outcome and
-    how long it took."""
+    """pg_dump into ``partial`` (a custom archive read back while it is written, see _dump), its progress
+    measured all along (``meter``): its outcome and how long it took."""
     argv = pg_dump_argv(
         pg_dump, conninfo, partial, settings.format, settings.lock_wait_timeout, settings.parallel_jobs
     )
+
+    def poll() -> None:
+        watch()
+        meter()
+
     t0 = time.monotonic()
-    dump = _dump(argv, env, partial, settings.format, pg_restore, watch)
+    dump = _dump(argv, env, partial, settings.format, pg_restore, poll)
     return dump, time.monotonic() - t0
 
 
@@ -570,7 +625,7 @@ def _record_verified(
     _write_manifest(manifest, body)
     if not conn.execute(
         "UPDATE autopilot.backup_metadata SET status = 'verified', size_bytes = %s, sha256 = %s, "
-        "verified_at = %s, verification = %s, details = details || %s "
+        "verified_at = %s, verification = %s, details = (details - 'progress') || %s "
         "WHERE id = %s AND status = 'succeeded'",
         [
             verification.size_bytes,

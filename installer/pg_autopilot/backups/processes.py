@@ -16,9 +16,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from ..errors import BackupFailed
 from .archives import INTENT_SUFFIX, _remove
+from .progress import RECORD_SECONDS, BackupProgress, ProgressSink
 
 # seconds between two looks at a running child (cancellation, deadline, the metadata connection)
 _POLL_SECONDS = 0.1
@@ -160,16 +162,24 @@ def _first_line(text: str) -> str:
 class _Watch:
     """Called while pg_dump and pg_restore run (and between databases): raises to stop the backup when the
     job was cancelled or passed its deadline, and touches the metadata connection every TOUCH_INTERVAL
-    seconds (raising when it is gone: the advisory lock went with it)."""
+    seconds (raising when it is gone: the advisory lock went with it). Takes the backup's progress reports
+    too (``progress``)."""
 
     def __init__(
-        self, conn: psycopg.Connection, cancelled: threading.Event | None, deadline: float | None
+        self,
+        conn: psycopg.Connection,
+        cancelled: threading.Event | None,
+        deadline: float | None,
+        sink: ProgressSink | None = None,
     ) -> None:
         self.conn = conn
         self.cancelled = cancelled
         self.deadline = deadline
+        self.sink = sink
         self.what = "backup"
         self.touched = time.monotonic()
+        self.recorded = float("-inf")
+        self.recorded_bytes = 0
 
     def __call__(self) -> None:
         if self.cancelled is not None and self.cancelled.is_set():
@@ -186,14 +196,44 @@ class _Watch:
                 "(backups.format directory, backups.parallel_jobs).",
             )
         if now - self.touched >= TOUCH_INTERVAL:
-            self.touched = now
-            try:
-                self.conn.execute("SELECT 'autopilot backup running'")
-            except psycopg.Error as exc:
-                raise BackupFailed(
-                    f"{self.what} stopped: lost the connection to the database that records it "
-                    f"({_first_line(str(exc))}); its lock went with it, so pg_dump was killed and nothing "
-                    "was kept",
-                    hint="Check the network between the runner and the server (a proxy or firewall that "
-                    "drops idle connections?). The job is retried.",
-                ) from exc
+            self._statement("SELECT 'autopilot backup running'", [])
+
+    def progress(self, report: BackupProgress) -> None:
+        """A report on the backup: to the sink (the CLI's progress bar, the job's meta, the runner's log), and
+        into the row's ``details.progress`` every RECORD_SECONDS (`autopilot status` shows it; a statement
+        on the metadata connection, so it touches it too)."""
+        if self.sink is not None:
+            # progress is never worth failing a backup for (the sink is the caller's: a terminal gone, a job
+            # that is no longer this runner's)
+            with contextlib.suppress(Exception):
+                self.sink(report)
+        now = time.monotonic()
+        if report.phase == "started":  # another database: its row has recorded nothing yet
+            self.recorded, self.recorded_bytes = float("-inf"), 0
+        # every RECORD_SECONDS, and at once when pg_dump's first bytes are there or verification starts
+        first_bytes = report.bytes > 0 and not self.recorded_bytes
+        if report.phase in ("dumping", "verifying") and (
+            now - self.recorded >= RECORD_SECONDS or first_bytes or report.phase == "verifying"
+        ):
+            self.recorded, self.recorded_bytes = now, report.bytes
+            self._statement(
+                "UPDATE autopilot.backup_metadata SET details = details || pg_catalog.jsonb_build_object("
+                "'progress', %s::jsonb || pg_catalog.jsonb_build_object('at', pg_catalog.clock_timestamp())) "
+                "WHERE id = %s AND status IN ('running', 'succeeded')",
+                [Jsonb(report.fields()), report.backup_id],
+            )
+
+    def _statement(self, query: str, params: list) -> None:
+        """A statement on the metadata connection (which it keeps alive); BackupFailed when it is gone: the
+        advisory lock that marks the backup live went with it."""
+        self.touched = time.monotonic()
+        try:
+            self.conn.execute(query, params)
+        except psycopg.Error as exc:
+            raise BackupFailed(
+                f"{self.what} stopped: lost the connection to the database that records it "
+                f"({_first_line(str(exc))}); its lock went with it, so pg_dump was killed and nothing "
+                "was kept",
+                hint="Check the network between the runner and the server (a proxy or firewall that "
+                "drops idle connections?). The job is retried.",
+            ) from exc

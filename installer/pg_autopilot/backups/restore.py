@@ -246,7 +246,7 @@ def _choose_backup(
                 "no verified backup to restore"
                 + (f' of database "{database}"' if database else "")
                 + (f" that can be trusted; {'; '.join(skipped[:3])}" if skipped else ""),
-                hint="Take one with `autopilot runner backup`"
+                hint="Take one with `autopilot backups run`"
                 + (" (or pass --directory: where the backups are)." if skipped else "."),
             )
     else:
@@ -256,7 +256,11 @@ def _choose_backup(
         chosen = found[0]
         if chosen.status != "verified":
             raise RestoreFailed(
-                f"backup #{chosen.id} is {chosen.status}, not verified: it cannot be restored"
+                f"backup #{chosen.id} is {chosen.status}, not verified: it cannot be restored",
+                hint=f"`autopilot backups verify {chosen.id}` marks it verified again once its file is back "
+                "as it was taken; `autopilot backups list` shows the others."
+                if chosen.status in ("missing", "corrupt")
+                else None,
             )
     problem = check_backup(chosen, where, now, full=True)
     if problem:
@@ -311,7 +315,7 @@ def _drop_failed_restore(
     else:
         outcome = (
             f'the half-restored database "{restoring}" could NOT be dropped now ({why}): the '
-            "next `autopilot runner restore` or backup drops it, and `autopilot status` shows it "
+            "next `autopilot backups restore` or backup drops it, and `autopilot status` shows it "
             "until then"
         )
     if isinstance(exc, RestoreFailed):

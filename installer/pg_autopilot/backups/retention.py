@@ -88,7 +88,8 @@ def _prune_one(
     changed = conn.execute(
         "UPDATE autopilot.backup_metadata SET status = 'pruned', "
         "details = details || pg_catalog.jsonb_build_object('pruned_at', pg_catalog.now()) "
-        "WHERE id = %s AND status = 'verified'",
+        # missing: `autopilot backups verify` found its files gone meanwhile (this deleted them)
+        "WHERE id = %s AND status IN ('verified', 'missing')",
         [row.id],
     ).rowcount
     if not changed:

@@ -6,7 +6,10 @@ submodules (separate projects) are left out. Elsewhere (and for a root that its 
 repository ignores) a walk that never follows a directory
 symlink, so a link to ``/`` or a link loop cannot take it out of the root or round in circles;
 a file symlink is followed only when its target resolves inside the root. Both listings give
-paths relative to the root, with ``/``, filtered by :mod:`.globs`.
+paths relative to the root, with ``/``, filtered by :mod:`.globs`. What a listing leaves out for
+a reason the DBA may want to fix (a symlink loop, a broken symlink, a link out of the root, a
+FIFO, an entry it cannot stat) is reported as a :class:`Skip`; a directory it cannot read, to
+``on_error``.
 
 Reading: a file can be too large, binary, unreadable, or gone by the time it is read (a codebase
 is a live tree). Each case is a :class:`Skip` with a reason the run's summary counts and shows,
@@ -15,6 +18,7 @@ never an exception that would stop the run.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -33,6 +37,9 @@ BINARY = "binary"
 UNREADABLE = "unreadable"
 VANISHED = "vanished"
 OUTSIDE_ROOT = "outside the root"
+SYMLINK_LOOP = "symlink loop"
+BROKEN_SYMLINK = "broken symlink"
+NOT_REGULAR = "not a regular file"
 
 
 class CodebaseError(Exception):
@@ -62,11 +69,17 @@ def list_files(
     include: Iterable[str] = (),
     exclude: Iterable[str] = (),
     on_error: Callable[[str, OSError], None] | None = None,
+    on_skip: Callable[[Skip], None] | None = None,
 ) -> Iterator[str]:
     """Relative paths of the codebase's regular files that the globs select, in a stable order.
 
     ``on_error`` hears about directories the walk could not read (relative path, error); they are
-    skipped. Raises :class:`CodebaseError` when the root is not a directory or git fails on it.
+    skipped. ``on_skip`` hears about the selected entries that are not listed, and why: a symlink
+    loop (a link cycle, or a link to a directory that encloses it), a broken symlink, a link out of
+    the root, something other than a regular file (a FIFO, a socket, a device), an entry that
+    cannot be examined. Directories (a submodule, a link to a directory inside the root, whose
+    files are listed on their own paths) and files deleted since git listed them are left out
+    silently. Raises :class:`CodebaseError` when the root is not a directory or git fails on it.
     """
     root_path = os.path.realpath(root)
     if not os.path.isdir(root_path):
@@ -76,8 +89,13 @@ def list_files(
     if candidates is None:
         candidates = _walk_files(root_path, matcher, on_error)
     for relative in candidates:
-        if matcher.selects(relative) and _is_regular_inside(root_path, relative):
+        if not matcher.selects(relative):
+            continue
+        verdict = _examine(root_path, relative)
+        if verdict is None:
             yield relative
+        elif isinstance(verdict, Skip) and on_skip is not None:
+            on_skip(verdict)
 
 
 def is_git_work_tree(root: str | os.PathLike[str]) -> bool:
@@ -142,8 +160,8 @@ def _git_files(root: str) -> list[str] | None:
 def _walk_files(
     root: str, matcher: PathMatcher, on_error: Callable[[str, OSError], None] | None
 ) -> Iterator[str]:
-    """Every entry that is not a directory, walking without following directory symlinks and
-    without descending into excluded directories or ``.git``."""
+    """Every entry that is not a directory, and every symlink to a directory (examined, never
+    followed), walking without descending into excluded directories or ``.git``."""
 
     def report(error: OSError) -> None:
         if on_error is not None:
@@ -152,25 +170,69 @@ def _walk_files(
     for directory, subdirectories, files in os.walk(root, onerror=report, followlinks=False):
         relative_directory = os.path.relpath(directory, root)
         prefix = "" if relative_directory == "." else relative_directory.replace(os.sep, "/") + "/"
+        links = [name for name in subdirectories if os.path.islink(os.path.join(directory, name))]
         subdirectories[:] = sorted(
-            name for name in subdirectories if name != ".git" and not matcher.excludes(prefix + name)
+            name
+            for name in subdirectories
+            if name != ".git" and name not in links and not matcher.excludes(prefix + name)
         )
-        for name in sorted(files):
+        for name in sorted([*files, *links]):
             yield prefix + name
 
 
-def _is_regular_inside(root: str, relative: str) -> bool:
-    """A regular file whose real path is inside the root: a symlink to a file elsewhere, to a
-    directory (a link git tracks, or a submodule's directory) or to nothing is not listed."""
+_NOT_A_FILE = object()  # left out silently: a directory, or gone since it was listed
+
+
+def _examine(root: str, relative: str) -> Skip | object | None:
+    """None for a regular file whose real path is inside the root (listed); a :class:`Skip` saying
+    why another entry is not listed; ``_NOT_A_FILE`` for what is left out without a word."""
     absolute = os.path.join(root, relative)
     try:
         mode = os.lstat(absolute).st_mode
-        if not stat.S_ISLNK(mode):
-            return stat.S_ISREG(mode)
-        real = os.path.realpath(absolute)
-        return _inside(root, real) and stat.S_ISREG(os.stat(real).st_mode)
+    except FileNotFoundError:
+        return _NOT_A_FILE  # deleted since it was listed (git lists what its index holds)
+    except OSError as error:
+        return Skip(relative, UNREADABLE, error.strerror or str(error))
+    if not stat.S_ISLNK(mode):
+        if stat.S_ISREG(mode):
+            return None
+        return _NOT_A_FILE if stat.S_ISDIR(mode) else Skip(relative, NOT_REGULAR, _kind(mode))
+    try:
+        target = os.stat(absolute).st_mode
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return Skip(relative, SYMLINK_LOOP, "a cycle of links")
+        if error.errno in (errno.ENOENT, errno.ENOTDIR):
+            return Skip(
+                relative, BROKEN_SYMLINK, f"to {_shown(_link_target(absolute))}, which does not exist"
+            )
+        return Skip(relative, UNREADABLE, error.strerror or str(error))
+    real = os.path.realpath(absolute)
+    if not _inside(root, real):
+        return Skip(relative, OUTSIDE_ROOT, f"resolves to {_shown(real)}")
+    if stat.S_ISDIR(target):
+        if _inside(real, os.path.realpath(os.path.dirname(absolute))):
+            # a link to the directory that holds it, or to one above: following it would go round
+            return Skip(relative, SYMLINK_LOOP, f"to {_shown(real)}, a directory that encloses it")
+        return _NOT_A_FILE  # a link to a directory inside the root: its files are listed on their own paths
+    return None if stat.S_ISREG(target) else Skip(relative, NOT_REGULAR, _kind(target))
+
+
+def _kind(mode: int) -> str:
+    return f"mode {stat.filemode(mode)}"
+
+
+def _shown(path: str) -> str:
+    """A path for a message (stored as text, which holds UTF-8 only): a name in another encoding
+    (decoded with surrogate escapes) shows its bytes as escapes."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _link_target(path: str) -> str:
+    try:
+        return os.readlink(path)
     except OSError:
-        return False  # vanished since it was listed, or a symlink loop
+        return "?"
 
 
 def _inside(root: str, real_path: str) -> bool:
@@ -184,7 +246,7 @@ def read_file(root: str | os.PathLike[str], relative: str, size_cap: int) -> Fil
     root_path = os.path.realpath(root)
     real = os.path.realpath(os.path.join(root_path, relative))
     if not _inside(root_path, real):
-        return Skip(relative, OUTSIDE_ROOT, f"resolves to {real}")
+        return Skip(relative, OUTSIDE_ROOT, f"resolves to {_shown(real)}")
     try:
         data = _read_regular(real, size_cap)
     except FileNotFoundError:
@@ -212,7 +274,7 @@ def _read_regular(path: str, size_cap: int) -> bytes:
     with os.fdopen(descriptor, "rb") as handle:
         status = os.fstat(handle.fileno())
         if not stat.S_ISREG(status.st_mode):
-            raise OSError(f"not a regular file (mode {stat.filemode(status.st_mode)})")
+            raise OSError(f"not a regular file, {_kind(status.st_mode)}")
         if status.st_size > size_cap:
             raise _TooLarge(status.st_size)
         data = handle.read(size_cap + 1)

@@ -6,13 +6,19 @@ The steps, and what makes each one safe to stop at any moment:
    waits for the first (and then finds nothing to do), never interleaves with it.
 2. The listing (git's, or a walk that never leaves the root). A root that is gone or that git
    refuses fails the run before anything is written: a vanished tree is never taken for a tree
-   whose every file was deleted.
+   whose every file was deleted. Likewise the files below a directory the walk cannot read are
+   left as they were, not marked removed.
 3. Each file is read and hashed here; a file whose hash and chunker version are recorded is not
    parsed again. The others are parsed in a pool of processes (tree-sitter holds the GIL) and
    written as they come back, each file whole, several per transaction.
 4. Files that were recorded but are no longer listed are marked removed.
 5. Embedding (:mod:`.embed`): the current chunks without a vector of the configured model, each
-   key embedded once (a vector already stored for the same model and text is reused).
+   key embedded once (a vector already stored for the same model and text is reused). The
+   embedder may load its model on its first call: a run with nothing to embed never loads it.
+
+Bad input never stops the run: each file that is not ingested (binary, too large, unreadable, a
+symlink loop, ...) is recorded as skipped with its reason, and the summary line counts the reasons
+and names the first file of each that calls for a look.
 """
 
 from __future__ import annotations
@@ -34,7 +40,19 @@ from psycopg.types.json import Jsonb
 from ..embeddings import Embedder
 from .chunker import CHUNKER_VERSION, ParsedFile, chunk_source
 from .embed import embed_pending
-from .files import FileContent, Skip, is_git_work_tree, list_files, read_file
+from .files import (
+    BROKEN_SYMLINK,
+    NOT_REGULAR,
+    OUTSIDE_ROOT,
+    SYMLINK_LOOP,
+    UNREADABLE,
+    CodebaseError,
+    FileContent,
+    Skip,
+    is_git_work_tree,
+    list_files,
+    read_file,
+)
 from .languages import language_for_path
 from .store import (
     KnownFile,
@@ -51,6 +69,9 @@ NAME_NOT_UTF8 = "file name not UTF-8"
 COMMIT_EVERY_FILES = 200
 COMMIT_EVERY_SECONDS = 1.0
 IN_FLIGHT_PER_PROCESS = 16
+# Skip reasons that call for a look (the others are what a source tree is expected to hold): the
+# summary line names the first file of each.
+WORTH_A_LOOK = (UNREADABLE, SYMLINK_LOOP, BROKEN_SYMLINK, OUTSIDE_ROOT, NOT_REGULAR)
 
 Connect = Callable[[], psycopg.Connection]
 Progress = Callable[..., None]
@@ -68,6 +89,8 @@ class IngestSummary:
     unchanged: int = 0
     removed: int = 0
     skipped: Counter = field(default_factory=Counter)  # by reason
+    first_skipped: dict[str, str] = field(default_factory=dict)  # reason -> its first file, with detail
+    unreadable_directories: list[str] = field(default_factory=list)  # "path: error"
     chunks: int = 0
     syntax_errors: int = 0  # files with at least one
     not_utf8: int = 0
@@ -93,7 +116,16 @@ class IngestSummary:
             parts.append(f"{self.syntax_errors} with syntax errors")
         if self.not_utf8:
             parts.append(f"{self.not_utf8} not UTF-8")
-        return "; ".join(parts) + f" in {self.seconds:.1f} s"
+        if self.unreadable_directories:
+            count = len(self.unreadable_directories)
+            parts.append(
+                f"{count} unreadable {'directory' if count == 1 else 'directories'}, whose files are kept"
+                f" as they were (first: {self.unreadable_directories[0]})"
+            )
+        line = "; ".join(parts) + f" in {self.seconds:.1f} s"
+        if self.first_skipped:
+            line += "; to check: " + ", ".join(self.first_skipped[r] for r in sorted(self.first_skipped))
+        return line
 
     def as_json(self) -> dict:
         data = asdict(self)
@@ -120,8 +152,23 @@ def _parse(path: str, data: bytes) -> ParsedFile:
 def _pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
     # forkserver: the runner is multi-threaded, and a fork of a threaded process may inherit held locks
     return concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("forkserver")
+        workers, mp_context=multiprocessing.get_context("forkserver"), initializer=_exit_with_parent
     )
+
+
+def _exit_with_parent() -> None:
+    """In a pool process: exit as soon as the process that started the pool is gone. Killed (SIGKILL,
+    the OOM killer), that process cannot shut its pool down, and a pool process would wait for work
+    forever (and keep the fork server alive with it)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()  # returns when the parent's end of a pipe closes, that is when it exits
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 class Ingest:
@@ -150,11 +197,14 @@ class Ingest:
     def run(self) -> IngestSummary:
         started = time.monotonic()
         with self._locked() as conn:
-            paths = self._list()
+            paths, listing_skips, unreadable = self._list()
             known = known_files(conn, self._codebase.name)
-            self._ingest_files(conn, paths, known)
+            self._ingest_files(conn, paths, listing_skips, known)
+            seen = {*paths, *(skip.path for skip in listing_skips)}
             gone = sorted(
-                path for path, row in known.items() if row.status != "removed" and path not in set(paths)
+                path
+                for path, row in known.items()
+                if row.status != "removed" and path not in seen and not _below(path, unreadable)
             )
             mark_removed(conn, self._codebase.name, gone)
             conn.commit()
@@ -168,21 +218,40 @@ class Ingest:
             _record_run(conn, self.summary)
         return self.summary
 
-    def _list(self) -> list[str]:
-        """The selected files. A name that is not UTF-8 cannot be stored (text columns): counted as
-        skipped, not recorded."""
-        paths = []
+    def _list(self) -> tuple[list[str], list[Skip], list[str]]:
+        """The selected files; the entries the listing left out, and why (recorded as skipped); the
+        directories the walk could not read. A name that is not UTF-8 cannot be stored (text
+        columns): counted as skipped, not recorded."""
+        paths: list[str] = []
+        skips: list[Skip] = []
+        unreadable: list[str] = []
+
+        def on_error(directory: str, error: OSError) -> None:
+            if directory == ".":  # nothing listed at all: not to be taken for a tree emptied
+                raise CodebaseError(
+                    f"cannot read the codebase root {self._codebase.root_path!r}: {error.strerror or error}"
+                )
+            unreadable.append(directory)
+            shown = directory.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            self.summary.unreadable_directories.append(f"{shown}: {error.strerror or error}")
+
         for path in list_files(
-            self._codebase.root_path, self._codebase.include_globs, self._codebase.exclude_globs
+            self._codebase.root_path,
+            self._codebase.include_globs,
+            self._codebase.exclude_globs,
+            on_error=on_error,
+            on_skip=skips.append,
         ):
-            try:
-                path.encode("utf-8")
-            except UnicodeEncodeError:
-                self.summary.skipped[NAME_NOT_UTF8] += 1
-                continue
             paths.append(path)
-        self.summary.files = len(paths) + self.summary.skipped[NAME_NOT_UTF8]
-        return paths
+        storable = [item for item in [*paths, *skips] if _storable(item)]
+        if not_storable := len(paths) + len(skips) - len(storable):
+            self.summary.skipped[NAME_NOT_UTF8] += not_storable
+        self.summary.files = len(paths) + len(skips)
+        return (
+            [item for item in storable if isinstance(item, str)],
+            [item for item in storable if isinstance(item, Skip)],
+            unreadable,
+        )
 
     @contextmanager
     def _locked(self) -> Iterator[psycopg.Connection]:
@@ -201,8 +270,16 @@ class Ingest:
                     conn.execute("SELECT pg_catalog.pg_advisory_unlock(%s)", [key])
                     conn.commit()
 
-    def _ingest_files(self, conn: psycopg.Connection, paths: list[str], known: dict[str, KnownFile]) -> None:
+    def _ingest_files(
+        self,
+        conn: psycopg.Connection,
+        paths: list[str],
+        listing_skips: list[Skip],
+        known: dict[str, KnownFile],
+    ) -> None:
         writer = _BatchWriter(conn)
+        for skip in listing_skips:
+            self._skip(skip, writer, known.get(skip.path))
         with _pool(self._processes) as pool:
             in_flight: dict[concurrent.futures.Future, FileContent] = {}
             limit = self._processes * IN_FLIGHT_PER_PROCESS
@@ -243,6 +320,8 @@ class Ingest:
         self, skip: Skip, writer: _BatchWriter, known: KnownFile | None, file_hash: str = "", size: int = 0
     ) -> None:
         self.summary.skipped[skip.reason] += 1
+        if skip.reason in WORTH_A_LOOK:
+            self.summary.first_skipped.setdefault(skip.reason, str(skip))
         if (
             known is not None
             and known.status == "skipped"
@@ -293,6 +372,20 @@ class _BatchWriter:
         self._conn.commit()
         self._pending = 0
         self._since = time.monotonic()
+
+
+def _storable(item: str | Skip) -> bool:
+    """Whether a path can be stored (text columns hold UTF-8 only; a listing may give a name in
+    another encoding, decoded with surrogate escapes)."""
+    try:
+        (item.path if isinstance(item, Skip) else item).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _below(path: str, directories: list[str]) -> bool:
+    return any(path.startswith(directory.rstrip("/") + "/") for directory in directories)
 
 
 def _is_utf8(data: bytes) -> bool:

@@ -126,7 +126,20 @@ def mark_removed(conn: psycopg.Connection, codebase: str, paths: Sequence[str]) 
     )
 
 
+# One file's current chunks, by equality on both columns of the index: with ``file_path = ANY(...)``, the
+# generic plan psycopg's prepared statement gets while the table is small (a first ingest) reads the
+# index by codebase alone and filters the paths, so every file written scanned all the codebase's
+# current chunks (quadratic, until autovacuum's analyze happened to replan it).
+SUPERSEDE_FILE = (
+    "UPDATE autopilot.code_chunks AS c SET superseded_at = now()"
+    " WHERE c.codebase = %s AND c.file_path = %s AND c.superseded_at IS NULL"
+)
+
+
 def _supersede(conn: psycopg.Connection, codebase: str, paths: Sequence[str]) -> None:
+    if len(paths) == 1:
+        conn.execute(SUPERSEDE_FILE, [codebase, paths[0]])
+        return
     conn.execute(
         "UPDATE autopilot.code_chunks AS c SET superseded_at = now()"
         " WHERE c.codebase = %s AND c.file_path = ANY(%s) AND c.superseded_at IS NULL",

@@ -8,7 +8,19 @@ loaded with ``autopilot runner start --worker-module your.module``.
 
 from __future__ import annotations
 
-from . import backup, cache_cleanup, code_ingest, graph_populate  # noqa: F401 - importing a worker module registers it
+from . import (  # noqa: F401 - importing a worker module registers it
+    backup,
+    cache_cleanup,
+    code_ingest,
+    graph_populate,
+    knowledge_migration,
+    planning_seed,
+    rag_setup,
+    registry_sync,
+    template_embed,
+    template_sync,
+    templates_data_load,
+)
 from .registry import CACHES, REGISTRY, JobContext, ProgressSink, Worker, WorkerFunction, worker
 
 __all__ = ["CACHES", "REGISTRY", "JobContext", "ProgressSink", "Worker", "WorkerFunction", "worker"]

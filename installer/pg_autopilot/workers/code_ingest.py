@@ -12,13 +12,14 @@ from .registry import JobContext, log, worker
 def code_ingest(args: dict[str, Any], context: JobContext) -> str:
     """code-ingest (runner start, Sundays 06:00): ``args.codebase`` names one codebase, else every
     enabled one. A codebase that fails (its root gone) fails the job after the others are done, with
-    its message; what the others wrote stays."""
+    its message; what the others wrote stays. The embedding model is loaded only once a chunk needs
+    a vector: a run over unchanged trees, or over none, never loads it."""
     from .. import codebases
     from ..ingest.files import CodebaseError
 
     with context.connect() as conn:
         names = [args["codebase"]] if args.get("codebase") else codebases.enabled_names(conn)
-        embedder = codebases.configured_embedder(conn)
+        embedder = codebases.configured_embedder(conn) if names else None
     lines, failures = [], []
     for name in names:
         try:

@@ -11,7 +11,9 @@ from .registry import JobContext, worker
 @worker("graph_populate", timeout=3600)
 def graph_populate(args: dict[str, Any], context: JobContext) -> str:
     """graph-populate (runner start, Sundays 07:00, and after every code-ingest). Each codebase waits
-    for an ingest of it that is running (its lock), so the graph never takes half a run."""
+    for an ingest of it that is running (its lock), so the graph never takes half a run. PageRank
+    runs when the graph changed, or when nodes have no rank yet (an earlier PageRank failed); a
+    PageRank run that fails fails the job, so the retry runs it again."""
     from ..ingest.store import ingest_lock_key
     from ..run_now import run_now
 
@@ -31,10 +33,22 @@ def graph_populate(args: dict[str, Any], context: JobContext) -> str:
             changed += summary.get("changed_files", 0)
             context.progress(**summary)
             parts.append(_line(summary))
-        if changed:
+        if changed or _unranked(conn, names):
             run = run_now(conn, "pagerank")
             parts.append(f"pagerank: {run['status']} ({run['message']})")
+            # skipped: a run of it is in progress (pg_cron's), which ranks what is there when it started;
+            # nodes it missed are still unranked at the next graph-populate
+            if run["status"] not in ("succeeded", "skipped"):
+                raise RuntimeError(" | ".join(parts))
     return " | ".join(parts) if parts else "no codebase"
+
+
+def _unranked(conn: Any, names: list[str]) -> bool:
+    return conn.execute(
+        "SELECT EXISTS (SELECT FROM autopilot.graph_nodes AS n"
+        " WHERE n.codebase = ANY(%s) AND n.pagerank IS NULL)",
+        [names],
+    ).fetchone()[0]
 
 
 def _line(summary: dict[str, Any]) -> str:

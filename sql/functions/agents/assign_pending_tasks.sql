@@ -20,6 +20,9 @@ AS $$
 --    side -- free slots in ratio order, each taking the first remaining task
 --    any of its agent's skill sets offers -- over arrays in memory, with the
 --    reading and the writing done set-based (one statement each).
+--    A pending task that depends on a task not yet succeeded
+--    (autopilot.task_dependencies) is not given out: it is counted as
+--    blocked, and waits for a later run.
 -- 3. Every agent that got tasks gets one NOTIFY autopilot_task_assigned,
 --    payload {"agent_id": n, "task_ids": [...]} (at most 256 ids each, a
 --    payload stays far below the 8000-byte limit); delivered at commit.
@@ -58,6 +61,7 @@ DECLARE
     v_capable_last integer[];
     v_pending bigint;
     v_unassignable bigint;
+    v_blocked bigint;
     v_left integer;
     -- slots: agent indexes, in the order of the load ratio at which they take a task
     v_slots integer[];
@@ -113,7 +117,16 @@ BEGIN
       AND a.active_tasks < a.capacity
       AND a.last_seen_at >= now() - v_timeout;
 
-    -- 3. the pending tasks, by skill set (a set: {b,a} and {a,b,a} are {a,b}).
+    -- 3. the pending tasks waiting for a task that has not succeeded (set-based
+    -- from the dependencies: nothing to read when there are none)
+    SELECT count(DISTINCT d.task_id)
+    INTO v_blocked
+    FROM autopilot.task_dependencies AS d
+    INNER JOIN autopilot.tasks AS t ON d.task_id = t.id
+    INNER JOIN autopilot.tasks AS p ON d.depends_on_task_id = p.id
+    WHERE t.status = 'pending' AND p.status <> 'succeeded';
+
+    -- the other pending tasks, by skill set (a set: {b,a} and {a,b,a} are {a,b}).
     -- A skill set's candidates are its first tasks in order, as many as the free
     -- slots of the agents that have every skill in it (it can never use more);
     -- they get positions first_pos .. first_pos + take - 1 of the arrays below.
@@ -124,6 +137,12 @@ BEGIN
             row_number() OVER (ORDER BY t.priority DESC, t.created_at ASC, t.id ASC) AS ord
         FROM autopilot.tasks AS t
         WHERE t.status = 'pending'
+          AND NOT EXISTS (
+              SELECT
+              FROM autopilot.task_dependencies AS d
+              INNER JOIN autopilot.tasks AS p ON d.depends_on_task_id = p.id
+              WHERE d.task_id = t.id AND p.status <> 'succeeded'
+          )
     ),
 
     eligible AS MATERIALIZED (
@@ -325,6 +344,13 @@ BEGIN
           AND t.status = 'pending'
           -- the agent is locked: its skills are as planned; the task's may have changed since
           AND t.required_skills <@ (SELECT a.skills FROM autopilot.agents AS a WHERE a.id = c.agent_id)
+          -- and so may its dependencies
+          AND NOT EXISTS (
+              SELECT
+              FROM autopilot.task_dependencies AS d
+              INNER JOIN autopilot.tasks AS p ON d.depends_on_task_id = p.id
+              WHERE d.task_id = t.id AND p.status <> 'succeeded'
+          )
         RETURNING t.id, t.agent_id
     ),
 
@@ -358,16 +384,18 @@ BEGIN
     RETURN jsonb_build_object(
         'rows_affected', v_assigned,
         'message', format(
-            'assigned %s %s to %s %s; %s taken back from silent agents; %s still pending (%s unassignable)',
+            'assigned %s %s to %s %s; %s taken back from silent agents; %s still pending (%s unassignable%s)',
             v_assigned, CASE WHEN v_assigned = 1 THEN 'task' ELSE 'tasks' END,
             v_agents_used, CASE WHEN v_agents_used = 1 THEN 'agent' ELSE 'agents' END,
-            v_reclaimed, v_pending - v_assigned, v_unassignable
+            v_reclaimed, v_pending + v_blocked - v_assigned, v_unassignable,
+            CASE WHEN v_blocked > 0 THEN format(', %s waiting for their dependencies', v_blocked) ELSE '' END
         ),
         'assigned', v_assigned,
         'agents', v_agents_used,
         'reclaimed', v_reclaimed,
-        'pending', v_pending - v_assigned,
+        'pending', v_pending + v_blocked - v_assigned,
         'unassignable', v_unassignable,
+        'blocked', v_blocked,
         'waiting', v_pending - v_assigned - v_unassignable,
         'skipped_busy_tasks', v_planned - v_assigned,
         'skipped_busy_agents', v_busy_agents,
@@ -378,4 +406,4 @@ END;
 $$;
 
 COMMENT ON FUNCTION autopilot.assign_pending_tasks() IS
-'task-assignment: takes assigned tasks back from agents silent longer than agents.silence_timeout, then gives pending tasks (highest priority, then oldest first) to active, recently seen agents with every required skill and free capacity, each to the least-loaded one (lowest active_tasks/capacity, then id); one NOTIFY autopilot_task_assigned per agent, payload {"agent_id", "task_ids"}. Unassignable tasks (no active agent with capacity has their skills) stay pending and are counted.';
+'task-assignment: takes assigned tasks back from agents silent longer than agents.silence_timeout, then gives pending tasks (highest priority, then oldest first) to active, recently seen agents with every required skill and free capacity, each to the least-loaded one (lowest active_tasks/capacity, then id); one NOTIFY autopilot_task_assigned per agent, payload {"agent_id", "task_ids"}. Unassignable tasks (no active agent with capacity has their skills) stay pending and are counted, as are blocked ones (a task they depend on, autopilot.task_dependencies, has not succeeded).';

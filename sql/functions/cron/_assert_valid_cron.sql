@@ -1,7 +1,7 @@
 CREATE FUNCTION autopilot._assert_valid_cron(p_expression text)
 RETURNS void
 LANGUAGE plpgsql
-IMMUTABLE
+STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -10,7 +10,8 @@ BEGIN
     IF v_error IS NOT NULL THEN
         RAISE EXCEPTION 'invalid cron expression "%": %', p_expression, v_error
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Five fields, in UTC: minute hour day-of-month month day-of-week, e.g. ''*/5 * * * *''.';
+                  HINT = 'Five fields, in UTC: minute hour day-of-month month day-of-week, e.g. ''*/5 * * * *''; '
+                         'or a macro: @hourly, @daily, @weekly, @monthly.';
     END IF;
 END;
 $$;

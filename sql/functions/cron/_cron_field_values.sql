@@ -6,9 +6,10 @@ PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 -- The values one field of a valid five-field cron expression stands for, the way
--- pg_cron 1.4 reads it: lists, ranges, steps, month and weekday names; weekday 7
--- is Sunday (0). p_position: 1 minute, 2 hour, 3 day of month, 4 month, 5 day of week.
--- The expression is validated before it reaches the catalog (cron_expression_error).
+-- pg_cron reads it: lists, ranges, steps, month and weekday names; weekday 7 is
+-- Sunday (0). p_position: 1 minute, 2 hour, 3 day of month, 4 month, 5 day of week.
+-- The expression is validated before it reaches the catalog (cron_expression_error);
+-- "$" (the last day of the month) stands for no fixed day: _cron_ticks reads it.
 DECLARE
     c_low constant integer[] := ARRAY[0, 0, 1, 1, 0];
     c_high constant integer[] := ARRAY[59, 23, 31, 12, 7];
@@ -21,6 +22,9 @@ DECLARE
     v_numbers integer[];
     v_values integer[] := ARRAY[]::integer[];
 BEGIN
+    IF p_field = '$' THEN
+        RETURN ARRAY[]::integer[];
+    END IF;
     FOREACH v_item IN ARRAY string_to_array(lower(p_field), ',') LOOP
         v_parts := regexp_match(v_item, '^([^/]+)(?:/([0-9]+))?$');
         IF v_parts[1] = '*' THEN
@@ -51,4 +55,4 @@ END;
 $$;
 
 COMMENT ON FUNCTION autopilot._cron_field_values(text, integer) IS
-'Private: the sorted values one field of a valid cron expression stands for (position 1 minute, 2 hour, 3 day of month, 4 month, 5 day of week with Sunday 0), read as pg_cron 1.4 reads it.';
+'Private: the sorted values one field of a valid cron expression stands for (position 1 minute, 2 hour, 3 day of month, 4 month, 5 day of week with Sunday 0), read as pg_cron reads it; none for "$".';

@@ -6,7 +6,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 -- old-artifact-cleanup, one batch. Unused means:
 --   knowledge artifact: not used (last_used_at, or created_at when never used)
---     for artifacts.unused_retention;
+--     for artifacts.unused_retention, and not loaded from a file (source set:
+--     knowledge-migration, template-sync): the file owns that artifact, and its
+--     loader would only write it again, without its version history;
 --   learned pattern: not seen for patterns.unused_retention and its confidence
 --     below patterns.keep_confidence (confident knowledge is kept however old).
 -- Keyset-driven on (time, id); the DELETE re-checks the condition, so a row
@@ -29,12 +31,14 @@ BEGIN
             FROM autopilot.knowledge_artifacts AS a
             WHERE (coalesce(a.last_used_at, a.created_at), a.id) > (v_after_at, v_after_id)
               AND coalesce(a.last_used_at, a.created_at) < v_artifact_cutoff
+              AND a.source IS NULL
             ORDER BY coalesce(a.last_used_at, a.created_at), a.id
             LIMIT p_limit
         ) AS k;
         DELETE FROM autopilot.knowledge_artifacts AS a
         WHERE a.id = ANY(v_keys.ids)
-          AND coalesce(a.last_used_at, a.created_at) < v_artifact_cutoff;
+          AND coalesce(a.last_used_at, a.created_at) < v_artifact_cutoff
+          AND a.source IS NULL;
         GET DIAGNOSTICS v_deleted = ROW_COUNT;
         IF coalesce(cardinality(v_keys.ids), 0) < p_limit THEN
             RETURN ROW(false, jsonb_build_object('phase', 'patterns'), v_deleted, NULL, NULL)::autopilot.job_step;

@@ -14,8 +14,10 @@ CREATE TABLE autopilot.backup_metadata (
     details jsonb NOT NULL DEFAULT '{}',
     CONSTRAINT backup_metadata_pkey PRIMARY KEY (id),
     CONSTRAINT backup_metadata_kind_check CHECK (kind IN ('hourly', 'daily', 'manual')),
+    -- missing, corrupt: `autopilot backups verify` found the file of a verified backup gone, or not
+    -- holding its recorded sha256 (either no longer counts as a backup; verified again once it does)
     CONSTRAINT backup_metadata_status_check CHECK (
-        status IN ('running', 'succeeded', 'verified', 'failed', 'pruned')
+        status IN ('running', 'succeeded', 'verified', 'failed', 'pruned', 'missing', 'corrupt')
     ),
     CONSTRAINT backup_metadata_size_check CHECK (size_bytes >= 0),
     CONSTRAINT backup_metadata_sha256_check CHECK (sha256 ~ '^[0-9a-f]{64}$')

@@ -10,6 +10,7 @@ CREATE TABLE autopilot.tasks (
     assigned_at timestamptz,
     started_at timestamptz,
     finished_at timestamptz,
+    plan_key text,
     CONSTRAINT tasks_pkey PRIMARY KEY (id),
     CONSTRAINT tasks_agent_id_fkey FOREIGN KEY (agent_id) REFERENCES autopilot.agents (id),
     CONSTRAINT tasks_status_check CHECK (
@@ -17,7 +18,9 @@ CREATE TABLE autopilot.tasks (
     ),
     CONSTRAINT tasks_agent_check CHECK (
         (status IN ('assigned', 'running')) <= (agent_id IS NOT NULL)
-    )
+    ),
+    -- planning-seed adds each item of the plan once, by its key
+    CONSTRAINT tasks_plan_key_key UNIQUE (plan_key)
 );
 
 -- task assignment: pending tasks, highest priority first, then oldest
@@ -31,3 +34,5 @@ WHERE finished_at IS NOT NULL;
 
 COMMENT ON TABLE autopilot.tasks IS 'Work for the agents: what skills it needs, its priority, who holds it and how it ended.';
 COMMENT ON COLUMN autopilot.tasks.status IS 'pending, assigned, running, succeeded, failed, cancelled.';
+COMMENT ON COLUMN autopilot.tasks.plan_key IS
+'The key of the plan item this task was seeded from (planning-seed, autopilot.seed_plan); NULL for tasks written otherwise.';

@@ -1,0 +1,54 @@
+"""ingest.store's statements on a real server: the plans the per-file writes get.
+
+A first ingest writes into an empty code_chunks, and psycopg prepares a statement after a few
+executions: the generic plan the server caches then is made on a table with no rows, and stays while
+the table grows. The write of one file must stay an index lookup of that file under such a plan.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from pg_autopilot import codebases
+from pg_autopilot.ingest.chunker import chunk_source
+from pg_autopilot.ingest.languages import PYTHON
+from pg_autopilot.ingest.store import write_parsed
+
+
+def index_conditions(plan: dict) -> list[str]:
+    found = [plan["Index Cond"]] if "Index Cond" in plan else []
+    for child in plan.get("Plans", []):
+        found += index_conditions(child)
+    return found
+
+
+def test_superseding_a_file_looks_up_its_chunks_by_path_under_a_generic_plan(
+    installed_db, tmp_path: Path
+) -> None:
+    with installed_db.connect() as conn:
+        codebases.add(conn, "a", str(tmp_path), ["*.py"], [])
+    parsed = chunk_source("pkg/x.py", b"def f():\n    return 1\n", PYTHON)
+    with psycopg.connect(installed_db.dsn, prepare_threshold=0) as conn:  # every statement prepared
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        write_parsed(conn, "a", parsed, "hash-1", 22)
+        write_parsed(conn, "a", parsed, "hash-2", 22)  # supersedes the first version's chunk
+        conn.commit()
+        assert conn.execute(
+            "SELECT count(*) FILTER (WHERE c.superseded_at IS NULL), count(*) FROM autopilot.code_chunks AS c"
+        ).fetchone() == (1, 2)
+        name, types = conn.execute(
+            "SELECT p.name, p.parameter_types::text[] FROM pg_catalog.pg_prepared_statements AS p"
+            " WHERE p.statement ~ '^UPDATE autopilot.code_chunks AS c SET superseded_at'"
+        ).fetchone()
+        path = ["pkg/x.py"] if types[1] == "text[]" else "pkg/x.py"
+        plan = conn.execute(
+            sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE {}({}, {})").format(
+                sql.Identifier(name), sql.Literal("a"), sql.Literal(path)
+            ),
+            prepare=False,
+        ).fetchone()[0]
+    conditions = index_conditions(plan[0]["Plan"])
+    assert any("file_path" in condition for condition in conditions), conditions
