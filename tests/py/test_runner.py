@@ -595,21 +595,23 @@ CLAIM_WITH_A_NEW_COLUMN = """
 ALTER FUNCTION autopilot.claim(text, text, integer) RENAME TO claim_before;
 CREATE FUNCTION autopilot.claim(p_queue text, p_node text, p_limit integer DEFAULT 1)
 RETURNS TABLE (
-    id bigint, queue text, worker text, args jsonb, attempt integer, max_attempts integer,
-    priority smallint, scheduled_at timestamptz, note text
+    note text, id bigint, queue text, worker text, args jsonb, attempt integer, max_attempts integer,
+    priority smallint, scheduled_at timestamptz, unique_key text, meta jsonb
 )
 LANGUAGE sql
 AS $$
-    SELECT c.id, c.queue, c.worker, c.args, c.attempt, c.max_attempts, c.priority, c.scheduled_at, 'new'
+    SELECT 'new', c.id, c.queue, c.worker, c.args, c.attempt, c.max_attempts, c.priority, c.scheduled_at,
+        c.unique_key, c.meta
     FROM autopilot.claim_before(p_queue, p_node, p_limit) AS c
 $$;
 """
 
 
 def test_runner_goes_on_when_claim_changes_its_columns(queue_db):
-    """An extension upgrade changes what claim() returns while the runner runs: a prepared
-    `SELECT * FROM autopilot.claim(...)` would fail with 0A000 (cached plan must not change result type),
-    an error the runner must survive (and better, not provoke)."""
+    """An extension upgrade changes what claim() returns while the runner runs (a new column, another
+    order): a prepared `SELECT * FROM autopilot.claim(...)` would fail with 0A000 (cached plan must not
+    change result type). The runner's claim names the columns it reads, so its prepared statement is
+    planned again with the same result type and the runner goes on without an error."""
     with ThreadedRunner(queue_db.dsn, concurrency=1, poll_interval=0.05):
         enqueue(queue_db, "noop")
         wait_for(lambda: states(queue_db).get("completed") == 1, "the first job done")
