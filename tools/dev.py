@@ -2,7 +2,7 @@
 """Developer entry points behind `make test`, `make demo`, `make lint` and `make bench`.
 
     dev.py test [--only sql|py]   pgTAP (both install modes) then pytest, on one throwaway cluster
-    dev.py demo                   a throwaway cluster with autopilot, sample data, every job run once
+    dev.py demo                   a throwaway cluster running the learning loop on a small repository
     dev.py stop                   stop and remove the demo cluster
     dev.py plpgsql-check          plpgsql_check over every autopilot function
     dev.py bench                  run the benchmarks under bench/

@@ -151,7 +151,8 @@ def print_search(dsn: str | None, text: str, limit: int, as_json: bool) -> None:
             f"knowledge artifacts, lexical search ({embedder.model_id}: shared words, not meaning; "
             f"for semantic search, {INSTALL_HINT})"
         )
-    table = Table("score", "type", "name", "source", "similarity", "vector rank", "text rank", title=title)
+    columns = ("score", "type", "name", "source", "similarity", "vector rank", "text rank")
+    table = Table(*columns, title=escape(title))  # the hint's [embeddings] is not markup
     for row in rows:
         similarity = row["similarity"]
         table.add_row(
