@@ -31,7 +31,7 @@ import importlib.resources
 import statistics
 import sysconfig
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -39,17 +39,20 @@ from tree_sitter import Query, QueryCursor
 
 from pg_autopilot.ingest.chunker import CHUNKER_VERSION, ParsedFile, chunk_source
 from pg_autopilot.ingest.files import FileContent, list_files, read_file
-from pg_autopilot.ingest.languages import PYTHON
+from pg_autopilot.ingest.languages import PYTHON, Language
 
 SIZE_CAP = 4 * 1024 * 1024
+STDLIB_EXCLUDE = ("site-packages", "dist-packages")
 console = Console(highlight=False, width=140)
 
 
-def load_corpus(root: str) -> tuple[list[FileContent], int, float]:
+def load_corpus(
+    root: str, include: Sequence[str] = ("*.py",), exclude: Sequence[str] = STDLIB_EXCLUDE
+) -> tuple[list[FileContent], int, float]:
     """Every selected file's content, the number skipped, and the seconds walk + read + hash took."""
     started = time.perf_counter()
     contents, skipped = [], 0
-    for relative in list_files(root, include=["*.py"], exclude=["site-packages", "dist-packages"]):
+    for relative in list_files(root, include=include, exclude=exclude):
         result = read_file(root, relative, SIZE_CAP)
         if isinstance(result, FileContent):
             contents.append(result)
@@ -72,10 +75,11 @@ def ingest_core(contents: list[FileContent]) -> list[ParsedFile]:
     return [chunk_source(content.path, content.data, PYTHON) for content in contents]
 
 
-def floor_loop(contents: list[FileContent], query: Query) -> int:
+def floor_loop(contents: list[FileContent], query: Query, language: Language = PYTHON) -> int:
+    """The floor: a new parser parses each file, one ``QueryCursor.captures`` runs ``query``."""
     captured = 0
     for content in contents:
-        root = PYTHON.parser().parse(content.data).root_node
+        root = language.parser().parse(content.data).root_node
         captured += sum(len(nodes) for nodes in QueryCursor(query).captures(root).values())
     return captured
 

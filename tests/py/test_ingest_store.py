@@ -7,6 +7,7 @@ the table grows. The write of one file must stay an index lookup of that file un
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -15,7 +16,7 @@ from psycopg import sql
 from pg_autopilot import codebases
 from pg_autopilot.ingest.chunker import chunk_source
 from pg_autopilot.ingest.languages import PYTHON
-from pg_autopilot.ingest.store import write_parsed
+from pg_autopilot.ingest.store import DELETE_FILE_SYMBOLS, write_parsed
 
 
 def index_conditions(plan: dict) -> list[str]:
@@ -52,3 +53,42 @@ def test_superseding_a_file_looks_up_its_chunks_by_path_under_a_generic_plan(
         ).fetchone()[0]
     conditions = index_conditions(plan[0]["Plan"])
     assert any("file_path" in condition for condition in conditions), conditions
+
+
+def scans(plan: dict) -> list[dict]:
+    found = [plan] if "Scan" in plan["Node Type"] else []
+    for child in plan.get("Plans", []):
+        found += scans(child)
+    return found
+
+
+def test_a_new_files_symbols_are_not_looked_for(installed_db, tmp_path: Path) -> None:
+    """The first ingest of a codebase into a table whose statistics know only another one: writing a new
+    file does not scan for symbols it cannot have (none without its code_files row), and writing a file
+    again replaces its symbols."""
+    with installed_db.connect() as conn:
+        codebases.add(conn, "a", str(tmp_path), ["*.py"], [])
+        codebases.add(conn, "b", str(tmp_path), ["*.py"], [])
+    source = "\n".join(f"def f{i}(x):\n    return g{i}(x) + h(x)\n" for i in range(40)).encode()
+    parsed = chunk_source("x.py", source, PYTHON)
+    symbols = len(parsed.definitions) + len(parsed.references) + len(parsed.imports)
+    with psycopg.connect(installed_db.dsn) as conn:
+        for i in range(20):
+            write_parsed(conn, "a", replace(parsed, path=f"a{i}.py"), f"hash-{i}", len(source))
+        conn.commit()
+        conn.execute("ANALYZE autopilot.code_symbols")
+        write_parsed(conn, "b", replace(parsed, path="b0.py"), "hash-b0", len(source))
+        conn.commit()
+        plan = conn.execute(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + DELETE_FILE_SYMBOLS, {"codebase": "b", "path": "b1.py"}
+        ).fetchone()[0]
+        conn.rollback()
+        symbol_scans = [s for s in scans(plan[0]["Plan"]) if s.get("Relation Name") == "code_symbols"]
+        assert symbol_scans and all(s["Actual Loops"] == 0 for s in symbol_scans), plan
+        write_parsed(conn, "b", replace(parsed, path="b0.py"), "hash-b0-2", len(source))
+        conn.commit()
+        (count,) = conn.execute(
+            "SELECT count(*) FROM autopilot.code_symbols AS s"
+            " WHERE s.codebase = 'b' AND s.file_path = 'b0.py'"
+        ).fetchone()
+        assert count == symbols

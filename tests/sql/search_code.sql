@@ -1,10 +1,11 @@
--- autopilot.search_code(): hybrid code search (exact nearest chunks by embedding,
--- full-text rank over code tokens, reciprocal rank fusion), and the private
+-- autopilot.search_code(): hybrid code search (nearest chunks by embedding, full
+-- text over code tokens ranked by the rarity of the words held, weighted
+-- reciprocal rank fusion), and the private
 -- functions it is made of: _code_tokens(), _nearest_chunks(), _inner_product()
 -- (compiled; absent in schema mode, where the SQL sum gives the same results).
 -- The ingest that fills code_chunks: tests/py/test_code_ingest.py.
 BEGIN;
-SELECT plan(17);
+SELECT plan(22);
 
 SELECT is(
     autopilot._code_tokens('getHTTPResponse_code os.path.join parseURL2Json'),
@@ -82,11 +83,19 @@ SELECT is(
 );
 SELECT is(
     (
-        SELECT round(s.score::numeric, 12) FROM autopilot.search_code('{1,0}', 'total area', 'a') AS s
+        SELECT round(s.score::numeric, 12) FROM autopilot.search_code('{1,0}', 'total_area', 'a') AS s
         ORDER BY s.score DESC LIMIT 1
     ),
     round(2.0 / 61, 12),
-    'the score is the reciprocal rank fusion 1/(60 + vector rank) + 1/(60 + text rank)'
+    'a query naming code: the score is the reciprocal rank fusion 1/(60 + vector rank) + 1/(60 + text rank)'
+);
+SELECT is(
+    (
+        SELECT round(s.score::numeric, 12) FROM autopilot.search_code('{1,0}', 'total area', 'a') AS s
+        ORDER BY s.score DESC LIMIT 1
+    ),
+    round(1.0 / 61 + 0.5 / 61, 12),
+    'a sentence: the text half weighs half, 1/(60 + vector rank) + 0.5/(60 + text rank)'
 );
 SELECT is(
     array(SELECT s.symbol FROM autopilot.search_code(NULL, 'fetch_json', 'a') AS s),
@@ -135,6 +144,40 @@ SELECT is(
     (SELECT count(*) FROM autopilot.search_code(NULL, 'zebra quagga', NULL)),
     0::bigint,
     'words found nowhere: no rows, no error'
+);
+
+-- the text half: chunks without embeddings in codebase c; "shapes" is in three of them (three times,
+-- twice, once), "perimeter" in one
+INSERT INTO autopilot.code_chunks (codebase, file_path, chunk_index, content, content_hash, symbol)
+VALUES
+('c', 'draw.py', 0, 'def draw(shapes): for shape in shapes: shape.draw(shapes)', 'c1', 'draw'),
+('c', 'scale.py', 0, 'def scale(shapes): return [shape * 2 for shape in shapes]', 'c2', 'scale'),
+('c', 'count.py', 0, 'def count(shapes): return 0', 'c3', 'count'),
+('c', 'perimeter.py', 0, 'def perimeter(side): return side * 4', 'c4', 'perimeter'),
+('c', 'words.py', 0, 'WORDS = "the of a to in the of a"', 'c5', 'WORDS');
+SELECT is(
+    array(SELECT s.symbol FROM autopilot.search_code(NULL, 'perimeter shapes', 'c') AS s),
+    ARRAY['perimeter', 'draw', 'scale', 'count'],
+    'text: the chunk holding the rare word first, though another holds the common one three times; '
+    'chunks holding the same words by ts_rank_cd'
+);
+SELECT is(
+    array(SELECT s.symbol FROM autopilot.search_code(NULL, 'the perimeter of a square', 'c') AS s),
+    ARRAY['perimeter'],
+    'a sentence: its English stop words match nothing'
+);
+SELECT is(
+    array(SELECT s.symbol FROM autopilot.search_code(NULL, 'the of', 'c') AS s),
+    ARRAY['WORDS'],
+    'a sentence of stop words only: they are searched'
+);
+SELECT is(
+    (
+        SELECT round(s.score::numeric, 12) FROM autopilot.search_code('{1,0}', 'shapes.draw()', 'a', 10, 'm2') AS s
+        ORDER BY s.score DESC LIMIT 1
+    ),
+    round(1.0 / 61 + 1.0 / 61, 12),
+    'a dotted or called name is code, not a sentence: both halves weigh alike'
 );
 
 SELECT * FROM finish();

@@ -52,6 +52,18 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(f"{CHUNKER_VERSION}\0{text}".encode()).hexdigest()
 
 
+# One file's symbols. A file without a row has none (the foreign key), and the EXISTS, uncorrelated, is
+# a one-time filter: the scan does not run at all. It matters for a codebase the statistics do not know
+# yet (its first ingest into a table that holds other codebases): both indexes of code_symbols lead
+# with the codebase, the planner may take (codebase, role, name) and filter the paths, and each new
+# file written would read every symbol of the codebase written so far.
+DELETE_FILE_SYMBOLS = (
+    "DELETE FROM autopilot.code_symbols AS s WHERE s.codebase = %(codebase)s AND s.file_path = %(path)s"
+    " AND EXISTS (SELECT FROM autopilot.code_files AS f"
+    " WHERE f.codebase = %(codebase)s AND f.file_path = %(path)s)"
+)
+
+
 def write_parsed(
     conn: psycopg.Connection, codebase: str, parsed: ParsedFile, file_hash: str, size: int
 ) -> None:
@@ -68,10 +80,7 @@ def write_parsed(
                     (codebase, path, index, _clean(chunk.text), content_hash(chunk.text), chunk.start_line,
                      chunk.end_line, chunk.symbol, chunk.kind, chunk.language)
                 )  # fmt: skip
-        cur.execute(
-            "DELETE FROM autopilot.code_symbols AS s WHERE s.codebase = %s AND s.file_path = %s",
-            [codebase, path],
-        )
+        cur.execute(DELETE_FILE_SYMBOLS, {"codebase": codebase, "path": path})
         _upsert_file(cur, codebase, path, parsed.language, file_hash, size, parsed.syntax_errors)
         with cur.copy(
             "COPY autopilot.code_symbols (codebase, file_path, role, name, kind, line) FROM STDIN"
@@ -86,10 +95,7 @@ def write_skipped(
     """A file that is not (or no longer) ingested: its chunks superseded, its symbols gone, the reason
     recorded (the caller commits)."""
     _supersede(conn, codebase, [skip.path])
-    conn.execute(
-        "DELETE FROM autopilot.code_symbols AS s WHERE s.codebase = %s AND s.file_path = %s",
-        [codebase, skip.path],
-    )
+    conn.execute(DELETE_FILE_SYMBOLS, {"codebase": codebase, "path": skip.path})
     conn.execute(
         "INSERT INTO autopilot.code_files AS f (codebase, file_path, content_hash, size_bytes, status,"
         " skip_reason, chunker_version, graph_pending)"
