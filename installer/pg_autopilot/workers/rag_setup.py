@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from .registry import JobContext, log, worker
+from .registry import JobContext, worker
 
 
 @worker("rag_setup", timeout=6 * 3600)
@@ -43,29 +43,18 @@ def rag_setup(args: dict[str, Any], context: JobContext) -> str:
 
 
 def _ingest(context: JobContext, names: list[str], embedder: Any) -> tuple[list[str], list[str]]:
-    from .. import codebases
-    from ..ingest.files import CodebaseError
+    from .code_ingest import ingest_codebases
 
     if not names:
         return ["codebases: none enabled (autopilot codebase add NAME PATH)"], []
-    lines, failures = [], []
-    for name in names:
-        context.progress(step="ingest", codebase=name)
-        try:
-            summary = codebases.ingest(
-                lambda: context.connect(autocommit=False),
-                name,
-                cancelled=context.cancelled,
-                embedder=embedder,
-            )
-        except CodebaseError as exc:
-            log.error("codebase not ingested", extra={"fields": {"codebase": name, "error": str(exc)}})
-            failures.append(f"{name}: {exc}")
-            continue
-        if summary.parsed or summary.embedded or summary.removed:
-            lines.append(summary.line())
-        else:
-            lines.append(f"{name}: up to date ({summary.chunks} chunks, {summary.embedding_model})")
+    context.progress(step="ingest")
+    summaries, failures = ingest_codebases(context, names, embedder)
+    lines = [
+        summary.line()
+        if summary.parsed or summary.embedded or summary.removed
+        else f"{summary.codebase}: up to date ({summary.chunks} chunks, {summary.embedding_model})"
+        for summary in summaries
+    ]
     return lines, failures
 
 
