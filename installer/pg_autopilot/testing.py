@@ -29,6 +29,10 @@ STATE_FILE = "cluster.json"
 
 
 def _pg_bindir(version: str = "15") -> Path:
+    # AUTOPILOT_TEST_PG_BINDIR: a private copy of the server (its own extension directory), so that
+    # several checkouts can `make install PG_CONFIG=...` and test side by side (DEVELOPERS.md).
+    if override := os.environ.get("AUTOPILOT_TEST_PG_BINDIR"):
+        return Path(override)
     candidate = Path(f"/usr/lib/postgresql/{version}/bin")
     if (candidate / "initdb").exists():
         return candidate

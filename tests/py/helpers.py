@@ -14,7 +14,7 @@ import psycopg
 from click.testing import Result
 from psycopg.rows import dict_row
 
-PG_BINDIR = Path("/usr/lib/postgresql/15/bin")
+PG_BINDIR = Path(os.environ.get("AUTOPILOT_TEST_PG_BINDIR", "/usr/lib/postgresql/15/bin"))
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout: float = 20) -> object:
