@@ -11,6 +11,9 @@ if [ ! -x "$dest/lib/postgresql/$major/bin/postgres" ]; then
     mkdir -p "$dest/lib/postgresql" "$dest/share/postgresql"
     cp -a "/usr/lib/postgresql/$major" "$dest/lib/postgresql/"
     cp -a "/usr/share/postgresql/$major" "$dest/share/postgresql/"
+    # headers, for building src/ against the copy (pg_config reports them relative to it too)
+    mkdir -p "$dest/include"
+    ln -sfn /usr/include/postgresql "$dest/include/postgresql"
     rm -f "$dest/share/postgresql/$major/extension/autopilot"* "$dest/lib/postgresql/$major/lib/autopilot.so"
 fi
 echo "export PG_CONFIG=$dest/lib/postgresql/$major/bin/pg_config"
