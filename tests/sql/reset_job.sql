@@ -1,3 +1,4 @@
+-- needs: pg_cron (cron.job, cron.schedule): left out on a server without it (tools/dev.py)
 -- autopilot.reset_job(): drops a job's overrides, back to the catalog.
 BEGIN;
 SELECT plan(8);

@@ -1,3 +1,4 @@
+-- needs: pg_cron (cron.job, cron.schedule): left out on a server without it (tools/dev.py)
 -- autopilot.set_job_enabled(): a disabled job keeps its pg_cron entry, inactive.
 BEGIN;
 SELECT plan(14);

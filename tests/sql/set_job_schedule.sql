@@ -1,3 +1,4 @@
+-- needs: pg_cron (cron.job, cron.schedule): left out on a server without it (tools/dev.py)
 -- autopilot.set_job_schedule(): a validated schedule override, applied to
 -- pg_cron at once and kept across re-syncs.
 BEGIN;

@@ -1,3 +1,4 @@
+-- needs: pg_cron (cron.job, cron.schedule): left out on a server without it (tools/dev.py)
 -- autopilot.sync_schedules(): makes cron.job match the catalog for the
 -- autopilot:* jobs of this database; idempotent; never touches other jobs.
 BEGIN;
