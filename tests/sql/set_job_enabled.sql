@@ -15,7 +15,7 @@ SELECT lives_ok($$SELECT * FROM autopilot.sync_schedules()$$, 'fixture: cron.job
 SELECT is(
     (
         SELECT active FROM cron.job
-        WHERE jobname = 'autopilot:code-chunk-cleanup'
+        WHERE jobname = autopilot._cron_jobname('code-chunk-cleanup')
     ),
     true,
     'fixture: code-chunk-cleanup is active'
@@ -31,7 +31,7 @@ SELECT is(
     'the job is disabled in job_definitions'
 );
 SELECT results_eq(
-    $$SELECT schedule, active FROM cron.job WHERE jobname = 'autopilot:code-chunk-cleanup'$$,
+    $$SELECT schedule, active FROM cron.job WHERE jobname = autopilot._cron_jobname('code-chunk-cleanup')$$,
     $$VALUES ('0 2 * * 0'::text, false)$$,
     'its cron.job row stays, inactive, with its schedule'
 );
@@ -39,7 +39,7 @@ SELECT is_empty($$SELECT * FROM autopilot.sync_schedules()$$, 'a re-sync changes
 SELECT is(
     (
         SELECT active FROM cron.job
-        WHERE jobname = 'autopilot:code-chunk-cleanup'
+        WHERE jobname = autopilot._cron_jobname('code-chunk-cleanup')
     ),
     false,
     'the job stays inactive after a re-sync'
@@ -49,7 +49,7 @@ SELECT is(autopilot.set_job_enabled('code-chunk-cleanup', true), true, 'enabling
 SELECT is(
     (
         SELECT active FROM cron.job
-        WHERE jobname = 'autopilot:code-chunk-cleanup'
+        WHERE jobname = autopilot._cron_jobname('code-chunk-cleanup')
     ),
     true,
     'makes its cron.job row active'
@@ -60,7 +60,7 @@ SELECT is(autopilot.set_job_enabled('tap-future', true), true, 'a job whose func
 SELECT is(
     (
         SELECT active FROM cron.job
-        WHERE jobname = 'autopilot:tap-future'
+        WHERE jobname = autopilot._cron_jobname('tap-future')
     ),
     false,
     'but stays inactive while its function is not installed'
