@@ -37,7 +37,7 @@ def load_ledger(dsn: str, rows: int) -> None:
                                             rows_affected, message)
             -- a runner-side firing is two runs: pg_cron's enqueue, then the worker's (trigger runner)
             SELECT c.name, c.side,
-                   CASE WHEN c.side = 'runner' AND g %% 2 = 0 THEN 'runner' ELSE 'pg_cron' END,
+                   CASE WHEN c.side = 'runner' AND g / 7 %% 2 = 0 THEN 'runner' ELSE 'pg_cron' END,
                    CASE WHEN g %% 50 = 0 THEN 'failed' ELSE 'succeeded' END,
                    now() - (g * interval '30 seconds'),
                    now() - (g * interval '30 seconds') + interval '40 ms',
