@@ -1269,6 +1269,32 @@ $$;
 COMMENT ON FUNCTION autopilot._job_unavailable_reason(text, text, boolean) IS
 'Private: NULL when a catalog job can run here, else the reason (its function is not in this version, or it needs pg_cron in this database).';
 
+-- sql/functions/cron/_cron_jobname.sql
+CREATE FUNCTION autopilot._cron_jobname(p_job text, p_database text DEFAULT current_database())
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- autopilot:<database>:<job>. pg_cron's job names are unique per role and of
+    -- type name (63 bytes): a database name too long for that is cut to its first
+    -- 16 characters, plus "~" and 8 hex digits of its md5 (at most 25 bytes), so
+    -- that pg_cron never truncates a name.
+    SELECT CASE
+        WHEN octet_length(format('autopilot:%s:%s', p_database, p_job)) <= 63
+            THEN format('autopilot:%s:%s', p_database, p_job)
+        -- (the 16 characters only when they are 16 bytes: multibyte ones could overflow)
+        ELSE format(
+            'autopilot:%s~%s:%s',
+            CASE WHEN octet_length(left(p_database, 16)) = 16 THEN left(p_database, 16) ELSE '' END,
+            left(md5(p_database), 8), p_job
+        )
+    END
+$$;
+
+COMMENT ON FUNCTION autopilot._cron_jobname(text, text) IS
+'Private: the pg_cron job name of an autopilot job, autopilot:<database>:<job> (a database name that would not fit in 63 bytes becomes its first 16 characters (when single-byte), "~" and 8 hex digits of its md5), so that one role can run autopilot in several databases of a cluster.';
+
 -- sql/schema/views/job_definitions.sql
 CREATE VIEW autopilot.job_definitions AS
 SELECT
@@ -1286,7 +1312,19 @@ SELECT
     c.description,
     autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron)
         AS unavailable_reason,
-    'autopilot:' || c.name AS cron_jobname,
+    -- autopilot._cron_jobname(c.name), written out: a view's functions need EXECUTE of every
+    -- role that reads it, and these built-ins have it (tests/sql/_cron_jobname.sql compares them);
+    -- current_database() is a name, whose collation ("C") the column must not take (RF02: sqlfluff
+    -- reads "default" as a column)
+    CASE
+        WHEN octet_length(format('autopilot:%s:%s', current_database(), c.name)) <= 63
+            THEN format('autopilot:%s:%s', current_database(), c.name)
+        ELSE format(
+            'autopilot:%s~%s:%s',
+            CASE WHEN octet_length(left(current_database(), 16)) = 16 THEN left(current_database(), 16) ELSE '' END,
+            left(md5(current_database()), 8), c.name
+        )
+    END COLLATE "default" AS cron_jobname, -- noqa: RF02
     CASE
         WHEN c.kind = 'statement' THEN coalesce(a.command, c.target)
         ELSE format('CALL autopilot.run_scheduled_job(%L)', c.name)
@@ -1965,10 +2003,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     -- p_current: the rows of cron.job (jobid, jobname, schedule, command,
     -- database, username, active), wherever pg_cron lives. Only jobs named
-    -- autopilot:* of this database are ever changed.
+    -- autopilot:* of this database are ever changed; the jobs are named
+    -- autopilot:<database>:<job> (autopilot._cron_jobname), and a job still
+    -- named autopilot:<job> (0.3.0 and earlier) is renamed, keeping its jobid.
     WITH desired AS (
         SELECT
-            d.cron_jobname AS jobname,
+            d.name,
+            autopilot._cron_jobname(d.name, p_database) AS jobname,
             d.schedule,
             d.cron_command AS command,
             d.active
@@ -1991,6 +2032,15 @@ AS $$
 
     elsewhere AS (
         SELECT * FROM current_jobs WHERE database <> p_database AND username = p_username
+    ),
+
+    -- a job of this database under its pre-0.4.0 name, while the new name is free here
+    renamed AS (
+        SELECT DISTINCT ON (d.jobname) h.jobid, d.jobname, d.schedule, d.command, d.active
+        FROM desired AS d
+        INNER JOIN here AS h ON h.jobname = 'autopilot:' || d.name
+        WHERE NOT EXISTS (SELECT FROM here AS n WHERE n.jobname = d.jobname)
+        ORDER BY d.jobname, h.jobid
     )
 
     SELECT 'conflict', e.jobid, d.jobname, e.schedule, e.command, e.active
@@ -1998,10 +2048,14 @@ AS $$
     INNER JOIN elsewhere AS e ON d.jobname = e.jobname
     WHERE NOT EXISTS (SELECT FROM here AS h WHERE h.jobname = d.jobname)
     UNION ALL
+    SELECT 'rename', r.jobid, r.jobname, r.schedule, r.command, r.active
+    FROM renamed AS r
+    UNION ALL
     SELECT 'schedule', NULL::bigint, d.jobname, d.schedule, d.command, d.active
     FROM desired AS d
     WHERE NOT EXISTS (SELECT FROM current_jobs AS c WHERE c.jobname = d.jobname
                       AND (c.database = p_database OR c.username = p_username))
+      AND NOT EXISTS (SELECT FROM renamed AS r WHERE r.jobname = d.jobname)
     UNION ALL
     SELECT 'alter', h.jobid, d.jobname, d.schedule, d.command, d.active
     FROM desired AS d
@@ -2011,11 +2065,12 @@ AS $$
     SELECT 'unschedule', h.jobid, h.jobname, h.schedule, h.command, h.active
     FROM here AS h
     WHERE NOT EXISTS (SELECT FROM desired AS d WHERE d.jobname = h.jobname)
+      AND NOT EXISTS (SELECT FROM renamed AS r WHERE r.jobid = h.jobid)
     ORDER BY 1, 3
 $$;
 
 COMMENT ON FUNCTION autopilot.plan_cron_sync(jsonb, text, text) IS
-'What must change in cron.job (given as a jsonb array of its rows) so that the autopilot:* jobs of this database match the catalog: schedule, alter, unschedule, or conflict (the name is taken by a job of this role in another database). Changes nothing; autopilot.sync_schedules() and the installer carry the plan out.';
+'What must change in cron.job (given as a jsonb array of its rows) so that the autopilot jobs of this database (named autopilot:<database>:<job>) match the catalog: schedule, alter, rename (a job still under its pre-0.4.0 name autopilot:<job>, renamed in place with the desired schedule, command and state), unschedule, or conflict (the name is taken by a job of this role in another database). Changes nothing; autopilot.sync_schedules() and the installer carry the plan out.';
 
 -- sql/functions/cron/sync_schedules.sql
 CREATE FUNCTION autopilot.sync_schedules()
@@ -2024,7 +2079,7 @@ LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
--- Makes cron.job match the catalog for the autopilot:* jobs of this database,
+-- Makes cron.job match the catalog for the autopilot jobs of this database,
 -- when pg_cron is installed here. When pg_cron lives in another database, the
 -- installer carries out autopilot.plan_cron_sync() there instead.
 DECLARE
@@ -2065,7 +2120,7 @@ BEGIN
     IF v_conflicts IS NOT NULL THEN
         RAISE EXCEPTION 'pg_cron jobs of role % already belong to another database: %', current_user, v_conflicts
             USING ERRCODE = 'duplicate_object',
-                  DETAIL = 'pg_cron job names are unique per role, so one role can run autopilot for one database.',
+                  DETAIL = 'pg_cron job names are unique per role; autopilot names its jobs autopilot:<database>:<job>, so only a database name shortened to the same 63-byte name collides.',
                   HINT = 'Uninstall autopilot from the other database, or install this one as another role.';
     END IF;
 
@@ -2081,6 +2136,22 @@ BEGIN
                     v_step.jobid, v_step.schedule, v_step.command,
                     current_database(), NULL, v_step.active
                 );
+            WHEN 'rename' THEN
+                -- a pre-0.4.0 name: renamed in place, so the job keeps its jobid and its
+                -- pg_cron history; a role that may not update cron.job reschedules it
+                IF has_table_privilege('cron.job', 'UPDATE') THEN
+                    UPDATE cron.job AS j SET jobname = v_step.jobname WHERE j.jobid = v_step.jobid;
+                    PERFORM cron.alter_job(
+                        v_step.jobid, v_step.schedule, v_step.command,
+                        current_database(), NULL, v_step.active
+                    );
+                ELSE
+                    PERFORM cron.unschedule(v_step.jobid);
+                    PERFORM cron.schedule_in_database(
+                        v_step.jobname, v_step.schedule, v_step.command,
+                        current_database(), NULL, v_step.active
+                    );
+                END IF;
             WHEN 'unschedule' THEN
                 PERFORM cron.unschedule(v_step.jobid);
         END CASE;
@@ -2094,7 +2165,7 @@ END;
 $$;
 
 COMMENT ON FUNCTION autopilot.sync_schedules() IS
-'Makes cron.job match the catalog (with overrides) for the autopilot:* jobs of this database: schedules, alters, unschedules; never touches other jobs; idempotent. Returns what it changed. Needs pg_cron in this database; otherwise it says what to do.';
+'Makes cron.job match the catalog (with overrides) for the autopilot jobs of this database (autopilot:<database>:<job>): schedules, alters, renames pre-0.4.0 names in place, unschedules; never touches other jobs, nor another database''s; idempotent. Returns what it changed. Needs pg_cron in this database; otherwise it says what to do.';
 
 -- sql/functions/cron/_sync_if_local.sql
 CREATE FUNCTION autopilot._sync_if_local()
@@ -3228,7 +3299,7 @@ BEGIN
         INTO v_status, v_return
         FROM cron.job_run_details AS d
         INNER JOIN cron.job AS j ON d.jobid = j.jobid
-        WHERE j.jobname = 'autopilot:' || c_step
+        WHERE j.jobname = autopilot._cron_jobname(c_step)
           AND j.database = current_database()
           AND d.command = v_item.statement
           AND d.start_time >= v_item.armed_at

@@ -132,7 +132,8 @@ def sync(dsn: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @handled
 def status(dsn: str | None, as_json: bool) -> None:
-    """Every job: schedule, pg_cron state, last run, next run, OVERDUE; and the queue."""
+    """Every job: schedule, pg_cron state, last run, next run, OVERDUE; and the queue.
+    Exits 1 when pg_cron is out of sync with the catalog (run `autopilot sync`)."""
     with connect(dsn, autocommit=True) as conn:
         result = gather(conn, dsn)
     if as_json:
@@ -140,6 +141,9 @@ def status(dsn: str | None, as_json: bool) -> None:
         click.echo(json.dumps(result.as_json(), indent=2, default=str).replace("\x7f", "\\u007f"))
     else:
         status_table(result, console)
+    if result.sync_hint:
+        # pg_cron does not run what the catalog says (after an upgrade, an override made elsewhere)
+        raise SystemExit(1)
 
 
 @cli.command()

@@ -91,6 +91,8 @@ def status_table(status: Status, console: Console) -> None:
     else:
         where = "this database" if status.cron.local else f'database "{escape(safe(status.cron.database))}"'
         console.print(f"{header}; pg_cron runs in {where}")
+    if status.sync_hint:
+        console.print(f"[bold red]{escape(safe(status.sync_hint))}[/]")
     jobs = safe_data(status.jobs)
     for side, title in (
         ("database", "database side (pg_cron runs SQL)"),

@@ -86,7 +86,7 @@ class SyncResult:
         counts: dict[str, int] = {}
         for change in self.changes:
             counts[change["action"]] = counts.get(change["action"], 0) + 1
-        done = {"schedule": "scheduled", "alter": "altered", "unschedule": "unscheduled"}
+        done = {"schedule": "scheduled", "alter": "altered", "rename": "renamed", "unschedule": "unscheduled"}
         summary = ", ".join(f"{n} {done.get(action, action)}" for action, n in sorted(counts.items()))
         return f"pg_cron synced{where}: {summary}"
 
@@ -119,7 +119,8 @@ def _plan(conn: psycopg.Connection, current: list, database: str, username: str,
         raise AutopilotError(
             "pg_cron jobs of this role already belong to another database: "
             + ", ".join(p["jobname"] for p in conflicts),
-            hint="pg_cron job names are unique per role: uninstall autopilot from the other database, "
+            hint="pg_cron job names are unique per role, and autopilot:<database>:<job> collides only when "
+            "two long database names shorten alike: uninstall autopilot from the other database, "
             "or install this one as another role.",
         )
     return plan
@@ -162,32 +163,56 @@ def _apply_remote(
                     "SELECT cron.alter_job(%s, %s, %s, %s, NULL, %s)",
                     [step["jobid"], step["schedule"], step["command"], location.app_database, step["active"]],
                 )
+            elif step["action"] == "rename":
+                _rename_remote(cconn, step, location.app_database)
             elif step["action"] == "unschedule":
                 cconn.execute("SELECT cron.unschedule(%s::bigint)", [step["jobid"]])
     return plan
 
 
+def _rename_remote(cconn: psycopg.Connection, step: dict, app_database: str) -> None:
+    """A job still under its pre-0.4.0 name ``autopilot:<job>``: renamed in place (it keeps its jobid
+    and its pg_cron history) by a role that may update cron.job, else unscheduled and scheduled again."""
+    values = [step["schedule"], step["command"], app_database, step["active"]]
+    if cconn.execute("SELECT pg_catalog.has_table_privilege('cron.job', 'UPDATE')").fetchone()[0]:
+        cconn.execute("UPDATE cron.job SET jobname = %s WHERE jobid = %s", [step["jobname"], step["jobid"]])
+        cconn.execute("SELECT cron.alter_job(%s, %s, %s, %s, NULL, %s)", [step["jobid"], *values])
+    else:
+        cconn.execute("SELECT cron.unschedule(%s::bigint)", [step["jobid"]])
+        cconn.execute(
+            "SELECT cron.schedule_in_database(%s, %s, %s, %s, NULL, %s)", [step["jobname"], *values]
+        )
+
+
 def cron_jobs(conn: psycopg.Connection, dsn: str | None, location: CronLocation) -> dict[str, dict]:
-    """pg_cron's view of this database's autopilot jobs: jobid, active, and the last cron run."""
+    """pg_cron's view of this database's autopilot jobs: the cron.job row, and the last cron run.
+
+    cron.job_run_details has no index but its primary key (runid), and pg_cron never prunes it: a
+    newest-first walk per job reads the whole table for every job that never ran (7 s at 1M rows).
+    So one scan finds each job's last and last successful runid, and those rows are read by key."""
     if location.explanation:
         return {}
     query = """
-        SELECT j.jobid, j.jobname, j.schedule, j.command, j.active,
+        WITH jobs AS (
+            SELECT j.jobid, j.jobname, j.schedule, j.command, j.database, j.username, j.active
+            FROM cron.job AS j
+            WHERE starts_with(j.jobname, 'autopilot:') AND j.database = %s
+        ),
+        latest AS (
+            SELECT d.jobid, max(d.runid) AS runid,
+                   max(d.runid) FILTER (WHERE d.status = 'succeeded') AS ok_runid
+            FROM cron.job_run_details AS d
+            WHERE d.jobid IN (SELECT jobid FROM jobs)
+            GROUP BY d.jobid
+        )
+        SELECT jobs.*,
                last.status AS last_status, last.start_time AS last_start,
                last.end_time AS last_end, last.return_message AS last_message,
                last_ok.end_time AS last_success
-        FROM cron.job AS j
-        LEFT JOIN LATERAL (
-            SELECT d.status, d.start_time, d.end_time, d.return_message
-            FROM cron.job_run_details AS d WHERE d.jobid = j.jobid
-            ORDER BY d.runid DESC LIMIT 1
-        ) AS last ON true
-        LEFT JOIN LATERAL (
-            SELECT d.end_time FROM cron.job_run_details AS d
-            WHERE d.jobid = j.jobid AND d.status = 'succeeded'
-            ORDER BY d.runid DESC LIMIT 1
-        ) AS last_ok ON true
-        WHERE starts_with(j.jobname, 'autopilot:') AND j.database = %s
+        FROM jobs
+        LEFT JOIN latest ON latest.jobid = jobs.jobid
+        LEFT JOIN cron.job_run_details AS last ON last.runid = latest.runid
+        LEFT JOIN cron.job_run_details AS last_ok ON last_ok.runid = latest.ok_runid
     """
     if location.local:
         with conn.cursor(row_factory=dict_row) as cur:
@@ -196,6 +221,29 @@ def cron_jobs(conn: psycopg.Connection, dsn: str | None, location: CronLocation)
         with other_database(dsn, location.database, autocommit=True) as cconn:
             rows = cconn.cursor(row_factory=dict_row).execute(query, [location.app_database]).fetchall()
     return {r["jobname"]: r for r in rows}
+
+
+_CRON_ROW = ("jobid", "jobname", "schedule", "command", "database", "username", "active")
+
+
+def pending_changes(conn: psycopg.Connection, location: CronLocation, cron: dict[str, dict]) -> list[dict]:
+    """What ``autopilot sync`` would change in pg_cron (autopilot.plan_cron_sync over the jobs of
+    ``cron_jobs``): empty when pg_cron is in step with the catalog, or when it cannot be seen."""
+    if location.explanation:
+        return []
+    # a role that may read pg_cron but not plan (the read-only role) sees no difference
+    if not conn.execute(
+        "SELECT pg_catalog.has_function_privilege('autopilot.plan_cron_sync(jsonb, text, text)', 'EXECUTE')"
+    ).fetchone()[0]:
+        return []
+    current = [{k: row[k] for k in _CRON_ROW} for row in cron.values()]
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT action, jobname FROM autopilot.plan_cron_sync(%s, %s, current_user) "
+            "WHERE action <> 'conflict'",
+            [Jsonb(current), location.app_database],
+        )
+        return cur.fetchall()
 
 
 def change_schedule(

@@ -78,6 +78,20 @@ class Status:
     executing: list[dict] = field(default_factory=list)
     # waiting jobs that a discarded or cancelled dependency holds, with that dependency
     held: list[dict] = field(default_factory=list)
+    # what `autopilot sync` would change in pg_cron (action, jobname): empty when in step
+    out_of_sync: list[dict] = field(default_factory=list)
+
+    @property
+    def sync_hint(self) -> str | None:
+        """The line that says pg_cron is out of sync with the catalog, and what to run; None when in step."""
+        if not self.out_of_sync:
+            return None
+        n = len(self.out_of_sync)
+        also = " (or SELECT * FROM autopilot.sync_schedules(); in this database)" if self.cron.local else ""
+        return (
+            f"pg_cron is out of sync with the catalog ({n} job{'s' if n != 1 else ''} to change): "
+            f"run `autopilot sync` on this database{also}"
+        )
 
     def as_json(self) -> dict:
         return {
@@ -89,6 +103,8 @@ class Status:
                 "local": self.cron.local,
                 "scheduled": self.cron.explanation is None,
                 "message": self.cron.explanation,
+                "out_of_sync": self.out_of_sync,
+                "sync_hint": self.sync_hint,
             },
             "jobs": [{k: _jsonable(v) for k, v in job.items()} for job in self.jobs],
             "queue": self.queue,
@@ -124,6 +140,9 @@ def gather(conn: psycopg.Connection, dsn: str | None) -> Status:
     current = installer.installed(conn)
     if current is None:
         raise NotInstalled("autopilot is not installed in this database", hint="Run `autopilot install`.")
+    # a few dozen index probes: compiling them (JIT, 0.5 s at 1M ledger rows, where the planner's
+    # estimates pass jit_above_cost) costs more than running them
+    conn.execute("SELECT pg_catalog.set_config('jit', 'off', false)")
     location = schedules.locate(conn, dsn)
     cron = schedules.cron_jobs(conn, dsn, location)
     with conn.cursor(row_factory=dict_row) as cur:
@@ -142,13 +161,24 @@ def gather(conn: psycopg.Connection, dsn: str | None) -> Status:
         queue = dict.fromkeys(QUEUE_STATES, 0)
         for r in cur.execute("SELECT state, count(*) AS n FROM autopilot.jobs GROUP BY state").fetchall():
             queue[r["state"]] = r["n"]
+    out_of_sync = schedules.pending_changes(conn, location, cron)
     jobs = [_job_view(row, cron.get(row["cron_jobname"]), location, now) for row in rows]
     backups = backup_status(conn, now)
     queue_client = QueueClient(lambda: contextlib.nullcontext(conn))
     executing = queue_client.executing()
     held = queue_client.held() if queue["waiting"] else []  # no query when nothing waits (nor before 0.4.0)
     return Status(
-        conn.info.dbname, current.version, current.mode, location, jobs, queue, now, backups, executing, held
+        conn.info.dbname,
+        current.version,
+        current.mode,
+        location,
+        jobs,
+        queue,
+        now,
+        backups,
+        executing,
+        held,
+        out_of_sync,
     )
 
 
@@ -182,7 +212,9 @@ def _job_view(row: dict, cron: dict | None, location: schedules.CronLocation, no
     next_run = None
     overdue = False
     if runnable and not location.explanation:
-        next_run = next_runs(row["schedule"], row["only_on_dow"], now)[0]
+        # only a job pg_cron will fire has a next run, on the schedule pg_cron has
+        if cron is not None and cron["active"]:
+            next_run = next_runs(cron["schedule"], row["only_on_dow"], now)[0]
         allowed = OVERDUE_FACTOR * interval_of(row["schedule"], row["only_on_dow"], now)
         reference = last_success or row["first_started_at"]
         overdue = reference is not None and now - reference > allowed

@@ -5352,3 +5352,388 @@ BEGIN
     )::autopilot.job_step;
 END;
 $$;
+
+-- pg_cron job names carry the database (autopilot:<database>:<job>), so one role can run autopilot
+-- in several databases of a cluster; the sync renames the jobs still named autopilot:<job> in place.
+-- sql/functions/cron/_cron_jobname.sql
+CREATE FUNCTION autopilot._cron_jobname(p_job text, p_database text DEFAULT current_database())
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- autopilot:<database>:<job>. pg_cron's job names are unique per role and of
+    -- type name (63 bytes): a database name too long for that is cut to its first
+    -- 16 characters, plus "~" and 8 hex digits of its md5 (at most 25 bytes), so
+    -- that pg_cron never truncates a name.
+    SELECT CASE
+        WHEN octet_length(format('autopilot:%s:%s', p_database, p_job)) <= 63
+            THEN format('autopilot:%s:%s', p_database, p_job)
+        -- (the 16 characters only when they are 16 bytes: multibyte ones could overflow)
+        ELSE format(
+            'autopilot:%s~%s:%s',
+            CASE WHEN octet_length(left(p_database, 16)) = 16 THEN left(p_database, 16) ELSE '' END,
+            left(md5(p_database), 8), p_job
+        )
+    END
+$$;
+
+COMMENT ON FUNCTION autopilot._cron_jobname(text, text) IS
+'Private: the pg_cron job name of an autopilot job, autopilot:<database>:<job> (a database name that would not fit in 63 bytes becomes its first 16 characters (when single-byte), "~" and 8 hex digits of its md5), so that one role can run autopilot in several databases of a cluster.';
+
+REVOKE ALL ON FUNCTION autopilot._cron_jobname(text, text) FROM PUBLIC;
+
+-- sql/schema/views/job_definitions.sql
+CREATE OR REPLACE VIEW autopilot.job_definitions AS
+SELECT
+    c.name,
+    c.side,
+    c.kind,
+    coalesce(a.schedule, o.schedule, c.schedule) AS schedule,
+    c.schedule AS default_schedule,
+    coalesce(o.enabled, c.disabled_reason IS NULL) AS enabled,
+    c.only_on_dow,
+    c.target,
+    c.args,
+    c.queue,
+    c.run_at_startup,
+    c.description,
+    autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron)
+        AS unavailable_reason,
+    -- autopilot._cron_jobname(c.name), written out: a view's functions need EXECUTE of every
+    -- role that reads it, and these built-ins have it (tests/sql/_cron_jobname.sql compares them);
+    -- current_database() is a name, whose collation ("C") the column must not take (RF02: sqlfluff
+    -- reads "default" as a column)
+    CASE
+        WHEN octet_length(format('autopilot:%s:%s', current_database(), c.name)) <= 63
+            THEN format('autopilot:%s:%s', current_database(), c.name)
+        ELSE format(
+            'autopilot:%s~%s:%s',
+            CASE WHEN octet_length(left(current_database(), 16)) = 16 THEN left(current_database(), 16) ELSE '' END,
+            left(md5(current_database()), 8), c.name
+        )
+    END COLLATE "default" AS cron_jobname, -- noqa: RF02
+    CASE
+        WHEN c.kind = 'statement' THEN coalesce(a.command, c.target)
+        ELSE format('CALL autopilot.run_scheduled_job(%L)', c.name)
+    END AS cron_command,
+    c.only_when_armed,
+    a.armed_at,
+    -- what pg_cron's entry should say: enabled, runnable here, and armed when it must be
+    coalesce(o.enabled, c.disabled_reason IS NULL)
+    AND autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron) IS NULL
+    AND (NOT c.only_when_armed OR a.job_name IS NOT NULL) AS active,
+    -- why it ships disabled, while the DBA has not enabled or disabled it
+    CASE WHEN o.enabled IS NULL THEN c.disabled_reason END AS disabled_reason
+FROM autopilot.job_catalog AS c
+LEFT JOIN autopilot.job_overrides AS o ON c.name = o.job_name
+LEFT JOIN autopilot.job_arming AS a ON c.name = a.job_name;
+
+COMMENT ON VIEW autopilot.job_definitions IS
+'The catalog with the DBA''s overrides applied: the schedule and state each job should have in pg_cron, the pg_cron job name and command, why a job cannot run here (unavailable_reason), and whether pg_cron should run it (active). A job''s own arming (autopilot.job_arming) wins over overrides while it lasts.';
+
+-- sql/functions/cron/plan_cron_sync.sql
+CREATE OR REPLACE FUNCTION autopilot.plan_cron_sync(
+    p_current jsonb,
+    p_database text DEFAULT current_database(),
+    p_username text DEFAULT current_user
+)
+RETURNS TABLE (
+    action text, jobid bigint, jobname text, schedule text, command text, active boolean
+)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- p_current: the rows of cron.job (jobid, jobname, schedule, command,
+    -- database, username, active), wherever pg_cron lives. Only jobs named
+    -- autopilot:* of this database are ever changed; the jobs are named
+    -- autopilot:<database>:<job> (autopilot._cron_jobname), and a job still
+    -- named autopilot:<job> (0.3.0 and earlier) is renamed, keeping its jobid.
+    WITH desired AS (
+        SELECT
+            d.name,
+            autopilot._cron_jobname(d.name, p_database) AS jobname,
+            d.schedule,
+            d.cron_command AS command,
+            d.active
+        FROM autopilot.job_definitions AS d
+        WHERE d.schedule IS NOT NULL
+    ),
+
+    current_jobs AS (
+        SELECT c.*
+        FROM jsonb_to_recordset(coalesce(p_current, '[]')) AS c (
+            jobid bigint, jobname text, schedule text, command text,
+            database text, username text, active boolean
+        )
+        WHERE starts_with(c.jobname, 'autopilot:')
+    ),
+
+    here AS (
+        SELECT * FROM current_jobs WHERE database = p_database
+    ),
+
+    elsewhere AS (
+        SELECT * FROM current_jobs WHERE database <> p_database AND username = p_username
+    ),
+
+    -- a job of this database under its pre-0.4.0 name, while the new name is free here
+    renamed AS (
+        SELECT DISTINCT ON (d.jobname) h.jobid, d.jobname, d.schedule, d.command, d.active
+        FROM desired AS d
+        INNER JOIN here AS h ON h.jobname = 'autopilot:' || d.name
+        WHERE NOT EXISTS (SELECT FROM here AS n WHERE n.jobname = d.jobname)
+        ORDER BY d.jobname, h.jobid
+    )
+
+    SELECT 'conflict', e.jobid, d.jobname, e.schedule, e.command, e.active
+    FROM desired AS d
+    INNER JOIN elsewhere AS e ON d.jobname = e.jobname
+    WHERE NOT EXISTS (SELECT FROM here AS h WHERE h.jobname = d.jobname)
+    UNION ALL
+    SELECT 'rename', r.jobid, r.jobname, r.schedule, r.command, r.active
+    FROM renamed AS r
+    UNION ALL
+    SELECT 'schedule', NULL::bigint, d.jobname, d.schedule, d.command, d.active
+    FROM desired AS d
+    WHERE NOT EXISTS (SELECT FROM current_jobs AS c WHERE c.jobname = d.jobname
+                      AND (c.database = p_database OR c.username = p_username))
+      AND NOT EXISTS (SELECT FROM renamed AS r WHERE r.jobname = d.jobname)
+    UNION ALL
+    SELECT 'alter', h.jobid, d.jobname, d.schedule, d.command, d.active
+    FROM desired AS d
+    INNER JOIN here AS h ON d.jobname = h.jobname
+    WHERE (h.schedule, h.command, h.active) IS DISTINCT FROM (d.schedule, d.command, d.active)
+    UNION ALL
+    SELECT 'unschedule', h.jobid, h.jobname, h.schedule, h.command, h.active
+    FROM here AS h
+    WHERE NOT EXISTS (SELECT FROM desired AS d WHERE d.jobname = h.jobname)
+      AND NOT EXISTS (SELECT FROM renamed AS r WHERE r.jobid = h.jobid)
+    ORDER BY 1, 3
+$$;
+
+COMMENT ON FUNCTION autopilot.plan_cron_sync(jsonb, text, text) IS
+'What must change in cron.job (given as a jsonb array of its rows) so that the autopilot jobs of this database (named autopilot:<database>:<job>) match the catalog: schedule, alter, rename (a job still under its pre-0.4.0 name autopilot:<job>, renamed in place with the desired schedule, command and state), unschedule, or conflict (the name is taken by a job of this role in another database). Changes nothing; autopilot.sync_schedules() and the installer carry the plan out.';
+
+-- sql/functions/cron/sync_schedules.sql
+CREATE OR REPLACE FUNCTION autopilot.sync_schedules()
+RETURNS TABLE (action text, jobname text, schedule text, active boolean)
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Makes cron.job match the catalog for the autopilot jobs of this database,
+-- when pg_cron is installed here. When pg_cron lives in another database, the
+-- installer carries out autopilot.plan_cron_sync() there instead.
+DECLARE
+    v_cron_database text := autopilot.pg_cron_database();
+    v_current jsonb;
+    v_conflicts text;
+    v_step record;
+BEGIN
+    IF v_cron_database IS NULL THEN
+        RAISE NOTICE 'pg_cron is not loaded on this server: nothing is scheduled'
+            USING HINT = 'Add pg_cron to shared_preload_libraries, restart, CREATE EXTENSION pg_cron, then run autopilot.sync_schedules().';
+        RETURN;
+    END IF;
+    IF to_regclass('cron.job') IS NULL THEN
+        IF v_cron_database <> current_database() THEN
+            RAISE EXCEPTION 'pg_cron runs in database "%", not in "%"', v_cron_database, current_database()
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = format('Run "autopilot sync" (or "autopilot install"): it registers the schedules from database %s with cron.schedule_in_database().', v_cron_database);
+        END IF;
+        RAISE NOTICE 'pg_cron is loaded but not created in this database: nothing is scheduled'
+            USING HINT = 'CREATE EXTENSION pg_cron; then SELECT * FROM autopilot.sync_schedules();';
+        RETURN;
+    END IF;
+
+    -- one sync at a time: two concurrent syncs would both schedule a missing job
+    PERFORM pg_advisory_xact_lock(hashtext('autopilot.sync_schedules'));
+
+    SELECT coalesce(jsonb_agg(to_jsonb(j)), '[]')
+    INTO v_current
+    FROM cron.job AS j
+    WHERE starts_with(j.jobname, 'autopilot:');
+
+    SELECT string_agg(format('%s (in database %s)', p.jobname, c.database), ', ')
+    INTO v_conflicts
+    FROM autopilot.plan_cron_sync(v_current) AS p
+    INNER JOIN cron.job AS c ON p.jobid = c.jobid
+    WHERE p.action = 'conflict';
+    IF v_conflicts IS NOT NULL THEN
+        RAISE EXCEPTION 'pg_cron jobs of role % already belong to another database: %', current_user, v_conflicts
+            USING ERRCODE = 'duplicate_object',
+                  DETAIL = 'pg_cron job names are unique per role; autopilot names its jobs autopilot:<database>:<job>, so only a database name shortened to the same 63-byte name collides.',
+                  HINT = 'Uninstall autopilot from the other database, or install this one as another role.';
+    END IF;
+
+    FOR v_step IN SELECT * FROM autopilot.plan_cron_sync(v_current) LOOP
+        CASE v_step.action
+            WHEN 'schedule' THEN
+                PERFORM cron.schedule_in_database(
+                    v_step.jobname, v_step.schedule, v_step.command,
+                    current_database(), NULL, v_step.active
+                );
+            WHEN 'alter' THEN
+                PERFORM cron.alter_job(
+                    v_step.jobid, v_step.schedule, v_step.command,
+                    current_database(), NULL, v_step.active
+                );
+            WHEN 'rename' THEN
+                -- a pre-0.4.0 name: renamed in place, so the job keeps its jobid and its
+                -- pg_cron history; a role that may not update cron.job reschedules it
+                IF has_table_privilege('cron.job', 'UPDATE') THEN
+                    UPDATE cron.job AS j SET jobname = v_step.jobname WHERE j.jobid = v_step.jobid;
+                    PERFORM cron.alter_job(
+                        v_step.jobid, v_step.schedule, v_step.command,
+                        current_database(), NULL, v_step.active
+                    );
+                ELSE
+                    PERFORM cron.unschedule(v_step.jobid);
+                    PERFORM cron.schedule_in_database(
+                        v_step.jobname, v_step.schedule, v_step.command,
+                        current_database(), NULL, v_step.active
+                    );
+                END IF;
+            WHEN 'unschedule' THEN
+                PERFORM cron.unschedule(v_step.jobid);
+        END CASE;
+        action := v_step.action;
+        jobname := v_step.jobname;
+        schedule := v_step.schedule;
+        active := v_step.active;
+        RETURN NEXT;
+    END LOOP;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.sync_schedules() IS
+'Makes cron.job match the catalog (with overrides) for the autopilot jobs of this database (autopilot:<database>:<job>): schedules, alters, renames pre-0.4.0 names in place, unschedules; never touches other jobs, nor another database''s; idempotent. Returns what it changed. Needs pg_cron in this database; otherwise it says what to do.';
+
+-- sql/functions/maintenance/reindex_bloated_indexes.sql
+CREATE OR REPLACE FUNCTION autopilot.reindex_bloated_indexes()
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- index-reindex, the pg_cron side. REINDEX INDEX CONCURRENTLY (and DROP INDEX
+-- CONCURRENTLY) cannot run inside a function, a procedure or a multi-statement
+-- pg_cron command, so this function never runs them: it plans a cycle
+-- (autopilot.plan_index_maintenance), then hands pg_cron one statement at a
+-- time by arming the statement job index-reindex-step to fire once, at the next
+-- minute, and arming itself to run every minute while the cycle lasts. Each run
+-- first settles the armed statement from pg_cron's own record of it
+-- (cron.job_run_details), then arms the next; when nothing is left it disarms
+-- both, and index-reindex is back on its weekly schedule. Only a run outside a
+-- cycle plans a new one.
+-- When pg_cron lives in another database it cannot arm anything: it plans, and
+-- "autopilot run index-reindex" runs the planned statements at top level.
+DECLARE
+    c_step constant text := 'index-reindex-step';
+    v_local boolean := to_regclass('cron.job_run_details') IS NOT NULL;
+    v_item autopilot.index_maintenance;
+    v_status text;
+    v_return text;
+    v_settled integer := 0;
+    v_planned integer := 0;
+    v_open integer;
+    v_at timestamp;
+BEGIN
+    -- 1. settle the statement pg_cron was given, from pg_cron's record of its run
+    SELECT * INTO v_item FROM autopilot.index_maintenance WHERE state = 'armed';
+    IF FOUND AND v_local THEN
+        SELECT d.status, d.return_message
+        INTO v_status, v_return
+        FROM cron.job_run_details AS d
+        INNER JOIN cron.job AS j ON d.jobid = j.jobid
+        WHERE j.jobname = autopilot._cron_jobname(c_step)
+          AND j.database = current_database()
+          AND d.command = v_item.statement
+          AND d.start_time >= v_item.armed_at
+        ORDER BY d.runid DESC
+        LIMIT 1;
+        IF v_status IN ('succeeded', 'failed') THEN
+            PERFORM autopilot.finish_index_maintenance_item(
+                v_item.id, v_status = 'succeeded', 'pg_cron: ' || coalesce(v_return, v_status)
+            );
+            v_settled := 1;
+        ELSIF v_status IS NULL AND v_item.armed_at < now() - interval '10 minutes' THEN
+            -- pg_cron never started it (stopped, or the step job was changed): run it again later
+            UPDATE autopilot.index_maintenance SET state = 'pending', armed_at = NULL WHERE id = v_item.id;
+        ELSE
+            RETURN jsonb_build_object(
+                'rows_affected', 0,
+                'message', format('waiting for pg_cron to run: %s', v_item.statement)
+            );
+        END IF;
+    END IF;
+
+    -- 2. a new cycle, planned only by a scheduled run, never by the per-minute runs of a
+    -- cycle: a statement that keeps failing waits for next week instead of looping
+    IF NOT EXISTS (SELECT FROM autopilot.job_arming WHERE job_name = 'index-reindex') THEN
+        v_planned := autopilot.plan_index_maintenance();
+    END IF;
+    SELECT count(*) INTO v_open FROM autopilot.index_maintenance WHERE state IN ('pending', 'armed');
+
+    -- 3. hand pg_cron the next statement, or end the cycle
+    SELECT * INTO v_item FROM autopilot.index_maintenance WHERE state = 'pending' ORDER BY id LIMIT 1;
+    IF FOUND AND v_local AND (autopilot._catalog_job(c_step)).enabled THEN
+        v_at := date_trunc('minute', now() AT TIME ZONE 'UTC') + interval '1 minute';
+        INSERT INTO autopilot.job_arming AS a (job_name, schedule, command)
+        VALUES (
+            c_step,
+            format('%s %s %s %s *', extract(minute FROM v_at), extract(hour FROM v_at),
+                   extract(day FROM v_at), extract(month FROM v_at)),
+            v_item.statement
+        ),
+        ('index-reindex', '* * * * *', NULL)
+        ON CONFLICT (job_name) DO UPDATE
+            SET schedule = excluded.schedule, command = excluded.command, armed_at = now();
+        UPDATE autopilot.index_maintenance SET state = 'armed', armed_at = now() WHERE id = v_item.id;
+        PERFORM autopilot._sync_if_local();
+        RETURN jsonb_build_object(
+            'rows_affected', v_settled,
+            'planned', v_planned,
+            'message', format('pg_cron runs next: %s (%s statements open)', v_item.statement, v_open)
+        );
+    END IF;
+
+    DELETE FROM autopilot.job_arming WHERE job_name IN (c_step, 'index-reindex');
+    IF FOUND THEN
+        PERFORM autopilot._sync_if_local();
+    END IF;
+    RETURN jsonb_build_object(
+        'rows_affected', v_settled,
+        'planned', v_planned,
+        'message', CASE
+            WHEN v_open > 0 AND NOT v_local THEN format(
+                '%s index statements are waiting: pg_cron runs in another database, so run "autopilot run index-reindex" to carry them out',
+                v_open)
+            WHEN v_open > 0 THEN format(
+                '%s index statements are waiting: the index-reindex-step job is disabled', v_open)
+            WHEN v_settled > 0 THEN 'index maintenance cycle finished'
+            ELSE 'no index needs a rebuild'
+        END
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.reindex_bloated_indexes() IS
+'index-reindex under pg_cron: settles the statement it last handed to pg_cron, plans a cycle when none is open, and arms the statement job index-reindex-step with the next REINDEX INDEX CONCURRENTLY / DROP INDEX CONCURRENTLY (which cannot run inside a function). Needs pg_cron in this database to arm; otherwise "autopilot run index-reindex" runs the planned statements.';
+
+-- KEEP THIS SECTION LAST. Where pg_cron is in this database, the update resyncs pg_cron
+-- itself (new and changed jobs, the renames to autopilot:<database>:<job>), so that nothing
+-- is left for "autopilot sync". A sync that fails (a name taken by a job of this role in
+-- another database) does not undo the update: it warns, and "autopilot status" reports
+-- pg_cron out of sync. Where pg_cron is in another database, "autopilot sync" does it.
+DO $$
+BEGIN
+    PERFORM autopilot._sync_if_local();
+EXCEPTION
+    WHEN OTHERS THEN
+        RAISE WARNING 'autopilot: pg_cron was not resynced after the update: %', SQLERRM
+            USING HINT = 'SELECT * FROM autopilot.sync_schedules(); (or "autopilot sync") once the cause is fixed.';
+END
+$$;

@@ -67,7 +67,7 @@ def test_invalid_cron_expression(synced_db, autopilot, cron_conn, expression, sa
     # an existing override must survive a refused change
     assert autopilot("schedule", "table-statistics", "*/7 * * * *", "--dsn", db.dsn).exit_code == 0
     before = state(db, cron_conn)
-    assert before["cron"]["autopilot:table-statistics"]["schedule"] == "*/7 * * * *"
+    assert before["cron"][f"autopilot:{db.name}:table-statistics"]["schedule"] == "*/7 * * * *"
 
     result = autopilot("schedule", "table-statistics", expression, "--dsn", db.dsn)
     assert_refused(result, f'invalid cron expression "{expression}"', says, "hint: Five fields, in UTC")
@@ -84,7 +84,7 @@ def test_invalid_cron_expression_first_override(synced_db, autopilot, cron_conn)
     after = state(db, cron_conn)
     assert_unchanged(before, after)
     assert after["data"]["job_overrides"] == []
-    assert after["cron"]["autopilot:table-statistics"]["schedule"] == "0 */6 * * *"
+    assert after["cron"][f"autopilot:{db.name}:table-statistics"]["schedule"] == "0 */6 * * *"
 
 
 # -- unknown names ----------------------------------------------------------------------------------

@@ -169,7 +169,7 @@ def test_status_json(synced_db, autopilot, cron_conn):
             assert job["pg_cron"] == "startup only", name
             assert job["next_run_at"] is None
             continue
-        row = cron[f"autopilot:{name}"]
+        row = cron[f"autopilot:{db.name}:{name}"]
         state = "active" if row["active"] else "inactive"
         assert job["pg_cron"] == f"#{row['jobid']} {state}", name
         assert row["active"] == definition["active"], name
@@ -287,7 +287,7 @@ def test_run_backup_hourly_twice_dedupes(installed_db, autopilot):
 
 def test_schedule_override_disable_enable_reset(synced_db, autopilot, cron_conn):
     db = synced_db
-    name, cron_name = "table-statistics", "autopilot:table-statistics"
+    name, cron_name = "table-statistics", f"autopilot:{db.name}:table-statistics"
     original = cron_jobs(cron_conn, db.name)[cron_name]
     assert (original["schedule"], original["active"]) == ("0 */6 * * *", True)
 
@@ -391,10 +391,16 @@ def test_uninstall_removes_pg_cron_jobs_and_keeps_data(synced_db, autopilot, cro
     assert db.scalar("SELECT count(*) FROM autopilot.jobs") == 1
     assert db.scalar("SELECT count(*) FROM autopilot.job_runs") == 1
 
+    # nothing scheduled while autopilot is installed: status says so, and fails
     status = autopilot("status", "--json", "--dsn", db.dsn)
-    assert status.exit_code == 0, status.output
-    jobs = {j["name"]: j for j in json.loads(status.stdout)["jobs"]}
+    assert status.exit_code == 1, status.output
+    report = json.loads(status.stdout)
+    jobs = {j["name"]: j for j in report["jobs"]}
     assert jobs["table-statistics"]["pg_cron"] == "missing (run autopilot sync)"
+    assert jobs["table-statistics"]["next_run_at"] is None
+    assert {c["action"] for c in report["pg_cron"]["out_of_sync"]} == {"schedule"}
+    assert len(report["pg_cron"]["out_of_sync"]) == n
+    assert "run `autopilot sync` on this database" in report["pg_cron"]["sync_hint"]
 
 
 def test_uninstall_drop_data_wrong_confirmation_changes_nothing(synced_db, autopilot, cron_conn):
@@ -488,6 +494,7 @@ def test_status_strips_control_characters_from_data(installed_db, autopilot):
             "VALUES ('manual', %s, 'failed', now(), %s)",
             [db.name, "pg_dump said " + HOSTILE],
         )
+    assert autopilot("sync", "--dsn", db.dsn).exit_code == 0
     result = autopilot("status", "--dsn", db.dsn)
     assert result.exit_code == 0, result.output
     assert_terminal_safe(result.stdout)

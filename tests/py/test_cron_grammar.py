@@ -19,7 +19,10 @@ from pg_autopilot import installer
 from pg_autopilot.status import interval_of, next_runs
 
 PROBE = "autopilot-grammar:probe"
-CRON_SCHEDULE = "SELECT schedule FROM cron.job WHERE jobname = 'autopilot:table-statistics' AND database = %s"
+CRON_SCHEDULE = (
+    "SELECT schedule FROM cron.job WHERE jobname = 'autopilot:' || %(db)s || ':table-statistics' "
+    "AND database = %(db)s"
+)
 
 CORPUS = [
     # five fields
@@ -234,7 +237,7 @@ def test_schedule_a_macro_end_to_end(synced_db, autopilot, cron_conn):
     db = synced_db
     result = autopilot("schedule", "table-statistics", "@hourly", "--dsn", db.dsn)
     assert result.exit_code == 0, result.output
-    assert cron_conn.execute(CRON_SCHEDULE, [db.name]).fetchone()[0] == "@hourly"
+    assert cron_conn.execute(CRON_SCHEDULE, {"db": db.name}).fetchone()[0] == "@hourly"
     report = autopilot("status", "--json", "--dsn", db.dsn)
     assert report.exit_code == 0, report.output
     job = next(j for j in json.loads(report.stdout)["jobs"] if j["name"] == "table-statistics")
@@ -245,7 +248,7 @@ def test_schedule_a_macro_end_to_end(synced_db, autopilot, cron_conn):
     refused = autopilot("schedule", "table-statistics", "@reboot", "--dsn", db.dsn)
     assert refused.exit_code != 0
     assert "@reboot runs when pg_cron starts" in " ".join(refused.stderr.split())
-    assert cron_conn.execute(CRON_SCHEDULE, [db.name]).fetchone()[0] == "@hourly"
+    assert cron_conn.execute(CRON_SCHEDULE, {"db": db.name}).fetchone()[0] == "@hourly"
 
 
 @pytest.mark.parametrize("mode", ["extension", "schema"])

@@ -22,7 +22,8 @@ def test_pg_cron_fires_function_and_statement_jobs(synced_db, autopilot, cron_co
         result = autopilot("schedule", job, "* * * * *", "--dsn", db.dsn)
         assert result.exit_code == 0, result.output
     jobs = cron_jobs(cron_conn, db.name)
-    stats_job, vacuum_job = jobs["autopilot:table-statistics"], jobs["autopilot:vacuum-analyze"]
+    stats_job = jobs[f"autopilot:{db.name}:table-statistics"]
+    vacuum_job = jobs[f"autopilot:{db.name}:vacuum-analyze"]
     assert (stats_job["schedule"], stats_job["active"]) == ("* * * * *", True)
     assert (vacuum_job["schedule"], vacuum_job["active"]) == ("* * * * *", True)
 

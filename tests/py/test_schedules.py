@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from helpers import all_cron_jobs, cron_jobs, dict_rows, flat
 
-from pg_autopilot import schedules
+from pg_autopilot import installer, schedules
 
 
 def expected_cron_rows(db) -> dict[str, dict]:
@@ -33,8 +33,8 @@ def expected_cron_rows(db) -> dict[str, dict]:
         active = d.get("active", d["enabled"] and d["unavailable_reason"] is None)
         if d["unavailable_reason"] is not None or not d["enabled"]:
             assert active is False, r["name"]
-        expected[f"autopilot:{r['name']}"] = {
-            "jobname": f"autopilot:{r['name']}",
+        expected[f"autopilot:{db.name}:{r['name']}"] = {
+            "jobname": f"autopilot:{db.name}:{r['name']}",
             "schedule": d["schedule"],
             "command": d["cron_command"],
             "database": db.name,
@@ -86,7 +86,7 @@ def test_sync_registers_exactly_the_catalog(installed_db, autopilot, cron_conn):
     actual = cron_jobs(cron_conn, db.name)
     assert without_ids(actual) == expected
     # the statement job runs its statement at top level; the others CALL the procedure
-    assert actual["autopilot:vacuum-analyze"]["command"].startswith("VACUUM (ANALYZE) autopilot.")
+    assert actual[f"autopilot:{db.name}:vacuum-analyze"]["command"].startswith("VACUUM (ANALYZE) autopilot.")
     # jobs whose function is not in this version are registered, inactive
     with db.connect() as conn:
         unavailable = [
@@ -98,11 +98,11 @@ def test_sync_registers_exactly_the_catalog(installed_db, autopilot, cron_conn):
         ]
     assert unavailable, "0.1.0 has catalog jobs whose functions come later"
     for name in unavailable:
-        assert actual[f"autopilot:{name}"]["active"] is False, name
+        assert actual[f"autopilot:{db.name}:{name}"]["active"] is False, name
     # cron-history-cleanup needs pg_cron in its own database: inactive here
-    assert actual["autopilot:cron-history-cleanup"]["active"] is False
+    assert actual[f"autopilot:{db.name}:cron-history-cleanup"]["active"] is False
     # startup-only runner jobs are not pg_cron's business
-    assert "autopilot:rag-setup" not in actual
+    assert f"autopilot:{db.name}:rag-setup" not in actual
     # and no other database's jobs were touched
     assert [j for j in all_cron_jobs(cron_conn) if j["database"] != db.name] == others_before
 
@@ -121,18 +121,18 @@ def test_sync_repairs_drift(synced_db, cron_conn):
     db = synced_db
     expected = expected_cron_rows(db)
     jobs = cron_jobs(cron_conn, db.name)
-    cron_conn.execute(
-        "SELECT cron.alter_job(%s, schedule => '1 1 1 1 1')", [jobs["autopilot:vector-stats"]["jobid"]]
-    )
-    cron_conn.execute("SELECT cron.unschedule(%s::bigint)", [jobs["autopilot:backup-daily"]["jobid"]])
+    name = f"autopilot:{db.name}:"
+    vector_stats = jobs[f"{name}vector-stats"]["jobid"]
+    cron_conn.execute("SELECT cron.alter_job(%s, schedule => '1 1 1 1 1')", [vector_stats])
+    cron_conn.execute("SELECT cron.unschedule(%s::bigint)", [jobs[f"{name}backup-daily"]["jobid"]])
     cron_conn.execute(
         "SELECT cron.schedule_in_database('autopilot:retired-job', '0 0 * * *', 'SELECT 1', %s)", [db.name]
     )
     with db.connect() as conn:
         changes = schedules.sync(conn, db.dsn).changes
     assert sorted((c["action"], c["jobname"]) for c in changes) == [
-        ("alter", "autopilot:vector-stats"),
-        ("schedule", "autopilot:backup-daily"),
+        ("alter", f"autopilot:{db.name}:vector-stats"),
+        ("schedule", f"autopilot:{db.name}:backup-daily"),
         ("unschedule", "autopilot:retired-job"),
     ]
     assert without_ids(cron_jobs(cron_conn, db.name)) == expected
@@ -166,13 +166,14 @@ def test_override_survives_resync_and_reinstall(synced_db, autopilot, cron_conn)
     def check():
         jobs = cron_jobs(cron_conn, db.name)
         assert (
-            jobs["autopilot:table-statistics"]["schedule"],
-            jobs["autopilot:table-statistics"]["active"],
+            jobs[f"autopilot:{db.name}:table-statistics"]["schedule"],
+            jobs[f"autopilot:{db.name}:table-statistics"]["active"],
         ) == (
             "*/7 * * * *",
             True,
         )
-        assert (jobs["autopilot:vector-stats"]["schedule"], jobs["autopilot:vector-stats"]["active"]) == (
+        stats = jobs[f"autopilot:{db.name}:vector-stats"]
+        assert (stats["schedule"], stats["active"]) == (
             "0 4 * * 0",
             False,
         )
@@ -213,16 +214,15 @@ def test_install_into_the_cron_database(cron_db, autopilot, cron_conn):
         assert "registered from database" not in result.stdout
         assert without_ids(cron_jobs(cron_conn, cron_db.name)) == expected
         # here cron-history-cleanup can run: pg_cron's tables are local
-        assert cron_jobs(cron_conn, cron_db.name)["autopilot:cron-history-cleanup"]["active"] is True
+        name = f"autopilot:{cron_db.name}:"
+        assert cron_jobs(cron_conn, cron_db.name)[f"{name}cron-history-cleanup"]["active"] is True
 
         with cron_db.connect() as conn:
             # an override applied in SQL reaches pg_cron at once (no CLI sync involved)
             conn.execute("SELECT autopilot.set_job_schedule('table-statistics', '*/9 * * * *')")
-            assert (
-                cron_jobs(cron_conn, cron_db.name)["autopilot:table-statistics"]["schedule"] == "*/9 * * * *"
-            )
+            assert cron_jobs(cron_conn, cron_db.name)[f"{name}table-statistics"]["schedule"] == "*/9 * * * *"
             conn.execute("SELECT autopilot.set_job_enabled('table-statistics', false)")
-            assert cron_jobs(cron_conn, cron_db.name)["autopilot:table-statistics"]["active"] is False
+            assert cron_jobs(cron_conn, cron_db.name)[f"{name}table-statistics"]["active"] is False
             conn.execute("SELECT autopilot.reset_job('table-statistics')")
             assert conn.execute("SELECT count(*) FROM autopilot.sync_schedules()").fetchone()[0] == 0
         assert without_ids(cron_jobs(cron_conn, cron_db.name)) == expected
@@ -235,6 +235,8 @@ def test_install_into_the_cron_database(cron_db, autopilot, cron_conn):
             "local": True,
             "scheduled": True,
             "message": None,
+            "out_of_sync": [],
+            "sync_hint": None,
         }
 
         result = autopilot("uninstall", "--dsn", cron_db.dsn)
@@ -244,44 +246,103 @@ def test_install_into_the_cron_database(cron_db, autopilot, cron_conn):
         assert user_job(cron_conn, jobid) == original
 
 
-# -- one database per role --------------------------------------------------------------------------
+def test_alter_extension_update_resyncs_a_local_pg_cron(cron_db, autopilot, cron_conn):
+    """pg_cron in the application database: ALTER EXTENSION autopilot UPDATE, in SQL, leaves pg_cron in
+    step by itself: the 0.3.0 names renamed in place (same jobids), the rest scheduled, overrides kept."""
+    with cron_db.connect() as conn:
+        installer.install(conn, mode="extension", version="0.3.0")
+        schedules.sync(conn, cron_db.dsn)
+        conn.execute("SELECT autopilot.set_job_schedule('table-statistics', '*/9 * * * *')")
+    before = cron_jobs(cron_conn, cron_db.name)
+    assert before["autopilot:table-statistics"]["schedule"] == "*/9 * * * *"
+
+    with cron_db.connect() as conn:
+        conn.execute("ALTER EXTENSION autopilot UPDATE")
+    after = cron_jobs(cron_conn, cron_db.name)
+    assert without_ids(after) == expected_cron_rows(cron_db)
+    name = f"autopilot:{cron_db.name}:"
+    renamed = {old: name + old.removeprefix("autopilot:") for old in before}
+    kept = {old: after[new]["jobid"] for old, new in renamed.items() if new in after}
+    assert len(kept) > 20
+    assert kept == {old: before[old]["jobid"] for old in kept}
+    assert after[f"{name}table-statistics"]["schedule"] == "*/9 * * * *"
+
+    status = autopilot("status", "--json", "--dsn", cron_db.dsn)
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.stdout)["pg_cron"]["out_of_sync"] == []
 
 
-def test_second_database_gets_a_clear_conflict(synced_db, new_database, autopilot, cron_conn):
+# -- one role, many databases -----------------------------------------------------------------------
+
+
+def test_one_role_runs_autopilot_in_two_databases(synced_db, new_database, autopilot, cron_conn):
+    """pg_cron job names carry the database, so a second database of the same role gets jobs of its own;
+    its install, upgrade and sync never touch the first database's jobs."""
     first = synced_db
     held = cron_jobs(cron_conn, first.name)
+    assert all(name.startswith(f"autopilot:{first.name}:") for name in held)
     second = new_database("second")
 
-    result = autopilot("install", "--dsn", second.dsn)
-    assert result.exit_code == 1
-    message = flat(result.stderr)
-    assert "pg_cron jobs of this role already belong to another database: autopilot:" in message
-    assert "hint: pg_cron job names are unique per role" in message
-    assert cron_jobs(cron_conn, first.name) == held
-    assert cron_jobs(cron_conn, second.name) == {}
-
-    result = autopilot("sync", "--dsn", second.dsn)
-    assert result.exit_code == 1
-    assert "already belong to another database" in flat(result.stderr)
-    assert cron_jobs(cron_conn, first.name) == held
-
-    # once the first database lets go, the second one takes the names
-    assert autopilot("uninstall", "--dsn", first.dsn).exit_code == 0
-    result = autopilot("sync", "--dsn", second.dsn)
-    assert result.exit_code == 0, result.output
+    for command in ("install", "upgrade", "sync"):
+        result = autopilot(command, "--dsn", second.dsn)
+        assert result.exit_code == 0, (command, result.output)
+        assert cron_jobs(cron_conn, first.name) == held, command
     assert without_ids(cron_jobs(cron_conn, second.name)) == expected_cron_rows(second)
+    assert {j["username"] for j in cron_jobs(cron_conn, second.name).values()} == {"postgres"}
+
+    # an override in the second database reaches its own job only
+    assert autopilot("schedule", "table-statistics", "*/9 * * * *", "--dsn", second.dsn).exit_code == 0
+    assert cron_jobs(cron_conn, second.name)[f"autopilot:{second.name}:table-statistics"]["schedule"] == (
+        "*/9 * * * *"
+    )
+    assert cron_jobs(cron_conn, first.name) == held
+    for db in (first, second):
+        status = autopilot("status", "--json", "--dsn", db.dsn)
+        assert status.exit_code == 0, status.output
+        assert json.loads(status.stdout)["pg_cron"]["out_of_sync"] == []
+
+    # uninstalling the second removes its jobs, and only those
+    assert autopilot("uninstall", "--dsn", second.dsn).exit_code == 0
+    assert cron_jobs(cron_conn, second.name) == {}
+    assert cron_jobs(cron_conn, first.name) == held
 
 
-def test_cron_database_conflicts_with_another(synced_db, cron_db, autopilot, cron_conn):
-    """The same refusal on the local path (autopilot.sync_schedules() in the cron database)."""
+def test_cron_database_and_another_database_side_by_side(synced_db, cron_db, autopilot, cron_conn):
+    """The local path (autopilot.sync_schedules() in the cron database) leaves the other database's jobs."""
     held = cron_jobs(cron_conn, synced_db.name)
     result = autopilot("install", "--dsn", cron_db.dsn)
-    assert result.exit_code == 1
-    message = flat(result.stderr)
-    assert "already belong to another database" in message
-    assert f"(in database {synced_db.name})" in message
+    assert result.exit_code == 0, result.output
+    assert without_ids(cron_jobs(cron_conn, cron_db.name)) == expected_cron_rows(cron_db)
     assert cron_jobs(cron_conn, synced_db.name) == held
-    assert cron_jobs(cron_conn, cron_db.name) == {}
+
+
+def test_jobs_named_before_0_4_0_are_renamed_in_place(synced_db, autopilot, cron_conn):
+    """The 0.3.0 names (autopilot:<job>) are renamed to autopilot:<database>:<job> by the next sync: same
+    jobid (so pg_cron's history stays with the job), the override kept; until then status says so."""
+    db = synced_db
+    assert autopilot("schedule", "vector-stats", "*/7 * * * *", "--dsn", db.dsn).exit_code == 0
+    before = cron_jobs(cron_conn, db.name)
+    prefix = f"autopilot:{db.name}:"
+    cron_conn.execute(
+        "UPDATE cron.job SET jobname = 'autopilot:' || substr(jobname, %s) WHERE database = %s "
+        "AND starts_with(jobname, %s)",
+        [len(prefix) + 1, db.name, prefix],
+    )
+    status = autopilot("status", "--dsn", db.dsn)
+    assert status.exit_code == 1, status.output
+    assert "pg_cron is out of sync with the catalog" in flat(status.stdout)
+    assert "run `autopilot sync` on this database" in flat(status.stdout)
+    report = json.loads(autopilot("status", "--json", "--dsn", db.dsn).stdout)
+    assert {c["action"] for c in report["pg_cron"]["out_of_sync"]} == {"rename"}
+    # no job shows a next run while pg_cron does not have it under its name
+    assert all(j["next_run_at"] is None for j in report["jobs"])
+
+    result = autopilot("sync", "--dsn", db.dsn)
+    assert result.exit_code == 0, result.output
+    assert f"{len(before)} renamed" in result.stdout
+    assert cron_jobs(cron_conn, db.name) == before
+    assert before[f"{prefix}vector-stats"]["schedule"] == "*/7 * * * *"
+    assert autopilot("status", "--dsn", db.dsn).exit_code == 0
 
 
 # -- a server without pg_cron -----------------------------------------------------------------------
@@ -302,7 +363,14 @@ def test_server_without_pg_cron(nocron_db, autopilot, mode):
     assert plainly in flat(status.stdout)
 
     report = json.loads(autopilot("status", "--json", "--dsn", db.dsn).stdout)
-    assert report["pg_cron"] == {"database": None, "local": False, "scheduled": False, "message": plainly}
+    assert report["pg_cron"] == {
+        "database": None,
+        "local": False,
+        "scheduled": False,
+        "message": plainly,
+        "out_of_sync": [],
+        "sync_hint": None,
+    }
     for job in report["jobs"]:
         assert job["pg_cron"] in ("not scheduled", "startup only"), job
         assert job["next_run_at"] is None

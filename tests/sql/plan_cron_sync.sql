@@ -1,7 +1,7 @@
 -- autopilot.plan_cron_sync(): what must change in cron.job, computed from a
 -- jsonb copy of cron.job. Changes nothing.
 BEGIN;
-SELECT plan(20);
+SELECT plan(23);
 
 -- a catalog job whose function comes in a later version (every shipped job's is installed)
 INSERT INTO autopilot.job_catalog (name, side, kind, schedule, target, description)
@@ -38,6 +38,10 @@ LANGUAGE sql
 AS $$ SELECT coalesce(jsonb_agg(to_jsonb(t)), '[]') || p_extra FROM tap_desired AS t $$;
 
 SELECT ok((SELECT count(*) FROM tap_desired) > 0, 'the catalog has scheduled jobs');
+SELECT ok(
+    (SELECT bool_and(starts_with(jobname, 'autopilot:' || current_database() || ':')) FROM tap_desired),
+    'the jobs are named autopilot:<database>:<job>'
+);
 
 -- nothing scheduled yet: schedule everything
 SELECT set_eq(
@@ -52,7 +56,7 @@ SELECT set_eq(
 );
 SELECT is_empty(
     $$SELECT FROM autopilot.plan_cron_sync('[]') AS p
-      INNER JOIN autopilot.job_catalog AS c ON p.jobname = 'autopilot:' || c.name
+      INNER JOIN autopilot.job_catalog AS c ON p.jobname = autopilot._cron_jobname(c.name)
       WHERE c.schedule IS NULL$$,
     'a runner job that runs only at startup is never scheduled'
 );
@@ -70,11 +74,11 @@ SELECT is_empty(
 
 -- alter: schedule, command or active differs
 UPDATE tap_desired SET schedule = '1 1 * * *'
-WHERE jobname = 'autopilot:old-job-cleanup';
+WHERE jobname = autopilot._cron_jobname('old-job-cleanup');
 UPDATE tap_desired SET command = 'SELECT 1'
-WHERE jobname = 'autopilot:backup-hourly';
+WHERE jobname = autopilot._cron_jobname('backup-hourly');
 UPDATE tap_desired SET active = NOT active
-WHERE jobname = 'autopilot:tap-future';
+WHERE jobname = autopilot._cron_jobname('tap-future');
 SELECT results_eq(
     $$SELECT action, jobid, jobname, schedule, command, active
       FROM autopilot.plan_cron_sync(pg_temp.tap_current())$$,
@@ -89,7 +93,7 @@ SELECT results_eq(
 SELECT is(
     (
         SELECT p.active FROM autopilot.plan_cron_sync(pg_temp.tap_current()) AS p
-        WHERE p.jobname = 'autopilot:tap-future'
+        WHERE p.jobname = autopilot._cron_jobname('tap-future')
     ),
     false,
     'a job whose function is not in this version is planned inactive'
@@ -102,7 +106,7 @@ SELECT * FROM tap_in_sync;
 INSERT INTO autopilot.job_overrides (job_name, schedule, enabled) VALUES ('backup-daily', '15 2 * * *', false);
 SELECT results_eq(
     $$SELECT action, jobname, schedule, active FROM autopilot.plan_cron_sync(pg_temp.tap_current())$$,
-    $$VALUES ('alter'::text, 'autopilot:backup-daily'::text, '15 2 * * *'::text, false)$$,
+    $$VALUES ('alter'::text, autopilot._cron_jobname('backup-daily'), '15 2 * * *'::text, false)$$,
     'an override (schedule, disabled) is planned as an alter'
 );
 DELETE FROM autopilot.job_overrides;
@@ -148,51 +152,73 @@ SELECT is_empty(
 -- conflict: the name belongs to this role's job in another database
 SELECT results_eq(
     $$SELECT action, jobid, jobname FROM autopilot.plan_cron_sync(
-        (SELECT jsonb_agg(CASE WHEN t.jobname = 'autopilot:backup-hourly'
+        (SELECT jsonb_agg(CASE WHEN t.jobname = autopilot._cron_jobname('backup-hourly')
                                THEN jsonb_set(to_jsonb(t), '{database}', '"another_db"')
                                ELSE to_jsonb(t) END)
          FROM tap_desired AS t))$$,
     $$SELECT 'conflict'::text, t.jobid, t.jobname FROM tap_desired AS t
-      WHERE t.jobname = 'autopilot:backup-hourly'$$,
+      WHERE t.jobname = autopilot._cron_jobname('backup-hourly')$$,
     'a job of the same role in another database is a conflict, not a schedule'
 );
 SELECT results_eq(
     $$SELECT action, jobname FROM autopilot.plan_cron_sync(
-        (SELECT jsonb_agg(CASE WHEN t.jobname = 'autopilot:backup-hourly'
+        (SELECT jsonb_agg(CASE WHEN t.jobname = autopilot._cron_jobname('backup-hourly')
                                THEN to_jsonb(t) || '{"database": "another_db", "username": "someone_else"}'
                                ELSE to_jsonb(t) END)
          FROM tap_desired AS t))$$,
-    $$VALUES ('schedule'::text, 'autopilot:backup-hourly'::text)$$,
+    $$VALUES ('schedule'::text, autopilot._cron_jobname('backup-hourly'))$$,
     'a job of another role in another database does not conflict: it is scheduled here'
 );
 SELECT is_empty(
     $$SELECT * FROM autopilot.plan_cron_sync(pg_temp.tap_current(
         (SELECT jsonb_agg(to_jsonb(t) || '{"database": "another_db", "jobid": 99}')
-         FROM tap_desired AS t WHERE t.jobname = 'autopilot:backup-hourly')))$$,
+         FROM tap_desired AS t WHERE t.jobname = autopilot._cron_jobname('backup-hourly'))))$$,
     'when the job exists here too, the copy in another database is no conflict'
 );
 
--- the p_database and p_username parameters
-SELECT is(
-    (SELECT count(*) FROM autopilot.plan_cron_sync(pg_temp.tap_current(), 'another_db')),
-    (SELECT count(*) FROM tap_desired),
-    'planned for another database (same role): every job conflicts'
+-- the p_database and p_username parameters: the same role in another database gets jobs of its own
+SELECT set_eq(
+    $$SELECT action, jobname FROM autopilot.plan_cron_sync(pg_temp.tap_current(), 'another_db')$$,
+    $$SELECT 'schedule'::text, autopilot._cron_jobname(d.name, 'another_db')
+      FROM autopilot.job_definitions AS d WHERE d.schedule IS NOT NULL$$,
+    'planned for another database (same role): every job is scheduled under that database''s names'
 );
-SELECT is(
-    (
-        SELECT count(*) FILTER (WHERE action = 'conflict')
-        FROM autopilot.plan_cron_sync(pg_temp.tap_current(), 'another_db')
-    ),
-    (SELECT count(*) FROM tap_desired),
-    '...and every action is a conflict'
+SELECT is_empty(
+    $$SELECT * FROM autopilot.plan_cron_sync(
+        pg_temp.tap_current() || (SELECT jsonb_agg(to_jsonb(t) || jsonb_build_object(
+            'jobname', replace(t.jobname, current_database(), 'another_db'), 'database', 'another_db'))
+          FROM tap_desired AS t))
+      WHERE action <> 'alter' OR jobname NOT LIKE 'autopilot:' || current_database() || ':%'$$,
+    'with both databases scheduled, each one''s plan leaves the other''s jobs alone'
 );
-SELECT is(
-    (
-        SELECT count(*) FILTER (WHERE action = 'schedule')
-        FROM autopilot.plan_cron_sync(pg_temp.tap_current(), 'another_db', 'another_role')
-    ),
-    (SELECT count(*) FROM tap_desired),
-    'planned for another database and role: every job is scheduled'
+
+-- a job under its pre-0.4.0 name: renamed in place, with the desired state
+SELECT results_eq(
+    $$SELECT action, jobid, jobname, schedule FROM autopilot.plan_cron_sync(
+        (SELECT jsonb_agg(CASE WHEN t.jobname = autopilot._cron_jobname('vector-stats')
+                               THEN to_jsonb(t) || '{"jobname": "autopilot:vector-stats", "schedule": "1 1 1 1 1"}'
+                               ELSE to_jsonb(t) END)
+         FROM tap_desired AS t))$$,
+    $$SELECT 'rename'::text, t.jobid, t.jobname, t.schedule FROM tap_desired AS t
+      WHERE t.jobname = autopilot._cron_jobname('vector-stats')$$,
+    'a job named autopilot:<job> of this database is renamed, keeping its jobid, nothing else planned'
+);
+SELECT results_eq(
+    $$SELECT action, jobid, jobname FROM autopilot.plan_cron_sync(pg_temp.tap_current(
+        jsonb_build_array(jsonb_build_object(
+            'jobid', 12, 'jobname', 'autopilot:vector-stats', 'schedule', '0 0 * * *',
+            'command', 'SELECT 1', 'database', current_database(), 'username', current_user,
+            'active', true))))$$,
+    $$VALUES ('unschedule'::text, 12::bigint, 'autopilot:vector-stats'::text)$$,
+    'an old name whose new name exists already is a leftover: unscheduled'
+);
+SELECT is_empty(
+    $$SELECT * FROM autopilot.plan_cron_sync(pg_temp.tap_current(
+        jsonb_build_array(jsonb_build_object(
+            'jobid', 13, 'jobname', 'autopilot:vector-stats', 'schedule', '0 0 * * *',
+            'command', 'SELECT 1', 'database', 'another_db', 'username', current_user,
+            'active', true))))$$,
+    'an old name of another database is left to that database'
 );
 
 SELECT * FROM finish();

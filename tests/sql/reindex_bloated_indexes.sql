@@ -38,7 +38,7 @@ SELECT is(
         SELECT active
         FROM cron.job
         WHERE
-            jobname = 'autopilot:index-reindex-step'
+            jobname = autopilot._cron_jobname('index-reindex-step')
             AND database = current_database()
     ),
     false, 'index-reindex-step is registered with pg_cron, inactive until armed'
@@ -62,7 +62,7 @@ SELECT is(
 );
 SELECT results_eq(
     $$SELECT j.command, j.active FROM cron.job AS j
-      WHERE j.jobname = 'autopilot:index-reindex-step' AND j.database = current_database()$$,
+      WHERE j.jobname = autopilot._cron_jobname('index-reindex-step') AND j.database = current_database()$$,
     $$SELECT statement, true FROM autopilot.index_maintenance WHERE state = 'armed'$$,
     'pg_cron''s index-reindex-step now runs exactly the armed statement, at top level'
 );
@@ -71,7 +71,7 @@ SELECT matches(
         SELECT schedule
         FROM cron.job
         WHERE
-            jobname = 'autopilot:index-reindex-step'
+            jobname = autopilot._cron_jobname('index-reindex-step')
             AND database = current_database()
     ),
     '^[0-9]+ [0-9]+ [0-9]+ [0-9]+ \*$', 'the step fires once, at the next minute'
@@ -79,7 +79,7 @@ SELECT matches(
 SELECT is(
     (
         SELECT schedule FROM cron.job
-        WHERE jobname = 'autopilot:index-reindex' AND database = current_database()
+        WHERE jobname = autopilot._cron_jobname('index-reindex') AND database = current_database()
     ),
     '* * * * *', 'index-reindex runs every minute while the cycle lasts'
 );
@@ -105,7 +105,10 @@ SELECT
     now() AS start_time,
     now() AS end_time
 FROM cron.job AS j, autopilot.index_maintenance AS m
-WHERE j.jobname = 'autopilot:index-reindex-step' AND j.database = current_database() AND m.state = 'armed';
+WHERE
+    j.jobname = autopilot._cron_jobname('index-reindex-step')
+    AND j.database = current_database()
+    AND m.state = 'armed';
 SELECT autopilot.reindex_bloated_indexes();
 SELECT is(
     (
@@ -125,7 +128,7 @@ BEGIN
         SELECT j.jobid, nextval('cron.runid_seq'), 0, current_database(), current_user, m.statement,
                'succeeded', 'REINDEX', now(), now()
         FROM cron.job AS j, autopilot.index_maintenance AS m
-        WHERE j.jobname = 'autopilot:index-reindex-step' AND j.database = current_database()
+        WHERE j.jobname = autopilot._cron_jobname('index-reindex-step') AND j.database = current_database()
           AND m.state = 'armed';
         PERFORM autopilot.reindex_bloated_indexes();
     END LOOP;
@@ -146,10 +149,10 @@ SELECT ok(
 SELECT is_empty($$SELECT job_name FROM autopilot.job_arming$$, 'the cycle over, nothing stays armed');
 SELECT results_eq(
     $$SELECT jobname::text COLLATE "C", schedule, active FROM cron.job
-      WHERE jobname IN ('autopilot:index-reindex', 'autopilot:index-reindex-step')
+      WHERE jobname IN (autopilot._cron_jobname('index-reindex'), autopilot._cron_jobname('index-reindex-step'))
         AND database = current_database() ORDER BY jobname$$,
-    $$VALUES ('autopilot:index-reindex'::text COLLATE "C", '0 3 * * 0'::text, true),
-             ('autopilot:index-reindex-step', '* * * * *', false)$$,
+    $$VALUES (autopilot._cron_jobname('index-reindex') COLLATE "C", '0 3 * * 0'::text, true),
+             (autopilot._cron_jobname('index-reindex-step'), '* * * * *', false)$$,
     'index-reindex is back on its weekly schedule and the step is inactive again'
 );
 

@@ -19,7 +19,7 @@ SELECT is_empty(
     'the override is gone'
 );
 SELECT results_eq(
-    $$SELECT schedule, active FROM cron.job WHERE jobname = 'autopilot:backup-hourly'$$,
+    $$SELECT schedule, active FROM cron.job WHERE jobname = autopilot._cron_jobname('backup-hourly')$$,
     $$VALUES ('0 * * * *'::text, true)$$,
     'pg_cron runs the job on its catalog schedule again, active'
 );

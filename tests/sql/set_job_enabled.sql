@@ -16,7 +16,7 @@ SELECT lives_ok($$SELECT * FROM autopilot.sync_schedules()$$, 'fixture: cron.job
 SELECT is(
     (
         SELECT active FROM cron.job
-        WHERE jobname = 'autopilot:code-chunk-cleanup'
+        WHERE jobname = autopilot._cron_jobname('code-chunk-cleanup')
     ),
     true,
     'fixture: code-chunk-cleanup is active'
@@ -32,7 +32,7 @@ SELECT is(
     'the job is disabled in job_definitions'
 );
 SELECT results_eq(
-    $$SELECT schedule, active FROM cron.job WHERE jobname = 'autopilot:code-chunk-cleanup'$$,
+    $$SELECT schedule, active FROM cron.job WHERE jobname = autopilot._cron_jobname('code-chunk-cleanup')$$,
     $$VALUES ('0 2 * * 0'::text, false)$$,
     'its cron.job row stays, inactive, with its schedule'
 );
@@ -40,7 +40,7 @@ SELECT is_empty($$SELECT * FROM autopilot.sync_schedules()$$, 'a re-sync changes
 SELECT is(
     (
         SELECT active FROM cron.job
-        WHERE jobname = 'autopilot:code-chunk-cleanup'
+        WHERE jobname = autopilot._cron_jobname('code-chunk-cleanup')
     ),
     false,
     'the job stays inactive after a re-sync'
@@ -50,7 +50,7 @@ SELECT is(autopilot.set_job_enabled('code-chunk-cleanup', true), true, 'enabling
 SELECT is(
     (
         SELECT active FROM cron.job
-        WHERE jobname = 'autopilot:code-chunk-cleanup'
+        WHERE jobname = autopilot._cron_jobname('code-chunk-cleanup')
     ),
     true,
     'makes its cron.job row active'
@@ -61,7 +61,7 @@ SELECT is(autopilot.set_job_enabled('tap-future', true), true, 'a job whose func
 SELECT is(
     (
         SELECT active FROM cron.job
-        WHERE jobname = 'autopilot:tap-future'
+        WHERE jobname = autopilot._cron_jobname('tap-future')
     ),
     false,
     'but stays inactive while its function is not installed'

@@ -28,7 +28,7 @@ SELECT results_eq(
 SELECT is(
     (
         SELECT schedule FROM cron.job
-        WHERE jobname = 'autopilot:old-job-cleanup'
+        WHERE jobname = autopilot._cron_jobname('old-job-cleanup')
     ),
     '15 4 * * 6',
     'pg_cron runs the job on the new schedule at once'
@@ -37,7 +37,7 @@ SELECT is_empty($$SELECT * FROM autopilot.sync_schedules()$$, 'a re-sync changes
 SELECT is(
     (
         SELECT schedule FROM cron.job
-        WHERE jobname = 'autopilot:old-job-cleanup'
+        WHERE jobname = autopilot._cron_jobname('old-job-cleanup')
     ),
     '15 4 * * 6',
     'the override survives the re-sync'
@@ -69,7 +69,7 @@ SELECT throws_ok(
 );
 SELECT results_eq(
     $$SELECT o.schedule, j.schedule FROM autopilot.job_overrides AS o, cron.job AS j
-      WHERE o.job_name = 'old-job-cleanup' AND j.jobname = 'autopilot:old-job-cleanup'$$,
+      WHERE o.job_name = 'old-job-cleanup' AND j.jobname = autopilot._cron_jobname('old-job-cleanup')$$,
     $$VALUES ('45 4 * * 6'::text, '45 4 * * 6'::text)$$,
     'after the rejected calls, the override and pg_cron keep the last valid schedule'
 );
@@ -78,7 +78,7 @@ SELECT results_eq(
 SELECT is(autopilot.set_job_enabled('backup-daily', false), false, 'fixture: backup-daily disabled');
 SELECT is(autopilot.set_job_schedule('backup-daily', '30 1 * * *'), '30 1 * * *', 'a disabled job gets a new schedule');
 SELECT results_eq(
-    $$SELECT j.schedule, j.active FROM cron.job AS j WHERE j.jobname = 'autopilot:backup-daily'$$,
+    $$SELECT j.schedule, j.active FROM cron.job AS j WHERE j.jobname = autopilot._cron_jobname('backup-daily')$$,
     $$VALUES ('30 1 * * *'::text, false)$$,
     '...and stays inactive in pg_cron'
 );

@@ -2,7 +2,7 @@
 -- autopilot.sync_schedules(): makes cron.job match the catalog for the
 -- autopilot:* jobs of this database; idempotent; never touches other jobs.
 BEGIN;
-SELECT plan(20);
+SELECT plan(23);
 
 -- a catalog job whose function comes in a later version (every shipped job's is installed)
 INSERT INTO autopilot.job_catalog (name, side, kind, schedule, target, description)
@@ -54,7 +54,7 @@ SELECT results_eq(
 SELECT is(
     (
         SELECT active FROM cron.job
-        WHERE jobname = 'autopilot:tap-future'
+        WHERE jobname = autopilot._cron_jobname('tap-future')
     ),
     false,
     'a job whose function is not in this version is registered, inactive'
@@ -68,7 +68,7 @@ SELECT is_empty(
 SELECT is(
     (
         SELECT active FROM cron.job
-        WHERE jobname = 'autopilot:old-job-cleanup'
+        WHERE jobname = autopilot._cron_jobname('old-job-cleanup')
     ),
     true,
     'an available, enabled job is active'
@@ -76,7 +76,7 @@ SELECT is(
 SELECT is(
     (
         SELECT command FROM cron.job
-        WHERE jobname = 'autopilot:vacuum-analyze'
+        WHERE jobname = autopilot._cron_jobname('vacuum-analyze')
     ),
     (
         SELECT target FROM autopilot.job_catalog
@@ -87,26 +87,26 @@ SELECT is(
 SELECT is(
     (
         SELECT command FROM cron.job
-        WHERE jobname = 'autopilot:backup-hourly'
+        WHERE jobname = autopilot._cron_jobname('backup-hourly')
     ),
     $$CALL autopilot.run_scheduled_job('backup-hourly')$$,
     'other jobs CALL run_scheduled_job'
 );
 SELECT is_empty(
-    $$SELECT FROM cron.job WHERE jobname = 'autopilot:rag-setup'$$,
+    $$SELECT FROM cron.job WHERE jobname = autopilot._cron_jobname('rag-setup')$$,
     'a runner job that runs only at startup is not in cron.job'
 );
 
 -- drift in cron.job is repaired
 SELECT lives_ok(
     $$SELECT cron.alter_job(
-        (SELECT jobid FROM cron.job WHERE jobname = 'autopilot:backup-daily'), schedule => '59 23 * * *'
+        (SELECT jobid FROM cron.job WHERE jobname = autopilot._cron_jobname('backup-daily')), schedule => '59 23 * * *'
     )$$,
     'fixture: backup-daily was rescheduled behind autopilot''s back'
 );
 SELECT results_eq(
     $$SELECT action, jobname, schedule FROM autopilot.sync_schedules()$$,
-    $$VALUES ('alter'::text, 'autopilot:backup-daily'::text, '0 1 * * *'::text)$$,
+    $$VALUES ('alter'::text, autopilot._cron_jobname('backup-daily'), '0 1 * * *'::text)$$,
     'a sync alters it back to the catalog schedule'
 );
 
@@ -123,10 +123,28 @@ SELECT results_eq(
     'the job that is not autopilot''s is still untouched'
 );
 
+-- a job under its pre-0.4.0 name (autopilot:<job>) is renamed in place: same jobid, desired state
+CREATE TEMPORARY TABLE tap_legacy ON COMMIT DROP AS
+SELECT jobid FROM cron.job
+WHERE jobname = autopilot._cron_jobname('vector-stats');
+UPDATE cron.job SET jobname = 'autopilot:vector-stats', schedule = '1 1 1 1 1'
+WHERE jobid = (SELECT jobid FROM tap_legacy);
+SELECT results_eq(
+    $$SELECT action, jobname, schedule FROM autopilot.sync_schedules()$$,
+    $$VALUES ('rename'::text, autopilot._cron_jobname('vector-stats'), '0 4 * * 0'::text)$$,
+    'a job named autopilot:<job> is renamed to autopilot:<database>:<job>, with its schedule put back'
+);
+SELECT results_eq(
+    $$SELECT jobid, jobname::text COLLATE "C", schedule FROM cron.job WHERE jobid = (SELECT jobid FROM tap_legacy)$$,
+    $$SELECT jobid, autopilot._cron_jobname('vector-stats') COLLATE "C", '0 4 * * 0'::text FROM tap_legacy$$,
+    '...in place: the job keeps its jobid (and so its pg_cron history)'
+);
+SELECT is_empty($$SELECT * FROM autopilot.sync_schedules()$$, '...and the next sync has nothing to do');
+
 -- a job of this role in another database holds the name: refuse
 SELECT lives_ok(
     $$SELECT cron.alter_job(
-        (SELECT jobid FROM cron.job WHERE jobname = 'autopilot:backup-hourly'), database => 'template1'
+        (SELECT jobid FROM cron.job WHERE jobname = autopilot._cron_jobname('backup-hourly')), database => 'template1'
     )$$,
     'fixture: autopilot:backup-hourly belongs to database template1'
 );

@@ -4,7 +4,7 @@ LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
--- Makes cron.job match the catalog for the autopilot:* jobs of this database,
+-- Makes cron.job match the catalog for the autopilot jobs of this database,
 -- when pg_cron is installed here. When pg_cron lives in another database, the
 -- installer carries out autopilot.plan_cron_sync() there instead.
 DECLARE
@@ -45,7 +45,7 @@ BEGIN
     IF v_conflicts IS NOT NULL THEN
         RAISE EXCEPTION 'pg_cron jobs of role % already belong to another database: %', current_user, v_conflicts
             USING ERRCODE = 'duplicate_object',
-                  DETAIL = 'pg_cron job names are unique per role, so one role can run autopilot for one database.',
+                  DETAIL = 'pg_cron job names are unique per role; autopilot names its jobs autopilot:<database>:<job>, so only a database name shortened to the same 63-byte name collides.',
                   HINT = 'Uninstall autopilot from the other database, or install this one as another role.';
     END IF;
 
@@ -61,6 +61,22 @@ BEGIN
                     v_step.jobid, v_step.schedule, v_step.command,
                     current_database(), NULL, v_step.active
                 );
+            WHEN 'rename' THEN
+                -- a pre-0.4.0 name: renamed in place, so the job keeps its jobid and its
+                -- pg_cron history; a role that may not update cron.job reschedules it
+                IF has_table_privilege('cron.job', 'UPDATE') THEN
+                    UPDATE cron.job AS j SET jobname = v_step.jobname WHERE j.jobid = v_step.jobid;
+                    PERFORM cron.alter_job(
+                        v_step.jobid, v_step.schedule, v_step.command,
+                        current_database(), NULL, v_step.active
+                    );
+                ELSE
+                    PERFORM cron.unschedule(v_step.jobid);
+                    PERFORM cron.schedule_in_database(
+                        v_step.jobname, v_step.schedule, v_step.command,
+                        current_database(), NULL, v_step.active
+                    );
+                END IF;
             WHEN 'unschedule' THEN
                 PERFORM cron.unschedule(v_step.jobid);
         END CASE;
@@ -74,4 +90,4 @@ END;
 $$;
 
 COMMENT ON FUNCTION autopilot.sync_schedules() IS
-'Makes cron.job match the catalog (with overrides) for the autopilot:* jobs of this database: schedules, alters, unschedules; never touches other jobs; idempotent. Returns what it changed. Needs pg_cron in this database; otherwise it says what to do.';
+'Makes cron.job match the catalog (with overrides) for the autopilot jobs of this database (autopilot:<database>:<job>): schedules, alters, renames pre-0.4.0 names in place, unschedules; never touches other jobs, nor another database''s; idempotent. Returns what it changed. Needs pg_cron in this database; otherwise it says what to do.';

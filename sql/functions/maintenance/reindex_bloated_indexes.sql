@@ -34,7 +34,7 @@ BEGIN
         INTO v_status, v_return
         FROM cron.job_run_details AS d
         INNER JOIN cron.job AS j ON d.jobid = j.jobid
-        WHERE j.jobname = 'autopilot:' || c_step
+        WHERE j.jobname = autopilot._cron_jobname(c_step)
           AND j.database = current_database()
           AND d.command = v_item.statement
           AND d.start_time >= v_item.armed_at
