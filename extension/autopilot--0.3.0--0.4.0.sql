@@ -5585,7 +5585,9 @@ AS $$
         SELECT DISTINCT btrim(b.name) AS name
         FROM settings AS st
         CROSS JOIN LATERAL unnest(
-            string_to_array(coalesce(nullif(btrim(st.backup_databases), ''), current_database()::text), ',')
+            string_to_array(
+                coalesce(nullif(btrim(st.backup_databases), ''), current_database()::text COLLATE "default"), ','
+            )
         ) AS b (name)
         WHERE btrim(b.name) <> ''
           -- the backup jobs run: enabled and runnable here
@@ -5764,7 +5766,7 @@ AS $$
         SELECT
             'critical',
             'runner_absent',
-            current_database()::text,
+            current_database()::text COLLATE "default",
             format('%s runner job(s) wait (the oldest since %s) and no runner is connected or heartbeating; '
                    || 'start one with autopilot runner start', sum(d.n), min(d.oldest)),
             min(d.oldest) + min(st.runner_absent_after)
