@@ -83,3 +83,12 @@ def all_cron_jobs(cron_conn: psycopg.Connection) -> list[dict]:
 def dict_rows(conn: psycopg.Connection, query: str, params: list | None = None) -> list[dict]:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(query, params or []).fetchall()
+
+
+def assert_status_exit(result: Result) -> None:
+    """`autopilot status` exits 2 exactly when it shows a critical problem of autopilot.health (a table line
+    "CRITICAL ...", or a critical entry of --json's problems), else 0."""
+    critical = '"severity": "critical"' in result.stdout or any(
+        line.lstrip().startswith("CRITICAL ") for line in result.stdout.splitlines()
+    )
+    assert result.exit_code == (2 if critical else 0), result.output

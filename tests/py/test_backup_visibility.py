@@ -19,7 +19,7 @@ import uuid
 
 import psycopg
 import pytest
-from helpers import flat
+from helpers import assert_status_exit, flat
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from test_backups import rows, set_setting
@@ -44,7 +44,7 @@ def listed(autopilot, db) -> dict[int, dict]:
 
 def status_json(autopilot, db) -> dict:
     done = autopilot("status", "--json", "--dsn", db.dsn)
-    assert done.exit_code == 0, done.output
+    assert_status_exit(done)
     return json.loads(done.stdout)
 
 
