@@ -5355,6 +5355,12 @@ $$;
 
 -- autopilot.health (autopilot check, autopilot status): the problems a DBA should act on, in SQL
 
+-- sql/schema/tables/job_runs.sql, sql/schema/tables/jobs.sql
+CREATE INDEX job_runs_runner_succeeded_idx ON autopilot.job_runs (job_name, started_at DESC)
+WHERE status = 'succeeded' AND trigger = 'runner';
+CREATE INDEX jobs_due_idx ON autopilot.jobs (queue, scheduled_at)
+WHERE state IN ('available', 'scheduled', 'retryable');
+
 -- sql/functions/cron/_schedule_interval.sql
 CREATE FUNCTION autopilot._schedule_interval(p_schedule text, p_only_on_dow integer, p_now timestamptz)
 RETURNS interval
@@ -5537,10 +5543,10 @@ AS $$
 
     jobs AS (
         SELECT
-            s.name,
-            s.side,
-            s.schedule,
-            s.only_on_dow,
+            d.name,
+            d.side,
+            d.schedule,
+            d.only_on_dow,
             d.cron_jobname,
             d.cron_command,
             first_run.started_at AS first_started_at,
@@ -5550,20 +5556,36 @@ AS $$
             c.active AS cron_active,
             c.last_start AS cron_last_start,
             -- statement jobs (VACUUM) run outside any function: their runs are in pg_cron's history
-            CASE WHEN c.last_start > coalesce(s.last_started_at, '-infinity') THEN c.last_status
-                ELSE s.last_status END AS last_status,
-            CASE WHEN c.last_start > coalesce(s.last_started_at, '-infinity') THEN c.last_start
-                ELSE s.last_started_at END AS last_started_at,
-            CASE WHEN c.last_start > coalesce(s.last_started_at, '-infinity') THEN 'pg_cron: ' || c.last_message
-                ELSE s.last_message END AS last_message,
-            greatest(s.last_success_at, c.last_success) AS last_success_at
-        FROM autopilot.job_status AS s
-        INNER JOIN autopilot.job_definitions AS d ON d.name = s.name
+            CASE WHEN c.last_start > coalesce(last_run.started_at, '-infinity') THEN c.last_status
+                ELSE last_run.status END AS last_status,
+            CASE WHEN c.last_start > coalesce(last_run.started_at, '-infinity') THEN c.last_start
+                ELSE last_run.started_at END AS last_started_at,
+            CASE WHEN c.last_start > coalesce(last_run.started_at, '-infinity') THEN 'pg_cron: ' || c.last_message
+                ELSE last_run.message END AS last_message,
+            -- as in autopilot.job_status: a runner job succeeds when its worker does, not when it is
+            -- enqueued (each branch reads the newest entry of its own partial index)
+            greatest(
+                CASE WHEN d.side = 'database'
+                    THEN (SELECT max(r.started_at) FROM autopilot.job_runs AS r
+                          WHERE r.job_name = d.name AND r.status = 'succeeded')
+                    ELSE (SELECT max(r.started_at) FROM autopilot.job_runs AS r
+                          WHERE r.job_name = d.name AND r.status = 'succeeded' AND r.trigger = 'runner')
+                END,
+                c.last_success
+            ) AS last_success_at
+        FROM autopilot.job_definitions AS d
         LEFT JOIN cron AS c ON c.jobname = d.cron_jobname
+        LEFT JOIN LATERAL (
+            SELECT r.status, r.started_at, r.message
+            FROM autopilot.job_runs AS r
+            WHERE r.job_name = d.name
+            ORDER BY r.started_at DESC
+            LIMIT 1
+        ) AS last_run ON true
         LEFT JOIN LATERAL (
             SELECT r.started_at
             FROM autopilot.job_runs AS r
-            WHERE r.job_name = s.name
+            WHERE r.job_name = d.name
             ORDER BY r.started_at
             LIMIT 1
         ) AS first_run ON true
@@ -5602,8 +5624,10 @@ AS $$
             b.name AS database_name,
             verified.finished_at AS verified_at,
             verified.id AS verified_id,
-            (SELECT min(r.started_at) FROM autopilot.job_runs AS r
-             WHERE r.job_name IN ('backup-hourly', 'backup-daily')) AS first_backup_run,
+            least(
+                (SELECT min(r.started_at) FROM autopilot.job_runs AS r WHERE r.job_name = 'backup-hourly'),
+                (SELECT min(r.started_at) FROM autopilot.job_runs AS r WHERE r.job_name = 'backup-daily')
+            ) AS first_backup_run,
             latest.id AS latest_id,
             latest.status AS latest_status,
             latest.finished_at AS latest_finished_at,
