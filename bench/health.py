@@ -85,7 +85,7 @@ def main() -> int:
     parser.add_argument("--dsn", help="an existing server (superuser); default: a throwaway cluster")
     parser.add_argument("--runs", type=int, default=1_000_000)
     parser.add_argument("--jobs", type=int, default=100_000)
-    parser.add_argument("--keep", action="store_true", help="keep the database (with --dsn), to look at plans")
+    parser.add_argument("--keep", action="store_true", help="keep the database (with --dsn): for plans")
     args = parser.parse_args()
 
     cluster = None if args.dsn else Cluster.create(durable=True)
