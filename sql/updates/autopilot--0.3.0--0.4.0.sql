@@ -5373,8 +5373,8 @@ AS $$
 -- the catalog's weekday when p_only_on_dow is set: what "on time" means for autopilot.health's
 -- job_overdue. A fire day holds the same times (minutes x hours), so the longest gap is either
 -- within a day or from the last time of one fire day to the first of the next; fire days are
--- looked for over the next 400 days (the first 13, or 7 with a weekday). "N seconds" is N seconds;
--- a schedule with fewer than two fire days in that span counts as 31 days.
+-- the first 13 (7 with a weekday) from today, as `status` looked at the coming 12 (6) fires. "N
+-- seconds" is N seconds; a schedule with fewer than two fire days in 13 years counts as 31 days.
 DECLARE
     v_text text := regexp_replace(regexp_replace(p_schedule, '^[ \t\n]+', ''), '[[:space:]]+$', '');
     v_fields text[] := regexp_split_to_array(
@@ -5399,6 +5399,9 @@ DECLARE
     v_dows integer[];
     v_within integer;
     v_day_gap integer;
+    v_fire_days integer := CASE WHEN p_only_on_dow IS NULL THEN 13 ELSE 7 END;
+    v_span integer;
+    v_days date[];
 BEGIN
     IF v_text ~* '^[0-9]+[[:space:]]*seconds?$' THEN
         RETURN make_interval(secs => substring(v_text FROM '^[0-9]+')::integer);
@@ -5418,13 +5421,11 @@ BEGIN
         SELECT u.time_of_day, lead(u.time_of_day) OVER (ORDER BY u.time_of_day) AS next_time
         FROM unnest(v_times) AS u (time_of_day)
     ) AS t;
-    SELECT max(f.next_day - f.day)
-    INTO v_day_gap
-    FROM (
-        SELECT d.day, lead(d.day) OVER (ORDER BY d.day) AS next_day
-        FROM (
-            SELECT g.day::date AS day
-            FROM generate_series(v_today, v_today + 400, interval '1 day') AS g (day)
+    -- the first fire days within 400 days; a schedule with fewer there (@yearly) is looked at over 13 years
+    FOREACH v_span IN ARRAY ARRAY[400, 4800] LOOP
+        v_days := ARRAY(
+            SELECT g.day::date
+            FROM generate_series(v_today, v_today + v_span, interval '1 day') AS g (day)
             WHERE extract(MONTH FROM g.day)::integer = ANY(v_months)
               AND (p_only_on_dow IS NULL OR extract(DOW FROM g.day)::integer = p_only_on_dow)
               AND CASE
@@ -5437,8 +5438,15 @@ BEGIN
                       AND extract(DOW FROM g.day)::integer = ANY(v_dows)
               END
             ORDER BY g.day
-            LIMIT CASE WHEN p_only_on_dow IS NULL THEN 13 ELSE 7 END
-        ) AS d
+            LIMIT v_fire_days
+        );
+        EXIT WHEN cardinality(v_days) = v_fire_days;
+    END LOOP;
+    SELECT max(f.next_day - f.day)
+    INTO v_day_gap
+    FROM (
+        SELECT u.day, lead(u.day) OVER (ORDER BY u.day) AS next_day
+        FROM unnest(v_days) AS u (day)
     ) AS f;
     IF v_day_gap IS NULL OR cardinality(v_times) = 0 THEN
         RETURN interval '31 days';
