@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 
+from helpers import assert_status_exit
+
 from pg_autopilot.db import connect
 from pg_autopilot.queue import QueueClient
 from pg_autopilot.workers import REGISTRY
@@ -15,7 +17,7 @@ from pg_autopilot.workers import REGISTRY
 
 def _status(autopilot, db) -> dict:
     result = autopilot("status", "--json", "--dsn", db.dsn)
-    assert result.exit_code == 0, result.output
+    assert_status_exit(result)
     return {job["name"]: job for job in json.loads(result.stdout)["jobs"]}
 
 
