@@ -119,12 +119,14 @@ def main() -> int:
                 gather(conn, dsn)
 
         def cli() -> None:
-            subprocess.run(
+            done = subprocess.run(
                 [sys.executable, "-m", "pg_autopilot.cli", "status", "--json"],
                 env=dict(os.environ, AUTOPILOT_DSN=dsn),
-                check=True,
                 capture_output=True,
             )
+            # 2: autopilot.health has a critical problem (the benchmark's runner jobs never completed)
+            if done.returncode not in (0, 2):
+                raise subprocess.CalledProcessError(done.returncode, done.args, done.stdout, done.stderr)
 
         def report(case: str) -> None:
             print(f"-- {case}")

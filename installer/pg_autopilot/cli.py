@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
+import psycopg
 from rich.markup import escape
 
-from . import __version__, backups_cli, code_cli, installer, knowledge_cli, run_now, schedules
+from . import __version__, backups_cli, code_cli, health, installer, knowledge_cli, run_now, schedules
 from . import settings as settings_module
 from .cli_common import console, dsn_option, handled
 from .db import connect
@@ -132,8 +134,10 @@ def sync(dsn: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @handled
 def status(dsn: str | None, as_json: bool) -> None:
-    """Every job: schedule, pg_cron state, last run, next run, OVERDUE; and the queue.
-    Exits 1 when pg_cron is out of sync with the catalog (run `autopilot sync`)."""
+    """Every job: schedule, pg_cron state, last run, next run, OVERDUE; the queue; the health problems.
+
+    Exits 2 when autopilot.health has a critical problem (see `autopilot check`), else 1 when pg_cron is
+    out of sync with the catalog (run `autopilot sync`)."""
     with connect(dsn, autocommit=True) as conn:
         result = gather(conn, dsn)
     if as_json:
@@ -141,9 +145,54 @@ def status(dsn: str | None, as_json: bool) -> None:
         click.echo(json.dumps(result.as_json(), indent=2, default=str).replace("\x7f", "\\u007f"))
     else:
         status_table(result, console)
-    if result.sync_hint:
-        # pg_cron does not run what the catalog says (after an upgrade, an override made elsewhere)
-        raise SystemExit(1)
+    if result.exit_code:
+        sys.exit(result.exit_code)
+
+
+@cli.command()
+@dsn_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON document (status, exit_code, problems).")
+def check(dsn: str | None, as_json: bool) -> None:
+    """Health check for Nagios, Icinga or cron mail: one summary line, then one line per problem.
+
+    Exit status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (e.g. the database cannot be reached)."""
+    try:
+        with connect(dsn, autocommit=True) as conn:
+            if installer.installed(conn) is None:
+                raise NotInstalled("autopilot is not installed in this database")
+            if not health.available(conn):
+                raise NotInstalled("the installed autopilot has no autopilot.health: run autopilot upgrade")
+            found = health.problems(conn, dsn)
+    except (psycopg.Error, AutopilotError) as exc:
+        reason = " ".join(str(getattr(exc, "message", None) or exc).split())
+        line = safe(
+            f"AUTOPILOT UNKNOWN - {'cannot connect: ' if isinstance(exc, psycopg.OperationalError) else ''}"
+            f"{reason}"
+        )
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {"status": "UNKNOWN", "exit_code": health.UNKNOWN, "summary": line, "problems": []},
+                    indent=2,
+                )
+            )
+        else:
+            click.echo(line)
+        sys.exit(health.UNKNOWN)
+    code = health.exit_code(found)
+    if as_json:
+        document = {
+            "status": health.STATUS_NAMES[code],
+            "exit_code": code,
+            "summary": safe(health.summary(found)),
+            "problems": [p.as_json() for p in found],
+        }
+        click.echo(json.dumps(document, indent=2).replace("\x7f", "\\u007f"))
+    else:
+        click.echo(safe(health.summary(found)))
+        for p in found:
+            click.echo(safe(f"{p.severity.upper()} {p.check_name} {p.subject}: {p.message}"))
+    sys.exit(code)
 
 
 @cli.command()

@@ -125,6 +125,23 @@ def status_table(status: Status, console: Console) -> None:
         )
     if status.backups is not None:
         _backups_lines(safe_data(status.backups), now, console)
+    if status.problems is not None:
+        _health_lines(status.problems, console)
+
+
+def _health_lines(problems: list, console: Console) -> None:
+    """autopilot.health's problems, critical first (what `autopilot check` reports)."""
+    if not problems:
+        console.print("[green]health: no problems[/]")
+        return
+    console.print("[bold]health (autopilot.health)[/]")
+    for p in problems:
+        style = "bold red" if p.severity == "critical" else "bold yellow"
+        console.print(
+            f"  [{style}]{p.severity.upper()}[/] {escape(safe(p.check_name))} {escape(safe(p.subject))}: "
+            f"{escape(safe(p.message))}",
+            highlight=False,
+        )
 
 
 def _progress_text(progress: dict) -> str:

@@ -12,12 +12,11 @@ import psycopg
 from croniter import croniter
 from psycopg.rows import dict_row
 
-from . import installer, schedules
+from . import health, installer, schedules
 from .backups.status import backup_status
 from .errors import NotInstalled
 from .queue import QueueClient
 
-OVERDUE_FACTOR = 2
 QUEUE_STATES = (
     "available",
     "scheduled",
@@ -93,6 +92,17 @@ class Status:
             f"run `autopilot sync` on this database{also}"
         )
 
+    # autopilot.health's problems (None before autopilot 0.4.0, which has no such view)
+    problems: list[health.Problem] | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """2 when autopilot.health has a critical problem, else 1 when pg_cron is out of sync with the
+        catalog, else 0 (warnings are shown, not failed on)."""
+        if self.problems and health.exit_code(self.problems) == health.CRITICAL:
+            return health.CRITICAL
+        return 1 if self.out_of_sync else 0
+
     def as_json(self) -> dict:
         return {
             "database": self.database,
@@ -111,6 +121,7 @@ class Status:
             "executing": [{k: _jsonable(v) for k, v in job.items()} for job in self.executing],
             "held": self.held,
             "backups": _backups_json(self.backups),
+            "problems": None if self.problems is None else [p.as_json() for p in self.problems],
             "generated_at": self.now.isoformat(),
         }
 
@@ -162,7 +173,9 @@ def gather(conn: psycopg.Connection, dsn: str | None) -> Status:
         for r in cur.execute("SELECT state, count(*) AS n FROM autopilot.jobs GROUP BY state").fetchall():
             queue[r["state"]] = r["n"]
     out_of_sync = schedules.pending_changes(conn, location, cron)
-    jobs = [_job_view(row, cron.get(row["cron_jobname"]), location, now) for row in rows]
+    problems = health.problems(conn, dsn, location, cron) if health.available(conn) else None
+    overdue = {p.subject for p in problems or [] if p.check_name == "job_overdue"}
+    jobs = [_job_view(row, cron.get(row["cron_jobname"]), location, now, overdue) for row in rows]
     backups = backup_status(conn, now)
     queue_client = QueueClient(lambda: contextlib.nullcontext(conn))
     executing = queue_client.executing()
@@ -179,10 +192,13 @@ def gather(conn: psycopg.Connection, dsn: str | None) -> Status:
         executing,
         held,
         out_of_sync,
+        problems,
     )
 
 
-def _job_view(row: dict, cron: dict | None, location: schedules.CronLocation, now: datetime) -> dict:
+def _job_view(
+    row: dict, cron: dict | None, location: schedules.CronLocation, now: datetime, overdue_jobs: set[str]
+) -> dict:
     last_at, last_status, last_duration, last_message = (
         row["last_started_at"],
         row["last_status"],
@@ -210,14 +226,11 @@ def _job_view(row: dict, cron: dict | None, location: schedules.CronLocation, no
 
     runnable = row["enabled"] and row["unavailable_reason"] is None and scheduled
     next_run = None
-    overdue = False
-    if runnable and not location.explanation:
-        # only a job pg_cron will fire has a next run, on the schedule pg_cron has
-        if cron is not None and cron["active"]:
-            next_run = next_runs(cron["schedule"], row["only_on_dow"], now)[0]
-        allowed = OVERDUE_FACTOR * interval_of(row["schedule"], row["only_on_dow"], now)
-        reference = last_success or row["first_started_at"]
-        overdue = reference is not None and now - reference > allowed
+    # only a job pg_cron will fire has a next run, on the schedule pg_cron has
+    if runnable and not location.explanation and cron is not None and cron["active"]:
+        next_run = next_runs(cron["schedule"], row["only_on_dow"], now)[0]
+    # OVERDUE is autopilot.health's job_overdue (SQL: autopilot._schedule_interval, health.overdue_factor)
+    overdue = row["name"] in overdue_jobs
     return {
         "name": row["name"],
         "side": row["side"],

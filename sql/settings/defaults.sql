@@ -221,3 +221,21 @@ VALUES
     'registry_sync.keep_snapshots', 'integer', '30', '2', '100000',
     'registry-sync keeps this many analysis snapshots per codebase (and each analyzer''s last successful one).'
 );
+
+-- autopilot.health (autopilot check, autopilot status)
+INSERT INTO autopilot.settings (name, value_type, default_value, min_value, max_value, description)
+VALUES
+(
+    'health.overdue_factor', 'numeric', '2', '1', '100',
+    'autopilot.health calls a job overdue when its last success is older than this many times its '
+    || 'schedule''s interval (the longest gap between its coming runs).'
+),
+(
+    'health.queue_stalled_after', 'interval', '15 minutes', '1 minute', NULL,
+    'autopilot.health warns (queue_stalled) when the oldest available runner job of a queue has waited this long.'
+),
+(
+    'health.runner_absent_after', 'interval', '5 minutes', '10 seconds', NULL,
+    'autopilot.health reports runner_absent when runner jobs have waited this long and no runner is connected '
+    || 'or has heartbeaten for this long.'
+);

@@ -83,3 +83,14 @@ def all_cron_jobs(cron_conn: psycopg.Connection) -> list[dict]:
 def dict_rows(conn: psycopg.Connection, query: str, params: list | None = None) -> list[dict]:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(query, params or []).fetchall()
+
+
+def assert_status_exit(result: Result) -> None:
+    """`autopilot status` exits 2 exactly when it shows a critical problem of autopilot.health (a table line
+    "CRITICAL ...", or a critical entry of --json's problems), else 1 exactly when it says pg_cron is out
+    of sync with the catalog, else 0."""
+    critical = '"severity": "critical"' in result.stdout or any(
+        line.lstrip().startswith("CRITICAL ") for line in result.stdout.splitlines()
+    )
+    out_of_sync = "pg_cron is out of sync with the catalog" in result.stdout
+    assert result.exit_code == (2 if critical else 1 if out_of_sync else 0), result.output

@@ -19,7 +19,7 @@ import uuid
 
 import psycopg
 import pytest
-from helpers import flat
+from helpers import assert_status_exit, flat
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from test_backups import rows, set_setting
@@ -44,10 +44,8 @@ def listed(autopilot, db) -> dict[int, dict]:
 
 def status_json(autopilot, db) -> dict:
     done = autopilot("status", "--json", "--dsn", db.dsn)
-    report = json.loads(done.stdout)
-    # a database whose schedules were not registered is out of sync with pg_cron: non-zero
-    assert done.exit_code == (1 if report["pg_cron"]["out_of_sync"] else 0), done.output
-    return report
+    assert_status_exit(done)
+    return json.loads(done.stdout)
 
 
 def add_filler(db, rows_: int) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from helpers import PG_BINDIR, autopilot_argv, flat, wait_for
+from helpers import PG_BINDIR, assert_status_exit, autopilot_argv, flat, wait_for
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from sample_rows import fill, table_digest, user_tables
@@ -450,10 +450,8 @@ def test_status_flags_missing_and_overdue_backups(installed_db, tmp_path, autopi
 
     def status_json() -> dict:
         done = autopilot("status", "--json", "--dsn", installed_db.dsn)
-        report = json.loads(done.output)
-        # installed without registering the schedules: out of sync with pg_cron, so non-zero
-        assert done.exit_code == (1 if report["pg_cron"]["out_of_sync"] else 0), done.output
-        return report["backups"]
+        assert_status_exit(done)
+        return json.loads(done.output)["backups"]
 
     missing = status_json()
     assert missing["overdue"] is True

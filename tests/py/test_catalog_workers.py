@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 
+from helpers import assert_status_exit
+
 from pg_autopilot.db import connect
 from pg_autopilot.queue import QueueClient
 from pg_autopilot.workers import REGISTRY
@@ -15,10 +17,8 @@ from pg_autopilot.workers import REGISTRY
 
 def _status(autopilot, db) -> dict:
     result = autopilot("status", "--json", "--dsn", db.dsn)
-    report = json.loads(result.stdout)
-    # installed without registering the schedules: out of sync with pg_cron, so non-zero
-    assert result.exit_code == (1 if report["pg_cron"]["out_of_sync"] else 0), result.output
-    return {job["name"]: job for job in report["jobs"]}
+    assert_status_exit(result)
+    return {job["name"]: job for job in json.loads(result.stdout)["jobs"]}
 
 
 def test_every_runner_side_job_has_a_worker_or_ships_disabled_with_a_reason(installed_db, autopilot):

@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from helpers import cron_jobs, dict_rows, flat, run_subprocess
+from helpers import assert_status_exit, cron_jobs, dict_rows, flat, run_subprocess
 from psycopg import sql
 from snapshot import schema_snapshot, snapshot_diff
 
@@ -391,9 +391,9 @@ def test_uninstall_removes_pg_cron_jobs_and_keeps_data(synced_db, autopilot, cro
     assert db.scalar("SELECT count(*) FROM autopilot.jobs") == 1
     assert db.scalar("SELECT count(*) FROM autopilot.job_runs") == 1
 
-    # nothing scheduled while autopilot is installed: status says so, and fails
+    # nothing scheduled while autopilot is installed: autopilot.health says so, and status fails
     status = autopilot("status", "--json", "--dsn", db.dsn)
-    assert status.exit_code == 1, status.output
+    assert status.exit_code == 2, status.output
     report = json.loads(status.stdout)
     jobs = {j["name"]: j for j in report["jobs"]}
     assert jobs["table-statistics"]["pg_cron"] == "missing (run autopilot sync)"
@@ -401,6 +401,9 @@ def test_uninstall_removes_pg_cron_jobs_and_keeps_data(synced_db, autopilot, cro
     assert {c["action"] for c in report["pg_cron"]["out_of_sync"]} == {"schedule"}
     assert len(report["pg_cron"]["out_of_sync"]) == n
     assert "run `autopilot sync` on this database" in report["pg_cron"]["sync_hint"]
+    assert ("critical", "cron_missing", "table-statistics") in {
+        (p["severity"], p["check_name"], p["subject"]) for p in report["problems"]
+    }
 
 
 def test_uninstall_drop_data_wrong_confirmation_changes_nothing(synced_db, autopilot, cron_conn):
@@ -496,7 +499,7 @@ def test_status_strips_control_characters_from_data(installed_db, autopilot):
         )
     assert autopilot("sync", "--dsn", db.dsn).exit_code == 0
     result = autopilot("status", "--dsn", db.dsn)
-    assert result.exit_code == 0, result.output
+    assert_status_exit(result)
     assert_terminal_safe(result.stdout)
     text = flat(result.stdout)
     assert f"failed {SHOWN}" in text, text
@@ -504,7 +507,7 @@ def test_status_strips_control_characters_from_data(installed_db, autopilot):
 
     # --json: the exact message, every control character JSON-escaped
     as_json = autopilot("status", "--json", "--dsn", db.dsn)
-    assert as_json.exit_code == 0, as_json.output
+    assert_status_exit(as_json)
     assert_terminal_safe(as_json.stdout)
     report = json.loads(as_json.stdout)
     assert {j["name"]: j for j in report["jobs"]}["table-statistics"]["last_message"] == HOSTILE

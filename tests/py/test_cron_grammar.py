@@ -311,3 +311,39 @@ def test_status_reads_every_grammar(schedule, first, interval):
     now = datetime(2026, 11, 28, 22, 0, tzinfo=UTC)
     assert next_runs(schedule, None, now)[0] == first
     assert interval_of(schedule, None, now) == interval
+
+
+def test_overdue_interval_in_sql_agrees_with_status_grammar(db):
+    """autopilot.health's interval (SQL, autopilot._schedule_interval) is the one `status` computed in
+    Python before it moved into SQL: the longest gap between the coming fires, a weekday kept when given."""
+    now = datetime(2026, 11, 28, 22, 0, tzinfo=UTC)
+    schedules = [
+        ("@hourly", None),
+        ("@daily", None),
+        ("@weekly", None),
+        ("@monthly", None),
+        ("@yearly", None),
+        ("0 0 $ * *", None),
+        ("30 seconds", None),
+        ("*/15 * * * *", None),
+        ("0 5 1-7 * *", None),
+        ("0 3 * * *", 0),
+        ("17 */6 * * *", 3),
+        ("0 0 1,15 * 3", None),
+        ("0 12 * 2,8 *", None),
+    ]
+    with db.connect() as conn:
+        installer.install(conn, mode="schema")
+        for schedule, dow in schedules:
+            sql_interval = conn.execute(
+                "SELECT autopilot._schedule_interval(%s, %s, %s)", [schedule, dow, now]
+            ).fetchone()[0]
+            assert sql_interval == interval_of(schedule, dow, now), (schedule, dow)
+        # where the coming 12 fires are all on one day, status' Python saw the gaps of that day only; the
+        # SQL sees the weekend: a weekday job's Friday success is not overdue on Monday morning
+        weekdays = "5,50 9-17 * * 1-5"
+        assert interval_of(weekdays, None, now) == timedelta(minutes=45)
+        sql_interval = conn.execute(
+            "SELECT autopilot._schedule_interval(%s, NULL, %s)", [weekdays, now]
+        ).fetchone()[0]
+        assert sql_interval == timedelta(days=2, hours=15, minutes=15)

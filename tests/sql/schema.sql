@@ -19,7 +19,8 @@ SELECT tables_are(
     'schema autopilot has exactly its tables'
 );
 SELECT views_are(
-    'autopilot', ARRAY['job_definitions', 'job_status', 'centralcloud_info'], 'schema autopilot has exactly its views'
+    'autopilot', ARRAY['job_definitions', 'job_status', 'centralcloud_info', 'health'],
+    'schema autopilot has exactly its views'
 );
 SELECT types_are('autopilot', ARRAY['job_step'], 'schema autopilot has exactly its composite type job_step');
 

@@ -26,6 +26,10 @@ CREATE TABLE autopilot.job_runs (
 CREATE INDEX job_runs_job_name_started_at_idx ON autopilot.job_runs (job_name, started_at DESC);
 CREATE INDEX job_runs_succeeded_idx ON autopilot.job_runs (job_name, started_at DESC)
 WHERE status = 'succeeded';
+-- autopilot.health: the last success of a runner job is its worker's (a job never completed by a
+-- worker would otherwise read every success of its enqueueing)
+CREATE INDEX job_runs_runner_succeeded_idx ON autopilot.job_runs (job_name, started_at DESC)
+WHERE status = 'succeeded' AND trigger = 'runner';
 -- metrics-refresh: the runner's failed runs by the time they finished
 CREATE INDEX job_runs_runner_failed_idx ON autopilot.job_runs (finished_at)
 WHERE side = 'runner' AND status = 'failed';

@@ -40,6 +40,9 @@ WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing'
 -- claiming: by queue, priority, then age
 CREATE INDEX jobs_claim_idx ON autopilot.jobs (queue, priority, scheduled_at, id)
 WHERE state IN ('available', 'scheduled', 'retryable');
+-- autopilot.health: per queue, the oldest job that is due and how many are (an index-only scan)
+CREATE INDEX jobs_due_idx ON autopilot.jobs (queue, scheduled_at)
+WHERE state IN ('available', 'scheduled', 'retryable');
 -- rescue-orphaned-jobs: executing jobs by their last heartbeat
 CREATE INDEX jobs_executing_idx ON autopilot.jobs (heartbeat_at)
 WHERE state = 'executing';

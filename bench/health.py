@@ -1,0 +1,150 @@
+"""`autopilot check` and `SELECT * FROM autopilot.health` with 1,000,000 runs in the ledger and 100,000
+queued runner jobs. Goal: under 200 ms each.
+
+Loads 1,000,000 runs spread over every catalog job and 100,000 jobs in autopilot.jobs (available, scheduled
+and retryable over four queues, plus 5,000 discarded ones of the last two days), then times, median of 7:
+the view alone (one query on an open connection), `autopilot check` in process (connect, read the view,
+pg_cron's side from its own database) and as a real subprocess (what Nagios waits for, interpreter start
+included).
+
+    PYTHONPATH=installer .venv/bin/python bench/health.py [--dsn DSN] [--runs N] [--jobs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import psycopg
+
+from pg_autopilot import health, installer, schedules
+from pg_autopilot.testing import Cluster
+
+GOAL_SECONDS = 0.2
+
+
+def load(dsn: str, runs: int, jobs: int) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            """
+            INSERT INTO autopilot.job_runs (job_name, side, trigger, status, started_at, finished_at,
+                                            rows_affected, message)
+            SELECT c.name, c.side, 'pg_cron',
+                   CASE WHEN g %% 50 = 0 THEN 'failed' ELSE 'succeeded' END,
+                   now() - (g * interval '30 seconds'),
+                   now() - (g * interval '30 seconds') + interval '40 ms',
+                   g %% 1000, 'benchmark run'
+            FROM generate_series(1, %s) AS g
+            CROSS JOIN LATERAL (
+                SELECT name, side FROM autopilot.job_catalog ORDER BY name
+                OFFSET (g %% (SELECT count(*) FROM autopilot.job_catalog)) LIMIT 1
+            ) AS c
+            """,
+            [runs],
+        )
+        conn.execute(
+            """
+            INSERT INTO autopilot.jobs (queue, worker, state, scheduled_at, attempt)
+            SELECT 'q' || (g %% 4), 'backup',
+                   (ARRAY['available', 'scheduled', 'retryable'])[1 + g %% 3],
+                   now() + ((g %% 600) - 300) * interval '1 minute', g %% 3
+            FROM generate_series(1, %s) AS g
+            """,
+            [jobs],
+        )
+        conn.execute(
+            """
+            INSERT INTO autopilot.jobs (queue, worker, state, discarded_at, attempt)
+            SELECT 'q' || (g % 4), 'code-ingest', 'discarded', now() - g * interval '30 seconds', 20
+            FROM generate_series(1, 5000) AS g
+            """
+        )
+        conn.execute("VACUUM ANALYZE autopilot.job_runs, autopilot.jobs")
+        counts = conn.execute(
+            "SELECT (SELECT count(*) FROM autopilot.job_runs), (SELECT count(*) FROM autopilot.jobs)"
+        ).fetchone()
+    print(f"ledger rows: {counts[0]:,}; autopilot.jobs rows: {counts[1]:,}")
+
+
+def time_it(fn, repeat: int = 7) -> list[float]:
+    fn()  # warm up (plans, caches)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dsn", help="an existing server (superuser); default: a throwaway cluster")
+    parser.add_argument("--runs", type=int, default=1_000_000)
+    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--keep", action="store_true", help="keep the database (with --dsn): for plans")
+    args = parser.parse_args()
+
+    cluster = None if args.dsn else Cluster.create(durable=True)
+    admin = args.dsn or cluster.dsn()
+    dbname = "autopilot_bench_health"
+    try:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+            conn.execute(f"DROP DATABASE IF EXISTS {dbname}")
+            conn.execute(f"CREATE DATABASE {dbname}")
+        dsn = psycopg.conninfo.make_conninfo(admin, dbname=dbname)
+        with psycopg.connect(dsn) as conn:
+            installer.install(conn)
+            schedules.sync(conn, dsn)
+        load(dsn, args.runs, args.jobs)
+
+        with psycopg.connect(dsn, autocommit=True) as conn:
+
+            def view() -> None:
+                conn.execute("SELECT * FROM autopilot.health").fetchall()
+
+            view_times = time_it(view)
+            problems = conn.execute("SELECT check_name, count(*) FROM autopilot.health GROUP BY 1").fetchall()
+            print("problems found:", ", ".join(f"{name} {n}" for name, n in sorted(problems)))
+
+        def in_process() -> None:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                health.problems(conn, dsn)
+
+        def cli() -> None:
+            done = subprocess.run(
+                [sys.executable, "-m", "pg_autopilot.cli", "check"],
+                env=dict(os.environ, AUTOPILOT_DSN=dsn),
+                capture_output=True,
+                text=True,
+            )
+            if done.returncode == 3:
+                raise RuntimeError(done.stdout + done.stderr)
+
+        for label, times in (
+            ("SELECT * FROM autopilot.health", view_times),
+            ("autopilot check (in process, connect + checks)", time_it(in_process)),
+            ("autopilot check (subprocess)", time_it(cli)),
+        ):
+            median = statistics.median(times)
+            verdict = "PASS" if median < GOAL_SECONDS else "MISS"
+            print(
+                f"{label:48s} median {median * 1000:7.1f} ms  worst {max(times) * 1000:7.1f} ms"
+                f"  goal < {GOAL_SECONDS * 1000:.0f} ms  {verdict}"
+            )
+    finally:
+        if cluster:
+            cluster.destroy()
+        elif not args.keep:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f"SELECT cron.unschedule(jobid) FROM cron.job WHERE database = '{dbname}'")
+                conn.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
