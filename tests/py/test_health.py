@@ -53,8 +53,8 @@ def test_check_ok_warning_critical_through_the_real_cli(synced_db, cron_conn):
         )
     cron_conn.execute(
         "SELECT cron.unschedule(jobid) FROM cron.job "
-        "WHERE jobname = 'autopilot:pattern-learning' AND database = %s",
-        [db.name],
+        "WHERE jobname = %s AND database = %s",
+        [f"autopilot:{db.name}:pattern-learning", db.name],
     )
     critical = run_subprocess("check", env=env)
     assert critical.returncode == 2, critical.stdout
@@ -66,7 +66,7 @@ def test_check_ok_warning_critical_through_the_real_cli(synced_db, cron_conn):
         lines[0],
     ), lines[0]
     assert lines[1].startswith(
-        "CRITICAL cron_missing pattern-learning: pg_cron has no job autopilot:pattern-learning"
+        f"CRITICAL cron_missing pattern-learning: pg_cron has no job autopilot:{db.name}:pattern-learning"
     )
     assert "autopilot sync" in lines[1]
     assert lines[2].startswith(
@@ -74,7 +74,7 @@ def test_check_ok_warning_critical_through_the_real_cli(synced_db, cron_conn):
     )
     assert "autopilot run table-statistics" in lines[2]
     assert all(line.startswith("WARNING ") for line in lines[3:])
-    assert "WARNING cron_never_run vacuum-analyze: pg_cron job autopilot:vacuum-analyze" in critical.stdout
+    assert f"WARNING cron_never_run vacuum-analyze: pg_cron job autopilot:{db.name}:vacuum-analyze" in critical.stdout
     assert "WARNING jobs_discarded default" in critical.stdout
 
     document = json.loads(run_subprocess("check", "--json", env=env).stdout)
@@ -136,7 +136,8 @@ def test_health_in_the_pg_cron_database_shows_autopilot_jobs_to_the_readonly_rol
             )
             cron_conn.execute(
                 "SELECT cron.alter_job(jobid, active := false) FROM cron.job "
-                "WHERE jobname = 'autopilot:vector-stats' AND database = current_database()"
+                "WHERE jobname = 'autopilot:' || current_database() || ':vector-stats' "
+                "AND database = current_database()"
             )
             with psycopg.connect(cron_db.dsn, user=role, autocommit=True) as reader:
                 # pg_cron's row security: a role sees its own jobs only
