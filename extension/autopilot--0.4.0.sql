@@ -7575,7 +7575,7 @@ AS $$
 -- Approximate, through pgvector's HNSW, where autopilot.create_vector_index()
 -- made the model's index and pgvector 0.8+ is installed: iterative scans go on
 -- past the chunks the codebase filter drops (hnsw.iterative_scan), and the
--- search list is at least 200 and p_limit long (hnsw.ef_search; a higher value
+-- search list is at least 100 and p_limit long (hnsw.ef_search; a higher value
 -- the session set is kept); both are set for the query only, the caller's
 -- values restored. Should the scan still return fewer than p_limit chunks while
 -- more qualify (it stops at hnsw.max_scan_tuples), the exact path answers.
@@ -7609,7 +7609,7 @@ BEGIN
             v_iterative_scan := current_setting('hnsw.iterative_scan');
         END IF;
         PERFORM set_config(
-            'hnsw.ef_search', least(1000, greatest(200, p_limit, v_ef_search::integer))::text, true
+            'hnsw.ef_search', least(1000, greatest(100, p_limit, v_ef_search::integer))::text, true
         );
         -- relaxed order: results may come slightly out of order, so they are sorted again below
         PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
@@ -8038,7 +8038,7 @@ COMMENT ON FUNCTION autopilot.search_knowledge(real[], text, integer, text, text
 CREATE FUNCTION autopilot.create_vector_index(
     p_embedding_model text,
     p_m integer DEFAULT 16,
-    p_ef_construction integer DEFAULT 64
+    p_ef_construction integer DEFAULT 128
 )
 RETURNS regclass
 LANGUAGE plpgsql

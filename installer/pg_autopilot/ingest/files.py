@@ -277,7 +277,11 @@ def _read_regular(path: str, size_cap: int) -> bytes:
             raise OSError(f"not a regular file, {_kind(status.st_mode)}")
         if status.st_size > size_cap:
             raise _TooLarge(status.st_size)
-        data = handle.read(size_cap + 1)
+        # sized by fstat, not by the cap (a cap-sized buffer per file is allocated and freed for
+        # nothing); one byte more tells a file that grew meanwhile, read on up to the cap
+        data = handle.read(status.st_size + 1)
+        if len(data) > status.st_size:
+            data += handle.read(size_cap + 1 - len(data))
     if len(data) > size_cap:
         raise _TooLarge(len(data))
     return data

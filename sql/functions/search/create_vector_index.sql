@@ -1,7 +1,7 @@
 CREATE FUNCTION autopilot.create_vector_index(
     p_embedding_model text,
     p_m integer DEFAULT 16,
-    p_ef_construction integer DEFAULT 64
+    p_ef_construction integer DEFAULT 128
 )
 RETURNS regclass
 LANGUAGE plpgsql
