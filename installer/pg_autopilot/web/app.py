@@ -186,8 +186,15 @@ class Dashboard:
             status, content_type, body, extra = exc.status, "text/html; charset=utf-8", self._error(exc), []
         except (AutopilotError, psycopg.Error) as exc:
             message = exc.message if isinstance(exc, AutopilotError) else str(exc).splitlines()[0]
-            error = HttpError(HTTPStatus.INTERNAL_SERVER_ERROR, f"the database said: {message}",
-                              getattr(exc, "hint", None))  # fmt: skip
+            refused = (
+                exc.sqlstate if isinstance(exc, AutopilotError) else getattr(exc, "sqlstate", None)
+            ) == "42501"
+            error = HttpError(
+                HTTPStatus.FORBIDDEN if refused else HTTPStatus.INTERNAL_SERVER_ERROR,
+                f"the database said: {message}",
+                "the role of serve's DSN needs EXECUTE on this function (README: Monitoring)"
+                if refused else getattr(exc, "hint", None),
+            )  # fmt: skip
             status, content_type, body, extra = (
                 error.status,
                 "text/html; charset=utf-8",
@@ -248,10 +255,11 @@ class Dashboard:
         with self._connection() as conn:
             status = gather(conn, self._dsn)
             health = self._health(conn)
-            depth = self._queue_client(conn).depth()
+        # the queue's totals per state, as status counted them (the queue page splits them per queue)
+        totals = [{"queue": "all queues", "states": status.queue, "oldest_wait": None}]
         return self._page(
             "overview.html", page="overview", status=status, now=status.now, health=health,
-            queues=_queues(depth, status.now), states=QUEUE_STATES,
+            queues=totals, states=QUEUE_STATES,
         )  # fmt: skip
 
     def _health(self, conn: psycopg.Connection) -> list[dict] | None:

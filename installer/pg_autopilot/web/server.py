@@ -13,6 +13,7 @@ from psycopg_pool import ConnectionPool
 
 from ..db import APPLICATION_NAME, conninfo
 from .app import Dashboard
+from .metrics import session_settings
 
 log = logging.getLogger("pg_autopilot.web")
 
@@ -42,6 +43,7 @@ def make_dashboard_server(
         min_size=1,
         max_size=pool_size,
         kwargs={"autocommit": True},
+        configure=session_settings,
         timeout=10,
         open=True,
     )
