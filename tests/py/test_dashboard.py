@@ -259,6 +259,26 @@ def test_runs_page_filters_by_job_and_outcome(seeded, server, page):
     assert page.goto(server + "/runs?outcome=nonsense").status == 400
 
 
+def test_run_history_and_job_lists_page_without_gaps_or_overlaps(seeded):
+    from pg_autopilot.queue import QueueClient
+    from pg_autopilot.status import ledger_job_names, run_history
+
+    with seeded.db.connect() as conn:
+        names = ledger_job_names(conn)
+        assert {"metrics-refresh", "pattern-learning", "registry-sync"} <= set(names)
+        everything = run_history(conn, jobs=names, limit=1000)
+        pages, before = [], None
+        while page := run_history(conn, jobs=names, before=before, limit=7):
+            pages.extend(page)
+            before = (page[-1]["started_at"], page[-1]["id"])
+        assert [r["id"] for r in pages] == [r["id"] for r in everything] and len(everything) >= 61
+        queue = QueueClient(lambda: contextlib.nullcontext(conn))
+        first = queue.list_jobs(limit=2)
+        rest = queue.list_jobs(before_id=first[-1]["id"], limit=100)
+        every = queue.list_jobs(limit=100)
+        assert [j["id"] for j in first + rest] == [j["id"] for j in every]
+
+
 def test_queue_pages_show_states_errors_and_attempts(seeded, server, page):
     visit(page, server + "/queue", "queue")
     text = page.inner_text("main")
