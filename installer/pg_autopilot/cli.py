@@ -250,7 +250,12 @@ def serve(dsn: str | None, host: str, port: int, token: str | None) -> None:
     token = token or new_token()
     with connect(dsn, autocommit=True) as conn:
         _require_installed(conn)
-    server, pool = make_dashboard_server(dsn, host, port, token)
+    try:
+        server, pool = make_dashboard_server(dsn, host, port, token)
+    except OSError as exc:
+        raise InvalidInput(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}", hint="pick another --port or --host"
+        ) from exc
     address = f"[{host}]" if ":" in host else host
     console.print(
         f"autopilot dashboard on http://{address}:{server.server_port}/ (metrics: /metrics)", highlight=False

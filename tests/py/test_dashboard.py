@@ -450,10 +450,18 @@ def test_the_read_only_role_reads_every_page_and_cannot_act(seeded, admin_dsn):
         assert job_state(seeded, seeded.executing) == before == "executing"
 
 
-def test_serve_refuses_a_short_token(seeded):
+def test_serve_refuses_a_short_token_and_a_port_in_use(seeded):
     done = run_subprocess("serve", "--dsn", seeded.db.dsn, "--port", str(free_port()), "--token", "short")
     assert done.returncode == 1
     assert "the token is too short" in done.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_subprocess("serve", "--dsn", seeded.db.dsn, "--port", str(port))
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "pick another --port" in done.stderr
 
 
 if __name__ == "__main__":  # pragma: no cover
