@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${VENV:-.venv}
 packages=(postgresql-15 postgresql-client-15 postgresql-15-cron postgresql-15-pgtap pgtap
-          postgresql-server-dev-15 postgresql-15-plpgsql-check python3-venv make gcc)
+          postgresql-server-dev-15 postgresql-15-plpgsql-check python3-venv make gcc
+          chromium)
 sudo=""
 [ "$(id -u)" = 0 ] || sudo=sudo
 

@@ -13,7 +13,7 @@ from . import __version__, backups_cli, code_cli, health, installer, knowledge_c
 from . import settings as settings_module
 from .cli_common import console, dsn_option, handled
 from .db import connect
-from .errors import AutopilotError, JobFailed, NotInstalled
+from .errors import AutopilotError, InvalidInput, JobFailed, NotInstalled
 from .render import duration, safe, safe_data, status_table
 from .runner_cli import runner
 from .status import gather
@@ -271,6 +271,57 @@ def settings(dsn: str | None, name: str | None, value: str | None, reset: bool) 
             f"[dim]{escape(kind)}{escape(changed)} — {escape(description)}[/]",
             highlight=False,
         )
+
+
+@cli.command()
+@dsn_option
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback only by default)."
+)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port (0: any free one)."
+)
+@click.option(
+    "--token",
+    envvar="AUTOPILOT_SERVE_TOKEN",
+    help="The token the retry and cancel forms ask for; default: AUTOPILOT_SERVE_TOKEN, else a new"
+    " random one, printed.",
+)
+@handled
+def serve(dsn: str | None, host: str, port: int, token: str | None) -> None:
+    """Serve the web dashboard and Prometheus /metrics until interrupted."""
+    import logging
+
+    from .web.server import make_dashboard_server, new_token
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if token is not None and len(token) < 16:
+        raise InvalidInput(
+            "the token is too short", hint="give at least 16 characters, or none for a random one"
+        )
+    printed = token is None
+    token = token or new_token()
+    with connect(dsn, autocommit=True) as conn:
+        _require_installed(conn)
+    try:
+        server, pool = make_dashboard_server(dsn, host, port, token)
+    except OSError as exc:
+        raise InvalidInput(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}", hint="pick another --port or --host"
+        ) from exc
+    address = f"[{host}]" if ":" in host else host
+    console.print(
+        f"autopilot dashboard on http://{address}:{server.server_port}/ (metrics: /metrics)", highlight=False
+    )
+    if printed:
+        console.print(f"token for retry and cancel: {token}", highlight=False, markup=False)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        pool.close()
 
 
 # `autopilot runner ...`: the runner and its backups (runner_cli.py)

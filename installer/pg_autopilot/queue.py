@@ -207,6 +207,83 @@ class QueueClient:
                 ).fetchall()
             ]
 
+    # -- what the dashboard and /metrics read, and the actions they offer ------------------------
+
+    def depth(self) -> list[dict[str, Any]]:
+        """Jobs per (queue, state), with each queue's oldest available job's scheduled_at (one scan)."""
+        with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(
+                "SELECT j.queue, j.state, count(*) AS jobs,"
+                " min(j.scheduled_at) FILTER (WHERE j.state = 'available') AS oldest_available_at"
+                " FROM autopilot.jobs AS j GROUP BY j.queue, j.state ORDER BY j.queue, j.state"
+            ).fetchall()
+
+    def runners_alive(self) -> list[str]:
+        """The runner nodes whose heartbeat is fresh: executing a job whose heartbeat_at is younger than
+        jobs.rescue_after (a runner with nothing to run has nothing to heartbeat)."""
+        with self._connection() as conn:
+            return [
+                node
+                for (node,) in conn.execute(
+                    "SELECT DISTINCT j.attempted_by FROM autopilot.jobs AS j WHERE j.state = 'executing'"
+                    " AND j.heartbeat_at > now() - autopilot.get_setting('jobs.rescue_after')::interval"
+                    " ORDER BY 1"
+                ).fetchall()
+            ]
+
+    def list_jobs(
+        self,
+        *,
+        state: str | None = None,
+        queue: str | None = None,
+        worker: str | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """Jobs newest first (by id), filtered; ``before_id`` pages on (keyset)."""
+        with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(
+                "SELECT j.id, j.queue, j.worker, j.state, j.priority, j.attempt, j.max_attempts,"
+                " j.inserted_at, j.scheduled_at, j.attempted_at, j.attempted_by,"
+                " coalesce(j.completed_at, j.discarded_at, j.cancelled_at) AS finished_at,"
+                " j.meta ->> 'catalog' AS catalog, jsonb_array_length(j.errors) AS error_count,"
+                " j.errors -> -1 ->> 'error' AS last_error"
+                " FROM autopilot.jobs AS j"
+                " WHERE (%(state)s::text IS NULL OR j.state = %(state)s)"
+                " AND (%(queue)s::text IS NULL OR j.queue = %(queue)s)"
+                " AND (%(worker)s::text IS NULL OR j.worker = %(worker)s)"
+                " AND (%(before)s::bigint IS NULL OR j.id < %(before)s)"
+                " ORDER BY j.id DESC LIMIT %(limit)s",
+                {"state": state, "queue": queue, "worker": worker, "before": before_id, "limit": limit},
+            ).fetchall()
+
+    def job(self, job_id: int) -> dict[str, Any] | None:
+        """One job, every column (its errors: one per failed attempt), or None."""
+        with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute("SELECT j.* FROM autopilot.jobs AS j WHERE j.id = %s", [job_id]).fetchone()
+
+    def retry(self, job_id: int) -> bool:
+        """autopilot.retry: a job that is not executing runs again now; False when it could not be."""
+        with self._connection() as conn:
+            return conn.execute("SELECT autopilot.retry(%s)", [job_id]).fetchone()[0]
+
+    def cancel(self, job_id: int, reason: str | None = None) -> bool:
+        """autopilot.cancel: an unfinished job is cancelled; False when it was finished already."""
+        with self._connection() as conn:
+            return conn.execute("SELECT autopilot.cancel(%s, %s)", [job_id, reason]).fetchone()[0]
+
+    def latest_progress(self, workers: Sequence[str]) -> list[dict[str, Any]]:
+        """The latest job of these workers that reported progress, per ``meta.progress.codebase`` (code
+        ingest reports one codebase at a time), newest first: its state and progress."""
+        with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(
+                "SELECT DISTINCT ON (j.meta -> 'progress' ->> 'codebase') j.meta -> 'progress' ->> 'codebase'"
+                " AS codebase, j.id, j.worker, j.state, j.attempted_at, j.meta -> 'progress' AS progress"
+                " FROM autopilot.jobs AS j WHERE j.worker = ANY(%s) AND j.meta ? 'progress'"
+                " ORDER BY j.meta -> 'progress' ->> 'codebase', j.attempted_at DESC NULLS LAST, j.id DESC",
+                [list(workers)],
+            ).fetchall()
+
     def held(self) -> list[dict[str, Any]]:
         """The waiting jobs that a discarded or cancelled dependency holds (they run only once it is
         retried and completes), each with that dependency."""

@@ -109,6 +109,18 @@ def runner() -> None:
     help="Import MODULE, which registers more workers with pg_autopilot.workers.worker (repeatable).",
 )
 @click.option("--no-startup-jobs", is_flag=True, help="Do not enqueue the catalog's startup jobs.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    envvar="AUTOPILOT_METRICS_PORT",
+    help="Serve Prometheus /metrics on this port (default: AUTOPILOT_METRICS_PORT; none: not served).",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address /metrics listens on (with --metrics-port).",
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 @handled
 def start(
@@ -121,6 +133,8 @@ def start(
     grace: float,
     worker_modules: tuple[str, ...],
     no_startup_jobs: bool,
+    metrics_port: int | None,
+    metrics_host: str,
     log_level: str,
 ) -> None:
     """Drain autopilot.jobs until SIGTERM or SIGINT; logs are JSON lines on stderr."""
@@ -147,8 +161,25 @@ def start(
             if node:
                 config.node = node
             the_runner = Runner(config)
-            with _stop_on_signals(the_runner):
-                the_runner.run()
+            metrics_server = None
+            if metrics_port is not None:
+                from .web.metrics import serve_metrics
+
+                try:
+                    metrics_server = serve_metrics(dsn, metrics_host, metrics_port)
+                except OSError as exc:
+                    raise InvalidInput(
+                        f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc.strerror or exc}",
+                        hint="pick another --metrics-port",
+                    ) from exc
+                event(logging.INFO, "metrics served", host=metrics_host, port=metrics_port, path="/metrics")
+            try:
+                with _stop_on_signals(the_runner):
+                    the_runner.run()
+            finally:
+                if metrics_server is not None:
+                    metrics_server.shutdown()
+                    metrics_server.server_close()
     except AutopilotError as exc:
         event(logging.ERROR, "runner failed", error=exc.message, hint=exc.hint, sqlstate=exc.sqlstate)
         sys.exit(1)

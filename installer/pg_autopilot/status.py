@@ -250,3 +250,87 @@ def _job_view(
         "next_run_at": next_run,
         "overdue": overdue,
     }
+
+
+RUN_OUTCOMES = ("running", "succeeded", "failed", "skipped", "abandoned", "cancelled")
+
+
+def ledger_job_names(conn: psycopg.Connection) -> list[str]:
+    """Every job name in the run ledger (catalog jobs and runner workers enqueued without one): a skip scan
+    of job_runs_job_name_started_at_idx, one index probe per name however many runs there are."""
+    return [
+        name
+        for (name,) in conn.execute(
+            """
+            WITH RECURSIVE names (name) AS (
+                (SELECT r.job_name FROM autopilot.job_runs AS r ORDER BY r.job_name LIMIT 1)
+                UNION ALL
+                SELECT (SELECT r.job_name FROM autopilot.job_runs AS r WHERE r.job_name > n.name
+                        ORDER BY r.job_name LIMIT 1)
+                FROM names AS n WHERE n.name IS NOT NULL
+            )
+            SELECT n.name FROM names AS n WHERE n.name IS NOT NULL
+            """
+        ).fetchall()
+    ]
+
+
+def run_history(
+    conn: psycopg.Connection,
+    *,
+    jobs: list[str],
+    outcome: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before: tuple[datetime, int] | None = None,
+    limit: int = 100,
+) -> list[dict]:
+    """The ledger's runs of ``jobs``, newest first (by start, then id), in [since, until), of one outcome
+    when given; ``before`` (a run's started_at and id) pages on. Each job's runs are read through
+    job_runs_job_name_started_at_idx and merged, so a page costs ``limit`` rows per job, not a scan of the
+    ledger."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            """
+            SELECT r.* FROM unnest(%(jobs)s::text[]) AS j (name)
+            CROSS JOIN LATERAL (
+                SELECT r.id, r.job_name, r.side, r.trigger, r.status, r.started_at, r.finished_at,
+                       r.finished_at - r.started_at AS duration, r.rows_affected, r.message, r.error_sqlstate,
+                       (r.details ->> 'job_id') AS queue_job_id
+                FROM autopilot.job_runs AS r
+                WHERE r.job_name = j.name
+                  AND (%(outcome)s::text IS NULL OR r.status = %(outcome)s)
+                  AND (%(since)s::timestamptz IS NULL OR r.started_at >= %(since)s)
+                  AND (%(until)s::timestamptz IS NULL OR r.started_at < %(until)s)
+                  AND (%(before_at)s::timestamptz IS NULL
+                       OR (r.started_at, r.id) < (%(before_at)s, %(before_id)s))
+                ORDER BY r.started_at DESC, r.id DESC
+                LIMIT %(limit)s
+            ) AS r
+            ORDER BY r.started_at DESC, r.id DESC
+            LIMIT %(limit)s
+            """,
+            {
+                "jobs": jobs,
+                "outcome": outcome,
+                "since": since,
+                "until": until,
+                "before_at": before[0] if before else None,
+                "before_id": before[1] if before else None,
+                "limit": limit,
+            },
+        ).fetchall()
+
+
+def job_attempts(conn: psycopg.Connection, job: dict) -> list[dict]:
+    """The ledger's rows of a queued job's attempts (runner side), oldest first: those named after its
+    catalog entry or worker, started since it was inserted, whose details name its id."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT r.id, r.status, r.started_at, r.finished_at, r.finished_at - r.started_at AS duration,"
+            " r.message, (r.details ->> 'attempt')::integer AS attempt, r.details ->> 'node' AS node"
+            " FROM autopilot.job_runs AS r"
+            " WHERE r.job_name = %s AND r.started_at >= %s AND r.details ->> 'job_id' = %s::text"
+            " ORDER BY r.started_at, r.id",
+            [(job.get("meta") or {}).get("catalog") or job["worker"], job["inserted_at"], job["id"]],
+        ).fetchall()

@@ -102,6 +102,24 @@ def test_extension_builds_from_the_sdist(sdist: Path, tmp_path: Path):
         assert needed in plan.stdout, needed
 
 
+def test_the_wheel_ships_the_dashboard_templates_and_the_sql(tmp_path: Path):
+    """`autopilot serve` loads its templates as package data, `autopilot install` the extension's scripts."""
+    import zipfile
+
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    templates = {p.name for p in (ROOT / "installer" / "pg_autopilot" / "web" / "templates").glob("*.html")}
+    assert {"base.html", "overview.html", "runs.html", "queue.html", "job.html"} <= templates
+    assert {f"pg_autopilot/web/templates/{t}" for t in templates} <= names
+    assert f"pg_autopilot/sql/extension/autopilot--{VERSION}.sql" in names
+
+
 def test_meta_json_is_pgxn_metadata_for_this_version():
     """The rules of PGXN Meta Spec 1.0.0 (https://pgxn.org/meta/spec.txt) that apply to this file."""
     meta = json.loads((ROOT / "META.json").read_text())
