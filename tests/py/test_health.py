@@ -52,8 +52,7 @@ def test_check_ok_warning_critical_through_the_real_cli(synced_db, cron_conn):
             "now() - interval '3 days', 'ok')"
         )
     cron_conn.execute(
-        "SELECT cron.unschedule(jobid) FROM cron.job "
-        "WHERE jobname = %s AND database = %s",
+        "SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = %s AND database = %s",
         [f"autopilot:{db.name}:pattern-learning", db.name],
     )
     critical = run_subprocess("check", env=env)
@@ -74,7 +73,8 @@ def test_check_ok_warning_critical_through_the_real_cli(synced_db, cron_conn):
     )
     assert "autopilot run table-statistics" in lines[2]
     assert all(line.startswith("WARNING ") for line in lines[3:])
-    assert f"WARNING cron_never_run vacuum-analyze: pg_cron job autopilot:{db.name}:vacuum-analyze" in critical.stdout
+    never_run = f"WARNING cron_never_run vacuum-analyze: pg_cron job autopilot:{db.name}:vacuum-analyze"
+    assert never_run in critical.stdout
     assert "WARNING jobs_discarded default" in critical.stdout
 
     document = json.loads(run_subprocess("check", "--json", env=env).stdout)
