@@ -227,6 +227,15 @@ def test_overview_shows_the_jobs_the_queue_and_the_backup(seeded, server, page):
     ]
     assert "120/300 files" in text and f"#{seeded.executing}" in text
     assert f"#{seeded.backup_id}" in text and "on time" in text
+    # autopilot.health's rows, each on the page (the seeded data has some: a discarded job, a failure)
+    with seeded.db.connect() as conn:
+        problems = conn.execute("SELECT severity, check_name, subject FROM autopilot.health").fetchall()
+    assert problems
+    for severity, check_name, subject in problems:
+        row = page.locator(
+            "tr", has=page.locator("td.mono", has_text=re.compile(f"^{re.escape(check_name)}$"))
+        )
+        assert any(subject in r and severity in r for r in row.all_inner_texts()), (check_name, subject)
 
 
 def test_runs_page_filters_by_job_and_outcome(seeded, server, page):
@@ -391,6 +400,13 @@ def check_metrics(families: dict, seeded: Seeded) -> None:
     assert value(families, "autopilot_backup_size_bytes", database=seeded.db.name) == seeded.backup_size
     assert 0 <= value(families, "autopilot_backup_age_seconds", database=seeded.db.name) < 3600
     assert value(families, "autopilot_backup_overdue", database=seeded.db.name) == 0
+    with seeded.db.connect() as conn:
+        by_severity = dict(
+            conn.execute("SELECT severity, count(*) FROM autopilot.health GROUP BY 1").fetchall()
+        )
+    assert by_severity
+    for severity, n in by_severity.items():
+        assert value(families, "autopilot_health_problems", severity=severity) == n
 
 
 def test_metrics_from_serve_parse_and_hold_the_data(seeded, server):

@@ -37,8 +37,10 @@ class Listener:
                     connect_timeout=10,
                 ) as conn:
                     conn.execute("LISTEN autopilot_jobs")
-                    if failures:
-                        self._wake.set()  # what was enqueued meanwhile sent no NOTIFY we heard
+                    # what was enqueued before this LISTEN (since the runner's first claim, or while
+                    # the connection was lost) sent no NOTIFY we heard: claim once now, not at the
+                    # next poll (up to poll_interval later)
+                    self._wake.set()
                     failures = 0
                     self._wait(conn)
             except psycopg.Error as exc:
