@@ -16,23 +16,36 @@ from pg_autopilot.testing import Cluster
 
 
 @contextlib.contextmanager
-def scratch_database(dsn: str | None, name: str, console: Console) -> Iterator[str]:
+def scratch_database(
+    dsn: str | None, name: str, console: Console, pg_cron: bool = False, keep: bool = False
+) -> Iterator[str]:
     """Yields the DSN of a fresh database ``name``, dropped afterwards. Without ``dsn``, on a throwaway
-    durable cluster (fsync on, as in production) that is destroyed afterwards."""
+    durable cluster (fsync on, as in production) that is destroyed afterwards. ``pg_cron``: the cluster
+    loads pg_cron (``dsn`` must then be pg_cron's database), and the pg_cron jobs of ``name`` are
+    unscheduled before it is dropped. ``keep``: on ``dsn``'s server, the database is left (for plans)."""
     cluster = None
     if dsn is None:
         with console.status("starting a throwaway durable cluster"):
-            cluster = Cluster.create(durable=True, pg_cron=False)
+            cluster = Cluster.create(durable=True, pg_cron=pg_cron)
         dsn = cluster.dsn()
     try:
         with psycopg.connect(dsn, autocommit=True) as admin:
+            if pg_cron:
+                admin.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         try:
             yield make_conninfo(dsn, dbname=name)
         finally:
-            with psycopg.connect(dsn, autocommit=True) as admin:
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            if cluster is None and not keep:
+                with psycopg.connect(dsn, autocommit=True) as admin:
+                    if pg_cron:
+                        admin.execute(
+                            "SELECT cron.unschedule(jobid) FROM cron.job WHERE database = %s", [name]
+                        )
+                    admin.execute(
+                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                    )
     finally:
         if cluster is not None:
             cluster.destroy()

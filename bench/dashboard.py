@@ -20,10 +20,11 @@ import time
 import urllib.request
 
 import psycopg
+from _scratch import scratch_database  # bench/_scratch.py
 from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
 
 from pg_autopilot import installer, schedules
-from pg_autopilot.testing import Cluster
 from pg_autopilot.web.server import make_dashboard_server
 
 GOAL_SECONDS = 0.200
@@ -123,16 +124,8 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=100_000)
     args = parser.parse_args()
 
-    cluster = None if args.dsn else Cluster.create(durable=True)
-    admin = args.dsn or cluster.dsn()
-    dbname = "autopilot_bench_dashboard"
     missed = False
-    try:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
-            conn.execute(f"DROP DATABASE IF EXISTS {dbname}")
-            conn.execute(f"CREATE DATABASE {dbname}")
-        dsn = psycopg.conninfo.make_conninfo(admin, dbname=dbname)
+    with scratch_database(args.dsn, "autopilot_bench_dashboard", Console(), pg_cron=True) as dsn:
         with psycopg.connect(dsn) as conn:
             installer.install(conn)
             schedules.sync(conn, dsn)
@@ -174,13 +167,6 @@ def main() -> int:
             server.shutdown()
             server.server_close()
             pool.close()
-    finally:
-        if cluster:
-            cluster.destroy()
-        else:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f"SELECT cron.unschedule(jobid) FROM cron.job WHERE database = '{dbname}'")
-                conn.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
     return 1 if missed else 0
 
 

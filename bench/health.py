@@ -20,9 +20,10 @@ import sys
 import time
 
 import psycopg
+from _scratch import scratch_database  # bench/_scratch.py
+from rich.console import Console
 
 from pg_autopilot import health, installer, schedules
-from pg_autopilot.testing import Cluster
 
 GOAL_SECONDS = 0.2
 
@@ -88,15 +89,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the database (with --dsn): for plans")
     args = parser.parse_args()
 
-    cluster = None if args.dsn else Cluster.create(durable=True)
-    admin = args.dsn or cluster.dsn()
-    dbname = "autopilot_bench_health"
-    try:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
-            conn.execute(f"DROP DATABASE IF EXISTS {dbname}")
-            conn.execute(f"CREATE DATABASE {dbname}")
-        dsn = psycopg.conninfo.make_conninfo(admin, dbname=dbname)
+    with scratch_database(args.dsn, "autopilot_bench_health", Console(), pg_cron=True, keep=args.keep) as dsn:
         with psycopg.connect(dsn) as conn:
             installer.install(conn)
             schedules.sync(conn, dsn)
@@ -136,13 +129,6 @@ def main() -> int:
                 f"{label:48s} median {median * 1000:7.1f} ms  worst {max(times) * 1000:7.1f} ms"
                 f"  goal < {GOAL_SECONDS * 1000:.0f} ms  {verdict}"
             )
-    finally:
-        if cluster:
-            cluster.destroy()
-        elif not args.keep:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f"SELECT cron.unschedule(jobid) FROM cron.job WHERE database = '{dbname}'")
-                conn.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
     return 0
 
 
