@@ -8,6 +8,7 @@ database, and is carried out in the cron database with ``cron.schedule_in_databa
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import psycopg
@@ -24,6 +25,10 @@ _CURRENT_JOBS = """
     FROM cron.job AS j
     WHERE starts_with(j.jobname, 'autopilot:')
 """
+
+
+# without USAGE on schema cron, to_regclass('cron.job') fails: the catalogs answer for any role
+_CRON_CREATED = "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_cron')"
 
 
 @dataclass
@@ -64,11 +69,79 @@ def locate(conn: psycopg.Connection, dsn: str | None) -> CronLocation:
     if cron_db is None:
         return CronLocation(None, app_db, False)
     if cron_db == app_db:
-        created = conn.execute("SELECT to_regclass('cron.job') IS NOT NULL").fetchone()[0]
+        created = conn.execute(_CRON_CREATED).fetchone()[0]
         return CronLocation(cron_db, app_db, created)
     with other_database(dsn, cron_db, autocommit=True) as cconn:
-        created = cconn.execute("SELECT to_regclass('cron.job') IS NOT NULL").fetchone()[0]
+        created = cconn.execute(_CRON_CREATED).fetchone()[0]
     return CronLocation(cron_db, app_db, created)
+
+
+# pg_cron's functions autopilot calls (sync_schedules() and the cross-database sync alike); pg_cron
+# grants the first two to superusers only
+CRON_FUNCTIONS = {
+    "schedule_in_database": "cron.schedule_in_database(text, text, text, text, text, boolean)",
+    "alter_job": "cron.alter_job(bigint, text, text, text, text, boolean)",
+    "unschedule": "cron.unschedule(bigint)",
+}
+
+_CRON_RIGHTS = """
+    SELECT pg_catalog.has_schema_privilege('cron', 'USAGE') AS usage,
+           coalesce(pg_catalog.array_agg(p.proname::text ORDER BY p.proname)
+                    FILTER (WHERE NOT pg_catalog.has_function_privilege(p.oid, 'EXECUTE')), '{}') AS denied
+    FROM pg_catalog.pg_proc AS p
+    JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
+    WHERE n.nspname = 'cron'
+      AND pg_catalog.format('cron.%%s(%%s)', p.proname, pg_catalog.oidvectortypes(p.proargtypes)) = ANY(%s)
+"""
+
+
+def check_can_schedule(conn: psycopg.Connection, dsn: str | None) -> CronLocation:
+    """Before ``install``, ``sync`` or ``upgrade`` writes anything: may this role register autopilot's
+    jobs with pg_cron? Read cron.database_name (superuser or pg_read_all_settings), USAGE on schema
+    cron and EXECUTE on the pg_cron functions sync calls, in the database pg_cron lives in. Raises an
+    AutopilotError whose hint names every missing grant and the statements that give it; a server
+    without pg_cron passes (there is nothing to schedule, and sync says so)."""
+    with conn.transaction():
+        role = conn.execute("SELECT current_user").fetchone()[0]
+        location = locate(conn, dsn)
+    ident = _quote_ident(role)
+    if location.hidden:
+        raise AutopilotError(
+            f'role "{role}" may not read the setting cron.database_name, so it cannot find pg_cron to '
+            "schedule autopilot's jobs: nothing changed",
+            hint=f"As a superuser (or your managed service's admin role) grant it: "
+            f"GRANT pg_read_all_settings TO {ident}; then run this again (pg_cron's own grants are "
+            "checked next).",
+        )
+    if location.explanation:
+        return location
+    signatures = list(CRON_FUNCTIONS.values())
+    if location.local:
+        with conn.transaction():
+            usage, denied = conn.execute(_CRON_RIGHTS, [signatures]).fetchone()
+    else:
+        with other_database(dsn, location.database, autocommit=True) as cconn:
+            usage, denied = cconn.execute(_CRON_RIGHTS, [signatures]).fetchone()
+    missing = [] if usage else [f"GRANT USAGE ON SCHEMA cron TO {ident};"]
+    missing += [f"GRANT EXECUTE ON FUNCTION {CRON_FUNCTIONS[name]} TO {ident};" for name in denied]
+    if missing:
+        what = ["USAGE on schema cron"] if not usage else []
+        what += [f"EXECUTE on {CRON_FUNCTIONS[name]}" for name in denied]
+        raise AutopilotError(
+            f'role "{role}" may not schedule jobs with pg_cron (database "{location.database}"): it lacks '
+            + ", ".join(what)
+            + ": nothing changed",
+            hint="As a superuser (or your managed service's admin role), "
+            + f'in database "{location.database}": '
+            + " ".join(missing),
+        )
+    return location
+
+
+def _quote_ident(name: str) -> str:
+    if re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+        return name
+    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass

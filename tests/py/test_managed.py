@@ -1,0 +1,99 @@
+"""Managed services: autopilot installed by a non-superuser owner of the database. `install`, `sync`,
+`upgrade` and `schedule` first check that the role can schedule with pg_cron, and fail before writing
+anything with a hint that names each missing grant and the statement that gives it."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from helpers import cron_jobs
+
+from pg_autopilot import installer
+
+pytestmark = pytest.mark.pg_cron
+
+# what a non-superuser needs to schedule autopilot's jobs with pg_cron living in another database
+GRANTS = {
+    "pg_read_all_settings": "GRANT pg_read_all_settings TO ROLE;",
+    "usage": "GRANT USAGE ON SCHEMA cron TO ROLE;",
+    "schedule_in_database": "GRANT EXECUTE ON FUNCTION "
+    "cron.schedule_in_database(text, text, text, text, text, boolean) TO ROLE;",
+    "alter_job": "GRANT EXECUTE ON FUNCTION cron.alter_job(bigint, text, text, text, text, boolean) TO ROLE;",
+}
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _installed(owner) -> installer.Installed | None:
+    with owner.database.connect() as conn:
+        return installer.installed(conn)
+
+
+@pytest.mark.parametrize("missing", list(GRANTS))
+def test_install_names_the_missing_grant_and_writes_nothing(owner, autopilot, cron_conn, missing):
+    owner.grant(*(statement for name, statement in GRANTS.items() if name != missing))
+    result = autopilot("install", "--mode", "schema", "--dsn", owner.dsn)
+    assert result.exit_code == 1, result.output
+    output = _flat(result.output)
+    assert "nothing changed" in output
+    # the hint gives exactly the missing grant's statement, and no other
+    for name, statement in GRANTS.items():
+        assert (statement.replace("ROLE", owner.role) in output) == (name == missing), (name, output)
+    assert _installed(owner) is None
+    assert cron_jobs(cron_conn, owner.database.name) == {}
+
+
+def test_install_without_any_grant_names_pg_read_all_settings(owner, autopilot):
+    result = autopilot("install", "--mode", "schema", "--dsn", owner.dsn)
+    assert result.exit_code == 1, result.output
+    assert f"GRANT pg_read_all_settings TO {owner.role};" in _flat(result.output)
+    assert _installed(owner) is None
+
+
+def test_install_without_cron_rights_names_all_of_them(owner, autopilot):
+    owner.grant(GRANTS["pg_read_all_settings"])
+    result = autopilot("install", "--mode", "schema", "--dsn", owner.dsn)
+    assert result.exit_code == 1, result.output
+    output = _flat(result.output)
+    for name in ("usage", "schedule_in_database", "alter_job"):
+        assert GRANTS[name].replace("ROLE", owner.role) in output
+    assert _installed(owner) is None
+
+
+@pytest.mark.parametrize("missing", ["usage", "schedule_in_database", "alter_job"])
+def test_sync_and_schedule_fail_before_changing_anything(owner, autopilot, cron_conn, missing):
+    owner.grant(*GRANTS.values())
+    assert autopilot("install", "--mode", "schema", "--dsn", owner.dsn).exit_code == 0
+    before = cron_jobs(cron_conn, owner.database.name)
+    assert before and {job["username"] for job in before.values()} == {owner.role}
+    owner.grant(GRANTS[missing].replace("GRANT", "REVOKE").replace(" TO ", " FROM "))
+
+    result = autopilot("sync", "--dsn", owner.dsn)
+    assert result.exit_code == 1, result.output
+    assert GRANTS[missing].replace("ROLE", owner.role) in _flat(result.output)
+
+    result = autopilot("schedule", "vacuum-analyze", "17 3 * * *", "--dsn", owner.dsn)
+    assert result.exit_code == 1, result.output
+    assert GRANTS[missing].replace("ROLE", owner.role) in _flat(result.output)
+    with owner.database.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM autopilot.job_overrides").fetchone()[0] == 0
+    assert cron_jobs(cron_conn, owner.database.name) == before
+
+
+def test_upgrade_fails_before_upgrading(owner, autopilot):
+    owner.grant(GRANTS["pg_read_all_settings"], GRANTS["usage"], GRANTS["schedule_in_database"])
+    with psycopg.connect(owner.dsn) as conn:
+        installer.install(conn, mode="schema", version="0.3.0")
+    result = autopilot("upgrade", "--dsn", owner.dsn)
+    assert result.exit_code == 1, result.output
+    assert GRANTS["alter_job"].replace("ROLE", owner.role) in _flat(result.output)
+    assert _installed(owner).version == "0.3.0"
+
+
+def test_superuser_and_servers_without_pg_cron_pass_the_check(db, nocron_db, autopilot):
+    assert autopilot("install", "--mode", "schema", "--dsn", db.dsn).exit_code == 0
+    result = autopilot("install", "--mode", "schema", "--dsn", nocron_db.dsn)
+    assert result.exit_code == 0, result.output
+    assert "pg_cron is not loaded" in result.output
