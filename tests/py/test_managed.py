@@ -4,13 +4,20 @@ anything with a hint that names each missing grant and the statement that gives 
 
 from __future__ import annotations
 
+import time
+import uuid
+
 import psycopg
 import pytest
-from helpers import cron_jobs
+from helpers import cron_jobs, dict_rows
+from psycopg.conninfo import make_conninfo
+from readme_roles import readme_owner_grants
 
 from pg_autopilot import installer
 
 pytestmark = pytest.mark.pg_cron
+
+TIMEOUT = 100  # seconds: the next minute boundary, pg_cron noticing the change, and the run itself
 
 # what a non-superuser needs to schedule autopilot's jobs with pg_cron living in another database
 GRANTS = {
@@ -97,3 +104,66 @@ def test_superuser_and_servers_without_pg_cron_pass_the_check(db, nocron_db, aut
     result = autopilot("install", "--mode", "schema", "--dsn", nocron_db.dsn)
     assert result.exit_code == 0, result.output
     assert "pg_cron is not loaded" in result.output
+
+
+@pytest.fixture
+def readme_owner(admin_dsn, cron_dsn, new_database):
+    """A login role granted exactly the README's block for the role that installs and owns the jobs,
+    on a new database it does not own."""
+    role = f"ap_readme_owner_{uuid.uuid4().hex[:8]}"
+    database = new_database("rown")
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+    with psycopg.connect(cron_dsn, autocommit=True) as conn:
+        conn.execute(readme_owner_grants(role, database.name))
+    yield role, make_conninfo(database.dsn, user=role), database
+    with psycopg.connect(cron_dsn, autocommit=True) as conn:
+        conn.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE username = %s", [role])
+        conn.execute(f"DROP OWNED BY {role}")
+    with database.connect() as conn:
+        conn.execute(f"DROP OWNED BY {role}")
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP OWNED BY {role}")
+        conn.execute(f"DROP ROLE {role}")
+
+
+@pytest.mark.slow
+def test_readme_owner_installs_and_pg_cron_runs_its_jobs(readme_owner, autopilot, cron_conn):
+    """The README's grants are enough: install, sync and schedule as that role, and a job pg_cron fires
+    (as that role) lands in the ledger. pg_cron 1.4 has no seconds: up to about 70 s."""
+    role, dsn, database = readme_owner
+    result = autopilot("install", "--mode", "schema", "--dsn", dsn)
+    assert result.exit_code == 0, result.output
+    assert "pg_cron synced" in result.output
+    assert autopilot("sync", "--dsn", dsn).exit_code == 0
+    jobs = cron_jobs(cron_conn, database.name)
+    assert len(jobs) > 20 and {job["username"] for job in jobs.values()} == {role}
+
+    result = autopilot("schedule", "table-statistics", "* * * * *", "--dsn", dsn)
+    assert result.exit_code == 0, result.output
+    job = cron_jobs(cron_conn, database.name)[f"autopilot:{database.name}:table-statistics"]
+    assert (job["schedule"], job["active"], job["username"]) == ("* * * * *", True, role)
+
+    def ledger_run():
+        with database.connect() as conn:
+            rows = dict_rows(
+                conn,
+                "SELECT * FROM autopilot.job_runs WHERE job_name = 'table-statistics' "
+                "AND trigger = 'pg_cron' AND status = 'succeeded' ORDER BY id LIMIT 1",
+            )
+        return rows[0] if rows else None
+
+    deadline = time.monotonic() + TIMEOUT
+    run = None
+    while run is None and time.monotonic() < deadline:
+        time.sleep(1)
+        run = ledger_run()
+    if run is None:
+        history = dict_rows(
+            cron_conn,
+            "SELECT status, return_message, start_time FROM cron.job_run_details WHERE jobid = %s",
+            [job["jobid"]],
+        )
+        pytest.fail(f"pg_cron did not run table-statistics in {TIMEOUT} s; pg_cron history: {history}")
+    assert f"analyzed database {database.name}" in run["message"]
+    assert autopilot("schedule", "table-statistics", "--disable", "--dsn", dsn).exit_code == 0
