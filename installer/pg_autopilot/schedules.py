@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import psycopg
 from psycopg.rows import dict_row
@@ -39,6 +40,7 @@ class CronLocation:
     app_database: str
     created: bool  # CREATE EXTENSION pg_cron was run in that database
     hidden: bool = False  # this role may not read cron.database_name
+    unseen: str | None = None  # why this role cannot see autopilot's pg_cron jobs, though they may exist
 
     @property
     def local(self) -> bool:
@@ -46,6 +48,8 @@ class CronLocation:
 
     @property
     def explanation(self) -> str | None:
+        if self.unseen:
+            return self.unseen
         if self.hidden:
             return (
                 "this role may not read cron.database_name, so pg_cron's state is not shown "
@@ -294,6 +298,73 @@ def cron_jobs(conn: psycopg.Connection, dsn: str | None, location: CronLocation)
         with other_database(dsn, location.database, autocommit=True) as cconn:
             rows = cconn.cursor(row_factory=dict_row).execute(query, [location.app_database]).fetchall()
     return {r["jobname"]: r for r in rows}
+
+
+def visible_cron_jobs(conn: psycopg.Connection, dsn: str | None) -> tuple[CronLocation, dict[str, dict]]:
+    """Where pg_cron is and ``cron_jobs``, for any role that may read autopilot. pg_cron's row security
+    shows a role its own jobs only, and its settings are superuser-only: a role that is neither a
+    superuser nor the one that scheduled the jobs (the read-only role) reads them through
+    ``autopilot._health_cron_jobs()``, as autopilot.health does, and through nothing else of pg_cron.
+    When pg_cron lives in another database that function names it but cannot read it, and the location
+    says so (``unseen``) rather than calling the jobs missing."""
+    location = locate(conn, dsn)
+    sees_all = conn.execute(
+        "SELECT rolsuper OR rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = current_user"
+    ).fetchone()[0]
+    if sees_all or (location.explanation and not location.hidden):
+        return location, cron_jobs(conn, dsn, location)
+    if not location.hidden and not location.local:
+        return _remote_jobs_as_reader(conn, dsn, location)
+    readable = conn.execute(
+        "SELECT to_regprocedure('autopilot._health_cron_jobs()') IS NOT NULL "
+        "AND pg_catalog.has_function_privilege('autopilot._health_cron_jobs()', 'EXECUTE')"
+    ).fetchone()[0]
+    if not readable:
+        return location, cron_jobs(conn, dsn, location)
+    side = conn.execute("SELECT autopilot._health_cron_jobs()").fetchone()[0]
+    if side is None:  # pg_cron not loaded, or not created in its database
+        return location, {}
+    if "jobs" not in side:  # in another database: read there, as the role may
+        return _remote_jobs_as_reader(conn, dsn, CronLocation(side["database"], location.app_database, True))
+    location = CronLocation(side["database"], location.app_database, True)
+    jobs = {}
+    for job in side["jobs"]:
+        for key in ("last_start", "last_end", "last_success"):
+            job[key] = datetime.fromisoformat(job[key]) if job.get(key) else None
+        jobs[job["jobname"]] = {**job, "database": location.app_database}
+    return location, jobs
+
+
+def _unseen(database: str, app_database: str) -> CronLocation:
+    return CronLocation(
+        database,
+        app_database,
+        True,
+        unseen=f'pg_cron lives in database "{database}", where a role sees only the pg_cron jobs it '
+        "scheduled: pg_cron's state is shown to the role that ran `autopilot sync` (or a superuser)",
+    )
+
+
+def _remote_jobs_as_reader(
+    conn: psycopg.Connection, dsn: str | None, location: CronLocation
+) -> tuple[CronLocation, dict[str, dict]]:
+    """pg_cron in another database, read by a role that is not a superuser: its own jobs when it is the
+    role that schedules them (it may plan the sync); otherwise pg_cron hides them, and says so."""
+    schedules_them = conn.execute(
+        "SELECT to_regprocedure('autopilot.plan_cron_sync(jsonb, text, text)') IS NOT NULL AND "
+        "pg_catalog.has_function_privilege('autopilot.plan_cron_sync(jsonb, text, text)', 'EXECUTE')"
+    ).fetchone()[0]
+    try:
+        jobs = cron_jobs(conn, dsn, location)
+    except psycopg.errors.InsufficientPrivilege:  # no USAGE on schema cron there
+        return _unseen(location.database, location.app_database), {}
+    except AutopilotError as exc:  # may not connect to that database
+        if exc.sqlstate != "42501":
+            raise
+        return _unseen(location.database, location.app_database), {}
+    if not jobs and not schedules_them:
+        return _unseen(location.database, location.app_database), {}
+    return location, jobs
 
 
 _CRON_ROW = ("jobid", "jobname", "schedule", "command", "database", "username", "active")

@@ -4,6 +4,7 @@ anything with a hint that names each missing grant and the statement that gives 
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -11,7 +12,7 @@ import psycopg
 import pytest
 from helpers import cron_jobs, dict_rows
 from psycopg.conninfo import make_conninfo
-from readme_roles import readme_owner_grants
+from readme_roles import readme_owner_grants, readme_roles
 
 from pg_autopilot import installer
 
@@ -167,3 +168,41 @@ def test_readme_owner_installs_and_pg_cron_runs_its_jobs(readme_owner, autopilot
         pytest.fail(f"pg_cron did not run table-statistics in {TIMEOUT} s; pg_cron history: {history}")
     assert f"analyzed database {database.name}" in run["message"]
     assert autopilot("schedule", "table-statistics", "--disable", "--dsn", dsn).exit_code == 0
+
+
+def _status(autopilot, dsn: str) -> dict:
+    result = autopilot("status", "--json", "--dsn", dsn)
+    assert result.exit_code in (0, 1, 2) and result.stdout.startswith("{"), result.output
+    return json.loads(result.stdout)
+
+
+def test_readonly_role_sees_pg_cron_state_where_pg_cron_is_local(cron_db, admin_dsn, autopilot, cron_conn):
+    """pg_cron in this database: the README's read-only role sees each job's pg_cron state, as a
+    superuser does, through autopilot._health_cron_jobs() (pg_cron's row security hides the jobs)."""
+    cron_db.install("schema", sync=True)
+    assert autopilot("schedule", "vacuum-analyze", "--disable", "--dsn", cron_db.dsn).exit_code == 0
+    jobs = cron_jobs(cron_conn, cron_db.name)
+    with readme_roles(admin_dsn, cron_db) as dsns:
+        with psycopg.connect(dsns["readonly"]) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT count(*) FROM cron.job")  # pg_cron itself shows it nothing
+        seen = _status(autopilot, dsns["readonly"])
+    full = _status(autopilot, cron_db.dsn)
+    assert seen["pg_cron"] == full["pg_cron"] and seen["pg_cron"]["message"] is None
+    by_name = {job["name"]: job for job in seen["jobs"]}
+    vacuum = jobs[f"autopilot:{cron_db.name}:vacuum-analyze"]
+    assert by_name["vacuum-analyze"]["pg_cron"] == f"#{vacuum['jobid']} inactive"
+    assert by_name["vacuum-analyze"]["next_run_at"] is None
+    stats = jobs[f"autopilot:{cron_db.name}:table-statistics"]
+    assert by_name["table-statistics"]["pg_cron"] == f"#{stats['jobid']} active"
+    assert by_name["table-statistics"]["next_run_at"] is not None
+    assert [job["pg_cron"] for job in seen["jobs"]] == [job["pg_cron"] for job in full["jobs"]]
+    assert not any(job["pg_cron"].startswith("missing") for job in seen["jobs"])
+
+
+def test_readonly_role_is_told_why_pg_cron_in_another_database_is_not_shown(synced_db, admin_dsn, autopilot):
+    with readme_roles(admin_dsn, synced_db) as dsns:
+        seen = _status(autopilot, dsns["readonly"])
+    assert "sees only the pg_cron jobs it scheduled" in seen["pg_cron"]["message"]
+    assert seen["pg_cron"]["database"] != synced_db.name
+    states = {job["pg_cron"] for job in seen["jobs"]}
+    assert "not shown" in states and not any(state.startswith("missing") for state in states)
