@@ -206,3 +206,16 @@ def test_readonly_role_is_told_why_pg_cron_in_another_database_is_not_shown(sync
     assert seen["pg_cron"]["database"] != synced_db.name
     states = {job["pg_cron"] for job in seen["jobs"]}
     assert "not shown" in states and not any(state.startswith("missing") for state in states)
+
+
+def test_owner_status_shows_its_pg_cron_jobs(owner, autopilot, cron_conn):
+    """The non-superuser role that scheduled the jobs sees them in status (pg_cron in another database)."""
+    owner.grant(*GRANTS.values())
+    assert autopilot("install", "--mode", "schema", "--dsn", owner.dsn).exit_code == 0
+    jobs = cron_jobs(cron_conn, owner.database.name)
+    report = _status(autopilot, owner.dsn)
+    assert report["pg_cron"]["message"] is None
+    by_name = {job["name"]: job for job in report["jobs"]}
+    stats = jobs[f"autopilot:{owner.database.name}:table-statistics"]
+    assert by_name["table-statistics"]["pg_cron"] == f"#{stats['jobid']} active"
+    assert not any(job["pg_cron"].startswith(("missing", "not ")) for job in report["jobs"])
