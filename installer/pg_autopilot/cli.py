@@ -107,6 +107,8 @@ def uninstall(dsn: str | None, drop_data: bool, yes: bool) -> None:
             )
             if answer != database:
                 raise AutopilotError("not confirmed: nothing changed")
+        # before anything: a role that cannot see its pg_cron jobs would drop autopilot and leave them firing
+        schedules.check_can_schedule(conn, dsn, functions=("unschedule",))
         result = schedules.sync(conn, dsn, remove_all=True)
         if result.location.explanation:
             console.print(escape(safe(result.location.explanation)), highlight=False)

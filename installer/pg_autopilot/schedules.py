@@ -8,7 +8,6 @@ database, and is carried out in the cron database with ``cron.schedule_in_databa
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -99,16 +98,18 @@ _CRON_RIGHTS = """
 """
 
 
-def check_can_schedule(conn: psycopg.Connection, dsn: str | None) -> CronLocation:
+def check_can_schedule(
+    conn: psycopg.Connection, dsn: str | None, functions: tuple[str, ...] = tuple(CRON_FUNCTIONS)
+) -> CronLocation:
     """Before ``install``, ``sync`` or ``upgrade`` writes anything: may this role register autopilot's
     jobs with pg_cron? Read cron.database_name (superuser or pg_read_all_settings), USAGE on schema
     cron and EXECUTE on the pg_cron functions sync calls, in the database pg_cron lives in. Raises an
     AutopilotError whose hint names every missing grant and the statements that give it; a server
-    without pg_cron passes (there is nothing to schedule, and sync says so)."""
+    without pg_cron passes (there is nothing to schedule, and sync says so). ``uninstall`` needs only
+    ``unschedule``."""
     with conn.transaction():
-        role = conn.execute("SELECT current_user").fetchone()[0]
+        role, ident = conn.execute("SELECT current_user, pg_catalog.quote_ident(current_user)").fetchone()
         location = locate(conn, dsn)
-    ident = _quote_ident(role)
     if location.hidden:
         raise AutopilotError(
             f'role "{role}" may not read the setting cron.database_name, so it cannot find pg_cron to '
@@ -119,7 +120,7 @@ def check_can_schedule(conn: psycopg.Connection, dsn: str | None) -> CronLocatio
         )
     if location.explanation:
         return location
-    signatures = list(CRON_FUNCTIONS.values())
+    signatures = [CRON_FUNCTIONS[name] for name in functions]
     if location.local:
         with conn.transaction():
             usage, denied = conn.execute(_CRON_RIGHTS, [signatures]).fetchone()
@@ -140,12 +141,6 @@ def check_can_schedule(conn: psycopg.Connection, dsn: str | None) -> CronLocatio
             + " ".join(missing),
         )
     return location
-
-
-def _quote_ident(name: str) -> str:
-    if re.fullmatch(r"[a-z_][a-z0-9_]*", name):
-        return name
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass

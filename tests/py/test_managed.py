@@ -219,3 +219,20 @@ def test_owner_status_shows_its_pg_cron_jobs(owner, autopilot, cron_conn):
     stats = jobs[f"autopilot:{owner.database.name}:table-statistics"]
     assert by_name["table-statistics"]["pg_cron"] == f"#{stats['jobid']} active"
     assert not any(job["pg_cron"].startswith(("missing", "not ")) for job in report["jobs"])
+
+
+@pytest.mark.parametrize("missing", ["pg_read_all_settings", "usage"])
+def test_uninstall_needs_to_see_pg_cron_before_dropping(owner, autopilot, cron_conn, missing):
+    """Not seeing its pg_cron jobs, uninstall --drop-data would drop autopilot and leave them firing."""
+    owner.grant(*GRANTS.values())
+    assert autopilot("install", "--mode", "schema", "--dsn", owner.dsn).exit_code == 0
+    jobs = cron_jobs(cron_conn, owner.database.name)
+    owner.grant(GRANTS[missing].replace("GRANT", "REVOKE").replace(" TO ", " FROM "))
+    result = autopilot("uninstall", "--drop-data", "--yes", "--dsn", owner.dsn)
+    assert result.exit_code == 1, result.output
+    assert GRANTS[missing].replace("ROLE", owner.role) in _flat(result.output)
+    assert _installed(owner) is not None and cron_jobs(cron_conn, owner.database.name) == jobs
+    owner.grant(GRANTS[missing])
+    result = autopilot("uninstall", "--drop-data", "--yes", "--dsn", owner.dsn)
+    assert result.exit_code == 0, result.output
+    assert _installed(owner) is None and cron_jobs(cron_conn, owner.database.name) == {}
