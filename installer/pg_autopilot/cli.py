@@ -59,6 +59,8 @@ def cli() -> None:
 def install(dsn: str | None, mode: str, no_sync: bool) -> None:
     """Install autopilot into a database (harmless when already installed)."""
     with connect(dsn) as conn:
+        if not no_sync:
+            schedules.check_can_schedule(conn, dsn)  # before anything is written
         result = installer.install(conn, mode=mode)
         message = escape(safe(result.message))
         console.print(
@@ -76,6 +78,7 @@ def install(dsn: str | None, mode: str, no_sync: bool) -> None:
 def upgrade(dsn: str | None, to_version: str | None) -> None:
     """Upgrade autopilot through its upgrade scripts; overrides and data are kept."""
     with connect(dsn) as conn:
+        schedules.check_can_schedule(conn, dsn)  # before anything is written
         result = installer.upgrade(conn, to=to_version)
         message = escape(safe(result.message))
         console.print(
@@ -104,6 +107,8 @@ def uninstall(dsn: str | None, drop_data: bool, yes: bool) -> None:
             )
             if answer != database:
                 raise AutopilotError("not confirmed: nothing changed")
+        # before anything: a role that cannot see its pg_cron jobs would drop autopilot and leave them firing
+        schedules.check_can_schedule(conn, dsn, functions=("unschedule",))
         result = schedules.sync(conn, dsn, remove_all=True)
         if result.location.explanation:
             console.print(escape(safe(result.location.explanation)), highlight=False)
@@ -126,6 +131,7 @@ def sync(dsn: str | None) -> None:
     """Make pg_cron match the catalog and the overrides (wherever pg_cron lives)."""
     with connect(dsn) as conn:
         _require_installed(conn)
+        schedules.check_can_schedule(conn, dsn)
         _report_sync(conn, dsn)
 
 
@@ -232,6 +238,7 @@ def schedule(dsn: str | None, job: str, cron: str | None, action: str | None) ->
         raise click.UsageError("give either a CRON expression or one of --disable, --enable, --reset")
     with connect(dsn) as conn:
         _require_installed(conn)
+        schedules.check_can_schedule(conn, dsn)  # the change is saved only when it can be synced
         message = schedules.change_schedule(conn, job, cron, action)
         console.print(safe(message), highlight=False, markup=False)
         _report_sync(conn, dsn, after="the change is saved")

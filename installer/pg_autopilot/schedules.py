@@ -9,6 +9,7 @@ database, and is carried out in the cron database with ``cron.schedule_in_databa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import psycopg
 from psycopg.rows import dict_row
@@ -26,6 +27,10 @@ _CURRENT_JOBS = """
 """
 
 
+# without USAGE on schema cron, to_regclass('cron.job') fails: the catalogs answer for any role
+_CRON_CREATED = "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_cron')"
+
+
 @dataclass
 class CronLocation:
     """Where pg_cron is, seen from the application database."""
@@ -34,6 +39,7 @@ class CronLocation:
     app_database: str
     created: bool  # CREATE EXTENSION pg_cron was run in that database
     hidden: bool = False  # this role may not read cron.database_name
+    unseen: str | None = None  # why this role cannot see autopilot's pg_cron jobs, though they may exist
 
     @property
     def local(self) -> bool:
@@ -41,6 +47,8 @@ class CronLocation:
 
     @property
     def explanation(self) -> str | None:
+        if self.unseen:
+            return self.unseen
         if self.hidden:
             return (
                 "this role may not read cron.database_name, so pg_cron's state is not shown "
@@ -64,11 +72,75 @@ def locate(conn: psycopg.Connection, dsn: str | None) -> CronLocation:
     if cron_db is None:
         return CronLocation(None, app_db, False)
     if cron_db == app_db:
-        created = conn.execute("SELECT to_regclass('cron.job') IS NOT NULL").fetchone()[0]
+        created = conn.execute(_CRON_CREATED).fetchone()[0]
         return CronLocation(cron_db, app_db, created)
     with other_database(dsn, cron_db, autocommit=True) as cconn:
-        created = cconn.execute("SELECT to_regclass('cron.job') IS NOT NULL").fetchone()[0]
+        created = cconn.execute(_CRON_CREATED).fetchone()[0]
     return CronLocation(cron_db, app_db, created)
+
+
+# pg_cron's functions autopilot calls (sync_schedules() and the cross-database sync alike); pg_cron
+# grants the first two to superusers only
+CRON_FUNCTIONS = {
+    "schedule_in_database": "cron.schedule_in_database(text, text, text, text, text, boolean)",
+    "alter_job": "cron.alter_job(bigint, text, text, text, text, boolean)",
+    "unschedule": "cron.unschedule(bigint)",
+}
+
+_CRON_RIGHTS = """
+    SELECT pg_catalog.has_schema_privilege('cron', 'USAGE') AS usage,
+           coalesce(pg_catalog.array_agg(p.proname::text ORDER BY p.proname)
+                    FILTER (WHERE NOT pg_catalog.has_function_privilege(p.oid, 'EXECUTE')), '{}') AS denied
+    FROM pg_catalog.pg_proc AS p
+    JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
+    WHERE n.nspname = 'cron'
+      AND pg_catalog.format('cron.%%s(%%s)', p.proname, pg_catalog.oidvectortypes(p.proargtypes)) = ANY(%s)
+"""
+
+
+def check_can_schedule(
+    conn: psycopg.Connection, dsn: str | None, functions: tuple[str, ...] = tuple(CRON_FUNCTIONS)
+) -> CronLocation:
+    """Before ``install``, ``sync`` or ``upgrade`` writes anything: may this role register autopilot's
+    jobs with pg_cron? Read cron.database_name (superuser or pg_read_all_settings), USAGE on schema
+    cron and EXECUTE on the pg_cron functions sync calls, in the database pg_cron lives in. Raises an
+    AutopilotError whose hint names every missing grant and the statements that give it; a server
+    without pg_cron passes (there is nothing to schedule, and sync says so). ``uninstall`` needs only
+    ``unschedule``."""
+    with conn.transaction():
+        role, ident = conn.execute("SELECT current_user, pg_catalog.quote_ident(current_user)").fetchone()
+        location = locate(conn, dsn)
+    if location.hidden:
+        raise AutopilotError(
+            f'role "{role}" may not read the setting cron.database_name, so it cannot find pg_cron to '
+            "schedule autopilot's jobs: nothing changed",
+            hint=f"As a superuser (or your managed service's admin role) grant it: "
+            f"GRANT pg_read_all_settings TO {ident}; then run this again (pg_cron's own grants are "
+            "checked next).",
+        )
+    if location.explanation:
+        return location
+    signatures = [CRON_FUNCTIONS[name] for name in functions]
+    if location.local:
+        with conn.transaction():
+            usage, denied = conn.execute(_CRON_RIGHTS, [signatures]).fetchone()
+    else:
+        with other_database(dsn, location.database, autocommit=True) as cconn:
+            usage, denied = cconn.execute(_CRON_RIGHTS, [signatures]).fetchone()
+    missing = [] if usage else [f"GRANT USAGE ON SCHEMA cron TO {ident};"]
+    missing += [f"GRANT EXECUTE ON FUNCTION {CRON_FUNCTIONS[name]} TO {ident};" for name in denied]
+    if missing:
+        what = ["USAGE on schema cron"] if not usage else []
+        what += [f"EXECUTE on {CRON_FUNCTIONS[name]}" for name in denied]
+        raise AutopilotError(
+            f'role "{role}" may not schedule jobs with pg_cron (database "{location.database}"): it lacks '
+            + ", ".join(what)
+            + ": nothing changed",
+            hint="As a superuser (or your managed service's admin role), "
+            + f'in database "{location.database}": '
+            + " ".join(missing),
+        )
+    return location
 
 
 @dataclass
@@ -221,6 +293,73 @@ def cron_jobs(conn: psycopg.Connection, dsn: str | None, location: CronLocation)
         with other_database(dsn, location.database, autocommit=True) as cconn:
             rows = cconn.cursor(row_factory=dict_row).execute(query, [location.app_database]).fetchall()
     return {r["jobname"]: r for r in rows}
+
+
+def visible_cron_jobs(conn: psycopg.Connection, dsn: str | None) -> tuple[CronLocation, dict[str, dict]]:
+    """Where pg_cron is and ``cron_jobs``, for any role that may read autopilot. pg_cron's row security
+    shows a role its own jobs only, and its settings are superuser-only: a role that is neither a
+    superuser nor the one that scheduled the jobs (the read-only role) reads them through
+    ``autopilot._health_cron_jobs()``, as autopilot.health does, and through nothing else of pg_cron.
+    When pg_cron lives in another database that function names it but cannot read it, and the location
+    says so (``unseen``) rather than calling the jobs missing."""
+    location = locate(conn, dsn)
+    sees_all = conn.execute(
+        "SELECT rolsuper OR rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = current_user"
+    ).fetchone()[0]
+    if sees_all or (location.explanation and not location.hidden):
+        return location, cron_jobs(conn, dsn, location)
+    if not location.hidden and not location.local:
+        return _remote_jobs_as_reader(conn, dsn, location)
+    readable = conn.execute(
+        "SELECT to_regprocedure('autopilot._health_cron_jobs()') IS NOT NULL "
+        "AND pg_catalog.has_function_privilege('autopilot._health_cron_jobs()', 'EXECUTE')"
+    ).fetchone()[0]
+    if not readable:
+        return location, cron_jobs(conn, dsn, location)
+    side = conn.execute("SELECT autopilot._health_cron_jobs()").fetchone()[0]
+    if side is None:  # pg_cron not loaded, or not created in its database
+        return location, {}
+    if "jobs" not in side:  # in another database: read there, as the role may
+        return _remote_jobs_as_reader(conn, dsn, CronLocation(side["database"], location.app_database, True))
+    location = CronLocation(side["database"], location.app_database, True)
+    jobs = {}
+    for job in side["jobs"]:
+        for key in ("last_start", "last_end", "last_success"):
+            job[key] = datetime.fromisoformat(job[key]) if job.get(key) else None
+        jobs[job["jobname"]] = {**job, "database": location.app_database}
+    return location, jobs
+
+
+def _unseen(database: str, app_database: str) -> CronLocation:
+    return CronLocation(
+        database,
+        app_database,
+        True,
+        unseen=f'pg_cron lives in database "{database}", where a role sees only the pg_cron jobs it '
+        "scheduled: pg_cron's state is shown to the role that ran `autopilot sync` (or a superuser)",
+    )
+
+
+def _remote_jobs_as_reader(
+    conn: psycopg.Connection, dsn: str | None, location: CronLocation
+) -> tuple[CronLocation, dict[str, dict]]:
+    """pg_cron in another database, read by a role that is not a superuser: its own jobs when it is the
+    role that schedules them (it may plan the sync); otherwise pg_cron hides them, and says so."""
+    schedules_them = conn.execute(
+        "SELECT to_regprocedure('autopilot.plan_cron_sync(jsonb, text, text)') IS NOT NULL AND "
+        "pg_catalog.has_function_privilege('autopilot.plan_cron_sync(jsonb, text, text)', 'EXECUTE')"
+    ).fetchone()[0]
+    try:
+        jobs = cron_jobs(conn, dsn, location)
+    except psycopg.errors.InsufficientPrivilege:  # no USAGE on schema cron there
+        return _unseen(location.database, location.app_database), {}
+    except AutopilotError as exc:  # may not connect to that database
+        if exc.sqlstate != "42501":
+            raise
+        return _unseen(location.database, location.app_database), {}
+    if not jobs and not schedules_them:
+        return _unseen(location.database, location.app_database), {}
+    return location, jobs
 
 
 _CRON_ROW = ("jobid", "jobname", "schedule", "command", "database", "username", "active")

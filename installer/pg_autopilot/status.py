@@ -154,8 +154,7 @@ def gather(conn: psycopg.Connection, dsn: str | None) -> Status:
     # a few dozen index probes: compiling them (JIT, 0.5 s at 1M ledger rows, where the planner's
     # estimates pass jit_above_cost) costs more than running them
     conn.execute("SELECT pg_catalog.set_config('jit', 'off', false)")
-    location = schedules.locate(conn, dsn)
-    cron = schedules.cron_jobs(conn, dsn, location)
+    location, cron = schedules.visible_cron_jobs(conn, dsn)
     with conn.cursor(row_factory=dict_row) as cur:
         now = cur.execute("SELECT now() AS now").fetchone()["now"]
         rows = cur.execute(
@@ -217,6 +216,8 @@ def _job_view(
     scheduled = row["schedule"] is not None
     if not scheduled:
         cron_state = "startup only"
+    elif location.unseen:
+        cron_state = "not shown"
     elif location.explanation:
         cron_state = "not scheduled"
     elif cron is None:

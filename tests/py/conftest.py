@@ -219,3 +219,42 @@ def synced_db(new_database, cron_database: str) -> Database:
     database.install("extension", sync=True)
     database.mode = "extension"
     return database
+
+
+class Owner:
+    """A non-superuser login role that owns a scratch database, as on a managed service: ``grant`` gives
+    it pg_cron rights (run in the cron database, or cluster-wide for a role)."""
+
+    def __init__(self, admin_dsn: str, cron_dsn: str, role: str, database: Database):
+        self.role = role
+        self.database = database
+        self.dsn = make_conninfo(database.dsn, user=role)
+        self._admin_dsn = admin_dsn
+        self._cron_dsn = cron_dsn
+
+    def grant(self, *statements: str) -> None:
+        """Each statement (ROLE stands for the owner's name), run as a superuser in the cron database."""
+        with psycopg.connect(self._cron_dsn, autocommit=True) as conn:
+            for statement in statements:
+                conn.execute(statement.replace("ROLE", self.role))
+
+
+@pytest.fixture
+def owner(admin_dsn: str, cron_dsn: str, new_database) -> Iterator[Owner]:
+    """A non-superuser role (no grants at all) owning a new database; its pg_cron jobs, grants and role
+    are removed afterwards."""
+    role = f"ap_owner_{uuid.uuid4().hex[:8]}"
+    database = new_database("own")
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f'ALTER DATABASE "{database.name}" OWNER TO {role}')
+    yield Owner(admin_dsn, cron_dsn, role, database)
+    with psycopg.connect(cron_dsn, autocommit=True) as conn:
+        conn.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE username = %s", [role])
+        conn.execute(f"DROP OWNED BY {role}")
+    with database.connect() as conn:
+        conn.execute(f"DROP OWNED BY {role}")
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{database.name}" OWNER TO CURRENT_USER')
+        conn.execute(f"DROP OWNED BY {role}")
+        conn.execute(f"DROP ROLE {role}")

@@ -13,7 +13,13 @@ BEGIN
     IF p_kind IN ('function', 'batched') AND to_regproc(p_target) IS NULL THEN
         RETURN format('%s() is not part of autopilot %s', p_target, autopilot.version());
     END IF;
-    IF p_requires_local_pg_cron AND to_regclass('cron.job_run_details') IS NULL THEN
+    -- the catalogs, not to_regclass('cron.job_run_details'): that fails for a role without USAGE on
+    -- schema cron (the read-only role, reading autopilot.job_status in pg_cron's database)
+    IF p_requires_local_pg_cron AND NOT EXISTS (
+        SELECT FROM pg_catalog.pg_class AS c
+        JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'cron' AND c.relname = 'job_run_details'
+    ) THEN
         RETURN 'pg_cron is not installed in this database';
     END IF;
     RETURN NULL;
