@@ -200,7 +200,7 @@ def check(dsn: str | None, as_json: bool) -> None:
 @click.argument("job")
 @handled
 def run(dsn: str | None, job: str) -> None:
-    """Run JOB now (a runner-side job is enqueued); exits non-zero when it fails."""
+    """Run JOB now (a runner-side job is enqueued); exits non-zero when it fails or times out."""
     with connect(dsn, autocommit=True) as conn:
         _require_installed(conn)
         ran = run_now.run_now(conn, job)
@@ -209,7 +209,7 @@ def run(dsn: str | None, job: str) -> None:
         f" ({ran['rows_affected'] if ran['rows_affected'] is not None else '-'} rows)"
         f" — {ran['message']} [ledger run {ran['id']}]"
     )
-    if ran["status"] == "failed":
+    if ran["status"] in ("failed", "timed_out"):
         raise JobFailed(f"{line}; SQLSTATE {safe(ran['error_sqlstate'])}")
     console.print(
         line, style="green" if ran["status"] == "succeeded" else "yellow", highlight=False, markup=False

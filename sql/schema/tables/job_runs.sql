@@ -16,7 +16,7 @@ CREATE TABLE autopilot.job_runs (
     CONSTRAINT job_runs_side_check CHECK (side IN ('database', 'runner')),
     CONSTRAINT job_runs_trigger_check CHECK (trigger IN ('pg_cron', 'manual', 'runner')),
     CONSTRAINT job_runs_status_check CHECK (
-        status IN ('running', 'succeeded', 'failed', 'skipped', 'abandoned', 'cancelled')
+        status IN ('running', 'succeeded', 'failed', 'skipped', 'abandoned', 'cancelled', 'timed_out')
     ),
     CONSTRAINT job_runs_finished_check CHECK ((status = 'running') = (finished_at IS NULL)),
     CONSTRAINT job_runs_order_check CHECK (finished_at >= started_at)
@@ -38,7 +38,7 @@ COMMENT ON TABLE autopilot.job_runs IS
 'The run ledger: one row for every run of every job, database side and runner side: when, how long, outcome, rows affected, error.';
 COMMENT ON COLUMN autopilot.job_runs.trigger IS 'pg_cron (a scheduled run), manual (autopilot.run_job or the CLI), runner (an attempt of a runner job that ended: completed, failed, snoozed, cancelled or rescued).';
 COMMENT ON COLUMN autopilot.job_runs.status IS
-'running, succeeded, failed; skipped (database side: another run held the job''s lock; runner side: the job snoozed); abandoned (database side: the session ended mid-run, found by the next run; runner side: its runner stopped heartbeating, found by rescue-orphaned-jobs); cancelled (a runner job cancelled while executing).';
+'running, succeeded, failed; skipped (database side: another run held the job''s lock; runner side: the job snoozed); abandoned (database side: the session ended mid-run, found by the next run; runner side: its runner stopped heartbeating, found by rescue-orphaned-jobs); cancelled (a runner job cancelled while executing); timed_out (database side: the run passed its job''s timeout and was cancelled, autopilot.set_job_timeout).';
 COMMENT ON COLUMN autopilot.job_runs.error_sqlstate IS 'SQLSTATE of the error of a failed run.';
 COMMENT ON COLUMN autopilot.job_runs.scheduled_for IS
 'A pg_cron run: the tick of its schedule it was fired for (a run pg_cron queued while an earlier one overran started later than its tick). NULL for other runs.';
