@@ -75,6 +75,7 @@ CREATE TABLE autopilot.job_catalog (
     description text NOT NULL,
     disabled_reason text,
     startup_order smallint,
+    timeout interval NOT NULL DEFAULT '1 hour',
     CONSTRAINT job_catalog_pkey PRIMARY KEY (name),
     CONSTRAINT job_catalog_name_format_check CHECK (
         name ~ '^[a-z][a-z0-9-]*$' AND octet_length('autopilot:' || name) <= 63
@@ -88,7 +89,8 @@ CREATE TABLE autopilot.job_catalog (
     CONSTRAINT job_catalog_queue_check CHECK ((side = 'runner') = (queue IS NOT NULL)),
     CONSTRAINT job_catalog_scheduled_check CHECK (schedule IS NOT NULL OR run_at_startup),
     CONSTRAINT job_catalog_startup_order_check CHECK (startup_order IS NULL OR run_at_startup),
-    CONSTRAINT job_catalog_startup_order_key UNIQUE (startup_order)
+    CONSTRAINT job_catalog_startup_order_key UNIQUE (startup_order),
+    CONSTRAINT job_catalog_timeout_check CHECK (timeout > interval '0')
 );
 
 COMMENT ON TABLE autopilot.job_catalog IS
@@ -111,6 +113,8 @@ COMMENT ON COLUMN autopilot.job_catalog.only_when_armed IS
 'pg_cron runs the job only while another job has armed it (autopilot.job_arming); otherwise its pg_cron entry stays inactive.';
 COMMENT ON COLUMN autopilot.job_catalog.disabled_reason IS
 'Why the job ships disabled (no worker for its target ships with this version of the runner), shown by autopilot status; NULL: enabled by default. A DBA enables it with autopilot.set_job_enabled (autopilot schedule NAME --enable).';
+COMMENT ON COLUMN autopilot.job_catalog.timeout IS
+'Default timeout of a run of a function or batched job (autopilot.set_job_timeout overrides it): a run past it is cancelled and recorded timed_out. Statement and runner jobs do not use it (a runner job has its worker''s timeout).';
 
 -- sql/schema/tables/job_overrides.sql
 CREATE TABLE autopilot.job_overrides (
@@ -119,16 +123,21 @@ CREATE TABLE autopilot.job_overrides (
     enabled boolean,
     updated_at timestamptz NOT NULL DEFAULT now(),
     updated_by text NOT NULL DEFAULT current_user,
+    timeout interval,
     CONSTRAINT job_overrides_pkey PRIMARY KEY (job_name),
     CONSTRAINT job_overrides_job_name_fkey FOREIGN KEY (job_name)
     REFERENCES autopilot.job_catalog (name) ON DELETE CASCADE,
-    CONSTRAINT job_overrides_not_empty_check CHECK (schedule IS NOT NULL OR enabled IS NOT NULL)
+    CONSTRAINT job_overrides_not_empty_check CHECK (
+        schedule IS NOT NULL OR enabled IS NOT NULL OR timeout IS NOT NULL
+    ),
+    CONSTRAINT job_overrides_timeout_check CHECK (timeout > interval '0')
 );
 
 COMMENT ON TABLE autopilot.job_overrides IS
-'A DBA''s changes to the catalog: another schedule, or enabled/disabled. Kept across re-syncs, upgrades and pg_dump/restore; written by autopilot.set_job_schedule(), set_job_enabled() and reset_job().';
+'A DBA''s changes to the catalog: another schedule, enabled/disabled, another timeout. Kept across re-syncs, upgrades and pg_dump/restore; written by autopilot.set_job_schedule(), set_job_enabled(), set_job_timeout() and reset_job().';
 COMMENT ON COLUMN autopilot.job_overrides.schedule IS 'Cron expression replacing the catalog default; NULL keeps the default.';
 COMMENT ON COLUMN autopilot.job_overrides.enabled IS 'false disables the job (its pg_cron entry stays, inactive); NULL keeps the default.';
+COMMENT ON COLUMN autopilot.job_overrides.timeout IS 'Timeout replacing the catalog default (autopilot.set_job_timeout); NULL keeps the default.';
 
 -- sql/schema/tables/job_runs.sql
 CREATE TABLE autopilot.job_runs (
@@ -149,7 +158,7 @@ CREATE TABLE autopilot.job_runs (
     CONSTRAINT job_runs_side_check CHECK (side IN ('database', 'runner')),
     CONSTRAINT job_runs_trigger_check CHECK (trigger IN ('pg_cron', 'manual', 'runner')),
     CONSTRAINT job_runs_status_check CHECK (
-        status IN ('running', 'succeeded', 'failed', 'skipped', 'abandoned', 'cancelled')
+        status IN ('running', 'succeeded', 'failed', 'skipped', 'abandoned', 'cancelled', 'timed_out')
     ),
     CONSTRAINT job_runs_finished_check CHECK ((status = 'running') = (finished_at IS NULL)),
     CONSTRAINT job_runs_order_check CHECK (finished_at >= started_at)
@@ -171,7 +180,7 @@ COMMENT ON TABLE autopilot.job_runs IS
 'The run ledger: one row for every run of every job, database side and runner side: when, how long, outcome, rows affected, error.';
 COMMENT ON COLUMN autopilot.job_runs.trigger IS 'pg_cron (a scheduled run), manual (autopilot.run_job or the CLI), runner (an attempt of a runner job that ended: completed, failed, snoozed, cancelled or rescued).';
 COMMENT ON COLUMN autopilot.job_runs.status IS
-'running, succeeded, failed; skipped (database side: another run held the job''s lock; runner side: the job snoozed); abandoned (database side: the session ended mid-run, found by the next run; runner side: its runner stopped heartbeating, found by rescue-orphaned-jobs); cancelled (a runner job cancelled while executing).';
+'running, succeeded, failed; skipped (database side: another run held the job''s lock; runner side: the job snoozed); abandoned (database side: the session ended mid-run, found by the next run; runner side: its runner stopped heartbeating, found by rescue-orphaned-jobs); cancelled (a runner job cancelled while executing); timed_out (database side: the run passed its job''s timeout and was cancelled, autopilot.set_job_timeout).';
 COMMENT ON COLUMN autopilot.job_runs.error_sqlstate IS 'SQLSTATE of the error of a failed run.';
 COMMENT ON COLUMN autopilot.job_runs.scheduled_for IS
 'A pg_cron run: the tick of its schedule it was fired for (a run pg_cron queued while an earlier one overran started later than its tick). NULL for other runs.';
@@ -1343,13 +1352,15 @@ SELECT
     AND autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron) IS NULL
     AND (NOT c.only_when_armed OR a.job_name IS NOT NULL) AS active,
     -- why it ships disabled, while the DBA has not enabled or disabled it
-    CASE WHEN o.enabled IS NULL THEN c.disabled_reason END AS disabled_reason
+    CASE WHEN o.enabled IS NULL THEN c.disabled_reason END AS disabled_reason,
+    coalesce(o.timeout, c.timeout) AS timeout,
+    c.timeout AS default_timeout
 FROM autopilot.job_catalog AS c
 LEFT JOIN autopilot.job_overrides AS o ON c.name = o.job_name
 LEFT JOIN autopilot.job_arming AS a ON c.name = a.job_name;
 
 COMMENT ON VIEW autopilot.job_definitions IS
-'The catalog with the DBA''s overrides applied: the schedule and state each job should have in pg_cron, the pg_cron job name and command, why a job cannot run here (unavailable_reason), and whether pg_cron should run it (active). A job''s own arming (autopilot.job_arming) wins over overrides while it lasts.';
+'The catalog with the DBA''s overrides applied: the schedule and state each job should have in pg_cron, the pg_cron job name and command, why a job cannot run here (unavailable_reason), whether pg_cron should run it (active), and the timeout of its runs. A job''s own arming (autopilot.job_arming) wins over overrides while it lasts.';
 
 -- sql/schema/views/job_status.sql
 CREATE VIEW autopilot.job_status AS
@@ -2397,6 +2408,46 @@ $$;
 COMMENT ON FUNCTION autopilot.set_job_enabled(text, boolean) IS
 'Enables or disables a job (a disabled job keeps its pg_cron entry, inactive). Kept across syncs, upgrades and restores.';
 
+-- sql/functions/cron/set_job_timeout.sql
+CREATE FUNCTION autopilot.set_job_timeout(p_name text, p_timeout interval)
+RETURNS interval
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
+BEGIN
+    IF p_timeout IS NULL THEN
+        RAISE EXCEPTION 'p_timeout must be an interval'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'autopilot.reset_job() returns a job to its catalog defaults.';
+    END IF;
+    IF p_timeout <= interval '0' THEN
+        RAISE EXCEPTION 'invalid timeout "%" for autopilot job %: it must be positive', p_timeout, p_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('Give an interval such as ''30 minutes''; the catalog default of %s is %s.',
+                                p_name, v_job.default_timeout);
+    END IF;
+    IF v_job.kind NOT IN ('function', 'batched') THEN
+        RAISE EXCEPTION 'autopilot job % has no timeout of its own: it is a % job', p_name, v_job.kind
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = CASE v_job.kind
+                      WHEN 'statement' THEN 'A statement job runs at top level in pg_cron; only function and batched jobs time out.'
+                      ELSE 'A runner job runs under its worker''s timeout (autopilot settings).'
+                  END;
+    END IF;
+    INSERT INTO autopilot.job_overrides AS o (job_name, timeout)
+    VALUES (p_name, p_timeout)
+    ON CONFLICT (job_name) DO UPDATE
+        SET timeout = excluded.timeout, updated_at = now(), updated_by = current_user;
+    RETURN p_timeout;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.set_job_timeout(text, interval) IS
+'Overrides the timeout of a function or batched job''s runs (positive; invalid_parameter_value and no change otherwise): a run past it is cancelled and recorded timed_out. Kept across syncs, upgrades and restores; autopilot.reset_job() returns to the catalog default.';
+
 -- sql/functions/cron/reset_job.sql
 CREATE FUNCTION autopilot.reset_job(p_name text)
 RETURNS text
@@ -2414,7 +2465,7 @@ END;
 $$;
 
 COMMENT ON FUNCTION autopilot.reset_job(text) IS
-'Drops a job''s overrides, returning it to the catalog''s schedule, enabled; returns that schedule.';
+'Drops a job''s overrides, returning it to the catalog''s schedule, enabled state and timeout; returns that schedule.';
 
 -- sql/functions/core/_job_lock_key.sql
 CREATE FUNCTION autopilot._job_lock_key(p_name text)
@@ -2558,6 +2609,54 @@ $$;
 
 COMMENT ON FUNCTION autopilot._run_finish(bigint, text, bigint, text, text, jsonb) IS
 'Private: closes a ledger run with its outcome.';
+
+-- sql/functions/core/_cancel_timed_out_runs.sql
+CREATE FUNCTION autopilot._cancel_timed_out_runs()
+RETURNS integer
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- A statement_timeout set inside a procedure does not arm PostgreSQL's timer
+-- (only a top-level statement does), so a run pg_cron CALLs cannot time itself
+-- out in the middle of a step: every scheduled run first cancels the other runs
+-- past their job's timeout. The cancelled run catches the cancel and records
+-- itself timed_out. Only a backend still running the run is signalled: it
+-- started before the run did (not a later backend that reused the pid) and it
+-- still holds the job's session lock.
+DECLARE
+    v_cancelled integer := 0;
+    v_pid integer;
+BEGIN
+    FOR v_pid IN
+        SELECT r.backend_pid
+        FROM autopilot.job_runs AS r
+        INNER JOIN autopilot.job_definitions AS d ON r.job_name = d.name
+        INNER JOIN pg_stat_activity AS a ON r.backend_pid = a.pid
+        WHERE r.status = 'running'
+          AND r.side = 'database'
+          AND d.kind IN ('function', 'batched')
+          AND r.started_at + d.timeout < clock_timestamp()
+          AND r.backend_pid <> pg_backend_pid()
+          AND a.backend_start <= r.started_at
+          AND a.state = 'active'
+          AND EXISTS (
+              SELECT FROM pg_locks AS l
+              WHERE l.pid = r.backend_pid AND l.locktype = 'advisory' AND l.granted
+                AND l.database = (SELECT db.oid FROM pg_database AS db WHERE db.datname = current_database())
+                AND ((l.classid::bigint << 32) | l.objid::bigint) = autopilot._job_lock_key(r.job_name)
+          )
+    LOOP
+        IF pg_cancel_backend(v_pid) THEN
+            v_cancelled := v_cancelled + 1;
+        END IF;
+    END LOOP;
+    RETURN v_cancelled;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._cancel_timed_out_runs() IS
+'Private: cancels (pg_cancel_backend) the database-side runs in other sessions that are past their job''s timeout; they record themselves timed_out. Called at the start of every scheduled run; returns how many it signalled.';
 
 -- sql/functions/core/_enqueue_catalog_job.sql
 CREATE FUNCTION autopilot._enqueue_catalog_job(p_name text)
@@ -2737,6 +2836,10 @@ COMMENT ON FUNCTION autopilot.run_job(text) IS
 -- for that transaction only (set_config(..., true)): no function, operator or
 -- type in the body is ever looked up in a schema another role can write, and
 -- the caller's session keeps its own setting.
+-- A run past its job's timeout stops: between batches by itself, in a step when
+-- it is cancelled (the next scheduled run of any job cancels it, see
+-- autopilot._cancel_timed_out_runs; "autopilot run" sets statement_timeout for
+-- the CALL). It is recorded timed_out and re-raised as query_canceled.
 CREATE PROCEDURE autopilot.run_scheduled_job(p_name text, p_manual boolean DEFAULT false)
 LANGUAGE plpgsql
 AS $$
@@ -2750,10 +2853,15 @@ DECLARE
     v_message pg_catalog.text;
     v_detail pg_catalog.text;
     v_hint pg_catalog.text;
+    -- a statement_timeout of the caller's session fires this long after the CALL started
+    v_called_at pg_catalog.timestamptz := pg_catalog.statement_timestamp();
+    v_timeout pg_catalog.interval;
+    v_timed_out boolean := false;
 BEGIN
     -- fails at once inside a transaction block, before any lock is taken
     COMMIT;
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    PERFORM autopilot._cancel_timed_out_runs();
     IF NOT p_manual AND autopilot._skips_today(p_name) THEN
         RETURN;
     END IF;
@@ -2762,6 +2870,7 @@ BEGIN
     END IF;
 
     v_run_id := autopilot._run_start(p_name, p_manual, true);
+    v_timeout := (autopilot._catalog_job(p_name)).timeout;
     COMMIT;
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF v_run_id IS NULL THEN
@@ -2772,11 +2881,13 @@ BEGIN
         BEGIN
             v_step := autopilot._run_job_step(p_name, v_cursor);
         EXCEPTION
-            WHEN OTHERS THEN
+            -- a cancel is no error OTHERS catches: it is a timeout when it came past the deadline
+            WHEN query_canceled OR OTHERS THEN
                 GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE,
                                         v_message = MESSAGE_TEXT,
                                         v_detail = PG_EXCEPTION_DETAIL,
                                         v_hint = PG_EXCEPTION_HINT;
+                v_timed_out := v_state = '57014' AND clock_timestamp() >= v_called_at + v_timeout;
         END;
         EXIT WHEN v_state IS NOT NULL;
         v_rows := v_rows + coalesce(v_step.rows_affected, 0);
@@ -2785,9 +2896,23 @@ BEGIN
         COMMIT;
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
         EXIT WHEN v_step.done;
+        IF clock_timestamp() >= v_called_at + v_timeout THEN
+            -- past the timeout between two batches: the committed ones stay
+            v_state := '57014';
+            v_timed_out := true;
+            EXIT;
+        END IF;
     END LOOP;
 
-    IF v_state IS NOT NULL THEN
+    IF v_timed_out THEN
+        v_message := format('timed out after %s (timeout %s); %s %s committed',
+                            date_trunc('second', clock_timestamp() - v_called_at), v_timeout, v_batches,
+                            CASE WHEN v_batches = 1 THEN 'batch' ELSE 'batches' END);
+        v_detail := NULL;
+        v_hint := format('autopilot.set_job_timeout(%L, ...) gives the job more time.', p_name);
+        PERFORM autopilot._run_finish(v_run_id, 'timed_out', v_rows, v_message, v_state,
+                                      jsonb_build_object('timeout', v_timeout::text, 'batches_committed', v_batches));
+    ELSIF v_state IS NOT NULL THEN
         PERFORM autopilot._run_finish(v_run_id, 'failed', v_rows, v_message, v_state,
                                       jsonb_build_object('detail', v_detail, 'batches_committed', v_batches));
     ELSE
@@ -2804,7 +2929,8 @@ BEGIN
 
     IF v_state IS NOT NULL THEN
         -- the run is in the ledger; re-raise the job's own error so pg_cron records it too
-        RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message,
+        RAISE EXCEPTION USING ERRCODE = v_state,
+                              MESSAGE = CASE WHEN v_timed_out THEN format('autopilot job %s %s', p_name, v_message) ELSE v_message END,
                               DETAIL = coalesce(v_detail, ''), HINT = coalesce(v_hint, '');
     END IF;
 END;
@@ -2813,7 +2939,7 @@ $$;
 -- (LT01 is silenced on the next line: sqlfluff's postgres dialect reads the argument list in
 -- COMMENT ON PROCEDURE as a separate bracket and wants a space before it.)
 COMMENT ON PROCEDURE autopilot.run_scheduled_job(text, boolean) IS -- noqa: LT01
-'The command pg_cron runs for every database-side and runner-side catalog job (CALL autopilot.run_scheduled_job(''name'')): ledger run committed first, a COMMIT after every batch, a failure recorded and then re-raised so that cron.job_run_details shows it too. Must be CALLed outside a transaction block. p_manual => true (the CLI) ignores a weekday restriction.';
+'The command pg_cron runs for every database-side and runner-side catalog job (CALL autopilot.run_scheduled_job(''name'')): ledger run committed first, a COMMIT after every batch, a failure recorded and then re-raised so that cron.job_run_details shows it too; a run past its job''s timeout (autopilot.set_job_timeout) stops and is recorded timed_out. Must be CALLed outside a transaction block. p_manual => true (the CLI) ignores a weekday restriction.';
 
 -- sql/functions/maintenance/_cleanup_old_jobs_batch.sql
 CREATE FUNCTION autopilot._cleanup_old_jobs_batch(p_cursor jsonb, p_limit integer)
