@@ -76,6 +76,8 @@ CREATE TABLE autopilot.job_catalog (
     disabled_reason text,
     startup_order smallint,
     timeout interval NOT NULL DEFAULT '1 hour',
+    max_attempts smallint NOT NULL DEFAULT 3,
+    retry_backoff interval NOT NULL DEFAULT '5 seconds',
     CONSTRAINT job_catalog_pkey PRIMARY KEY (name),
     CONSTRAINT job_catalog_name_format_check CHECK (
         name ~ '^[a-z][a-z0-9-]*$' AND octet_length('autopilot:' || name) <= 63
@@ -90,7 +92,9 @@ CREATE TABLE autopilot.job_catalog (
     CONSTRAINT job_catalog_scheduled_check CHECK (schedule IS NOT NULL OR run_at_startup),
     CONSTRAINT job_catalog_startup_order_check CHECK (startup_order IS NULL OR run_at_startup),
     CONSTRAINT job_catalog_startup_order_key UNIQUE (startup_order),
-    CONSTRAINT job_catalog_timeout_check CHECK (timeout > interval '0')
+    CONSTRAINT job_catalog_timeout_check CHECK (timeout > interval '0'),
+    CONSTRAINT job_catalog_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 100),
+    CONSTRAINT job_catalog_retry_backoff_check CHECK (retry_backoff >= interval '0')
 );
 
 COMMENT ON TABLE autopilot.job_catalog IS
@@ -115,6 +119,10 @@ COMMENT ON COLUMN autopilot.job_catalog.disabled_reason IS
 'Why the job ships disabled (no worker for its target ships with this version of the runner), shown by autopilot status; NULL: enabled by default. A DBA enables it with autopilot.set_job_enabled (autopilot schedule NAME --enable).';
 COMMENT ON COLUMN autopilot.job_catalog.timeout IS
 'Default timeout of a run of a function or batched job (autopilot.set_job_timeout overrides it): a run past it is cancelled and recorded timed_out. Statement and runner jobs do not use it (a runner job has its worker''s timeout).';
+COMMENT ON COLUMN autopilot.job_catalog.max_attempts IS
+'Default attempts of a run of a function or batched job (autopilot.set_job_retries overrides it): a transient failure (serialization failure 40001, deadlock 40P01, lock not available 55P03) is retried within the run until then; any other error is not.';
+COMMENT ON COLUMN autopilot.job_catalog.retry_backoff IS
+'Default wait before the second attempt of a run; it doubles for every later attempt.';
 
 -- sql/schema/tables/job_overrides.sql
 CREATE TABLE autopilot.job_overrides (
@@ -124,20 +132,27 @@ CREATE TABLE autopilot.job_overrides (
     updated_at timestamptz NOT NULL DEFAULT now(),
     updated_by text NOT NULL DEFAULT current_user,
     timeout interval,
+    max_attempts smallint,
+    retry_backoff interval,
     CONSTRAINT job_overrides_pkey PRIMARY KEY (job_name),
     CONSTRAINT job_overrides_job_name_fkey FOREIGN KEY (job_name)
     REFERENCES autopilot.job_catalog (name) ON DELETE CASCADE,
     CONSTRAINT job_overrides_not_empty_check CHECK (
         schedule IS NOT NULL OR enabled IS NOT NULL OR timeout IS NOT NULL
+        OR max_attempts IS NOT NULL OR retry_backoff IS NOT NULL
     ),
-    CONSTRAINT job_overrides_timeout_check CHECK (timeout > interval '0')
+    CONSTRAINT job_overrides_timeout_check CHECK (timeout > interval '0'),
+    CONSTRAINT job_overrides_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 100),
+    CONSTRAINT job_overrides_retry_backoff_check CHECK (retry_backoff >= interval '0')
 );
 
 COMMENT ON TABLE autopilot.job_overrides IS
-'A DBA''s changes to the catalog: another schedule, enabled/disabled, another timeout. Kept across re-syncs, upgrades and pg_dump/restore; written by autopilot.set_job_schedule(), set_job_enabled(), set_job_timeout() and reset_job().';
+'A DBA''s changes to the catalog: another schedule, enabled/disabled, another timeout or retry policy. Kept across re-syncs, upgrades and pg_dump/restore; written by autopilot.set_job_schedule(), set_job_enabled(), set_job_timeout(), set_job_retries() and reset_job().';
 COMMENT ON COLUMN autopilot.job_overrides.schedule IS 'Cron expression replacing the catalog default; NULL keeps the default.';
 COMMENT ON COLUMN autopilot.job_overrides.enabled IS 'false disables the job (its pg_cron entry stays, inactive); NULL keeps the default.';
 COMMENT ON COLUMN autopilot.job_overrides.timeout IS 'Timeout replacing the catalog default (autopilot.set_job_timeout); NULL keeps the default.';
+COMMENT ON COLUMN autopilot.job_overrides.max_attempts IS 'Attempts replacing the catalog default (autopilot.set_job_retries); NULL keeps the default.';
+COMMENT ON COLUMN autopilot.job_overrides.retry_backoff IS 'First backoff replacing the catalog default (autopilot.set_job_retries); NULL keeps the default.';
 
 -- sql/schema/tables/job_runs.sql
 CREATE TABLE autopilot.job_runs (
@@ -154,6 +169,7 @@ CREATE TABLE autopilot.job_runs (
     details jsonb NOT NULL DEFAULT '{}',
     backend_pid integer DEFAULT pg_backend_pid(),
     scheduled_for timestamptz,
+    attempt smallint NOT NULL DEFAULT 1,
     CONSTRAINT job_runs_pkey PRIMARY KEY (id),
     CONSTRAINT job_runs_side_check CHECK (side IN ('database', 'runner')),
     CONSTRAINT job_runs_trigger_check CHECK (trigger IN ('pg_cron', 'manual', 'runner')),
@@ -161,7 +177,8 @@ CREATE TABLE autopilot.job_runs (
         status IN ('running', 'succeeded', 'failed', 'skipped', 'abandoned', 'cancelled', 'timed_out')
     ),
     CONSTRAINT job_runs_finished_check CHECK ((status = 'running') = (finished_at IS NULL)),
-    CONSTRAINT job_runs_order_check CHECK (finished_at >= started_at)
+    CONSTRAINT job_runs_order_check CHECK (finished_at >= started_at),
+    CONSTRAINT job_runs_attempt_check CHECK (attempt >= 1)
 );
 
 -- status: the last run (and the last successful run) of each job
@@ -185,6 +202,8 @@ COMMENT ON COLUMN autopilot.job_runs.error_sqlstate IS 'SQLSTATE of the error of
 COMMENT ON COLUMN autopilot.job_runs.scheduled_for IS
 'A pg_cron run: the tick of its schedule it was fired for (a run pg_cron queued while an earlier one overran started later than its tick). NULL for other runs.';
 COMMENT ON COLUMN autopilot.job_runs.backend_pid IS 'Backend that ran the job; lets a later run tell a live run from an abandoned one.';
+COMMENT ON COLUMN autopilot.job_runs.attempt IS
+'Database side: the attempt of its run this row records (1, then one more row for every retry of a transient failure, autopilot.set_job_retries).';
 
 -- sql/schema/tables/jobs.sql
 -- The runner's durable queue (Oban's shape and state names).
@@ -1354,13 +1373,15 @@ SELECT
     -- why it ships disabled, while the DBA has not enabled or disabled it
     CASE WHEN o.enabled IS NULL THEN c.disabled_reason END AS disabled_reason,
     coalesce(o.timeout, c.timeout) AS timeout,
-    c.timeout AS default_timeout
+    c.timeout AS default_timeout,
+    coalesce(o.max_attempts, c.max_attempts) AS max_attempts,
+    coalesce(o.retry_backoff, c.retry_backoff) AS retry_backoff
 FROM autopilot.job_catalog AS c
 LEFT JOIN autopilot.job_overrides AS o ON c.name = o.job_name
 LEFT JOIN autopilot.job_arming AS a ON c.name = a.job_name;
 
 COMMENT ON VIEW autopilot.job_definitions IS
-'The catalog with the DBA''s overrides applied: the schedule and state each job should have in pg_cron, the pg_cron job name and command, why a job cannot run here (unavailable_reason), whether pg_cron should run it (active), and the timeout of its runs. A job''s own arming (autopilot.job_arming) wins over overrides while it lasts.';
+'The catalog with the DBA''s overrides applied: the schedule and state each job should have in pg_cron, the pg_cron job name and command, why a job cannot run here (unavailable_reason), whether pg_cron should run it (active), and the timeout and retry policy of its runs. A job''s own arming (autopilot.job_arming) wins over overrides while it lasts.';
 
 -- sql/schema/views/job_status.sql
 CREATE VIEW autopilot.job_status AS
@@ -2448,6 +2469,57 @@ $$;
 COMMENT ON FUNCTION autopilot.set_job_timeout(text, interval) IS
 'Overrides the timeout of a function or batched job''s runs (positive; invalid_parameter_value and no change otherwise): a run past it is cancelled and recorded timed_out. Kept across syncs, upgrades and restores; autopilot.reset_job() returns to the catalog default.';
 
+-- sql/functions/cron/set_job_retries.sql
+CREATE FUNCTION autopilot.set_job_retries(
+    p_name text,
+    p_max_attempts integer,
+    p_backoff interval DEFAULT NULL
+)
+RETURNS integer
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
+BEGIN
+    IF p_max_attempts IS NULL THEN
+        RAISE EXCEPTION 'p_max_attempts must be a number of attempts'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'autopilot.reset_job() returns a job to its catalog defaults.';
+    END IF;
+    IF p_max_attempts NOT BETWEEN 1 AND 100 THEN
+        RAISE EXCEPTION 'invalid max attempts % for autopilot job %: it must be between 1 and 100', p_max_attempts, p_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = '1 means no retry; the catalog default is ' || v_job.max_attempts || '.';
+    END IF;
+    IF p_backoff < interval '0' THEN
+        RAISE EXCEPTION 'invalid backoff "%" for autopilot job %: it must not be negative', p_backoff, p_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give an interval such as ''5 seconds'' (it doubles for every later attempt), or NULL to keep the current one.';
+    END IF;
+    IF v_job.kind NOT IN ('function', 'batched') THEN
+        RAISE EXCEPTION 'autopilot job % has no retry policy of its own: it is a % job', p_name, v_job.kind
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = CASE v_job.kind
+                      WHEN 'statement' THEN 'A statement job runs at top level in pg_cron; only function and batched jobs retry.'
+                      ELSE 'A runner job is retried by the runner (autopilot.jobs.max_attempts).'
+                  END;
+    END IF;
+    INSERT INTO autopilot.job_overrides AS o (job_name, max_attempts, retry_backoff)
+    VALUES (p_name, p_max_attempts, p_backoff)
+    ON CONFLICT (job_name) DO UPDATE
+        SET max_attempts = excluded.max_attempts,
+            retry_backoff = coalesce(excluded.retry_backoff, o.retry_backoff),
+            updated_at = now(),
+            updated_by = current_user;
+    RETURN p_max_attempts;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.set_job_retries(text, integer, interval) IS
+'Overrides the retry policy of a function or batched job: up to p_max_attempts attempts per run (1: no retry) when a step fails transiently (40001, 40P01, 55P03), waiting p_backoff before the second (doubling after; NULL keeps the current backoff). invalid_parameter_value and no change on bad input. Kept across syncs, upgrades and restores; autopilot.reset_job() returns to the catalog defaults.';
+
 -- sql/functions/cron/reset_job.sql
 CREATE FUNCTION autopilot.reset_job(p_name text)
 RETURNS text
@@ -2636,7 +2708,8 @@ BEGIN
         WHERE r.status = 'running'
           AND r.side = 'database'
           AND d.kind IN ('function', 'batched')
-          AND r.started_at + d.timeout < clock_timestamp()
+          -- a retry's row carries the start of its run: the timeout covers every attempt
+          AND coalesce((r.details ->> 'run_started_at')::timestamptz, r.started_at) + d.timeout < clock_timestamp()
           AND r.backend_pid <> pg_backend_pid()
           AND a.backend_start <= r.started_at
           AND a.state = 'active'
@@ -2840,6 +2913,11 @@ COMMENT ON FUNCTION autopilot.run_job(text) IS
 -- it is cancelled (the next scheduled run of any job cancels it, see
 -- autopilot._cancel_timed_out_runs; "autopilot run" sets statement_timeout for
 -- the CALL). It is recorded timed_out and re-raised as query_canceled.
+-- A transient failure of a step (serialization failure, deadlock, lock not
+-- available) is retried within the run, after a backoff that doubles, up to the
+-- job's max_attempts: each attempt is a ledger row of its own (attempt 1, 2,
+-- ...); a batched job goes on from its last committed batch. The timeout covers
+-- the whole run, every attempt and backoff included.
 CREATE PROCEDURE autopilot.run_scheduled_job(p_name text, p_manual boolean DEFAULT false)
 LANGUAGE plpgsql
 AS $$
@@ -2855,8 +2933,12 @@ DECLARE
     v_hint pg_catalog.text;
     -- a statement_timeout of the caller's session fires this long after the CALL started
     v_called_at pg_catalog.timestamptz := pg_catalog.statement_timestamp();
+    v_job autopilot.job_definitions;
     v_timeout pg_catalog.interval;
     v_timed_out boolean := false;
+    v_attempt integer := 1;
+    v_max_attempts integer;
+    v_wait pg_catalog.interval;
 BEGIN
     -- fails at once inside a transaction block, before any lock is taken
     COMMIT;
@@ -2870,15 +2952,24 @@ BEGIN
     END IF;
 
     v_run_id := autopilot._run_start(p_name, p_manual, true);
-    v_timeout := (autopilot._catalog_job(p_name)).timeout;
+    v_job := autopilot._catalog_job(p_name);
+    v_timeout := v_job.timeout;
+    v_max_attempts := CASE WHEN v_job.kind IN ('function', 'batched') THEN v_job.max_attempts ELSE 1 END;
     COMMIT;
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF v_run_id IS NULL THEN
         RETURN;
     END IF;
 
+    <<attempts>>
+    LOOP
     LOOP
         BEGIN
+            IF v_wait IS NOT NULL THEN
+                -- the backoff before a retry: a cancel (timeout) while it lasts is caught below
+                PERFORM pg_catalog.pg_sleep(pg_catalog.date_part('epoch', v_wait));
+                v_wait := NULL;
+            END IF;
             v_step := autopilot._run_job_step(p_name, v_cursor);
         EXCEPTION
             -- a cancel is no error OTHERS catches: it is a timeout when it came past the deadline
@@ -2903,6 +2994,38 @@ BEGIN
             EXIT;
         END IF;
     END LOOP;
+    EXIT attempts WHEN v_state IS NULL OR v_timed_out OR v_state NOT IN ('40001', '40P01', '55P03')
+        OR v_attempt >= v_max_attempts;
+    -- a transient failure: this attempt is recorded failed, the next one starts after the backoff
+    v_wait := v_job.retry_backoff * power(2, v_attempt - 1);
+    IF clock_timestamp() + v_wait >= v_called_at + v_timeout THEN
+        v_message := format('%s (attempt %s of %s, not retried: the next attempt would start past the timeout of %s)',
+                            v_message, v_attempt, v_max_attempts, v_timeout);
+        EXIT attempts;
+    END IF;
+    PERFORM autopilot._run_finish(
+        v_run_id, 'failed', v_rows,
+        format('%s (attempt %s of %s, retried after %s)', v_message, v_attempt, v_max_attempts, v_wait),
+        v_state,
+        jsonb_build_object('detail', v_detail, 'batches_committed', v_batches, 'retry_after', v_wait::text)
+    );
+    v_attempt := v_attempt + 1;
+    -- the run's start: the timeout of every attempt counts from it (autopilot._cancel_timed_out_runs)
+    INSERT INTO autopilot.job_runs AS r (job_name, side, trigger, scheduled_for, attempt, details)
+    SELECT p.job_name, p.side, p.trigger, p.scheduled_for, v_attempt,
+           jsonb_build_object('run_started_at', v_called_at)
+    FROM autopilot.job_runs AS p
+    WHERE p.id = v_run_id
+    RETURNING r.id INTO v_run_id;
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    v_state := NULL;
+    v_message := NULL;
+    v_detail := NULL;
+    v_hint := NULL;
+    v_rows := 0;
+    v_batches := 0;
+    END LOOP attempts;
 
     IF v_timed_out THEN
         v_message := format('timed out after %s (timeout %s); %s %s committed',

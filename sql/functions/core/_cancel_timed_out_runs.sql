@@ -23,7 +23,8 @@ BEGIN
         WHERE r.status = 'running'
           AND r.side = 'database'
           AND d.kind IN ('function', 'batched')
-          AND r.started_at + d.timeout < clock_timestamp()
+          -- a retry's row carries the start of its run: the timeout covers every attempt
+          AND coalesce((r.details ->> 'run_started_at')::timestamptz, r.started_at) + d.timeout < clock_timestamp()
           AND r.backend_pid <> pg_backend_pid()
           AND a.backend_start <= r.started_at
           AND a.state = 'active'

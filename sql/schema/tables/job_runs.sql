@@ -12,6 +12,7 @@ CREATE TABLE autopilot.job_runs (
     details jsonb NOT NULL DEFAULT '{}',
     backend_pid integer DEFAULT pg_backend_pid(),
     scheduled_for timestamptz,
+    attempt smallint NOT NULL DEFAULT 1,
     CONSTRAINT job_runs_pkey PRIMARY KEY (id),
     CONSTRAINT job_runs_side_check CHECK (side IN ('database', 'runner')),
     CONSTRAINT job_runs_trigger_check CHECK (trigger IN ('pg_cron', 'manual', 'runner')),
@@ -19,7 +20,8 @@ CREATE TABLE autopilot.job_runs (
         status IN ('running', 'succeeded', 'failed', 'skipped', 'abandoned', 'cancelled', 'timed_out')
     ),
     CONSTRAINT job_runs_finished_check CHECK ((status = 'running') = (finished_at IS NULL)),
-    CONSTRAINT job_runs_order_check CHECK (finished_at >= started_at)
+    CONSTRAINT job_runs_order_check CHECK (finished_at >= started_at),
+    CONSTRAINT job_runs_attempt_check CHECK (attempt >= 1)
 );
 
 -- status: the last run (and the last successful run) of each job
@@ -43,3 +45,5 @@ COMMENT ON COLUMN autopilot.job_runs.error_sqlstate IS 'SQLSTATE of the error of
 COMMENT ON COLUMN autopilot.job_runs.scheduled_for IS
 'A pg_cron run: the tick of its schedule it was fired for (a run pg_cron queued while an earlier one overran started later than its tick). NULL for other runs.';
 COMMENT ON COLUMN autopilot.job_runs.backend_pid IS 'Backend that ran the job; lets a later run tell a live run from an abandoned one.';
+COMMENT ON COLUMN autopilot.job_runs.attempt IS
+'Database side: the attempt of its run this row records (1, then one more row for every retry of a transient failure, autopilot.set_job_retries).';
