@@ -127,3 +127,54 @@ def test_a_cancel_before_the_timeout_is_a_failure_not_a_timeout(held_job):
     assert isinstance(outcome["error"], psycopg.errors.QueryCanceled)
     (run,) = runs(db)
     assert run["status"] == "failed" and run["error_sqlstate"] == "57014", run
+
+
+def test_a_dba_sets_the_timeout_and_retries_with_autopilot_schedule(synced_db, autopilot):
+    db = synced_db
+
+    def policy() -> tuple:
+        with db.connect() as conn:
+            return conn.execute(
+                "SELECT timeout::text, max_attempts, retry_backoff::text, schedule "
+                "FROM autopilot.job_definitions WHERE name = %s",
+                [JOB],
+            ).fetchone()
+
+    default = policy()
+    result = autopilot(
+        "schedule",
+        JOB,
+        "--timeout",
+        "90 seconds",
+        "--retries",
+        "4",
+        "--backoff",
+        "2 seconds",
+        "--dsn",
+        db.dsn,
+    )
+    assert result.exit_code == 0, result.output
+    assert f"{JOB} now times out after 00:01:30" in result.output
+    assert (
+        f"{JOB} now makes up to 4 attempts per run on a transient failure, 00:00:02 before" in result.output
+    )
+    assert policy() == ("00:01:30", 4, "00:00:02", default[3])
+
+    # bad input: the message and hint of the database, nothing changed (not even the valid part)
+    result = autopilot("schedule", JOB, "--timeout", "0", "--retries", "2", "--dsn", db.dsn)
+    assert result.exit_code != 0
+    assert "it must be positive" in result.output, result.output
+    assert policy() == ("00:01:30", 4, "00:00:02", default[3])
+    result = autopilot("schedule", "vacuum-analyze", "--retries", "2", "--dsn", db.dsn)
+    assert result.exit_code != 0 and "has no retry policy of its own" in result.output, result.output
+    result = autopilot("schedule", JOB, "--backoff", "1 second", "--dsn", db.dsn)
+    assert result.exit_code == 2 and "--backoff goes with --retries" in result.output, result.output
+
+    # with a new schedule at once, then back to the catalog
+    result = autopilot("schedule", JOB, "*/7 * * * *", "--retries", "1", "--dsn", db.dsn)
+    assert result.exit_code == 0, result.output
+    assert "(no retry)" in result.output
+    assert policy() == ("00:01:30", 1, "00:00:02", "*/7 * * * *")
+    result = autopilot("schedule", JOB, "--reset", "--dsn", db.dsn)
+    assert result.exit_code == 0, result.output
+    assert policy() == default
