@@ -7176,6 +7176,11 @@ COMMENT ON PROCEDURE autopilot.run_scheduled_job(text, boolean) IS -- noqa: LT01
 -- sql/grants/privileges.sql
 REVOKE ALL ON FUNCTION autopilot.set_job_retries(text, integer, interval) FROM PUBLIC;
 
+-- sql/schema/tables/job_runs.sql: the running rows, which every scheduled run reads for the runs
+-- past their timeout (autopilot._cancel_timed_out_runs)
+CREATE INDEX job_runs_running_idx ON autopilot.job_runs (job_name)
+WHERE status = 'running';
+
 -- KEEP THIS SECTION LAST. Where pg_cron is in this database, the update resyncs pg_cron
 -- itself (new and changed jobs, the renames to autopilot:<database>:<job>), so that nothing
 -- is left for "autopilot sync". A sync that fails (a name taken by a job of this role in

@@ -32,6 +32,10 @@ WHERE status = 'succeeded';
 -- worker would otherwise read every success of its enqueueing)
 CREATE INDEX job_runs_runner_succeeded_idx ON autopilot.job_runs (job_name, started_at DESC)
 WHERE status = 'succeeded' AND trigger = 'runner';
+-- every scheduled run looks for the runs past their timeout (autopilot._cancel_timed_out_runs):
+-- the few running rows, whatever the size of the ledger
+CREATE INDEX job_runs_running_idx ON autopilot.job_runs (job_name)
+WHERE status = 'running';
 -- metrics-refresh: the runner's failed runs by the time they finished
 CREATE INDEX job_runs_runner_failed_idx ON autopilot.job_runs (finished_at)
 WHERE side = 'runner' AND status = 'failed';
