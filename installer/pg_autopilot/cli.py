@@ -206,7 +206,7 @@ def check(dsn: str | None, as_json: bool) -> None:
 @click.argument("job")
 @handled
 def run(dsn: str | None, job: str) -> None:
-    """Run JOB now (a runner-side job is enqueued); exits non-zero when it fails."""
+    """Run JOB now (a runner-side job is enqueued); exits non-zero when it fails or times out."""
     with connect(dsn, autocommit=True) as conn:
         _require_installed(conn)
         ran = run_now.run_now(conn, job)
@@ -215,7 +215,7 @@ def run(dsn: str | None, job: str) -> None:
         f" ({ran['rows_affected'] if ran['rows_affected'] is not None else '-'} rows)"
         f" — {ran['message']} [ledger run {ran['id']}]"
     )
-    if ran["status"] == "failed":
+    if ran["status"] in ("failed", "timed_out"):
         raise JobFailed(f"{line}; SQLSTATE {safe(ran['error_sqlstate'])}")
     console.print(
         line, style="green" if ran["status"] == "succeeded" else "yellow", highlight=False, markup=False
@@ -230,18 +230,65 @@ def run(dsn: str | None, job: str) -> None:
     "--disable", "action", flag_value="disable", help="Disable the job (kept in pg_cron, inactive)."
 )
 @click.option("--enable", "action", flag_value="enable", help="Enable the job again.")
-@click.option("--reset", "action", flag_value="reset", help="Back to the catalog's schedule, enabled.")
+@click.option(
+    "--reset",
+    "action",
+    flag_value="reset",
+    help="Back to the catalog's schedule, enabled, timeout and retries.",
+)
+@click.option(
+    "--timeout",
+    metavar="INTERVAL",
+    help="Cancel a run of JOB past this long, recorded timed_out (e.g. '30 minutes').",
+)
+@click.option(
+    "--retries",
+    type=int,
+    metavar="N",
+    help="Up to N attempts per run when a step fails transiently (serialization failure, deadlock, "
+    "lock not available); 1: no retry.",
+)
+@click.option(
+    "--backoff", metavar="INTERVAL", help="With --retries: the wait before the second attempt (it doubles)."
+)
 @handled
-def schedule(dsn: str | None, job: str, cron: str | None, action: str | None) -> None:
-    """Change JOB's schedule to CRON (five fields, UTC), or --disable, --enable, --reset it."""
-    if (cron is None) == (action is None):
-        raise click.UsageError("give either a CRON expression or one of --disable, --enable, --reset")
+def schedule(
+    dsn: str | None,
+    job: str,
+    cron: str | None,
+    action: str | None,
+    timeout: str | None,
+    retries: int | None,
+    backoff: str | None,
+) -> None:
+    """Change JOB's schedule to CRON (five fields, UTC), or --disable, --enable, --reset it; set its
+    --timeout and --retries (function and batched jobs)."""
+    policy = timeout is not None or retries is not None
+    if backoff is not None and retries is None:
+        raise click.UsageError("--backoff goes with --retries N")
+    if (cron is not None and action is not None) or (cron is None and action is None and not policy):
+        raise click.UsageError(
+            "give either a CRON expression or one of --disable, --enable, --reset"
+            " (and/or --timeout, --retries)"
+        )
+    if action == "reset" and policy:
+        raise click.UsageError(
+            "--reset returns the job to all its catalog defaults: give --timeout or --retries after it"
+        )
     with connect(dsn) as conn:
         _require_installed(conn)
-        schedules.check_can_schedule(conn, dsn)  # the change is saved only when it can be synced
-        message = schedules.change_schedule(conn, job, cron, action)
-        console.print(safe(message), highlight=False, markup=False)
-        _report_sync(conn, dsn, after="the change is saved")
+        changes_schedule = cron is not None or action is not None
+        if changes_schedule:
+            schedules.check_can_schedule(conn, dsn)  # the change is saved only when it can be synced
+        with conn.transaction():
+            messages = []
+            if changes_schedule:
+                messages.append(schedules.change_schedule(conn, job, cron, action))
+            messages += schedules.change_run_policy(conn, job, timeout, retries, backoff)
+        for message in messages:
+            console.print(safe(message), highlight=False, markup=False)
+        if changes_schedule:
+            _report_sync(conn, dsn, after="the change is saved")
 
 
 class _ValuesMayStartWithADash(click.Command):

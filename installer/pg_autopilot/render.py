@@ -75,6 +75,7 @@ def duration(value: timedelta | None) -> str:
 _STATUS_STYLE = {
     "succeeded": "green",
     "failed": "bold red",
+    "timed_out": "bold red",
     "skipped": "yellow",
     "abandoned": "red",
     "running": "cyan",

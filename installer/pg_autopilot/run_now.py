@@ -48,11 +48,20 @@ def run_now(conn: psycopg.Connection, name: str) -> dict:
             _run_statement(conn, job)
         else:
             try:
+                # a statement_timeout set inside the procedure would not arm the server's timer: the
+                # job's timeout is this session's for the CALL (the procedure records timed_out)
+                if job["kind"] in ("function", "batched"):
+                    cur.execute(
+                        "SELECT pg_catalog.set_config('statement_timeout', %s, false)",
+                        [str(max(1, int(job["timeout"].total_seconds() * 1000)))],
+                    )
                 cur.execute("CALL autopilot.run_scheduled_job(%s, p_manual => true)", [name])
             except psycopg.Error as exc:
                 run = _run_after(cur, name, before)
                 if run is None:  # failed before the run started: not the job's own failure
                     raise translate(exc) from exc
+            finally:
+                cur.execute("RESET statement_timeout")
         run = _run_after(cur, name, before)
     return run
 

@@ -405,3 +405,33 @@ def change_schedule(
             raise ValueError(f"unknown action {action!r}")
         conn.execute("SELECT autopilot.set_job_enabled(%s, %s)", [job, action == "enable"])
         return f"{job} is {action}d"
+
+
+def change_run_policy(
+    conn: psycopg.Connection,
+    job: str,
+    timeout: str | None = None,
+    retries: int | None = None,
+    backoff: str | None = None,
+) -> list[str]:
+    """A DBA's change to how one function or batched job runs, in one transaction: its ``timeout`` (an
+    interval, text) and its retry policy (``retries`` attempts, ``backoff`` before the second; None keeps
+    the backoff). Kept in autopilot.job_overrides; reset_job() drops them. Returns what was done."""
+    done = []
+    with conn.transaction():
+        if timeout is not None:
+            value = conn.execute(
+                "SELECT autopilot.set_job_timeout(%s, %s::interval)::text", [job, timeout]
+            ).fetchone()[0]
+            done.append(f"{job} now times out after {value}")
+        if retries is not None:
+            conn.execute("SELECT autopilot.set_job_retries(%s, %s, %s::interval)", [job, retries, backoff])
+            attempts, wait = conn.execute(
+                "SELECT max_attempts, retry_backoff::text FROM autopilot.job_definitions WHERE name = %s",
+                [job],
+            ).fetchone()
+            done.append(
+                f"{job} now makes up to {attempts} attempts per run on a transient failure"
+                + (f", {wait} before the second (doubling)" if attempts > 1 else " (no retry)")
+            )
+    return done

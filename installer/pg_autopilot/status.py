@@ -253,7 +253,7 @@ def _job_view(
     }
 
 
-RUN_OUTCOMES = ("running", "succeeded", "failed", "skipped", "abandoned", "cancelled")
+RUN_OUTCOMES = ("running", "succeeded", "failed", "timed_out", "skipped", "abandoned", "cancelled")
 
 
 def ledger_job_names(conn: psycopg.Connection) -> list[str]:

@@ -6527,6 +6527,696 @@ BEGIN
 END;
 $$;
 
+-- Timeouts of database-side jobs (autopilot.set_job_timeout): a run past its job's timeout is
+-- cancelled and recorded timed_out.
+
+-- sql/schema/tables/job_catalog.sql, job_overrides.sql, job_runs.sql
+ALTER TABLE autopilot.job_catalog
+ADD COLUMN timeout interval NOT NULL DEFAULT '1 hour',
+ADD CONSTRAINT job_catalog_timeout_check CHECK (timeout > interval '0');
+ALTER TABLE autopilot.job_overrides
+ADD COLUMN timeout interval,
+DROP CONSTRAINT job_overrides_not_empty_check,
+ADD CONSTRAINT job_overrides_not_empty_check CHECK (
+    schedule IS NOT NULL OR enabled IS NOT NULL OR timeout IS NOT NULL
+),
+ADD CONSTRAINT job_overrides_timeout_check CHECK (timeout > interval '0');
+ALTER TABLE autopilot.job_runs
+DROP CONSTRAINT job_runs_status_check,
+ADD CONSTRAINT job_runs_status_check CHECK (
+    status IN ('running', 'succeeded', 'failed', 'skipped', 'abandoned', 'cancelled', 'timed_out')
+);
+-- sql/schema/tables/job_catalog.sql (comments)
+COMMENT ON TABLE autopilot.job_catalog IS
+'Every scheduled job of autopilot, database side (pg_cron runs SQL) and runner side (pg_cron enqueues into autopilot.jobs). autopilot.sync_schedules() makes cron.job match it.';
+COMMENT ON COLUMN autopilot.job_catalog.kind IS
+'function: the target function does the whole job and returns a jsonb summary; batched: the target function deletes or moves one bounded batch, and a scheduled run commits between batches; statement: pg_cron runs the target statement at top level (VACUUM, REINDEX CONCURRENTLY cannot run in a function); enqueue: a runner job is enqueued into autopilot.jobs, deduplicated.';
+COMMENT ON COLUMN autopilot.job_catalog.schedule IS
+'Default cron expression, UTC, pg_cron 1.4 syntax; NULL for a runner job that runs only at runner startup.';
+COMMENT ON COLUMN autopilot.job_catalog.only_on_dow IS
+'When set (0 = Sunday), a scheduled run fires only on that UTC weekday: cron ORs day-of-month and day-of-week, so "first Sunday" is day 1-7 plus this filter.';
+COMMENT ON COLUMN autopilot.job_catalog.target IS
+'The function (schema-qualified name) a job runs, the top-level statement of a statement job, or the worker name of a runner job.';
+COMMENT ON COLUMN autopilot.job_catalog.queue IS 'Queue of autopilot.jobs that a runner job is enqueued into.';
+COMMENT ON COLUMN autopilot.job_catalog.run_at_startup IS 'The runner enqueues this job when it starts (deduplicated).';
+COMMENT ON COLUMN autopilot.job_catalog.startup_order IS
+'The startup jobs with an order run as a chain, in that order: each waits (autopilot.jobs.depends_on) for the one before it to complete (autopilot.enqueue_startup_jobs).';
+COMMENT ON COLUMN autopilot.job_catalog.args IS 'Arguments of the runner job enqueued by a runner-side entry.';
+COMMENT ON COLUMN autopilot.job_catalog.requires_local_pg_cron IS 'The job works on pg_cron''s own tables, so it runs only where pg_cron is installed.';
+COMMENT ON COLUMN autopilot.job_catalog.only_when_armed IS
+'pg_cron runs the job only while another job has armed it (autopilot.job_arming); otherwise its pg_cron entry stays inactive.';
+COMMENT ON COLUMN autopilot.job_catalog.disabled_reason IS
+'Why the job ships disabled (no worker for its target ships with this version of the runner), shown by autopilot status; NULL: enabled by default. A DBA enables it with autopilot.set_job_enabled (autopilot schedule NAME --enable).';
+COMMENT ON COLUMN autopilot.job_catalog.timeout IS
+'Default timeout of a run of a function or batched job (autopilot.set_job_timeout overrides it): a run past it is cancelled and recorded timed_out. Statement and runner jobs do not use it (a runner job has its worker''s timeout).';
+
+-- sql/schema/tables/job_overrides.sql (comments)
+COMMENT ON TABLE autopilot.job_overrides IS
+'A DBA''s changes to the catalog: another schedule, enabled/disabled, another timeout. Kept across re-syncs, upgrades and pg_dump/restore; written by autopilot.set_job_schedule(), set_job_enabled(), set_job_timeout() and reset_job().';
+COMMENT ON COLUMN autopilot.job_overrides.schedule IS 'Cron expression replacing the catalog default; NULL keeps the default.';
+COMMENT ON COLUMN autopilot.job_overrides.enabled IS 'false disables the job (its pg_cron entry stays, inactive); NULL keeps the default.';
+COMMENT ON COLUMN autopilot.job_overrides.timeout IS 'Timeout replacing the catalog default (autopilot.set_job_timeout); NULL keeps the default.';
+
+-- sql/schema/tables/job_runs.sql (comments)
+COMMENT ON TABLE autopilot.job_runs IS
+'The run ledger: one row for every run of every job, database side and runner side: when, how long, outcome, rows affected, error.';
+COMMENT ON COLUMN autopilot.job_runs.trigger IS 'pg_cron (a scheduled run), manual (autopilot.run_job or the CLI), runner (an attempt of a runner job that ended: completed, failed, snoozed, cancelled or rescued).';
+COMMENT ON COLUMN autopilot.job_runs.status IS
+'running, succeeded, failed; skipped (database side: another run held the job''s lock; runner side: the job snoozed); abandoned (database side: the session ended mid-run, found by the next run; runner side: its runner stopped heartbeating, found by rescue-orphaned-jobs); cancelled (a runner job cancelled while executing); timed_out (database side: the run passed its job''s timeout and was cancelled, autopilot.set_job_timeout).';
+COMMENT ON COLUMN autopilot.job_runs.error_sqlstate IS 'SQLSTATE of the error of a failed run.';
+COMMENT ON COLUMN autopilot.job_runs.scheduled_for IS
+'A pg_cron run: the tick of its schedule it was fired for (a run pg_cron queued while an earlier one overran started later than its tick). NULL for other runs.';
+COMMENT ON COLUMN autopilot.job_runs.backend_pid IS 'Backend that ran the job; lets a later run tell a live run from an abandoned one.';
+
+-- sql/schema/views/job_definitions.sql
+CREATE OR REPLACE VIEW autopilot.job_definitions AS
+SELECT
+    c.name,
+    c.side,
+    c.kind,
+    coalesce(a.schedule, o.schedule, c.schedule) AS schedule,
+    c.schedule AS default_schedule,
+    coalesce(o.enabled, c.disabled_reason IS NULL) AS enabled,
+    c.only_on_dow,
+    c.target,
+    c.args,
+    c.queue,
+    c.run_at_startup,
+    c.description,
+    autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron)
+        AS unavailable_reason,
+    -- autopilot._cron_jobname(c.name), written out: a view's functions need EXECUTE of every
+    -- role that reads it, and these built-ins have it (tests/sql/_cron_jobname.sql compares them);
+    -- current_database() is a name, whose collation ("C") the column must not take (RF02: sqlfluff
+    -- reads "default" as a column)
+    CASE
+        WHEN octet_length(format('autopilot:%s:%s', current_database(), c.name)) <= 63
+            THEN format('autopilot:%s:%s', current_database(), c.name)
+        ELSE format(
+            'autopilot:%s~%s:%s',
+            CASE WHEN octet_length(left(current_database(), 16)) = 16 THEN left(current_database(), 16) ELSE '' END,
+            left(md5(current_database()), 8), c.name
+        )
+    END COLLATE "default" AS cron_jobname, -- noqa: RF02
+    CASE
+        WHEN c.kind = 'statement' THEN coalesce(a.command, c.target)
+        ELSE format('CALL autopilot.run_scheduled_job(%L)', c.name)
+    END AS cron_command,
+    c.only_when_armed,
+    a.armed_at,
+    -- what pg_cron's entry should say: enabled, runnable here, and armed when it must be
+    coalesce(o.enabled, c.disabled_reason IS NULL)
+    AND autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron) IS NULL
+    AND (NOT c.only_when_armed OR a.job_name IS NOT NULL) AS active,
+    -- why it ships disabled, while the DBA has not enabled or disabled it
+    CASE WHEN o.enabled IS NULL THEN c.disabled_reason END AS disabled_reason,
+    coalesce(o.timeout, c.timeout) AS timeout,
+    c.timeout AS default_timeout
+FROM autopilot.job_catalog AS c
+LEFT JOIN autopilot.job_overrides AS o ON c.name = o.job_name
+LEFT JOIN autopilot.job_arming AS a ON c.name = a.job_name;
+
+COMMENT ON VIEW autopilot.job_definitions IS
+'The catalog with the DBA''s overrides applied: the schedule and state each job should have in pg_cron, the pg_cron job name and command, why a job cannot run here (unavailable_reason), whether pg_cron should run it (active), and the timeout of its runs. A job''s own arming (autopilot.job_arming) wins over overrides while it lasts.';
+
+-- sql/functions/cron/set_job_timeout.sql
+CREATE OR REPLACE FUNCTION autopilot.set_job_timeout(p_name text, p_timeout interval)
+RETURNS interval
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
+BEGIN
+    IF p_timeout IS NULL THEN
+        RAISE EXCEPTION 'p_timeout must be an interval'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'autopilot.reset_job() returns a job to its catalog defaults.';
+    END IF;
+    IF p_timeout <= interval '0' THEN
+        RAISE EXCEPTION 'invalid timeout "%" for autopilot job %: it must be positive', p_timeout, p_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('Give an interval such as ''30 minutes''; the catalog default of %s is %s.',
+                                p_name, v_job.default_timeout);
+    END IF;
+    IF v_job.kind NOT IN ('function', 'batched') THEN
+        RAISE EXCEPTION 'autopilot job % has no timeout of its own: it is a % job', p_name, v_job.kind
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = CASE v_job.kind
+                      WHEN 'statement' THEN 'A statement job runs at top level in pg_cron; only function and batched jobs time out.'
+                      ELSE 'A runner job runs under its worker''s timeout (autopilot settings).'
+                  END;
+    END IF;
+    INSERT INTO autopilot.job_overrides AS o (job_name, timeout)
+    VALUES (p_name, p_timeout)
+    ON CONFLICT (job_name) DO UPDATE
+        SET timeout = excluded.timeout, updated_at = now(), updated_by = current_user;
+    RETURN p_timeout;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.set_job_timeout(text, interval) IS
+'Overrides the timeout of a function or batched job''s runs (positive; invalid_parameter_value and no change otherwise): a run past it is cancelled and recorded timed_out. Kept across syncs, upgrades and restores; autopilot.reset_job() returns to the catalog default.';
+
+-- sql/functions/core/_cancel_timed_out_runs.sql
+CREATE OR REPLACE FUNCTION autopilot._cancel_timed_out_runs()
+RETURNS integer
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- A statement_timeout set inside a procedure does not arm PostgreSQL's timer
+-- (only a top-level statement does), so a run pg_cron CALLs cannot time itself
+-- out in the middle of a step: every scheduled run first cancels the other runs
+-- past their job's timeout. The cancelled run catches the cancel and records
+-- itself timed_out. Only a backend still running the run is signalled: it
+-- started before the run did (not a later backend that reused the pid) and it
+-- still holds the job's session lock.
+DECLARE
+    v_cancelled integer := 0;
+    v_pid integer;
+BEGIN
+    FOR v_pid IN
+        SELECT r.backend_pid
+        FROM autopilot.job_runs AS r
+        INNER JOIN autopilot.job_definitions AS d ON r.job_name = d.name
+        INNER JOIN pg_stat_activity AS a ON r.backend_pid = a.pid
+        WHERE r.status = 'running'
+          AND r.side = 'database'
+          AND d.kind IN ('function', 'batched')
+          AND r.started_at + d.timeout < clock_timestamp()
+          AND r.backend_pid <> pg_backend_pid()
+          AND a.backend_start <= r.started_at
+          AND a.state = 'active'
+          AND EXISTS (
+              SELECT FROM pg_locks AS l
+              WHERE l.pid = r.backend_pid AND l.locktype = 'advisory' AND l.granted
+                AND l.database = (SELECT db.oid FROM pg_database AS db WHERE db.datname = current_database())
+                AND ((l.classid::bigint << 32) | l.objid::bigint) = autopilot._job_lock_key(r.job_name)
+          )
+    LOOP
+        IF pg_cancel_backend(v_pid) THEN
+            v_cancelled := v_cancelled + 1;
+        END IF;
+    END LOOP;
+    RETURN v_cancelled;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._cancel_timed_out_runs() IS
+'Private: cancels (pg_cancel_backend) the database-side runs in other sessions that are past their job''s timeout; they record themselves timed_out. Called at the start of every scheduled run; returns how many it signalled.';
+
+-- sql/functions/core/run_scheduled_job.sql
+-- A procedure, so that a batched job commits between batches: no batch holds
+-- its locks long. A procedure that commits cannot carry SET search_path
+-- (PostgreSQL forbids transaction control there), yet pg_cron runs it as a
+-- privileged role in a session whose search_path the database's owner can set
+-- (ALTER DATABASE ... SET search_path = public, ...). So its types are
+-- schema-qualified (they are resolved when the body is compiled, before any
+-- statement runs), and every transaction it starts pins the search path first,
+-- for that transaction only (set_config(..., true)): no function, operator or
+-- type in the body is ever looked up in a schema another role can write, and
+-- the caller's session keeps its own setting.
+-- A run past its job's timeout stops: between batches by itself, in a step when
+-- it is cancelled (the next scheduled run of any job cancels it, see
+-- autopilot._cancel_timed_out_runs; "autopilot run" sets statement_timeout for
+-- the CALL). It is recorded timed_out and re-raised as query_canceled.
+CREATE OR REPLACE PROCEDURE autopilot.run_scheduled_job(p_name text, p_manual boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_run_id bigint;
+    v_step autopilot.job_step;
+    v_cursor pg_catalog.jsonb;
+    v_rows bigint := 0;
+    v_batches integer := 0;
+    v_state pg_catalog.text;
+    v_message pg_catalog.text;
+    v_detail pg_catalog.text;
+    v_hint pg_catalog.text;
+    -- a statement_timeout of the caller's session fires this long after the CALL started
+    v_called_at pg_catalog.timestamptz := pg_catalog.statement_timestamp();
+    v_timeout pg_catalog.interval;
+    v_timed_out boolean := false;
+BEGIN
+    -- fails at once inside a transaction block, before any lock is taken
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    PERFORM autopilot._cancel_timed_out_runs();
+    IF NOT p_manual AND autopilot._skips_today(p_name) THEN
+        RETURN;
+    END IF;
+    IF (autopilot._catalog_job(p_name)).kind = 'statement' THEN
+        PERFORM autopilot._run_job_step(p_name, NULL);
+    END IF;
+
+    v_run_id := autopilot._run_start(p_name, p_manual, true);
+    v_timeout := (autopilot._catalog_job(p_name)).timeout;
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF v_run_id IS NULL THEN
+        RETURN;
+    END IF;
+
+    LOOP
+        BEGIN
+            v_step := autopilot._run_job_step(p_name, v_cursor);
+        EXCEPTION
+            -- a cancel is no error OTHERS catches: it is a timeout when it came past the deadline
+            WHEN query_canceled OR OTHERS THEN
+                GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE,
+                                        v_message = MESSAGE_TEXT,
+                                        v_detail = PG_EXCEPTION_DETAIL,
+                                        v_hint = PG_EXCEPTION_HINT;
+                v_timed_out := v_state = '57014' AND clock_timestamp() >= v_called_at + v_timeout;
+        END;
+        EXIT WHEN v_state IS NOT NULL;
+        v_rows := v_rows + coalesce(v_step.rows_affected, 0);
+        v_batches := v_batches + 1;
+        v_cursor := v_step.cursor;
+        COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        EXIT WHEN v_step.done;
+        IF clock_timestamp() >= v_called_at + v_timeout THEN
+            -- past the timeout between two batches: the committed ones stay
+            v_state := '57014';
+            v_timed_out := true;
+            EXIT;
+        END IF;
+    END LOOP;
+
+    IF v_timed_out THEN
+        v_message := format('timed out after %s (timeout %s); %s %s committed',
+                            date_trunc('second', clock_timestamp() - v_called_at), v_timeout, v_batches,
+                            CASE WHEN v_batches = 1 THEN 'batch' ELSE 'batches' END);
+        v_detail := NULL;
+        v_hint := format('autopilot.set_job_timeout(%L, ...) gives the job more time.', p_name);
+        PERFORM autopilot._run_finish(v_run_id, 'timed_out', v_rows, v_message, v_state,
+                                      jsonb_build_object('timeout', v_timeout::text, 'batches_committed', v_batches));
+    ELSIF v_state IS NOT NULL THEN
+        PERFORM autopilot._run_finish(v_run_id, 'failed', v_rows, v_message, v_state,
+                                      jsonb_build_object('detail', v_detail, 'batches_committed', v_batches));
+    ELSE
+        PERFORM autopilot._run_finish(
+            v_run_id, 'succeeded', v_rows,
+            coalesce(v_step.message, format('%s rows in %s %s', v_rows, v_batches, CASE WHEN v_batches = 1 THEN 'batch' ELSE 'batches' END)),
+            NULL,
+            coalesce(v_step.details, '{}') || jsonb_build_object('batches', v_batches)
+        );
+    END IF;
+    PERFORM pg_advisory_unlock(autopilot._job_lock_key(p_name));
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
+    IF v_state IS NOT NULL THEN
+        -- the run is in the ledger; re-raise the job's own error so pg_cron records it too
+        RAISE EXCEPTION USING ERRCODE = v_state,
+                              MESSAGE = CASE WHEN v_timed_out THEN format('autopilot job %s %s', p_name, v_message) ELSE v_message END,
+                              DETAIL = coalesce(v_detail, ''), HINT = coalesce(v_hint, '');
+    END IF;
+END;
+$$;
+
+-- (LT01 is silenced on the next line: sqlfluff's postgres dialect reads the argument list in
+-- COMMENT ON PROCEDURE as a separate bracket and wants a space before it.)
+COMMENT ON PROCEDURE autopilot.run_scheduled_job(text, boolean) IS -- noqa: LT01
+'The command pg_cron runs for every database-side and runner-side catalog job (CALL autopilot.run_scheduled_job(''name'')): ledger run committed first, a COMMIT after every batch, a failure recorded and then re-raised so that cron.job_run_details shows it too; a run past its job''s timeout (autopilot.set_job_timeout) stops and is recorded timed_out. Must be CALLed outside a transaction block. p_manual => true (the CLI) ignores a weekday restriction.';
+
+-- sql/functions/cron/reset_job.sql
+COMMENT ON FUNCTION autopilot.reset_job(text) IS
+'Drops a job''s overrides, returning it to the catalog''s schedule, enabled state and timeout; returns that schedule.';
+
+-- sql/grants/privileges.sql
+REVOKE ALL ON FUNCTION autopilot.set_job_timeout(text, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION autopilot._cancel_timed_out_runs() FROM PUBLIC;
+
+-- Retries of database-side jobs (autopilot.set_job_retries): a transient failure is retried with
+-- backoff within the run, one ledger row per attempt.
+
+-- sql/schema/tables/job_catalog.sql, job_overrides.sql, job_runs.sql
+ALTER TABLE autopilot.job_catalog
+ADD COLUMN max_attempts smallint NOT NULL DEFAULT 3,
+ADD COLUMN retry_backoff interval NOT NULL DEFAULT '5 seconds',
+ADD CONSTRAINT job_catalog_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 100),
+ADD CONSTRAINT job_catalog_retry_backoff_check CHECK (retry_backoff >= interval '0');
+ALTER TABLE autopilot.job_overrides
+ADD COLUMN max_attempts smallint,
+ADD COLUMN retry_backoff interval,
+DROP CONSTRAINT job_overrides_not_empty_check,
+ADD CONSTRAINT job_overrides_not_empty_check CHECK (
+    schedule IS NOT NULL OR enabled IS NOT NULL OR timeout IS NOT NULL
+    OR max_attempts IS NOT NULL OR retry_backoff IS NOT NULL
+),
+ADD CONSTRAINT job_overrides_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 100),
+ADD CONSTRAINT job_overrides_retry_backoff_check CHECK (retry_backoff >= interval '0');
+ALTER TABLE autopilot.job_runs
+ADD COLUMN attempt smallint NOT NULL DEFAULT 1,
+ADD CONSTRAINT job_runs_attempt_check CHECK (attempt >= 1);
+COMMENT ON COLUMN autopilot.job_catalog.max_attempts IS
+'Default attempts of a run of a function or batched job (autopilot.set_job_retries overrides it): a transient failure (serialization failure 40001, deadlock 40P01, lock not available 55P03) is retried within the run until then; any other error is not.';
+COMMENT ON COLUMN autopilot.job_catalog.retry_backoff IS
+'Default wait before the second attempt of a run; it doubles for every later attempt.';
+COMMENT ON TABLE autopilot.job_overrides IS
+'A DBA''s changes to the catalog: another schedule, enabled/disabled, another timeout or retry policy. Kept across re-syncs, upgrades and pg_dump/restore; written by autopilot.set_job_schedule(), set_job_enabled(), set_job_timeout(), set_job_retries() and reset_job().';
+COMMENT ON COLUMN autopilot.job_overrides.max_attempts IS 'Attempts replacing the catalog default (autopilot.set_job_retries); NULL keeps the default.';
+COMMENT ON COLUMN autopilot.job_overrides.retry_backoff IS 'First backoff replacing the catalog default (autopilot.set_job_retries); NULL keeps the default.';
+COMMENT ON COLUMN autopilot.job_runs.attempt IS
+'Database side: the attempt of its run this row records (1, then one more row for every retry of a transient failure, autopilot.set_job_retries).';
+
+-- sql/schema/views/job_definitions.sql
+CREATE OR REPLACE VIEW autopilot.job_definitions AS
+SELECT
+    c.name,
+    c.side,
+    c.kind,
+    coalesce(a.schedule, o.schedule, c.schedule) AS schedule,
+    c.schedule AS default_schedule,
+    coalesce(o.enabled, c.disabled_reason IS NULL) AS enabled,
+    c.only_on_dow,
+    c.target,
+    c.args,
+    c.queue,
+    c.run_at_startup,
+    c.description,
+    autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron)
+        AS unavailable_reason,
+    -- autopilot._cron_jobname(c.name), written out: a view's functions need EXECUTE of every
+    -- role that reads it, and these built-ins have it (tests/sql/_cron_jobname.sql compares them);
+    -- current_database() is a name, whose collation ("C") the column must not take (RF02: sqlfluff
+    -- reads "default" as a column)
+    CASE
+        WHEN octet_length(format('autopilot:%s:%s', current_database(), c.name)) <= 63
+            THEN format('autopilot:%s:%s', current_database(), c.name)
+        ELSE format(
+            'autopilot:%s~%s:%s',
+            CASE WHEN octet_length(left(current_database(), 16)) = 16 THEN left(current_database(), 16) ELSE '' END,
+            left(md5(current_database()), 8), c.name
+        )
+    END COLLATE "default" AS cron_jobname, -- noqa: RF02
+    CASE
+        WHEN c.kind = 'statement' THEN coalesce(a.command, c.target)
+        ELSE format('CALL autopilot.run_scheduled_job(%L)', c.name)
+    END AS cron_command,
+    c.only_when_armed,
+    a.armed_at,
+    -- what pg_cron's entry should say: enabled, runnable here, and armed when it must be
+    coalesce(o.enabled, c.disabled_reason IS NULL)
+    AND autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron) IS NULL
+    AND (NOT c.only_when_armed OR a.job_name IS NOT NULL) AS active,
+    -- why it ships disabled, while the DBA has not enabled or disabled it
+    CASE WHEN o.enabled IS NULL THEN c.disabled_reason END AS disabled_reason,
+    coalesce(o.timeout, c.timeout) AS timeout,
+    c.timeout AS default_timeout,
+    coalesce(o.max_attempts, c.max_attempts) AS max_attempts,
+    coalesce(o.retry_backoff, c.retry_backoff) AS retry_backoff
+FROM autopilot.job_catalog AS c
+LEFT JOIN autopilot.job_overrides AS o ON c.name = o.job_name
+LEFT JOIN autopilot.job_arming AS a ON c.name = a.job_name;
+
+COMMENT ON VIEW autopilot.job_definitions IS
+'The catalog with the DBA''s overrides applied: the schedule and state each job should have in pg_cron, the pg_cron job name and command, why a job cannot run here (unavailable_reason), whether pg_cron should run it (active), and the timeout and retry policy of its runs. A job''s own arming (autopilot.job_arming) wins over overrides while it lasts.';
+
+-- sql/functions/cron/set_job_retries.sql
+CREATE OR REPLACE FUNCTION autopilot.set_job_retries(
+    p_name text,
+    p_max_attempts integer,
+    p_backoff interval DEFAULT NULL
+)
+RETURNS integer
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
+BEGIN
+    IF p_max_attempts IS NULL THEN
+        RAISE EXCEPTION 'p_max_attempts must be a number of attempts'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'autopilot.reset_job() returns a job to its catalog defaults.';
+    END IF;
+    IF p_max_attempts NOT BETWEEN 1 AND 100 THEN
+        RAISE EXCEPTION 'invalid max attempts % for autopilot job %: it must be between 1 and 100', p_max_attempts, p_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = '1 means no retry; the catalog default is ' || v_job.max_attempts || '.';
+    END IF;
+    IF p_backoff < interval '0' THEN
+        RAISE EXCEPTION 'invalid backoff "%" for autopilot job %: it must not be negative', p_backoff, p_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give an interval such as ''5 seconds'' (it doubles for every later attempt), or NULL to keep the current one.';
+    END IF;
+    IF v_job.kind NOT IN ('function', 'batched') THEN
+        RAISE EXCEPTION 'autopilot job % has no retry policy of its own: it is a % job', p_name, v_job.kind
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = CASE v_job.kind
+                      WHEN 'statement' THEN 'A statement job runs at top level in pg_cron; only function and batched jobs retry.'
+                      ELSE 'A runner job is retried by the runner (autopilot.jobs.max_attempts).'
+                  END;
+    END IF;
+    INSERT INTO autopilot.job_overrides AS o (job_name, max_attempts, retry_backoff)
+    VALUES (p_name, p_max_attempts, p_backoff)
+    ON CONFLICT (job_name) DO UPDATE
+        SET max_attempts = excluded.max_attempts,
+            retry_backoff = coalesce(excluded.retry_backoff, o.retry_backoff),
+            updated_at = now(),
+            updated_by = current_user;
+    RETURN p_max_attempts;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.set_job_retries(text, integer, interval) IS
+'Overrides the retry policy of a function or batched job: up to p_max_attempts attempts per run (1: no retry) when a step fails transiently (40001, 40P01, 55P03), waiting p_backoff before the second (doubling after; NULL keeps the current backoff). invalid_parameter_value and no change on bad input. Kept across syncs, upgrades and restores; autopilot.reset_job() returns to the catalog defaults.';
+
+-- sql/functions/core/_cancel_timed_out_runs.sql
+CREATE OR REPLACE FUNCTION autopilot._cancel_timed_out_runs()
+RETURNS integer
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- A statement_timeout set inside a procedure does not arm PostgreSQL's timer
+-- (only a top-level statement does), so a run pg_cron CALLs cannot time itself
+-- out in the middle of a step: every scheduled run first cancels the other runs
+-- past their job's timeout. The cancelled run catches the cancel and records
+-- itself timed_out. Only a backend still running the run is signalled: it
+-- started before the run did (not a later backend that reused the pid) and it
+-- still holds the job's session lock. A run's start is never taken as earlier
+-- than its backend's (a ledger row cannot make a run look older than it is),
+-- and a backend the caller may not signal (another role's) is left alone.
+DECLARE
+    v_cancelled integer := 0;
+    v_pid integer;
+BEGIN
+    FOR v_pid IN
+        SELECT r.backend_pid
+        FROM autopilot.job_runs AS r
+        INNER JOIN autopilot.job_definitions AS d ON r.job_name = d.name
+        INNER JOIN pg_stat_activity AS a ON r.backend_pid = a.pid
+        WHERE r.status = 'running'
+          AND r.side = 'database'
+          AND d.kind IN ('function', 'batched')
+          -- a retry's row carries the start of its run: the timeout covers every attempt
+          AND coalesce((r.details ->> 'run_started_at')::timestamptz, r.started_at) + d.timeout < clock_timestamp()
+          AND r.backend_pid <> pg_backend_pid()
+          AND a.backend_start <= coalesce((r.details ->> 'run_started_at')::timestamptz, r.started_at)
+          AND a.backend_start <= r.started_at
+          AND a.state = 'active'
+          AND EXISTS (
+              SELECT FROM pg_locks AS l
+              WHERE l.pid = r.backend_pid AND l.locktype = 'advisory' AND l.granted
+                AND l.database = (SELECT db.oid FROM pg_database AS db WHERE db.datname = current_database())
+                AND ((l.classid::bigint << 32) | l.objid::bigint) = autopilot._job_lock_key(r.job_name)
+          )
+    LOOP
+        BEGIN
+            IF pg_cancel_backend(v_pid) THEN
+                v_cancelled := v_cancelled + 1;
+            END IF;
+        EXCEPTION WHEN insufficient_privilege THEN
+            NULL;  -- another role's backend: its own role's next run cancels it
+        END;
+    END LOOP;
+    RETURN v_cancelled;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._cancel_timed_out_runs() IS
+'Private: cancels (pg_cancel_backend) the database-side runs in other sessions that are past their job''s timeout; they record themselves timed_out. Called at the start of every scheduled run; returns how many it signalled.';
+
+-- sql/functions/core/run_scheduled_job.sql
+-- A procedure, so that a batched job commits between batches: no batch holds
+-- its locks long. A procedure that commits cannot carry SET search_path
+-- (PostgreSQL forbids transaction control there), yet pg_cron runs it as a
+-- privileged role in a session whose search_path the database's owner can set
+-- (ALTER DATABASE ... SET search_path = public, ...). So its types are
+-- schema-qualified (they are resolved when the body is compiled, before any
+-- statement runs), and every transaction it starts pins the search path first,
+-- for that transaction only (set_config(..., true)): no function, operator or
+-- type in the body is ever looked up in a schema another role can write, and
+-- the caller's session keeps its own setting.
+-- A run past its job's timeout stops: between batches by itself, in a step when
+-- it is cancelled (the next scheduled run of any job cancels it, see
+-- autopilot._cancel_timed_out_runs; "autopilot run" sets statement_timeout for
+-- the CALL). It is recorded timed_out and re-raised as query_canceled.
+-- A transient failure of a step (serialization failure, deadlock, lock not
+-- available) is retried within the run, after a backoff that doubles, up to the
+-- job's max_attempts: each attempt is a ledger row of its own (attempt 1, 2,
+-- ...); a batched job goes on from its last committed batch. The timeout covers
+-- the whole run, every attempt and backoff included.
+CREATE OR REPLACE PROCEDURE autopilot.run_scheduled_job(p_name text, p_manual boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_run_id bigint;
+    v_step autopilot.job_step;
+    v_cursor pg_catalog.jsonb;
+    v_rows bigint := 0;
+    v_batches integer := 0;
+    v_state pg_catalog.text;
+    v_message pg_catalog.text;
+    v_detail pg_catalog.text;
+    v_hint pg_catalog.text;
+    -- a statement_timeout of the caller's session fires this long after the CALL started
+    v_called_at pg_catalog.timestamptz := pg_catalog.statement_timestamp();
+    v_job autopilot.job_definitions;
+    v_timeout pg_catalog.interval;
+    v_timed_out boolean := false;
+    v_attempt integer := 1;
+    v_max_attempts integer;
+    v_wait pg_catalog.interval;
+BEGIN
+    -- fails at once inside a transaction block, before any lock is taken
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    PERFORM autopilot._cancel_timed_out_runs();
+    IF NOT p_manual AND autopilot._skips_today(p_name) THEN
+        RETURN;
+    END IF;
+    IF (autopilot._catalog_job(p_name)).kind = 'statement' THEN
+        PERFORM autopilot._run_job_step(p_name, NULL);
+    END IF;
+
+    v_run_id := autopilot._run_start(p_name, p_manual, true);
+    v_job := autopilot._catalog_job(p_name);
+    v_timeout := v_job.timeout;
+    v_max_attempts := CASE WHEN v_job.kind IN ('function', 'batched') THEN v_job.max_attempts ELSE 1 END;
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF v_run_id IS NULL THEN
+        RETURN;
+    END IF;
+
+    <<attempts>>
+    LOOP
+    LOOP
+        BEGIN
+            IF v_wait IS NOT NULL THEN
+                -- the backoff before a retry: a cancel (timeout) while it lasts is caught below
+                PERFORM pg_catalog.pg_sleep(pg_catalog.date_part('epoch', v_wait));
+                v_wait := NULL;
+            END IF;
+            v_step := autopilot._run_job_step(p_name, v_cursor);
+        EXCEPTION
+            -- a cancel is no error OTHERS catches: it is a timeout when it came past the deadline
+            WHEN query_canceled OR OTHERS THEN
+                GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE,
+                                        v_message = MESSAGE_TEXT,
+                                        v_detail = PG_EXCEPTION_DETAIL,
+                                        v_hint = PG_EXCEPTION_HINT;
+                v_timed_out := v_state = '57014' AND clock_timestamp() >= v_called_at + v_timeout;
+        END;
+        EXIT WHEN v_state IS NOT NULL;
+        v_rows := v_rows + coalesce(v_step.rows_affected, 0);
+        v_batches := v_batches + 1;
+        v_cursor := v_step.cursor;
+        COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        EXIT WHEN v_step.done;
+        IF clock_timestamp() >= v_called_at + v_timeout THEN
+            -- past the timeout between two batches: the committed ones stay
+            v_state := '57014';
+            v_timed_out := true;
+            EXIT;
+        END IF;
+    END LOOP;
+    EXIT attempts WHEN v_state IS NULL OR v_timed_out OR v_state NOT IN ('40001', '40P01', '55P03')
+        OR v_attempt >= v_max_attempts;
+    -- a transient failure: this attempt is recorded failed, the next one starts after the backoff
+    v_wait := v_job.retry_backoff * power(2, v_attempt - 1);
+    IF clock_timestamp() + v_wait >= v_called_at + v_timeout THEN
+        v_message := format('%s (attempt %s of %s, not retried: the next attempt would start past the timeout of %s)',
+                            v_message, v_attempt, v_max_attempts, v_timeout);
+        EXIT attempts;
+    END IF;
+    PERFORM autopilot._run_finish(
+        v_run_id, 'failed', v_rows,
+        format('%s (attempt %s of %s, retried after %s)', v_message, v_attempt, v_max_attempts, v_wait),
+        v_state,
+        jsonb_build_object('detail', v_detail, 'batches_committed', v_batches, 'retry_after', v_wait::text)
+    );
+    v_attempt := v_attempt + 1;
+    -- the run's start: the timeout of every attempt counts from it (autopilot._cancel_timed_out_runs)
+    INSERT INTO autopilot.job_runs AS r (job_name, side, trigger, scheduled_for, attempt, details)
+    SELECT p.job_name, p.side, p.trigger, p.scheduled_for, v_attempt,
+           jsonb_build_object('run_started_at', v_called_at)
+    FROM autopilot.job_runs AS p
+    WHERE p.id = v_run_id
+    RETURNING r.id INTO v_run_id;
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    v_state := NULL;
+    v_message := NULL;
+    v_detail := NULL;
+    v_hint := NULL;
+    v_rows := 0;
+    v_batches := 0;
+    END LOOP attempts;
+
+    IF v_timed_out THEN
+        v_message := format('timed out after %s (timeout %s); %s %s committed',
+                            date_trunc('second', clock_timestamp() - v_called_at), v_timeout, v_batches,
+                            CASE WHEN v_batches = 1 THEN 'batch' ELSE 'batches' END);
+        v_detail := NULL;
+        v_hint := format('autopilot.set_job_timeout(%L, ...) gives the job more time.', p_name);
+        PERFORM autopilot._run_finish(v_run_id, 'timed_out', v_rows, v_message, v_state,
+                                      jsonb_build_object('timeout', v_timeout::text, 'batches_committed', v_batches));
+    ELSIF v_state IS NOT NULL THEN
+        PERFORM autopilot._run_finish(v_run_id, 'failed', v_rows, v_message, v_state,
+                                      jsonb_build_object('detail', v_detail, 'batches_committed', v_batches));
+    ELSE
+        PERFORM autopilot._run_finish(
+            v_run_id, 'succeeded', v_rows,
+            coalesce(v_step.message, format('%s rows in %s %s', v_rows, v_batches, CASE WHEN v_batches = 1 THEN 'batch' ELSE 'batches' END)),
+            NULL,
+            coalesce(v_step.details, '{}') || jsonb_build_object('batches', v_batches)
+        );
+    END IF;
+    PERFORM pg_advisory_unlock(autopilot._job_lock_key(p_name));
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
+    IF v_state IS NOT NULL THEN
+        -- the run is in the ledger; re-raise the job's own error so pg_cron records it too
+        RAISE EXCEPTION USING ERRCODE = v_state,
+                              MESSAGE = CASE WHEN v_timed_out THEN format('autopilot job %s %s', p_name, v_message) ELSE v_message END,
+                              DETAIL = coalesce(v_detail, ''), HINT = coalesce(v_hint, '');
+    END IF;
+END;
+$$;
+
+-- (LT01 is silenced on the next line: sqlfluff's postgres dialect reads the argument list in
+-- COMMENT ON PROCEDURE as a separate bracket and wants a space before it.)
+COMMENT ON PROCEDURE autopilot.run_scheduled_job(text, boolean) IS -- noqa: LT01
+'The command pg_cron runs for every database-side and runner-side catalog job (CALL autopilot.run_scheduled_job(''name'')): ledger run committed first, a COMMIT after every batch, a failure recorded and then re-raised so that cron.job_run_details shows it too; a run past its job''s timeout (autopilot.set_job_timeout) stops and is recorded timed_out. Must be CALLed outside a transaction block. p_manual => true (the CLI) ignores a weekday restriction.';
+
+-- sql/grants/privileges.sql
+REVOKE ALL ON FUNCTION autopilot.set_job_retries(text, integer, interval) FROM PUBLIC;
+
+-- sql/schema/tables/job_runs.sql: the running rows, which every scheduled run reads for the runs
+-- past their timeout (autopilot._cancel_timed_out_runs)
+CREATE INDEX job_runs_running_idx ON autopilot.job_runs (job_name)
+WHERE status = 'running';
 
 -- KEEP THIS SECTION LAST. Where pg_cron is in this database, the update resyncs pg_cron
 -- itself (new and changed jobs, the renames to autopilot:<database>:<job>), so that nothing

@@ -28,7 +28,8 @@ SELECT set_eq(
     ARRAY[
         'version', 'get_setting', 'set_setting', 'reset_setting', 'cron_expression_error', 'is_valid_cron',
         'pg_cron_database', 'plan_cron_sync', 'sync_schedules', 'set_job_schedule', 'set_job_enabled',
-        'reset_job', 'run_job', 'run_scheduled_job', 'collect_vector_stats', 'analyze_database',
+        'set_job_timeout', 'set_job_retries', 'reset_job', 'run_job', 'run_scheduled_job', 'collect_vector_stats',
+        'analyze_database',
         'index_bloat', 'plan_index_maintenance', 'finish_index_maintenance_item', 'reindex_bloated_indexes',
         'learn_patterns_from_analysis', 'update_agent_knowledge', 'assign_pending_tasks',
         'refresh_performance_metrics', 'recalculate_all_pagerank', 'sync_learning_to_centralcloud',

@@ -1,7 +1,7 @@
 -- The tables of autopilot: they exist with their primary keys, and their
 -- constraints reject the states the jobs rely on never seeing.
 BEGIN;
-SELECT plan(79);
+SELECT plan(84);
 
 SELECT tables_are(
     'autopilot',
@@ -272,6 +272,26 @@ SELECT throws_ok(
 SELECT throws_ok(
     $$INSERT INTO autopilot.job_overrides (job_name, enabled) VALUES ('no-such-job', false)$$,
     '23503', NULL, 'job_overrides: only for catalog jobs'
+);
+SELECT throws_ok(
+    $$UPDATE autopilot.job_catalog SET timeout = interval '0' WHERE name = 'pagerank'$$,
+    '23514', NULL, 'job_catalog: a timeout is positive'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.job_overrides (job_name, timeout) VALUES ('pagerank', interval '-1 minute')$$,
+    '23514', NULL, 'job_overrides: a timeout is positive'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.job_overrides (job_name, max_attempts) VALUES ('pagerank', 0)$$,
+    '23514', NULL, 'job_overrides: at least one attempt'
+);
+SELECT throws_ok(
+    $$INSERT INTO autopilot.job_runs (job_name, side, trigger, attempt) VALUES ('pagerank', 'database', 'manual', 0)$$,
+    '23514', NULL, 'job_runs: attempts count from 1'
+);
+SELECT lives_ok(
+    $$INSERT INTO autopilot.job_overrides (job_name, timeout) VALUES ('pagerank', interval '5 minutes')$$,
+    'job_overrides: a timeout alone is an override'
 );
 SELECT throws_ok(
     $$INSERT INTO autopilot.setting_values (name, value) VALUES ('no.such_setting', '1')$$,

@@ -14,4 +14,4 @@ END;
 $$;
 
 COMMENT ON FUNCTION autopilot.reset_job(text) IS
-'Drops a job''s overrides, returning it to the catalog''s schedule, enabled; returns that schedule.';
+'Drops a job''s overrides, returning it to the catalog''s schedule, enabled state and timeout; returns that schedule.';

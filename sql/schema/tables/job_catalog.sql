@@ -15,6 +15,9 @@ CREATE TABLE autopilot.job_catalog (
     description text NOT NULL,
     disabled_reason text,
     startup_order smallint,
+    timeout interval NOT NULL DEFAULT '1 hour',
+    max_attempts smallint NOT NULL DEFAULT 3,
+    retry_backoff interval NOT NULL DEFAULT '5 seconds',
     CONSTRAINT job_catalog_pkey PRIMARY KEY (name),
     CONSTRAINT job_catalog_name_format_check CHECK (
         name ~ '^[a-z][a-z0-9-]*$' AND octet_length('autopilot:' || name) <= 63
@@ -28,7 +31,10 @@ CREATE TABLE autopilot.job_catalog (
     CONSTRAINT job_catalog_queue_check CHECK ((side = 'runner') = (queue IS NOT NULL)),
     CONSTRAINT job_catalog_scheduled_check CHECK (schedule IS NOT NULL OR run_at_startup),
     CONSTRAINT job_catalog_startup_order_check CHECK (startup_order IS NULL OR run_at_startup),
-    CONSTRAINT job_catalog_startup_order_key UNIQUE (startup_order)
+    CONSTRAINT job_catalog_startup_order_key UNIQUE (startup_order),
+    CONSTRAINT job_catalog_timeout_check CHECK (timeout > interval '0'),
+    CONSTRAINT job_catalog_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 100),
+    CONSTRAINT job_catalog_retry_backoff_check CHECK (retry_backoff >= interval '0')
 );
 
 COMMENT ON TABLE autopilot.job_catalog IS
@@ -51,3 +57,9 @@ COMMENT ON COLUMN autopilot.job_catalog.only_when_armed IS
 'pg_cron runs the job only while another job has armed it (autopilot.job_arming); otherwise its pg_cron entry stays inactive.';
 COMMENT ON COLUMN autopilot.job_catalog.disabled_reason IS
 'Why the job ships disabled (no worker for its target ships with this version of the runner), shown by autopilot status; NULL: enabled by default. A DBA enables it with autopilot.set_job_enabled (autopilot schedule NAME --enable).';
+COMMENT ON COLUMN autopilot.job_catalog.timeout IS
+'Default timeout of a run of a function or batched job (autopilot.set_job_timeout overrides it): a run past it is cancelled and recorded timed_out. Statement and runner jobs do not use it (a runner job has its worker''s timeout).';
+COMMENT ON COLUMN autopilot.job_catalog.max_attempts IS
+'Default attempts of a run of a function or batched job (autopilot.set_job_retries overrides it): a transient failure (serialization failure 40001, deadlock 40P01, lock not available 55P03) is retried within the run until then; any other error is not.';
+COMMENT ON COLUMN autopilot.job_catalog.retry_backoff IS
+'Default wait before the second attempt of a run; it doubles for every later attempt.';

@@ -38,10 +38,14 @@ SELECT
     AND autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron) IS NULL
     AND (NOT c.only_when_armed OR a.job_name IS NOT NULL) AS active,
     -- why it ships disabled, while the DBA has not enabled or disabled it
-    CASE WHEN o.enabled IS NULL THEN c.disabled_reason END AS disabled_reason
+    CASE WHEN o.enabled IS NULL THEN c.disabled_reason END AS disabled_reason,
+    coalesce(o.timeout, c.timeout) AS timeout,
+    c.timeout AS default_timeout,
+    coalesce(o.max_attempts, c.max_attempts) AS max_attempts,
+    coalesce(o.retry_backoff, c.retry_backoff) AS retry_backoff
 FROM autopilot.job_catalog AS c
 LEFT JOIN autopilot.job_overrides AS o ON c.name = o.job_name
 LEFT JOIN autopilot.job_arming AS a ON c.name = a.job_name;
 
 COMMENT ON VIEW autopilot.job_definitions IS
-'The catalog with the DBA''s overrides applied: the schedule and state each job should have in pg_cron, the pg_cron job name and command, why a job cannot run here (unavailable_reason), and whether pg_cron should run it (active). A job''s own arming (autopilot.job_arming) wins over overrides while it lasts.';
+'The catalog with the DBA''s overrides applied: the schedule and state each job should have in pg_cron, the pg_cron job name and command, why a job cannot run here (unavailable_reason), whether pg_cron should run it (active), and the timeout and retry policy of its runs. A job''s own arming (autopilot.job_arming) wins over overrides while it lasts.';

@@ -1,0 +1,54 @@
+CREATE FUNCTION autopilot._cancel_timed_out_runs()
+RETURNS integer
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- A statement_timeout set inside a procedure does not arm PostgreSQL's timer
+-- (only a top-level statement does), so a run pg_cron CALLs cannot time itself
+-- out in the middle of a step: every scheduled run first cancels the other runs
+-- past their job's timeout. The cancelled run catches the cancel and records
+-- itself timed_out. Only a backend still running the run is signalled: it
+-- started before the run did (not a later backend that reused the pid) and it
+-- still holds the job's session lock. A run's start is never taken as earlier
+-- than its backend's (a ledger row cannot make a run look older than it is),
+-- and a backend the caller may not signal (another role's) is left alone.
+DECLARE
+    v_cancelled integer := 0;
+    v_pid integer;
+BEGIN
+    FOR v_pid IN
+        SELECT r.backend_pid
+        FROM autopilot.job_runs AS r
+        INNER JOIN autopilot.job_definitions AS d ON r.job_name = d.name
+        INNER JOIN pg_stat_activity AS a ON r.backend_pid = a.pid
+        WHERE r.status = 'running'
+          AND r.side = 'database'
+          AND d.kind IN ('function', 'batched')
+          -- a retry's row carries the start of its run: the timeout covers every attempt
+          AND coalesce((r.details ->> 'run_started_at')::timestamptz, r.started_at) + d.timeout < clock_timestamp()
+          AND r.backend_pid <> pg_backend_pid()
+          AND a.backend_start <= coalesce((r.details ->> 'run_started_at')::timestamptz, r.started_at)
+          AND a.backend_start <= r.started_at
+          AND a.state = 'active'
+          AND EXISTS (
+              SELECT FROM pg_locks AS l
+              WHERE l.pid = r.backend_pid AND l.locktype = 'advisory' AND l.granted
+                AND l.database = (SELECT db.oid FROM pg_database AS db WHERE db.datname = current_database())
+                AND ((l.classid::bigint << 32) | l.objid::bigint) = autopilot._job_lock_key(r.job_name)
+          )
+    LOOP
+        BEGIN
+            IF pg_cancel_backend(v_pid) THEN
+                v_cancelled := v_cancelled + 1;
+            END IF;
+        EXCEPTION WHEN insufficient_privilege THEN
+            NULL;  -- another role's backend: its own role's next run cancels it
+        END;
+    END LOOP;
+    RETURN v_cancelled;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._cancel_timed_out_runs() IS
+'Private: cancels (pg_cancel_backend) the database-side runs in other sessions that are past their job''s timeout; they record themselves timed_out. Called at the start of every scheduled run; returns how many it signalled.';
