@@ -1,6 +1,7 @@
 """Retries of database-side jobs (autopilot.set_job_retries), provoked for real: pattern-learning needs a
 lock another session holds, and the run's session has a lock_timeout, so each attempt fails with
-lock_not_available (55P03), a transient failure. A permanent error is not retried.
+lock_not_available (55P03), a transient failure; a real deadlock (40P01) is retried too. A permanent
+error is not retried.
 """
 
 from __future__ import annotations
@@ -115,3 +116,59 @@ def test_no_retry_past_the_timeout(locked):
     assert all(r["status"] == "failed" and r["error_sqlstate"] == "55P03" for r in rows), rows
     expected = "not retried: the next attempt would start past the timeout of 00:00:02"
     assert expected in rows[-1]["message"], rows
+
+
+def test_a_deadlock_is_retried_and_the_retry_succeeds(db):
+    """A real deadlock: the run holds pattern-learning's watermark row and waits for learned_patterns,
+    which another session holds and then asks for that row. The run (the shorter deadlock_timeout) is
+    the victim (40P01), a transient failure: its next attempt runs once the other session is done."""
+    db.install("extension")
+    with db.connect() as conn:
+        conn.execute("SELECT autopilot.set_job_retries(%s, 3, '1 second')", [JOB])
+        # the watermark row exists before the run, so both sessions lock the same row
+        conn.execute(
+            "INSERT INTO autopilot.learning_watermarks (name) VALUES (%s) ON CONFLICT DO NOTHING", [JOB]
+        )
+    blocker = db.connect(autocommit=False)
+    blocker.execute("SET deadlock_timeout = '30s'")  # never the victim
+    blocker.execute("LOCK TABLE autopilot.learned_patterns IN ACCESS EXCLUSIVE MODE")
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            with psycopg.connect(
+                db.dsn, autocommit=True, options="-c deadlock_timeout=1s -c application_name=deadlocked-run"
+            ) as conn:
+                conn.execute("CALL autopilot.run_scheduled_job(%s)", [JOB])
+        except psycopg.Error as exc:
+            outcome["error"] = exc
+
+    def run_waits_for_a_lock() -> bool:
+        with db.connect() as conn:
+            return (
+                conn.execute(
+                    "SELECT true FROM pg_stat_activity WHERE application_name = 'deadlocked-run' "
+                    "AND wait_event_type = 'Lock'"
+                ).fetchone()
+                is not None
+            )
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        wait_for(run_waits_for_a_lock, "the run to wait for learned_patterns")
+        # the cycle: the run holds the row and waits for the table the blocker holds
+        blocker.execute("SELECT FROM autopilot.learning_watermarks WHERE name = %s FOR UPDATE", [JOB])
+        wait_for(lambda: any(r["status"] == "failed" for r in attempts(db)), "the first attempt to fail")
+        blocker.rollback()  # released during the backoff
+    finally:
+        blocker.rollback()
+        blocker.close()
+        thread.join(30)
+    assert "error" not in outcome, outcome
+    rows = attempts(db)
+    assert [(r["attempt"], r["status"], r["error_sqlstate"]) for r in rows] == [
+        (1, "failed", "40P01"),
+        (2, "succeeded", None),
+    ], rows
+    assert "(attempt 1 of 3, retried after 00:00:01)" in rows[0]["message"], rows[0]["message"]
