@@ -8952,6 +8952,28 @@ AS $$
         ) AS latest ON true
     ),
 
+    -- what autopilot sync would change in pg_cron (autopilot.plan_cron_sync, as autopilot status
+    -- and sync see it): the cron checks below are its rows, so they can never disagree
+    sync_plan AS (
+        SELECT
+            p.action, p.jobid, p.jobname, p.schedule, p.command, p.active, d.name,
+            c.jobname AS cron_jobname, c.schedule AS cron_schedule, c.command AS cron_command, c.active AS cron_active
+        FROM autopilot.plan_cron_sync(
+            (
+                SELECT coalesce(jsonb_agg(jsonb_build_object(
+                    'jobid', c.jobid, 'jobname', c.jobname, 'schedule', c.schedule, 'command', c.command,
+                    'database', current_database(), 'active', c.active
+                )), '[]')
+                FROM cron AS c
+            ),
+            current_database(),
+            NULL
+        ) AS p
+        LEFT JOIN autopilot.job_definitions AS d ON p.action <> 'unschedule' AND d.cron_jobname = p.jobname
+        LEFT JOIN cron AS c ON p.jobid = c.jobid
+        WHERE jsonb_typeof(p_cron -> 'jobs') = 'array'
+    ),
+
     due AS (
         SELECT j.queue, min(j.scheduled_at) AS oldest, count(*) AS n
         FROM autopilot.jobs AS j
@@ -8990,38 +9012,50 @@ AS $$
         UNION ALL
         -- pg_cron's section: what pg_cron holds against what the catalog wants
         SELECT
-            'critical',
-            'cron_missing',
-            j.name,
-            format('pg_cron has no job %s, so %s never runs; run autopilot sync', j.cron_jobname, j.name),
+            CASE WHEN p.active THEN 'critical' ELSE 'warning' END,
+            CASE WHEN p.active THEN 'cron_missing' ELSE 'cron_out_of_sync' END,
+            p.name,
+            CASE WHEN p.active
+                THEN format('pg_cron has no job %s, so %s never runs; run autopilot sync', p.jobname, p.name)
+                ELSE format('pg_cron has no job %s for %s, which is disabled or cannot run here '
+                            || '(sync keeps it there, inactive); run autopilot sync', p.jobname, p.name)
+            END,
             NULL::timestamptz
-        FROM jobs AS j
-        WHERE jsonb_typeof(p_cron -> 'jobs') = 'array' AND j.cron_jobid IS NULL
+        FROM sync_plan AS p
+        WHERE p.action = 'schedule'
         UNION ALL
         SELECT
             'critical',
             'cron_inactive',
-            j.name,
+            p.name,
             format('pg_cron job %s (#%s) is inactive, so %s does not run; run autopilot sync '
                    || '(or autopilot schedule %s --disable if it should not run)',
-                   j.cron_jobname, j.cron_jobid, j.name, j.name),
+                   p.jobname, p.jobid, p.name, p.name),
             NULL
-        FROM jobs AS j
-        WHERE j.cron_jobid IS NOT NULL AND NOT j.cron_active
+        FROM sync_plan AS p
+        WHERE p.action = 'alter' AND p.active AND NOT p.cron_active
         UNION ALL
         SELECT
             'warning',
             'cron_out_of_sync',
-            j.name,
+            coalesce(p.name, p.jobname),
             format('pg_cron job %s (#%s) %s; run autopilot sync',
-                   j.cron_jobname, j.cron_jobid,
-                   CASE WHEN j.cron_schedule IS DISTINCT FROM j.schedule
-                       THEN format('runs on %L, the catalog says %L', j.cron_schedule, j.schedule)
-                       ELSE 'runs another command than the catalog''s' END),
+                   coalesce(p.cron_jobname, p.jobname), p.jobid,
+                   CASE
+                       WHEN p.action = 'rename'
+                           THEN format('has its name from before 0.4.0 (sync renames it %s)', p.jobname)
+                       WHEN p.action = 'unschedule'
+                           THEN 'is not a job of the catalog (any more)'
+                       WHEN p.cron_schedule IS DISTINCT FROM p.schedule
+                           THEN format('runs on %L, the catalog says %L', p.cron_schedule, p.schedule)
+                       WHEN p.cron_command IS DISTINCT FROM p.command
+                           THEN 'runs another command than the catalog''s'
+                       ELSE format('is active, but job %s is disabled or cannot run here', p.name)
+                   END),
             NULL
-        FROM jobs AS j
-        WHERE j.cron_jobid IS NOT NULL
-          AND (j.cron_schedule, j.cron_command_now) IS DISTINCT FROM (j.schedule, j.cron_command)
+        FROM sync_plan AS p
+        WHERE p.action IN ('rename', 'unschedule')
+           OR (p.action = 'alter' AND NOT (p.active AND NOT p.cron_active))
         UNION ALL
         SELECT
             'warning',

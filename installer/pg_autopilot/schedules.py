@@ -370,12 +370,13 @@ def pending_changes(conn: psycopg.Connection, location: CronLocation, cron: dict
     ``cron_jobs``): empty when pg_cron is in step with the catalog, or when it cannot be seen."""
     if location.explanation:
         return []
-    # a role that may read pg_cron but not plan (the read-only role) sees no difference
+    # a role not granted plan_cron_sync sees no difference (the README grants it to the read-only role)
     if not conn.execute(
         "SELECT pg_catalog.has_function_privilege('autopilot.plan_cron_sync(jsonb, text, text)', 'EXECUTE')"
     ).fetchone()[0]:
         return []
-    current = [{k: row[k] for k in _CRON_ROW} for row in cron.values()]
+    # (the jobs autopilot._health_cron_jobs() shows carry no username: all are this database's)
+    current = [{k: row.get(k) for k in _CRON_ROW} for row in cron.values()]
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             "SELECT action, jobname FROM autopilot.plan_cron_sync(%s, %s, current_user) "

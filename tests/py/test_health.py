@@ -7,7 +7,9 @@ import json
 import re
 
 import psycopg
+import pytest
 from helpers import run_subprocess
+from readme_roles import readme_roles
 
 
 def _lines(result) -> list[str]:
@@ -117,34 +119,54 @@ def test_check_unknown_when_it_cannot_connect_or_autopilot_is_missing(db):
     assert _lines(missing) == ["AUTOPILOT UNKNOWN - autopilot is not installed in this database"]
 
 
-def test_health_in_the_pg_cron_database_shows_autopilot_jobs_to_the_readonly_role(cron_db, cron_conn):
-    """pg_cron local: the view reads cron.job as the owner, so a role that sees no pg_cron job of its own
-    (pg_cron's row security) nor cron.database_name still gets the pg_cron checks of autopilot's jobs."""
+def test_health_in_the_pg_cron_database_shows_autopilot_jobs_to_the_readonly_role(
+    cron_db, cron_conn, admin_dsn
+):
+    """pg_cron local: the view reads cron.job as the owner, so the README's read-only role, to which pg_cron
+    itself shows nothing, still gets the pg_cron checks of autopilot's jobs, the same rows as a superuser."""
     cron_db.install("extension", sync=True)
-    role = "ap_health_reader"
-    with psycopg.connect(cron_db.dsn, autocommit=True) as conn:
-        conn.execute(f"DROP ROLE IF EXISTS {role}")
-        conn.execute(f"CREATE ROLE {role} LOGIN")
-        try:
-            conn.execute(f"GRANT USAGE ON SCHEMA autopilot, cron TO {role}")
-            conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA autopilot TO {role}")
-            conn.execute(
-                "GRANT EXECUTE ON FUNCTION autopilot.version(), autopilot.get_setting(text), "
-                "autopilot._job_unavailable_reason(text, text, boolean), autopilot._health(jsonb), "
-                "autopilot._health_cron_jobs(), autopilot._schedule_interval(text, integer, timestamptz), "
-                f"autopilot._cron_field_values(text, integer) TO {role}"
-            )
-            cron_conn.execute(
-                "SELECT cron.alter_job(jobid, active := false) FROM cron.job "
-                "WHERE jobname = 'autopilot:' || current_database() || ':vector-stats' "
-                "AND database = current_database()"
-            )
-            with psycopg.connect(cron_db.dsn, user=role, autocommit=True) as reader:
-                # pg_cron's row security: a role sees its own jobs only
-                assert reader.execute("SELECT count(*) FROM cron.job").fetchone()[0] == 0
-                rows = reader.execute("SELECT check_name, subject, severity FROM autopilot.health").fetchall()
-                assert ("cron_inactive", "vector-stats", "critical") in rows
-                assert not [r for r in rows if r[0] == "cron_missing"], rows
-        finally:
-            conn.execute(f"DROP OWNED BY {role}")
-            conn.execute(f"DROP ROLE {role}")
+    cron_conn.execute(
+        "SELECT cron.alter_job(jobid, active := false) FROM cron.job "
+        "WHERE jobname = 'autopilot:' || current_database() || ':vector-stats' "
+        "AND database = current_database()"
+    )
+    query = "SELECT check_name, subject, severity FROM autopilot.health"
+    with readme_roles(admin_dsn, cron_db) as dsns, psycopg.connect(dsns["readonly"]) as reader:
+        reader.autocommit = True
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            reader.execute("SELECT count(*) FROM cron.job")
+        rows = reader.execute(query).fetchall()
+    assert ("cron_inactive", "vector-stats", "critical") in rows
+    assert not [r for r in rows if r[0] == "cron_missing"], rows
+    with cron_db.connect() as conn:
+        assert conn.execute(query).fetchall() == rows
+
+
+def test_check_and_status_agree_on_what_sync_would_change(synced_db, cron_conn):
+    """pg_cron in another database: a pg_cron job of this database that the catalog does not have and a
+    disabled job that pg_cron still runs are out of sync for `check` (a warning) exactly as for `status`
+    (exit 1), and `autopilot sync` clears both."""
+    db = synced_db
+    env = {"AUTOPILOT_DSN": db.dsn}
+    stray = f"autopilot:{db.name}:retired-job"
+    cron_conn.execute("SELECT cron.schedule_in_database(%s, '0 0 * * *', 'SELECT 1', %s)", [stray, db.name])
+    with db.connect() as conn:  # pg_cron lives elsewhere: it keeps running the job until a sync
+        conn.execute("SELECT autopilot.set_job_enabled('table-statistics', false)")
+
+    check = run_subprocess("check", "--json", env=env)
+    assert check.returncode == 1, check.stdout
+    found = {(p["check_name"], p["subject"]) for p in json.loads(check.stdout)["problems"]}
+    assert found == {("cron_out_of_sync", stray), ("cron_out_of_sync", "table-statistics")}, found
+    status = run_subprocess("status", "--json", env=env)
+    assert status.returncode == 1, status.stdout
+    assert {(p["check_name"], p["subject"]) for p in json.loads(status.stdout)["problems"]} == found
+
+    assert run_subprocess("sync", env=env).returncode == 0
+    assert run_subprocess("check", env=env).returncode == 0
+    assert run_subprocess("status", env=env).returncode == 0
+    (active,) = cron_conn.execute(
+        "SELECT active FROM cron.job WHERE jobname = %s AND database = %s",
+        [f"autopilot:{db.name}:table-statistics", db.name],
+    ).fetchone()
+    assert active is False
+    assert cron_conn.execute("SELECT count(*) FROM cron.job WHERE jobname = %s", [stray]).fetchone()[0] == 0
