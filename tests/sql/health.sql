@@ -146,7 +146,8 @@ SELECT set_eq(
     'autopilot.health reports a pg_cron problem for every change autopilot sync would make, and only those'
 );
 SELECT lives_ok($$SELECT autopilot.set_job_enabled('table-statistics', true)$$, 'enable table-statistics');
-DELETE FROM tap_cron WHERE jobid = 1000;
+DELETE FROM tap_cron
+WHERE jobid = 1000;
 UPDATE tap_cron AS c SET jobname = d.cron_jobname, schedule = d.schedule
 FROM autopilot.job_definitions AS d
 WHERE c.name = 'vector-stats' AND d.name = c.name;
@@ -175,17 +176,17 @@ SELECT lives_ok($$SELECT autopilot.set_job_enabled('backup-hourly', true)$$, 'en
 UPDATE tap_cron SET active = true
 WHERE name = 'backup-hourly';
 INSERT INTO autopilot.backup_metadata (kind, database_name, file_path, status, started_at, finished_at)
-VALUES ('hourly', current_setting('tap.database'), '/b/1.dump', 'verified', now() - interval '5 hours', now() - interval '5 hours');
+VALUES ('hourly', current_database(), '/b/1.dump', 'verified', now() - interval '5 hours', now() - interval '5 hours');
 SELECT results_eq(
     $$SELECT severity, subject FROM tap_health WHERE check_name = 'backup_overdue'$$,
-    $$VALUES ('critical', current_setting('tap.database') COLLATE "default")$$,
+    $$VALUES ('critical', current_database() COLLATE "default")$$,
     'backup_overdue: the last verified backup is older than backups.overdue_after'
 );
 INSERT INTO autopilot.backup_metadata (kind, database_name, file_path, status, started_at, finished_at)
 VALUES (
-    'hourly', current_setting('tap.database'), '/b/2.dump', 'verified', now() - interval '10 minutes', now() - interval '9 minutes'
+    'hourly', current_database(), '/b/2.dump', 'verified', now() - interval '10 minutes', now() - interval '9 minutes'
 ),
-('hourly', current_setting('tap.database'), '/b/3.dump', 'missing', now() - interval '5 minutes', now() - interval '4 minutes');
+('hourly', current_database(), '/b/3.dump', 'missing', now() - interval '5 minutes', now() - interval '4 minutes');
 SELECT results_eq(
     $$SELECT check_name FROM tap_health WHERE check_name LIKE 'backup%'$$,
     $$VALUES ('backup_missing')$$,
@@ -214,7 +215,7 @@ SELECT results_eq(
     $$SELECT check_name, subject, severity FROM tap_health WHERE check_name IN
       ('runner_absent', 'queue_stalled', 'jobs_discarded') ORDER BY 1$$,
     $$VALUES ('jobs_discarded', 'default', 'warning'), ('queue_stalled', 'backups', 'warning'),
-             ('runner_absent', current_setting('tap.database') COLLATE "default", 'critical')$$,
+             ('runner_absent', current_database() COLLATE "default", 'critical')$$,
     'runner_absent, queue_stalled and jobs_discarded fire on a waiting job and a discard of today'
 );
 UPDATE autopilot.jobs SET scheduled_at = now()
