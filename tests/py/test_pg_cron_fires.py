@@ -1,14 +1,17 @@
 """pg_cron really fires the jobs registered from the cron database into the application database.
 
 pg_cron 1.4 has no seconds schedules: the jobs are set to every minute and the test waits for the
-next minute to begin (under about 70 s). Both jobs are watched at once, so the wait is paid once.
+next minute to begin (under about 70 s). Both jobs are watched at once, so the wait is paid once; in
+the same minute, pg_cron's runs cancel a run held up past its job's timeout.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 
+import psycopg
 import pytest
 from helpers import cron_jobs, dict_rows
 
@@ -45,24 +48,61 @@ def test_pg_cron_fires_function_and_statement_jobs(synced_db, autopilot, cron_co
         )
         return rows[0] if rows else None
 
-    deadline = time.monotonic() + TIMEOUT
-    stats_run = vacuum_run = None
-    while time.monotonic() < deadline and not (stats_run and vacuum_run):
-        time.sleep(1)
-        stats_run = stats_run or ledger_run()
-        vacuum_run = vacuum_run or cron_run(vacuum_job["jobid"])
-    if not (stats_run and vacuum_run):
-        history = dict_rows(
-            cron_conn,
-            "SELECT jobid, status, return_message, start_time FROM cron.job_run_details "
-            "WHERE jobid = ANY(%s) ORDER BY runid",
-            [[stats_job["jobid"], vacuum_job["jobid"]]],
+    # meanwhile a run of pattern-learning, a bare CALL as pg_cron makes it, waits for a row another
+    # session holds, past its job's timeout: the next run pg_cron starts cancels it
+    with db.connect() as conn:
+        conn.execute("SELECT autopilot.set_job_timeout('pattern-learning', '2 seconds')")
+        conn.execute(
+            "INSERT INTO autopilot.learning_watermarks (name) VALUES ('pattern-learning') "
+            "ON CONFLICT DO NOTHING"
         )
-        with db.connect() as conn:
-            ledger = dict_rows(conn, "SELECT job_name, trigger, status, message FROM autopilot.job_runs")
-        pytest.fail(
-            f"pg_cron did not run both jobs in {TIMEOUT} s; pg_cron history: {history}; ledger: {ledger}"
-        )
+    blocker = db.connect(autocommit=False)
+    blocker.execute("SELECT FROM autopilot.learning_watermarks WHERE name = 'pattern-learning' FOR UPDATE")
+    held: dict = {}
+
+    def held_run() -> None:
+        try:
+            with db.connect() as conn:
+                conn.execute("CALL autopilot.run_scheduled_job('pattern-learning')")
+        except psycopg.Error as exc:
+            held["error"] = exc
+
+    holder = threading.Thread(target=held_run)
+    holder.start()
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        stats_run = vacuum_run = None
+        while time.monotonic() < deadline and not (stats_run and vacuum_run):
+            time.sleep(1)
+            stats_run = stats_run or ledger_run()
+            vacuum_run = vacuum_run or cron_run(vacuum_job["jobid"])
+        if not (stats_run and vacuum_run):
+            history = dict_rows(
+                cron_conn,
+                "SELECT jobid, status, return_message, start_time FROM cron.job_run_details "
+                "WHERE jobid = ANY(%s) ORDER BY runid",
+                [[stats_job["jobid"], vacuum_job["jobid"]]],
+            )
+            with db.connect() as conn:
+                ledger = dict_rows(conn, "SELECT job_name, trigger, status, message FROM autopilot.job_runs")
+            pytest.fail(
+                f"pg_cron did not run both jobs in {TIMEOUT} s; pg_cron history: {history}; ledger: {ledger}"
+            )
+        holder.join(90)  # a tick within 2 s of its start leaves it for the next one
+    finally:
+        blocker.rollback()
+        blocker.close()
+        holder.join(30)
+    assert isinstance(held.get("error"), psycopg.errors.QueryCanceled), held
+    assert str(held["error"]).startswith("autopilot job pattern-learning timed out after"), held
+    with db.connect() as conn:
+        statuses = [
+            row[0]
+            for row in conn.execute(
+                "SELECT status FROM autopilot.job_runs WHERE job_name = 'pattern-learning' ORDER BY id"
+            )
+        ]
+    assert "timed_out" in statuses, statuses
 
     # table-statistics: the CALL ran the function in the test database and wrote the ledger
     assert stats_run["side"] == "database"

@@ -179,7 +179,7 @@ INSERT INTO autopilot.backup_metadata (kind, database_name, file_path, status, s
 VALUES ('hourly', current_database(), '/b/1.dump', 'verified', now() - interval '5 hours', now() - interval '5 hours');
 SELECT results_eq(
     $$SELECT severity, subject FROM tap_health WHERE check_name = 'backup_overdue'$$,
-    $$VALUES ('critical', current_database() COLLATE "default")$$,
+    $$VALUES ('critical', current_database()::text COLLATE "default")$$,
     'backup_overdue: the last verified backup is older than backups.overdue_after'
 );
 INSERT INTO autopilot.backup_metadata (kind, database_name, file_path, status, started_at, finished_at)
@@ -215,7 +215,7 @@ SELECT results_eq(
     $$SELECT check_name, subject, severity FROM tap_health WHERE check_name IN
       ('runner_absent', 'queue_stalled', 'jobs_discarded') ORDER BY 1$$,
     $$VALUES ('jobs_discarded', 'default', 'warning'), ('queue_stalled', 'backups', 'warning'),
-             ('runner_absent', current_database() COLLATE "default", 'critical')$$,
+             ('runner_absent', current_database()::text COLLATE "default", 'critical')$$,
     'runner_absent, queue_stalled and jobs_discarded fire on a waiting job and a discard of today'
 );
 UPDATE autopilot.jobs SET scheduled_at = now()
