@@ -7004,12 +7004,17 @@ AS $$
 -- still holds the job's session lock. A run's start is never taken as earlier
 -- than its backend's (a ledger row cannot make a run look older than it is),
 -- and a backend the caller may not signal (another role's) is left alone.
+-- pg_cron starts several jobs on the same minute, and each would cancel the
+-- run again, while it records itself timed_out: the cancel is sent by the one
+-- caller whose mark on the run's row (timeout_cancel_sent_at) goes through, and
+-- sent again only when a minute later the run still has not stopped.
 DECLARE
     v_cancelled integer := 0;
+    v_id bigint;
     v_pid integer;
 BEGIN
-    FOR v_pid IN
-        SELECT r.backend_pid
+    FOR v_id, v_pid IN
+        SELECT r.id, r.backend_pid
         FROM autopilot.job_runs AS r
         INNER JOIN autopilot.job_definitions AS d ON r.job_name = d.name
         INNER JOIN pg_stat_activity AS a ON r.backend_pid = a.pid
@@ -7030,11 +7035,19 @@ BEGIN
           )
     LOOP
         BEGIN
-            IF pg_cancel_backend(v_pid) THEN
+            -- the row lock makes a second caller wait here, then find the mark
+            UPDATE autopilot.job_runs AS r
+            SET details = coalesce(r.details, '{}') || jsonb_build_object('timeout_cancel_sent_at', clock_timestamp())
+            WHERE r.id = v_id
+              AND r.status = 'running'
+              AND coalesce(
+                  (r.details ->> 'timeout_cancel_sent_at')::timestamptz < clock_timestamp() - interval '1 minute', true
+              );
+            IF FOUND AND pg_cancel_backend(v_pid) THEN
                 v_cancelled := v_cancelled + 1;
             END IF;
         EXCEPTION WHEN insufficient_privilege THEN
-            NULL;  -- another role's backend: its own role's next run cancels it
+            NULL;  -- another role's backend (the mark is undone): its own role's next run cancels it
         END;
     END LOOP;
     RETURN v_cancelled;
@@ -7090,6 +7103,9 @@ BEGIN
     COMMIT;
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     PERFORM autopilot._cancel_timed_out_runs();
+    -- its marks on the cancelled runs' rows, which they wait for to record themselves
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF NOT p_manual AND autopilot._skips_today(p_name) THEN
         RETURN;
     END IF;
@@ -7582,6 +7598,62 @@ $$;
 
 COMMENT ON FUNCTION autopilot._health(jsonb) IS
 'Private: the problems autopilot.health lists, given pg_cron''s side (autopilot._health_cron_jobs() here; the CLI passes the same document from the pg_cron database when pg_cron lives elsewhere).';
+
+-- autopilot.job_status: the last success of a runner-side job is one probe of its partial index,
+-- also when its worker never succeeded (it read every enqueue of the job)
+
+-- sql/schema/views/job_status.sql
+CREATE OR REPLACE VIEW autopilot.job_status AS
+SELECT
+    d.name,
+    d.side,
+    d.kind,
+    d.schedule,
+    d.enabled,
+    d.only_on_dow,
+    d.run_at_startup,
+    d.unavailable_reason,
+    d.cron_jobname,
+    last_run.id AS last_run_id,
+    last_run.trigger AS last_trigger,
+    last_run.status AS last_status,
+    last_run.started_at AS last_started_at,
+    last_run.finished_at AS last_finished_at,
+    last_run.finished_at - last_run.started_at AS last_duration,
+    last_run.rows_affected AS last_rows_affected,
+    last_run.message AS last_message,
+    -- a runner job succeeds when its worker does: the run that enqueued it is not a success of it.
+    -- Each side reads the newest entry of its own partial index (one query over both would read
+    -- every enqueue of a runner job that never completed)
+    CASE
+        WHEN d.side = 'database' THEN (
+            SELECT max(r.started_at) FROM autopilot.job_runs AS r
+            WHERE r.job_name = d.name AND r.status = 'succeeded'
+        )
+        ELSE (
+            SELECT max(r.started_at) FROM autopilot.job_runs AS r
+            WHERE r.job_name = d.name AND r.status = 'succeeded' AND r.trigger = 'runner'
+        )
+    END AS last_success_at,
+    d.disabled_reason
+FROM autopilot.job_definitions AS d
+LEFT JOIN LATERAL (
+    SELECT
+        r.id,
+        r.trigger,
+        r.status,
+        r.started_at,
+        r.finished_at,
+        r.rows_affected,
+        r.message
+    FROM autopilot.job_runs AS r
+    WHERE r.job_name = d.name
+    ORDER BY r.started_at DESC
+    LIMIT 1
+) AS last_run ON true;
+
+COMMENT ON VIEW autopilot.job_status IS
+'Every catalog job with its effective schedule and state, its last run and its last successful run from the ledger (for a runner-side job, the last attempt its worker completed: enqueueing it is no success), and why it ships disabled (autopilot status adds pg_cron''s view and the next run time).';
 
 -- KEEP THIS SECTION LAST. Where pg_cron is in this database, the update resyncs pg_cron
 -- itself (new and changed jobs, the renames to autopilot:<database>:<job>), so that nothing

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import psycopg
 import pytest
-from helpers import dict_rows
+from helpers import dict_rows, wait_for
 
 JOB = "pattern-learning"
 
@@ -100,6 +100,65 @@ def test_a_scheduled_run_past_its_timeout_is_cancelled_by_the_next_scheduled_run
     assert run["status"] == "timed_out", run
     assert run["details"]["timeout"] == "00:00:03"
     assert [r["status"] for r in rows if r["job_name"] != JOB] == ["succeeded", "succeeded"]
+
+
+def test_two_runs_that_find_it_past_its_timeout_cancel_it_once(held_job):
+    """pg_cron starts several jobs on the same minute, and each looks for runs past their timeout: the
+    first marks the run's row and cancels it; the second waits for that mark and sends nothing, so the
+    cancelled run records itself timed_out undisturbed."""
+    db = held_job
+    with db.connect() as conn:
+        conn.execute("SELECT autopilot.set_job_timeout(%s, '1 second')", [JOB])
+    outcome: dict = {}
+
+    def scheduled_run() -> None:
+        with db.connect() as conn:
+            try:
+                conn.execute("CALL autopilot.run_scheduled_job(%s)", [JOB])
+            except psycopg.Error as exc:
+                outcome["error"] = exc
+
+    second: dict = {}
+
+    def second_canceller() -> None:
+        with psycopg.connect(db.dsn, autocommit=True, application_name="second-canceller") as conn:
+            second["cancelled"] = conn.execute("SELECT autopilot._cancel_timed_out_runs()").fetchone()[0]
+
+    def waits_for_a_lock(name: str) -> bool:
+        with db.connect() as conn:
+            return (
+                conn.execute(
+                    "SELECT true FROM pg_stat_activity "
+                    "WHERE application_name = %s AND wait_event_type = 'Lock'",
+                    [name],
+                ).fetchone()
+                is not None
+            )
+
+    run = threading.Thread(target=scheduled_run)
+    run.start()
+    first = db.connect(autocommit=False)
+    other = threading.Thread(target=second_canceller)
+    try:
+        time.sleep(1.5)
+        assert first.execute("SELECT autopilot._cancel_timed_out_runs()").fetchone()[0] == 1
+        other.start()
+        wait_for(lambda: waits_for_a_lock("second-canceller"), "the second caller to wait for the mark")
+        first.commit()
+        other.join(20)
+        run.join(20)
+    finally:
+        first.rollback()
+        first.close()
+        if other.ident is not None:  # started
+            other.join(20)
+        run.join(20)
+    assert second == {"cancelled": 0}, second
+    error = outcome["error"]
+    assert isinstance(error, psycopg.errors.QueryCanceled), error
+    assert str(error).startswith(f"autopilot job {JOB} timed out after"), str(error)
+    (row,) = runs(db)
+    assert row["status"] == "timed_out", row
 
 
 def test_a_cancel_before_the_timeout_is_a_failure_not_a_timeout(held_job):

@@ -13,12 +13,17 @@ AS $$
 -- still holds the job's session lock. A run's start is never taken as earlier
 -- than its backend's (a ledger row cannot make a run look older than it is),
 -- and a backend the caller may not signal (another role's) is left alone.
+-- pg_cron starts several jobs on the same minute, and each would cancel the
+-- run again, while it records itself timed_out: the cancel is sent by the one
+-- caller whose mark on the run's row (timeout_cancel_sent_at) goes through, and
+-- sent again only when a minute later the run still has not stopped.
 DECLARE
     v_cancelled integer := 0;
+    v_id bigint;
     v_pid integer;
 BEGIN
-    FOR v_pid IN
-        SELECT r.backend_pid
+    FOR v_id, v_pid IN
+        SELECT r.id, r.backend_pid
         FROM autopilot.job_runs AS r
         INNER JOIN autopilot.job_definitions AS d ON r.job_name = d.name
         INNER JOIN pg_stat_activity AS a ON r.backend_pid = a.pid
@@ -39,11 +44,19 @@ BEGIN
           )
     LOOP
         BEGIN
-            IF pg_cancel_backend(v_pid) THEN
+            -- the row lock makes a second caller wait here, then find the mark
+            UPDATE autopilot.job_runs AS r
+            SET details = coalesce(r.details, '{}') || jsonb_build_object('timeout_cancel_sent_at', clock_timestamp())
+            WHERE r.id = v_id
+              AND r.status = 'running'
+              AND coalesce(
+                  (r.details ->> 'timeout_cancel_sent_at')::timestamptz < clock_timestamp() - interval '1 minute', true
+              );
+            IF FOUND AND pg_cancel_backend(v_pid) THEN
                 v_cancelled := v_cancelled + 1;
             END IF;
         EXCEPTION WHEN insufficient_privilege THEN
-            NULL;  -- another role's backend: its own role's next run cancels it
+            NULL;  -- another role's backend (the mark is undone): its own role's next run cancels it
         END;
     END LOOP;
     RETURN v_cancelled;

@@ -43,6 +43,9 @@ BEGIN
     COMMIT;
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     PERFORM autopilot._cancel_timed_out_runs();
+    -- its marks on the cancelled runs' rows, which they wait for to record themselves
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF NOT p_manual AND autopilot._skips_today(p_name) THEN
         RETURN;
     END IF;
