@@ -21,7 +21,7 @@ from . import backups
 from .cli_common import console, dsn_option, err_console, handled
 from .db import connect
 from .errors import BackupFailed
-from .render import safe, safe_data
+from .terminal import safe, safe_data
 
 _size = backups.size_text
 

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
 import psycopg
-from rich.markup import escape
 
-from . import __version__, backups_cli, code_cli, health, installer, knowledge_cli, run_now, schedules
-from . import settings as settings_module
-from .cli_common import console, dsn_option, handled
+from .cli_common import dsn_option, handled
 from .db import connect
 from .errors import AutopilotError, InvalidInput, JobFailed, NotInstalled
-from .render import duration, safe, safe_data, status_table
-from .runner_cli import runner
-from .status import gather
+from .terminal import safe, safe_data
+
+if TYPE_CHECKING:
+    from . import installer
 
 
 def _require_installed(conn) -> installer.Installed:
+    from . import installer
+
     current = installer.installed(conn)
     if current is None:
         raise NotInstalled("autopilot is not installed in this database", hint="Run `autopilot install`.")
@@ -28,6 +30,11 @@ def _require_installed(conn) -> installer.Installed:
 
 def _report_sync(conn, dsn: str | None, after: str | None = None) -> None:
     """Sync pg_cron; ``after`` names what was already committed, so a failure says what stands."""
+    from rich.markup import escape
+
+    from . import schedules
+    from .cli_common import console
+
     try:
         result = schedules.sync(conn, dsn)
     except AutopilotError as exc:
@@ -38,8 +45,62 @@ def _report_sync(conn, dsn: str | None, after: str | None = None) -> None:
     console.print(f"[{style}]{escape(safe(result.message))}[/]", highlight=False)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="autopilot")
+# Each command imports its domain modules (and rich, for what it prints) when it runs, not when the CLI
+# starts: `autopilot check` is what a monitoring system starts every few minutes, and importing every
+# command's modules (rich, jinja2, the code-intelligence and backup packages...) cost it half a second.
+# The command groups of their own modules are loaded the same way, when named (or listed by --help).
+_LAZY_COMMANDS = {
+    # `autopilot runner ...`: the runner and its backups (runner_cli.py)
+    "runner": "pg_autopilot.runner_cli:runner",
+    # `autopilot backups ...`: run, list, verify, restore (backups_cli.py)
+    "backups": "pg_autopilot.backups_cli:backups_group",
+    # `autopilot codebase ...`, `search`, `code top`: code intelligence (code_cli.py)
+    "codebase": "pg_autopilot.code_cli:codebase",
+    "search": "pg_autopilot.code_cli:search",
+    "code": "pg_autopilot.code_cli:code",
+    # `autopilot knowledge ...`: the knowledge artifacts (knowledge_cli.py)
+    "knowledge": "pg_autopilot.knowledge_cli:knowledge",
+}
+
+
+class _LazyGroup(click.Group):
+    """click's documented lazy-loading group: the commands of ``lazy`` ("name": "module:attribute") are
+    imported when one is invoked or --help lists them; listed in one sorted order with the others."""
+
+    def __init__(self, *args, lazy: dict[str, str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module, attribute = self.lazy[cmd_name].split(":")
+            command = getattr(importlib.import_module(module), attribute)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """--version, as click.version_option prints it; the package's version is looked up only here."""
+    if not value or ctx.resilient_parsing:
+        return
+    from . import __version__
+
+    click.echo(f"autopilot, version {__version__}", color=ctx.color)
+    ctx.exit()
+
+
+@click.group(cls=_LazyGroup, lazy=_LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_show_version,
+    help="Show the version and exit.",
+)
 def cli() -> None:
     """Self-driving learning and maintenance jobs for PostgreSQL, scheduled by pg_cron."""
 
@@ -58,6 +119,11 @@ def cli() -> None:
 @handled
 def install(dsn: str | None, mode: str, no_sync: bool) -> None:
     """Install autopilot into a database (harmless when already installed)."""
+    from rich.markup import escape
+
+    from . import installer, schedules
+    from .cli_common import console
+
     with connect(dsn) as conn:
         if not no_sync:
             schedules.check_can_schedule(conn, dsn)  # before anything is written
@@ -77,6 +143,11 @@ def install(dsn: str | None, mode: str, no_sync: bool) -> None:
 @handled
 def upgrade(dsn: str | None, to_version: str | None) -> None:
     """Upgrade autopilot through its upgrade scripts; overrides and data are kept."""
+    from rich.markup import escape
+
+    from . import installer, schedules
+    from .cli_common import console
+
     with connect(dsn) as conn:
         schedules.check_can_schedule(conn, dsn)  # before anything is written
         result = installer.upgrade(conn, to=to_version)
@@ -95,6 +166,11 @@ def upgrade(dsn: str | None, to_version: str | None) -> None:
 @handled
 def uninstall(dsn: str | None, drop_data: bool, yes: bool) -> None:
     """Remove autopilot's pg_cron jobs; with --drop-data, the extension and its data too."""
+    from rich.markup import escape
+
+    from . import installer, schedules
+    from .cli_common import console
+
     with connect(dsn) as conn:
         current = _require_installed(conn)
         database = conn.info.dbname
@@ -129,6 +205,8 @@ def uninstall(dsn: str | None, drop_data: bool, yes: bool) -> None:
 @handled
 def sync(dsn: str | None) -> None:
     """Make pg_cron match the catalog and the overrides (wherever pg_cron lives)."""
+    from . import schedules
+
     with connect(dsn) as conn:
         _require_installed(conn)
         schedules.check_can_schedule(conn, dsn)
@@ -144,6 +222,10 @@ def status(dsn: str | None, as_json: bool) -> None:
 
     Exits 2 when autopilot.health has a critical problem (see `autopilot check`), else 1 when pg_cron is
     out of sync with the catalog (run `autopilot sync`)."""
+    from .cli_common import console
+    from .render import status_table
+    from .status import gather
+
     with connect(dsn, autocommit=True) as conn:
         result = gather(conn, dsn)
     if as_json:
@@ -162,6 +244,8 @@ def check(dsn: str | None, as_json: bool) -> None:
     """Health check for Nagios, Icinga or cron mail: one summary line, then one line per problem.
 
     Exit status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (e.g. the database cannot be reached)."""
+    from . import health, installer
+
     try:
         with connect(dsn, autocommit=True) as conn:
             if installer.installed(conn) is None:
@@ -207,6 +291,10 @@ def check(dsn: str | None, as_json: bool) -> None:
 @handled
 def run(dsn: str | None, job: str) -> None:
     """Run JOB now (a runner-side job is enqueued); exits non-zero when it fails or times out."""
+    from . import run_now
+    from .cli_common import console
+    from .render import duration
+
     with connect(dsn, autocommit=True) as conn:
         _require_installed(conn)
         ran = run_now.run_now(conn, job)
@@ -263,6 +351,9 @@ def schedule(
 ) -> None:
     """Change JOB's schedule to CRON (five fields, UTC), or --disable, --enable, --reset it; set its
     --timeout and --retries (function and batched jobs)."""
+    from . import schedules
+    from .cli_common import console
+
     policy = timeout is not None or retries is not None
     if backoff is not None and retries is None:
         raise click.UsageError("--backoff goes with --retries N")
@@ -312,6 +403,11 @@ class _ValuesMayStartWithADash(click.Command):
 @handled
 def settings(dsn: str | None, name: str | None, value: str | None, reset: bool) -> None:
     """List the settings, show NAME, set NAME to VALUE, or --reset NAME."""
+    from rich.markup import escape
+
+    from . import settings as settings_module
+    from .cli_common import console
+
     with connect(dsn) as conn:
         _require_installed(conn)
         rows = settings_module.settings(conn, name, value, reset)
@@ -346,6 +442,7 @@ def serve(dsn: str | None, host: str, port: int, token: str | None) -> None:
     """Serve the web dashboard and Prometheus /metrics until interrupted."""
     import logging
 
+    from .cli_common import console
     from .web.server import make_dashboard_server, new_token
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -376,18 +473,6 @@ def serve(dsn: str | None, host: str, port: int, token: str | None) -> None:
     finally:
         server.server_close()
         pool.close()
-
-
-# `autopilot runner ...`: the runner and its backups (runner_cli.py)
-cli.add_command(runner)
-# `autopilot backups ...`: run, list, verify, restore (backups_cli.py)
-cli.add_command(backups_cli.backups_group)
-# `autopilot codebase ...`, `search`, `code top`: code intelligence (code_cli.py)
-cli.add_command(code_cli.codebase)
-cli.add_command(code_cli.search)
-cli.add_command(code_cli.code)
-# `autopilot knowledge ...`: the knowledge artifacts (knowledge_cli.py)
-cli.add_command(knowledge_cli.knowledge)
 
 
 def main() -> None:

@@ -4,18 +4,41 @@ from __future__ import annotations
 
 import functools
 import sys
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.markup import escape
 
 from .db import translated_errors
 from .errors import AutopilotError
-from .render import safe
+from .terminal import safe
 
-# not a terminal (a pipe, CI): a wide fixed width instead of rich's 80 columns
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    console: Console
+    err_console: Console
+
+
+def _console(name: str) -> Console:
+    """``console`` (stdout) or ``err_console`` (stderr), made on first use: rich is imported by the
+    commands that print through it, not by every start of the CLI (`autopilot check` prints plain lines).
+    Not a terminal (a pipe, CI): a wide fixed width instead of rich's 80 columns."""
+    made = globals().get(name)
+    if made is None:
+        from rich.console import Console
+
+        stderr = name == "err_console"
+        made = Console(stderr=stderr, width=None if (sys.stderr if stderr else sys.stdout).isatty() else 160)
+        globals()[name] = made
+    return made
+
+
+def __getattr__(name: str) -> Console:
+    """``from .cli_common import console, err_console`` (PEP 562)."""
+    if name in ("console", "err_console"):
+        return _console(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 dsn_option = click.option(
     "--dsn",
@@ -35,6 +58,9 @@ def handled(func):
         except AutopilotError as exc:
             # soft_wrap: one message, one line, whatever the width (greppable in logs); the message's
             # own lines (a server error's detail) are kept, the data in them made safe for a terminal
+            from rich.markup import escape
+
+            err_console = _console("err_console")
             message = "\n".join(safe(line) for line in exc.message.split("\n"))
             err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
             if exc.hint:

@@ -24,7 +24,7 @@ from .cli_common import console, dsn_option, handled
 from .db import connect
 from .errors import InvalidInput
 from .ingest.files import CodebaseError
-from .render import safe, safe_data
+from .terminal import safe, safe_data
 
 
 @click.group()

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from .cli_common import console, dsn_option, handled
 from .db import connect
-from .render import safe, safe_data
+from .terminal import safe, safe_data
 
 
 def _json(data: object) -> str:

@@ -28,8 +28,9 @@ from ..backups.progress import size_text
 from ..errors import AutopilotError
 from ..queue import QueueClient
 from ..render import _progress_text as progress_text
-from ..render import _reported, ago, duration, safe, until
+from ..render import _reported, ago, duration, until
 from ..status import QUEUE_STATES, RUN_OUTCOMES, gather, job_attempts, ledger_job_names, run_history
+from ..terminal import safe
 from . import metrics
 
 ConnectionFactory = Callable[[], AbstractContextManager[psycopg.Connection]]
