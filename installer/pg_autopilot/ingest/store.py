@@ -5,6 +5,10 @@ file): its current chunks are marked superseded (code-chunk-cleanup deletes them
 retention), the new ones inserted, its symbols replaced, its row upserted with the content hash
 that lets the next run skip it. A run killed between two commits leaves every file either as it
 was or as it is now, and the next run resumes with the files whose hash is not recorded yet.
+
+The rows are built where the file was parsed (:func:`prepare`, in a pool process) as COPY text, and
+the files of a transaction are written together (:func:`write_files`): one COPY per table and one
+pipelined batch of upserts, not a round trip per row or per file.
 """
 
 from __future__ import annotations
@@ -64,29 +68,106 @@ DELETE_FILE_SYMBOLS = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedFile:
+    """A parsed file as written: its rows in COPY text format, built where it was parsed (a pool
+    process), so that the process writing sends them as they are."""
+
+    path: str
+    language: str
+    syntax_errors: int
+    chunks: int  # rows in chunk_rows
+    chunk_rows: str  # code_chunks (COPY_CHUNKS' columns)
+    symbol_rows: str  # code_symbols (COPY_SYMBOLS' columns)
+
+
+@dataclass(frozen=True, slots=True)
+class FileWrite:
+    """A prepared file to write, with its content's hash and size; ``replaces`` when the codebase may
+    hold rows of it already (a file the run found recorded): its chunks are superseded and its symbols
+    deleted first. A file new to the codebase has neither, and skips both statements."""
+
+    prepared: PreparedFile
+    file_hash: str
+    size: int
+    replaces: bool = True
+
+
+COPY_CHUNKS = (
+    "COPY autopilot.code_chunks (codebase, file_path, chunk_index, content, content_hash,"
+    " start_line, end_line, symbol, kind, language) FROM STDIN"
+)
+COPY_SYMBOLS = (
+    "COPY autopilot.code_symbols (codebase, file_path, role, name, kind, line, occurrences) FROM STDIN"
+)
+UPSERT_FILE = (
+    "INSERT INTO autopilot.code_files AS f (codebase, file_path, language, module_name, content_hash,"
+    " size_bytes, chunker_version, syntax_errors, status, skip_reason, graph_pending)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'ingested', NULL, true)"
+    " ON CONFLICT (codebase, file_path) DO UPDATE SET language = excluded.language,"
+    " module_name = excluded.module_name, content_hash = excluded.content_hash,"
+    " size_bytes = excluded.size_bytes, chunker_version = excluded.chunker_version,"
+    " syntax_errors = excluded.syntax_errors, status = 'ingested', skip_reason = NULL,"
+    " ingested_at = now(), graph_pending = true"
+)
+
+
+def prepare(codebase: str, parsed: ParsedFile) -> PreparedFile:
+    """The file's chunk and symbol rows, as COPY text. References are counted: one row per name and
+    kind, at its first line, with ``occurrences`` (a file calls the same names again and again)."""
+    path = parsed.path
+    chunk_rows = "".join(
+        _copy_line(
+            codebase, path, index, _clean(chunk.text), content_hash(chunk.text), chunk.start_line,
+            chunk.end_line, chunk.symbol, chunk.kind, chunk.language,
+        )
+        for index, chunk in enumerate(parsed.chunks)
+    )  # fmt: skip
+    symbol_rows = "".join(_copy_line(codebase, path, *row) for row in _symbol_rows(parsed))
+    return PreparedFile(
+        path, parsed.language, parsed.syntax_errors, len(parsed.chunks), chunk_rows, symbol_rows
+    )
+
+
 def write_parsed(
     conn: psycopg.Connection, codebase: str, parsed: ParsedFile, file_hash: str, size: int
 ) -> None:
     """Replaces the file's chunks and symbols (the caller commits)."""
-    path = parsed.path
-    _supersede(conn, codebase, [path])
+    write_files(conn, codebase, [FileWrite(prepare(codebase, parsed), file_hash, size)])
+
+
+def write_files(conn: psycopg.Connection, codebase: str, files: Sequence[FileWrite]) -> None:
+    """Replaces the chunks and symbols of several files, each whole (the caller commits): a few
+    statements for all of them, whatever their number (the rows go in one COPY per table)."""
+    if not files:
+        return
+    replaced = [item.prepared.path for item in files if item.replaces]
     with conn.cursor() as cur:
-        with cur.copy(
-            "COPY autopilot.code_chunks (codebase, file_path, chunk_index, content, content_hash,"
-            " start_line, end_line, symbol, kind, language) FROM STDIN"
-        ) as copy:
-            for index, chunk in enumerate(parsed.chunks):
-                copy.write_row(
-                    (codebase, path, index, _clean(chunk.text), content_hash(chunk.text), chunk.start_line,
-                     chunk.end_line, chunk.symbol, chunk.kind, chunk.language)
-                )  # fmt: skip
-        cur.execute(DELETE_FILE_SYMBOLS, {"codebase": codebase, "path": path})
-        _upsert_file(cur, codebase, path, parsed.language, file_hash, size, parsed.syntax_errors)
-        with cur.copy(
-            "COPY autopilot.code_symbols (codebase, file_path, role, name, kind, line) FROM STDIN"
-        ) as copy:
-            for row in _symbol_rows(codebase, parsed):
-                copy.write_row(row)
+        if replaced:
+            with conn.pipeline():
+                for path in replaced:
+                    cur.execute(SUPERSEDE_FILE, [codebase, path])
+        with cur.copy(COPY_CHUNKS) as copy:
+            for item in files:
+                if item.prepared.chunk_rows:
+                    copy.write(item.prepared.chunk_rows)
+        if replaced:
+            with conn.pipeline():
+                for path in replaced:
+                    cur.execute(DELETE_FILE_SYMBOLS, {"codebase": codebase, "path": path})
+        cur.executemany(
+            UPSERT_FILE,
+            [
+                (codebase, p.path, p.language, module_name(p.path, p.language), item.file_hash, item.size,
+                 CHUNKER_VERSION, p.syntax_errors)
+                for item in files
+                for p in (item.prepared,)
+            ],
+        )  # fmt: skip
+        with cur.copy(COPY_SYMBOLS) as copy:
+            for item in files:
+                if item.prepared.symbol_rows:
+                    copy.write(item.prepared.symbol_rows)
 
 
 def write_skipped(
@@ -153,41 +234,42 @@ def _supersede(conn: psycopg.Connection, codebase: str, paths: Sequence[str]) ->
     )
 
 
-def _upsert_file(
-    cur: psycopg.Cursor, codebase: str, path: str, language: str, file_hash: str, size: int, errors: int
-) -> None:
-    cur.execute(
-        "INSERT INTO autopilot.code_files AS f (codebase, file_path, language, module_name, content_hash,"
-        " size_bytes, chunker_version, syntax_errors, status, skip_reason, graph_pending)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'ingested', NULL, true)"
-        " ON CONFLICT (codebase, file_path) DO UPDATE SET language = excluded.language,"
-        " module_name = excluded.module_name, content_hash = excluded.content_hash,"
-        " size_bytes = excluded.size_bytes, chunker_version = excluded.chunker_version,"
-        " syntax_errors = excluded.syntax_errors, status = 'ingested', skip_reason = NULL,"
-        " ingested_at = now(), graph_pending = true",
-        [codebase, path, language, module_name(path, language), file_hash, size, CHUNKER_VERSION, errors],
-    )
-
-
-def _symbol_rows(codebase: str, parsed: ParsedFile) -> Iterable[tuple]:
+def _symbol_rows(parsed: ParsedFile) -> Iterable[tuple]:
+    """(role, name, kind, line, occurrences) of the file's definitions, references (counted by name and
+    kind) and imports (one per module name)."""
     path = parsed.path
     for definition in parsed.definitions:
-        yield (
-            codebase,
-            path,
-            "definition",
-            _clean(definition.symbol),
-            definition.kind,
-            max(definition.line, 1),
-        )
+        yield "definition", _clean(definition.symbol), definition.kind, max(definition.line, 1), 1
+    references: dict[tuple[str, str], list[int]] = {}
     for reference in parsed.references:
-        yield codebase, path, "reference", _clean(reference.name), reference.kind, max(reference.line, 1)
+        seen = references.get((reference.name, reference.kind))
+        if seen is None:
+            references[reference.name, reference.kind] = [reference.line, 1]
+        else:
+            seen[1] += 1
+    for (name, kind), (line, occurrences) in references.items():
+        yield "reference", _clean(name), kind, max(line, 1), occurrences
     lines = {}
     for item in parsed.imports:
         for name in import_names(path, parsed.language, (item,)):
             lines.setdefault(name, item.line)
     for name, line in lines.items():
-        yield codebase, path, "import", _clean(name), None, max(line, 1)
+        yield "import", _clean(name), None, max(line, 1), 1
+
+
+def _copy_text(value: object) -> str:
+    """A value in COPY's text format: NULL is \\N; a backslash, newline, carriage return or tab is
+    escaped (str, int or None)."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return str(value)
+
+
+def _copy_line(*values: object) -> str:
+    """One row in COPY's text format."""
+    return "\t".join(map(_copy_text, values)) + "\n"
 
 
 def _clean(text: str) -> str:
