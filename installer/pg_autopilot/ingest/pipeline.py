@@ -40,7 +40,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from ..embeddings import Embedder
-from .chunker import CHUNKER_VERSION, chunk_source
+from .chunker import CHUNKER_VERSION
 from .embed import embed_pending
 from .files import (
     BROKEN_SYMLINK,
@@ -56,14 +56,13 @@ from .files import (
     read_file,
 )
 from .languages import language_for_path
+from .rows import PreparedFile, exit_with_parent, parse_file
 from .store import (
     FileWrite,
     KnownFile,
-    PreparedFile,
     ingest_lock_key,
     known_files,
     mark_removed,
-    prepare,
     skip_reason,
     write_files,
     write_skipped,
@@ -147,33 +146,13 @@ class Codebase:
     enabled: bool
 
 
-def _parse(codebase: str, path: str, data: bytes) -> PreparedFile:
-    """In a pool process: the file's chunks and tags, as the rows to write."""
-    language = language_for_path(path)
-    assert language is not None  # the caller checked
-    return prepare(codebase, chunk_source(path, data, language))
-
-
 def _pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
-    # forkserver: the runner is multi-threaded, and a fork of a threaded process may inherit held locks
-    return concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("forkserver"), initializer=_exit_with_parent
-    )
-
-
-def _exit_with_parent() -> None:
-    """In a pool process: exit as soon as the process that started the pool is gone. Killed (SIGKILL,
-    the OOM killer), that process cannot shut its pool down, and a pool process would wait for work
-    forever (and keep the fork server alive with it)."""
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        parent.join()  # returns when the parent's end of a pipe closes, that is when it exits
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+    # forkserver: the runner is multi-threaded, and a fork of a threaded process may inherit held locks.
+    # The pool processes import .rows only (not this module, nor psycopg); the fork server imports it
+    # once, when it starts, and each process it forks has it.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([parse_file.__module__])
+    return concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=exit_with_parent)
 
 
 class Ingest:
@@ -301,7 +280,8 @@ class Ingest:
                 self._check_cancelled(writer)
                 content = self._read(path, known.get(path), writer)
                 if content is not None:
-                    in_flight[pool.submit(_parse, self._codebase.name, content.path, content.data)] = content
+                    future = pool.submit(parse_file, self._codebase.name, content.path, content.data)
+                    in_flight[future] = content
                 while len(in_flight) >= limit:
                     self._collect(in_flight, writer, known, concurrent.futures.FIRST_COMPLETED)
                 self._progress(

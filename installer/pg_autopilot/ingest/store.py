@@ -6,22 +6,22 @@ retention), the new ones inserted, its symbols replaced, its row upserted with t
 that lets the next run skip it. A run killed between two commits leaves every file either as it
 was or as it is now, and the next run resumes with the files whose hash is not recorded yet.
 
-The rows are built where the file was parsed (:func:`prepare`, in a pool process) as COPY text, and
+The rows are built where the file was parsed (:func:`.rows.prepare`, in a pool process) as COPY text, and
 the files of a transaction are written together (:func:`write_files`): one COPY per table and one
 pipelined batch of upserts, not a round trip per row or per file.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psycopg
 
 from .chunker import CHUNKER_VERSION, ParsedFile
 from .files import Skip
-from .modules import import_names, module_name
+from .modules import module_name
+from .rows import PreparedFile, prepare
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +51,6 @@ def ingest_lock_key(conn: psycopg.Connection, codebase: str) -> int:
     return conn.execute("SELECT autopilot._job_lock_key(%s)", [f"code-ingest:{codebase}"]).fetchone()[0]
 
 
-def content_hash(text: str) -> str:
-    """A chunk's own hash: its text as the chunker cut it (the chunker version is in the key)."""
-    return hashlib.sha256(f"{CHUNKER_VERSION}\0{text}".encode()).hexdigest()
-
-
 # One file's symbols. A file without a row has none (the foreign key), and the EXISTS, uncorrelated, is
 # a one-time filter: the scan does not run at all. It matters for a codebase the statistics do not know
 # yet (its first ingest into a table that holds other codebases): both indexes of code_symbols lead
@@ -66,19 +61,6 @@ DELETE_FILE_SYMBOLS = (
     " AND EXISTS (SELECT FROM autopilot.code_files AS f"
     " WHERE f.codebase = %(codebase)s AND f.file_path = %(path)s)"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedFile:
-    """A parsed file as written: its rows in COPY text format, built where it was parsed (a pool
-    process), so that the process writing sends them as they are."""
-
-    path: str
-    language: str
-    syntax_errors: int
-    chunks: int  # rows in chunk_rows
-    chunk_rows: str  # code_chunks (COPY_CHUNKS' columns)
-    symbol_rows: str  # code_symbols (COPY_SYMBOLS' columns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,23 +92,6 @@ UPSERT_FILE = (
     " syntax_errors = excluded.syntax_errors, status = 'ingested', skip_reason = NULL,"
     " ingested_at = now(), graph_pending = true"
 )
-
-
-def prepare(codebase: str, parsed: ParsedFile) -> PreparedFile:
-    """The file's chunk and symbol rows, as COPY text. References are counted: one row per name and
-    kind, at its first line, with ``occurrences`` (a file calls the same names again and again)."""
-    path = parsed.path
-    chunk_rows = "".join(
-        _copy_line(
-            codebase, path, index, _clean(chunk.text), content_hash(chunk.text), chunk.start_line,
-            chunk.end_line, chunk.symbol, chunk.kind, chunk.language,
-        )
-        for index, chunk in enumerate(parsed.chunks)
-    )  # fmt: skip
-    symbol_rows = "".join(_copy_line(codebase, path, *row) for row in _symbol_rows(parsed))
-    return PreparedFile(
-        path, parsed.language, parsed.syntax_errors, len(parsed.chunks), chunk_rows, symbol_rows
-    )
 
 
 def write_parsed(
@@ -232,46 +197,3 @@ def _supersede(conn: psycopg.Connection, codebase: str, paths: Sequence[str]) ->
         " WHERE c.codebase = %s AND c.file_path = ANY(%s) AND c.superseded_at IS NULL",
         [codebase, list(paths)],
     )
-
-
-def _symbol_rows(parsed: ParsedFile) -> Iterable[tuple]:
-    """(role, name, kind, line, occurrences) of the file's definitions, references (counted by name and
-    kind) and imports (one per module name)."""
-    path = parsed.path
-    for definition in parsed.definitions:
-        yield "definition", _clean(definition.symbol), definition.kind, max(definition.line, 1), 1
-    references: dict[tuple[str, str], list[int]] = {}
-    for reference in parsed.references:
-        seen = references.get((reference.name, reference.kind))
-        if seen is None:
-            references[reference.name, reference.kind] = [reference.line, 1]
-        else:
-            seen[1] += 1
-    for (name, kind), (line, occurrences) in references.items():
-        yield "reference", _clean(name), kind, max(line, 1), occurrences
-    lines = {}
-    for item in parsed.imports:
-        for name in import_names(path, parsed.language, (item,)):
-            lines.setdefault(name, item.line)
-    for name, line in lines.items():
-        yield "import", _clean(name), None, max(line, 1), 1
-
-
-def _copy_text(value: object) -> str:
-    """A value in COPY's text format: NULL is \\N; a backslash, newline, carriage return or tab is
-    escaped (str, int or None)."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, str):
-        return value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-    return str(value)
-
-
-def _copy_line(*values: object) -> str:
-    """One row in COPY's text format."""
-    return "\t".join(map(_copy_text, values)) + "\n"
-
-
-def _clean(text: str) -> str:
-    """PostgreSQL text cannot hold NUL (a chunk of a file with one decodes it as U+0000)."""
-    return text.replace("\0", "\ufffd")
