@@ -946,11 +946,13 @@ CREATE TABLE autopilot.code_symbols (
     name text NOT NULL,
     kind text,
     line integer NOT NULL,
+    occurrences integer NOT NULL DEFAULT 1,
     CONSTRAINT code_symbols_pkey PRIMARY KEY (id),
     CONSTRAINT code_symbols_file_fkey FOREIGN KEY (codebase, file_path)
     REFERENCES autopilot.code_files (codebase, file_path) ON DELETE CASCADE,
     CONSTRAINT code_symbols_role_check CHECK (role IN ('definition', 'reference', 'import')),
-    CONSTRAINT code_symbols_line_check CHECK (line >= 1)
+    CONSTRAINT code_symbols_line_check CHECK (line >= 1),
+    CONSTRAINT code_symbols_occurrences_check CHECK (occurrences >= 1)
 );
 
 -- per file: replaced in the file's transaction (and the foreign key's cascade)
@@ -962,6 +964,10 @@ COMMENT ON TABLE autopilot.code_symbols IS
 'Definitions, references and imports found in each ingested file (tree-sitter tags queries), the input of graph-populate.';
 COMMENT ON COLUMN autopilot.code_symbols.name IS
 'definition: the qualified name (Class.method); reference: the name used; import: the module imported.';
+COMMENT ON COLUMN autopilot.code_symbols.line IS
+'The line of the symbol; for a reference, its first use in the file.';
+COMMENT ON COLUMN autopilot.code_symbols.occurrences IS
+'How many times the file uses the name (one row per file, name and kind of reference); 1 for definitions and imports. graph-populate weights calls by it.';
 
 -- sql/schema/tables/analysis_snapshots.sql
 CREATE TABLE autopilot.analysis_snapshots (
@@ -8535,7 +8541,7 @@ AS $$
 -- (kind function / class / method ..., key path#Qualified.name). Edges, which
 -- PageRank follows from source to target:
 --   file -> file        imports (weight: import statements)
---   file -> definition  calls (weight: references to the name, shared among
+--   file -> definition  calls (weight: uses of the name, shared among
 --                       the definitions of that name; names defined in more
 --                       than 20 places are too common to say anything)
 --   definition -> file  defined_in (a file is as central as what it defines)
@@ -8637,7 +8643,7 @@ BEGIN
     -- file -> the definitions it refers to by name
     INSERT INTO autopilot.graph_edges (source_id, target_id, weight, kind)
     WITH refs AS (
-        SELECT s.file_path, s.name, count(*) AS uses
+        SELECT s.file_path, s.name, sum(s.occurrences) AS uses
         FROM autopilot.code_symbols AS s
         WHERE s.codebase = p_codebase AND s.role = 'reference' AND s.file_path = ANY(v_sources)
         GROUP BY s.file_path, s.name

@@ -71,7 +71,10 @@ def test_a_new_files_symbols_are_not_looked_for(installed_db, tmp_path: Path) ->
         codebases.add(conn, "b", str(tmp_path), ["*.py"], [])
     source = "\n".join(f"def f{i}(x):\n    return g{i}(x) + h(x)\n" for i in range(40)).encode()
     parsed = chunk_source("x.py", source, PYTHON)
-    symbols = len(parsed.definitions) + len(parsed.references) + len(parsed.imports)
+    # a reference row per name and kind, counted (h is called 40 times: one row)
+    symbols = (
+        len(parsed.definitions) + len({(r.name, r.kind) for r in parsed.references}) + len(parsed.imports)
+    )
     with psycopg.connect(installed_db.dsn) as conn:
         for i in range(20):
             write_parsed(conn, "a", replace(parsed, path=f"a{i}.py"), f"hash-{i}", len(source))
@@ -92,3 +95,46 @@ def test_a_new_files_symbols_are_not_looked_for(installed_db, tmp_path: Path) ->
             " WHERE s.codebase = 'b' AND s.file_path = 'b0.py'"
         ).fetchone()
         assert count == symbols
+
+
+def test_references_are_counted_per_name_and_kind(installed_db, tmp_path: Path) -> None:
+    """One reference row per file, name and kind: its first line, and how many times the file uses it
+    (graph-populate weights calls by it)."""
+    with installed_db.connect() as conn:
+        codebases.add(conn, "a", str(tmp_path), ["*.py"], [])
+    source = b"class B(A):\n    pass\n\ndef f(x):\n    g(x)\n    g(x)\n    return A(g(h(x)))\n"
+    parsed = chunk_source("x.py", source, PYTHON)
+    with psycopg.connect(installed_db.dsn) as conn:
+        write_parsed(conn, "a", parsed, "hash", len(source))
+        conn.commit()
+        rows = conn.execute(
+            "SELECT s.name, s.kind, s.line, s.occurrences FROM autopilot.code_symbols AS s"
+            " WHERE s.role = 'reference' ORDER BY 1, 2"
+        ).fetchall()
+        definitions = conn.execute(
+            "SELECT s.name, s.occurrences FROM autopilot.code_symbols AS s"
+            " WHERE s.role = 'definition' ORDER BY 1"
+        ).fetchall()
+    assert rows == [("A", "call", 7, 1), ("A", "class", 1, 1), ("g", "call", 5, 3), ("h", "call", 7, 1)]
+    assert definitions == [("B", 1), ("f", 1)]
+
+
+def test_text_with_copy_special_characters_is_stored_as_it_is(installed_db, tmp_path: Path) -> None:
+    """The rows go to the server as COPY text: tabs, backslashes (\\N too), carriage returns and
+    newlines in a chunk come back unchanged, a NUL as U+FFFD."""
+    with installed_db.connect() as conn:
+        codebases.add(conn, "a", str(tmp_path), ["*.py"], [])
+    source = (
+        b"def f():\r\n\treturn '\\N\\t\\\\ \t tab'  # \\\r\n\ndef g():\n    return '\x00' + \"\xc3\xa9\\n\"\n"
+    )
+    parsed = chunk_source("dir with\ttab\\x.py", source, PYTHON)
+    assert parsed.chunks
+    with psycopg.connect(installed_db.dsn) as conn:
+        write_parsed(conn, "a", parsed, "hash", len(source))
+        conn.commit()
+        stored = conn.execute(
+            "SELECT c.file_path, c.content FROM autopilot.code_chunks AS c ORDER BY c.chunk_index"
+        ).fetchall()
+    assert stored == [(parsed.path, chunk.text.replace("\0", "\ufffd")) for chunk in parsed.chunks]
+    assert any("\t" in text and "\\N" in text and "\r" in text for _, text in stored)
+    assert any("\ufffd" in text and "é" in text for _, text in stored)

@@ -10,16 +10,16 @@ VALUES
 ('g', 'app/main.py', 'python', 'app.main', 'm1', 10),
 ('g', 'app/util.py', 'python', 'app.util', 'u1', 10),
 ('g', 'app/other.py', 'python', 'app.other', 'o1', 10);
-INSERT INTO autopilot.code_symbols (codebase, file_path, role, name, kind, line)
+-- main.py calls helper twice: one reference row, its occurrences 2
+INSERT INTO autopilot.code_symbols (codebase, file_path, role, name, kind, line, occurrences)
 VALUES
-('g', 'app/main.py', 'definition', 'main', 'function', 3),
-('g', 'app/main.py', 'import', 'app.util', NULL, 1),
-('g', 'app/main.py', 'reference', 'helper', 'call', 4),
-('g', 'app/main.py', 'reference', 'helper', 'call', 5),
-('g', 'app/util.py', 'definition', 'Helper', 'class', 1),
-('g', 'app/util.py', 'definition', 'Helper.helper', 'method', 2),
-('g', 'app/util.py', 'definition', 'helper', 'function', 9),
-('g', 'app/other.py', 'definition', 'unrelated', 'function', 1);
+('g', 'app/main.py', 'definition', 'main', 'function', 3, 1),
+('g', 'app/main.py', 'import', 'app.util', NULL, 1, 1),
+('g', 'app/main.py', 'reference', 'helper', 'call', 4, 2),
+('g', 'app/util.py', 'definition', 'Helper', 'class', 1, 1),
+('g', 'app/util.py', 'definition', 'Helper.helper', 'method', 2, 1),
+('g', 'app/util.py', 'definition', 'helper', 'function', 9, 1),
+('g', 'app/other.py', 'definition', 'unrelated', 'function', 1, 1);
 
 SELECT is(
     array(

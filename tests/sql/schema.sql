@@ -1,7 +1,7 @@
 -- The tables of autopilot: they exist with their primary keys, and their
 -- constraints reject the states the jobs rely on never seeing.
 BEGIN;
-SELECT plan(84);
+SELECT plan(86);
 
 SELECT tables_are(
     'autopilot',
@@ -51,6 +51,12 @@ SELECT col_is_pk(
 SELECT col_is_pk('autopilot', 'knowledge_artifacts', ARRAY['id'], 'knowledge_artifacts: primary key id');
 SELECT col_is_pk('autopilot', 'code_chunks', ARRAY['id'], 'code_chunks: primary key id');
 SELECT col_is_pk('autopilot', 'graph_nodes', ARRAY['id'], 'graph_nodes: primary key id');
+SELECT col_not_null(
+    'autopilot', 'code_symbols', 'occurrences', 'code_symbols.occurrences: a reference row counts its uses'
+);
+SELECT col_default_is(
+    'autopilot', 'code_symbols', 'occurrences', '1', 'code_symbols.occurrences: 1 unless counted'
+);
 SELECT col_is_pk(
     'autopilot', 'graph_edges', ARRAY['source_id', 'target_id'], 'graph_edges: primary key (source_id, target_id)'
 );

@@ -76,10 +76,36 @@ def _stored(conn: psycopg.Connection, keys: list[str]) -> dict[str, list[float]]
     )
 
 
+# A batch's vectors in one statement: one flat array, each chunk its slice (one round trip and one
+# statement for the batch, instead of an UPDATE per chunk). The array goes in binary (%b: psycopg formats
+# a list of floats as text in Python, several times slower) as double precision[], sliced, then cast: a
+# cast of the whole array would be made again for every row under a generic plan. The chunks are found
+# by id = ANY (their primary key), not by the join alone, which the planner may make a hash join over
+# a scan of every chunk.
+WRITE_BATCH = (
+    "UPDATE autopilot.code_chunks AS c"
+    " SET embedding = (%(vectors)b::double precision[])[v.first:v.last]::real[],"
+    " embedding_model = %(model)s, embedding_key = v.key"
+    " FROM unnest(%(ids)s::bigint[], %(keys)s::text[], %(firsts)s::integer[], %(lasts)s::integer[])"
+    " AS v (id, key, first, last) WHERE c.id = ANY(%(ids)s::bigint[]) AND c.id = v.id"
+)
+
+
 def _write(conn: psycopg.Connection, model: str, rows: list[tuple[int, str, list[float]]]) -> None:
-    with conn.cursor() as cur:
-        cur.executemany(
-            "UPDATE autopilot.code_chunks AS c SET embedding = %s::real[], embedding_model = %s,"
-            " embedding_key = %s WHERE c.id = %s",
-            [(vector, model, key, chunk_id) for chunk_id, key, vector in rows],
-        )
+    flat: list[float] = []
+    firsts, lasts = [], []
+    for _, _, vector in rows:
+        firsts.append(len(flat) + 1)
+        flat.extend(vector)
+        lasts.append(len(flat))
+    conn.execute(
+        WRITE_BATCH,
+        {
+            "vectors": flat,
+            "model": model,
+            "ids": [chunk_id for chunk_id, _, _ in rows],
+            "keys": [key for _, key, _ in rows],
+            "firsts": firsts,
+            "lasts": lasts,
+        },
+    )

@@ -9,8 +9,9 @@ The steps, and what makes each one safe to stop at any moment:
    whose every file was deleted. Likewise the files below a directory the walk cannot read are
    left as they were, not marked removed.
 3. Each file is read and hashed here; a file whose hash and chunker version are recorded is not
-   parsed again. The others are parsed in a pool of processes (tree-sitter holds the GIL) and
-   written as they come back, each file whole, several per transaction.
+   parsed again. The others are parsed in a pool of processes (tree-sitter holds the GIL), which
+   also build their rows, and written as they come back by a writer thread, each file whole, several
+   per transaction, while this process goes on reading and handing out files.
 4. Files that were recorded but are no longer listed are marked removed.
 5. Embedding (:mod:`.embed`): the current chunks without a vector of the configured model, each
    key embedded once (a vector already stored for the same model and text is reused). The
@@ -23,6 +24,7 @@ and names the first file of each that calls for a look.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import multiprocessing
 import os
@@ -38,7 +40,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from ..embeddings import Embedder
-from .chunker import CHUNKER_VERSION, ParsedFile, chunk_source
+from .chunker import CHUNKER_VERSION
 from .embed import embed_pending
 from .files import (
     BROKEN_SYMLINK,
@@ -54,13 +56,15 @@ from .files import (
     read_file,
 )
 from .languages import language_for_path
+from .rows import PreparedFile, exit_with_parent, parse_file
 from .store import (
+    FileWrite,
     KnownFile,
     ingest_lock_key,
     known_files,
     mark_removed,
     skip_reason,
-    write_parsed,
+    write_files,
     write_skipped,
 )
 
@@ -142,33 +146,13 @@ class Codebase:
     enabled: bool
 
 
-def _parse(path: str, data: bytes) -> ParsedFile:
-    """In a pool process: the file's chunks and tags."""
-    language = language_for_path(path)
-    assert language is not None  # the caller checked
-    return chunk_source(path, data, language)
-
-
 def _pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
-    # forkserver: the runner is multi-threaded, and a fork of a threaded process may inherit held locks
-    return concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("forkserver"), initializer=_exit_with_parent
-    )
-
-
-def _exit_with_parent() -> None:
-    """In a pool process: exit as soon as the process that started the pool is gone. Killed (SIGKILL,
-    the OOM killer), that process cannot shut its pool down, and a pool process would wait for work
-    forever (and keep the fork server alive with it)."""
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        parent.join()  # returns when the parent's end of a pipe closes, that is when it exits
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+    # forkserver: the runner is multi-threaded, and a fork of a threaded process may inherit held locks.
+    # The pool processes import .rows only (not this module, nor psycopg); the fork server imports it
+    # once, when it starts, and each process it forks has it.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([parse_file.__module__])
+    return concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=exit_with_parent)
 
 
 class Ingest:
@@ -277,7 +261,16 @@ class Ingest:
         listing_skips: list[Skip],
         known: dict[str, KnownFile],
     ) -> None:
-        writer = _BatchWriter(conn)
+        with _BatchWriter(conn, self._codebase.name) as writer:
+            self._ingest_files_with(writer, paths, listing_skips, known)
+
+    def _ingest_files_with(
+        self,
+        writer: _BatchWriter,
+        paths: list[str],
+        listing_skips: list[Skip],
+        known: dict[str, KnownFile],
+    ) -> None:
         for skip in listing_skips:
             self._skip(skip, writer, known.get(skip.path))
         with _pool(self._processes) as pool:
@@ -287,14 +280,15 @@ class Ingest:
                 self._check_cancelled(writer)
                 content = self._read(path, known.get(path), writer)
                 if content is not None:
-                    in_flight[pool.submit(_parse, content.path, content.data)] = content
+                    future = pool.submit(parse_file, self._codebase.name, content.path, content.data)
+                    in_flight[future] = content
                 while len(in_flight) >= limit:
-                    self._collect(in_flight, writer, concurrent.futures.FIRST_COMPLETED)
+                    self._collect(in_flight, writer, known, concurrent.futures.FIRST_COMPLETED)
                 self._progress(
                     files=done, of=len(paths), parsed=self.summary.parsed, chunks=self.summary.chunks
                 )
             while in_flight:
-                self._collect(in_flight, writer, concurrent.futures.ALL_COMPLETED)
+                self._collect(in_flight, writer, known, concurrent.futures.ALL_COMPLETED)
         writer.commit()
 
     def _read(self, path: str, known: KnownFile | None, writer: _BatchWriter) -> FileContent | None:
@@ -331,19 +325,17 @@ class Ingest:
             return  # recorded as skipped already, for the same reason: nothing changed
         writer.write(lambda conn: write_skipped(conn, self._codebase.name, skip, file_hash, size))
 
-    def _collect(self, in_flight: dict, writer: _BatchWriter, when: str) -> None:
+    def _collect(self, in_flight: dict, writer: _BatchWriter, known: dict[str, KnownFile], when: str) -> None:
         done, _ = concurrent.futures.wait(in_flight, return_when=when)
         for future in done:
             content = in_flight.pop(future)
-            parsed: ParsedFile = future.result()
-            writer.write(
-                lambda conn, p=parsed, c=content: write_parsed(
-                    conn, self._codebase.name, p, c.sha256, len(c.data)
-                )
-            )
+            prepared: PreparedFile = future.result()
+            # a file the run did not find recorded has no chunks or symbols to replace (the lock
+            # keeps other ingests of the codebase out)
+            writer.write_file(FileWrite(prepared, content.sha256, len(content.data), content.path in known))
             self.summary.parsed += 1
-            self.summary.chunks += len(parsed.chunks)
-            self.summary.syntax_errors += parsed.syntax_errors > 0
+            self.summary.chunks += prepared.chunks
+            self.summary.syntax_errors += prepared.syntax_errors > 0
             self.summary.not_utf8 += not _is_utf8(content.data)
 
     def _check_cancelled(self, writer: _BatchWriter | None = None) -> None:
@@ -355,23 +347,67 @@ class Ingest:
 
 class _BatchWriter:
     """Whole files, several per transaction: committed every COMMIT_EVERY_FILES files or
-    COMMIT_EVERY_SECONDS seconds, whichever comes first."""
+    COMMIT_EVERY_SECONDS seconds, whichever comes first. A thread of its own writes each batch (one
+    transaction) while the caller prepares the next one; the connection is the writer's until
+    :meth:`commit` (which waits for every batch handed over, and raises the error of one that
+    failed) or the end of the ``with`` block."""
 
-    def __init__(self, conn: psycopg.Connection):
+    def __init__(self, conn: psycopg.Connection, codebase: str):
         self._conn = conn
-        self._pending = 0
+        self._codebase = codebase
+        self._steps: list[Callable[[psycopg.Connection], None]] = []
+        self._files: list[FileWrite] = []
         self._since = time.monotonic()
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ingest-writer")
+        self._pending: collections.deque[concurrent.futures.Future] = collections.deque()
+        self._failed = False  # a batch failed: the transaction is lost, the batches after it are not written
+
+    def __enter__(self) -> _BatchWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._thread.shutdown(wait=True)  # nothing uses the connection once this returns
 
     def write(self, step: Callable[[psycopg.Connection], None]) -> None:
-        step(self._conn)
-        self._pending += 1
-        if self._pending >= COMMIT_EVERY_FILES or time.monotonic() - self._since >= COMMIT_EVERY_SECONDS:
-            self.commit()
+        self._steps.append(step)
+        self._maybe_hand_over()
+
+    def write_file(self, item: FileWrite) -> None:
+        self._files.append(item)
+        self._maybe_hand_over()
 
     def commit(self) -> None:
-        self._conn.commit()
-        self._pending = 0
+        self._hand_over()
+        while self._pending:
+            self._pending.popleft().result()
+
+    def _maybe_hand_over(self) -> None:
+        if (
+            len(self._steps) + len(self._files) >= COMMIT_EVERY_FILES
+            or time.monotonic() - self._since >= COMMIT_EVERY_SECONDS
+        ):
+            self._hand_over()
+
+    def _hand_over(self) -> None:
         self._since = time.monotonic()
+        if not self._steps and not self._files:
+            return
+        steps, files, self._steps, self._files = self._steps, self._files, [], []
+        self._pending.append(self._thread.submit(self._write, steps, files))
+        while len(self._pending) > 1:  # one batch written, the next one waiting: enough ahead
+            self._pending.popleft().result()
+
+    def _write(self, steps: list[Callable[[psycopg.Connection], None]], files: list[FileWrite]) -> None:
+        if self._failed:
+            raise IngestCancelled("not written: an earlier batch failed")
+        try:
+            for step in steps:
+                step(self._conn)
+            write_files(self._conn, self._codebase, files)
+            self._conn.commit()
+        except BaseException:
+            self._failed = True
+            raise
 
 
 def _storable(item: str | Skip) -> bool:

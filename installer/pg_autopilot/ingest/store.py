@@ -5,19 +5,23 @@ file): its current chunks are marked superseded (code-chunk-cleanup deletes them
 retention), the new ones inserted, its symbols replaced, its row upserted with the content hash
 that lets the next run skip it. A run killed between two commits leaves every file either as it
 was or as it is now, and the next run resumes with the files whose hash is not recorded yet.
+
+The rows are built where the file was parsed (:func:`.rows.prepare`, in a pool process) as COPY text, and
+the files of a transaction are written together (:func:`write_files`): one COPY per table and one
+pipelined batch of upserts, not a round trip per row or per file.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psycopg
 
 from .chunker import CHUNKER_VERSION, ParsedFile
 from .files import Skip
-from .modules import import_names, module_name
+from .modules import module_name
+from .rows import PreparedFile, prepare
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +51,6 @@ def ingest_lock_key(conn: psycopg.Connection, codebase: str) -> int:
     return conn.execute("SELECT autopilot._job_lock_key(%s)", [f"code-ingest:{codebase}"]).fetchone()[0]
 
 
-def content_hash(text: str) -> str:
-    """A chunk's own hash: its text as the chunker cut it (the chunker version is in the key)."""
-    return hashlib.sha256(f"{CHUNKER_VERSION}\0{text}".encode()).hexdigest()
-
-
 # One file's symbols. A file without a row has none (the foreign key), and the EXISTS, uncorrelated, is
 # a one-time filter: the scan does not run at all. It matters for a codebase the statistics do not know
 # yet (its first ingest into a table that holds other codebases): both indexes of code_symbols lead
@@ -64,29 +63,76 @@ DELETE_FILE_SYMBOLS = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class FileWrite:
+    """A prepared file to write, with its content's hash and size; ``replaces`` when the codebase may
+    hold rows of it already (a file the run found recorded): its chunks are superseded and its symbols
+    deleted first. A file new to the codebase has neither, and skips both statements."""
+
+    prepared: PreparedFile
+    file_hash: str
+    size: int
+    replaces: bool = True
+
+
+COPY_CHUNKS = (
+    "COPY autopilot.code_chunks (codebase, file_path, chunk_index, content, content_hash,"
+    " start_line, end_line, symbol, kind, language) FROM STDIN"
+)
+COPY_SYMBOLS = (
+    "COPY autopilot.code_symbols (codebase, file_path, role, name, kind, line, occurrences) FROM STDIN"
+)
+UPSERT_FILE = (
+    "INSERT INTO autopilot.code_files AS f (codebase, file_path, language, module_name, content_hash,"
+    " size_bytes, chunker_version, syntax_errors, status, skip_reason, graph_pending)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'ingested', NULL, true)"
+    " ON CONFLICT (codebase, file_path) DO UPDATE SET language = excluded.language,"
+    " module_name = excluded.module_name, content_hash = excluded.content_hash,"
+    " size_bytes = excluded.size_bytes, chunker_version = excluded.chunker_version,"
+    " syntax_errors = excluded.syntax_errors, status = 'ingested', skip_reason = NULL,"
+    " ingested_at = now(), graph_pending = true"
+)
+
+
 def write_parsed(
     conn: psycopg.Connection, codebase: str, parsed: ParsedFile, file_hash: str, size: int
 ) -> None:
     """Replaces the file's chunks and symbols (the caller commits)."""
-    path = parsed.path
-    _supersede(conn, codebase, [path])
+    write_files(conn, codebase, [FileWrite(prepare(codebase, parsed), file_hash, size)])
+
+
+def write_files(conn: psycopg.Connection, codebase: str, files: Sequence[FileWrite]) -> None:
+    """Replaces the chunks and symbols of several files, each whole (the caller commits): a few
+    statements for all of them, whatever their number (the rows go in one COPY per table)."""
+    if not files:
+        return
+    replaced = [item.prepared.path for item in files if item.replaces]
     with conn.cursor() as cur:
-        with cur.copy(
-            "COPY autopilot.code_chunks (codebase, file_path, chunk_index, content, content_hash,"
-            " start_line, end_line, symbol, kind, language) FROM STDIN"
-        ) as copy:
-            for index, chunk in enumerate(parsed.chunks):
-                copy.write_row(
-                    (codebase, path, index, _clean(chunk.text), content_hash(chunk.text), chunk.start_line,
-                     chunk.end_line, chunk.symbol, chunk.kind, chunk.language)
-                )  # fmt: skip
-        cur.execute(DELETE_FILE_SYMBOLS, {"codebase": codebase, "path": path})
-        _upsert_file(cur, codebase, path, parsed.language, file_hash, size, parsed.syntax_errors)
-        with cur.copy(
-            "COPY autopilot.code_symbols (codebase, file_path, role, name, kind, line) FROM STDIN"
-        ) as copy:
-            for row in _symbol_rows(codebase, parsed):
-                copy.write_row(row)
+        if replaced:
+            with conn.pipeline():
+                for path in replaced:
+                    cur.execute(SUPERSEDE_FILE, [codebase, path])
+        with cur.copy(COPY_CHUNKS) as copy:
+            for item in files:
+                if item.prepared.chunk_rows:
+                    copy.write(item.prepared.chunk_rows)
+        if replaced:
+            with conn.pipeline():
+                for path in replaced:
+                    cur.execute(DELETE_FILE_SYMBOLS, {"codebase": codebase, "path": path})
+        cur.executemany(
+            UPSERT_FILE,
+            [
+                (codebase, p.path, p.language, module_name(p.path, p.language), item.file_hash, item.size,
+                 CHUNKER_VERSION, p.syntax_errors)
+                for item in files
+                for p in (item.prepared,)
+            ],
+        )  # fmt: skip
+        with cur.copy(COPY_SYMBOLS) as copy:
+            for item in files:
+                if item.prepared.symbol_rows:
+                    copy.write(item.prepared.symbol_rows)
 
 
 def write_skipped(
@@ -151,45 +197,3 @@ def _supersede(conn: psycopg.Connection, codebase: str, paths: Sequence[str]) ->
         " WHERE c.codebase = %s AND c.file_path = ANY(%s) AND c.superseded_at IS NULL",
         [codebase, list(paths)],
     )
-
-
-def _upsert_file(
-    cur: psycopg.Cursor, codebase: str, path: str, language: str, file_hash: str, size: int, errors: int
-) -> None:
-    cur.execute(
-        "INSERT INTO autopilot.code_files AS f (codebase, file_path, language, module_name, content_hash,"
-        " size_bytes, chunker_version, syntax_errors, status, skip_reason, graph_pending)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'ingested', NULL, true)"
-        " ON CONFLICT (codebase, file_path) DO UPDATE SET language = excluded.language,"
-        " module_name = excluded.module_name, content_hash = excluded.content_hash,"
-        " size_bytes = excluded.size_bytes, chunker_version = excluded.chunker_version,"
-        " syntax_errors = excluded.syntax_errors, status = 'ingested', skip_reason = NULL,"
-        " ingested_at = now(), graph_pending = true",
-        [codebase, path, language, module_name(path, language), file_hash, size, CHUNKER_VERSION, errors],
-    )
-
-
-def _symbol_rows(codebase: str, parsed: ParsedFile) -> Iterable[tuple]:
-    path = parsed.path
-    for definition in parsed.definitions:
-        yield (
-            codebase,
-            path,
-            "definition",
-            _clean(definition.symbol),
-            definition.kind,
-            max(definition.line, 1),
-        )
-    for reference in parsed.references:
-        yield codebase, path, "reference", _clean(reference.name), reference.kind, max(reference.line, 1)
-    lines = {}
-    for item in parsed.imports:
-        for name in import_names(path, parsed.language, (item,)):
-            lines.setdefault(name, item.line)
-    for name, line in lines.items():
-        yield codebase, path, "import", _clean(name), None, max(line, 1)
-
-
-def _clean(text: str) -> str:
-    """PostgreSQL text cannot hold NUL (a chunk of a file with one decodes it as U+0000)."""
-    return text.replace("\0", "\ufffd")

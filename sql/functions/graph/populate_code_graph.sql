@@ -13,7 +13,7 @@ AS $$
 -- (kind function / class / method ..., key path#Qualified.name). Edges, which
 -- PageRank follows from source to target:
 --   file -> file        imports (weight: import statements)
---   file -> definition  calls (weight: references to the name, shared among
+--   file -> definition  calls (weight: uses of the name, shared among
 --                       the definitions of that name; names defined in more
 --                       than 20 places are too common to say anything)
 --   definition -> file  defined_in (a file is as central as what it defines)
@@ -115,7 +115,7 @@ BEGIN
     -- file -> the definitions it refers to by name
     INSERT INTO autopilot.graph_edges (source_id, target_id, weight, kind)
     WITH refs AS (
-        SELECT s.file_path, s.name, count(*) AS uses
+        SELECT s.file_path, s.name, sum(s.occurrences) AS uses
         FROM autopilot.code_symbols AS s
         WHERE s.codebase = p_codebase AND s.role = 'reference' AND s.file_path = ANY(v_sources)
         GROUP BY s.file_path, s.name
