@@ -78,6 +78,7 @@ CREATE TABLE autopilot.job_catalog (
     timeout interval NOT NULL DEFAULT '1 hour',
     max_attempts smallint NOT NULL DEFAULT 3,
     retry_backoff interval NOT NULL DEFAULT '5 seconds',
+    cron_elsewhere_worker text,
     CONSTRAINT job_catalog_pkey PRIMARY KEY (name),
     CONSTRAINT job_catalog_name_format_check CHECK (
         name ~ '^[a-z][a-z0-9-]*$' AND octet_length('autopilot:' || name) <= 63
@@ -94,7 +95,10 @@ CREATE TABLE autopilot.job_catalog (
     CONSTRAINT job_catalog_startup_order_key UNIQUE (startup_order),
     CONSTRAINT job_catalog_timeout_check CHECK (timeout > interval '0'),
     CONSTRAINT job_catalog_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 100),
-    CONSTRAINT job_catalog_retry_backoff_check CHECK (retry_backoff >= interval '0')
+    CONSTRAINT job_catalog_retry_backoff_check CHECK (retry_backoff >= interval '0'),
+    CONSTRAINT job_catalog_cron_elsewhere_worker_check CHECK (
+        cron_elsewhere_worker IS NULL OR (side = 'database' AND kind IN ('function', 'batched'))
+    )
 );
 
 COMMENT ON TABLE autopilot.job_catalog IS
@@ -123,6 +127,8 @@ COMMENT ON COLUMN autopilot.job_catalog.max_attempts IS
 'Default attempts of a run of a function or batched job (autopilot.set_job_retries overrides it): a transient failure (serialization failure 40001, deadlock 40P01, lock not available 55P03) is retried within the run until then; any other error is not.';
 COMMENT ON COLUMN autopilot.job_catalog.retry_backoff IS
 'Default wait before the second attempt of a run; it doubles for every later attempt.';
+COMMENT ON COLUMN autopilot.job_catalog.cron_elsewhere_worker IS
+'The runner worker that does this job where pg_cron lives in another database (its tables are out of reach of SQL run here): a run there enqueues it into queue default instead of running the target, and the runner records its run. NULL: the target always runs here.';
 
 -- sql/schema/tables/job_overrides.sql
 CREATE TABLE autopilot.job_overrides (
@@ -2757,34 +2763,48 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 -- A runner-side catalog entry only enqueues. The unique key dedupes against the
 -- unfinished job of the same entry, so a runner that was down for a day finds
--- one pending backup, not twenty-four.
+-- one pending backup, not twenty-four. A database-side entry with a
+-- cron_elsewhere_worker (pg_cron in another database) enqueues that worker.
 DECLARE
     v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
     v_key text := 'catalog:' || p_name;
+    v_worker text := v_job.target;
+    v_queue text := v_job.queue;
+    v_args jsonb := v_job.args;
     v_id bigint;
 BEGIN
+    IF v_job.side = 'database' THEN
+        SELECT c.cron_elsewhere_worker INTO v_worker FROM autopilot.job_catalog AS c WHERE c.name = p_name;
+        IF v_worker IS NULL THEN
+            RAISE EXCEPTION 'autopilot job % runs in the database, not on the runner', p_name
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = format('Run it with "autopilot run %s" or CALL autopilot.run_scheduled_job(%L).', p_name, p_name);
+        END IF;
+        v_queue := 'default';
+        v_args := '{}';
+    END IF;
     INSERT INTO autopilot.jobs AS j (queue, worker, args, unique_key, meta)
-    VALUES (v_job.queue, v_job.target, v_job.args, v_key, jsonb_build_object('catalog', p_name))
+    VALUES (v_queue, v_worker, v_args, v_key, jsonb_build_object('catalog', p_name))
     ON CONFLICT (unique_key)
     WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting')
     DO NOTHING
     RETURNING j.id INTO v_id;
 
     IF v_id IS NOT NULL THEN
-        RETURN ROW(true, NULL, 1, format('enqueued job %s (%s)', v_id, v_job.target),
+        RETURN ROW(true, NULL, 1, format('enqueued job %s (%s)', v_id, v_worker),
                    jsonb_build_object('job_id', v_id))::autopilot.job_step;
     END IF;
     SELECT j.id INTO v_id
     FROM autopilot.jobs AS j
     WHERE j.unique_key = v_key
       AND j.state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting');
-    RETURN ROW(true, NULL, 0, format('job %s (%s) is still pending: not enqueued again', v_id, v_job.target),
+    RETURN ROW(true, NULL, 0, format('job %s (%s) is still pending: not enqueued again', v_id, v_worker),
                jsonb_build_object('job_id', v_id, 'deduplicated', true))::autopilot.job_step;
 END;
 $$;
 
 COMMENT ON FUNCTION autopilot._enqueue_catalog_job(text) IS
-'Private: enqueues the runner job of a runner-side catalog entry into autopilot.jobs, unless one is still unfinished.';
+'Private: enqueues the runner job of a runner-side catalog entry (or the cron_elsewhere_worker of a database-side one) into autopilot.jobs, unless one is still unfinished.';
 
 -- sql/functions/core/_run_job_step.sql
 CREATE FUNCTION autopilot._run_job_step(p_name text, p_cursor jsonb)
@@ -2801,6 +2821,20 @@ BEGIN
     IF v_job.unavailable_reason IS NOT NULL THEN
         RAISE EXCEPTION 'autopilot job % cannot run here: %', p_name, v_job.unavailable_reason
             USING ERRCODE = 'feature_not_supported';
+    END IF;
+    -- pg_cron's tables are in another database, out of reach of SQL run here: a job that has a
+    -- runner worker for that case (job_catalog.cron_elsewhere_worker) is enqueued for the runner
+    IF v_job.kind IN ('function', 'batched')
+       AND EXISTS (
+           SELECT FROM autopilot.job_catalog AS c
+           WHERE c.name = p_name AND c.cron_elsewhere_worker IS NOT NULL
+       )
+       AND NOT EXISTS (
+           SELECT FROM pg_catalog.pg_class AS c
+           INNER JOIN pg_catalog.pg_namespace AS n ON c.relnamespace = n.oid
+           WHERE n.nspname = 'cron' AND c.relname = 'job_run_details'
+       ) THEN
+        RETURN autopilot._enqueue_catalog_job(p_name);
     END IF;
     CASE v_job.kind
         WHEN 'function' THEN
@@ -2831,7 +2865,7 @@ END;
 $$;
 
 COMMENT ON FUNCTION autopilot._run_job_step(text, jsonb) IS
-'Private: runs one step of a job: the whole of a function job, one batch of a batched job (from the cursor), or the enqueue of a runner job.';
+'Private: runs one step of a job: the whole of a function job, one batch of a batched job (from the cursor), or the enqueue of a runner job (and of a job''s cron_elsewhere_worker where pg_cron lives in another database).';
 
 -- sql/functions/core/_skips_today.sql
 CREATE FUNCTION autopilot._skips_today(p_name text)
@@ -9234,18 +9268,23 @@ VALUES
 );
 
 INSERT INTO autopilot.job_catalog (
-    name, side, kind, schedule, target, requires_local_pg_cron, only_when_armed, description
+    name, side, kind, schedule, target, requires_local_pg_cron, only_when_armed, description,
+    cron_elsewhere_worker
 )
 VALUES
 (
     'rescue-orphaned-jobs', 'database', 'function', '* * * * *', 'autopilot.rescue_orphaned_jobs',
     false, false,
-    'Take back runner jobs whose runner stopped heartbeating (retry them, or discard past max attempts).'
+    'Take back runner jobs whose runner stopped heartbeating (retry them, or discard past max attempts).',
+    NULL
 ),
+-- where pg_cron lives in another database, the runner prunes its history (worker cron_history_cleanup)
 (
     'cron-history-cleanup', 'database', 'batched', '30 0 * * *', 'autopilot._cleanup_cron_history_batch',
-    true, false,
-    'Delete cron.job_run_details rows past cron_history.retention (pg_cron never prunes them).'
+    false, false,
+    'Delete cron.job_run_details rows past cron_history.retention (pg_cron never prunes them); '
+    || 'where pg_cron lives in another database, the runner does it there.',
+    'cron_history_cleanup'
 ),
 -- REINDEX CONCURRENTLY cannot run in a function: index-reindex arms this job with
 -- one top-level statement at a time (see autopilot.reindex_bloated_indexes)
@@ -9253,7 +9292,8 @@ VALUES
     'index-reindex-step', 'database', 'statement', '* * * * *',
     'SELECT ''index-reindex-step runs only what index-reindex arms''',
     true, true,
-    'Runs, at top level, the one REINDEX / DROP INDEX CONCURRENTLY statement index-reindex has armed.'
+    'Runs, at top level, the one REINDEX / DROP INDEX CONCURRENTLY statement index-reindex has armed.',
+    NULL
 );
 
 -- sql/jobs/runner_jobs.sql

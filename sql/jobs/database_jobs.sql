@@ -80,18 +80,23 @@ VALUES
 );
 
 INSERT INTO autopilot.job_catalog (
-    name, side, kind, schedule, target, requires_local_pg_cron, only_when_armed, description
+    name, side, kind, schedule, target, requires_local_pg_cron, only_when_armed, description,
+    cron_elsewhere_worker
 )
 VALUES
 (
     'rescue-orphaned-jobs', 'database', 'function', '* * * * *', 'autopilot.rescue_orphaned_jobs',
     false, false,
-    'Take back runner jobs whose runner stopped heartbeating (retry them, or discard past max attempts).'
+    'Take back runner jobs whose runner stopped heartbeating (retry them, or discard past max attempts).',
+    NULL
 ),
+-- where pg_cron lives in another database, the runner prunes its history (worker cron_history_cleanup)
 (
     'cron-history-cleanup', 'database', 'batched', '30 0 * * *', 'autopilot._cleanup_cron_history_batch',
-    true, false,
-    'Delete cron.job_run_details rows past cron_history.retention (pg_cron never prunes them).'
+    false, false,
+    'Delete cron.job_run_details rows past cron_history.retention (pg_cron never prunes them); '
+    || 'where pg_cron lives in another database, the runner does it there.',
+    'cron_history_cleanup'
 ),
 -- REINDEX CONCURRENTLY cannot run in a function: index-reindex arms this job with
 -- one top-level statement at a time (see autopilot.reindex_bloated_indexes)
@@ -99,5 +104,6 @@ VALUES
     'index-reindex-step', 'database', 'statement', '* * * * *',
     'SELECT ''index-reindex-step runs only what index-reindex arms''',
     true, true,
-    'Runs, at top level, the one REINDEX / DROP INDEX CONCURRENTLY statement index-reindex has armed.'
+    'Runs, at top level, the one REINDEX / DROP INDEX CONCURRENTLY statement index-reindex has armed.',
+    NULL
 );

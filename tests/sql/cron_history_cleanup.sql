@@ -2,7 +2,7 @@
 -- cron-history-cleanup through run_job: pg_cron's cron.job_run_details rows
 -- that ended before cron_history.retention are deleted, in runid order.
 BEGIN;
-SELECT plan(10);
+SELECT plan(11);
 
 SELECT is(
     (
@@ -14,11 +14,11 @@ SELECT is(
 );
 SELECT is(
     (
-        SELECT requires_local_pg_cron FROM autopilot.job_catalog
+        SELECT (requires_local_pg_cron, cron_elsewhere_worker)::text FROM autopilot.job_catalog
         WHERE name = 'cron-history-cleanup'
     ),
-    true,
-    'cron-history-cleanup needs pg_cron''s tables in this database'
+    '(f,cron_history_cleanup)',
+    'cron-history-cleanup runs wherever pg_cron lives: the runner''s worker prunes a pg_cron elsewhere'
 );
 
 -- only the fixture rows below (the real history is restored by the ROLLBACK)
@@ -82,6 +82,10 @@ SELECT set_eq(
     'finished runs that ended before the retention are deleted; newer and running ones are kept'
 );
 SELECT is((SELECT rows_affected FROM tap_run), 4::bigint, 'rows_affected counts the 4 deleted rows');
+SELECT is_empty(
+    $$SELECT FROM autopilot.jobs WHERE worker = 'cron_history_cleanup'$$,
+    'pg_cron in this database: the job prunes it itself, nothing is enqueued for the runner'
+);
 SELECT cmp_ok(
     (SELECT (details ->> 'batches')::integer FROM tap_run), '>=', 2, 'with a batch size of 2, several batches'
 );

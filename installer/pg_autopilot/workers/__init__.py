@@ -12,6 +12,7 @@ from . import (  # noqa: F401 - importing a worker module registers it
     backup,
     cache_cleanup,
     code_ingest,
+    cron_history_cleanup,
     graph_populate,
     knowledge_migration,
     planning_seed,
