@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from .db import connect
 from .errors import AutopilotError
@@ -61,6 +62,7 @@ class Pruned:
     deleted: int
     batches: int
     complete: bool  # False: stopped early (the job cancelled, or its deadline near)
+    recorded: int = 0  # statement jobs' runs recorded in the ledger first
 
     def line(self) -> str:
         batches = f"{self.batches} batch" + ("" if self.batches == 1 else "es")
@@ -68,6 +70,7 @@ class Pruned:
             f"deleted {self.deleted} cron.job_run_details rows that ended more than {self.retention} ago "
             f'in database "{self.database}" ({batches})'
         )
+        text += f"; {self.recorded} statement job runs recorded in the ledger first"
         return text if self.complete else text + "; stopped early, the next run goes on"
 
 
@@ -163,13 +166,23 @@ def prune(
     with the same settings. Stops early, with what it committed, when ``cancelled`` is set or the
     monotonic ``deadline`` is less than a minute away."""
     with connect(dsn, autocommit=True) as conn:
-        app_database, role, retention, cutoff, limit = conn.execute(
-            "SELECT current_database(), pg_catalog.quote_ident(current_user), "
-            "autopilot.get_setting('cron_history.retention'), "
-            "now() - autopilot.get_setting('cron_history.retention')::interval, "
-            "autopilot.get_setting('cleanup.batch_size')::integer"
-        ).fetchone()
-        database = cron_database(conn)
+        return _prune(conn, dsn, cancelled, deadline, progress)
+
+
+def _prune(
+    conn: psycopg.Connection,
+    dsn: str,
+    cancelled: threading.Event | None,
+    deadline: float | None,
+    progress: Callable[..., None] | None,
+) -> Pruned:
+    app_database, role, retention, cutoff, limit = conn.execute(
+        "SELECT current_database(), pg_catalog.quote_ident(current_user), "
+        "autopilot.get_setting('cron_history.retention'), "
+        "now() - autopilot.get_setting('cron_history.retention')::interval, "
+        "autopilot.get_setting('cleanup.batch_size')::integer"
+    ).fetchone()
+    database = cron_database(conn)
     try:
         cconn = connect(dsn, dbname=database, autocommit=True)
     except AutopilotError as exc:
@@ -184,7 +197,35 @@ def prune(
         ) from exc
     with cconn:
         _check_rights(cconn, database, app_database)
-        return _walk(cconn, database, retention, cutoff, limit, cancelled, deadline, progress)
+        recorded = record_statement_runs(conn, cconn)
+        pruned = _walk(cconn, database, retention, cutoff, limit, cancelled, deadline, progress)
+    pruned.recorded = recorded
+    return pruned
+
+
+# the finished runs of the application database's statement jobs, with their pg_cron job names
+_STATEMENT_RUNS = """
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'runid', d.runid, 'jobname', j.jobname, 'job_pid', d.job_pid, 'status', d.status,
+        'return_message', d.return_message, 'start_time', d.start_time, 'end_time', d.end_time
+    )), '[]')
+    FROM cron.job_run_details AS d
+    JOIN cron.job AS j ON j.jobid = d.jobid
+    WHERE j.database = %s AND j.jobname = ANY(%s) AND d.status IN ('succeeded', 'failed')
+"""
+
+
+def record_statement_runs(conn: psycopg.Connection, cconn: psycopg.Connection) -> int:
+    """pg_cron runs a statement job's statement itself (VACUUM cannot run in a function), so nothing
+    of autopilot records it: read its finished runs in pg_cron's database (``cconn``) and record each
+    once in the ledger of the application database (``conn``, autopilot._record_cron_runs). Before
+    pruning, so that no run leaves pg_cron's history unrecorded. Returns how many were new."""
+    database, names = conn.execute(
+        "SELECT current_database(), coalesce(array_agg(cron_jobname), '{}') FROM autopilot.job_definitions"
+        " WHERE kind = 'statement'"
+    ).fetchone()
+    runs = cconn.execute(_STATEMENT_RUNS, [database, names]).fetchone()[0]
+    return conn.execute("SELECT autopilot._record_cron_runs(%s)", [Jsonb(runs)]).fetchone()[0]
 
 
 def _walk(

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 
 import psycopg
 import pytest
 from helpers import wait_for
-from psycopg.conninfo import make_conninfo
 from readme_roles import readme_roles
 
 from pg_autopilot.cron_history import CronHistoryError, prune
@@ -103,7 +101,21 @@ def test_the_runner_prunes_pg_cron_history_in_its_database_and_the_run_is_in_the
         "SELECT active FROM cron.job WHERE jobname = %s", [f"autopilot:{db.name}:cron-history-cleanup"]
     ).fetchone()
     assert cron_active is True
+    # two runs of the statement job vacuum-analyze, which pg_cron ran itself in the application database:
+    # an old one (runs start in runid order: before the planted history) and a recent one
+
+    def vacuum_run(status: str, message: str, ago: str) -> int:
+        return cron_conn.execute(
+            "INSERT INTO cron.job_run_details (jobid, job_pid, database, username, command, status,"
+            " return_message, start_time, end_time)"
+            " SELECT jobid, 7, database, username, command, %s, %s, now() - %s::interval,"
+            " now() - %s::interval + interval '5 seconds' FROM cron.job WHERE jobname = %s RETURNING runid",
+            [status, message, ago, ago, f"autopilot:{db.name}:vacuum-analyze"],
+        ).fetchone()[0]
+
+    vacuum_runs = [vacuum_run("succeeded", "VACUUM", "11 days")]
     plant_history(cron_conn, db.name, "postgres")
+    vacuum_runs.append(vacuum_run("failed", "ERROR:  boom", "2 hours"))
 
     # its pg_cron run (here through `autopilot run`, which CALLs the same procedure) enqueues the worker
     result = autopilot("run", "cron-history-cleanup", "--dsn", db.dsn)
@@ -122,7 +134,26 @@ def test_the_runner_prunes_pg_cron_history_in_its_database_and_the_run_is_in_the
         )
     assert (status, side, details["worker"]) == ("succeeded", "runner", "cron_history_cleanup"), message
     assert remaining(cron_conn) == KEPT
-    assert message.startswith("deleted 3 cron.job_run_details rows that ended more than 7 days ago")
+    assert message.startswith("deleted 4 cron.job_run_details rows that ended more than 7 days ago")
+    assert "2 statement job runs recorded in the ledger first" in message
+
+    # the statement job's runs are in the ledger, each once, the pruned one included
+    with db.connect() as conn:
+        ledger = conn.execute(
+            "SELECT cron_runid, status, message, trigger, finished_at - started_at FROM autopilot.job_runs"
+            " WHERE job_name = 'vacuum-analyze' ORDER BY cron_runid"
+        ).fetchall()
+    assert [row[:4] for row in ledger] == [
+        (vacuum_runs[0], "succeeded", "pg_cron: VACUUM", "pg_cron"),
+        (vacuum_runs[1], "failed", "pg_cron: ERROR:  boom", "pg_cron"),
+    ]
+    assert {row[4].total_seconds() for row in ledger} == {5.0}
+    assert (
+        cron_conn.execute(
+            "SELECT count(*) FROM cron.job_run_details WHERE runid = ANY(%s)", [vacuum_runs]
+        ).fetchone()[0]
+        == 1
+    )  # the 9-day-old run is pruned, the recent one kept
     assert f'in database "{cron_conn.info.dbname}"' in message and "batches" in message
 
     # status shows the runner's run as the job's last success
@@ -131,8 +162,9 @@ def test_the_runner_prunes_pg_cron_history_in_its_database_and_the_run_is_in_the
     assert jobs["cron-history-cleanup"]["unavailable"] is None
     assert jobs["cron-history-cleanup"]["last_success_at"] is not None
 
-    # a second run finds nothing more to delete
-    assert prune(db.dsn).deleted == 0
+    # a second run finds nothing more to delete, nor to record
+    again = prune(db.dsn)
+    assert (again.deleted, again.recorded) == (0, 0)
 
 
 @pytest.mark.pg_cron
@@ -198,40 +230,52 @@ def test_a_runner_role_lacking_a_right_in_pg_cron_s_database_is_told_the_grant(
 
 @pytest.mark.pg_cron
 def test_the_runner_role_deletes_only_the_history_it_may(synced_db, admin_dsn, cron_conn, planted):
-    """A runner that runs as the role owning autopilot's pg_cron jobs (not a superuser) deletes their old
-    runs, and not another role's: pg_cron's row security, the same rows as where pg_cron is local."""
+    """A runner role granted as the README says, that owns autopilot's pg_cron jobs (not a superuser),
+    deletes their old runs and records the statement jobs' runs, and leaves another role's history:
+    pg_cron's row security, the same rows as where pg_cron is local."""
     db = synced_db
-    role = f"ap_cronowner_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_dsn, autocommit=True) as admin:
-        admin.execute(f"CREATE ROLE {role} LOGIN IN ROLE pg_read_all_settings")
-    try:
-        cron_conn.execute(f"GRANT USAGE ON SCHEMA cron TO {role}")
-        with db.connect() as conn:
-            conn.execute(f"GRANT USAGE ON SCHEMA autopilot TO {role}")
-            conn.execute(f"GRANT EXECUTE ON FUNCTION autopilot.get_setting(text) TO {role}")
-            conn.execute(f"GRANT SELECT ON autopilot.settings, autopilot.setting_values TO {role}")
-        # one of autopilot's pg_cron jobs of this database, as if that role had synced it
-        cron_conn.execute(
-            "UPDATE cron.job SET username = %s WHERE jobname = %s",
-            [role, f"autopilot:{db.name}:cron-history-cleanup"],
-        )
-        plant_history(cron_conn, db.name, role)
-        plant_history(cron_conn, db.name, "postgres")
-        pruned = prune(make_conninfo(db.dsn, user=role))
-        assert pruned.deleted == 3 and pruned.complete
-        owners = cron_conn.execute(
-            "SELECT username, count(*) FROM cron.job_run_details WHERE command = %s GROUP BY username", [MARK]
-        ).fetchall()
-        assert dict(owners) == {role: len(KEPT), "postgres": len(KEPT) + 3}
-    finally:
-        cron_conn.execute("DELETE FROM cron.job_run_details WHERE username = %s", [role])
-        cron_conn.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE username = %s", [role])
-        cron_conn.execute(f"DROP OWNED BY {role}")
-        with db.connect() as conn:
-            conn.execute(f"DROP OWNED BY {role}")
+    with readme_roles(admin_dsn, db) as roles:
+        runner = roles["runner"]
+        role = psycopg.conninfo.conninfo_to_dict(runner)["user"]
         with psycopg.connect(admin_dsn, autocommit=True) as admin:
-            admin.execute(f"DROP OWNED BY {role}")
-            admin.execute(f"DROP ROLE {role}")
+            admin.execute(f"GRANT pg_read_all_settings TO {role}")
+        cron_conn.execute(f"GRANT USAGE ON SCHEMA cron TO {role}")
+        try:
+            # autopilot's pg_cron jobs of this database, as if that role had synced them
+            cron_conn.execute(
+                "UPDATE cron.job SET username = %s WHERE database = %s AND jobname LIKE 'autopilot:%%'",
+                [role, db.name],
+            )
+            cron_conn.execute(
+                "INSERT INTO cron.job_run_details (jobid, job_pid, database, username, command, status,"
+                " return_message, start_time, end_time)"
+                " SELECT jobid, 7, database, username, command, 'succeeded', 'VACUUM',"
+                " now() - interval '9 days', now() - interval '9 days' FROM cron.job WHERE jobname = %s",
+                [f"autopilot:{db.name}:vacuum-analyze"],
+            )
+            plant_history(cron_conn, db.name, role)
+            plant_history(cron_conn, db.name, "postgres")
+            pruned = prune(runner)
+            assert (pruned.deleted, pruned.recorded, pruned.complete) == (4, 1, True)
+            owners = cron_conn.execute(
+                "SELECT username, count(*) FROM cron.job_run_details WHERE command = %s GROUP BY username",
+                [MARK],
+            ).fetchall()
+            assert dict(owners) == {role: len(KEPT), "postgres": len(KEPT) + 3}
+            with db.connect() as conn:
+                assert (
+                    conn.execute(
+                        "SELECT count(*) FROM autopilot.job_runs"
+                        " WHERE job_name = 'vacuum-analyze' AND cron_runid > 0"
+                    ).fetchone()[0]
+                    == 1
+                )
+        finally:
+            cron_conn.execute("DELETE FROM cron.job_run_details WHERE username = %s", [role])
+            cron_conn.execute("UPDATE cron.job SET username = current_user WHERE username = %s", [role])
+            cron_conn.execute(f"REVOKE USAGE ON SCHEMA cron FROM {role}")
+            with psycopg.connect(admin_dsn, autocommit=True) as admin:
+                admin.execute(f"REVOKE pg_read_all_settings FROM {role}")
 
 
 @pytest.mark.pg_cron
@@ -244,3 +288,45 @@ def test_where_pg_cron_is_local_the_job_prunes_it_itself(cron_db, cron_conn, aut
     assert not ({"old 1", "old 2", "old 3"} & remaining(cron_conn))
     with cron_db.connect() as conn:
         assert conn.execute("SELECT count(*) FROM autopilot.jobs").fetchone()[0] == 0
+
+
+@pytest.mark.pg_cron
+def test_index_reindex_runs_its_statements_on_the_runner_where_pg_cron_is_elsewhere(synced_db, cron_conn):
+    """index-reindex cannot arm index-reindex-step in another database: its pg_cron run enqueues the
+    runner worker, which plans the cycle and runs each statement at top level; the run is in the ledger."""
+    from test_index_reindex import bloat_agents
+
+    db = synced_db
+    bloat_agents(db)
+    size_before = db.scalar("SELECT pg_relation_size('autopilot.agents_pkey')")
+    step = cron_conn.execute(
+        "SELECT active FROM cron.job WHERE jobname = %s", [f"autopilot:{db.name}:index-reindex-step"]
+    ).fetchone()[0]
+    assert step is False, "index-reindex-step is never armed where pg_cron is elsewhere"
+
+    with db.connect() as conn:
+        conn.execute("CALL autopilot.run_scheduled_job('index-reindex')")  # as pg_cron runs it
+        enqueued = conn.execute(
+            "SELECT status, message FROM autopilot.job_runs"
+            " WHERE job_name = 'index-reindex' AND side = 'database'"
+        ).fetchone()
+        assert enqueued[0] == "succeeded" and enqueued[1].endswith("(index_reindex)"), enqueued
+        assert conn.execute("SELECT count(*) FROM autopilot.index_maintenance").fetchone()[0] == 0
+        with ThreadedRunner(db.dsn):
+            status, message = wait_for(
+                lambda: conn.execute(
+                    "SELECT status, message FROM autopilot.job_runs"
+                    " WHERE job_name = 'index-reindex' AND trigger = 'runner'"
+                ).fetchone(),
+                "index-reindex's run by the runner",
+                timeout=120,
+            )
+        items = conn.execute(
+            "SELECT statement, state, message FROM autopilot.index_maintenance ORDER BY id"
+        ).fetchall()
+    assert status == "succeeded", message
+    assert message == f"planned {len(items)} index statements; ran {len(items)}: {len(items)} done, 0 failed"
+    assert ("REINDEX INDEX CONCURRENTLY autopilot.agents_pkey", "done", "ran at top level") in items
+    assert all(state == "done" for _, state, _ in items)
+    assert db.scalar("SELECT to_regclass('autopilot.agents_pkey_ccnew')") is None
+    assert db.scalar("SELECT pg_relation_size('autopilot.agents_pkey')") < size_before / 3

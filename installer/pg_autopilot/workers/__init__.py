@@ -14,6 +14,7 @@ from . import (  # noqa: F401 - importing a worker module registers it
     code_ingest,
     cron_history_cleanup,
     graph_populate,
+    index_reindex,
     knowledge_migration,
     planning_seed,
     rag_setup,
