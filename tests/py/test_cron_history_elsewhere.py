@@ -330,3 +330,36 @@ def test_index_reindex_runs_its_statements_on_the_runner_where_pg_cron_is_elsewh
     assert all(state == "done" for _, state, _ in items)
     assert db.scalar("SELECT to_regclass('autopilot.agents_pkey_ccnew')") is None
     assert db.scalar("SELECT pg_relation_size('autopilot.agents_pkey')") < size_before / 3
+
+
+@pytest.mark.pg_cron
+def test_pg_cron_fires_cron_history_cleanup_in_the_application_database(
+    synced_db, cron_conn, autopilot, planted
+):
+    """The real thing: pg_cron, in its own database, fires the job in the application database at its next
+    minute; that run enqueues the worker and a runner prunes."""
+    db = synced_db
+    plant_history(cron_conn, db.name, "postgres")
+    assert autopilot("schedule", "cron-history-cleanup", "* * * * *", "--dsn", db.dsn).exit_code == 0
+    assert autopilot("sync", "--dsn", db.dsn).exit_code == 0
+    with db.connect() as conn:
+        fired = wait_for(
+            lambda: conn.execute(
+                "SELECT status, message FROM autopilot.job_runs"
+                " WHERE job_name = 'cron-history-cleanup' AND trigger = 'pg_cron' AND status <> 'running'"
+            ).fetchone(),
+            "pg_cron's run of cron-history-cleanup",
+            timeout=90,
+        )
+        assert fired[0] == "succeeded" and fired[1].endswith("(cron_history_cleanup)"), fired
+        with ThreadedRunner(db.dsn):
+            status, message = wait_for(
+                lambda: conn.execute(
+                    "SELECT status, message FROM autopilot.job_runs"
+                    " WHERE job_name = 'cron-history-cleanup' AND trigger = 'runner'"
+                ).fetchone(),
+                "the runner's run",
+                timeout=60,
+            )
+    assert status == "succeeded", message
+    assert remaining(cron_conn) == KEPT
