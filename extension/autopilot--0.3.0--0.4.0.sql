@@ -7831,6 +7831,256 @@ $$;
 COMMENT ON FUNCTION autopilot.populate_code_graph(text) IS
 'graph-populate for one codebase: brings the code graph (file and definition nodes; imports, calls and defined_in edges) up to date with the files code-ingest changed, set-based and incremental by file; returns a summary.';
 
+-- sql/schema/tables/job_catalog.sql, sql/jobs/database_jobs.sql,
+-- sql/functions/core/_run_job_step.sql, sql/functions/core/_enqueue_catalog_job.sql:
+-- cron-history-cleanup where pg_cron lives in another database. A run there enqueues the runner
+-- worker cron_history_cleanup, which prunes cron.job_run_details in pg_cron's database; the job
+-- no longer needs pg_cron in this database.
+ALTER TABLE autopilot.job_catalog ADD COLUMN cron_elsewhere_worker text;
+ALTER TABLE autopilot.job_catalog ADD CONSTRAINT job_catalog_cron_elsewhere_worker_check CHECK (
+    cron_elsewhere_worker IS NULL OR (side = 'database' AND kind IN ('function', 'batched'))
+);
+COMMENT ON COLUMN autopilot.job_catalog.cron_elsewhere_worker IS
+'The runner worker that does this job where pg_cron lives in another database (its tables are out of reach of SQL run here): a run there enqueues it into queue default instead of running the target, and the runner records its run. NULL: the target always runs here.';
+UPDATE autopilot.job_catalog
+SET
+    requires_local_pg_cron = false,
+    cron_elsewhere_worker = 'cron_history_cleanup',
+    description = 'Delete cron.job_run_details rows past cron_history.retention (pg_cron never prunes them); '
+    || 'where pg_cron lives in another database, the runner does it there.'
+WHERE name = 'cron-history-cleanup';
+
+CREATE OR REPLACE FUNCTION autopilot._enqueue_catalog_job(p_name text)
+RETURNS autopilot.job_step
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- A runner-side catalog entry only enqueues. The unique key dedupes against the
+-- unfinished job of the same entry, so a runner that was down for a day finds
+-- one pending backup, not twenty-four. A database-side entry with a
+-- cron_elsewhere_worker (pg_cron in another database) enqueues that worker.
+DECLARE
+    v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
+    v_key text := 'catalog:' || p_name;
+    v_worker text := v_job.target;
+    v_queue text := v_job.queue;
+    v_args jsonb := v_job.args;
+    v_id bigint;
+BEGIN
+    IF v_job.side = 'database' THEN
+        SELECT c.cron_elsewhere_worker INTO v_worker FROM autopilot.job_catalog AS c WHERE c.name = p_name;
+        IF v_worker IS NULL THEN
+            RAISE EXCEPTION 'autopilot job % runs in the database, not on the runner', p_name
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = format('Run it with "autopilot run %s" or CALL autopilot.run_scheduled_job(%L).', p_name, p_name);
+        END IF;
+        v_queue := 'default';
+        v_args := '{}';
+    END IF;
+    INSERT INTO autopilot.jobs AS j (queue, worker, args, unique_key, meta)
+    VALUES (v_queue, v_worker, v_args, v_key, jsonb_build_object('catalog', p_name))
+    ON CONFLICT (unique_key)
+    WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting')
+    DO NOTHING
+    RETURNING j.id INTO v_id;
+
+    IF v_id IS NOT NULL THEN
+        RETURN ROW(true, NULL, 1, format('enqueued job %s (%s)', v_id, v_worker),
+                   jsonb_build_object('job_id', v_id))::autopilot.job_step;
+    END IF;
+    SELECT j.id INTO v_id
+    FROM autopilot.jobs AS j
+    WHERE j.unique_key = v_key
+      AND j.state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting');
+    RETURN ROW(true, NULL, 0, format('job %s (%s) is still pending: not enqueued again', v_id, v_worker),
+               jsonb_build_object('job_id', v_id, 'deduplicated', true))::autopilot.job_step;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._enqueue_catalog_job(text) IS
+'Private: enqueues the runner job of a runner-side catalog entry (or the cron_elsewhere_worker of a database-side one) into autopilot.jobs, unless one is still unfinished.';
+
+CREATE OR REPLACE FUNCTION autopilot._run_job_step(p_name text, p_cursor jsonb)
+RETURNS autopilot.job_step
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
+    v_summary jsonb;
+    v_step autopilot.job_step;
+BEGIN
+    IF v_job.unavailable_reason IS NOT NULL THEN
+        RAISE EXCEPTION 'autopilot job % cannot run here: %', p_name, v_job.unavailable_reason
+            USING ERRCODE = 'feature_not_supported';
+    END IF;
+    -- pg_cron's tables are in another database, out of reach of SQL run here: a job that has a
+    -- runner worker for that case (job_catalog.cron_elsewhere_worker) is enqueued for the runner
+    IF v_job.kind IN ('function', 'batched')
+       AND EXISTS (
+           SELECT FROM autopilot.job_catalog AS c
+           WHERE c.name = p_name AND c.cron_elsewhere_worker IS NOT NULL
+       )
+       AND NOT EXISTS (
+           SELECT FROM pg_catalog.pg_class AS c
+           INNER JOIN pg_catalog.pg_namespace AS n ON c.relnamespace = n.oid
+           WHERE n.nspname = 'cron' AND c.relname = 'job_run_details'
+       ) THEN
+        RETURN autopilot._enqueue_catalog_job(p_name);
+    END IF;
+    CASE v_job.kind
+        WHEN 'function' THEN
+            EXECUTE format('SELECT %s()', v_job.target::regproc) INTO v_summary;
+            v_step := ROW(
+                true, NULL,
+                (v_summary ->> 'rows_affected')::bigint,
+                v_summary ->> 'message',
+                coalesce(v_summary, '{}')
+            )::autopilot.job_step;
+        WHEN 'batched' THEN
+            -- through jsonb: a dynamic query's row type is unknown until it runs,
+            -- so a scalar result keeps the step checkable (plpgsql_check)
+            EXECUTE format('SELECT to_jsonb(%s($1, $2))', v_job.target::regproc)
+            INTO v_summary
+            USING coalesce(p_cursor, '{}'), autopilot.get_setting('cleanup.batch_size')::integer;
+            v_step := jsonb_populate_record(NULL::autopilot.job_step, v_summary);
+        WHEN 'enqueue' THEN
+            v_step := autopilot._enqueue_catalog_job(p_name);
+        ELSE
+            RAISE EXCEPTION 'autopilot job % runs a statement that cannot run inside a function or a transaction block', p_name
+                USING ERRCODE = 'feature_not_supported',
+                      DETAIL = format('Its statement is: %s', v_job.target),
+                      HINT = format('Run "autopilot run %s", or run the statement itself outside a transaction.', p_name);
+    END CASE;
+    RETURN v_step;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._run_job_step(text, jsonb) IS
+'Private: runs one step of a job: the whole of a function job, one batch of a batched job (from the cursor), or the enqueue of a runner job (and of a job''s cron_elsewhere_worker where pg_cron lives in another database).';
+
+-- sql/schema/tables/job_runs.sql, sql/functions/cron/_record_cron_runs.sql,
+-- sql/functions/maintenance/_cleanup_cron_history_batch.sql: statement jobs' runs in the ledger,
+-- brought from pg_cron's history by cron-history-cleanup before it prunes (the runner's worker
+-- where pg_cron lives in another database)
+ALTER TABLE autopilot.job_runs ADD COLUMN cron_runid bigint;
+COMMENT ON COLUMN autopilot.job_runs.cron_runid IS
+'A statement job''s run that pg_cron ran itself (VACUUM cannot run in a function): its cron.job_run_details runid, from which autopilot._record_cron_runs recorded it (once). NULL for every other run.';
+CREATE UNIQUE INDEX job_runs_cron_runid_key ON autopilot.job_runs (cron_runid)
+WHERE cron_runid IS NOT NULL;
+
+CREATE FUNCTION autopilot._record_cron_runs(p_runs jsonb)
+RETURNS bigint
+LANGUAGE sql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- pg_cron runs a statement job's statement itself (VACUUM cannot run in a function or a
+    -- procedure), so nothing of autopilot records it while it runs: its runs are brought into the
+    -- ledger from pg_cron's history, by cron-history-cleanup before it prunes (here, or where pg_cron
+    -- lives in another database by the runner, which reads them there and passes them in). p_runs:
+    -- cron.job_run_details rows with their cron.job jobname; only the finished runs of this
+    -- database's statement jobs are recorded, each once (its runid); returns how many were new.
+    WITH recorded AS (
+        INSERT INTO autopilot.job_runs AS r (
+            job_name, side, trigger, status, started_at, finished_at, message, backend_pid, cron_runid
+        )
+        SELECT
+            d.name,
+            'database',
+            'pg_cron',
+            x.status,
+            x.start_time,
+            greatest(x.start_time, coalesce(x.end_time, x.start_time)),
+            'pg_cron: ' || coalesce(x.return_message, x.status),
+            x.job_pid,
+            x.runid
+        FROM jsonb_to_recordset(p_runs) AS x (
+            runid bigint, jobname text, job_pid integer, status text, return_message text,
+            start_time timestamptz, end_time timestamptz
+        )
+        INNER JOIN autopilot.job_definitions AS d ON x.jobname = d.cron_jobname AND d.kind = 'statement'
+        WHERE x.status IN ('succeeded', 'failed') AND x.start_time IS NOT NULL AND x.runid IS NOT NULL
+        ON CONFLICT (cron_runid) WHERE cron_runid IS NOT NULL DO NOTHING
+        RETURNING 1
+    )
+
+    SELECT count(*) FROM recorded
+$$;
+
+COMMENT ON FUNCTION autopilot._record_cron_runs(jsonb) IS
+'Private: records in autopilot.job_runs the finished runs of this database''s statement jobs from pg_cron''s history (cron.job_run_details rows with their jobname), each once (job_runs.cron_runid); returns how many were new. cron-history-cleanup calls it before it prunes (the runner where pg_cron lives in another database).';
+REVOKE ALL ON FUNCTION autopilot._record_cron_runs(jsonb) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION autopilot._cleanup_cron_history_batch(p_cursor jsonb, p_limit integer)
+RETURNS autopilot.job_step
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- cron-history-cleanup, one batch. pg_cron never prunes cron.job_run_details,
+-- and the table has only its primary key: walk it in runid order (runs start
+-- in runid order) and stop at the first run younger than cron_history.retention.
+DECLARE
+    v_after bigint := coalesce((p_cursor ->> 'after')::bigint, 0);
+    v_cutoff timestamptz := now() - autopilot.get_setting('cron_history.retention')::interval;
+    v_ids bigint[];
+    v_deleted bigint;
+BEGIN
+    -- the first batch first records the statement jobs' runs in the ledger (pg_cron ran them itself)
+    IF NOT p_cursor ? 'after' THEN
+        PERFORM autopilot._record_cron_runs(coalesce((
+            SELECT jsonb_agg(jsonb_build_object(
+                'runid', d.runid, 'jobname', j.jobname, 'job_pid', d.job_pid, 'status', d.status,
+                'return_message', d.return_message, 'start_time', d.start_time, 'end_time', d.end_time
+            ))
+            FROM cron.job_run_details AS d
+            INNER JOIN cron.job AS j ON d.jobid = j.jobid
+            WHERE j.database = current_database()
+              AND j.jobname = ANY(ARRAY(
+                  SELECT s.cron_jobname FROM autopilot.job_definitions AS s WHERE s.kind = 'statement'
+              ))
+              AND d.status IN ('succeeded', 'failed')
+        ), '[]'));
+    END IF;
+    v_ids := ARRAY(
+        SELECT d.runid FROM cron.job_run_details AS d
+        WHERE d.runid > v_after
+        ORDER BY d.runid
+        LIMIT p_limit
+    );
+    DELETE FROM cron.job_run_details AS d
+    WHERE d.runid = ANY(v_ids)
+      AND d.status IN ('succeeded', 'failed')
+      AND coalesce(d.end_time, d.start_time) < v_cutoff;
+    GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    RETURN ROW(
+        -- the first run started after the cutoff ends the walk (a run still
+        -- going, or one that ended recently, is kept but does not stop it)
+        cardinality(v_ids) < p_limit
+        OR EXISTS (SELECT FROM cron.job_run_details AS d
+                   WHERE d.runid = ANY(v_ids) AND d.start_time >= v_cutoff),
+        jsonb_build_object('after', v_ids[cardinality(v_ids)]),
+        v_deleted, NULL, NULL
+    )::autopilot.job_step;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._cleanup_cron_history_batch(jsonb, integer) IS
+'cron-history-cleanup, one batch: deletes cron.job_run_details rows older than cron_history.retention (all of pg_cron''s history that this role may delete), in runid order; the first batch first records the statement jobs'' runs in the ledger (autopilot._record_cron_runs).';
+
+-- sql/jobs/database_jobs.sql: index-reindex where pg_cron lives in another database (it cannot arm
+-- index-reindex-step there): its run enqueues the runner worker index_reindex, which runs the planned
+-- statements at top level in its own session
+UPDATE autopilot.job_catalog
+SET
+    cron_elsewhere_worker = 'index_reindex',
+    description = 'Rebuild bloated autopilot indexes concurrently '
+    || '(where pg_cron lives in another database, on the runner).'
+WHERE name = 'index-reindex';
+
 -- KEEP THIS SECTION LAST. Where pg_cron is in this database, the update resyncs pg_cron
 -- itself (new and changed jobs, the renames to autopilot:<database>:<job>), so that nothing
 -- is left for "autopilot sync". A sync that fails (a name taken by a job of this role in

@@ -78,6 +78,7 @@ CREATE TABLE autopilot.job_catalog (
     timeout interval NOT NULL DEFAULT '1 hour',
     max_attempts smallint NOT NULL DEFAULT 3,
     retry_backoff interval NOT NULL DEFAULT '5 seconds',
+    cron_elsewhere_worker text,
     CONSTRAINT job_catalog_pkey PRIMARY KEY (name),
     CONSTRAINT job_catalog_name_format_check CHECK (
         name ~ '^[a-z][a-z0-9-]*$' AND octet_length('autopilot:' || name) <= 63
@@ -94,7 +95,10 @@ CREATE TABLE autopilot.job_catalog (
     CONSTRAINT job_catalog_startup_order_key UNIQUE (startup_order),
     CONSTRAINT job_catalog_timeout_check CHECK (timeout > interval '0'),
     CONSTRAINT job_catalog_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 100),
-    CONSTRAINT job_catalog_retry_backoff_check CHECK (retry_backoff >= interval '0')
+    CONSTRAINT job_catalog_retry_backoff_check CHECK (retry_backoff >= interval '0'),
+    CONSTRAINT job_catalog_cron_elsewhere_worker_check CHECK (
+        cron_elsewhere_worker IS NULL OR (side = 'database' AND kind IN ('function', 'batched'))
+    )
 );
 
 COMMENT ON TABLE autopilot.job_catalog IS
@@ -123,6 +127,8 @@ COMMENT ON COLUMN autopilot.job_catalog.max_attempts IS
 'Default attempts of a run of a function or batched job (autopilot.set_job_retries overrides it): a transient failure (serialization failure 40001, deadlock 40P01, lock not available 55P03) is retried within the run until then; any other error is not.';
 COMMENT ON COLUMN autopilot.job_catalog.retry_backoff IS
 'Default wait before the second attempt of a run; it doubles for every later attempt.';
+COMMENT ON COLUMN autopilot.job_catalog.cron_elsewhere_worker IS
+'The runner worker that does this job where pg_cron lives in another database (its tables are out of reach of SQL run here): a run there enqueues it into queue default instead of running the target, and the runner records its run. NULL: the target always runs here.';
 
 -- sql/schema/tables/job_overrides.sql
 CREATE TABLE autopilot.job_overrides (
@@ -170,6 +176,7 @@ CREATE TABLE autopilot.job_runs (
     backend_pid integer DEFAULT pg_backend_pid(),
     scheduled_for timestamptz,
     attempt smallint NOT NULL DEFAULT 1,
+    cron_runid bigint,
     CONSTRAINT job_runs_pkey PRIMARY KEY (id),
     CONSTRAINT job_runs_side_check CHECK (side IN ('database', 'runner')),
     CONSTRAINT job_runs_trigger_check CHECK (trigger IN ('pg_cron', 'manual', 'runner')),
@@ -193,6 +200,9 @@ WHERE status = 'succeeded' AND trigger = 'runner';
 -- the few running rows, whatever the size of the ledger
 CREATE INDEX job_runs_running_idx ON autopilot.job_runs (job_name)
 WHERE status = 'running';
+-- a statement job's run, brought from pg_cron's history once (autopilot._record_cron_runs)
+CREATE UNIQUE INDEX job_runs_cron_runid_key ON autopilot.job_runs (cron_runid)
+WHERE cron_runid IS NOT NULL;
 -- metrics-refresh: the runner's failed runs by the time they finished
 CREATE INDEX job_runs_runner_failed_idx ON autopilot.job_runs (finished_at)
 WHERE side = 'runner' AND status = 'failed';
@@ -208,6 +218,8 @@ COMMENT ON COLUMN autopilot.job_runs.scheduled_for IS
 COMMENT ON COLUMN autopilot.job_runs.backend_pid IS 'Backend that ran the job; lets a later run tell a live run from an abandoned one.';
 COMMENT ON COLUMN autopilot.job_runs.attempt IS
 'Database side: the attempt of its run this row records (1, then one more row for every retry of a transient failure, autopilot.set_job_retries).';
+COMMENT ON COLUMN autopilot.job_runs.cron_runid IS
+'A statement job''s run that pg_cron ran itself (VACUUM cannot run in a function): its cron.job_run_details runid, from which autopilot._record_cron_runs recorded it (once). NULL for every other run.';
 
 -- sql/schema/tables/jobs.sql
 -- The runner's durable queue (Oban's shape and state names).
@@ -2780,34 +2792,48 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 -- A runner-side catalog entry only enqueues. The unique key dedupes against the
 -- unfinished job of the same entry, so a runner that was down for a day finds
--- one pending backup, not twenty-four.
+-- one pending backup, not twenty-four. A database-side entry with a
+-- cron_elsewhere_worker (pg_cron in another database) enqueues that worker.
 DECLARE
     v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
     v_key text := 'catalog:' || p_name;
+    v_worker text := v_job.target;
+    v_queue text := v_job.queue;
+    v_args jsonb := v_job.args;
     v_id bigint;
 BEGIN
+    IF v_job.side = 'database' THEN
+        SELECT c.cron_elsewhere_worker INTO v_worker FROM autopilot.job_catalog AS c WHERE c.name = p_name;
+        IF v_worker IS NULL THEN
+            RAISE EXCEPTION 'autopilot job % runs in the database, not on the runner', p_name
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = format('Run it with "autopilot run %s" or CALL autopilot.run_scheduled_job(%L).', p_name, p_name);
+        END IF;
+        v_queue := 'default';
+        v_args := '{}';
+    END IF;
     INSERT INTO autopilot.jobs AS j (queue, worker, args, unique_key, meta)
-    VALUES (v_job.queue, v_job.target, v_job.args, v_key, jsonb_build_object('catalog', p_name))
+    VALUES (v_queue, v_worker, v_args, v_key, jsonb_build_object('catalog', p_name))
     ON CONFLICT (unique_key)
     WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting')
     DO NOTHING
     RETURNING j.id INTO v_id;
 
     IF v_id IS NOT NULL THEN
-        RETURN ROW(true, NULL, 1, format('enqueued job %s (%s)', v_id, v_job.target),
+        RETURN ROW(true, NULL, 1, format('enqueued job %s (%s)', v_id, v_worker),
                    jsonb_build_object('job_id', v_id))::autopilot.job_step;
     END IF;
     SELECT j.id INTO v_id
     FROM autopilot.jobs AS j
     WHERE j.unique_key = v_key
       AND j.state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting');
-    RETURN ROW(true, NULL, 0, format('job %s (%s) is still pending: not enqueued again', v_id, v_job.target),
+    RETURN ROW(true, NULL, 0, format('job %s (%s) is still pending: not enqueued again', v_id, v_worker),
                jsonb_build_object('job_id', v_id, 'deduplicated', true))::autopilot.job_step;
 END;
 $$;
 
 COMMENT ON FUNCTION autopilot._enqueue_catalog_job(text) IS
-'Private: enqueues the runner job of a runner-side catalog entry into autopilot.jobs, unless one is still unfinished.';
+'Private: enqueues the runner job of a runner-side catalog entry (or the cron_elsewhere_worker of a database-side one) into autopilot.jobs, unless one is still unfinished.';
 
 -- sql/functions/core/_run_job_step.sql
 CREATE FUNCTION autopilot._run_job_step(p_name text, p_cursor jsonb)
@@ -2824,6 +2850,20 @@ BEGIN
     IF v_job.unavailable_reason IS NOT NULL THEN
         RAISE EXCEPTION 'autopilot job % cannot run here: %', p_name, v_job.unavailable_reason
             USING ERRCODE = 'feature_not_supported';
+    END IF;
+    -- pg_cron's tables are in another database, out of reach of SQL run here: a job that has a
+    -- runner worker for that case (job_catalog.cron_elsewhere_worker) is enqueued for the runner
+    IF v_job.kind IN ('function', 'batched')
+       AND EXISTS (
+           SELECT FROM autopilot.job_catalog AS c
+           WHERE c.name = p_name AND c.cron_elsewhere_worker IS NOT NULL
+       )
+       AND NOT EXISTS (
+           SELECT FROM pg_catalog.pg_class AS c
+           INNER JOIN pg_catalog.pg_namespace AS n ON c.relnamespace = n.oid
+           WHERE n.nspname = 'cron' AND c.relname = 'job_run_details'
+       ) THEN
+        RETURN autopilot._enqueue_catalog_job(p_name);
     END IF;
     CASE v_job.kind
         WHEN 'function' THEN
@@ -2854,7 +2894,7 @@ END;
 $$;
 
 COMMENT ON FUNCTION autopilot._run_job_step(text, jsonb) IS
-'Private: runs one step of a job: the whole of a function job, one batch of a batched job (from the cursor), or the enqueue of a runner job.';
+'Private: runs one step of a job: the whole of a function job, one batch of a batched job (from the cursor), or the enqueue of a runner job (and of a job''s cron_elsewhere_worker where pg_cron lives in another database).';
 
 -- sql/functions/core/_skips_today.sql
 CREATE FUNCTION autopilot._skips_today(p_name text)
@@ -3364,6 +3404,49 @@ $$;
 COMMENT ON FUNCTION autopilot._archive_old_backups_batch(jsonb, integer) IS
 'backup-archival, one batch: moves backup records older than backups.archive_after (and not running) into autopilot.backup_metadata_archive, delete and insert in one statement.';
 
+-- sql/functions/cron/_record_cron_runs.sql
+CREATE FUNCTION autopilot._record_cron_runs(p_runs jsonb)
+RETURNS bigint
+LANGUAGE sql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- pg_cron runs a statement job's statement itself (VACUUM cannot run in a function or a
+    -- procedure), so nothing of autopilot records it while it runs: its runs are brought into the
+    -- ledger from pg_cron's history, by cron-history-cleanup before it prunes (here, or where pg_cron
+    -- lives in another database by the runner, which reads them there and passes them in). p_runs:
+    -- cron.job_run_details rows with their cron.job jobname; only the finished runs of this
+    -- database's statement jobs are recorded, each once (its runid); returns how many were new.
+    WITH recorded AS (
+        INSERT INTO autopilot.job_runs AS r (
+            job_name, side, trigger, status, started_at, finished_at, message, backend_pid, cron_runid
+        )
+        SELECT
+            d.name,
+            'database',
+            'pg_cron',
+            x.status,
+            x.start_time,
+            greatest(x.start_time, coalesce(x.end_time, x.start_time)),
+            'pg_cron: ' || coalesce(x.return_message, x.status),
+            x.job_pid,
+            x.runid
+        FROM jsonb_to_recordset(p_runs) AS x (
+            runid bigint, jobname text, job_pid integer, status text, return_message text,
+            start_time timestamptz, end_time timestamptz
+        )
+        INNER JOIN autopilot.job_definitions AS d ON x.jobname = d.cron_jobname AND d.kind = 'statement'
+        WHERE x.status IN ('succeeded', 'failed') AND x.start_time IS NOT NULL AND x.runid IS NOT NULL
+        ON CONFLICT (cron_runid) WHERE cron_runid IS NOT NULL DO NOTHING
+        RETURNING 1
+    )
+
+    SELECT count(*) FROM recorded
+$$;
+
+COMMENT ON FUNCTION autopilot._record_cron_runs(jsonb) IS
+'Private: records in autopilot.job_runs the finished runs of this database''s statement jobs from pg_cron''s history (cron.job_run_details rows with their jobname), each once (job_runs.cron_runid); returns how many were new. cron-history-cleanup calls it before it prunes (the runner where pg_cron lives in another database).';
+
 -- sql/functions/maintenance/_cleanup_cron_history_batch.sql
 CREATE FUNCTION autopilot._cleanup_cron_history_batch(p_cursor jsonb, p_limit integer)
 RETURNS autopilot.job_step
@@ -3380,6 +3463,22 @@ DECLARE
     v_ids bigint[];
     v_deleted bigint;
 BEGIN
+    -- the first batch first records the statement jobs' runs in the ledger (pg_cron ran them itself)
+    IF NOT p_cursor ? 'after' THEN
+        PERFORM autopilot._record_cron_runs(coalesce((
+            SELECT jsonb_agg(jsonb_build_object(
+                'runid', d.runid, 'jobname', j.jobname, 'job_pid', d.job_pid, 'status', d.status,
+                'return_message', d.return_message, 'start_time', d.start_time, 'end_time', d.end_time
+            ))
+            FROM cron.job_run_details AS d
+            INNER JOIN cron.job AS j ON d.jobid = j.jobid
+            WHERE j.database = current_database()
+              AND j.jobname = ANY(ARRAY(
+                  SELECT s.cron_jobname FROM autopilot.job_definitions AS s WHERE s.kind = 'statement'
+              ))
+              AND d.status IN ('succeeded', 'failed')
+        ), '[]'));
+    END IF;
     v_ids := ARRAY(
         SELECT d.runid FROM cron.job_run_details AS d
         WHERE d.runid > v_after
@@ -3404,7 +3503,7 @@ END;
 $$;
 
 COMMENT ON FUNCTION autopilot._cleanup_cron_history_batch(jsonb, integer) IS
-'cron-history-cleanup, one batch: deletes cron.job_run_details rows older than cron_history.retention (all of pg_cron''s history that this role may delete), in runid order.';
+'cron-history-cleanup, one batch: deletes cron.job_run_details rows older than cron_history.retention (all of pg_cron''s history that this role may delete), in runid order; the first batch first records the statement jobs'' runs in the ledger (autopilot._record_cron_runs).';
 
 -- sql/functions/maintenance/collect_vector_stats.sql
 CREATE FUNCTION autopilot.collect_vector_stats()
@@ -9213,32 +9312,40 @@ COMMENT ON VIEW autopilot.health IS
 
 -- sql/jobs/database_jobs.sql
 -- Database side: pg_cron runs the SQL. Schedules are the seed's, in UTC.
-INSERT INTO autopilot.job_catalog (name, side, kind, schedule, only_on_dow, target, description)
+INSERT INTO autopilot.job_catalog (
+    name, side, kind, schedule, only_on_dow, target, description, cron_elsewhere_worker
+)
 VALUES
 (
     'pattern-learning', 'database', 'function', '*/5 * * * *', NULL,
-    'autopilot.learn_patterns_from_analysis', 'Fold new analysis results into learned patterns.'
+    'autopilot.learn_patterns_from_analysis', 'Fold new analysis results into learned patterns.',
+    NULL
 ),
 (
     'centralcloud-sync', 'database', 'function', '*/10 * * * *', NULL,
-    'autopilot.sync_learning_to_centralcloud', 'Push changed learned patterns to the central database.'
+    'autopilot.sync_learning_to_centralcloud', 'Push changed learned patterns to the central database.',
+    NULL
 ),
 (
     'centralcloud-merge', 'database', 'function', '5-59/10 * * * *', NULL,
     'autopilot.merge_central_patterns',
-    'Central database: merge the patterns instances pushed into global patterns (between their pushes).'
+    'Central database: merge the patterns instances pushed into global patterns (between their pushes).',
+    NULL
 ),
 (
     'agent-knowledge-update', 'database', 'function', '0 * * * *', NULL,
-    'autopilot.update_agent_knowledge', 'Recompute the per-agent knowledge summary.'
+    'autopilot.update_agent_knowledge', 'Recompute the per-agent knowledge summary.',
+    NULL
 ),
 (
     'task-assignment', 'database', 'function', '*/2 * * * *', NULL,
-    'autopilot.assign_pending_tasks', 'Assign pending tasks to capable agents with free capacity.'
+    'autopilot.assign_pending_tasks', 'Assign pending tasks to capable agents with free capacity.',
+    NULL
 ),
 (
     'metrics-refresh', 'database', 'function', '*/30 * * * *', NULL,
-    'autopilot.refresh_performance_metrics', 'Refresh hourly performance aggregates.'
+    'autopilot.refresh_performance_metrics', 'Refresh hourly performance aggregates.',
+    NULL
 ),
 (
     'vacuum-analyze', 'database', 'statement', '0 23 * * *', NULL,
@@ -9255,57 +9362,72 @@ VALUES
     || 'autopilot.performance_metrics, autopilot.performance_metrics_pending, '
     || 'autopilot.setting_values, autopilot.settings, autopilot.task_dependencies, autopilot.tasks, '
     || 'autopilot.template_data, autopilot.template_sync_state, autopilot.vector_stats_history',
-    'VACUUM ANALYZE of the autopilot tables (one top-level statement: VACUUM cannot run in a function).'
+    'VACUUM ANALYZE of the autopilot tables (one top-level statement: VACUUM cannot run in a function).',
+    NULL
 ),
 (
     'table-statistics', 'database', 'function', '0 */6 * * *', NULL,
-    'autopilot.analyze_database', 'ANALYZE the database, keeping planner statistics current.'
+    'autopilot.analyze_database', 'ANALYZE the database, keeping planner statistics current.',
+    NULL
 ),
 (
     'old-job-cleanup', 'database', 'batched', '0 0 * * 0', NULL,
-    'autopilot._cleanup_old_jobs_batch', 'Delete finished runner jobs and ledger runs past their retention.'
+    'autopilot._cleanup_old_jobs_batch', 'Delete finished runner jobs and ledger runs past their retention.',
+    NULL
 ),
 (
     'old-artifact-cleanup', 'database', 'batched', '0 1 * * 0', NULL,
     'autopilot._cleanup_old_artifacts_batch',
-    'Delete unused knowledge artifacts and unused, unconfident learned patterns.'
+    'Delete unused knowledge artifacts and unused, unconfident learned patterns.',
+    NULL
 ),
 (
     'code-chunk-cleanup', 'database', 'batched', '0 2 * * 0', NULL,
-    'autopilot._cleanup_code_chunks_batch', 'Delete obsolete (superseded) code chunks.'
+    'autopilot._cleanup_code_chunks_batch', 'Delete obsolete (superseded) code chunks.',
+    NULL
 ),
 (
     'index-reindex', 'database', 'function', '0 3 * * 0', NULL,
-    'autopilot.reindex_bloated_indexes', 'Rebuild bloated autopilot indexes concurrently.'
+    'autopilot.reindex_bloated_indexes',
+    'Rebuild bloated autopilot indexes concurrently (where pg_cron lives in another database, on the runner).',
+    'index_reindex'
 ),
 (
     'vector-stats', 'database', 'function', '0 4 * * 0', NULL,
-    'autopilot.collect_vector_stats', 'Record embedding statistics and ANALYZE the embedding tables.'
+    'autopilot.collect_vector_stats', 'Record embedding statistics and ANALYZE the embedding tables.',
+    NULL
 ),
 -- first Sunday of the month: cron ORs day-of-month and day-of-week, so the
 -- schedule fires on days 1-7 and only_on_dow keeps the Sunday among them
 (
     'backup-archival', 'database', 'batched', '0 5 1-7 * *', 0,
-    'autopilot._archive_old_backups_batch', 'Move old backup records into the archive (first Sunday of the month).'
+    'autopilot._archive_old_backups_batch', 'Move old backup records into the archive (first Sunday of the month).',
+    NULL
 ),
 (
     'pagerank', 'database', 'function', '0 3 * * *', NULL,
-    'autopilot.recalculate_all_pagerank', 'Recompute PageRank over the code graph.'
+    'autopilot.recalculate_all_pagerank', 'Recompute PageRank over the code graph.',
+    NULL
 );
 
 INSERT INTO autopilot.job_catalog (
-    name, side, kind, schedule, target, requires_local_pg_cron, only_when_armed, description
+    name, side, kind, schedule, target, requires_local_pg_cron, only_when_armed, description,
+    cron_elsewhere_worker
 )
 VALUES
 (
     'rescue-orphaned-jobs', 'database', 'function', '* * * * *', 'autopilot.rescue_orphaned_jobs',
     false, false,
-    'Take back runner jobs whose runner stopped heartbeating (retry them, or discard past max attempts).'
+    'Take back runner jobs whose runner stopped heartbeating (retry them, or discard past max attempts).',
+    NULL
 ),
+-- where pg_cron lives in another database, the runner prunes its history (worker cron_history_cleanup)
 (
     'cron-history-cleanup', 'database', 'batched', '30 0 * * *', 'autopilot._cleanup_cron_history_batch',
-    true, false,
-    'Delete cron.job_run_details rows past cron_history.retention (pg_cron never prunes them).'
+    false, false,
+    'Delete cron.job_run_details rows past cron_history.retention (pg_cron never prunes them); '
+    || 'where pg_cron lives in another database, the runner does it there.',
+    'cron_history_cleanup'
 ),
 -- REINDEX CONCURRENTLY cannot run in a function: index-reindex arms this job with
 -- one top-level statement at a time (see autopilot.reindex_bloated_indexes)
@@ -9313,7 +9435,8 @@ VALUES
     'index-reindex-step', 'database', 'statement', '* * * * *',
     'SELECT ''index-reindex-step runs only what index-reindex arms''',
     true, true,
-    'Runs, at top level, the one REINDEX / DROP INDEX CONCURRENTLY statement index-reindex has armed.'
+    'Runs, at top level, the one REINDEX / DROP INDEX CONCURRENTLY statement index-reindex has armed.',
+    NULL
 );
 
 -- sql/jobs/runner_jobs.sql

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -9,7 +10,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from .errors import InvalidInput, translate
+from .errors import InvalidInput, JobFailed, translate
 
 # index-reindex's statements (REINDEX / DROP INDEX CONCURRENTLY) cannot run in a function: under
 # pg_cron the job hands them one at a time to a pg_cron statement job; run from here, this
@@ -125,28 +126,67 @@ def _run_index_maintenance(conn: psycopg.Connection) -> None:
     with _top_level_run(conn, INDEX_REINDEX) as run:
         if run is None:
             return
-        cur = run.cur
-        done = failed = 0
-        planned = cur.execute("SELECT autopilot.plan_index_maintenance()").fetchone()[0]
-        while item := cur.execute(
-            "SELECT id, statement FROM autopilot.index_maintenance WHERE state = 'pending' "
-            "ORDER BY id LIMIT 1"
-        ).fetchone():
-            item_id, statement = item
-            try:
-                cur.execute(statement)
-            except psycopg.Error as exc:
-                failed += 1
-                message = exc.diag.message_primary or str(exc)
-                cur.execute(FINISH_ITEM, [item_id, False, message])
-            else:
-                done += 1
-                cur.execute(FINISH_ITEM, [item_id, True, "ran at top level"])
-            run.rows = done
+        planned, done, failed = _index_statements(run.cur, run)
         run.finish(
             "failed" if failed else "succeeded",
-            f"planned {planned} index statements; ran {done + failed}: {done} done, {failed} failed"
-            if done + failed
-            else "no index needs a rebuild",
+            _index_summary(planned, done, failed),
             {"planned": planned, "done": done, "failed": failed},
         )
+
+
+def _index_statements(
+    cur: psycopg.Cursor, run: _TopLevelRun | None = None, cancelled: threading.Event | None = None
+) -> tuple[int, int, int]:
+    """Plan a cycle (unless one is open) and run its pending statements, one by one, at top level, each
+    settled in autopilot.index_maintenance. Returns (planned, done, failed)."""
+    done = failed = 0
+    planned = cur.execute("SELECT autopilot.plan_index_maintenance()").fetchone()[0]
+    while (cancelled is None or not cancelled.is_set()) and (
+        item := cur.execute(
+            "SELECT id, statement FROM autopilot.index_maintenance WHERE state = 'pending' "
+            "ORDER BY id LIMIT 1"
+        ).fetchone()
+    ):
+        item_id, statement = item
+        try:
+            cur.execute(statement)
+        except psycopg.Error as exc:
+            failed += 1
+            message = exc.diag.message_primary or str(exc)
+            cur.execute(FINISH_ITEM, [item_id, False, message])
+        else:
+            done += 1
+            cur.execute(FINISH_ITEM, [item_id, True, "ran at top level"])
+        if run is not None:
+            run.rows = done
+    return planned, done, failed
+
+
+def _index_summary(planned: int, done: int, failed: int) -> str:
+    if not done + failed:
+        return "no index needs a rebuild"
+    return f"planned {planned} index statements; ran {done + failed}: {done} done, {failed} failed"
+
+
+class IndexStatementsFailed(JobFailed):
+    """Some of index-reindex's statements failed (each is settled with its error in index_maintenance)."""
+
+
+def run_index_reindex_on_runner(conn: psycopg.Connection, cancelled: threading.Event | None = None) -> str:
+    """index-reindex on the runner, where pg_cron lives in another database (it cannot arm
+    index-reindex-step there): under the job's lock, plan a cycle and run its statements at top level in
+    this session (autocommit), as `autopilot run index-reindex` does; the runner records the run. Raises
+    IndexStatementsFailed when a statement failed."""
+    assert conn.autocommit, "REINDEX CONCURRENTLY runs at top level: an autocommit connection"
+    with conn.cursor() as cur:
+        key = cur.execute("SELECT autopilot._job_lock_key(%s)", [INDEX_REINDEX]).fetchone()[0]
+        if not cur.execute("SELECT pg_catalog.pg_try_advisory_lock(%s)", [key]).fetchone()[0]:
+            return f"skipped: another run of {INDEX_REINDEX} is still in progress"
+        try:
+            planned, done, failed = _index_statements(cur, cancelled=cancelled)
+        finally:
+            cur.execute("SELECT pg_catalog.pg_advisory_unlock(%s)", [key])
+    summary = _index_summary(planned, done, failed)
+    if failed:
+        raise IndexStatementsFailed(summary + " (autopilot.index_maintenance says why)")
+    return summary

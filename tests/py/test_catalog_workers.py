@@ -90,3 +90,18 @@ def test_a_runner_job_succeeds_when_its_worker_does_not_when_it_is_enqueued(inst
     assert queue.complete_many([claimed.key]) is None
     job = _status(autopilot, installed_db)["cache-cleanup"]
     assert job["last_status"] == "succeeded" and job["last_success_at"] is not None
+
+
+def test_every_worker_for_pg_cron_elsewhere_ships_with_the_runner(installed_db):
+    """A database-side job that the runner carries out where pg_cron lives in another database
+    (job_catalog.cron_elsewhere_worker) has its worker in the runner."""
+    rows = (
+        installed_db.connect()
+        .execute(
+            "SELECT name, cron_elsewhere_worker FROM autopilot.job_catalog"
+            " WHERE cron_elsewhere_worker IS NOT NULL"
+        )
+        .fetchall()
+    )
+    assert dict(rows) == {"cron-history-cleanup": "cron_history_cleanup", "index-reindex": "index_reindex"}
+    assert {worker for _, worker in rows} <= set(REGISTRY)

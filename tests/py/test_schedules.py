@@ -99,8 +99,10 @@ def test_sync_registers_exactly_the_catalog(installed_db, autopilot, cron_conn):
     assert unavailable, "0.1.0 has catalog jobs whose functions come later"
     for name in unavailable:
         assert actual[f"autopilot:{db.name}:{name}"]["active"] is False, name
-    # cron-history-cleanup needs pg_cron in its own database: inactive here
-    assert actual[f"autopilot:{db.name}:cron-history-cleanup"]["active"] is False
+    # cron-history-cleanup runs here too (its run enqueues the runner's worker, which prunes pg_cron's
+    # history in pg_cron's database); index-reindex-step needs pg_cron in this database: never armed here
+    assert actual[f"autopilot:{db.name}:cron-history-cleanup"]["active"] is True
+    assert actual[f"autopilot:{db.name}:index-reindex-step"]["active"] is False
     # startup-only runner jobs are not pg_cron's business
     assert f"autopilot:{db.name}:rag-setup" not in actual
     # and no other database's jobs were touched

@@ -2,7 +2,7 @@
 -- cron-history-cleanup through run_job: pg_cron's cron.job_run_details rows
 -- that ended before cron_history.retention are deleted, in runid order.
 BEGIN;
-SELECT plan(10);
+SELECT plan(12);
 
 SELECT is(
     (
@@ -14,11 +14,11 @@ SELECT is(
 );
 SELECT is(
     (
-        SELECT requires_local_pg_cron FROM autopilot.job_catalog
+        SELECT (requires_local_pg_cron, cron_elsewhere_worker)::text FROM autopilot.job_catalog
         WHERE name = 'cron-history-cleanup'
     ),
-    true,
-    'cron-history-cleanup needs pg_cron''s tables in this database'
+    '(f,cron_history_cleanup)',
+    'cron-history-cleanup runs wherever pg_cron lives: the runner''s worker prunes a pg_cron elsewhere'
 );
 
 -- only the fixture rows below (the real history is restored by the ROLLBACK)
@@ -28,6 +28,23 @@ SELECT lives_ok(
              autopilot.set_setting('cleanup.batch_size', '2')$$,
     'fixture: history older than 7 days goes; batches of 2'
 );
+
+-- a run of the statement job vacuum-analyze, which pg_cron ran itself: recorded, then pruned
+INSERT INTO cron.job_run_details (
+    jobid, job_pid, database, username, command, status, return_message, start_time, end_time
+)
+SELECT
+    j.jobid,
+    100 AS job_pid,
+    current_database() AS database,
+    current_user AS username,
+    j.command,
+    'succeeded' AS status,
+    'VACUUM' AS return_message,
+    now() - interval '11 days' AS start_time,
+    now() - interval '11 days' + interval '2 seconds' AS end_time
+FROM cron.job AS j
+WHERE j.jobname = autopilot._cron_jobname('vacuum-analyze');
 
 -- in runid order: a run still going started long ago comes first, so the walk
 -- must not stop at the first row it keeps
@@ -81,7 +98,18 @@ SELECT set_eq(
     ARRAY['old, still running', 'started old, ended recently', 'new 1', 'new 2', 'new, running'],
     'finished runs that ended before the retention are deleted; newer and running ones are kept'
 );
-SELECT is((SELECT rows_affected FROM tap_run), 4::bigint, 'rows_affected counts the 4 deleted rows');
+SELECT is((SELECT rows_affected FROM tap_run), 5::bigint, 'rows_affected counts the 5 deleted rows');
+SELECT results_eq(
+    $$SELECT job_name, trigger, status, message, finished_at - started_at FROM autopilot.job_runs
+      WHERE cron_runid IS NOT NULL$$,
+    $$VALUES ('vacuum-analyze'::text, 'pg_cron'::text, 'succeeded'::text, 'pg_cron: VACUUM'::text,
+              interval '2 seconds')$$,
+    'the statement job''s run was recorded in the ledger before its pg_cron row was pruned'
+);
+SELECT is_empty(
+    $$SELECT FROM autopilot.jobs WHERE worker = 'cron_history_cleanup'$$,
+    'pg_cron in this database: the job prunes it itself, nothing is enqueued for the runner'
+);
 SELECT cmp_ok(
     (SELECT (details ->> 'batches')::integer FROM tap_run), '>=', 2, 'with a batch size of 2, several batches'
 );

@@ -13,6 +13,20 @@ BEGIN
         RAISE EXCEPTION 'autopilot job % cannot run here: %', p_name, v_job.unavailable_reason
             USING ERRCODE = 'feature_not_supported';
     END IF;
+    -- pg_cron's tables are in another database, out of reach of SQL run here: a job that has a
+    -- runner worker for that case (job_catalog.cron_elsewhere_worker) is enqueued for the runner
+    IF v_job.kind IN ('function', 'batched')
+       AND EXISTS (
+           SELECT FROM autopilot.job_catalog AS c
+           WHERE c.name = p_name AND c.cron_elsewhere_worker IS NOT NULL
+       )
+       AND NOT EXISTS (
+           SELECT FROM pg_catalog.pg_class AS c
+           INNER JOIN pg_catalog.pg_namespace AS n ON c.relnamespace = n.oid
+           WHERE n.nspname = 'cron' AND c.relname = 'job_run_details'
+       ) THEN
+        RETURN autopilot._enqueue_catalog_job(p_name);
+    END IF;
     CASE v_job.kind
         WHEN 'function' THEN
             EXECUTE format('SELECT %s()', v_job.target::regproc) INTO v_summary;
@@ -42,4 +56,4 @@ END;
 $$;
 
 COMMENT ON FUNCTION autopilot._run_job_step(text, jsonb) IS
-'Private: runs one step of a job: the whole of a function job, one batch of a batched job (from the cursor), or the enqueue of a runner job.';
+'Private: runs one step of a job: the whole of a function job, one batch of a batched job (from the cursor), or the enqueue of a runner job (and of a job''s cron_elsewhere_worker where pg_cron lives in another database).';

@@ -13,6 +13,22 @@ DECLARE
     v_ids bigint[];
     v_deleted bigint;
 BEGIN
+    -- the first batch first records the statement jobs' runs in the ledger (pg_cron ran them itself)
+    IF NOT p_cursor ? 'after' THEN
+        PERFORM autopilot._record_cron_runs(coalesce((
+            SELECT jsonb_agg(jsonb_build_object(
+                'runid', d.runid, 'jobname', j.jobname, 'job_pid', d.job_pid, 'status', d.status,
+                'return_message', d.return_message, 'start_time', d.start_time, 'end_time', d.end_time
+            ))
+            FROM cron.job_run_details AS d
+            INNER JOIN cron.job AS j ON d.jobid = j.jobid
+            WHERE j.database = current_database()
+              AND j.jobname = ANY(ARRAY(
+                  SELECT s.cron_jobname FROM autopilot.job_definitions AS s WHERE s.kind = 'statement'
+              ))
+              AND d.status IN ('succeeded', 'failed')
+        ), '[]'));
+    END IF;
     v_ids := ARRAY(
         SELECT d.runid FROM cron.job_run_details AS d
         WHERE d.runid > v_after
@@ -37,4 +53,4 @@ END;
 $$;
 
 COMMENT ON FUNCTION autopilot._cleanup_cron_history_batch(jsonb, integer) IS
-'cron-history-cleanup, one batch: deletes cron.job_run_details rows older than cron_history.retention (all of pg_cron''s history that this role may delete), in runid order.';
+'cron-history-cleanup, one batch: deletes cron.job_run_details rows older than cron_history.retention (all of pg_cron''s history that this role may delete), in runid order; the first batch first records the statement jobs'' runs in the ledger (autopilot._record_cron_runs).';

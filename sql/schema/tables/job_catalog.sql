@@ -18,6 +18,7 @@ CREATE TABLE autopilot.job_catalog (
     timeout interval NOT NULL DEFAULT '1 hour',
     max_attempts smallint NOT NULL DEFAULT 3,
     retry_backoff interval NOT NULL DEFAULT '5 seconds',
+    cron_elsewhere_worker text,
     CONSTRAINT job_catalog_pkey PRIMARY KEY (name),
     CONSTRAINT job_catalog_name_format_check CHECK (
         name ~ '^[a-z][a-z0-9-]*$' AND octet_length('autopilot:' || name) <= 63
@@ -34,7 +35,10 @@ CREATE TABLE autopilot.job_catalog (
     CONSTRAINT job_catalog_startup_order_key UNIQUE (startup_order),
     CONSTRAINT job_catalog_timeout_check CHECK (timeout > interval '0'),
     CONSTRAINT job_catalog_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 100),
-    CONSTRAINT job_catalog_retry_backoff_check CHECK (retry_backoff >= interval '0')
+    CONSTRAINT job_catalog_retry_backoff_check CHECK (retry_backoff >= interval '0'),
+    CONSTRAINT job_catalog_cron_elsewhere_worker_check CHECK (
+        cron_elsewhere_worker IS NULL OR (side = 'database' AND kind IN ('function', 'batched'))
+    )
 );
 
 COMMENT ON TABLE autopilot.job_catalog IS
@@ -63,3 +67,5 @@ COMMENT ON COLUMN autopilot.job_catalog.max_attempts IS
 'Default attempts of a run of a function or batched job (autopilot.set_job_retries overrides it): a transient failure (serialization failure 40001, deadlock 40P01, lock not available 55P03) is retried within the run until then; any other error is not.';
 COMMENT ON COLUMN autopilot.job_catalog.retry_backoff IS
 'Default wait before the second attempt of a run; it doubles for every later attempt.';
+COMMENT ON COLUMN autopilot.job_catalog.cron_elsewhere_worker IS
+'The runner worker that does this job where pg_cron lives in another database (its tables are out of reach of SQL run here): a run there enqueues it into queue default instead of running the target, and the runner records its run. NULL: the target always runs here.';

@@ -13,6 +13,7 @@ CREATE TABLE autopilot.job_runs (
     backend_pid integer DEFAULT pg_backend_pid(),
     scheduled_for timestamptz,
     attempt smallint NOT NULL DEFAULT 1,
+    cron_runid bigint,
     CONSTRAINT job_runs_pkey PRIMARY KEY (id),
     CONSTRAINT job_runs_side_check CHECK (side IN ('database', 'runner')),
     CONSTRAINT job_runs_trigger_check CHECK (trigger IN ('pg_cron', 'manual', 'runner')),
@@ -36,6 +37,9 @@ WHERE status = 'succeeded' AND trigger = 'runner';
 -- the few running rows, whatever the size of the ledger
 CREATE INDEX job_runs_running_idx ON autopilot.job_runs (job_name)
 WHERE status = 'running';
+-- a statement job's run, brought from pg_cron's history once (autopilot._record_cron_runs)
+CREATE UNIQUE INDEX job_runs_cron_runid_key ON autopilot.job_runs (cron_runid)
+WHERE cron_runid IS NOT NULL;
 -- metrics-refresh: the runner's failed runs by the time they finished
 CREATE INDEX job_runs_runner_failed_idx ON autopilot.job_runs (finished_at)
 WHERE side = 'runner' AND status = 'failed';
@@ -51,3 +55,5 @@ COMMENT ON COLUMN autopilot.job_runs.scheduled_for IS
 COMMENT ON COLUMN autopilot.job_runs.backend_pid IS 'Backend that ran the job; lets a later run tell a live run from an abandoned one.';
 COMMENT ON COLUMN autopilot.job_runs.attempt IS
 'Database side: the attempt of its run this row records (1, then one more row for every retry of a transient failure, autopilot.set_job_retries).';
+COMMENT ON COLUMN autopilot.job_runs.cron_runid IS
+'A statement job''s run that pg_cron ran itself (VACUUM cannot run in a function): its cron.job_run_details runid, from which autopilot._record_cron_runs recorded it (once). NULL for every other run.';
