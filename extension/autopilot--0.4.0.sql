@@ -5714,14 +5714,14 @@ BEGIN
         USING ERRCODE = 'array_subscript_error';
     END IF;
     WITH mine AS (
-        -- locked in id order, as heartbeat() locks them (no deadlock between the two); by primary
-        -- key, then the attempt: bounded by the batch, whatever the statistics say about how many
-        -- jobs are executing
-        SELECT j.id
+        -- locked in id order, as heartbeat() locks them (no deadlock between the two), through the
+        -- primary key alone: bounded by the batch whatever the statistics say about how many jobs are
+        -- executing (a condition on the state here would let the planner walk jobs_executing_idx and
+        -- match every row against the whole batch). A locked row is its latest version: its state
+        -- and attempt are checked below, against the batch's, by a hash join.
+        SELECT j.id, j.attempt, j.state
         FROM autopilot.jobs AS j
         WHERE j.id = ANY(p_ids)
-          AND j.state = 'executing'
-          AND (j.id, j.attempt) IN (SELECT u.id, u.attempt FROM unnest(p_ids, p_attempts) AS u (id, attempt))
         ORDER BY j.id
         FOR NO KEY UPDATE OF j
     ),
@@ -5731,7 +5731,11 @@ BEGIN
         SET state = 'completed',
             completed_at = now()
         FROM mine
-        WHERE j.id = mine.id
+        INNER JOIN unnest(p_ids, p_attempts) AS u (id, attempt) ON mine.id = u.id AND mine.attempt = u.attempt
+        WHERE
+            j.id = mine.id
+            AND j.id = ANY(p_ids)
+            AND mine.state = 'executing'
         RETURNING j.*
     )
 
@@ -7226,7 +7230,10 @@ AS $$
 -- Statement trigger (after INSERT and UPDATE) on autopilot.tasks, autopilot.jobs and
 -- autopilot.job_runs: records in autopilot.performance_metrics_pending, once per transaction,
 -- the hours whose metrics a statement changed -- a finished row appearing, changing, or
--- leaving (the hours before and after an update both count):
+-- leaving (the hours before and after an update both count). After INSERT on autopilot.jobs it
+-- is a row trigger instead, fired only for a job inserted already completed or discarded (its
+-- WHEN clause, checked without calling the function): enqueueing a job, the queue's hot path,
+-- calls no metrics trigger at all.
 --
 -- * tasks: a task with an agent that succeeded or failed, by finished_at (agent metrics);
 -- * jobs: a completed or discarded job, by completed_at or discarded_at (worker metrics);
@@ -7277,10 +7284,9 @@ BEGIN
         END IF;
     ELSIF TG_TABLE_NAME = 'jobs' THEN
         IF TG_OP = 'INSERT' THEN
+            -- the row trigger jobs_metrics_insert_trg: a job inserted completed or discarded (its WHEN)
             INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
-            SELECT DISTINCT 'worker'::text, date_trunc('hour', coalesce(n.completed_at, n.discarded_at), 'UTC')
-            FROM new_jobs AS n
-            WHERE n.state IN ('completed', 'discarded') AND coalesce(n.completed_at, n.discarded_at) IS NOT NULL
+            VALUES ('worker', date_trunc('hour', coalesce(NEW.completed_at, NEW.discarded_at), 'UTC'))
             ON CONFLICT DO NOTHING;
         ELSE
             INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
@@ -7351,7 +7357,7 @@ END;
 $$;
 
 COMMENT ON FUNCTION autopilot._mark_metrics_pending() IS
-'Private: statement trigger on autopilot.tasks, autopilot.jobs and autopilot.job_runs; records in autopilot.performance_metrics_pending the hours (UTC) whose agent or worker metrics a statement changed, for metrics-refresh.';
+'Private: statement trigger on autopilot.tasks, autopilot.jobs and autopilot.job_runs (after INSERT on jobs, a row trigger for the jobs inserted completed or discarded); records in autopilot.performance_metrics_pending the hours (UTC) whose agent or worker metrics a statement changed, for metrics-refresh.';
 
 CREATE TRIGGER tasks_metrics_insert_trg
 AFTER INSERT ON autopilot.tasks
@@ -7368,10 +7374,12 @@ COMMENT ON TRIGGER tasks_metrics_insert_trg ON autopilot.tasks IS
 COMMENT ON TRIGGER tasks_metrics_update_trg ON autopilot.tasks IS
 'Tasks that finished, changed while finished (agent, times) or left a finished state: their hours are recomputed by metrics-refresh.';
 
+-- a row trigger: a job enqueued (available, scheduled, waiting) calls nothing
 CREATE TRIGGER jobs_metrics_insert_trg
 AFTER INSERT ON autopilot.jobs
-REFERENCING NEW TABLE AS new_jobs
-FOR EACH STATEMENT EXECUTE FUNCTION autopilot._mark_metrics_pending();
+FOR EACH ROW
+WHEN (new.state IN ('completed', 'discarded') AND coalesce(new.completed_at, new.discarded_at) IS NOT NULL)
+EXECUTE FUNCTION autopilot._mark_metrics_pending();
 
 CREATE TRIGGER jobs_metrics_update_trg
 AFTER UPDATE ON autopilot.jobs

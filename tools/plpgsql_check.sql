@@ -20,7 +20,9 @@
 -- table). A function serving several tables (autopilot._mark_metrics_pending) has a
 -- branch per table over transition tables named after it; checked against one table,
 -- the other tables' branches name transition tables that do not exist there, and
--- those errors alone are dropped: each branch is checked in its own table's pass.
+-- those errors alone are dropped: each branch is checked in its own table's pass. So are,
+-- likewise, the fields of NEW that a branch reads as a row trigger of another table
+-- (jobs_metrics_insert_trg): NEW is a row of the table of the pass.
 SELECT DISTINCT
     p.oid::regprocedure::text AS routine,
     r.lineno,
@@ -70,6 +72,20 @@ WHERE
                 AND other.tgrelid <> trg.tgrelid
                 AND n.name IS DISTINCT FROM trg.oldtable
                 AND n.name IS DISTINCT FROM trg.newtable
+        )
+    )
+    AND NOT (
+        r.sqlstate = '42703'
+        AND r.message IN (
+            SELECT format('record "new" has no field "%s"', a.attname)
+            FROM pg_catalog.pg_trigger AS other
+            INNER JOIN pg_catalog.pg_attribute AS a ON other.tgrelid = a.attrelid
+            WHERE
+                other.tgfoid = p.oid
+                AND other.tgrelid <> trg.tgrelid
+                AND other.tgtype::integer & 1 = 1  -- FOR EACH ROW
+                AND a.attnum > 0
+                AND NOT a.attisdropped
         )
     )
 ORDER BY routine, r.lineno;

@@ -68,6 +68,27 @@ CLAIM = (
     " c.scheduled_at FROM autopilot.claim(%s, %s, %s) AS c"
 )
 
+COMPLETE_MANY = "SELECT autopilot.complete_many(%s, %s), now()"
+
+
+def _ids_and_attempts(keys: Sequence[Key]) -> list[list[int]]:
+    return [[job_id for job_id, _ in keys], [attempt for _, attempt in keys]]
+
+
+def _completed(conn: psycopg.Connection, keys: Sequence[Key], count: int, at: datetime) -> set[Key] | None:
+    """complete_many's answer: None when it completed every attempt of ``keys`` (``count``), else the
+    attempts it completed, found by their completed_at (``at``: the transaction's now())."""
+    if count == len(keys):
+        return None
+    return {
+        (job_id, attempt)
+        for job_id, attempt in conn.execute(
+            "SELECT j.id, j.attempt FROM autopilot.jobs AS j"
+            " WHERE j.id = ANY(%s) AND j.state = 'completed' AND j.completed_at = %s",
+            [[job_id for job_id, _ in keys], at],
+        ).fetchall()
+    }
+
 
 class QueueClient:
     """The queue's SQL, through connections from ``connection`` (a context manager factory: the
@@ -88,23 +109,28 @@ class QueueClient:
     def complete_many(self, keys: Sequence[Key]) -> set[Key] | None:
         """Marks these attempts completed. Returns None when all of them were, else the ones that were
         (the others were cancelled or rescued meanwhile, and complete_many left them alone)."""
-        ids = [job_id for job_id, _ in keys]
-        attempts = [attempt for _, attempt in keys]
         with self._connection() as conn:
             # one statement, one transaction: its now() is the completed_at of the jobs it completed
-            count, at = conn.execute(
-                "SELECT autopilot.complete_many(%s, %s), now()", [ids, attempts]
-            ).fetchone()
-            if count == len(keys):
-                return None
-            return {
-                (job_id, attempt)
-                for job_id, attempt in conn.execute(
-                    "SELECT j.id, j.attempt FROM autopilot.jobs AS j"
-                    " WHERE j.id = ANY(%s) AND j.state = 'completed' AND j.completed_at = %s",
-                    [ids, at],
-                ).fetchall()
-            }
+            count, at = conn.execute(COMPLETE_MANY, _ids_and_attempts(keys)).fetchone()
+            return _completed(conn, keys, count, at)
+
+    def complete_and_claim(
+        self, keys: Sequence[Key], queue: str, node: str, limit: int
+    ) -> tuple[set[Key] | None, list[Job]]:
+        """complete_many(keys), then claim(queue, node, limit), in one transaction and one round trip
+        (a pipeline: BEGIN, both statements, COMMIT): under a backlog, a runner pays one commit for
+        each batch of jobs it finishes and takes, instead of one for the claim and one for the
+        completions. The completions are recorded first (their rows locked in id order, as heartbeat()
+        locks them); claim() only takes rows no one holds (SKIP LOCKED), so neither waits on the
+        other's locks. Returns complete_many's answer (see there) and the claimed jobs; on an error
+        neither happened."""
+        with self._connection() as conn:
+            with conn.pipeline(), conn.transaction():
+                completing = conn.execute(COMPLETE_MANY, _ids_and_attempts(keys))
+                claiming = conn.execute(CLAIM, [queue, node, limit])
+            count, at = completing.fetchone()
+            jobs = [Job(*row) for row in claiming.fetchall()]
+            return _completed(conn, keys, count, at), jobs
 
     def fail(self, key: Key, error: str, discard: bool = False) -> str | None:
         """Records a failed attempt: the job's new state (retryable, discarded), or None when the

@@ -8081,6 +8081,229 @@ SET
     || '(where pg_cron lives in another database, on the runner).'
 WHERE name = 'index-reindex';
 
+-- sql/functions/queue/complete_many.sql: locks the batch through the primary key alone and matches
+-- the attempts by a hash join (it walked jobs_executing_idx, matching every row against the batch)
+CREATE OR REPLACE FUNCTION autopilot.complete_many(p_ids bigint[], p_attempts integer[])
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Marks jobs completed -- each only while it is still executing the attempt
+-- given beside it (p_ids[i] at attempt p_attempts[i]): a job cancelled, or
+-- rescued and claimed again meanwhile, is left alone. Each completed job's
+-- attempt is recorded in autopilot.job_runs (side runner, succeeded), with the
+-- worker's summary of the attempt as its message where it left one; the jobs
+-- waiting for them (depends_on) are released once all they wait for has
+-- completed. Returns how many were completed. One statement for a runner's
+-- whole batch.
+DECLARE
+    v_jobs autopilot.jobs [];
+    v_messages text [];
+BEGIN
+    IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_attempts) THEN
+        RAISE EXCEPTION 'complete_many: % job ids but % attempts', cardinality(p_ids), cardinality(p_attempts)
+        USING ERRCODE = 'array_subscript_error';
+    END IF;
+    WITH mine AS (
+        -- locked in id order, as heartbeat() locks them (no deadlock between the two), through the
+        -- primary key alone: bounded by the batch whatever the statistics say about how many jobs are
+        -- executing (a condition on the state here would let the planner walk jobs_executing_idx and
+        -- match every row against the whole batch). A locked row is its latest version: its state
+        -- and attempt are checked below, against the batch's, by a hash join.
+        SELECT j.id, j.attempt, j.state
+        FROM autopilot.jobs AS j
+        WHERE j.id = ANY(p_ids)
+        ORDER BY j.id
+        FOR NO KEY UPDATE OF j
+    ),
+
+    done AS (
+        UPDATE autopilot.jobs AS j
+        SET state = 'completed',
+            completed_at = now()
+        FROM mine
+        INNER JOIN unnest(p_ids, p_attempts) AS u (id, attempt) ON mine.id = u.id AND mine.attempt = u.attempt
+        WHERE
+            j.id = mine.id
+            AND j.id = ANY(p_ids)
+            AND mine.state = 'executing'
+        RETURNING j.*
+    )
+
+    SELECT
+        coalesce(array_agg(d::autopilot.jobs), '{}'),
+        coalesce(array_agg(
+            CASE
+                -- the worker's own summary of this attempt (QueueClient.record_result), when it gave one
+                WHEN (d.meta -> 'result' ->> 'attempt')::integer = d.attempt THEN d.meta -> 'result' ->> 'text'
+                ELSE format('job %s (%s) completed by %s, attempt %s', d.id, d.worker, d.attempted_by, d.attempt)
+            END
+        ), '{}')
+    INTO v_jobs, v_messages
+    FROM done AS d;
+    -- a new statement, so a new snapshot: it sees a waiting job whose enqueue held a lock on one of
+    -- these jobs (autopilot._dependencies_met) until it committed
+    PERFORM autopilot._release_dependents(ARRAY(SELECT j.id FROM unnest(v_jobs) AS j));
+    RETURN autopilot._record_runner_attempts(v_jobs, 'succeeded', v_messages);
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.complete_many(bigint[], integer[]) IS
+'Completes the given jobs (each only while still executing the given attempt), recording each attempt in autopilot.job_runs; returns how many were completed.';
+
+-- sql/functions/agents/_mark_metrics_pending.sql: after INSERT on autopilot.jobs, a row trigger
+-- fired only for jobs inserted completed or discarded (an enqueue calls no metrics trigger)
+CREATE OR REPLACE FUNCTION autopilot._mark_metrics_pending()
+RETURNS trigger
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Statement trigger (after INSERT and UPDATE) on autopilot.tasks, autopilot.jobs and
+-- autopilot.job_runs: records in autopilot.performance_metrics_pending, once per transaction,
+-- the hours whose metrics a statement changed -- a finished row appearing, changing, or
+-- leaving (the hours before and after an update both count). After INSERT on autopilot.jobs it
+-- is a row trigger instead, fired only for a job inserted already completed or discarded (its
+-- WHEN clause, checked without calling the function): enqueueing a job, the queue's hot path,
+-- calls no metrics trigger at all.
+--
+-- * tasks: a task with an agent that succeeded or failed, by finished_at (agent metrics);
+-- * jobs: a completed or discarded job, by completed_at or discarded_at (worker metrics);
+-- * job_runs: a failed run of the runner (side runner), by finished_at (worker metrics).
+--
+-- Deleting rows marks nothing: the cleanups delete old rows, and the metrics already
+-- computed from them stay. One set-based INSERT per statement; ON CONFLICT DO NOTHING on
+-- (transaction, kind, hour) never waits on another transaction.
+--
+-- Each table has a static branch, over transition tables named after it (new_tasks,
+-- old_tasks, ...): PL/pgSQL compiles the function once per trigger and plans only the
+-- statements a trigger runs, so one function costs what one per table did, where dynamic
+-- SQL would be planned on every statement. tools/plpgsql_check.sql checks each branch
+-- against its own table.
+BEGIN
+    IF TG_TABLE_NAME = 'tasks' THEN
+        IF TG_OP = 'INSERT' THEN
+            INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
+            SELECT DISTINCT 'agent'::text, date_trunc('hour', n.finished_at, 'UTC')
+            FROM new_tasks AS n
+            WHERE n.status IN ('succeeded', 'failed') AND n.agent_id IS NOT NULL AND n.finished_at IS NOT NULL
+            ON CONFLICT DO NOTHING;
+        ELSE
+            INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
+            SELECT DISTINCT 'agent'::text, date_trunc('hour', c.finished_at, 'UTC')
+            FROM (
+                (
+                    SELECT n.id, n.agent_id, n.status, n.started_at, n.finished_at AS finished_at
+                    FROM new_tasks AS n
+                    WHERE n.status IN ('succeeded', 'failed') AND n.agent_id IS NOT NULL AND n.finished_at IS NOT NULL
+                    EXCEPT
+                    SELECT o.id, o.agent_id, o.status, o.started_at, o.finished_at AS finished_at
+                    FROM old_tasks AS o
+                    WHERE o.status IN ('succeeded', 'failed') AND o.agent_id IS NOT NULL AND o.finished_at IS NOT NULL
+                )
+                UNION ALL
+                (
+                    SELECT o.id, o.agent_id, o.status, o.started_at, o.finished_at AS finished_at
+                    FROM old_tasks AS o
+                    WHERE o.status IN ('succeeded', 'failed') AND o.agent_id IS NOT NULL AND o.finished_at IS NOT NULL
+                    EXCEPT
+                    SELECT n.id, n.agent_id, n.status, n.started_at, n.finished_at AS finished_at
+                    FROM new_tasks AS n
+                    WHERE n.status IN ('succeeded', 'failed') AND n.agent_id IS NOT NULL AND n.finished_at IS NOT NULL
+                )
+            ) AS c
+            ON CONFLICT DO NOTHING;
+        END IF;
+    ELSIF TG_TABLE_NAME = 'jobs' THEN
+        IF TG_OP = 'INSERT' THEN
+            -- the row trigger jobs_metrics_insert_trg: a job inserted completed or discarded (its WHEN)
+            INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
+            VALUES ('worker', date_trunc('hour', coalesce(NEW.completed_at, NEW.discarded_at), 'UTC'))
+            ON CONFLICT DO NOTHING;
+        ELSE
+            INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
+            SELECT DISTINCT 'worker'::text, date_trunc('hour', c.finished_at, 'UTC')
+            FROM (
+                (
+                    SELECT n.id, n.worker, n.state, n.attempted_at, coalesce(n.completed_at, n.discarded_at) AS finished_at
+                    FROM new_jobs AS n
+                    WHERE n.state IN ('completed', 'discarded') AND coalesce(n.completed_at, n.discarded_at) IS NOT NULL
+                    EXCEPT
+                    SELECT o.id, o.worker, o.state, o.attempted_at, coalesce(o.completed_at, o.discarded_at) AS finished_at
+                    FROM old_jobs AS o
+                    WHERE o.state IN ('completed', 'discarded') AND coalesce(o.completed_at, o.discarded_at) IS NOT NULL
+                )
+                UNION ALL
+                (
+                    SELECT o.id, o.worker, o.state, o.attempted_at, coalesce(o.completed_at, o.discarded_at) AS finished_at
+                    FROM old_jobs AS o
+                    WHERE o.state IN ('completed', 'discarded') AND coalesce(o.completed_at, o.discarded_at) IS NOT NULL
+                    EXCEPT
+                    SELECT n.id, n.worker, n.state, n.attempted_at, coalesce(n.completed_at, n.discarded_at) AS finished_at
+                    FROM new_jobs AS n
+                    WHERE n.state IN ('completed', 'discarded') AND coalesce(n.completed_at, n.discarded_at) IS NOT NULL
+                )
+            ) AS c
+            ON CONFLICT DO NOTHING;
+        END IF;
+    ELSIF TG_TABLE_NAME = 'job_runs' THEN
+        IF TG_OP = 'INSERT' THEN
+            INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
+            SELECT DISTINCT 'worker'::text, date_trunc('hour', n.finished_at, 'UTC')
+            FROM new_runs AS n
+            WHERE n.side = 'runner' AND n.status = 'failed' AND n.finished_at IS NOT NULL
+            ON CONFLICT DO NOTHING;
+        ELSE
+            INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
+            SELECT DISTINCT 'worker'::text, date_trunc('hour', c.finished_at, 'UTC')
+            FROM (
+                (
+                    SELECT n.id, n.job_name, n.started_at, n.finished_at AS finished_at
+                    FROM new_runs AS n
+                    WHERE n.side = 'runner' AND n.status = 'failed' AND n.finished_at IS NOT NULL
+                    EXCEPT
+                    SELECT o.id, o.job_name, o.started_at, o.finished_at AS finished_at
+                    FROM old_runs AS o
+                    WHERE o.side = 'runner' AND o.status = 'failed' AND o.finished_at IS NOT NULL
+                )
+                UNION ALL
+                (
+                    SELECT o.id, o.job_name, o.started_at, o.finished_at AS finished_at
+                    FROM old_runs AS o
+                    WHERE o.side = 'runner' AND o.status = 'failed' AND o.finished_at IS NOT NULL
+                    EXCEPT
+                    SELECT n.id, n.job_name, n.started_at, n.finished_at AS finished_at
+                    FROM new_runs AS n
+                    WHERE n.side = 'runner' AND n.status = 'failed' AND n.finished_at IS NOT NULL
+                )
+            ) AS c
+            ON CONFLICT DO NOTHING;
+        END IF;
+    ELSE
+        RAISE EXCEPTION '_mark_metrics_pending: no metrics are computed from table %.%', TG_TABLE_SCHEMA, TG_TABLE_NAME
+        USING ERRCODE = 'feature_not_supported',
+        HINT = 'It is the trigger function of autopilot.tasks, autopilot.jobs and autopilot.job_runs only.';
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._mark_metrics_pending() IS
+'Private: statement trigger on autopilot.tasks, autopilot.jobs and autopilot.job_runs (after INSERT on jobs, a row trigger for the jobs inserted completed or discarded); records in autopilot.performance_metrics_pending the hours (UTC) whose agent or worker metrics a statement changed, for metrics-refresh.';
+
+DROP TRIGGER jobs_metrics_insert_trg ON autopilot.jobs;
+
+-- a row trigger: a job enqueued (available, scheduled, waiting) calls nothing
+CREATE TRIGGER jobs_metrics_insert_trg
+AFTER INSERT ON autopilot.jobs
+FOR EACH ROW
+WHEN (new.state IN ('completed', 'discarded') AND coalesce(new.completed_at, new.discarded_at) IS NOT NULL)
+EXECUTE FUNCTION autopilot._mark_metrics_pending();
+
+COMMENT ON TRIGGER jobs_metrics_insert_trg ON autopilot.jobs IS
+'Jobs inserted already completed or discarded: their hour''s worker metrics are recomputed by metrics-refresh.';
+
 -- KEEP THIS SECTION LAST. Where pg_cron is in this database, the update resyncs pg_cron
 -- itself (new and changed jobs, the renames to autopilot:<database>:<job>), so that nothing
 -- is left for "autopilot sync". A sync that fails (a name taken by a job of this role in

@@ -8,6 +8,7 @@ import threading
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from helpers import wait_for
 
@@ -286,3 +287,66 @@ def test_heartbeat_and_complete_many_lock_jobs_in_id_order(client, installed_db)
     beat.join(timeout=10)
     assert not beat.is_alive()
     beating.close()
+
+
+def test_complete_and_claim_records_and_claims_in_one_transaction(client, installed_db):
+    """The successes go with the next claim: one transaction (the completed jobs' completed_at is the
+    claimed jobs' attempted_at, the transaction's now()), complete_many's answer beside the jobs; on
+    an error neither the completions nor the claim happened."""
+    ids = [client.enqueue("w", {"i": i}, queue="q") for i in range(5)]
+    first = client.claim("q", "n", 3)
+    installed_db.scalar("SELECT autopilot.cancel(%s, 'changed my mind')", [ids[1]])
+    done, claimed = client.complete_and_claim([job.key for job in first], "q", "n", 5)
+    assert done == {(ids[0], 1), (ids[2], 1)}
+    assert [job.id for job in claimed] == ids[3:]
+    with installed_db.connect() as conn:
+        rows = conn.execute(
+            "SELECT id, state, completed_at, attempted_at FROM autopilot.jobs ORDER BY id"
+        ).fetchall()
+    states = [state for _, state, _, _ in rows]
+    assert states == ["completed", "cancelled", "completed", "executing", "executing"]
+    assert rows[0][2] == rows[2][2] == rows[3][3] == rows[4][3]
+    assert installed_db.scalar("SELECT count(*) FROM autopilot.job_runs WHERE status = 'succeeded'") == 2
+
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        client.complete_and_claim([job.key for job in claimed], "q", "", 5)  # claim() refuses the node
+    assert installed_db.scalar("SELECT count(*) FROM autopilot.jobs WHERE state = 'executing'") == 2
+    assert client.complete_and_claim([job.key for job in claimed], "q", "n", 5) == (None, [])
+
+
+def test_complete_many_locks_jobs_in_id_order_whatever_the_plan(client, installed_db):
+    """As heartbeat(): complete_many forced onto a seq scan, with the heap order differing from the id
+    order and the first job held by another session, waits on it before locking any other row."""
+    ids = [client.enqueue("w", queue="q") for _ in range(3)]
+    jobs = client.claim("q", "n", 3)
+    first, last = min(ids), max(ids)
+    with installed_db.connect() as conn:
+        conn.execute("UPDATE autopilot.jobs SET meta = '{\"moved\": true}' WHERE id = %s", [first])
+    holder = installed_db.connect(autocommit=False)
+    completing = installed_db.connect()
+    try:
+        holder.execute("SELECT 1 FROM autopilot.jobs WHERE id = %s FOR UPDATE", [first])
+        completing.execute("SET enable_indexscan = off; SET enable_bitmapscan = off")
+        completing.execute("SET enable_tidscan = off")
+        thread = threading.Thread(
+            target=lambda: completing.execute(
+                "SELECT autopilot.complete_many(%s, %s)", [[j.id for j in jobs], [j.attempt for j in jobs]]
+            ).fetchall()
+        )
+        thread.start()
+        wait_for(
+            lambda: installed_db.scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE 'SELECT autopilot.complete_many%%'"
+            ),
+            "complete_many to wait for the first job",
+        )
+        with installed_db.connect() as other:
+            other.execute("SELECT 1 FROM autopilot.jobs WHERE id = %s FOR UPDATE NOWAIT", [last])
+    finally:
+        holder.rollback()
+        holder.close()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    completing.close()
+    assert installed_db.scalar("SELECT count(*) FROM autopilot.jobs WHERE state = 'completed'") == 3

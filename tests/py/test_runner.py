@@ -406,6 +406,25 @@ def test_a_runner_holds_no_more_than_its_slots_and_prefetch_while_completions_wa
         blocker.close()
 
 
+def test_under_a_backlog_claims_record_the_completions_waiting(queue_db):
+    """Quick jobs in a backlog: the completions waiting go with the next claim, in its transaction (the
+    completed jobs' completed_at is the claimed jobs' attempted_at, both the transaction's now()), not
+    each batch committed apart; every job still completed once, with its run in the ledger."""
+    enqueue(queue_db, "noop", 2000)
+    with ThreadedRunner(queue_db.dsn, concurrency=2, prefetch=5, max_prefetch=50):
+        wait_for(lambda: states(queue_db) == {"completed": 2000}, "every job completed", timeout=60)
+    with queue_db.connect() as conn:
+        together = conn.execute(
+            "SELECT count(DISTINCT d.completed_at) FROM autopilot.jobs AS d"
+            " WHERE d.completed_at IN (SELECT c.attempted_at FROM autopilot.jobs AS c)"
+        ).fetchone()[0]
+        ledger = "SELECT count(DISTINCT details ->> 'job_id') FROM autopilot.job_runs"
+        runs = conn.execute(ledger).fetchone()[0]
+        attempts = conn.execute("SELECT max(attempt) FROM autopilot.jobs").fetchone()[0]
+    assert together >= 5, "claims that recorded completions in the same transaction"
+    assert runs == 2000 and attempts == 1
+
+
 def test_slow_jobs_are_not_claimed_ahead_and_a_freed_slot_claims_at_once(queue_db):
     """Once the runner knows its jobs are slow, it holds only the jobs it runs (the others stay available
     for other runners), and a slot that frees claims the next job at once, not at the next poll."""

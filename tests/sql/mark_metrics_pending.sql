@@ -4,7 +4,7 @@
 -- tests/sql/refresh_performance_metrics.sql). Everything here is one transaction, so a queued
 -- hour is one row whatever the statements: the queue is emptied before each case.
 BEGIN;
-SELECT plan(36);
+SELECT plan(37);
 
 SET LOCAL client_min_messages = warning;
 -- pg_cron runs metrics-refresh in this database: hold its lock, so that a scheduled run cannot
@@ -28,11 +28,12 @@ SELECT results_eq(
       ORDER BY 1, 2$$,
     $$VALUES ('job_runs', 'job_runs_metrics_insert_trg', NULL::text, 'new_runs'),
              ('job_runs', 'job_runs_metrics_update_trg', 'old_runs', 'new_runs'),
-             ('jobs', 'jobs_metrics_insert_trg', NULL, 'new_jobs'),
+             ('jobs', 'jobs_metrics_insert_trg', NULL, NULL),
              ('jobs', 'jobs_metrics_update_trg', 'old_jobs', 'new_jobs'),
              ('tasks', 'tasks_metrics_insert_trg', NULL, 'new_tasks'),
              ('tasks', 'tasks_metrics_update_trg', 'old_tasks', 'new_tasks')$$,
-    'it serves an insert and an update trigger on each of tasks, jobs and job_runs, with their transition tables'
+    'an insert and an update trigger on each of tasks, jobs and job_runs, with their transition tables '
+    || '(none for the row trigger after INSERT on jobs)'
 );
 SELECT is(
     (
@@ -40,9 +41,19 @@ SELECT is(
         FROM pg_trigger AS t
         WHERE t.tgfoid = 'autopilot._mark_metrics_pending()'::regprocedure
     ),
-    -- 4 = INSERT, 16 = UPDATE; no ROW (1) or BEFORE (2) bit: after, for each statement
-    ARRAY[4, 16]::smallint[],
-    'each trigger fires after its statement, once'
+    -- 4 = INSERT, 16 = UPDATE, 5 = INSERT and ROW (jobs_metrics_insert_trg); no BEFORE (2) bit
+    ARRAY[4, 5, 16]::smallint[],
+    'each trigger fires after its statement, once; after INSERT on jobs, after each row'
+);
+SELECT ok(
+    (
+        SELECT
+            pg_get_triggerdef(t.oid) LIKE '%FOR EACH ROW WHEN (((new.state = ANY (ARRAY[''completed''::text, '
+            || '''discarded''::text])) AND (COALESCE(new.completed_at, new.discarded_at) IS NOT NULL)))%'
+        FROM pg_trigger AS t
+        WHERE t.tgname = 'jobs_metrics_insert_trg'
+    ),
+    'after INSERT on jobs, it is called for the jobs inserted completed or discarded only (an enqueue calls nothing)'
 );
 
 TRUNCATE autopilot.tasks, autopilot.agents, autopilot.jobs, autopilot.job_runs CASCADE;

@@ -1,61 +1,99 @@
-"""The completer thread: records completions in batches (``complete_many``), off the main loop, so
-that claiming and starting jobs never waits for it."""
+"""The completer: the successes waiting to be recorded (``complete_many``), and a thread that records
+them in batches when no claim takes them along.
+
+Under a backlog the main loop records them itself: each claim takes the waiting successes with it
+(``QueueClient.complete_and_claim``: one transaction, one round trip), so that one commit records a
+batch of finished jobs and takes the next. The thread records what waited ``delay`` seconds without
+a claim (the last jobs of a backlog, a runner with nothing more to claim), so that no success waits
+for the next claim longer than that."""
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue as queue_module
 import threading
+import time
 
-from ..queue import QueueClient, backoff
+from ..queue import Key, QueueClient, backoff
 from .ledger import Ledger, Outcome
 from .logs import event, one_line
 
 
 class Completer:
-    """Owns its inbox of successful outcomes. Keeps a batch until it is recorded; no error ends it.
-    ``close()`` ends it once the inbox is empty; after ``run_over`` (the heartbeats have stopped) a
-    batch it cannot record is given up to rescue-orphaned-jobs."""
+    """Owns the successes not recorded yet (its inbox): each is either in the inbox or taken by one
+    recorder (its thread, or a claim of the main loop) until the database has it. No error ends the
+    thread; ``close()`` ends it once the inbox is empty; after ``run_over`` (the heartbeats have
+    stopped) a batch it cannot record is given up to rescue-orphaned-jobs."""
 
     def __init__(
-        self, queue: QueueClient, ledger: Ledger, batch: int, wake: threading.Event, run_over: threading.Event
+        self,
+        queue: QueueClient,
+        ledger: Ledger,
+        batch: int,
+        wake: threading.Event,
+        run_over: threading.Event,
+        delay: float = 0.02,
     ):
         self._queue = queue
         self._ledger = ledger
         self._batch = batch
         self._wake = wake
         self._run_over = run_over
-        self._inbox: queue_module.Queue[Outcome] = queue_module.Queue()
+        self._delay = delay
+        self._inbox: collections.deque[Outcome] = collections.deque()  # oldest first
+        self._changed = threading.Condition(threading.Lock())
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="autopilot-completer", daemon=True)
 
     def put(self, outcome: Outcome) -> None:
-        self._inbox.put(outcome)
+        with self._changed:
+            self._inbox.append(outcome)
+            if len(self._inbox) == 1:
+                self._changed.notify()
+
+    def take(self) -> list[Outcome]:
+        """Every success waiting (at most a batch), for the caller to record; it gives back
+        (:meth:`give_back`) what it could not record, and reports (:meth:`recorded`) what it did."""
+        with self._changed:
+            return self._take()
+
+    def _take(self) -> list[Outcome]:
+        count = min(len(self._inbox), self._batch)
+        return [self._inbox.popleft() for _ in range(count)]
+
+    def give_back(self, outcomes: list[Outcome]) -> None:
+        """Successes a recorder could not record: first in line again."""
+        if outcomes:
+            with self._changed:
+                self._inbox.extendleft(reversed(outcomes))
+                self._changed.notify()
 
     def start(self) -> None:
         self._thread.start()
 
     def close(self, timeout: float) -> None:
         self._closing.set()
+        with self._changed:
+            self._changed.notify()
         if self._thread.is_alive():
             self._thread.join(timeout=timeout)
 
     def _loop(self) -> None:
-        batch: list[Outcome] = []
         failures = 0
         while True:
-            if not batch and not self._take_batch(batch):
+            batch = self._wait_for_batch()
+            if not batch:
                 if self._closing.is_set():
                     return
                 continue
             try:
-                self._record(batch)
+                self.recorded(batch, self._queue.complete_many([o.running.key for o in batch]))
             except Exception as exc:  # the database's, or anything else: never let the thread die
                 failures += 1
                 if self._run_over.is_set():
                     self._give_up(batch, exc)
-                    batch = []
                     continue
+                self.give_back(batch)
                 delay = backoff(failures, 10.0)
                 event(
                     logging.ERROR,
@@ -67,23 +105,25 @@ class Completer:
                 self._run_over.wait(delay)
                 continue
             failures = 0
-            batch = []
 
-    def _take_batch(self, batch: list[Outcome]) -> bool:
-        """Waits up to 0.1 s for an outcome, then takes what else is there, up to a batch."""
-        try:
-            batch.append(self._inbox.get(timeout=0.1))
-        except queue_module.Empty:
-            return False
-        while len(batch) < self._batch:
-            try:
-                batch.append(self._inbox.get_nowait())
-            except queue_module.Empty:
-                break
-        return True
+    def _wait_for_batch(self) -> list[Outcome]:
+        """Waits (up to 0.1 s) until the oldest success has waited ``delay`` seconds (at once when
+        closing), then takes what is there, up to a batch; [] if nothing is."""
+        with self._changed:
+            deadline = time.monotonic() + 0.1
+            while True:
+                now = time.monotonic()
+                if self._inbox and (self._closing.is_set() or now - self._inbox[0].finished >= self._delay):
+                    return self._take()
+                if now >= deadline or (self._closing.is_set() and not self._inbox):
+                    return []
+                wait = deadline - now
+                if self._inbox:
+                    wait = min(wait, self._inbox[0].finished + self._delay - now)
+                self._changed.wait(max(wait, 0.001))
 
-    def _record(self, outcomes: list[Outcome]) -> None:
-        done = self._queue.complete_many([o.running.key for o in outcomes])  # None: all of them
+    def recorded(self, outcomes: list[Outcome], done: set[Key] | None) -> None:
+        """complete_many() returned: ``done`` the attempts it completed (None: all of them)."""
         self._ledger.completions_recorded(outcomes, done)
         self._wake.set()  # claims that waited for these completions to be recorded may go on
         for o in outcomes:

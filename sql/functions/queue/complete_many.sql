@@ -21,14 +21,14 @@ BEGIN
         USING ERRCODE = 'array_subscript_error';
     END IF;
     WITH mine AS (
-        -- locked in id order, as heartbeat() locks them (no deadlock between the two); by primary
-        -- key, then the attempt: bounded by the batch, whatever the statistics say about how many
-        -- jobs are executing
-        SELECT j.id
+        -- locked in id order, as heartbeat() locks them (no deadlock between the two), through the
+        -- primary key alone: bounded by the batch whatever the statistics say about how many jobs are
+        -- executing (a condition on the state here would let the planner walk jobs_executing_idx and
+        -- match every row against the whole batch). A locked row is its latest version: its state
+        -- and attempt are checked below, against the batch's, by a hash join.
+        SELECT j.id, j.attempt, j.state
         FROM autopilot.jobs AS j
         WHERE j.id = ANY(p_ids)
-          AND j.state = 'executing'
-          AND (j.id, j.attempt) IN (SELECT u.id, u.attempt FROM unnest(p_ids, p_attempts) AS u (id, attempt))
         ORDER BY j.id
         FOR NO KEY UPDATE OF j
     ),
@@ -38,7 +38,11 @@ BEGIN
         SET state = 'completed',
             completed_at = now()
         FROM mine
-        WHERE j.id = mine.id
+        INNER JOIN unnest(p_ids, p_attempts) AS u (id, attempt) ON mine.id = u.id AND mine.attempt = u.attempt
+        WHERE
+            j.id = mine.id
+            AND j.id = ANY(p_ids)
+            AND mine.state = 'executing'
         RETURNING j.*
     )
 
