@@ -7626,10 +7626,11 @@ SELECT
     -- Each side reads the newest entry of its own partial index (one query over both would read
     -- every enqueue of a runner job that never completed)
     CASE
-        WHEN d.side = 'database' THEN (
-            SELECT max(r.started_at) FROM autopilot.job_runs AS r
-            WHERE r.job_name = d.name AND r.status = 'succeeded'
-        )
+        WHEN d.side = 'database'
+            THEN (
+                SELECT max(r.started_at) FROM autopilot.job_runs AS r
+                WHERE r.job_name = d.name AND r.status = 'succeeded'
+            )
         ELSE (
             SELECT max(r.started_at) FROM autopilot.job_runs AS r
             WHERE r.job_name = d.name AND r.status = 'succeeded' AND r.trigger = 'runner'
