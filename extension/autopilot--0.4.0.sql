@@ -5642,7 +5642,9 @@ AS $$
             'runner',
             p_status,
             j.attempted_at,
-            greatest(clock_timestamp(), j.attempted_at),
+            -- the transaction's time, as jobs.completed_at: the runner records completions in the
+            -- transaction of its next claim, whose attempted_at (now()) must not precede them
+            greatest(now(), j.attempted_at),
             p_messages[j.ordinality],
             jsonb_build_object(
                 'job_id', j.id, 'worker', j.worker, 'queue', j.queue, 'attempt', j.attempt,
