@@ -11,10 +11,7 @@ VALUES
 
 SELECT is(
     autopilot._record_runner_attempts(
-        ARRAY(
-            SELECT j FROM autopilot.jobs AS j
-            ORDER BY j.id
-        ),
+        (SELECT array_agg(j ORDER BY j.id) FROM autopilot.jobs AS j),
         'succeeded',
         ARRAY['ingested 3 files', NULL]
     ),
