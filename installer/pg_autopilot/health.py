@@ -6,6 +6,8 @@ pg_cron checks added."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,6 +16,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from . import schedules
+from .db import other_database
+from .errors import AutopilotError
 
 SEVERITIES = ("critical", "warning")
 # monitoring-plugin exit codes (Nagios, Icinga)
@@ -77,10 +81,16 @@ def problems(
         side = cur.execute("SELECT autopilot._health_cron_jobs() AS side").fetchone()["side"]
         if side is not None and "jobs" not in side:
             # pg_cron lives in another database: read its jobs there, check them here
-            location = location or schedules.locate(conn, dsn)
+            if location is None or cron is None:
+                # one connection to pg_cron's database for both questions (`check` is started often);
+                # where it cannot be opened, each question says why as it would alone
+                with _connection_or_none(dsn, side["database"]) as cron_conn:
+                    location = location or schedules.locate(conn, dsn, cron_conn)
+                    if location.explanation is None and cron is None:
+                        cron = schedules.cron_jobs(conn, dsn, location, cron_conn)
             if location.explanation is None:
-                jobs = cron if cron is not None else schedules.cron_jobs(conn, dsn, location)
-                side = {"database": side["database"], "jobs": [_jsonable(job) for job in jobs.values()]}
+                jobs = [_jsonable(job) for job in (cron or {}).values()]
+                side = {"database": side["database"], "jobs": jobs}
             rows = cur.execute(
                 "SELECT severity, check_name, subject, message, since FROM autopilot._health(%s)",
                 [Jsonb(side)],
@@ -90,6 +100,19 @@ def problems(
                 "SELECT severity, check_name, subject, message, since FROM autopilot.health"
             ).fetchall()
     return [Problem(**row) for row in rows]
+
+
+@contextlib.contextmanager
+def _connection_or_none(dsn: str | None, database: str) -> Iterator[psycopg.Connection | None]:
+    try:
+        conn = other_database(dsn, database, autocommit=True)
+    except (AutopilotError, psycopg.Error):
+        conn = None
+    if conn is None:
+        yield None
+        return
+    with conn:
+        yield conn
 
 
 def _jsonable(job: dict) -> dict:

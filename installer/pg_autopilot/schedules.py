@@ -61,7 +61,11 @@ class CronLocation:
         return None
 
 
-def locate(conn: psycopg.Connection, dsn: str | None) -> CronLocation:
+def locate(
+    conn: psycopg.Connection, dsn: str | None, cron_conn: psycopg.Connection | None = None
+) -> CronLocation:
+    """Where pg_cron lives, seen from ``conn``; ``cron_conn``: a connection to pg_cron's database the caller
+    already holds (else one is opened when pg_cron is in another database)."""
     app_db = conn.execute("SELECT current_database()").fetchone()[0]
     try:
         # pg_cron's settings are superuser-only: a plain role needs pg_read_all_settings
@@ -74,6 +78,8 @@ def locate(conn: psycopg.Connection, dsn: str | None) -> CronLocation:
     if cron_db == app_db:
         created = conn.execute(_CRON_CREATED).fetchone()[0]
         return CronLocation(cron_db, app_db, created)
+    if cron_conn is not None and cron_conn.info.dbname == cron_db:
+        return CronLocation(cron_db, app_db, cron_conn.execute(_CRON_CREATED).fetchone()[0])
     with other_database(dsn, cron_db, autocommit=True) as cconn:
         created = cconn.execute(_CRON_CREATED).fetchone()[0]
     return CronLocation(cron_db, app_db, created)
@@ -256,7 +262,12 @@ def _rename_remote(cconn: psycopg.Connection, step: dict, app_database: str) -> 
         )
 
 
-def cron_jobs(conn: psycopg.Connection, dsn: str | None, location: CronLocation) -> dict[str, dict]:
+def cron_jobs(
+    conn: psycopg.Connection,
+    dsn: str | None,
+    location: CronLocation,
+    cron_conn: psycopg.Connection | None = None,
+) -> dict[str, dict]:
     """pg_cron's view of this database's autopilot jobs: the cron.job row, and the last cron run.
 
     cron.job_run_details has no index but its primary key (runid), and pg_cron never prunes it: a
@@ -289,6 +300,8 @@ def cron_jobs(conn: psycopg.Connection, dsn: str | None, location: CronLocation)
     if location.local:
         with conn.cursor(row_factory=dict_row) as cur:
             rows = cur.execute(query, [location.app_database]).fetchall()
+    elif cron_conn is not None and cron_conn.info.dbname == location.database:
+        rows = cron_conn.cursor(row_factory=dict_row).execute(query, [location.app_database]).fetchall()
     else:
         with other_database(dsn, location.database, autocommit=True) as cconn:
             rows = cconn.cursor(row_factory=dict_row).execute(query, [location.app_database]).fetchall()
