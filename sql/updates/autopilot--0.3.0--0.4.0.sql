@@ -7025,7 +7025,6 @@ BEGIN
           AND coalesce((r.details ->> 'run_started_at')::timestamptz, r.started_at) + d.timeout < clock_timestamp()
           AND r.backend_pid <> pg_backend_pid()
           AND a.backend_start <= coalesce((r.details ->> 'run_started_at')::timestamptz, r.started_at)
-          AND a.backend_start <= r.started_at
           AND a.state = 'active'
           AND EXISTS (
               SELECT FROM pg_locks AS l

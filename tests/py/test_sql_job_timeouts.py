@@ -37,6 +37,23 @@ def runs(db) -> list[dict]:
         )
 
 
+def start_scheduled_run(db) -> tuple[threading.Thread, dict]:
+    """A run of JOB as pg_cron makes it (a bare CALL, no statement_timeout), in a thread of its own; the
+    dict gets the error it ends with, under "error"."""
+    outcome: dict = {}
+
+    def scheduled_run() -> None:
+        with db.connect() as conn:
+            try:
+                conn.execute("CALL autopilot.run_scheduled_job(%s)", [JOB])
+            except psycopg.Error as exc:
+                outcome["error"] = exc
+
+    thread = threading.Thread(target=scheduled_run)
+    thread.start()
+    return thread, outcome
+
+
 def test_autopilot_run_past_the_timeout_is_cancelled_and_recorded_timed_out(held_job, autopilot):
     db = held_job
     with db.connect() as conn:
@@ -65,17 +82,7 @@ def test_a_scheduled_run_past_its_timeout_is_cancelled_by_the_next_scheduled_run
     db = held_job
     with db.connect() as conn:
         conn.execute("SELECT autopilot.set_job_timeout(%s, '3 seconds')", [JOB])
-    outcome: dict = {}
-
-    def scheduled_run() -> None:  # as pg_cron runs it: a bare CALL, no statement_timeout
-        with db.connect() as conn:
-            try:
-                conn.execute("CALL autopilot.run_scheduled_job(%s)", [JOB])
-            except psycopg.Error as exc:
-                outcome["error"] = exc
-
-    thread = threading.Thread(target=scheduled_run)
-    thread.start()
+    thread, outcome = start_scheduled_run(db)
     try:
         time.sleep(1)
         with db.connect() as conn:
@@ -109,15 +116,6 @@ def test_two_runs_that_find_it_past_its_timeout_cancel_it_once(held_job):
     db = held_job
     with db.connect() as conn:
         conn.execute("SELECT autopilot.set_job_timeout(%s, '1 second')", [JOB])
-    outcome: dict = {}
-
-    def scheduled_run() -> None:
-        with db.connect() as conn:
-            try:
-                conn.execute("CALL autopilot.run_scheduled_job(%s)", [JOB])
-            except psycopg.Error as exc:
-                outcome["error"] = exc
-
     second: dict = {}
 
     def second_canceller() -> None:
@@ -135,8 +133,7 @@ def test_two_runs_that_find_it_past_its_timeout_cancel_it_once(held_job):
                 is not None
             )
 
-    run = threading.Thread(target=scheduled_run)
-    run.start()
+    run, outcome = start_scheduled_run(db)
     first = db.connect(autocommit=False)
     other = threading.Thread(target=second_canceller)
     try:
@@ -163,17 +160,7 @@ def test_two_runs_that_find_it_past_its_timeout_cancel_it_once(held_job):
 
 def test_a_cancel_before_the_timeout_is_a_failure_not_a_timeout(held_job):
     db = held_job
-    outcome: dict = {}
-
-    def scheduled_run() -> None:
-        with db.connect() as conn:
-            try:
-                conn.execute("CALL autopilot.run_scheduled_job(%s)", [JOB])
-            except psycopg.Error as exc:
-                outcome["error"] = exc
-
-    thread = threading.Thread(target=scheduled_run)
-    thread.start()
+    thread, outcome = start_scheduled_run(db)
     try:
         time.sleep(1)
         with db.connect() as conn:
