@@ -8346,6 +8346,272 @@ $$;
 COMMENT ON FUNCTION autopilot._record_runner_attempts(autopilot.jobs[], text, text[]) IS
 'Private: records ended runner attempts in autopilot.job_runs (side runner), one row per job with its message; returns how many.';
 
+-- New jobs announce themselves: enqueue, enqueue_many and _enqueue_catalog_job NOTIFY autopilot_jobs
+-- (a plain INSERT when no unique key is given); the INSERT trigger and its transition table go.
+DROP TRIGGER IF EXISTS jobs_notify_insert_trg ON autopilot.jobs;
+
+-- sql/functions/queue/_notify_jobs_available.sql
+CREATE OR REPLACE FUNCTION autopilot._notify_jobs_available()
+RETURNS trigger
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- @plpgsql_check_options: newtable = new_rows
+--
+-- Statement trigger on autopilot.jobs (after UPDATE): one NOTIFY autopilot_jobs
+-- per queue in which the statement made a job ready to run now (retried,
+-- rescued, released), payload the queue's name, so that an idle runner
+-- LISTENing starts it at once instead of at its next poll. Delivered at commit;
+-- PostgreSQL folds identical notifications of one transaction. Jobs due later
+-- are found by the runners' polling. New jobs are announced by the functions
+-- that add them (enqueue, enqueue_many, _enqueue_catalog_job), not by an INSERT
+-- trigger: its transition table cost a one-job enqueue more than the NOTIFY.
+BEGIN
+    PERFORM pg_notify('autopilot_jobs', q.queue)
+    FROM (
+        SELECT DISTINCT n.queue
+        FROM new_rows AS n
+        WHERE n.state IN ('available', 'scheduled', 'retryable') AND n.scheduled_at <= now()
+    ) AS q;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._notify_jobs_available() IS
+'Private: statement trigger on autopilot.jobs (after UPDATE); NOTIFY autopilot_jobs (payload: the queue) for each queue in which a statement made a job ready to run now.';
+
+-- sql/functions/queue/enqueue.sql
+CREATE OR REPLACE FUNCTION autopilot.enqueue(
+    p_worker text,
+    p_args jsonb DEFAULT '{}',
+    p_queue text DEFAULT 'default',
+    p_priority integer DEFAULT 0,
+    p_scheduled_at timestamptz DEFAULT NULL,
+    p_max_attempts integer DEFAULT 20,
+    p_unique_key text DEFAULT NULL,
+    p_meta jsonb DEFAULT '{}',
+    p_depends_on bigint[] DEFAULT NULL
+)
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Adds a job to autopilot.jobs and returns its id: available now, or scheduled
+-- when p_scheduled_at is in the future. Priority 0 runs first (0-9). With a
+-- unique key, a job whose key is already held by an unfinished job
+-- (available, scheduled, executing, retryable) is not added: the unfinished
+-- job's id is returned. The dedupe is the partial unique index
+-- jobs_unique_key_idx, so concurrent enqueues of one key leave one row (no
+-- check-then-insert race). A runner LISTENing on autopilot_jobs hears of a job
+-- available now at commit (NOTIFY here, not in a trigger on jobs: a statement
+-- trigger's transition table on every one-job insert cost more than the NOTIFY).
+-- With p_depends_on (ids of jobs enqueued before), the job is waiting until
+-- all of those have completed (complete_many releases it).
+DECLARE
+    v_id bigint;
+    v_depends_on bigint[] := nullif(p_depends_on, '{}');
+    v_state text := CASE WHEN p_scheduled_at > now() THEN 'scheduled' ELSE 'available' END;
+BEGIN
+    IF p_worker IS NULL OR p_worker = '' THEN
+        RAISE EXCEPTION 'a job needs a worker name' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- nested, not AND: a role that never names a dependency needs no EXECUTE on _dependencies_met
+    -- (a function in an expression is checked when the expression starts, whatever runs of it)
+    IF v_depends_on IS NOT NULL THEN
+        IF NOT autopilot._dependencies_met(v_depends_on) THEN
+            v_state := 'waiting';
+        END IF;
+    END IF;
+    IF p_unique_key IS NULL THEN
+        -- nothing to dedupe on: a plain insert (ON CONFLICT would make it a speculative insertion,
+        -- one more lock and WAL record on the queue's hot path)
+        INSERT INTO autopilot.jobs AS j (
+            queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at, depends_on
+        )
+        VALUES (
+            coalesce(p_queue, 'default'), p_worker, coalesce(p_args, '{}'), v_state,
+            coalesce(p_priority, 0), coalesce(p_max_attempts, 20), NULL, coalesce(p_meta, '{}'),
+            greatest(coalesce(p_scheduled_at, now()), now()), v_depends_on
+        )
+        RETURNING j.id INTO v_id;
+        IF v_state = 'available' THEN
+            PERFORM pg_notify('autopilot_jobs', coalesce(p_queue, 'default'));
+        END IF;
+        RETURN v_id;
+    END IF;
+    FOR v_try IN 1 .. 10 LOOP
+        INSERT INTO autopilot.jobs AS j (
+            queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at, depends_on
+        )
+        VALUES (
+            coalesce(p_queue, 'default'), p_worker, coalesce(p_args, '{}'), v_state,
+            coalesce(p_priority, 0), coalesce(p_max_attempts, 20), p_unique_key, coalesce(p_meta, '{}'),
+            greatest(coalesce(p_scheduled_at, now()), now()), v_depends_on
+        )
+        ON CONFLICT (unique_key)
+        WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting')
+        DO NOTHING
+        RETURNING j.id INTO v_id;
+        IF v_id IS NOT NULL THEN
+            IF v_state = 'available' THEN
+                PERFORM pg_notify('autopilot_jobs', coalesce(p_queue, 'default'));
+            END IF;
+            RETURN v_id;
+        END IF;
+        -- the key is held: that job's id, and nothing added (nothing to announce)
+        SELECT j.id INTO v_id
+        FROM autopilot.jobs AS j
+        WHERE j.unique_key = p_unique_key
+          AND j.state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting');
+        IF v_id IS NOT NULL THEN
+            RETURN v_id;
+        END IF;
+        -- the holder finished between the two statements: try again
+    END LOOP;
+    RAISE EXCEPTION 'could not enqueue % with unique key %: its holder keeps changing', p_worker, p_unique_key
+    USING ERRCODE = 'serialization_failure';
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.enqueue(text, jsonb, text, integer, timestamptz, integer, text, jsonb, bigint[]) IS
+'Adds a runner job (worker, args, queue, priority 0-9 with 0 first, run at, max attempts, unique key, meta, the jobs it waits for) and returns its id; with a unique key held by an unfinished job, returns that job''s id and adds nothing.';
+
+-- sql/functions/queue/enqueue_many.sql
+CREATE OR REPLACE FUNCTION autopilot.enqueue_many(p_jobs jsonb)
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Adds many jobs in one statement: p_jobs is a JSON array of objects with the
+-- keys of autopilot.enqueue() -- worker (required), args, queue, priority,
+-- scheduled_at, max_attempts, unique_key, meta, depends_on (an array of ids of
+-- jobs enqueued before: the job waits until they have completed). Returns the
+-- ids of the jobs added; a job whose unique key is held by an unfinished job is
+-- skipped. One NOTIFY autopilot_jobs per queue that got a job available now.
+DECLARE
+    v_depends_on bigint[];
+    v_ids bigint[];
+    v_queues text[];
+BEGIN
+    IF jsonb_typeof(p_jobs) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'enqueue_many takes a JSON array of jobs, not %', coalesce(jsonb_typeof(p_jobs), 'NULL')
+        USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- every dependency of the batch, checked and locked at once (none: no work at all)
+    v_depends_on := ARRAY(
+        SELECT DISTINCT d.id::bigint
+        FROM jsonb_array_elements(p_jobs) AS x (job)
+        CROSS JOIN LATERAL jsonb_array_elements_text(
+            CASE WHEN jsonb_typeof(x.job -> 'depends_on') = 'array' THEN x.job -> 'depends_on' ELSE '[]' END
+        ) AS d (id)
+    );
+    IF cardinality(v_depends_on) > 0 THEN
+        PERFORM autopilot._dependencies_met(v_depends_on);
+    END IF;
+    WITH added AS (
+        INSERT INTO autopilot.jobs AS j (
+            queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at, depends_on
+        )
+        SELECT
+            coalesce(x.queue, 'default'),
+            x.worker,
+            coalesce(x.args, '{}'),
+            CASE
+                WHEN
+                    cardinality(v_depends_on) > 0
+                    AND EXISTS (
+                        SELECT FROM autopilot.jobs AS d
+                        WHERE d.id = ANY(x.depends_on) AND d.state <> 'completed'
+                    )
+                    THEN 'waiting'
+                WHEN x.scheduled_at > now() THEN 'scheduled'
+                ELSE 'available'
+            END,
+            coalesce(x.priority, 0),
+            coalesce(x.max_attempts, 20),
+            x.unique_key,
+            coalesce(x.meta, '{}'),
+            greatest(coalesce(x.scheduled_at, now()), now()),
+            nullif(x.depends_on, '{}')
+        FROM jsonb_to_recordset(p_jobs) AS x (
+            worker text, args jsonb, queue text, priority smallint, scheduled_at timestamptz,
+            max_attempts integer, unique_key text, meta jsonb, depends_on bigint[]
+        )
+        ON CONFLICT (unique_key)
+        WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting')
+        DO NOTHING
+        RETURNING j.id, j.queue, j.state
+    )
+
+    SELECT
+        array_agg(a.id ORDER BY a.id),
+        array_agg(DISTINCT a.queue) FILTER (WHERE a.state = 'available')
+    INTO v_ids, v_queues
+    FROM added AS a;
+    PERFORM pg_notify('autopilot_jobs', q.queue) FROM unnest(v_queues) AS q (queue);
+    RETURN QUERY SELECT i.id FROM unnest(v_ids) AS i (id);
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.enqueue_many(jsonb) IS
+'Adds the jobs of a JSON array (each an object with enqueue()''s keys; worker required) in one statement; returns the ids added (jobs whose unique key is held by an unfinished job are skipped).';
+
+-- sql/functions/core/_enqueue_catalog_job.sql
+CREATE OR REPLACE FUNCTION autopilot._enqueue_catalog_job(p_name text)
+RETURNS autopilot.job_step
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- A runner-side catalog entry only enqueues. The unique key dedupes against the
+-- unfinished job of the same entry, so a runner that was down for a day finds
+-- one pending backup, not twenty-four. A database-side entry with a
+-- cron_elsewhere_worker (pg_cron in another database) enqueues that worker.
+DECLARE
+    v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
+    v_key text := 'catalog:' || p_name;
+    v_worker text := v_job.target;
+    v_queue text := v_job.queue;
+    v_args jsonb := v_job.args;
+    v_id bigint;
+BEGIN
+    IF v_job.side = 'database' THEN
+        SELECT c.cron_elsewhere_worker INTO v_worker FROM autopilot.job_catalog AS c WHERE c.name = p_name;
+        IF v_worker IS NULL THEN
+            RAISE EXCEPTION 'autopilot job % runs in the database, not on the runner', p_name
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = format('Run it with "autopilot run %s" or CALL autopilot.run_scheduled_job(%L).', p_name, p_name);
+        END IF;
+        v_queue := 'default';
+        v_args := '{}';
+    END IF;
+    INSERT INTO autopilot.jobs AS j (queue, worker, args, unique_key, meta)
+    VALUES (v_queue, v_worker, v_args, v_key, jsonb_build_object('catalog', p_name))
+    ON CONFLICT (unique_key)
+    WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting')
+    DO NOTHING
+    RETURNING j.id INTO v_id;
+
+    IF v_id IS NOT NULL THEN
+        PERFORM pg_notify('autopilot_jobs', v_queue);  -- an idle runner starts it at commit
+        RETURN ROW(true, NULL, 1, format('enqueued job %s (%s)', v_id, v_worker),
+                   jsonb_build_object('job_id', v_id))::autopilot.job_step;
+    END IF;
+    SELECT j.id INTO v_id
+    FROM autopilot.jobs AS j
+    WHERE j.unique_key = v_key
+      AND j.state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting');
+    RETURN ROW(true, NULL, 0, format('job %s (%s) is still pending: not enqueued again', v_id, v_worker),
+               jsonb_build_object('job_id', v_id, 'deduplicated', true))::autopilot.job_step;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._enqueue_catalog_job(text) IS
+'Private: enqueues the runner job of a runner-side catalog entry (or the cron_elsewhere_worker of a database-side one) into autopilot.jobs, unless one is still unfinished.';
+
 -- KEEP THIS SECTION LAST. Where pg_cron is in this database, the update resyncs pg_cron
 -- itself (new and changed jobs, the renames to autopilot:<database>:<job>), so that nothing
 -- is left for "autopilot sync". A sync that fails (a name taken by a job of this role in

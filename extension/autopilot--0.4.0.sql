@@ -2820,6 +2820,7 @@ BEGIN
     RETURNING j.id INTO v_id;
 
     IF v_id IS NOT NULL THEN
+        PERFORM pg_notify('autopilot_jobs', v_queue);  -- an idle runner starts it at commit
         RETURN ROW(true, NULL, 1, format('enqueued job %s (%s)', v_id, v_worker),
                    jsonb_build_object('job_id', v_id))::autopilot.job_step;
     END IF;
@@ -5327,12 +5328,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 -- @plpgsql_check_options: newtable = new_rows
 --
--- Statement trigger on autopilot.jobs (after INSERT and UPDATE): one
--- NOTIFY autopilot_jobs per queue in which the statement made a job ready to
--- run now (inserted, retried or rescued), payload the queue's name, so that an
--- idle runner LISTENing starts it at once instead of at its next poll. Delivered
--- at commit; PostgreSQL folds identical notifications of one transaction. Jobs
--- due later are found by the runners' polling.
+-- Statement trigger on autopilot.jobs (after UPDATE): one NOTIFY autopilot_jobs
+-- per queue in which the statement made a job ready to run now (retried,
+-- rescued, released), payload the queue's name, so that an idle runner
+-- LISTENing starts it at once instead of at its next poll. Delivered at commit;
+-- PostgreSQL folds identical notifications of one transaction. Jobs due later
+-- are found by the runners' polling. New jobs are announced by the functions
+-- that add them (enqueue, enqueue_many, _enqueue_catalog_job), not by an INSERT
+-- trigger: its transition table cost a one-job enqueue more than the NOTIFY.
 BEGIN
     PERFORM pg_notify('autopilot_jobs', q.queue)
     FROM (
@@ -5345,20 +5348,13 @@ END;
 $$;
 
 COMMENT ON FUNCTION autopilot._notify_jobs_available() IS
-'Private: statement trigger on autopilot.jobs; NOTIFY autopilot_jobs (payload: the queue) for each queue in which a statement made a job ready to run now.';
-
-CREATE TRIGGER jobs_notify_insert_trg
-AFTER INSERT ON autopilot.jobs
-REFERENCING NEW TABLE AS new_rows
-FOR EACH STATEMENT EXECUTE FUNCTION autopilot._notify_jobs_available();
+'Private: statement trigger on autopilot.jobs (after UPDATE); NOTIFY autopilot_jobs (payload: the queue) for each queue in which a statement made a job ready to run now.';
 
 CREATE TRIGGER jobs_notify_update_trg
 AFTER UPDATE ON autopilot.jobs
 REFERENCING NEW TABLE AS new_rows
 FOR EACH STATEMENT EXECUTE FUNCTION autopilot._notify_jobs_available();
 
-COMMENT ON TRIGGER jobs_notify_insert_trg ON autopilot.jobs IS
-'New jobs ready now: NOTIFY autopilot_jobs with their queue.';
 COMMENT ON TRIGGER jobs_notify_update_trg ON autopilot.jobs IS
 'Jobs retried or rescued, ready now: NOTIFY autopilot_jobs with their queue.';
 
@@ -5434,8 +5430,10 @@ AS $$
 -- job's id is returned. The dedupe is the partial unique index
 -- jobs_unique_key_idx, so concurrent enqueues of one key leave one row (no
 -- check-then-insert race). A runner LISTENing on autopilot_jobs hears of a job
--- available now at commit. With p_depends_on (ids of jobs enqueued before), the
--- job is waiting until all of those have completed (complete_many releases it).
+-- available now at commit (NOTIFY here, not in a trigger on jobs: a statement
+-- trigger's transition table on every one-job insert cost more than the NOTIFY).
+-- With p_depends_on (ids of jobs enqueued before), the job is waiting until
+-- all of those have completed (complete_many releases it).
 DECLARE
     v_id bigint;
     v_depends_on bigint[] := nullif(p_depends_on, '{}');
@@ -5451,6 +5449,23 @@ BEGIN
             v_state := 'waiting';
         END IF;
     END IF;
+    IF p_unique_key IS NULL THEN
+        -- nothing to dedupe on: a plain insert (ON CONFLICT would make it a speculative insertion,
+        -- one more lock and WAL record on the queue's hot path)
+        INSERT INTO autopilot.jobs AS j (
+            queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at, depends_on
+        )
+        VALUES (
+            coalesce(p_queue, 'default'), p_worker, coalesce(p_args, '{}'), v_state,
+            coalesce(p_priority, 0), coalesce(p_max_attempts, 20), NULL, coalesce(p_meta, '{}'),
+            greatest(coalesce(p_scheduled_at, now()), now()), v_depends_on
+        )
+        RETURNING j.id INTO v_id;
+        IF v_state = 'available' THEN
+            PERFORM pg_notify('autopilot_jobs', coalesce(p_queue, 'default'));
+        END IF;
+        RETURN v_id;
+    END IF;
     FOR v_try IN 1 .. 10 LOOP
         INSERT INTO autopilot.jobs AS j (
             queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at, depends_on
@@ -5465,8 +5480,12 @@ BEGIN
         DO NOTHING
         RETURNING j.id INTO v_id;
         IF v_id IS NOT NULL THEN
+            IF v_state = 'available' THEN
+                PERFORM pg_notify('autopilot_jobs', coalesce(p_queue, 'default'));
+            END IF;
             RETURN v_id;
         END IF;
+        -- the key is held: that job's id, and nothing added (nothing to announce)
         SELECT j.id INTO v_id
         FROM autopilot.jobs AS j
         WHERE j.unique_key = p_unique_key
@@ -5496,9 +5515,11 @@ AS $$
 -- scheduled_at, max_attempts, unique_key, meta, depends_on (an array of ids of
 -- jobs enqueued before: the job waits until they have completed). Returns the
 -- ids of the jobs added; a job whose unique key is held by an unfinished job is
--- skipped.
+-- skipped. One NOTIFY autopilot_jobs per queue that got a job available now.
 DECLARE
     v_depends_on bigint[];
+    v_ids bigint[];
+    v_queues text[];
 BEGIN
     IF jsonb_typeof(p_jobs) IS DISTINCT FROM 'array' THEN
         RAISE EXCEPTION 'enqueue_many takes a JSON array of jobs, not %', coalesce(jsonb_typeof(p_jobs), 'NULL')
@@ -5515,39 +5536,48 @@ BEGIN
     IF cardinality(v_depends_on) > 0 THEN
         PERFORM autopilot._dependencies_met(v_depends_on);
     END IF;
-    RETURN QUERY
-    INSERT INTO autopilot.jobs AS j (
-        queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at, depends_on
+    WITH added AS (
+        INSERT INTO autopilot.jobs AS j (
+            queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at, depends_on
+        )
+        SELECT
+            coalesce(x.queue, 'default'),
+            x.worker,
+            coalesce(x.args, '{}'),
+            CASE
+                WHEN
+                    cardinality(v_depends_on) > 0
+                    AND EXISTS (
+                        SELECT FROM autopilot.jobs AS d
+                        WHERE d.id = ANY(x.depends_on) AND d.state <> 'completed'
+                    )
+                    THEN 'waiting'
+                WHEN x.scheduled_at > now() THEN 'scheduled'
+                ELSE 'available'
+            END,
+            coalesce(x.priority, 0),
+            coalesce(x.max_attempts, 20),
+            x.unique_key,
+            coalesce(x.meta, '{}'),
+            greatest(coalesce(x.scheduled_at, now()), now()),
+            nullif(x.depends_on, '{}')
+        FROM jsonb_to_recordset(p_jobs) AS x (
+            worker text, args jsonb, queue text, priority smallint, scheduled_at timestamptz,
+            max_attempts integer, unique_key text, meta jsonb, depends_on bigint[]
+        )
+        ON CONFLICT (unique_key)
+        WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting')
+        DO NOTHING
+        RETURNING j.id, j.queue, j.state
     )
+
     SELECT
-        coalesce(x.queue, 'default'),
-        x.worker,
-        coalesce(x.args, '{}'),
-        CASE
-            WHEN
-                cardinality(v_depends_on) > 0
-                AND EXISTS (
-                    SELECT FROM autopilot.jobs AS d
-                    WHERE d.id = ANY(x.depends_on) AND d.state <> 'completed'
-                )
-                THEN 'waiting'
-            WHEN x.scheduled_at > now() THEN 'scheduled'
-            ELSE 'available'
-        END,
-        coalesce(x.priority, 0),
-        coalesce(x.max_attempts, 20),
-        x.unique_key,
-        coalesce(x.meta, '{}'),
-        greatest(coalesce(x.scheduled_at, now()), now()),
-        nullif(x.depends_on, '{}')
-    FROM jsonb_to_recordset(p_jobs) AS x (
-        worker text, args jsonb, queue text, priority smallint, scheduled_at timestamptz,
-        max_attempts integer, unique_key text, meta jsonb, depends_on bigint[]
-    )
-    ON CONFLICT (unique_key)
-    WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting')
-    DO NOTHING
-    RETURNING j.id;
+        array_agg(a.id ORDER BY a.id),
+        array_agg(DISTINCT a.queue) FILTER (WHERE a.state = 'available')
+    INTO v_ids, v_queues
+    FROM added AS a;
+    PERFORM pg_notify('autopilot_jobs', q.queue) FROM unnest(v_queues) AS q (queue);
+    RETURN QUERY SELECT i.id FROM unnest(v_ids) AS i (id);
 END;
 $$;
 

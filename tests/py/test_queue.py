@@ -350,3 +350,76 @@ def test_complete_many_locks_jobs_in_id_order_whatever_the_plan(client, installe
     assert not thread.is_alive()
     completing.close()
     assert installed_db.scalar("SELECT count(*) FROM autopilot.jobs WHERE state = 'completed'") == 3
+
+
+# -- NOTIFY autopilot_jobs: what wakes an idle runner -------------------------------------------------
+
+
+KEYED = "SELECT autopilot.enqueue('w', p_queue => 'q2', p_unique_key => 'k')"
+
+
+def _heard(listener: psycopg.Connection) -> list[str]:
+    """The payloads (queues) of the autopilot_jobs notifications delivered so far."""
+    return [n.payload for n in listener.notifies(timeout=0.3) if n.channel == "autopilot_jobs"]
+
+
+def test_the_functions_that_add_jobs_announce_those_ready_now_at_commit(installed_db):
+    with (
+        connect(installed_db.dsn, autocommit=True) as listener,
+        connect(installed_db.dsn) as conn,
+    ):
+        listener.execute("LISTEN autopilot_jobs")
+
+        conn.execute("SELECT autopilot.enqueue('w', p_queue => 'q1')")
+        assert _heard(listener) == [], "nothing before the commit"
+        conn.commit()
+        assert _heard(listener) == ["q1"]
+
+        # not ready now, or not added: nothing to announce
+        conn.execute("SELECT autopilot.enqueue('w', p_queue => 'q1', p_scheduled_at => now() + '1 hour')")
+        keyed = conn.execute(KEYED).fetchone()[0]
+        conn.commit()
+        assert _heard(listener) == ["q2"]
+        again = conn.execute(KEYED).fetchone()[0]
+        conn.commit()
+        assert again == keyed
+        assert _heard(listener) == [], "a key already held adds no job and announces none"
+
+        # a batch: one notification per queue that got a job ready now; the ids in the batch's order
+        ids = [
+            row[0]
+            for row in conn.execute(
+                "SELECT * FROM autopilot.enqueue_many(%s::jsonb)",
+                [
+                    '[{"worker": "w", "queue": "a"}, {"worker": "w", "queue": "b"},'
+                    ' {"worker": "w", "queue": "a"},'
+                    ' {"worker": "w", "queue": "later", "scheduled_at": "2999-01-01T00:00:00Z"},'
+                    ' {"worker": "w", "queue": "q2", "unique_key": "k"}]'
+                ],
+            )
+        ]
+        conn.commit()
+        assert sorted(_heard(listener)) == ["a", "b"]
+        queues = conn.execute(
+            "SELECT queue FROM autopilot.jobs WHERE id = ANY(%s) ORDER BY id", [ids]
+        ).fetchall()
+        assert ids == sorted(ids) and [q for (q,) in queues] == ["a", "b", "a", "later"]
+
+        # a job rolled back is never announced
+        conn.execute("SELECT autopilot.enqueue('w', p_queue => 'gone')")
+        conn.rollback()
+        assert _heard(listener) == []
+
+
+def test_a_catalog_job_enqueued_by_pg_cron_is_announced(installed_db):
+    with connect(installed_db.dsn, autocommit=True) as listener, connect(installed_db.dsn) as conn:
+        listener.execute("LISTEN autopilot_jobs")
+        queue = conn.execute("SELECT queue FROM autopilot.job_catalog WHERE name = 'code-ingest'").fetchone()[
+            0
+        ]
+        conn.execute("SELECT autopilot._enqueue_catalog_job('code-ingest')")
+        conn.commit()
+        assert _heard(listener) == [queue]
+        conn.execute("SELECT autopilot._enqueue_catalog_job('code-ingest')")  # still pending: not added
+        conn.commit()
+        assert _heard(listener) == []

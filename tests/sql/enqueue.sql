@@ -117,13 +117,16 @@ SELECT is_empty(
     $$SELECT * FROM autopilot.enqueue_many('[]')$$, 'an empty array adds nothing'
 );
 
--- NOTIFY: one per queue with jobs ready now (delivered at commit; pg_notification_queue_usage
--- cannot see it before, so the trigger is checked by its definition and in tests/py/test_runner.py)
-SELECT has_trigger('autopilot', 'jobs', 'jobs_notify_insert_trg', 'jobs: inserts NOTIFY autopilot_jobs');
-SELECT has_trigger('autopilot', 'jobs', 'jobs_notify_update_trg', 'jobs: retries and rescues NOTIFY too');
+-- NOTIFY: one per queue with jobs ready now, delivered at commit (pg_notification_queue_usage
+-- cannot see it before): what enqueue and enqueue_many announce is tested in
+-- tests/py/test_queue_notify.py; retries and rescues by the update trigger
+SELECT hasnt_trigger(
+    'autopilot', 'jobs', 'jobs_notify_insert_trg', 'no INSERT trigger: the enqueue functions NOTIFY themselves'
+);
+SELECT has_trigger('autopilot', 'jobs', 'jobs_notify_update_trg', 'jobs: retries and rescues NOTIFY');
 SELECT trigger_is(
-    'autopilot', 'jobs', 'jobs_notify_insert_trg', 'autopilot', '_notify_jobs_available',
-    'the insert trigger calls _notify_jobs_available'
+    'autopilot', 'jobs', 'jobs_notify_update_trg', 'autopilot', '_notify_jobs_available',
+    'the update trigger calls _notify_jobs_available'
 );
 
 SELECT * FROM finish();

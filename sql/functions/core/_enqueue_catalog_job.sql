@@ -34,6 +34,7 @@ BEGIN
     RETURNING j.id INTO v_id;
 
     IF v_id IS NOT NULL THEN
+        PERFORM pg_notify('autopilot_jobs', v_queue);  -- an idle runner starts it at commit
         RETURN ROW(true, NULL, 1, format('enqueued job %s (%s)', v_id, v_worker),
                    jsonb_build_object('job_id', v_id))::autopilot.job_step;
     END IF;

@@ -21,8 +21,10 @@ AS $$
 -- job's id is returned. The dedupe is the partial unique index
 -- jobs_unique_key_idx, so concurrent enqueues of one key leave one row (no
 -- check-then-insert race). A runner LISTENing on autopilot_jobs hears of a job
--- available now at commit. With p_depends_on (ids of jobs enqueued before), the
--- job is waiting until all of those have completed (complete_many releases it).
+-- available now at commit (NOTIFY here, not in a trigger on jobs: a statement
+-- trigger's transition table on every one-job insert cost more than the NOTIFY).
+-- With p_depends_on (ids of jobs enqueued before), the job is waiting until
+-- all of those have completed (complete_many releases it).
 DECLARE
     v_id bigint;
     v_depends_on bigint[] := nullif(p_depends_on, '{}');
@@ -38,6 +40,23 @@ BEGIN
             v_state := 'waiting';
         END IF;
     END IF;
+    IF p_unique_key IS NULL THEN
+        -- nothing to dedupe on: a plain insert (ON CONFLICT would make it a speculative insertion,
+        -- one more lock and WAL record on the queue's hot path)
+        INSERT INTO autopilot.jobs AS j (
+            queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at, depends_on
+        )
+        VALUES (
+            coalesce(p_queue, 'default'), p_worker, coalesce(p_args, '{}'), v_state,
+            coalesce(p_priority, 0), coalesce(p_max_attempts, 20), NULL, coalesce(p_meta, '{}'),
+            greatest(coalesce(p_scheduled_at, now()), now()), v_depends_on
+        )
+        RETURNING j.id INTO v_id;
+        IF v_state = 'available' THEN
+            PERFORM pg_notify('autopilot_jobs', coalesce(p_queue, 'default'));
+        END IF;
+        RETURN v_id;
+    END IF;
     FOR v_try IN 1 .. 10 LOOP
         INSERT INTO autopilot.jobs AS j (
             queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at, depends_on
@@ -52,8 +71,12 @@ BEGIN
         DO NOTHING
         RETURNING j.id INTO v_id;
         IF v_id IS NOT NULL THEN
+            IF v_state = 'available' THEN
+                PERFORM pg_notify('autopilot_jobs', coalesce(p_queue, 'default'));
+            END IF;
             RETURN v_id;
         END IF;
+        -- the key is held: that job's id, and nothing added (nothing to announce)
         SELECT j.id INTO v_id
         FROM autopilot.jobs AS j
         WHERE j.unique_key = p_unique_key

@@ -9,9 +9,11 @@ AS $$
 -- scheduled_at, max_attempts, unique_key, meta, depends_on (an array of ids of
 -- jobs enqueued before: the job waits until they have completed). Returns the
 -- ids of the jobs added; a job whose unique key is held by an unfinished job is
--- skipped.
+-- skipped. One NOTIFY autopilot_jobs per queue that got a job available now.
 DECLARE
     v_depends_on bigint[];
+    v_ids bigint[];
+    v_queues text[];
 BEGIN
     IF jsonb_typeof(p_jobs) IS DISTINCT FROM 'array' THEN
         RAISE EXCEPTION 'enqueue_many takes a JSON array of jobs, not %', coalesce(jsonb_typeof(p_jobs), 'NULL')
@@ -28,39 +30,48 @@ BEGIN
     IF cardinality(v_depends_on) > 0 THEN
         PERFORM autopilot._dependencies_met(v_depends_on);
     END IF;
-    RETURN QUERY
-    INSERT INTO autopilot.jobs AS j (
-        queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at, depends_on
+    WITH added AS (
+        INSERT INTO autopilot.jobs AS j (
+            queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at, depends_on
+        )
+        SELECT
+            coalesce(x.queue, 'default'),
+            x.worker,
+            coalesce(x.args, '{}'),
+            CASE
+                WHEN
+                    cardinality(v_depends_on) > 0
+                    AND EXISTS (
+                        SELECT FROM autopilot.jobs AS d
+                        WHERE d.id = ANY(x.depends_on) AND d.state <> 'completed'
+                    )
+                    THEN 'waiting'
+                WHEN x.scheduled_at > now() THEN 'scheduled'
+                ELSE 'available'
+            END,
+            coalesce(x.priority, 0),
+            coalesce(x.max_attempts, 20),
+            x.unique_key,
+            coalesce(x.meta, '{}'),
+            greatest(coalesce(x.scheduled_at, now()), now()),
+            nullif(x.depends_on, '{}')
+        FROM jsonb_to_recordset(p_jobs) AS x (
+            worker text, args jsonb, queue text, priority smallint, scheduled_at timestamptz,
+            max_attempts integer, unique_key text, meta jsonb, depends_on bigint[]
+        )
+        ON CONFLICT (unique_key)
+        WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting')
+        DO NOTHING
+        RETURNING j.id, j.queue, j.state
     )
+
     SELECT
-        coalesce(x.queue, 'default'),
-        x.worker,
-        coalesce(x.args, '{}'),
-        CASE
-            WHEN
-                cardinality(v_depends_on) > 0
-                AND EXISTS (
-                    SELECT FROM autopilot.jobs AS d
-                    WHERE d.id = ANY(x.depends_on) AND d.state <> 'completed'
-                )
-                THEN 'waiting'
-            WHEN x.scheduled_at > now() THEN 'scheduled'
-            ELSE 'available'
-        END,
-        coalesce(x.priority, 0),
-        coalesce(x.max_attempts, 20),
-        x.unique_key,
-        coalesce(x.meta, '{}'),
-        greatest(coalesce(x.scheduled_at, now()), now()),
-        nullif(x.depends_on, '{}')
-    FROM jsonb_to_recordset(p_jobs) AS x (
-        worker text, args jsonb, queue text, priority smallint, scheduled_at timestamptz,
-        max_attempts integer, unique_key text, meta jsonb, depends_on bigint[]
-    )
-    ON CONFLICT (unique_key)
-    WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting')
-    DO NOTHING
-    RETURNING j.id;
+        array_agg(a.id ORDER BY a.id),
+        array_agg(DISTINCT a.queue) FILTER (WHERE a.state = 'available')
+    INTO v_ids, v_queues
+    FROM added AS a;
+    PERFORM pg_notify('autopilot_jobs', q.queue) FROM unnest(v_queues) AS q (queue);
+    RETURN QUERY SELECT i.id FROM unnest(v_ids) AS i (id);
 END;
 $$;
 
