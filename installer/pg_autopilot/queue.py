@@ -114,24 +114,6 @@ class QueueClient:
             count, at = conn.execute(COMPLETE_MANY, _ids_and_attempts(keys)).fetchone()
             return _completed(conn, keys, count, at)
 
-    def complete_and_claim(
-        self, keys: Sequence[Key], queue: str, node: str, limit: int
-    ) -> tuple[set[Key] | None, list[Job]]:
-        """complete_many(keys), then claim(queue, node, limit), in one transaction and one round trip
-        (a pipeline: BEGIN, both statements, COMMIT): under a backlog, a runner pays one commit for
-        each batch of jobs it finishes and takes, instead of one for the claim and one for the
-        completions. The completions are recorded first (their rows locked in id order, as heartbeat()
-        locks them); claim() only takes rows no one holds (SKIP LOCKED), so neither waits on the
-        other's locks. Returns complete_many's answer (see there) and the claimed jobs; on an error
-        neither happened."""
-        with self._connection() as conn:
-            with conn.pipeline(), conn.transaction():
-                completing = conn.execute(COMPLETE_MANY, _ids_and_attempts(keys))
-                claiming = conn.execute(CLAIM, [queue, node, limit])
-            count, at = completing.fetchone()
-            jobs = [Job(*row) for row in claiming.fetchall()]
-            return _completed(conn, keys, count, at), jobs
-
     def fail(self, key: Key, error: str, discard: bool = False) -> str | None:
         """Records a failed attempt: the job's new state (retryable, discarded), or None when the
         attempt is no longer executing (cancelled, or rescued meanwhile)."""

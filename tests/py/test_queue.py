@@ -289,31 +289,6 @@ def test_heartbeat_and_complete_many_lock_jobs_in_id_order(client, installed_db)
     beating.close()
 
 
-def test_complete_and_claim_records_and_claims_in_one_transaction(client, installed_db):
-    """The successes go with the next claim: one transaction (the completed jobs' completed_at is the
-    claimed jobs' attempted_at, the transaction's now()), complete_many's answer beside the jobs; on
-    an error neither the completions nor the claim happened."""
-    ids = [client.enqueue("w", {"i": i}, queue="q") for i in range(5)]
-    first = client.claim("q", "n", 3)
-    installed_db.scalar("SELECT autopilot.cancel(%s, 'changed my mind')", [ids[1]])
-    done, claimed = client.complete_and_claim([job.key for job in first], "q", "n", 5)
-    assert done == {(ids[0], 1), (ids[2], 1)}
-    assert [job.id for job in claimed] == ids[3:]
-    with installed_db.connect() as conn:
-        rows = conn.execute(
-            "SELECT id, state, completed_at, attempted_at FROM autopilot.jobs ORDER BY id"
-        ).fetchall()
-    states = [state for _, state, _, _ in rows]
-    assert states == ["completed", "cancelled", "completed", "executing", "executing"]
-    assert rows[0][2] == rows[2][2] == rows[3][3] == rows[4][3]
-    assert installed_db.scalar("SELECT count(*) FROM autopilot.job_runs WHERE status = 'succeeded'") == 2
-
-    with pytest.raises(psycopg.errors.InvalidParameterValue):
-        client.complete_and_claim([job.key for job in claimed], "q", "", 5)  # claim() refuses the node
-    assert installed_db.scalar("SELECT count(*) FROM autopilot.jobs WHERE state = 'executing'") == 2
-    assert client.complete_and_claim([job.key for job in claimed], "q", "n", 5) == (None, [])
-
-
 def test_complete_many_locks_jobs_in_id_order_whatever_the_plan(client, installed_db):
     """As heartbeat(): complete_many forced onto a seq scan, with the heap order differing from the id
     order and the first job held by another session, waits on it before locking any other row."""

@@ -12,7 +12,7 @@ The threads, and what each one owns::
       |                                           | success             | failure, timeout
       |                                           v                     v
       |                     completer (its inbox) --> complete_many()   ledger: failing
-      |<-- complete_and_claim(): the next claim takes the inbox along (one transaction)
+      |                       (its own thread and connection, beside the claims)  |
       |<-- fail() --------------------------------------------------------+
       |-- release()   (claimed, never started: stopping, or every slot stuck)
     heartbeat --> ledger.held() --> heartbeat() --> ledger.lose(gone)
@@ -23,9 +23,9 @@ The threads, and what each one owns::
   completing, releasing), the slot counts and the stats, under one lock that no caller holds.
 * **slots.Slots**: N threads; each takes the next claimed job, runs its worker, and hands the
   outcome on (successes to the completer, failures to the ledger).
-* **completer.Completer**: its inbox of successes, recorded in batches (``complete_many``): under a
-  backlog by the main loop's next claim, in the same transaction and round trip
-  (``QueueClient.complete_and_claim``), else by the completer's thread once one has waited 20 ms.
+* **completer.Completer**: its inbox of successes, recorded at once by its thread in batches
+  (``complete_many``: what finished while the batch before was being recorded), on a connection of
+  its own, so that the server records one batch while it hands out the next claim.
 * **heartbeat.Heartbeat**: every ``heartbeat_interval``, ``heartbeat`` for what the ledger holds; an
   attempt the database no longer gives this node is taken from its worker.
 * **listener.Listener**: ``NOTIFY autopilot_jobs`` wakes the main loop, so an idle runner starts a

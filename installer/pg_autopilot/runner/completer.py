@@ -1,18 +1,16 @@
 """The completer: the successes waiting to be recorded (``complete_many``), and a thread that records
-them in batches when no claim takes them along.
+them in batches on a connection of its own, at once.
 
-Under a backlog the main loop records them itself: each claim takes the waiting successes with it
-(``QueueClient.complete_and_claim``: one transaction, one round trip), so that one commit records a
-batch of finished jobs and takes the next. The thread records what waited ``delay`` seconds without
-a claim (the last jobs of a backlog, a runner with nothing more to claim), so that no success waits
-for the next claim longer than that."""
+It runs beside the main loop's claims, so under a backlog the server records one batch of finished
+jobs while it hands out the next (two backends, two cores): a batch is whatever finished while the
+one before it was being recorded, up to ``batch``. Claims still wait for what it has not recorded
+(the ledger counts those as held), so a runner never holds more than its slots and its prefetch."""
 
 from __future__ import annotations
 
 import collections
 import logging
 import threading
-import time
 
 from ..queue import Key, QueueClient, backoff
 from .ledger import Ledger, Outcome
@@ -20,10 +18,10 @@ from .logs import event, one_line
 
 
 class Completer:
-    """Owns the successes not recorded yet (its inbox): each is either in the inbox or taken by one
-    recorder (its thread, or a claim of the main loop) until the database has it. No error ends the
-    thread; ``close()`` ends it once the inbox is empty; after ``run_over`` (the heartbeats have
-    stopped) a batch it cannot record is given up to rescue-orphaned-jobs."""
+    """Owns the successes not recorded yet (its inbox): each is either in the inbox or in the batch its
+    thread is recording until the database has it. No error ends the thread; ``close()`` ends it once
+    the inbox is empty; after ``run_over`` (the heartbeats have stopped) a batch it cannot record is
+    given up to rescue-orphaned-jobs."""
 
     def __init__(
         self,
@@ -32,14 +30,12 @@ class Completer:
         batch: int,
         wake: threading.Event,
         run_over: threading.Event,
-        delay: float = 0.02,
     ):
         self._queue = queue
         self._ledger = ledger
         self._batch = batch
         self._wake = wake
         self._run_over = run_over
-        self._delay = delay
         self._inbox: collections.deque[Outcome] = collections.deque()  # oldest first
         self._changed = threading.Condition(threading.Lock())
         self._closing = threading.Event()
@@ -51,18 +47,12 @@ class Completer:
             if len(self._inbox) == 1:
                 self._changed.notify()
 
-    def take(self) -> list[Outcome]:
-        """Every success waiting (at most a batch), for the caller to record; it gives back
-        (:meth:`give_back`) what it could not record, and reports (:meth:`recorded`) what it did."""
-        with self._changed:
-            return self._take()
-
     def _take(self) -> list[Outcome]:
         count = min(len(self._inbox), self._batch)
         return [self._inbox.popleft() for _ in range(count)]
 
     def give_back(self, outcomes: list[Outcome]) -> None:
-        """Successes a recorder could not record: first in line again."""
+        """Successes the thread could not record: first in line again."""
         if outcomes:
             with self._changed:
                 self._inbox.extendleft(reversed(outcomes))
@@ -107,20 +97,11 @@ class Completer:
             failures = 0
 
     def _wait_for_batch(self) -> list[Outcome]:
-        """Waits (up to 0.1 s) until the oldest success has waited ``delay`` seconds (at once when
-        closing), then takes what is there, up to a batch; [] if nothing is."""
+        """Waits (up to 0.1 s) for a success, then takes what is there, up to a batch; [] if none came."""
         with self._changed:
-            deadline = time.monotonic() + 0.1
-            while True:
-                now = time.monotonic()
-                if self._inbox and (self._closing.is_set() or now - self._inbox[0].finished >= self._delay):
-                    return self._take()
-                if now >= deadline or (self._closing.is_set() and not self._inbox):
-                    return []
-                wait = deadline - now
-                if self._inbox:
-                    wait = min(wait, self._inbox[0].finished + self._delay - now)
-                self._changed.wait(max(wait, 0.001))
+            if not self._inbox and not self._closing.is_set():
+                self._changed.wait(0.1)
+            return self._take()
 
     def recorded(self, outcomes: list[Outcome], done: set[Key] | None) -> None:
         """complete_many() returned: ``done`` the attempts it completed (None: all of them)."""

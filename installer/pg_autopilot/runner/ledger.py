@@ -92,19 +92,18 @@ class Ledger:
 
     # -- claiming (the main loop) -------------------------------------------------------------------
 
-    def want(self, recording: int = 0) -> int:
+    def want(self) -> int:
         """How many jobs to claim now: the free slot threads plus those claimed ahead
         (queue.claim_ahead), less what is already claimed. None while every slot thread is stuck in a
         worker past its timeout, since no claimed job could start. Jobs that finished but whose outcome
         is not recorded yet are still executing in the database: claims wait for them, so a runner
         never holds more than its slots and its prefetch (what a killed runner leaves for rescue),
-        however far its completer falls behind -- except the ``recording`` successes that the claim
-        itself records, in the same transaction (QueueClient.complete_and_claim)."""
+        however far its completer falls behind."""
         with self._lock:
             if self._stuck >= self._concurrency:
                 return 0
             ahead = claim_ahead(self._mean_duration, self._concurrency, self._prefetch, self._max_prefetch)
-            unrecorded = len(self._completing) + len(self._failing) - recording
+            unrecorded = len(self._completing) + len(self._failing)
             return self._concurrency - self._busy + ahead - len(self._pending) - unrecorded
 
     def running_low(self) -> bool:

@@ -39,8 +39,6 @@ class Runner:
         self._queue = QueueClient(self._connection)
         self._turn = 0  # the queue whose share comes first in the next claiming round
         self._completer: Completer | None = None
-        # successes taken from the completer by the current claiming round, sent with its first claim
-        self._riding: list[Outcome] = []
         # when each pooled connection was last given back without an error (see _check_if_idle)
         self._returned: weakref.WeakKeyDictionary[psycopg.Connection, float] = weakref.WeakKeyDictionary()
 
@@ -188,36 +186,13 @@ class Runner:
 
     def _claim_round(self) -> int:
         """Claims what the slots want, shared among the queues (queue.claim_round: a backlog in one
-        queue never starves another). The successes waiting to be recorded go with the first claim
-        (one transaction): they count as recorded in what the slots want, since the same commit records
-        them. Those no claim took along (nothing wanted) are recorded alone; those not recorded (an
-        error) go back to the completer."""
-        assert self._completer is not None
-        self._riding = self._completer.take()
-        try:
-            turn, self._turn = self._turn, self._turn + 1
-            want = self._ledger.want(recording=len(self._riding))
-            claimed = claim_round(self.config.queues, turn, want, self._claim, self._stopping.is_set)
-            if self._riding:
-                done = self._queue.complete_many([o.running.key for o in self._riding])
-                outcomes, self._riding = self._riding, []
-                self._completer.recorded(outcomes, done)
-            return claimed
-        finally:
-            self._completer.give_back(self._riding)
-            self._riding = []
+        queue never starves another). The completer records successes meanwhile, on a connection of
+        its own: under a backlog the server records one batch while it hands out the next."""
+        turn, self._turn = self._turn, self._turn + 1
+        return claim_round(self.config.queues, turn, self._ledger.want(), self._claim, self._stopping.is_set)
 
     def _claim(self, queue: str, limit: int) -> int:
-        if self._riding:
-            outcomes = self._riding
-            done, jobs = self._queue.complete_and_claim(
-                [o.running.key for o in outcomes], queue, self.config.node, limit
-            )
-            self._riding = []
-            assert self._completer is not None
-            self._completer.recorded(outcomes, done)
-        else:
-            jobs = self._queue.claim(queue, self.config.node, limit)
+        jobs = self._queue.claim(queue, self.config.node, limit)
         if jobs:
             note_lost(self._ledger.add_claimed(jobs))
         return len(jobs)
