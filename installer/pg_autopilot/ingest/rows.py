@@ -41,17 +41,18 @@ def content_hash(text: str) -> str:
 def prepare(codebase: str, parsed: ParsedFile) -> PreparedFile:
     """The file's chunk and symbol rows, as COPY text. References are counted: one row per name and
     kind, at its first line, with ``occurrences`` (a file calls the same names again and again)."""
-    path = parsed.path
+    # every row starts with the codebase and the path: escaped once per file
+    prefix = f"{_copy_text(codebase)}\t{_copy_text(parsed.path)}\t"
     chunk_rows = "".join(
-        _copy_line(
-            codebase, path, index, _clean(chunk.text), content_hash(chunk.text), chunk.start_line,
-            chunk.end_line, chunk.symbol, chunk.kind, chunk.language,
+        prefix + _copy_line(
+            index, _clean(chunk.text), content_hash(chunk.text), chunk.start_line, chunk.end_line,
+            chunk.symbol, chunk.kind, chunk.language,
         )
         for index, chunk in enumerate(parsed.chunks)
     )  # fmt: skip
-    symbol_rows = "".join(_copy_line(codebase, path, *row) for row in _symbol_rows(parsed))
+    symbol_rows = "".join(prefix + _copy_line(*row) for row in _symbol_rows(parsed))
     return PreparedFile(
-        path, parsed.language, parsed.syntax_errors, len(parsed.chunks), chunk_rows, symbol_rows
+        parsed.path, parsed.language, parsed.syntax_errors, len(parsed.chunks), chunk_rows, symbol_rows
     )
 
 
@@ -106,7 +107,10 @@ def _copy_text(value: object) -> str:
     if value is None:
         return "\\N"
     if isinstance(value, str):
-        return value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+        if "\\" in value or "\n" in value or "\r" in value or "\t" in value:  # names, kinds: rarely
+            value = value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+            return value.replace("\t", "\\t")
+        return value
     return str(value)
 
 
