@@ -3,6 +3,9 @@ RETURNS bigint
 LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, pg_temp
+-- each call planned for its batch: a generic plan, not knowing the batch's size, matches every locked
+-- row against the whole batch in a nested loop (500 x 500 comparisons per call)
+SET plan_cache_mode = force_custom_plan
 AS $$
 -- Marks jobs completed -- each only while it is still executing the attempt
 -- given beside it (p_ids[i] at attempt p_attempts[i]): a job cancelled, or
@@ -41,7 +44,6 @@ BEGIN
         INNER JOIN unnest(p_ids, p_attempts) AS u (id, attempt) ON mine.id = u.id AND mine.attempt = u.attempt
         WHERE
             j.id = mine.id
-            AND j.id = ANY(p_ids)
             AND mine.state = 'executing'
         RETURNING j.*
     )
