@@ -14,10 +14,10 @@ VENV_PYTHON = $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # ---- PGXS: `make install` copies the control file, every version's scripts and
-# the library with the compiled PageRank kernel and inner product (src/)
+# the library with the compiled PageRank kernel, inner product and code tokenizer (src/)
 MODULEDIR = extension
 MODULE_big = autopilot
-OBJS = src/pagerank.o src/vector.o
+OBJS = src/pagerank.o src/vector.o src/code_tokens.o
 PG_CFLAGS = -Werror
 DATA = control/autopilot.control $(sort $(wildcard extension/autopilot--*.sql) $(EXTENSION_SCRIPT) $(UPDATE_SCRIPTS))
 PG_CONFIG ?= pg_config
