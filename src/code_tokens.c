@@ -27,6 +27,9 @@
 #include "catalog/pg_collation.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#if PG_VERSION_NUM >= 160000
+#include "varatt.h"				/* VARDATA_ANY and friends moved here in 16 */
+#endif
 
 PG_FUNCTION_INFO_V1(autopilot_code_tokens);
 
