@@ -8411,6 +8411,7 @@ AS $$
 -- all of those have completed (complete_many releases it).
 DECLARE
     v_id bigint;
+    v_queue text := coalesce(p_queue, 'default');
     v_depends_on bigint[] := nullif(p_depends_on, '{}');
     v_state text := CASE WHEN p_scheduled_at > now() THEN 'scheduled' ELSE 'available' END;
 BEGIN
@@ -8431,47 +8432,46 @@ BEGIN
             queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at, depends_on
         )
         VALUES (
-            coalesce(p_queue, 'default'), p_worker, coalesce(p_args, '{}'), v_state,
+            v_queue, p_worker, coalesce(p_args, '{}'), v_state,
             coalesce(p_priority, 0), coalesce(p_max_attempts, 20), NULL, coalesce(p_meta, '{}'),
             greatest(coalesce(p_scheduled_at, now()), now()), v_depends_on
         )
         RETURNING j.id INTO v_id;
-        IF v_state = 'available' THEN
-            PERFORM pg_notify('autopilot_jobs', coalesce(p_queue, 'default'));
-        END IF;
-        RETURN v_id;
-    END IF;
-    FOR v_try IN 1 .. 10 LOOP
-        INSERT INTO autopilot.jobs AS j (
-            queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at, depends_on
-        )
-        VALUES (
-            coalesce(p_queue, 'default'), p_worker, coalesce(p_args, '{}'), v_state,
-            coalesce(p_priority, 0), coalesce(p_max_attempts, 20), p_unique_key, coalesce(p_meta, '{}'),
-            greatest(coalesce(p_scheduled_at, now()), now()), v_depends_on
-        )
-        ON CONFLICT (unique_key)
-        WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting')
-        DO NOTHING
-        RETURNING j.id INTO v_id;
-        IF v_id IS NOT NULL THEN
-            IF v_state = 'available' THEN
-                PERFORM pg_notify('autopilot_jobs', coalesce(p_queue, 'default'));
+    ELSE
+        FOR v_try IN 1 .. 10 LOOP
+            INSERT INTO autopilot.jobs AS j (
+                queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at, depends_on
+            )
+            VALUES (
+                v_queue, p_worker, coalesce(p_args, '{}'), v_state,
+                coalesce(p_priority, 0), coalesce(p_max_attempts, 20), p_unique_key, coalesce(p_meta, '{}'),
+                greatest(coalesce(p_scheduled_at, now()), now()), v_depends_on
+            )
+            ON CONFLICT (unique_key)
+            WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting')
+            DO NOTHING
+            RETURNING j.id INTO v_id;
+            EXIT WHEN v_id IS NOT NULL;
+            -- the key is held: that job's id, and nothing added (nothing to announce)
+            SELECT j.id INTO v_id
+            FROM autopilot.jobs AS j
+            WHERE j.unique_key = p_unique_key
+              AND j.state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting');
+            IF v_id IS NOT NULL THEN
+                RETURN v_id;
             END IF;
-            RETURN v_id;
+            -- the holder finished between the two statements: try again
+        END LOOP;
+        IF v_id IS NULL THEN
+            RAISE EXCEPTION 'could not enqueue % with unique key %: its holder keeps changing', p_worker, p_unique_key
+            USING ERRCODE = 'serialization_failure';
         END IF;
-        -- the key is held: that job's id, and nothing added (nothing to announce)
-        SELECT j.id INTO v_id
-        FROM autopilot.jobs AS j
-        WHERE j.unique_key = p_unique_key
-          AND j.state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting');
-        IF v_id IS NOT NULL THEN
-            RETURN v_id;
-        END IF;
-        -- the holder finished between the two statements: try again
-    END LOOP;
-    RAISE EXCEPTION 'could not enqueue % with unique key %: its holder keeps changing', p_worker, p_unique_key
-    USING ERRCODE = 'serialization_failure';
+    END IF;
+    -- a job added: an idle runner hears of it at commit when it can run now
+    IF v_state = 'available' THEN
+        PERFORM pg_notify('autopilot_jobs', v_queue);
+    END IF;
+    RETURN v_id;
 END;
 $$;
 

@@ -21,8 +21,8 @@ class RunnerConfig:
     # autopilot.release when the runner stops): prefetch until a job has finished, then as many as
     # keep the slots busy for about 50 ms, up to max_prefetch (none ahead of slow jobs). The 50 ms
     # is the real bound; max_prefetch caps it for jobs of microseconds, whose next claim must be
-    # under way while the completer records the batch before (with 200, a backlog of no-op jobs
-    # drained 25-35% slower: bench/queue_throughput.py)
+    # under way while the completer records the batch before (with 200, a backlog of 100,000 no-op
+    # jobs drained 25-35% slower; DEVELOPERS.md)
     prefetch: int = 10
     max_prefetch: int = 1000
     # completions are recorded by a thread of their own, in batches of at most this many
