@@ -264,6 +264,15 @@ COMMENT ON FUNCTION autopilot._run_start(text, boolean, boolean) IS
 -- for that transaction only (set_config(..., true)): no function, operator or
 -- type in the body is ever looked up in a schema another role can write, and
 -- the caller's session keeps its own setting.
+-- A run past its job's timeout stops: between batches by itself, in a step when
+-- it is cancelled (the next scheduled run of any job cancels it, see
+-- autopilot._cancel_timed_out_runs; "autopilot run" sets statement_timeout for
+-- the CALL). It is recorded timed_out and re-raised as query_canceled.
+-- A transient failure of a step (serialization failure, deadlock, lock not
+-- available) is retried within the run, after a backoff that doubles, up to the
+-- job's max_attempts: each attempt is a ledger row of its own (attempt 1, 2,
+-- ...); a batched job goes on from its last committed batch. The timeout covers
+-- the whole run, every attempt and backoff included.
 CREATE OR REPLACE PROCEDURE autopilot.run_scheduled_job(p_name text, p_manual boolean DEFAULT false)
 LANGUAGE plpgsql
 AS $$
@@ -277,8 +286,20 @@ DECLARE
     v_message pg_catalog.text;
     v_detail pg_catalog.text;
     v_hint pg_catalog.text;
+    -- a statement_timeout of the caller's session fires this long after the CALL started
+    v_called_at pg_catalog.timestamptz := pg_catalog.statement_timestamp();
+    v_job autopilot.job_definitions;
+    v_timeout pg_catalog.interval;
+    v_timed_out boolean := false;
+    v_attempt integer := 1;
+    v_max_attempts integer;
+    v_wait pg_catalog.interval;
 BEGIN
     -- fails at once inside a transaction block, before any lock is taken
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    PERFORM autopilot._cancel_timed_out_runs();
+    -- its marks on the cancelled runs' rows, which they wait for to record themselves
     COMMIT;
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF NOT p_manual AND autopilot._skips_today(p_name) THEN
@@ -289,21 +310,33 @@ BEGIN
     END IF;
 
     v_run_id := autopilot._run_start(p_name, p_manual, true);
+    v_job := autopilot._catalog_job(p_name);
+    v_timeout := v_job.timeout;
+    v_max_attempts := CASE WHEN v_job.kind IN ('function', 'batched') THEN v_job.max_attempts ELSE 1 END;
     COMMIT;
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF v_run_id IS NULL THEN
         RETURN;
     END IF;
 
+    <<attempts>>
+    LOOP
     LOOP
         BEGIN
+            IF v_wait IS NOT NULL THEN
+                -- the backoff before a retry: a cancel (timeout) while it lasts is caught below
+                PERFORM pg_catalog.pg_sleep(pg_catalog.date_part('epoch', v_wait));
+                v_wait := NULL;
+            END IF;
             v_step := autopilot._run_job_step(p_name, v_cursor);
         EXCEPTION
-            WHEN OTHERS THEN
+            -- a cancel is no error OTHERS catches: it is a timeout when it came past the deadline
+            WHEN query_canceled OR OTHERS THEN
                 GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE,
                                         v_message = MESSAGE_TEXT,
                                         v_detail = PG_EXCEPTION_DETAIL,
                                         v_hint = PG_EXCEPTION_HINT;
+                v_timed_out := v_state = '57014' AND clock_timestamp() >= v_called_at + v_timeout;
         END;
         EXIT WHEN v_state IS NOT NULL;
         v_rows := v_rows + coalesce(v_step.rows_affected, 0);
@@ -312,9 +345,55 @@ BEGIN
         COMMIT;
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
         EXIT WHEN v_step.done;
+        IF clock_timestamp() >= v_called_at + v_timeout THEN
+            -- past the timeout between two batches: the committed ones stay
+            v_state := '57014';
+            v_timed_out := true;
+            EXIT;
+        END IF;
     END LOOP;
+    EXIT attempts WHEN v_state IS NULL OR v_timed_out OR v_state NOT IN ('40001', '40P01', '55P03')
+        OR v_attempt >= v_max_attempts;
+    -- a transient failure: this attempt is recorded failed, the next one starts after the backoff
+    v_wait := v_job.retry_backoff * power(2, v_attempt - 1);
+    IF clock_timestamp() + v_wait >= v_called_at + v_timeout THEN
+        v_message := format('%s (attempt %s of %s, not retried: the next attempt would start past the timeout of %s)',
+                            v_message, v_attempt, v_max_attempts, v_timeout);
+        EXIT attempts;
+    END IF;
+    PERFORM autopilot._run_finish(
+        v_run_id, 'failed', v_rows,
+        format('%s (attempt %s of %s, retried after %s)', v_message, v_attempt, v_max_attempts, v_wait),
+        v_state,
+        jsonb_build_object('detail', v_detail, 'batches_committed', v_batches, 'retry_after', v_wait::text)
+    );
+    v_attempt := v_attempt + 1;
+    -- the run's start: the timeout of every attempt counts from it (autopilot._cancel_timed_out_runs)
+    INSERT INTO autopilot.job_runs AS r (job_name, side, trigger, scheduled_for, attempt, details)
+    SELECT p.job_name, p.side, p.trigger, p.scheduled_for, v_attempt,
+           jsonb_build_object('run_started_at', v_called_at)
+    FROM autopilot.job_runs AS p
+    WHERE p.id = v_run_id
+    RETURNING r.id INTO v_run_id;
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    v_state := NULL;
+    v_message := NULL;
+    v_detail := NULL;
+    v_hint := NULL;
+    v_rows := 0;
+    v_batches := 0;
+    END LOOP attempts;
 
-    IF v_state IS NOT NULL THEN
+    IF v_timed_out THEN
+        v_message := format('timed out after %s (timeout %s); %s %s committed',
+                            date_trunc('second', clock_timestamp() - v_called_at), v_timeout, v_batches,
+                            CASE WHEN v_batches = 1 THEN 'batch' ELSE 'batches' END);
+        v_detail := NULL;
+        v_hint := format('autopilot.set_job_timeout(%L, ...) gives the job more time.', p_name);
+        PERFORM autopilot._run_finish(v_run_id, 'timed_out', v_rows, v_message, v_state,
+                                      jsonb_build_object('timeout', v_timeout::text, 'batches_committed', v_batches));
+    ELSIF v_state IS NOT NULL THEN
         PERFORM autopilot._run_finish(v_run_id, 'failed', v_rows, v_message, v_state,
                                       jsonb_build_object('detail', v_detail, 'batches_committed', v_batches));
     ELSE
@@ -331,7 +410,8 @@ BEGIN
 
     IF v_state IS NOT NULL THEN
         -- the run is in the ledger; re-raise the job's own error so pg_cron records it too
-        RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message,
+        RAISE EXCEPTION USING ERRCODE = v_state,
+                              MESSAGE = CASE WHEN v_timed_out THEN format('autopilot job %s %s', p_name, v_message) ELSE v_message END,
                               DETAIL = coalesce(v_detail, ''), HINT = coalesce(v_hint, '');
     END IF;
 END;
@@ -340,7 +420,7 @@ $$;
 -- (LT01 is silenced on the next line: sqlfluff's postgres dialect reads the argument list in
 -- COMMENT ON PROCEDURE as a separate bracket and wants a space before it.)
 COMMENT ON PROCEDURE autopilot.run_scheduled_job(text, boolean) IS -- noqa: LT01
-'The command pg_cron runs for every database-side and runner-side catalog job (CALL autopilot.run_scheduled_job(''name'')): ledger run committed first, a COMMIT after every batch, a failure recorded and then re-raised so that cron.job_run_details shows it too. Must be CALLed outside a transaction block. p_manual => true (the CLI) ignores a weekday restriction.';
+'The command pg_cron runs for every database-side and runner-side catalog job (CALL autopilot.run_scheduled_job(''name'')): ledger run committed first, a COMMIT after every batch, a failure recorded and then re-raised so that cron.job_run_details shows it too; a run past its job''s timeout (autopilot.set_job_timeout) stops and is recorded timed_out. Must be CALLed outside a transaction block. p_manual => true (the CLI) ignores a weekday restriction.';
 
 -- invariants and indexes: a task is held only by an agent with its skills; every foreign key
 -- indexed on its referencing side; the retry jitter described as fail() does it
@@ -558,10 +638,13 @@ AS $$
 -- job's id is returned. The dedupe is the partial unique index
 -- jobs_unique_key_idx, so concurrent enqueues of one key leave one row (no
 -- check-then-insert race). A runner LISTENing on autopilot_jobs hears of a job
--- available now at commit. With p_depends_on (ids of jobs enqueued before), the
--- job is waiting until all of those have completed (complete_many releases it).
+-- available now at commit (NOTIFY here, not in a trigger on jobs: a statement
+-- trigger's transition table on every one-job insert cost more than the NOTIFY).
+-- With p_depends_on (ids of jobs enqueued before), the job is waiting until
+-- all of those have completed (complete_many releases it).
 DECLARE
     v_id bigint;
+    v_queue text := coalesce(p_queue, 'default');
     v_depends_on bigint[] := nullif(p_depends_on, '{}');
     v_state text := CASE WHEN p_scheduled_at > now() THEN 'scheduled' ELSE 'available' END;
 BEGIN
@@ -575,33 +658,53 @@ BEGIN
             v_state := 'waiting';
         END IF;
     END IF;
-    FOR v_try IN 1 .. 10 LOOP
+    IF p_unique_key IS NULL THEN
+        -- nothing to dedupe on: a plain insert (ON CONFLICT would make it a speculative insertion,
+        -- one more lock and WAL record on the queue's hot path)
         INSERT INTO autopilot.jobs AS j (
             queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at, depends_on
         )
         VALUES (
-            coalesce(p_queue, 'default'), p_worker, coalesce(p_args, '{}'), v_state,
-            coalesce(p_priority, 0), coalesce(p_max_attempts, 20), p_unique_key, coalesce(p_meta, '{}'),
+            v_queue, p_worker, coalesce(p_args, '{}'), v_state,
+            coalesce(p_priority, 0), coalesce(p_max_attempts, 20), NULL, coalesce(p_meta, '{}'),
             greatest(coalesce(p_scheduled_at, now()), now()), v_depends_on
         )
-        ON CONFLICT (unique_key)
-        WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting')
-        DO NOTHING
         RETURNING j.id INTO v_id;
-        IF v_id IS NOT NULL THEN
-            RETURN v_id;
+    ELSE
+        FOR v_try IN 1 .. 10 LOOP
+            INSERT INTO autopilot.jobs AS j (
+                queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at, depends_on
+            )
+            VALUES (
+                v_queue, p_worker, coalesce(p_args, '{}'), v_state,
+                coalesce(p_priority, 0), coalesce(p_max_attempts, 20), p_unique_key, coalesce(p_meta, '{}'),
+                greatest(coalesce(p_scheduled_at, now()), now()), v_depends_on
+            )
+            ON CONFLICT (unique_key)
+            WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting')
+            DO NOTHING
+            RETURNING j.id INTO v_id;
+            EXIT WHEN v_id IS NOT NULL;
+            -- the key is held: that job's id, and nothing added (nothing to announce)
+            SELECT j.id INTO v_id
+            FROM autopilot.jobs AS j
+            WHERE j.unique_key = p_unique_key
+              AND j.state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting');
+            IF v_id IS NOT NULL THEN
+                RETURN v_id;
+            END IF;
+            -- the holder finished between the two statements: try again
+        END LOOP;
+        IF v_id IS NULL THEN
+            RAISE EXCEPTION 'could not enqueue % with unique key %: its holder keeps changing', p_worker, p_unique_key
+            USING ERRCODE = 'serialization_failure';
         END IF;
-        SELECT j.id INTO v_id
-        FROM autopilot.jobs AS j
-        WHERE j.unique_key = p_unique_key
-          AND j.state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting');
-        IF v_id IS NOT NULL THEN
-            RETURN v_id;
-        END IF;
-        -- the holder finished between the two statements: try again
-    END LOOP;
-    RAISE EXCEPTION 'could not enqueue % with unique key %: its holder keeps changing', p_worker, p_unique_key
-    USING ERRCODE = 'serialization_failure';
+    END IF;
+    -- a job added: an idle runner hears of it at commit when it can run now
+    IF v_state = 'available' THEN
+        PERFORM pg_notify('autopilot_jobs', v_queue);
+    END IF;
+    RETURN v_id;
 END;
 $$;
 
@@ -620,9 +723,11 @@ AS $$
 -- scheduled_at, max_attempts, unique_key, meta, depends_on (an array of ids of
 -- jobs enqueued before: the job waits until they have completed). Returns the
 -- ids of the jobs added; a job whose unique key is held by an unfinished job is
--- skipped.
+-- skipped. One NOTIFY autopilot_jobs per queue that got a job available now.
 DECLARE
     v_depends_on bigint[];
+    v_ids bigint[];
+    v_queues text[];
 BEGIN
     IF jsonb_typeof(p_jobs) IS DISTINCT FROM 'array' THEN
         RAISE EXCEPTION 'enqueue_many takes a JSON array of jobs, not %', coalesce(jsonb_typeof(p_jobs), 'NULL')
@@ -639,41 +744,53 @@ BEGIN
     IF cardinality(v_depends_on) > 0 THEN
         PERFORM autopilot._dependencies_met(v_depends_on);
     END IF;
-    RETURN QUERY
-    INSERT INTO autopilot.jobs AS j (
-        queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at, depends_on
+    WITH added AS (
+        INSERT INTO autopilot.jobs AS j (
+            queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at, depends_on
+        )
+        SELECT
+            coalesce(x.queue, 'default'),
+            x.worker,
+            coalesce(x.args, '{}'),
+            CASE
+                WHEN
+                    cardinality(v_depends_on) > 0
+                    AND EXISTS (
+                        SELECT FROM autopilot.jobs AS d
+                        WHERE d.id = ANY(x.depends_on) AND d.state <> 'completed'
+                    )
+                    THEN 'waiting'
+                WHEN x.scheduled_at > now() THEN 'scheduled'
+                ELSE 'available'
+            END,
+            coalesce(x.priority, 0),
+            coalesce(x.max_attempts, 20),
+            x.unique_key,
+            coalesce(x.meta, '{}'),
+            greatest(coalesce(x.scheduled_at, now()), now()),
+            nullif(x.depends_on, '{}')
+        FROM jsonb_to_recordset(p_jobs) AS x (
+            worker text, args jsonb, queue text, priority smallint, scheduled_at timestamptz,
+            max_attempts integer, unique_key text, meta jsonb, depends_on bigint[]
+        )
+        ON CONFLICT (unique_key)
+        WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting')
+        DO NOTHING
+        RETURNING j.id, j.queue, j.state
     )
+
     SELECT
-        coalesce(x.queue, 'default'),
-        x.worker,
-        coalesce(x.args, '{}'),
-        CASE
-            WHEN
-                cardinality(v_depends_on) > 0
-                AND EXISTS (
-                    SELECT FROM autopilot.jobs AS d
-                    WHERE d.id = ANY(x.depends_on) AND d.state <> 'completed'
-                )
-                THEN 'waiting'
-            WHEN x.scheduled_at > now() THEN 'scheduled'
-            ELSE 'available'
-        END,
-        coalesce(x.priority, 0),
-        coalesce(x.max_attempts, 20),
-        x.unique_key,
-        coalesce(x.meta, '{}'),
-        greatest(coalesce(x.scheduled_at, now()), now()),
-        nullif(x.depends_on, '{}')
-    FROM jsonb_to_recordset(p_jobs) AS x (
-        worker text, args jsonb, queue text, priority smallint, scheduled_at timestamptz,
-        max_attempts integer, unique_key text, meta jsonb, depends_on bigint[]
-    )
-    ON CONFLICT (unique_key)
-    WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting')
-    DO NOTHING
-    RETURNING j.id;
+        array_agg(a.id ORDER BY a.id),
+        array_agg(DISTINCT a.queue) FILTER (WHERE a.state = 'available')
+    INTO v_ids, v_queues
+    FROM added AS a;
+    PERFORM pg_notify('autopilot_jobs', q.queue) FROM unnest(v_queues) AS q (queue);
+    RETURN QUERY SELECT i.id FROM unnest(v_ids) AS i (id);
 END;
 $$;
+
+COMMENT ON FUNCTION autopilot.enqueue_many(jsonb) IS
+'Adds the jobs of a JSON array (each an object with enqueue()''s keys; worker required) in one statement; returns the ids added (jobs whose unique key is held by an unfinished job are skipped).';
 
 -- sql/functions/queue/claim.sql
 CREATE OR REPLACE FUNCTION autopilot.claim(p_queue text, p_node text, p_limit integer DEFAULT 1)
@@ -787,6 +904,9 @@ RETURNS bigint
 LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, pg_temp
+-- each call planned for its batch: a generic plan, not knowing the batch's size, matches every locked
+-- row against the whole batch in a nested loop (500 x 500 comparisons per call)
+SET plan_cache_mode = force_custom_plan
 AS $$
 -- Marks jobs completed -- each only while it is still executing the attempt
 -- given beside it (p_ids[i] at attempt p_attempts[i]): a job cancelled, or
@@ -805,14 +925,14 @@ BEGIN
         USING ERRCODE = 'array_subscript_error';
     END IF;
     WITH mine AS (
-        -- locked in id order, as heartbeat() locks them (no deadlock between the two); by primary
-        -- key, then the attempt: bounded by the batch, whatever the statistics say about how many
-        -- jobs are executing
-        SELECT j.id
+        -- locked in id order, as heartbeat() locks them (no deadlock between the two), through the
+        -- primary key alone: bounded by the batch whatever the statistics say about how many jobs are
+        -- executing (a condition on the state here would let the planner walk jobs_executing_idx and
+        -- match every row against the whole batch). A locked row is its latest version: its state
+        -- and attempt are checked below, against the batch's, by a hash join.
+        SELECT j.id, j.attempt, j.state
         FROM autopilot.jobs AS j
         WHERE j.id = ANY(p_ids)
-          AND j.state = 'executing'
-          AND (j.id, j.attempt) IN (SELECT u.id, u.attempt FROM unnest(p_ids, p_attempts) AS u (id, attempt))
         ORDER BY j.id
         FOR NO KEY UPDATE OF j
     ),
@@ -822,7 +942,10 @@ BEGIN
         SET state = 'completed',
             completed_at = now()
         FROM mine
-        WHERE j.id = mine.id
+        INNER JOIN unnest(p_ids, p_attempts) AS u (id, attempt) ON mine.id = u.id AND mine.attempt = u.attempt
+        WHERE
+            j.id = mine.id
+            AND mine.state = 'executing'
         RETURNING j.*
     )
 
@@ -843,6 +966,9 @@ BEGIN
     RETURN autopilot._record_runner_attempts(v_jobs, 'succeeded', v_messages);
 END;
 $$;
+
+COMMENT ON FUNCTION autopilot.complete_many(bigint[], integer[]) IS
+'Completes the given jobs (each only while still executing the given attempt), recording each attempt in autopilot.job_runs; returns how many were completed.';
 
 -- sql/functions/queue/snooze.sql
 CREATE OR REPLACE FUNCTION autopilot.snooze(p_id bigint, p_attempt integer, p_for interval)
@@ -1534,7 +1660,10 @@ AS $$
 -- Statement trigger (after INSERT and UPDATE) on autopilot.tasks, autopilot.jobs and
 -- autopilot.job_runs: records in autopilot.performance_metrics_pending, once per transaction,
 -- the hours whose metrics a statement changed -- a finished row appearing, changing, or
--- leaving (the hours before and after an update both count):
+-- leaving (the hours before and after an update both count). After INSERT on autopilot.jobs it
+-- is a row trigger instead, fired only for a job inserted already completed or discarded (its
+-- WHEN clause, checked without calling the function): enqueueing a job, the queue's hot path,
+-- calls no metrics trigger at all.
 --
 -- * tasks: a task with an agent that succeeded or failed, by finished_at (agent metrics);
 -- * jobs: a completed or discarded job, by completed_at or discarded_at (worker metrics);
@@ -1585,10 +1714,9 @@ BEGIN
         END IF;
     ELSIF TG_TABLE_NAME = 'jobs' THEN
         IF TG_OP = 'INSERT' THEN
+            -- the row trigger jobs_metrics_insert_trg: a job inserted completed or discarded (its WHEN)
             INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
-            SELECT DISTINCT 'worker'::text, date_trunc('hour', coalesce(n.completed_at, n.discarded_at), 'UTC')
-            FROM new_jobs AS n
-            WHERE n.state IN ('completed', 'discarded') AND coalesce(n.completed_at, n.discarded_at) IS NOT NULL
+            VALUES ('worker', date_trunc('hour', coalesce(NEW.completed_at, NEW.discarded_at), 'UTC'))
             ON CONFLICT DO NOTHING;
         ELSE
             INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
@@ -1659,7 +1787,7 @@ END;
 $$;
 
 COMMENT ON FUNCTION autopilot._mark_metrics_pending() IS
-'Private: statement trigger on autopilot.tasks, autopilot.jobs and autopilot.job_runs; records in autopilot.performance_metrics_pending the hours (UTC) whose agent or worker metrics a statement changed, for metrics-refresh.';
+'Private: statement trigger on autopilot.tasks, autopilot.jobs and autopilot.job_runs (after INSERT on jobs, a row trigger for the jobs inserted completed or discarded); records in autopilot.performance_metrics_pending the hours (UTC) whose agent or worker metrics a statement changed, for metrics-refresh.';
 
 CREATE TRIGGER tasks_metrics_insert_trg
 AFTER INSERT ON autopilot.tasks
@@ -1676,10 +1804,12 @@ COMMENT ON TRIGGER tasks_metrics_insert_trg ON autopilot.tasks IS
 COMMENT ON TRIGGER tasks_metrics_update_trg ON autopilot.tasks IS
 'Tasks that finished, changed while finished (agent, times) or left a finished state: their hours are recomputed by metrics-refresh.';
 
+-- a row trigger: a job enqueued (available, scheduled, waiting) calls nothing
 CREATE TRIGGER jobs_metrics_insert_trg
 AFTER INSERT ON autopilot.jobs
-REFERENCING NEW TABLE AS new_jobs
-FOR EACH STATEMENT EXECUTE FUNCTION autopilot._mark_metrics_pending();
+FOR EACH ROW
+WHEN (new.state IN ('completed', 'discarded') AND coalesce(new.completed_at, new.discarded_at) IS NOT NULL)
+EXECUTE FUNCTION autopilot._mark_metrics_pending();
 
 CREATE TRIGGER jobs_metrics_update_trg
 AFTER UPDATE ON autopilot.jobs
@@ -2248,7 +2378,7 @@ AS $$
 -- Approximate, through pgvector's HNSW, where autopilot.create_vector_index()
 -- made the model's index and pgvector 0.8+ is installed: iterative scans go on
 -- past the chunks the codebase filter drops (hnsw.iterative_scan), and the
--- search list is at least 200 and p_limit long (hnsw.ef_search; a higher value
+-- search list is at least 100 and p_limit long (hnsw.ef_search; a higher value
 -- the session set is kept); both are set for the query only, the caller's
 -- values restored. Should the scan still return fewer than p_limit chunks while
 -- more qualify (it stops at hnsw.max_scan_tuples), the exact path answers.
@@ -2282,7 +2412,7 @@ BEGIN
             v_iterative_scan := current_setting('hnsw.iterative_scan');
         END IF;
         PERFORM set_config(
-            'hnsw.ef_search', least(1000, greatest(200, p_limit, v_ef_search::integer))::text, true
+            'hnsw.ef_search', least(1000, greatest(100, p_limit, v_ef_search::integer))::text, true
         );
         -- relaxed order: results may come slightly out of order, so they are sorted again below
         PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
@@ -2544,7 +2674,7 @@ COMMENT ON FUNCTION autopilot.search_code(real[], text, text, integer, text) IS
 CREATE FUNCTION autopilot.create_vector_index(
     p_embedding_model text,
     p_m integer DEFAULT 16,
-    p_ef_construction integer DEFAULT 64
+    p_ef_construction integer DEFAULT 128
 )
 RETURNS regclass
 LANGUAGE plpgsql
@@ -2755,7 +2885,7 @@ AS $$
 -- (kind function / class / method ..., key path#Qualified.name). Edges, which
 -- PageRank follows from source to target:
 --   file -> file        imports (weight: import statements)
---   file -> definition  calls (weight: references to the name, shared among
+--   file -> definition  calls (weight: uses of the name, shared among
 --                       the definitions of that name; names defined in more
 --                       than 20 places are too common to say anything)
 --   definition -> file  defined_in (a file is as central as what it defines)
@@ -2857,7 +2987,7 @@ BEGIN
     -- file -> the definitions it refers to by name
     INSERT INTO autopilot.graph_edges (source_id, target_id, weight, kind)
     WITH refs AS (
-        SELECT s.file_path, s.name, count(*) AS uses
+        SELECT s.file_path, s.name, sum(s.occurrences) AS uses
         FROM autopilot.code_symbols AS s
         WHERE s.codebase = p_codebase AND s.role = 'reference' AND s.file_path = ANY(v_sources)
         GROUP BY s.file_path, s.name
@@ -3145,31 +3275,49 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 -- A runner-side catalog entry only enqueues. The unique key dedupes against the
 -- unfinished job of the same entry, so a runner that was down for a day finds
--- one pending backup, not twenty-four.
+-- one pending backup, not twenty-four. A database-side entry with a
+-- cron_elsewhere_worker (pg_cron in another database) enqueues that worker.
 DECLARE
     v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
     v_key text := 'catalog:' || p_name;
+    v_worker text := v_job.target;
+    v_queue text := v_job.queue;
+    v_args jsonb := v_job.args;
     v_id bigint;
 BEGIN
+    IF v_job.side = 'database' THEN
+        SELECT c.cron_elsewhere_worker INTO v_worker FROM autopilot.job_catalog AS c WHERE c.name = p_name;
+        IF v_worker IS NULL THEN
+            RAISE EXCEPTION 'autopilot job % runs in the database, not on the runner', p_name
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = format('Run it with "autopilot run %s" or CALL autopilot.run_scheduled_job(%L).', p_name, p_name);
+        END IF;
+        v_queue := 'default';
+        v_args := '{}';
+    END IF;
     INSERT INTO autopilot.jobs AS j (queue, worker, args, unique_key, meta)
-    VALUES (v_job.queue, v_job.target, v_job.args, v_key, jsonb_build_object('catalog', p_name))
+    VALUES (v_queue, v_worker, v_args, v_key, jsonb_build_object('catalog', p_name))
     ON CONFLICT (unique_key)
     WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting')
     DO NOTHING
     RETURNING j.id INTO v_id;
 
     IF v_id IS NOT NULL THEN
-        RETURN ROW(true, NULL, 1, format('enqueued job %s (%s)', v_id, v_job.target),
+        PERFORM pg_notify('autopilot_jobs', v_queue);  -- an idle runner starts it at commit
+        RETURN ROW(true, NULL, 1, format('enqueued job %s (%s)', v_id, v_worker),
                    jsonb_build_object('job_id', v_id))::autopilot.job_step;
     END IF;
     SELECT j.id INTO v_id
     FROM autopilot.jobs AS j
     WHERE j.unique_key = v_key
       AND j.state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting');
-    RETURN ROW(true, NULL, 0, format('job %s (%s) is still pending: not enqueued again', v_id, v_job.target),
+    RETURN ROW(true, NULL, 0, format('job %s (%s) is still pending: not enqueued again', v_id, v_worker),
                jsonb_build_object('job_id', v_id, 'deduplicated', true))::autopilot.job_step;
 END;
 $$;
+
+COMMENT ON FUNCTION autopilot._enqueue_catalog_job(text) IS
+'Private: enqueues the runner job of a runner-side catalog entry (or the cron_elsewhere_worker of a database-side one) into autopilot.jobs, unless one is still unfinished.';
 
 -- sql/functions/maintenance/_cleanup_old_jobs_batch.sql
 CREATE OR REPLACE FUNCTION autopilot._cleanup_old_jobs_batch(p_cursor jsonb, p_limit integer)
@@ -6032,1352 +6180,6 @@ AS $$
         ) AS latest ON true
     ),
 
-    due AS (
-        SELECT j.queue, min(j.scheduled_at) AS oldest, count(*) AS n
-        FROM autopilot.jobs AS j
-        WHERE j.state IN ('available', 'scheduled', 'retryable') AND j.scheduled_at <= now()
-        GROUP BY j.queue
-    ),
-
-    problems AS (
-        -- a job that has not succeeded for twice its schedule's interval
-        SELECT
-            'critical' AS severity,
-            'job_overdue' AS check_name,
-            t.name AS subject,
-            format(
-                'job %s has not succeeded since %s (allowed: %s, %s times its schedule''s interval); '
-                || 'see its last runs in autopilot status, run it now with autopilot run %s',
-                t.name, coalesce(t.last_success_at::text, 'it was first run at ' || t.reference::text),
-                t.allowed, (SELECT st.overdue_factor FROM settings AS st), t.name
-            ) AS message,
-            t.reference + t.allowed AS since
-        FROM timed AS t
-        WHERE t.reference IS NOT NULL AND now() - t.reference > t.allowed
-        UNION ALL
-        SELECT
-            'warning',
-            CASE j.last_status WHEN 'timed_out' THEN 'job_timed_out' ELSE 'job_failed' END,
-            j.name,
-            format(
-                'the last run of job %s %s at %s: %s; fix the cause, then run it again with autopilot run %s',
-                j.name, CASE j.last_status WHEN 'timed_out' THEN 'timed out' ELSE 'failed' END,
-                j.last_started_at, coalesce(j.last_message, 'no message'), j.name
-            ),
-            j.last_started_at
-        FROM jobs AS j
-        WHERE j.last_status IN ('failed', 'timed_out')
-        UNION ALL
-        -- pg_cron's section: what pg_cron holds against what the catalog wants
-        SELECT
-            'critical',
-            'cron_missing',
-            j.name,
-            format('pg_cron has no job %s, so %s never runs; run autopilot sync', j.cron_jobname, j.name),
-            NULL::timestamptz
-        FROM jobs AS j
-        WHERE jsonb_typeof(p_cron -> 'jobs') = 'array' AND j.cron_jobid IS NULL
-        UNION ALL
-        SELECT
-            'critical',
-            'cron_inactive',
-            j.name,
-            format('pg_cron job %s (#%s) is inactive, so %s does not run; run autopilot sync '
-                   || '(or autopilot schedule %s --disable if it should not run)',
-                   j.cron_jobname, j.cron_jobid, j.name, j.name),
-            NULL
-        FROM jobs AS j
-        WHERE j.cron_jobid IS NOT NULL AND NOT j.cron_active
-        UNION ALL
-        SELECT
-            'warning',
-            'cron_out_of_sync',
-            j.name,
-            format('pg_cron job %s (#%s) %s; run autopilot sync',
-                   j.cron_jobname, j.cron_jobid,
-                   CASE WHEN j.cron_schedule IS DISTINCT FROM j.schedule
-                       THEN format('runs on %L, the catalog says %L', j.cron_schedule, j.schedule)
-                       ELSE 'runs another command than the catalog''s' END),
-            NULL
-        FROM jobs AS j
-        WHERE j.cron_jobid IS NOT NULL
-          AND (j.cron_schedule, j.cron_command_now) IS DISTINCT FROM (j.schedule, j.cron_command)
-        UNION ALL
-        SELECT
-            'warning',
-            'cron_never_run',
-            t.name,
-            format('pg_cron job %s (#%s) has never run, although autopilot''s jobs have run since %s '
-                   || '(more than %s ago); check that pg_cron runs (cron.job_run_details, the server log)',
-                   t.cron_jobname, t.cron_jobid, t.autopilot_first_run, t.allowed),
-            NULL
-        FROM timed AS t
-        WHERE t.cron_jobid IS NOT NULL AND t.cron_active AND t.cron_last_start IS NULL
-          AND t.first_started_at IS NULL AND now() - t.autopilot_first_run > t.allowed
-        UNION ALL
-        -- backups
-        SELECT
-            'critical',
-            'backup_overdue',
-            b.database_name,
-            CASE
-                WHEN b.verified_at IS NULL THEN format(
-                    'database %s has no verified backup, although the backup jobs have run since %s; '
-                    || 'see autopilot backups list and the runner''s log, or take one with autopilot backups',
-                    b.database_name, b.first_backup_run)
-                ELSE format(
-                    'the last verified backup of database %s (#%s) finished at %s, longer ago than '
-                    || 'backups.overdue_after (%s); see autopilot backups list and the runner''s log',
-                    b.database_name, b.verified_id, b.verified_at, st.backup_overdue_after)
-            END,
-            coalesce(b.verified_at, b.first_backup_run) + st.backup_overdue_after
-        FROM backups AS b
-        CROSS JOIN settings AS st
-        WHERE now() - coalesce(b.verified_at, b.first_backup_run) > st.backup_overdue_after
-        UNION ALL
-        SELECT
-            'critical',
-            'backup_missing',
-            b.database_name,
-            format('%s backup(s) of database %s newer than its last verified one have lost their file '
-                   || '(marked missing by autopilot backups verify); take a new backup and check what '
-                   || 'deletes files in backups.directory',
-                   b.missing_count, b.database_name),
-            NULL
-        FROM backups AS b
-        WHERE b.missing_count > 0
-        UNION ALL
-        SELECT
-            'warning',
-            'backup_unverified',
-            b.database_name,
-            CASE b.latest_status
-                WHEN 'corrupt' THEN format(
-                    'the latest backup of database %s (#%s, %s) does not match its recorded sha256; '
-                    || 'take a new backup', b.database_name, b.latest_id, b.latest_file_path)
-                ELSE format(
-                    'the latest backup of database %s (#%s, finished at %s) was never verified; '
-                    || 'run autopilot backups verify %s', b.database_name, b.latest_id,
-                    b.latest_finished_at, b.latest_id)
-            END,
-            b.latest_finished_at
-        FROM backups AS b
-        WHERE b.latest_status = 'corrupt'
-           OR (b.latest_status = 'succeeded' AND b.latest_finished_at < now() - interval '10 minutes')
-        UNION ALL
-        -- the queue
-        SELECT
-            'critical',
-            'runner_absent',
-            current_database()::text COLLATE "default",
-            format('%s runner job(s) wait (the oldest since %s) and no runner is connected or heartbeating; '
-                   || 'start one with autopilot runner start', sum(d.n), min(d.oldest)),
-            min(d.oldest) + min(st.runner_absent_after)
-        FROM due AS d
-        CROSS JOIN settings AS st
-        WHERE NOT EXISTS (
-            SELECT FROM pg_stat_activity AS a
-            WHERE a.datname = current_database() AND a.application_name = 'autopilot runner'
-        )
-          AND NOT EXISTS (
-              SELECT FROM autopilot.jobs AS j
-              WHERE j.state = 'executing' AND j.heartbeat_at > now() - st.runner_absent_after
-          )
-        HAVING min(d.oldest) < now() - min(st.runner_absent_after)
-        UNION ALL
-        SELECT
-            'warning',
-            'queue_stalled',
-            d.queue,
-            format('the oldest of %s available job(s) in queue %s has waited since %s (longer than '
-                   || 'health.queue_stalled_after, %s); check that a runner serves this queue and has free slots',
-                   d.n, d.queue, d.oldest, st.queue_stalled_after),
-            d.oldest + st.queue_stalled_after
-        FROM due AS d
-        CROSS JOIN settings AS st
-        WHERE d.oldest < now() - st.queue_stalled_after
-        UNION ALL
-        SELECT
-            'warning',
-            'jobs_discarded',
-            j.queue,
-            format('%s job(s) of queue %s were discarded in the last 24 hours (workers: %s); '
-                   || 'see their errors in autopilot.jobs, retry with autopilot.retry(id)',
-                   count(*), j.queue, string_agg(DISTINCT j.worker, ', ')),
-            min(j.discarded_at)
-        FROM autopilot.jobs AS j
-        WHERE j.state = 'discarded' AND coalesce(j.completed_at, j.discarded_at) > now() - interval '24 hours'
-        GROUP BY j.queue
-    )
-
-    SELECT p.severity, p.check_name, p.subject, p.message, p.since
-    FROM problems AS p
-    ORDER BY p.severity = 'warning', p.check_name, p.subject
-$$;
-
-COMMENT ON FUNCTION autopilot._health(jsonb) IS
-'Private: the problems autopilot.health lists, given pg_cron''s side (autopilot._health_cron_jobs() here; the CLI passes the same document from the pg_cron database when pg_cron lives elsewhere).';
-
--- sql/schema/views/health.sql
-CREATE VIEW autopilot.health AS
-SELECT
-    h.severity,
-    h.check_name,
-    h.subject,
-    h.message,
-    h.since
-FROM autopilot._health(autopilot._health_cron_jobs()) AS h;
-
-COMMENT ON VIEW autopilot.health IS
-'One row per problem a DBA should act on, critical or warning: jobs overdue (no success for twice their schedule''s interval, health.overdue_factor), failed or timed out; pg_cron jobs missing, inactive, out of sync or never run (when pg_cron lives in this database; autopilot check adds them from elsewhere); backups overdue, unverified or whose file is gone; no runner while jobs wait; a stalled queue; discarded jobs in the last 24 hours. Empty when all is well. autopilot check and autopilot status read it.';
-
-REVOKE ALL ON FUNCTION autopilot._schedule_interval(text, integer, timestamptz) FROM PUBLIC;
-REVOKE ALL ON FUNCTION autopilot._health_cron_jobs() FROM PUBLIC;
-REVOKE ALL ON FUNCTION autopilot._health(jsonb) FROM PUBLIC;
-
--- sql/settings/defaults.sql
-INSERT INTO autopilot.settings (name, value_type, default_value, min_value, max_value, description)
-VALUES
-(
-    'health.overdue_factor', 'numeric', '2', '1', '100',
-    'autopilot.health calls a job overdue when its last success is older than this many times its '
-    || 'schedule''s interval (the longest gap between its coming runs).'
-),
-(
-    'health.queue_stalled_after', 'interval', '15 minutes', '1 minute', NULL,
-    'autopilot.health warns (queue_stalled) when the oldest available runner job of a queue has waited this long.'
-),
-(
-    'health.runner_absent_after', 'interval', '5 minutes', '10 seconds', NULL,
-    'autopilot.health reports runner_absent when runner jobs have waited this long and no runner is connected '
-    || 'or has heartbeaten for this long.'
-);
-
--- HNSW: a denser graph at build (ef_construction 128) lets searches use a shorter list (ef_search
--- floor 100): lower latency at the same recall
--- sql/functions/search/create_vector_index.sql
-CREATE OR REPLACE FUNCTION autopilot.create_vector_index(
-    p_embedding_model text,
-    p_m integer DEFAULT 16,
-    p_ef_construction integer DEFAULT 128
-)
-RETURNS regclass
-LANGUAGE plpgsql
-VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
--- Creates, where the vector extension (pgvector 0.8.0 or later) is installed,
--- the HNSW index through which autopilot._nearest_chunks (and so search_code)
--- finds the nearest chunks of one embedding model without comparing the query
--- with every chunk; returns it. Idempotent: an existing usable index is
--- returned as it is (whatever its m and ef_construction).
---
--- The index is partial, over the current chunks of that model only, on the
--- expression embedding::vector(N) with vector_ip_ops: embeddings are stored
--- unit-length, so the inner product ranks as the cosine does, and it is the
--- very score the exact path ranks by (no normalization in the index, a chunk
--- whose vector is not unit-length ranks the same way in both). One index per
--- model: a model has one dimension, and two models' vectors are never compared.
---
--- CREATE INDEX in a function cannot be CONCURRENTLY: the build holds a lock
--- that blocks writes to code_chunks (code-ingest waits; searches do not) for
--- as long as it takes (about a minute for 100,000 chunks x 384 on two cores;
--- raise maintenance_work_mem in the session first so the graph fits in
--- memory). pg_dump does not dump it in extension mode (the table belongs to
--- the extension): call this again after a restore. Until it exists, search
--- ranks every chunk exactly.
-DECLARE
-    v_index record;
-    v_schema name;
-    v_version text;
-    v_chunks bigint;
-    v_min integer;
-    v_max integer;
-    v_models text;
-BEGIN
-    IF p_embedding_model IS NULL THEN
-        RAISE EXCEPTION 'create_vector_index needs an embedding model'
-        USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    IF p_m IS NULL OR p_ef_construction IS NULL THEN
-        RAISE EXCEPTION 'create_vector_index: p_m and p_ef_construction must not be NULL'
-        USING ERRCODE = 'null_value_not_allowed', HINT = 'Leave them out for pgvector''s defaults, 16 and 64.';
-    END IF;
-    SELECT n.nspname, e.extversion INTO v_schema, v_version
-    FROM pg_extension AS e
-    INNER JOIN pg_namespace AS n ON e.extnamespace = n.oid
-    WHERE e.extname = 'vector';
-    IF v_schema IS NULL THEN
-        RAISE EXCEPTION 'the vector extension (pgvector) is not installed in this database'
-        USING
-            ERRCODE = 'undefined_object',
-            HINT = 'CREATE EXTENSION vector (pgvector 0.8.0 or later), then call create_vector_index again. '
-            || 'Until then code search ranks every chunk exactly.';
-    END IF;
-    IF v_version !~ '^[0-9]+\.[0-9]+\.[0-9]+$'
-        OR string_to_array(v_version, '.')::integer [] < ARRAY[0, 8, 0] THEN
-        RAISE EXCEPTION 'pgvector % is installed: code search needs 0.8.0 or later (iterative index scans)', v_version
-        USING
-            ERRCODE = 'feature_not_supported',
-            HINT = 'Install pgvector 0.8 or later on the server, then ALTER EXTENSION vector UPDATE.';
-    END IF;
-
-    -- conflicts with itself (two calls build one index) and with writes, as the build does anyway
-    LOCK TABLE autopilot.code_chunks IN SHARE ROW EXCLUSIVE MODE;
-    SELECT * INTO v_index FROM autopilot._vector_index(p_embedding_model);
-    IF v_index.index_oid IS NOT NULL THEN
-        RAISE NOTICE 'index autopilot.% exists, skipping', v_index.index_name;
-        RETURN v_index.index_oid;
-    END IF;
-    IF to_regclass(format('autopilot.%I', v_index.index_name)) IS NOT NULL THEN
-        RAISE EXCEPTION 'autopilot.% exists but code search cannot use it', v_index.index_name
-        USING
-            ERRCODE = 'duplicate_object',
-            DETAIL = 'It is not a valid HNSW index with vector_ip_ops (a build interrupted, or made by hand).',
-            HINT = format('Drop it (SELECT autopilot.drop_vector_index(%L)), then create it again.', p_embedding_model);
-    END IF;
-
-    SELECT count(*), min(array_length(c.embedding, 1)), max(array_length(c.embedding, 1))
-    INTO v_chunks, v_min, v_max
-    FROM autopilot.code_chunks AS c
-    WHERE c.embedding_model = p_embedding_model AND c.superseded_at IS NULL AND c.embedding IS NOT NULL;
-    IF v_chunks = 0 THEN
-        SELECT string_agg(DISTINCT format('%L', c.embedding_model), ', ') INTO v_models
-        FROM autopilot.code_chunks AS c
-        WHERE c.superseded_at IS NULL AND c.embedding IS NOT NULL;
-        RAISE EXCEPTION 'no current code chunk is embedded with model %', p_embedding_model
-        USING
-            ERRCODE = 'no_data_found',
-            DETAIL = format('Models of the current chunks: %s.', coalesce(v_models, 'none')),
-            HINT = 'Ingest a codebase with that model first, or name one of the models listed.';
-    END IF;
-    IF v_min IS DISTINCT FROM v_max THEN
-        RAISE EXCEPTION 'the current chunks of model % have embeddings of % to % dimensions',
-            p_embedding_model, v_min, v_max
-        USING ERRCODE = 'data_exception', HINT = 'Re-embed the codebase: a model has one dimension.';
-    END IF;
-    IF v_max > 2000 THEN
-        RAISE EXCEPTION 'pgvector''s HNSW indexes vectors of up to 2000 dimensions; model % has %',
-            p_embedding_model, v_max
-        USING
-            ERRCODE = 'feature_not_supported',
-            HINT = 'Code search keeps ranking the chunks of this model exactly.';
-    END IF;
-
-    -- names in the extension's schema are qualified, never resolved through search_path
-    EXECUTE format(
-        'CREATE INDEX IF NOT EXISTS %I ON autopilot.code_chunks USING hnsw '
-        '((embedding::%I.vector(%s)) %I.vector_ip_ops) WITH (m = %s, ef_construction = %s) '
-        'WHERE embedding_model = %L AND superseded_at IS NULL',
-        v_index.index_name, v_schema, v_max, v_schema, p_m, p_ef_construction, p_embedding_model
-    );
-    RETURN (SELECT x.index_oid FROM autopilot._vector_index(p_embedding_model) AS x);
-END;
-$$;
-
--- sql/functions/search/_nearest_chunks.sql
-CREATE OR REPLACE FUNCTION autopilot._nearest_chunks(
-    p_query real[],
-    p_embedding_model text,
-    p_codebase text,
-    p_limit integer
-)
-RETURNS TABLE (chunk_id bigint, similarity double precision)
-LANGUAGE plpgsql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
--- The top p_limit current chunks by cosine to p_query (embeddings are stored
--- unit-length: the inner product is the cosine), among the chunks of
--- p_embedding_model only (two models' vectors are never compared), in one
--- codebase or all, most similar first.
---
--- Approximate, through pgvector's HNSW, where autopilot.create_vector_index()
--- made the model's index and pgvector 0.8+ is installed: iterative scans go on
--- past the chunks the codebase filter drops (hnsw.iterative_scan), and the
--- search list is at least 100 and p_limit long (hnsw.ef_search; a higher value
--- the session set is kept); both are set for the query only, the caller's
--- values restored. Should the scan still return fewer than p_limit chunks while
--- more qualify (it stops at hnsw.max_scan_tuples), the exact path answers.
--- The extension's type and operator are named with its schema, looked up in
--- pg_extension: never resolved through search_path.
---
--- Exact otherwise: the sum runs in the compiled autopilot._inner_product
--- where it is installed, else in SQL (same results, about 60 times slower).
-DECLARE
-    v_kernel regproc := to_regprocedure('autopilot._inner_product(real[], real[])')::regproc;
-    v_schema name;
-    v_dimensions integer;
-    v_type text;
-    v_operator text;
-    v_ef_search text;
-    v_iterative_scan text;
-    v_ids bigint[];
-    v_similarities double precision[];
-BEGIN
-    SELECT x.vector_schema, x.dimensions INTO v_schema, v_dimensions
-    FROM autopilot._vector_index(p_embedding_model) AS x;
-    IF v_schema IS NOT NULL AND array_ndims(p_query) = 1 AND cardinality(p_query) = v_dimensions
-        AND p_limit > 0 THEN
-        v_ef_search := current_setting('hnsw.ef_search', true);
-        v_iterative_scan := current_setting('hnsw.iterative_scan', true);
-        IF v_ef_search IS NULL OR v_iterative_scan IS NULL THEN
-            -- pgvector's library is not loaded in this session yet: load it (a cast does), so that
-            -- its settings exist and hold their configured values, to be restored after the query
-            EXECUTE format('SELECT %L::%I.vector', '[0]', v_schema);
-            v_ef_search := current_setting('hnsw.ef_search');
-            v_iterative_scan := current_setting('hnsw.iterative_scan');
-        END IF;
-        PERFORM set_config(
-            'hnsw.ef_search', least(1000, greatest(100, p_limit, v_ef_search::integer))::text, true
-        );
-        -- relaxed order: results may come slightly out of order, so they are sorted again below
-        PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
-        -- the type and the operator of the extension, named with its schema
-        v_type := format('%I.vector(%s)', v_schema, v_dimensions);
-        v_operator := format('%I.<#>', v_schema);
-        EXECUTE format(
-            'SELECT array_agg(h.id ORDER BY h.similarity DESC, h.id),
-                    array_agg(h.similarity ORDER BY h.similarity DESC, h.id)
-             FROM (
-                 SELECT c.id, -(c.embedding::%s OPERATOR(%s) $1::%s) AS similarity
-                 FROM autopilot.code_chunks AS c
-                 WHERE c.embedding_model = %L AND c.superseded_at IS NULL
-                   AND ($2::text IS NULL OR c.codebase = $2)
-                 ORDER BY c.embedding::%s OPERATOR(%s) $1::%s
-                 LIMIT $3
-             ) AS h',
-            v_type, v_operator, v_type,
-            -- a literal, so that the planner matches the index's predicate (the parameters of a
-            -- dynamic query are constants to the planner too: the codebase test folds away)
-            p_embedding_model,
-            v_type, v_operator, v_type
-        ) INTO v_ids, v_similarities USING p_query, p_codebase, p_limit;
-        PERFORM set_config('hnsw.ef_search', v_ef_search, true);
-        PERFORM set_config('hnsw.iterative_scan', v_iterative_scan, true);
-        IF coalesce(cardinality(v_ids), 0) = p_limit OR NOT EXISTS (
-            SELECT FROM autopilot.code_chunks AS c
-            WHERE
-                c.embedding_model = p_embedding_model
-                AND c.superseded_at IS NULL
-                AND c.embedding IS NOT NULL
-                AND (p_codebase IS NULL OR c.codebase = p_codebase)
-                AND c.id <> ALL(coalesce(v_ids, '{}'))
-        ) THEN
-            RETURN QUERY SELECT u.id, u.similarity FROM unnest(v_ids, v_similarities) AS u (id, similarity);
-            RETURN;
-        END IF;
-    END IF;
-
-    IF v_kernel IS NOT NULL THEN
-        -- dynamic, only because the function does not exist in every install; v_kernel is its
-        -- regproc, not user input
-        RETURN QUERY EXECUTE format(
-            'SELECT c.id, %s(c.embedding, $1) AS similarity
-             FROM autopilot.code_chunks AS c
-             WHERE c.superseded_at IS NULL AND c.embedding_model = $2
-               AND ($3 IS NULL OR c.codebase = $3)
-             ORDER BY similarity DESC, c.id
-             LIMIT $4',
-            v_kernel
-        ) USING p_query, p_embedding_model, p_codebase, p_limit;
-        RETURN;
-    END IF;
-    RETURN QUERY
-    SELECT
-        c.id,
-        (SELECT sum(u.a::double precision * u.b) FROM unnest(c.embedding, p_query) AS u (a, b)) AS similarity
-    FROM autopilot.code_chunks AS c
-    WHERE
-        c.superseded_at IS NULL
-        AND c.embedding_model = p_embedding_model
-        AND (p_codebase IS NULL OR c.codebase = p_codebase)
-    ORDER BY similarity DESC, c.id
-    LIMIT p_limit;
-END;
-$$;
-
--- _job_unavailable_reason reads the catalogs: to_regclass('cron.job_run_details') failed for a role
--- without USAGE on schema cron, so the read-only role could not read job_status in pg_cron's database
-CREATE OR REPLACE FUNCTION autopilot._job_unavailable_reason(
-    p_kind text, p_target text, p_requires_local_pg_cron boolean
-)
-RETURNS text
-LANGUAGE plpgsql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
--- NULL when the job can run in this database, else why it cannot. A catalog
--- entry whose function arrives in a later version is registered with pg_cron,
--- inactive, so that upgrading is all it takes to switch it on.
-BEGIN
-    IF p_kind IN ('function', 'batched') AND to_regproc(p_target) IS NULL THEN
-        RETURN format('%s() is not part of autopilot %s', p_target, autopilot.version());
-    END IF;
-    -- the catalogs, not to_regclass('cron.job_run_details'): that fails for a role without USAGE on
-    -- schema cron (the read-only role, reading autopilot.job_status in pg_cron's database)
-    IF p_requires_local_pg_cron AND NOT EXISTS (
-        SELECT FROM pg_catalog.pg_class AS c
-        JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-        WHERE n.nspname = 'cron' AND c.relname = 'job_run_details'
-    ) THEN
-        RETURN 'pg_cron is not installed in this database';
-    END IF;
-    RETURN NULL;
-END;
-$$;
-
--- Timeouts of database-side jobs (autopilot.set_job_timeout): a run past its job's timeout is
--- cancelled and recorded timed_out.
-
--- sql/schema/tables/job_catalog.sql, job_overrides.sql, job_runs.sql
-ALTER TABLE autopilot.job_catalog
-ADD COLUMN timeout interval NOT NULL DEFAULT '1 hour',
-ADD CONSTRAINT job_catalog_timeout_check CHECK (timeout > interval '0');
-ALTER TABLE autopilot.job_overrides
-ADD COLUMN timeout interval,
-DROP CONSTRAINT job_overrides_not_empty_check,
-ADD CONSTRAINT job_overrides_not_empty_check CHECK (
-    schedule IS NOT NULL OR enabled IS NOT NULL OR timeout IS NOT NULL
-),
-ADD CONSTRAINT job_overrides_timeout_check CHECK (timeout > interval '0');
-ALTER TABLE autopilot.job_runs
-DROP CONSTRAINT job_runs_status_check,
-ADD CONSTRAINT job_runs_status_check CHECK (
-    status IN ('running', 'succeeded', 'failed', 'skipped', 'abandoned', 'cancelled', 'timed_out')
-);
--- sql/schema/tables/job_catalog.sql (comments)
-COMMENT ON TABLE autopilot.job_catalog IS
-'Every scheduled job of autopilot, database side (pg_cron runs SQL) and runner side (pg_cron enqueues into autopilot.jobs). autopilot.sync_schedules() makes cron.job match it.';
-COMMENT ON COLUMN autopilot.job_catalog.kind IS
-'function: the target function does the whole job and returns a jsonb summary; batched: the target function deletes or moves one bounded batch, and a scheduled run commits between batches; statement: pg_cron runs the target statement at top level (VACUUM, REINDEX CONCURRENTLY cannot run in a function); enqueue: a runner job is enqueued into autopilot.jobs, deduplicated.';
-COMMENT ON COLUMN autopilot.job_catalog.schedule IS
-'Default cron expression, UTC, pg_cron 1.4 syntax; NULL for a runner job that runs only at runner startup.';
-COMMENT ON COLUMN autopilot.job_catalog.only_on_dow IS
-'When set (0 = Sunday), a scheduled run fires only on that UTC weekday: cron ORs day-of-month and day-of-week, so "first Sunday" is day 1-7 plus this filter.';
-COMMENT ON COLUMN autopilot.job_catalog.target IS
-'The function (schema-qualified name) a job runs, the top-level statement of a statement job, or the worker name of a runner job.';
-COMMENT ON COLUMN autopilot.job_catalog.queue IS 'Queue of autopilot.jobs that a runner job is enqueued into.';
-COMMENT ON COLUMN autopilot.job_catalog.run_at_startup IS 'The runner enqueues this job when it starts (deduplicated).';
-COMMENT ON COLUMN autopilot.job_catalog.startup_order IS
-'The startup jobs with an order run as a chain, in that order: each waits (autopilot.jobs.depends_on) for the one before it to complete (autopilot.enqueue_startup_jobs).';
-COMMENT ON COLUMN autopilot.job_catalog.args IS 'Arguments of the runner job enqueued by a runner-side entry.';
-COMMENT ON COLUMN autopilot.job_catalog.requires_local_pg_cron IS 'The job works on pg_cron''s own tables, so it runs only where pg_cron is installed.';
-COMMENT ON COLUMN autopilot.job_catalog.only_when_armed IS
-'pg_cron runs the job only while another job has armed it (autopilot.job_arming); otherwise its pg_cron entry stays inactive.';
-COMMENT ON COLUMN autopilot.job_catalog.disabled_reason IS
-'Why the job ships disabled (no worker for its target ships with this version of the runner), shown by autopilot status; NULL: enabled by default. A DBA enables it with autopilot.set_job_enabled (autopilot schedule NAME --enable).';
-COMMENT ON COLUMN autopilot.job_catalog.timeout IS
-'Default timeout of a run of a function or batched job (autopilot.set_job_timeout overrides it): a run past it is cancelled and recorded timed_out. Statement and runner jobs do not use it (a runner job has its worker''s timeout).';
-
--- sql/schema/tables/job_overrides.sql (comments)
-COMMENT ON TABLE autopilot.job_overrides IS
-'A DBA''s changes to the catalog: another schedule, enabled/disabled, another timeout. Kept across re-syncs, upgrades and pg_dump/restore; written by autopilot.set_job_schedule(), set_job_enabled(), set_job_timeout() and reset_job().';
-COMMENT ON COLUMN autopilot.job_overrides.schedule IS 'Cron expression replacing the catalog default; NULL keeps the default.';
-COMMENT ON COLUMN autopilot.job_overrides.enabled IS 'false disables the job (its pg_cron entry stays, inactive); NULL keeps the default.';
-COMMENT ON COLUMN autopilot.job_overrides.timeout IS 'Timeout replacing the catalog default (autopilot.set_job_timeout); NULL keeps the default.';
-
--- sql/schema/tables/job_runs.sql (comments)
-COMMENT ON TABLE autopilot.job_runs IS
-'The run ledger: one row for every run of every job, database side and runner side: when, how long, outcome, rows affected, error.';
-COMMENT ON COLUMN autopilot.job_runs.trigger IS 'pg_cron (a scheduled run), manual (autopilot.run_job or the CLI), runner (an attempt of a runner job that ended: completed, failed, snoozed, cancelled or rescued).';
-COMMENT ON COLUMN autopilot.job_runs.status IS
-'running, succeeded, failed; skipped (database side: another run held the job''s lock; runner side: the job snoozed); abandoned (database side: the session ended mid-run, found by the next run; runner side: its runner stopped heartbeating, found by rescue-orphaned-jobs); cancelled (a runner job cancelled while executing); timed_out (database side: the run passed its job''s timeout and was cancelled, autopilot.set_job_timeout).';
-COMMENT ON COLUMN autopilot.job_runs.error_sqlstate IS 'SQLSTATE of the error of a failed run.';
-COMMENT ON COLUMN autopilot.job_runs.scheduled_for IS
-'A pg_cron run: the tick of its schedule it was fired for (a run pg_cron queued while an earlier one overran started later than its tick). NULL for other runs.';
-COMMENT ON COLUMN autopilot.job_runs.backend_pid IS 'Backend that ran the job; lets a later run tell a live run from an abandoned one.';
-
--- sql/schema/views/job_definitions.sql
-CREATE OR REPLACE VIEW autopilot.job_definitions AS
-SELECT
-    c.name,
-    c.side,
-    c.kind,
-    coalesce(a.schedule, o.schedule, c.schedule) AS schedule,
-    c.schedule AS default_schedule,
-    coalesce(o.enabled, c.disabled_reason IS NULL) AS enabled,
-    c.only_on_dow,
-    c.target,
-    c.args,
-    c.queue,
-    c.run_at_startup,
-    c.description,
-    autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron)
-        AS unavailable_reason,
-    -- autopilot._cron_jobname(c.name), written out: a view's functions need EXECUTE of every
-    -- role that reads it, and these built-ins have it (tests/sql/_cron_jobname.sql compares them);
-    -- current_database() is a name, whose collation ("C") the column must not take (RF02: sqlfluff
-    -- reads "default" as a column)
-    CASE
-        WHEN octet_length(format('autopilot:%s:%s', current_database(), c.name)) <= 63
-            THEN format('autopilot:%s:%s', current_database(), c.name)
-        ELSE format(
-            'autopilot:%s~%s:%s',
-            CASE WHEN octet_length(left(current_database(), 16)) = 16 THEN left(current_database(), 16) ELSE '' END,
-            left(md5(current_database()), 8), c.name
-        )
-    END COLLATE "default" AS cron_jobname, -- noqa: RF02
-    CASE
-        WHEN c.kind = 'statement' THEN coalesce(a.command, c.target)
-        ELSE format('CALL autopilot.run_scheduled_job(%L)', c.name)
-    END AS cron_command,
-    c.only_when_armed,
-    a.armed_at,
-    -- what pg_cron's entry should say: enabled, runnable here, and armed when it must be
-    coalesce(o.enabled, c.disabled_reason IS NULL)
-    AND autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron) IS NULL
-    AND (NOT c.only_when_armed OR a.job_name IS NOT NULL) AS active,
-    -- why it ships disabled, while the DBA has not enabled or disabled it
-    CASE WHEN o.enabled IS NULL THEN c.disabled_reason END AS disabled_reason,
-    coalesce(o.timeout, c.timeout) AS timeout,
-    c.timeout AS default_timeout
-FROM autopilot.job_catalog AS c
-LEFT JOIN autopilot.job_overrides AS o ON c.name = o.job_name
-LEFT JOIN autopilot.job_arming AS a ON c.name = a.job_name;
-
-COMMENT ON VIEW autopilot.job_definitions IS
-'The catalog with the DBA''s overrides applied: the schedule and state each job should have in pg_cron, the pg_cron job name and command, why a job cannot run here (unavailable_reason), whether pg_cron should run it (active), and the timeout of its runs. A job''s own arming (autopilot.job_arming) wins over overrides while it lasts.';
-
--- sql/functions/cron/set_job_timeout.sql
-CREATE OR REPLACE FUNCTION autopilot.set_job_timeout(p_name text, p_timeout interval)
-RETURNS interval
-LANGUAGE plpgsql
-VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
-BEGIN
-    IF p_timeout IS NULL THEN
-        RAISE EXCEPTION 'p_timeout must be an interval'
-            USING ERRCODE = 'null_value_not_allowed',
-                  HINT = 'autopilot.reset_job() returns a job to its catalog defaults.';
-    END IF;
-    IF p_timeout <= interval '0' THEN
-        RAISE EXCEPTION 'invalid timeout "%" for autopilot job %: it must be positive', p_timeout, p_name
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = format('Give an interval such as ''30 minutes''; the catalog default of %s is %s.',
-                                p_name, v_job.default_timeout);
-    END IF;
-    IF v_job.kind NOT IN ('function', 'batched') THEN
-        RAISE EXCEPTION 'autopilot job % has no timeout of its own: it is a % job', p_name, v_job.kind
-            USING ERRCODE = 'feature_not_supported',
-                  HINT = CASE v_job.kind
-                      WHEN 'statement' THEN 'A statement job runs at top level in pg_cron; only function and batched jobs time out.'
-                      ELSE 'A runner job runs under its worker''s timeout (autopilot settings).'
-                  END;
-    END IF;
-    INSERT INTO autopilot.job_overrides AS o (job_name, timeout)
-    VALUES (p_name, p_timeout)
-    ON CONFLICT (job_name) DO UPDATE
-        SET timeout = excluded.timeout, updated_at = now(), updated_by = current_user;
-    RETURN p_timeout;
-END;
-$$;
-
-COMMENT ON FUNCTION autopilot.set_job_timeout(text, interval) IS
-'Overrides the timeout of a function or batched job''s runs (positive; invalid_parameter_value and no change otherwise): a run past it is cancelled and recorded timed_out. Kept across syncs, upgrades and restores; autopilot.reset_job() returns to the catalog default.';
-
--- sql/functions/core/_cancel_timed_out_runs.sql
-CREATE OR REPLACE FUNCTION autopilot._cancel_timed_out_runs()
-RETURNS integer
-LANGUAGE plpgsql
-VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
--- A statement_timeout set inside a procedure does not arm PostgreSQL's timer
--- (only a top-level statement does), so a run pg_cron CALLs cannot time itself
--- out in the middle of a step: every scheduled run first cancels the other runs
--- past their job's timeout. The cancelled run catches the cancel and records
--- itself timed_out. Only a backend still running the run is signalled: it
--- started before the run did (not a later backend that reused the pid) and it
--- still holds the job's session lock.
-DECLARE
-    v_cancelled integer := 0;
-    v_pid integer;
-BEGIN
-    FOR v_pid IN
-        SELECT r.backend_pid
-        FROM autopilot.job_runs AS r
-        INNER JOIN autopilot.job_definitions AS d ON r.job_name = d.name
-        INNER JOIN pg_stat_activity AS a ON r.backend_pid = a.pid
-        WHERE r.status = 'running'
-          AND r.side = 'database'
-          AND d.kind IN ('function', 'batched')
-          AND r.started_at + d.timeout < clock_timestamp()
-          AND r.backend_pid <> pg_backend_pid()
-          AND a.backend_start <= r.started_at
-          AND a.state = 'active'
-          AND EXISTS (
-              SELECT FROM pg_locks AS l
-              WHERE l.pid = r.backend_pid AND l.locktype = 'advisory' AND l.granted
-                AND l.database = (SELECT db.oid FROM pg_database AS db WHERE db.datname = current_database())
-                AND ((l.classid::bigint << 32) | l.objid::bigint) = autopilot._job_lock_key(r.job_name)
-          )
-    LOOP
-        IF pg_cancel_backend(v_pid) THEN
-            v_cancelled := v_cancelled + 1;
-        END IF;
-    END LOOP;
-    RETURN v_cancelled;
-END;
-$$;
-
-COMMENT ON FUNCTION autopilot._cancel_timed_out_runs() IS
-'Private: cancels (pg_cancel_backend) the database-side runs in other sessions that are past their job''s timeout; they record themselves timed_out. Called at the start of every scheduled run; returns how many it signalled.';
-
--- sql/functions/core/run_scheduled_job.sql
--- A procedure, so that a batched job commits between batches: no batch holds
--- its locks long. A procedure that commits cannot carry SET search_path
--- (PostgreSQL forbids transaction control there), yet pg_cron runs it as a
--- privileged role in a session whose search_path the database's owner can set
--- (ALTER DATABASE ... SET search_path = public, ...). So its types are
--- schema-qualified (they are resolved when the body is compiled, before any
--- statement runs), and every transaction it starts pins the search path first,
--- for that transaction only (set_config(..., true)): no function, operator or
--- type in the body is ever looked up in a schema another role can write, and
--- the caller's session keeps its own setting.
--- A run past its job's timeout stops: between batches by itself, in a step when
--- it is cancelled (the next scheduled run of any job cancels it, see
--- autopilot._cancel_timed_out_runs; "autopilot run" sets statement_timeout for
--- the CALL). It is recorded timed_out and re-raised as query_canceled.
-CREATE OR REPLACE PROCEDURE autopilot.run_scheduled_job(p_name text, p_manual boolean DEFAULT false)
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    v_run_id bigint;
-    v_step autopilot.job_step;
-    v_cursor pg_catalog.jsonb;
-    v_rows bigint := 0;
-    v_batches integer := 0;
-    v_state pg_catalog.text;
-    v_message pg_catalog.text;
-    v_detail pg_catalog.text;
-    v_hint pg_catalog.text;
-    -- a statement_timeout of the caller's session fires this long after the CALL started
-    v_called_at pg_catalog.timestamptz := pg_catalog.statement_timestamp();
-    v_timeout pg_catalog.interval;
-    v_timed_out boolean := false;
-BEGIN
-    -- fails at once inside a transaction block, before any lock is taken
-    COMMIT;
-    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    PERFORM autopilot._cancel_timed_out_runs();
-    IF NOT p_manual AND autopilot._skips_today(p_name) THEN
-        RETURN;
-    END IF;
-    IF (autopilot._catalog_job(p_name)).kind = 'statement' THEN
-        PERFORM autopilot._run_job_step(p_name, NULL);
-    END IF;
-
-    v_run_id := autopilot._run_start(p_name, p_manual, true);
-    v_timeout := (autopilot._catalog_job(p_name)).timeout;
-    COMMIT;
-    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    IF v_run_id IS NULL THEN
-        RETURN;
-    END IF;
-
-    LOOP
-        BEGIN
-            v_step := autopilot._run_job_step(p_name, v_cursor);
-        EXCEPTION
-            -- a cancel is no error OTHERS catches: it is a timeout when it came past the deadline
-            WHEN query_canceled OR OTHERS THEN
-                GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE,
-                                        v_message = MESSAGE_TEXT,
-                                        v_detail = PG_EXCEPTION_DETAIL,
-                                        v_hint = PG_EXCEPTION_HINT;
-                v_timed_out := v_state = '57014' AND clock_timestamp() >= v_called_at + v_timeout;
-        END;
-        EXIT WHEN v_state IS NOT NULL;
-        v_rows := v_rows + coalesce(v_step.rows_affected, 0);
-        v_batches := v_batches + 1;
-        v_cursor := v_step.cursor;
-        COMMIT;
-        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-        EXIT WHEN v_step.done;
-        IF clock_timestamp() >= v_called_at + v_timeout THEN
-            -- past the timeout between two batches: the committed ones stay
-            v_state := '57014';
-            v_timed_out := true;
-            EXIT;
-        END IF;
-    END LOOP;
-
-    IF v_timed_out THEN
-        v_message := format('timed out after %s (timeout %s); %s %s committed',
-                            date_trunc('second', clock_timestamp() - v_called_at), v_timeout, v_batches,
-                            CASE WHEN v_batches = 1 THEN 'batch' ELSE 'batches' END);
-        v_detail := NULL;
-        v_hint := format('autopilot.set_job_timeout(%L, ...) gives the job more time.', p_name);
-        PERFORM autopilot._run_finish(v_run_id, 'timed_out', v_rows, v_message, v_state,
-                                      jsonb_build_object('timeout', v_timeout::text, 'batches_committed', v_batches));
-    ELSIF v_state IS NOT NULL THEN
-        PERFORM autopilot._run_finish(v_run_id, 'failed', v_rows, v_message, v_state,
-                                      jsonb_build_object('detail', v_detail, 'batches_committed', v_batches));
-    ELSE
-        PERFORM autopilot._run_finish(
-            v_run_id, 'succeeded', v_rows,
-            coalesce(v_step.message, format('%s rows in %s %s', v_rows, v_batches, CASE WHEN v_batches = 1 THEN 'batch' ELSE 'batches' END)),
-            NULL,
-            coalesce(v_step.details, '{}') || jsonb_build_object('batches', v_batches)
-        );
-    END IF;
-    PERFORM pg_advisory_unlock(autopilot._job_lock_key(p_name));
-    COMMIT;
-    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-
-    IF v_state IS NOT NULL THEN
-        -- the run is in the ledger; re-raise the job's own error so pg_cron records it too
-        RAISE EXCEPTION USING ERRCODE = v_state,
-                              MESSAGE = CASE WHEN v_timed_out THEN format('autopilot job %s %s', p_name, v_message) ELSE v_message END,
-                              DETAIL = coalesce(v_detail, ''), HINT = coalesce(v_hint, '');
-    END IF;
-END;
-$$;
-
--- (LT01 is silenced on the next line: sqlfluff's postgres dialect reads the argument list in
--- COMMENT ON PROCEDURE as a separate bracket and wants a space before it.)
-COMMENT ON PROCEDURE autopilot.run_scheduled_job(text, boolean) IS -- noqa: LT01
-'The command pg_cron runs for every database-side and runner-side catalog job (CALL autopilot.run_scheduled_job(''name'')): ledger run committed first, a COMMIT after every batch, a failure recorded and then re-raised so that cron.job_run_details shows it too; a run past its job''s timeout (autopilot.set_job_timeout) stops and is recorded timed_out. Must be CALLed outside a transaction block. p_manual => true (the CLI) ignores a weekday restriction.';
-
--- sql/functions/cron/reset_job.sql
-COMMENT ON FUNCTION autopilot.reset_job(text) IS
-'Drops a job''s overrides, returning it to the catalog''s schedule, enabled state and timeout; returns that schedule.';
-
--- sql/grants/privileges.sql
-REVOKE ALL ON FUNCTION autopilot.set_job_timeout(text, interval) FROM PUBLIC;
-REVOKE ALL ON FUNCTION autopilot._cancel_timed_out_runs() FROM PUBLIC;
-
--- Retries of database-side jobs (autopilot.set_job_retries): a transient failure is retried with
--- backoff within the run, one ledger row per attempt.
-
--- sql/schema/tables/job_catalog.sql, job_overrides.sql, job_runs.sql
-ALTER TABLE autopilot.job_catalog
-ADD COLUMN max_attempts smallint NOT NULL DEFAULT 3,
-ADD COLUMN retry_backoff interval NOT NULL DEFAULT '5 seconds',
-ADD CONSTRAINT job_catalog_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 100),
-ADD CONSTRAINT job_catalog_retry_backoff_check CHECK (retry_backoff >= interval '0');
-ALTER TABLE autopilot.job_overrides
-ADD COLUMN max_attempts smallint,
-ADD COLUMN retry_backoff interval,
-DROP CONSTRAINT job_overrides_not_empty_check,
-ADD CONSTRAINT job_overrides_not_empty_check CHECK (
-    schedule IS NOT NULL OR enabled IS NOT NULL OR timeout IS NOT NULL
-    OR max_attempts IS NOT NULL OR retry_backoff IS NOT NULL
-),
-ADD CONSTRAINT job_overrides_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 100),
-ADD CONSTRAINT job_overrides_retry_backoff_check CHECK (retry_backoff >= interval '0');
-ALTER TABLE autopilot.job_runs
-ADD COLUMN attempt smallint NOT NULL DEFAULT 1,
-ADD CONSTRAINT job_runs_attempt_check CHECK (attempt >= 1);
-COMMENT ON COLUMN autopilot.job_catalog.max_attempts IS
-'Default attempts of a run of a function or batched job (autopilot.set_job_retries overrides it): a transient failure (serialization failure 40001, deadlock 40P01, lock not available 55P03) is retried within the run until then; any other error is not.';
-COMMENT ON COLUMN autopilot.job_catalog.retry_backoff IS
-'Default wait before the second attempt of a run; it doubles for every later attempt.';
-COMMENT ON TABLE autopilot.job_overrides IS
-'A DBA''s changes to the catalog: another schedule, enabled/disabled, another timeout or retry policy. Kept across re-syncs, upgrades and pg_dump/restore; written by autopilot.set_job_schedule(), set_job_enabled(), set_job_timeout(), set_job_retries() and reset_job().';
-COMMENT ON COLUMN autopilot.job_overrides.max_attempts IS 'Attempts replacing the catalog default (autopilot.set_job_retries); NULL keeps the default.';
-COMMENT ON COLUMN autopilot.job_overrides.retry_backoff IS 'First backoff replacing the catalog default (autopilot.set_job_retries); NULL keeps the default.';
-COMMENT ON COLUMN autopilot.job_runs.attempt IS
-'Database side: the attempt of its run this row records (1, then one more row for every retry of a transient failure, autopilot.set_job_retries).';
-
--- sql/schema/views/job_definitions.sql
-CREATE OR REPLACE VIEW autopilot.job_definitions AS
-SELECT
-    c.name,
-    c.side,
-    c.kind,
-    coalesce(a.schedule, o.schedule, c.schedule) AS schedule,
-    c.schedule AS default_schedule,
-    coalesce(o.enabled, c.disabled_reason IS NULL) AS enabled,
-    c.only_on_dow,
-    c.target,
-    c.args,
-    c.queue,
-    c.run_at_startup,
-    c.description,
-    autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron)
-        AS unavailable_reason,
-    -- autopilot._cron_jobname(c.name), written out: a view's functions need EXECUTE of every
-    -- role that reads it, and these built-ins have it (tests/sql/_cron_jobname.sql compares them);
-    -- current_database() is a name, whose collation ("C") the column must not take (RF02: sqlfluff
-    -- reads "default" as a column)
-    CASE
-        WHEN octet_length(format('autopilot:%s:%s', current_database(), c.name)) <= 63
-            THEN format('autopilot:%s:%s', current_database(), c.name)
-        ELSE format(
-            'autopilot:%s~%s:%s',
-            CASE WHEN octet_length(left(current_database(), 16)) = 16 THEN left(current_database(), 16) ELSE '' END,
-            left(md5(current_database()), 8), c.name
-        )
-    END COLLATE "default" AS cron_jobname, -- noqa: RF02
-    CASE
-        WHEN c.kind = 'statement' THEN coalesce(a.command, c.target)
-        ELSE format('CALL autopilot.run_scheduled_job(%L)', c.name)
-    END AS cron_command,
-    c.only_when_armed,
-    a.armed_at,
-    -- what pg_cron's entry should say: enabled, runnable here, and armed when it must be
-    coalesce(o.enabled, c.disabled_reason IS NULL)
-    AND autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron) IS NULL
-    AND (NOT c.only_when_armed OR a.job_name IS NOT NULL) AS active,
-    -- why it ships disabled, while the DBA has not enabled or disabled it
-    CASE WHEN o.enabled IS NULL THEN c.disabled_reason END AS disabled_reason,
-    coalesce(o.timeout, c.timeout) AS timeout,
-    c.timeout AS default_timeout,
-    coalesce(o.max_attempts, c.max_attempts) AS max_attempts,
-    coalesce(o.retry_backoff, c.retry_backoff) AS retry_backoff
-FROM autopilot.job_catalog AS c
-LEFT JOIN autopilot.job_overrides AS o ON c.name = o.job_name
-LEFT JOIN autopilot.job_arming AS a ON c.name = a.job_name;
-
-COMMENT ON VIEW autopilot.job_definitions IS
-'The catalog with the DBA''s overrides applied: the schedule and state each job should have in pg_cron, the pg_cron job name and command, why a job cannot run here (unavailable_reason), whether pg_cron should run it (active), and the timeout and retry policy of its runs. A job''s own arming (autopilot.job_arming) wins over overrides while it lasts.';
-
--- sql/functions/cron/set_job_retries.sql
-CREATE OR REPLACE FUNCTION autopilot.set_job_retries(
-    p_name text,
-    p_max_attempts integer,
-    p_backoff interval DEFAULT NULL
-)
-RETURNS integer
-LANGUAGE plpgsql
-VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
-BEGIN
-    IF p_max_attempts IS NULL THEN
-        RAISE EXCEPTION 'p_max_attempts must be a number of attempts'
-            USING ERRCODE = 'null_value_not_allowed',
-                  HINT = 'autopilot.reset_job() returns a job to its catalog defaults.';
-    END IF;
-    IF p_max_attempts NOT BETWEEN 1 AND 100 THEN
-        RAISE EXCEPTION 'invalid max attempts % for autopilot job %: it must be between 1 and 100', p_max_attempts, p_name
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = '1 means no retry; the catalog default is ' || v_job.max_attempts || '.';
-    END IF;
-    IF p_backoff < interval '0' THEN
-        RAISE EXCEPTION 'invalid backoff "%" for autopilot job %: it must not be negative', p_backoff, p_name
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Give an interval such as ''5 seconds'' (it doubles for every later attempt), or NULL to keep the current one.';
-    END IF;
-    IF v_job.kind NOT IN ('function', 'batched') THEN
-        RAISE EXCEPTION 'autopilot job % has no retry policy of its own: it is a % job', p_name, v_job.kind
-            USING ERRCODE = 'feature_not_supported',
-                  HINT = CASE v_job.kind
-                      WHEN 'statement' THEN 'A statement job runs at top level in pg_cron; only function and batched jobs retry.'
-                      ELSE 'A runner job is retried by the runner (autopilot.jobs.max_attempts).'
-                  END;
-    END IF;
-    INSERT INTO autopilot.job_overrides AS o (job_name, max_attempts, retry_backoff)
-    VALUES (p_name, p_max_attempts, p_backoff)
-    ON CONFLICT (job_name) DO UPDATE
-        SET max_attempts = excluded.max_attempts,
-            retry_backoff = coalesce(excluded.retry_backoff, o.retry_backoff),
-            updated_at = now(),
-            updated_by = current_user;
-    RETURN p_max_attempts;
-END;
-$$;
-
-COMMENT ON FUNCTION autopilot.set_job_retries(text, integer, interval) IS
-'Overrides the retry policy of a function or batched job: up to p_max_attempts attempts per run (1: no retry) when a step fails transiently (40001, 40P01, 55P03), waiting p_backoff before the second (doubling after; NULL keeps the current backoff). invalid_parameter_value and no change on bad input. Kept across syncs, upgrades and restores; autopilot.reset_job() returns to the catalog defaults.';
-
--- sql/functions/core/_cancel_timed_out_runs.sql
-CREATE OR REPLACE FUNCTION autopilot._cancel_timed_out_runs()
-RETURNS integer
-LANGUAGE plpgsql
-VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
--- A statement_timeout set inside a procedure does not arm PostgreSQL's timer
--- (only a top-level statement does), so a run pg_cron CALLs cannot time itself
--- out in the middle of a step: every scheduled run first cancels the other runs
--- past their job's timeout. The cancelled run catches the cancel and records
--- itself timed_out. Only a backend still running the run is signalled: it
--- started before the run did (not a later backend that reused the pid) and it
--- still holds the job's session lock. A run's start is never taken as earlier
--- than its backend's (a ledger row cannot make a run look older than it is),
--- and a backend the caller may not signal (another role's) is left alone.
--- pg_cron starts several jobs on the same minute, and each would cancel the
--- run again, while it records itself timed_out: the cancel is sent by the one
--- caller whose mark on the run's row (timeout_cancel_sent_at) goes through, and
--- sent again only when a minute later the run still has not stopped.
-DECLARE
-    v_cancelled integer := 0;
-    v_id bigint;
-    v_pid integer;
-BEGIN
-    FOR v_id, v_pid IN
-        SELECT r.id, r.backend_pid
-        FROM autopilot.job_runs AS r
-        INNER JOIN autopilot.job_definitions AS d ON r.job_name = d.name
-        INNER JOIN pg_stat_activity AS a ON r.backend_pid = a.pid
-        WHERE r.status = 'running'
-          AND r.side = 'database'
-          AND d.kind IN ('function', 'batched')
-          -- a retry's row carries the start of its run: the timeout covers every attempt
-          AND coalesce((r.details ->> 'run_started_at')::timestamptz, r.started_at) + d.timeout < clock_timestamp()
-          AND r.backend_pid <> pg_backend_pid()
-          AND a.backend_start <= coalesce((r.details ->> 'run_started_at')::timestamptz, r.started_at)
-          AND a.state = 'active'
-          AND EXISTS (
-              SELECT FROM pg_locks AS l
-              WHERE l.pid = r.backend_pid AND l.locktype = 'advisory' AND l.granted
-                AND l.database = (SELECT db.oid FROM pg_database AS db WHERE db.datname = current_database())
-                AND ((l.classid::bigint << 32) | l.objid::bigint) = autopilot._job_lock_key(r.job_name)
-          )
-    LOOP
-        BEGIN
-            -- the row lock makes a second caller wait here, then find the mark
-            UPDATE autopilot.job_runs AS r
-            SET details = coalesce(r.details, '{}') || jsonb_build_object('timeout_cancel_sent_at', clock_timestamp())
-            WHERE r.id = v_id
-              AND r.status = 'running'
-              AND coalesce(
-                  (r.details ->> 'timeout_cancel_sent_at')::timestamptz < clock_timestamp() - interval '1 minute', true
-              );
-            IF FOUND AND pg_cancel_backend(v_pid) THEN
-                v_cancelled := v_cancelled + 1;
-            END IF;
-        EXCEPTION WHEN insufficient_privilege THEN
-            NULL;  -- another role's backend (the mark is undone): its own role's next run cancels it
-        END;
-    END LOOP;
-    RETURN v_cancelled;
-END;
-$$;
-
-COMMENT ON FUNCTION autopilot._cancel_timed_out_runs() IS
-'Private: cancels (pg_cancel_backend) the database-side runs in other sessions that are past their job''s timeout; they record themselves timed_out. Called at the start of every scheduled run; returns how many it signalled.';
-
--- sql/functions/core/run_scheduled_job.sql
--- A procedure, so that a batched job commits between batches: no batch holds
--- its locks long. A procedure that commits cannot carry SET search_path
--- (PostgreSQL forbids transaction control there), yet pg_cron runs it as a
--- privileged role in a session whose search_path the database's owner can set
--- (ALTER DATABASE ... SET search_path = public, ...). So its types are
--- schema-qualified (they are resolved when the body is compiled, before any
--- statement runs), and every transaction it starts pins the search path first,
--- for that transaction only (set_config(..., true)): no function, operator or
--- type in the body is ever looked up in a schema another role can write, and
--- the caller's session keeps its own setting.
--- A run past its job's timeout stops: between batches by itself, in a step when
--- it is cancelled (the next scheduled run of any job cancels it, see
--- autopilot._cancel_timed_out_runs; "autopilot run" sets statement_timeout for
--- the CALL). It is recorded timed_out and re-raised as query_canceled.
--- A transient failure of a step (serialization failure, deadlock, lock not
--- available) is retried within the run, after a backoff that doubles, up to the
--- job's max_attempts: each attempt is a ledger row of its own (attempt 1, 2,
--- ...); a batched job goes on from its last committed batch. The timeout covers
--- the whole run, every attempt and backoff included.
-CREATE OR REPLACE PROCEDURE autopilot.run_scheduled_job(p_name text, p_manual boolean DEFAULT false)
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    v_run_id bigint;
-    v_step autopilot.job_step;
-    v_cursor pg_catalog.jsonb;
-    v_rows bigint := 0;
-    v_batches integer := 0;
-    v_state pg_catalog.text;
-    v_message pg_catalog.text;
-    v_detail pg_catalog.text;
-    v_hint pg_catalog.text;
-    -- a statement_timeout of the caller's session fires this long after the CALL started
-    v_called_at pg_catalog.timestamptz := pg_catalog.statement_timestamp();
-    v_job autopilot.job_definitions;
-    v_timeout pg_catalog.interval;
-    v_timed_out boolean := false;
-    v_attempt integer := 1;
-    v_max_attempts integer;
-    v_wait pg_catalog.interval;
-BEGIN
-    -- fails at once inside a transaction block, before any lock is taken
-    COMMIT;
-    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    PERFORM autopilot._cancel_timed_out_runs();
-    -- its marks on the cancelled runs' rows, which they wait for to record themselves
-    COMMIT;
-    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    IF NOT p_manual AND autopilot._skips_today(p_name) THEN
-        RETURN;
-    END IF;
-    IF (autopilot._catalog_job(p_name)).kind = 'statement' THEN
-        PERFORM autopilot._run_job_step(p_name, NULL);
-    END IF;
-
-    v_run_id := autopilot._run_start(p_name, p_manual, true);
-    v_job := autopilot._catalog_job(p_name);
-    v_timeout := v_job.timeout;
-    v_max_attempts := CASE WHEN v_job.kind IN ('function', 'batched') THEN v_job.max_attempts ELSE 1 END;
-    COMMIT;
-    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    IF v_run_id IS NULL THEN
-        RETURN;
-    END IF;
-
-    <<attempts>>
-    LOOP
-    LOOP
-        BEGIN
-            IF v_wait IS NOT NULL THEN
-                -- the backoff before a retry: a cancel (timeout) while it lasts is caught below
-                PERFORM pg_catalog.pg_sleep(pg_catalog.date_part('epoch', v_wait));
-                v_wait := NULL;
-            END IF;
-            v_step := autopilot._run_job_step(p_name, v_cursor);
-        EXCEPTION
-            -- a cancel is no error OTHERS catches: it is a timeout when it came past the deadline
-            WHEN query_canceled OR OTHERS THEN
-                GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE,
-                                        v_message = MESSAGE_TEXT,
-                                        v_detail = PG_EXCEPTION_DETAIL,
-                                        v_hint = PG_EXCEPTION_HINT;
-                v_timed_out := v_state = '57014' AND clock_timestamp() >= v_called_at + v_timeout;
-        END;
-        EXIT WHEN v_state IS NOT NULL;
-        v_rows := v_rows + coalesce(v_step.rows_affected, 0);
-        v_batches := v_batches + 1;
-        v_cursor := v_step.cursor;
-        COMMIT;
-        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-        EXIT WHEN v_step.done;
-        IF clock_timestamp() >= v_called_at + v_timeout THEN
-            -- past the timeout between two batches: the committed ones stay
-            v_state := '57014';
-            v_timed_out := true;
-            EXIT;
-        END IF;
-    END LOOP;
-    EXIT attempts WHEN v_state IS NULL OR v_timed_out OR v_state NOT IN ('40001', '40P01', '55P03')
-        OR v_attempt >= v_max_attempts;
-    -- a transient failure: this attempt is recorded failed, the next one starts after the backoff
-    v_wait := v_job.retry_backoff * power(2, v_attempt - 1);
-    IF clock_timestamp() + v_wait >= v_called_at + v_timeout THEN
-        v_message := format('%s (attempt %s of %s, not retried: the next attempt would start past the timeout of %s)',
-                            v_message, v_attempt, v_max_attempts, v_timeout);
-        EXIT attempts;
-    END IF;
-    PERFORM autopilot._run_finish(
-        v_run_id, 'failed', v_rows,
-        format('%s (attempt %s of %s, retried after %s)', v_message, v_attempt, v_max_attempts, v_wait),
-        v_state,
-        jsonb_build_object('detail', v_detail, 'batches_committed', v_batches, 'retry_after', v_wait::text)
-    );
-    v_attempt := v_attempt + 1;
-    -- the run's start: the timeout of every attempt counts from it (autopilot._cancel_timed_out_runs)
-    INSERT INTO autopilot.job_runs AS r (job_name, side, trigger, scheduled_for, attempt, details)
-    SELECT p.job_name, p.side, p.trigger, p.scheduled_for, v_attempt,
-           jsonb_build_object('run_started_at', v_called_at)
-    FROM autopilot.job_runs AS p
-    WHERE p.id = v_run_id
-    RETURNING r.id INTO v_run_id;
-    COMMIT;
-    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    v_state := NULL;
-    v_message := NULL;
-    v_detail := NULL;
-    v_hint := NULL;
-    v_rows := 0;
-    v_batches := 0;
-    END LOOP attempts;
-
-    IF v_timed_out THEN
-        v_message := format('timed out after %s (timeout %s); %s %s committed',
-                            date_trunc('second', clock_timestamp() - v_called_at), v_timeout, v_batches,
-                            CASE WHEN v_batches = 1 THEN 'batch' ELSE 'batches' END);
-        v_detail := NULL;
-        v_hint := format('autopilot.set_job_timeout(%L, ...) gives the job more time.', p_name);
-        PERFORM autopilot._run_finish(v_run_id, 'timed_out', v_rows, v_message, v_state,
-                                      jsonb_build_object('timeout', v_timeout::text, 'batches_committed', v_batches));
-    ELSIF v_state IS NOT NULL THEN
-        PERFORM autopilot._run_finish(v_run_id, 'failed', v_rows, v_message, v_state,
-                                      jsonb_build_object('detail', v_detail, 'batches_committed', v_batches));
-    ELSE
-        PERFORM autopilot._run_finish(
-            v_run_id, 'succeeded', v_rows,
-            coalesce(v_step.message, format('%s rows in %s %s', v_rows, v_batches, CASE WHEN v_batches = 1 THEN 'batch' ELSE 'batches' END)),
-            NULL,
-            coalesce(v_step.details, '{}') || jsonb_build_object('batches', v_batches)
-        );
-    END IF;
-    PERFORM pg_advisory_unlock(autopilot._job_lock_key(p_name));
-    COMMIT;
-    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-
-    IF v_state IS NOT NULL THEN
-        -- the run is in the ledger; re-raise the job's own error so pg_cron records it too
-        RAISE EXCEPTION USING ERRCODE = v_state,
-                              MESSAGE = CASE WHEN v_timed_out THEN format('autopilot job %s %s', p_name, v_message) ELSE v_message END,
-                              DETAIL = coalesce(v_detail, ''), HINT = coalesce(v_hint, '');
-    END IF;
-END;
-$$;
-
--- (LT01 is silenced on the next line: sqlfluff's postgres dialect reads the argument list in
--- COMMENT ON PROCEDURE as a separate bracket and wants a space before it.)
-COMMENT ON PROCEDURE autopilot.run_scheduled_job(text, boolean) IS -- noqa: LT01
-'The command pg_cron runs for every database-side and runner-side catalog job (CALL autopilot.run_scheduled_job(''name'')): ledger run committed first, a COMMIT after every batch, a failure recorded and then re-raised so that cron.job_run_details shows it too; a run past its job''s timeout (autopilot.set_job_timeout) stops and is recorded timed_out. Must be CALLed outside a transaction block. p_manual => true (the CLI) ignores a weekday restriction.';
-
--- sql/grants/privileges.sql
-REVOKE ALL ON FUNCTION autopilot.set_job_retries(text, integer, interval) FROM PUBLIC;
-
--- sql/schema/tables/job_runs.sql: the running rows, which every scheduled run reads for the runs
--- past their timeout (autopilot._cancel_timed_out_runs)
-CREATE INDEX job_runs_running_idx ON autopilot.job_runs (job_name)
-WHERE status = 'running';
-
--- autopilot.health's pg_cron checks are autopilot.plan_cron_sync's plan (what autopilot sync and
--- status see): a job under its old name, a job no longer in the catalog, a disabled job still active
-
--- sql/functions/health/_health.sql
-CREATE OR REPLACE FUNCTION autopilot._health(p_cron jsonb)
-RETURNS TABLE (severity text, check_name text, subject text, message text, since timestamptz)
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    -- The rows of autopilot.health, one per problem. p_cron is pg_cron's side as
-    -- autopilot._health_cron_jobs() returns it (the CLI builds the same document from the
-    -- pg_cron database when pg_cron lives elsewhere): NULL, nothing is scheduled (no cron checks,
-    -- nothing overdue); without "jobs", pg_cron is not readable from here (no cron checks).
-    -- Jobs that are disabled, unavailable here or not meant to be active in pg_cron raise nothing.
-    WITH settings AS (
-        SELECT
-            autopilot.get_setting('health.overdue_factor')::numeric AS overdue_factor,
-            autopilot.get_setting('health.queue_stalled_after')::interval AS queue_stalled_after,
-            autopilot.get_setting('health.runner_absent_after')::interval AS runner_absent_after,
-            autopilot.get_setting('backups.overdue_after')::interval AS backup_overdue_after,
-            autopilot.get_setting('backups.databases') AS backup_databases
-    ),
-
-    -- pg_cron's section: its rows for this database's autopilot jobs
-    cron AS (
-        SELECT c.*
-        FROM jsonb_to_recordset(CASE WHEN jsonb_typeof(p_cron -> 'jobs') = 'array' THEN p_cron -> 'jobs' END) AS c (
-            jobid bigint, jobname text, schedule text, command text, active boolean, last_status text,
-            last_start timestamptz, last_end timestamptz, last_message text, last_success timestamptz
-        )
-    ),
-
-    jobs AS (
-        SELECT
-            d.name,
-            d.side,
-            d.schedule,
-            d.only_on_dow,
-            d.cron_jobname,
-            d.cron_command,
-            first_run.started_at AS first_started_at,
-            c.jobid AS cron_jobid,
-            c.schedule AS cron_schedule,
-            c.command AS cron_command_now,
-            c.active AS cron_active,
-            c.last_start AS cron_last_start,
-            -- statement jobs (VACUUM) run outside any function: their runs are in pg_cron's history
-            CASE WHEN c.last_start > coalesce(last_run.started_at, '-infinity') THEN c.last_status
-                ELSE last_run.status END AS last_status,
-            CASE WHEN c.last_start > coalesce(last_run.started_at, '-infinity') THEN c.last_start
-                ELSE last_run.started_at END AS last_started_at,
-            CASE WHEN c.last_start > coalesce(last_run.started_at, '-infinity') THEN 'pg_cron: ' || c.last_message
-                ELSE last_run.message END AS last_message,
-            -- as in autopilot.job_status: a runner job succeeds when its worker does, not when it is
-            -- enqueued (each branch reads the newest entry of its own partial index)
-            greatest(
-                CASE WHEN d.side = 'database'
-                    THEN (SELECT max(r.started_at) FROM autopilot.job_runs AS r
-                          WHERE r.job_name = d.name AND r.status = 'succeeded')
-                    ELSE (SELECT max(r.started_at) FROM autopilot.job_runs AS r
-                          WHERE r.job_name = d.name AND r.status = 'succeeded' AND r.trigger = 'runner')
-                END,
-                c.last_success
-            ) AS last_success_at
-        FROM autopilot.job_definitions AS d
-        LEFT JOIN cron AS c ON c.jobname = d.cron_jobname
-        LEFT JOIN LATERAL (
-            SELECT r.status, r.started_at, r.message
-            FROM autopilot.job_runs AS r
-            WHERE r.job_name = d.name
-            ORDER BY r.started_at DESC
-            LIMIT 1
-        ) AS last_run ON true
-        LEFT JOIN LATERAL (
-            SELECT r.started_at
-            FROM autopilot.job_runs AS r
-            WHERE r.job_name = d.name
-            ORDER BY r.started_at
-            LIMIT 1
-        ) AS first_run ON true
-        WHERE d.active AND d.schedule IS NOT NULL
-    ),
-
-    timed AS (
-        SELECT
-            j.*,
-            autopilot._schedule_interval(j.schedule, j.only_on_dow, now()) * st.overdue_factor AS allowed,
-            coalesce(j.last_success_at, j.first_started_at, j.cron_last_start) AS reference,
-            min(j.first_started_at) OVER () AS autopilot_first_run
-        FROM jobs AS j
-        CROSS JOIN settings AS st
-        WHERE p_cron IS NOT NULL
-    ),
-
-    backup_databases AS (
-        SELECT DISTINCT btrim(b.name) AS name
-        FROM settings AS st
-        CROSS JOIN LATERAL unnest(
-            string_to_array(
-                coalesce(nullif(btrim(st.backup_databases), ''), current_database()::text COLLATE "default"), ','
-            )
-        ) AS b (name)
-        WHERE btrim(b.name) <> ''
-          -- the backup jobs run: enabled and runnable here
-          AND EXISTS (
-              SELECT FROM autopilot.job_definitions AS d
-              WHERE d.name IN ('backup-hourly', 'backup-daily') AND d.active
-          )
-    ),
-
-    backups AS (
-        SELECT
-            b.name AS database_name,
-            verified.finished_at AS verified_at,
-            verified.id AS verified_id,
-            least(
-                (SELECT min(r.started_at) FROM autopilot.job_runs AS r WHERE r.job_name = 'backup-hourly'),
-                (SELECT min(r.started_at) FROM autopilot.job_runs AS r WHERE r.job_name = 'backup-daily')
-            ) AS first_backup_run,
-            latest.id AS latest_id,
-            latest.status AS latest_status,
-            latest.finished_at AS latest_finished_at,
-            latest.file_path AS latest_file_path,
-            latest.error AS latest_error,
-            (SELECT count(*) FROM autopilot.backup_metadata AS m
-             WHERE m.database_name = b.name AND m.status = 'missing'
-               AND m.finished_at > coalesce(verified.finished_at, '-infinity')) AS missing_count
-        FROM backup_databases AS b
-        LEFT JOIN LATERAL (
-            SELECT m.id, m.finished_at
-            FROM autopilot.backup_metadata AS m
-            WHERE m.database_name = b.name AND m.status = 'verified'
-            ORDER BY m.finished_at DESC, m.id DESC
-            LIMIT 1
-        ) AS verified ON true
-        LEFT JOIN LATERAL (
-            SELECT m.id, m.status, m.finished_at, m.file_path, m.error
-            FROM autopilot.backup_metadata AS m
-            WHERE m.database_name = b.name AND m.status IN ('verified', 'succeeded', 'missing', 'corrupt')
-            ORDER BY m.finished_at DESC NULLS LAST, m.id DESC
-            LIMIT 1
-        ) AS latest ON true
-    ),
-
     -- what autopilot sync would change in pg_cron (autopilot.plan_cron_sync, as autopilot status
     -- and sync see it): the cron checks below are its rows, so they can never disagree
     sync_plan AS (
@@ -7598,6 +6400,444 @@ $$;
 COMMENT ON FUNCTION autopilot._health(jsonb) IS
 'Private: the problems autopilot.health lists, given pg_cron''s side (autopilot._health_cron_jobs() here; the CLI passes the same document from the pg_cron database when pg_cron lives elsewhere).';
 
+-- sql/schema/views/health.sql
+CREATE VIEW autopilot.health AS
+SELECT
+    h.severity,
+    h.check_name,
+    h.subject,
+    h.message,
+    h.since
+FROM autopilot._health(autopilot._health_cron_jobs()) AS h;
+
+COMMENT ON VIEW autopilot.health IS
+'One row per problem a DBA should act on, critical or warning: jobs overdue (no success for twice their schedule''s interval, health.overdue_factor), failed or timed out; pg_cron jobs missing, inactive, out of sync or never run (when pg_cron lives in this database; autopilot check adds them from elsewhere); backups overdue, unverified or whose file is gone; no runner while jobs wait; a stalled queue; discarded jobs in the last 24 hours. Empty when all is well. autopilot check and autopilot status read it.';
+
+REVOKE ALL ON FUNCTION autopilot._schedule_interval(text, integer, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION autopilot._health_cron_jobs() FROM PUBLIC;
+REVOKE ALL ON FUNCTION autopilot._health(jsonb) FROM PUBLIC;
+
+-- sql/settings/defaults.sql
+INSERT INTO autopilot.settings (name, value_type, default_value, min_value, max_value, description)
+VALUES
+(
+    'health.overdue_factor', 'numeric', '2', '1', '100',
+    'autopilot.health calls a job overdue when its last success is older than this many times its '
+    || 'schedule''s interval (the longest gap between its coming runs).'
+),
+(
+    'health.queue_stalled_after', 'interval', '15 minutes', '1 minute', NULL,
+    'autopilot.health warns (queue_stalled) when the oldest available runner job of a queue has waited this long.'
+),
+(
+    'health.runner_absent_after', 'interval', '5 minutes', '10 seconds', NULL,
+    'autopilot.health reports runner_absent when runner jobs have waited this long and no runner is connected '
+    || 'or has heartbeaten for this long.'
+);
+
+-- _job_unavailable_reason reads the catalogs: to_regclass('cron.job_run_details') failed for a role
+-- without USAGE on schema cron, so the read-only role could not read job_status in pg_cron's database
+CREATE OR REPLACE FUNCTION autopilot._job_unavailable_reason(
+    p_kind text, p_target text, p_requires_local_pg_cron boolean
+)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- NULL when the job can run in this database, else why it cannot. A catalog
+-- entry whose function arrives in a later version is registered with pg_cron,
+-- inactive, so that upgrading is all it takes to switch it on.
+BEGIN
+    IF p_kind IN ('function', 'batched') AND to_regproc(p_target) IS NULL THEN
+        RETURN format('%s() is not part of autopilot %s', p_target, autopilot.version());
+    END IF;
+    -- the catalogs, not to_regclass('cron.job_run_details'): that fails for a role without USAGE on
+    -- schema cron (the read-only role, reading autopilot.job_status in pg_cron's database)
+    IF p_requires_local_pg_cron AND NOT EXISTS (
+        SELECT FROM pg_catalog.pg_class AS c
+        JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'cron' AND c.relname = 'job_run_details'
+    ) THEN
+        RETURN 'pg_cron is not installed in this database';
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+-- Timeouts of database-side jobs (autopilot.set_job_timeout): a run past its job's timeout is
+-- cancelled and recorded timed_out.
+
+-- sql/schema/tables/job_catalog.sql, job_overrides.sql, job_runs.sql
+ALTER TABLE autopilot.job_catalog
+ADD COLUMN timeout interval NOT NULL DEFAULT '1 hour',
+ADD CONSTRAINT job_catalog_timeout_check CHECK (timeout > interval '0');
+ALTER TABLE autopilot.job_overrides
+ADD COLUMN timeout interval,
+DROP CONSTRAINT job_overrides_not_empty_check,
+ADD CONSTRAINT job_overrides_not_empty_check CHECK (
+    schedule IS NOT NULL OR enabled IS NOT NULL OR timeout IS NOT NULL
+),
+ADD CONSTRAINT job_overrides_timeout_check CHECK (timeout > interval '0');
+ALTER TABLE autopilot.job_runs
+DROP CONSTRAINT job_runs_status_check,
+ADD CONSTRAINT job_runs_status_check CHECK (
+    status IN ('running', 'succeeded', 'failed', 'skipped', 'abandoned', 'cancelled', 'timed_out')
+);
+-- sql/schema/tables/job_catalog.sql (comments)
+COMMENT ON TABLE autopilot.job_catalog IS
+'Every scheduled job of autopilot, database side (pg_cron runs SQL) and runner side (pg_cron enqueues into autopilot.jobs). autopilot.sync_schedules() makes cron.job match it.';
+COMMENT ON COLUMN autopilot.job_catalog.kind IS
+'function: the target function does the whole job and returns a jsonb summary; batched: the target function deletes or moves one bounded batch, and a scheduled run commits between batches; statement: pg_cron runs the target statement at top level (VACUUM, REINDEX CONCURRENTLY cannot run in a function); enqueue: a runner job is enqueued into autopilot.jobs, deduplicated.';
+COMMENT ON COLUMN autopilot.job_catalog.schedule IS
+'Default cron expression, UTC, pg_cron 1.4 syntax; NULL for a runner job that runs only at runner startup.';
+COMMENT ON COLUMN autopilot.job_catalog.only_on_dow IS
+'When set (0 = Sunday), a scheduled run fires only on that UTC weekday: cron ORs day-of-month and day-of-week, so "first Sunday" is day 1-7 plus this filter.';
+COMMENT ON COLUMN autopilot.job_catalog.target IS
+'The function (schema-qualified name) a job runs, the top-level statement of a statement job, or the worker name of a runner job.';
+COMMENT ON COLUMN autopilot.job_catalog.queue IS 'Queue of autopilot.jobs that a runner job is enqueued into.';
+COMMENT ON COLUMN autopilot.job_catalog.run_at_startup IS 'The runner enqueues this job when it starts (deduplicated).';
+COMMENT ON COLUMN autopilot.job_catalog.startup_order IS
+'The startup jobs with an order run as a chain, in that order: each waits (autopilot.jobs.depends_on) for the one before it to complete (autopilot.enqueue_startup_jobs).';
+COMMENT ON COLUMN autopilot.job_catalog.args IS 'Arguments of the runner job enqueued by a runner-side entry.';
+COMMENT ON COLUMN autopilot.job_catalog.requires_local_pg_cron IS 'The job works on pg_cron''s own tables, so it runs only where pg_cron is installed.';
+COMMENT ON COLUMN autopilot.job_catalog.only_when_armed IS
+'pg_cron runs the job only while another job has armed it (autopilot.job_arming); otherwise its pg_cron entry stays inactive.';
+COMMENT ON COLUMN autopilot.job_catalog.disabled_reason IS
+'Why the job ships disabled (no worker for its target ships with this version of the runner), shown by autopilot status; NULL: enabled by default. A DBA enables it with autopilot.set_job_enabled (autopilot schedule NAME --enable).';
+COMMENT ON COLUMN autopilot.job_catalog.timeout IS
+'Default timeout of a run of a function or batched job (autopilot.set_job_timeout overrides it): a run past it is cancelled and recorded timed_out. Statement and runner jobs do not use it (a runner job has its worker''s timeout).';
+
+-- sql/schema/tables/job_overrides.sql (comments)
+COMMENT ON TABLE autopilot.job_overrides IS
+'A DBA''s changes to the catalog: another schedule, enabled/disabled, another timeout. Kept across re-syncs, upgrades and pg_dump/restore; written by autopilot.set_job_schedule(), set_job_enabled(), set_job_timeout() and reset_job().';
+COMMENT ON COLUMN autopilot.job_overrides.schedule IS 'Cron expression replacing the catalog default; NULL keeps the default.';
+COMMENT ON COLUMN autopilot.job_overrides.enabled IS 'false disables the job (its pg_cron entry stays, inactive); NULL keeps the default.';
+COMMENT ON COLUMN autopilot.job_overrides.timeout IS 'Timeout replacing the catalog default (autopilot.set_job_timeout); NULL keeps the default.';
+
+-- sql/schema/tables/job_runs.sql (comments)
+COMMENT ON TABLE autopilot.job_runs IS
+'The run ledger: one row for every run of every job, database side and runner side: when, how long, outcome, rows affected, error.';
+COMMENT ON COLUMN autopilot.job_runs.trigger IS 'pg_cron (a scheduled run), manual (autopilot.run_job or the CLI), runner (an attempt of a runner job that ended: completed, failed, snoozed, cancelled or rescued).';
+COMMENT ON COLUMN autopilot.job_runs.status IS
+'running, succeeded, failed; skipped (database side: another run held the job''s lock; runner side: the job snoozed); abandoned (database side: the session ended mid-run, found by the next run; runner side: its runner stopped heartbeating, found by rescue-orphaned-jobs); cancelled (a runner job cancelled while executing); timed_out (database side: the run passed its job''s timeout and was cancelled, autopilot.set_job_timeout).';
+COMMENT ON COLUMN autopilot.job_runs.error_sqlstate IS 'SQLSTATE of the error of a failed run.';
+COMMENT ON COLUMN autopilot.job_runs.scheduled_for IS
+'A pg_cron run: the tick of its schedule it was fired for (a run pg_cron queued while an earlier one overran started later than its tick). NULL for other runs.';
+COMMENT ON COLUMN autopilot.job_runs.backend_pid IS 'Backend that ran the job; lets a later run tell a live run from an abandoned one.';
+
+-- sql/schema/views/job_definitions.sql
+CREATE OR REPLACE VIEW autopilot.job_definitions AS
+SELECT
+    c.name,
+    c.side,
+    c.kind,
+    coalesce(a.schedule, o.schedule, c.schedule) AS schedule,
+    c.schedule AS default_schedule,
+    coalesce(o.enabled, c.disabled_reason IS NULL) AS enabled,
+    c.only_on_dow,
+    c.target,
+    c.args,
+    c.queue,
+    c.run_at_startup,
+    c.description,
+    autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron)
+        AS unavailable_reason,
+    -- autopilot._cron_jobname(c.name), written out: a view's functions need EXECUTE of every
+    -- role that reads it, and these built-ins have it (tests/sql/_cron_jobname.sql compares them);
+    -- current_database() is a name, whose collation ("C") the column must not take (RF02: sqlfluff
+    -- reads "default" as a column)
+    CASE
+        WHEN octet_length(format('autopilot:%s:%s', current_database(), c.name)) <= 63
+            THEN format('autopilot:%s:%s', current_database(), c.name)
+        ELSE format(
+            'autopilot:%s~%s:%s',
+            CASE WHEN octet_length(left(current_database(), 16)) = 16 THEN left(current_database(), 16) ELSE '' END,
+            left(md5(current_database()), 8), c.name
+        )
+    END COLLATE "default" AS cron_jobname, -- noqa: RF02
+    CASE
+        WHEN c.kind = 'statement' THEN coalesce(a.command, c.target)
+        ELSE format('CALL autopilot.run_scheduled_job(%L)', c.name)
+    END AS cron_command,
+    c.only_when_armed,
+    a.armed_at,
+    -- what pg_cron's entry should say: enabled, runnable here, and armed when it must be
+    coalesce(o.enabled, c.disabled_reason IS NULL)
+    AND autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron) IS NULL
+    AND (NOT c.only_when_armed OR a.job_name IS NOT NULL) AS active,
+    -- why it ships disabled, while the DBA has not enabled or disabled it
+    CASE WHEN o.enabled IS NULL THEN c.disabled_reason END AS disabled_reason,
+    coalesce(o.timeout, c.timeout) AS timeout,
+    c.timeout AS default_timeout
+FROM autopilot.job_catalog AS c
+LEFT JOIN autopilot.job_overrides AS o ON c.name = o.job_name
+LEFT JOIN autopilot.job_arming AS a ON c.name = a.job_name;
+
+COMMENT ON VIEW autopilot.job_definitions IS
+'The catalog with the DBA''s overrides applied: the schedule and state each job should have in pg_cron, the pg_cron job name and command, why a job cannot run here (unavailable_reason), whether pg_cron should run it (active), and the timeout of its runs. A job''s own arming (autopilot.job_arming) wins over overrides while it lasts.';
+
+-- sql/functions/cron/set_job_timeout.sql
+CREATE OR REPLACE FUNCTION autopilot.set_job_timeout(p_name text, p_timeout interval)
+RETURNS interval
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
+BEGIN
+    IF p_timeout IS NULL THEN
+        RAISE EXCEPTION 'p_timeout must be an interval'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'autopilot.reset_job() returns a job to its catalog defaults.';
+    END IF;
+    IF p_timeout <= interval '0' THEN
+        RAISE EXCEPTION 'invalid timeout "%" for autopilot job %: it must be positive', p_timeout, p_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('Give an interval such as ''30 minutes''; the catalog default of %s is %s.',
+                                p_name, v_job.default_timeout);
+    END IF;
+    IF v_job.kind NOT IN ('function', 'batched') THEN
+        RAISE EXCEPTION 'autopilot job % has no timeout of its own: it is a % job', p_name, v_job.kind
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = CASE v_job.kind
+                      WHEN 'statement' THEN 'A statement job runs at top level in pg_cron; only function and batched jobs time out.'
+                      ELSE 'A runner job runs under its worker''s timeout (autopilot settings).'
+                  END;
+    END IF;
+    INSERT INTO autopilot.job_overrides AS o (job_name, timeout)
+    VALUES (p_name, p_timeout)
+    ON CONFLICT (job_name) DO UPDATE
+        SET timeout = excluded.timeout, updated_at = now(), updated_by = current_user;
+    RETURN p_timeout;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.set_job_timeout(text, interval) IS
+'Overrides the timeout of a function or batched job''s runs (positive; invalid_parameter_value and no change otherwise): a run past it is cancelled and recorded timed_out. Kept across syncs, upgrades and restores; autopilot.reset_job() returns to the catalog default.';
+
+-- sql/functions/core/_cancel_timed_out_runs.sql
+CREATE OR REPLACE FUNCTION autopilot._cancel_timed_out_runs()
+RETURNS integer
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- A statement_timeout set inside a procedure does not arm PostgreSQL's timer
+-- (only a top-level statement does), so a run pg_cron CALLs cannot time itself
+-- out in the middle of a step: every scheduled run first cancels the other runs
+-- past their job's timeout. The cancelled run catches the cancel and records
+-- itself timed_out. Only a backend still running the run is signalled: it
+-- started before the run did (not a later backend that reused the pid) and it
+-- still holds the job's session lock. A run's start is never taken as earlier
+-- than its backend's (a ledger row cannot make a run look older than it is),
+-- and a backend the caller may not signal (another role's) is left alone.
+-- pg_cron starts several jobs on the same minute, and each would cancel the
+-- run again, while it records itself timed_out: the cancel is sent by the one
+-- caller whose mark on the run's row (timeout_cancel_sent_at) goes through, and
+-- sent again only when a minute later the run still has not stopped.
+DECLARE
+    v_cancelled integer := 0;
+    v_id bigint;
+    v_pid integer;
+BEGIN
+    FOR v_id, v_pid IN
+        SELECT r.id, r.backend_pid
+        FROM autopilot.job_runs AS r
+        INNER JOIN autopilot.job_definitions AS d ON r.job_name = d.name
+        INNER JOIN pg_stat_activity AS a ON r.backend_pid = a.pid
+        WHERE r.status = 'running'
+          AND r.side = 'database'
+          AND d.kind IN ('function', 'batched')
+          -- a retry's row carries the start of its run: the timeout covers every attempt
+          AND coalesce((r.details ->> 'run_started_at')::timestamptz, r.started_at) + d.timeout < clock_timestamp()
+          AND r.backend_pid <> pg_backend_pid()
+          AND a.backend_start <= coalesce((r.details ->> 'run_started_at')::timestamptz, r.started_at)
+          AND a.state = 'active'
+          AND EXISTS (
+              SELECT FROM pg_locks AS l
+              WHERE l.pid = r.backend_pid AND l.locktype = 'advisory' AND l.granted
+                AND l.database = (SELECT db.oid FROM pg_database AS db WHERE db.datname = current_database())
+                AND ((l.classid::bigint << 32) | l.objid::bigint) = autopilot._job_lock_key(r.job_name)
+          )
+    LOOP
+        BEGIN
+            -- the row lock makes a second caller wait here, then find the mark
+            UPDATE autopilot.job_runs AS r
+            SET details = coalesce(r.details, '{}') || jsonb_build_object('timeout_cancel_sent_at', clock_timestamp())
+            WHERE r.id = v_id
+              AND r.status = 'running'
+              AND coalesce(
+                  (r.details ->> 'timeout_cancel_sent_at')::timestamptz < clock_timestamp() - interval '1 minute', true
+              );
+            IF FOUND AND pg_cancel_backend(v_pid) THEN
+                v_cancelled := v_cancelled + 1;
+            END IF;
+        EXCEPTION WHEN insufficient_privilege THEN
+            NULL;  -- another role's backend (the mark is undone): its own role's next run cancels it
+        END;
+    END LOOP;
+    RETURN v_cancelled;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot._cancel_timed_out_runs() IS
+'Private: cancels (pg_cancel_backend) the database-side runs in other sessions that are past their job''s timeout; they record themselves timed_out. Called at the start of every scheduled run; returns how many it signalled.';
+
+-- sql/functions/cron/reset_job.sql
+COMMENT ON FUNCTION autopilot.reset_job(text) IS
+'Drops a job''s overrides, returning it to the catalog''s schedule, enabled state and timeout; returns that schedule.';
+
+-- sql/grants/privileges.sql
+REVOKE ALL ON FUNCTION autopilot.set_job_timeout(text, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION autopilot._cancel_timed_out_runs() FROM PUBLIC;
+
+-- Retries of database-side jobs (autopilot.set_job_retries): a transient failure is retried with
+-- backoff within the run, one ledger row per attempt.
+
+-- sql/schema/tables/job_catalog.sql, job_overrides.sql, job_runs.sql
+ALTER TABLE autopilot.job_catalog
+ADD COLUMN max_attempts smallint NOT NULL DEFAULT 3,
+ADD COLUMN retry_backoff interval NOT NULL DEFAULT '5 seconds',
+ADD CONSTRAINT job_catalog_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 100),
+ADD CONSTRAINT job_catalog_retry_backoff_check CHECK (retry_backoff >= interval '0');
+ALTER TABLE autopilot.job_overrides
+ADD COLUMN max_attempts smallint,
+ADD COLUMN retry_backoff interval,
+DROP CONSTRAINT job_overrides_not_empty_check,
+ADD CONSTRAINT job_overrides_not_empty_check CHECK (
+    schedule IS NOT NULL OR enabled IS NOT NULL OR timeout IS NOT NULL
+    OR max_attempts IS NOT NULL OR retry_backoff IS NOT NULL
+),
+ADD CONSTRAINT job_overrides_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 100),
+ADD CONSTRAINT job_overrides_retry_backoff_check CHECK (retry_backoff >= interval '0');
+ALTER TABLE autopilot.job_runs
+ADD COLUMN attempt smallint NOT NULL DEFAULT 1,
+ADD CONSTRAINT job_runs_attempt_check CHECK (attempt >= 1);
+COMMENT ON COLUMN autopilot.job_catalog.max_attempts IS
+'Default attempts of a run of a function or batched job (autopilot.set_job_retries overrides it): a transient failure (serialization failure 40001, deadlock 40P01, lock not available 55P03) is retried within the run until then; any other error is not.';
+COMMENT ON COLUMN autopilot.job_catalog.retry_backoff IS
+'Default wait before the second attempt of a run; it doubles for every later attempt.';
+COMMENT ON TABLE autopilot.job_overrides IS
+'A DBA''s changes to the catalog: another schedule, enabled/disabled, another timeout or retry policy. Kept across re-syncs, upgrades and pg_dump/restore; written by autopilot.set_job_schedule(), set_job_enabled(), set_job_timeout(), set_job_retries() and reset_job().';
+COMMENT ON COLUMN autopilot.job_overrides.max_attempts IS 'Attempts replacing the catalog default (autopilot.set_job_retries); NULL keeps the default.';
+COMMENT ON COLUMN autopilot.job_overrides.retry_backoff IS 'First backoff replacing the catalog default (autopilot.set_job_retries); NULL keeps the default.';
+COMMENT ON COLUMN autopilot.job_runs.attempt IS
+'Database side: the attempt of its run this row records (1, then one more row for every retry of a transient failure, autopilot.set_job_retries).';
+
+-- sql/schema/views/job_definitions.sql
+CREATE OR REPLACE VIEW autopilot.job_definitions AS
+SELECT
+    c.name,
+    c.side,
+    c.kind,
+    coalesce(a.schedule, o.schedule, c.schedule) AS schedule,
+    c.schedule AS default_schedule,
+    coalesce(o.enabled, c.disabled_reason IS NULL) AS enabled,
+    c.only_on_dow,
+    c.target,
+    c.args,
+    c.queue,
+    c.run_at_startup,
+    c.description,
+    autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron)
+        AS unavailable_reason,
+    -- autopilot._cron_jobname(c.name), written out: a view's functions need EXECUTE of every
+    -- role that reads it, and these built-ins have it (tests/sql/_cron_jobname.sql compares them);
+    -- current_database() is a name, whose collation ("C") the column must not take (RF02: sqlfluff
+    -- reads "default" as a column)
+    CASE
+        WHEN octet_length(format('autopilot:%s:%s', current_database(), c.name)) <= 63
+            THEN format('autopilot:%s:%s', current_database(), c.name)
+        ELSE format(
+            'autopilot:%s~%s:%s',
+            CASE WHEN octet_length(left(current_database(), 16)) = 16 THEN left(current_database(), 16) ELSE '' END,
+            left(md5(current_database()), 8), c.name
+        )
+    END COLLATE "default" AS cron_jobname, -- noqa: RF02
+    CASE
+        WHEN c.kind = 'statement' THEN coalesce(a.command, c.target)
+        ELSE format('CALL autopilot.run_scheduled_job(%L)', c.name)
+    END AS cron_command,
+    c.only_when_armed,
+    a.armed_at,
+    -- what pg_cron's entry should say: enabled, runnable here, and armed when it must be
+    coalesce(o.enabled, c.disabled_reason IS NULL)
+    AND autopilot._job_unavailable_reason(c.kind, c.target, c.requires_local_pg_cron) IS NULL
+    AND (NOT c.only_when_armed OR a.job_name IS NOT NULL) AS active,
+    -- why it ships disabled, while the DBA has not enabled or disabled it
+    CASE WHEN o.enabled IS NULL THEN c.disabled_reason END AS disabled_reason,
+    coalesce(o.timeout, c.timeout) AS timeout,
+    c.timeout AS default_timeout,
+    coalesce(o.max_attempts, c.max_attempts) AS max_attempts,
+    coalesce(o.retry_backoff, c.retry_backoff) AS retry_backoff
+FROM autopilot.job_catalog AS c
+LEFT JOIN autopilot.job_overrides AS o ON c.name = o.job_name
+LEFT JOIN autopilot.job_arming AS a ON c.name = a.job_name;
+
+COMMENT ON VIEW autopilot.job_definitions IS
+'The catalog with the DBA''s overrides applied: the schedule and state each job should have in pg_cron, the pg_cron job name and command, why a job cannot run here (unavailable_reason), whether pg_cron should run it (active), and the timeout and retry policy of its runs. A job''s own arming (autopilot.job_arming) wins over overrides while it lasts.';
+
+-- sql/functions/cron/set_job_retries.sql
+CREATE OR REPLACE FUNCTION autopilot.set_job_retries(
+    p_name text,
+    p_max_attempts integer,
+    p_backoff interval DEFAULT NULL
+)
+RETURNS integer
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
+BEGIN
+    IF p_max_attempts IS NULL THEN
+        RAISE EXCEPTION 'p_max_attempts must be a number of attempts'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'autopilot.reset_job() returns a job to its catalog defaults.';
+    END IF;
+    IF p_max_attempts NOT BETWEEN 1 AND 100 THEN
+        RAISE EXCEPTION 'invalid max attempts % for autopilot job %: it must be between 1 and 100', p_max_attempts, p_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = '1 means no retry; the catalog default is ' || v_job.max_attempts || '.';
+    END IF;
+    IF p_backoff < interval '0' THEN
+        RAISE EXCEPTION 'invalid backoff "%" for autopilot job %: it must not be negative', p_backoff, p_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give an interval such as ''5 seconds'' (it doubles for every later attempt), or NULL to keep the current one.';
+    END IF;
+    IF v_job.kind NOT IN ('function', 'batched') THEN
+        RAISE EXCEPTION 'autopilot job % has no retry policy of its own: it is a % job', p_name, v_job.kind
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = CASE v_job.kind
+                      WHEN 'statement' THEN 'A statement job runs at top level in pg_cron; only function and batched jobs retry.'
+                      ELSE 'A runner job is retried by the runner (autopilot.jobs.max_attempts).'
+                  END;
+    END IF;
+    INSERT INTO autopilot.job_overrides AS o (job_name, max_attempts, retry_backoff)
+    VALUES (p_name, p_max_attempts, p_backoff)
+    ON CONFLICT (job_name) DO UPDATE
+        SET max_attempts = excluded.max_attempts,
+            retry_backoff = coalesce(excluded.retry_backoff, o.retry_backoff),
+            updated_at = now(),
+            updated_by = current_user;
+    RETURN p_max_attempts;
+END;
+$$;
+
+COMMENT ON FUNCTION autopilot.set_job_retries(text, integer, interval) IS
+'Overrides the retry policy of a function or batched job: up to p_max_attempts attempts per run (1: no retry) when a step fails transiently (40001, 40P01, 55P03), waiting p_backoff before the second (doubling after; NULL keeps the current backoff). invalid_parameter_value and no change on bad input. Kept across syncs, upgrades and restores; autopilot.reset_job() returns to the catalog defaults.';
+
+-- sql/grants/privileges.sql
+REVOKE ALL ON FUNCTION autopilot.set_job_retries(text, integer, interval) FROM PUBLIC;
+
+-- sql/schema/tables/job_runs.sql: the running rows, which every scheduled run reads for the runs
+-- past their timeout (autopilot._cancel_timed_out_runs)
+CREATE INDEX job_runs_running_idx ON autopilot.job_runs (job_name)
+WHERE status = 'running';
+
 -- autopilot.job_status: the last success of a runner-side job is one probe of its partial index,
 -- also when its worker never succeeded (it read every enqueue of the job)
 
@@ -7664,173 +6904,6 @@ COMMENT ON COLUMN autopilot.code_symbols.line IS
 COMMENT ON COLUMN autopilot.code_symbols.occurrences IS
 'How many times the file uses the name (one row per file, name and kind of reference); 1 for definitions and imports. graph-populate weights calls by it.';
 
--- sql/functions/graph/populate_code_graph.sql: calls weighted by the references' occurrences
-CREATE OR REPLACE FUNCTION autopilot.populate_code_graph(p_codebase text)
-RETURNS jsonb
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
--- graph-populate for one codebase, set-based and incremental by file: only
--- the files code-ingest marked graph_pending (parsed again, removed, skipped)
--- get their nodes rewritten, and only the files whose edges can have changed
--- get their edges rebuilt: the changed files, the files referring to a name
--- a changed file defines or defined, and the files importing a changed file.
---
--- Nodes: one per file (kind 'file', key its path) and one per definition
--- (kind function / class / method ..., key path#Qualified.name). Edges, which
--- PageRank follows from source to target:
---   file -> file        imports (weight: import statements)
---   file -> definition  calls (weight: uses of the name, shared among
---                       the definitions of that name; names defined in more
---                       than 20 places are too common to say anything)
---   definition -> file  defined_in (a file is as central as what it defines)
--- Node ids and their PageRank survive a run; one transaction, so readers see
--- a graph before or after the run, never half of it.
-DECLARE
-    v_changed text [];
-    v_names text [];
-    v_sources text [];
-    v_nodes_deleted bigint;
-    v_nodes_written bigint;
-    v_edges_deleted bigint;
-    v_edges_written bigint := 0;
-    v_count bigint;
-BEGIN
-    PERFORM pg_advisory_xact_lock(autopilot._job_lock_key('graph-populate:' || p_codebase));
-
-    SELECT coalesce(array_agg(f.file_path ORDER BY f.file_path), '{}')
-    INTO v_changed
-    FROM autopilot.code_files AS f
-    WHERE f.codebase = p_codebase AND f.graph_pending;
-    IF cardinality(v_changed) = 0 THEN
-        RETURN jsonb_build_object('codebase', p_codebase, 'changed_files', 0);
-    END IF;
-
-    -- names the changed files define, before this run (their nodes) and after (their symbols)
-    SELECT coalesce(array_agg(DISTINCT d.name), '{}')
-    INTO v_names
-    FROM (
-        SELECT n.attributes ->> 'name' AS name
-        FROM autopilot.graph_nodes AS n
-        WHERE n.codebase = p_codebase AND n.attributes ->> 'file' = ANY(v_changed) AND n.kind <> 'file'
-        UNION ALL
-        SELECT regexp_replace(s.name, '^.*[.]', '')
-        FROM autopilot.code_symbols AS s
-        WHERE s.codebase = p_codebase AND s.file_path = ANY(v_changed) AND s.role = 'definition'
-    ) AS d;
-
-    SELECT coalesce(array_agg(DISTINCT x.file_path), '{}')
-    INTO v_sources
-    FROM (
-        SELECT unnest(v_changed) AS file_path
-        UNION ALL
-        SELECT s.file_path
-        FROM autopilot.code_symbols AS s
-        WHERE s.codebase = p_codebase AND s.role = 'reference' AND s.name = ANY(v_names)
-        UNION ALL
-        SELECT s.file_path
-        FROM autopilot.code_symbols AS s
-        INNER JOIN autopilot.code_files AS f
-            ON s.codebase = f.codebase AND s.name = f.module_name
-        WHERE s.codebase = p_codebase AND s.role = 'import' AND f.file_path = ANY(v_changed)
-    ) AS x;
-
-    DELETE FROM autopilot.graph_nodes AS n
-    WHERE n.codebase = p_codebase AND n.attributes ->> 'file' = ANY(v_changed)
-        AND NOT EXISTS (
-            SELECT FROM autopilot._code_graph_nodes(p_codebase, v_changed) AS w WHERE w.node_key = n.node_key
-        );
-    GET DIAGNOSTICS v_nodes_deleted = ROW_COUNT;
-
-    INSERT INTO autopilot.graph_nodes AS n (codebase, node_key, kind, attributes)
-    SELECT p_codebase, w.node_key, w.kind, w.attributes
-    FROM autopilot._code_graph_nodes(p_codebase, v_changed) AS w
-    ON CONFLICT (codebase, node_key) DO UPDATE
-    SET kind = excluded.kind, attributes = excluded.attributes, updated_at = now()
-    WHERE (n.kind, n.attributes) IS DISTINCT FROM (excluded.kind, excluded.attributes);
-    GET DIAGNOSTICS v_nodes_written = ROW_COUNT;
-
-    DELETE FROM autopilot.graph_edges AS e
-    USING autopilot.graph_nodes AS n
-    WHERE e.source_id = n.id AND n.codebase = p_codebase AND n.attributes ->> 'file' = ANY(v_sources);
-    GET DIAGNOSTICS v_edges_deleted = ROW_COUNT;
-
-    -- definition -> its file
-    INSERT INTO autopilot.graph_edges (source_id, target_id, weight, kind)
-    SELECT d.id, f.id, 1, 'defined_in'
-    FROM autopilot.graph_nodes AS d
-    INNER JOIN autopilot.graph_nodes AS f
-        ON d.codebase = f.codebase AND f.node_key = d.attributes ->> 'file'
-    WHERE d.codebase = p_codebase AND d.kind <> 'file' AND d.attributes ->> 'file' = ANY(v_sources);
-    GET DIAGNOSTICS v_count = ROW_COUNT;
-    v_edges_written := v_edges_written + v_count;
-
-    -- file -> the files it imports
-    INSERT INTO autopilot.graph_edges (source_id, target_id, weight, kind)
-    SELECT src.id, dst.id, count(*), 'imports'
-    FROM autopilot.code_symbols AS s
-    INNER JOIN autopilot.code_files AS target
-        ON s.codebase = target.codebase AND s.name = target.module_name AND target.status = 'ingested'
-    INNER JOIN autopilot.graph_nodes AS src ON s.codebase = src.codebase AND s.file_path = src.node_key
-    INNER JOIN autopilot.graph_nodes AS dst
-        ON target.codebase = dst.codebase AND target.file_path = dst.node_key
-    WHERE s.codebase = p_codebase AND s.role = 'import' AND s.file_path = ANY(v_sources) AND src.id <> dst.id
-    GROUP BY src.id, dst.id;
-    GET DIAGNOSTICS v_count = ROW_COUNT;
-    v_edges_written := v_edges_written + v_count;
-
-    -- file -> the definitions it refers to by name
-    INSERT INTO autopilot.graph_edges (source_id, target_id, weight, kind)
-    WITH refs AS (
-        SELECT s.file_path, s.name, sum(s.occurrences) AS uses
-        FROM autopilot.code_symbols AS s
-        WHERE s.codebase = p_codebase AND s.role = 'reference' AND s.file_path = ANY(v_sources)
-        GROUP BY s.file_path, s.name
-    ),
-
-    candidates AS (
-        SELECT
-            d.id,
-            d.attributes ->> 'name' AS name,
-            count(*) OVER (PARTITION BY d.attributes ->> 'name') AS sharing
-        FROM autopilot.graph_nodes AS d
-        WHERE d.codebase = p_codebase AND d.kind <> 'file'
-            AND d.attributes ->> 'name' IN (SELECT r.name FROM refs AS r)
-    )
-
-    SELECT src.id, c.id, sum(r.uses::double precision / c.sharing), 'calls'
-    FROM refs AS r
-    INNER JOIN candidates AS c ON r.name = c.name AND c.sharing <= 20
-    INNER JOIN autopilot.graph_nodes AS src ON src.codebase = p_codebase AND r.file_path = src.node_key
-    GROUP BY src.id, c.id;
-    GET DIAGNOSTICS v_count = ROW_COUNT;
-    v_edges_written := v_edges_written + v_count;
-
-    UPDATE autopilot.code_files AS f
-    SET graph_pending = false
-    WHERE f.codebase = p_codebase AND f.file_path = ANY(v_changed);
-
-    RETURN jsonb_build_object(
-        'codebase', p_codebase,
-        'changed_files', cardinality(v_changed),
-        'relinked_files', cardinality(v_sources),
-        'nodes_deleted', v_nodes_deleted,
-        'nodes_written', v_nodes_written,
-        'edges_deleted', v_edges_deleted,
-        'edges_written', v_edges_written,
-        'nodes', (SELECT count(*) FROM autopilot.graph_nodes AS n WHERE n.codebase = p_codebase),
-        'edges', (
-            SELECT count(*) FROM autopilot.graph_edges AS e
-            INNER JOIN autopilot.graph_nodes AS n ON e.source_id = n.id
-            WHERE n.codebase = p_codebase
-        )
-    );
-END;
-$$;
-
-COMMENT ON FUNCTION autopilot.populate_code_graph(text) IS
-'graph-populate for one codebase: brings the code graph (file and definition nodes; imports, calls and defined_in edges) up to date with the files code-ingest changed, set-based and incremental by file; returns a summary.';
-
 -- sql/schema/tables/job_catalog.sql, sql/jobs/database_jobs.sql,
 -- sql/functions/core/_run_job_step.sql, sql/functions/core/_enqueue_catalog_job.sql:
 -- cron-history-cleanup where pg_cron lives in another database. A run there enqueues the runner
@@ -7849,57 +6922,6 @@ SET
     description = 'Delete cron.job_run_details rows past cron_history.retention (pg_cron never prunes them); '
     || 'where pg_cron lives in another database, the runner does it there.'
 WHERE name = 'cron-history-cleanup';
-
-CREATE OR REPLACE FUNCTION autopilot._enqueue_catalog_job(p_name text)
-RETURNS autopilot.job_step
-LANGUAGE plpgsql
-VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
--- A runner-side catalog entry only enqueues. The unique key dedupes against the
--- unfinished job of the same entry, so a runner that was down for a day finds
--- one pending backup, not twenty-four. A database-side entry with a
--- cron_elsewhere_worker (pg_cron in another database) enqueues that worker.
-DECLARE
-    v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
-    v_key text := 'catalog:' || p_name;
-    v_worker text := v_job.target;
-    v_queue text := v_job.queue;
-    v_args jsonb := v_job.args;
-    v_id bigint;
-BEGIN
-    IF v_job.side = 'database' THEN
-        SELECT c.cron_elsewhere_worker INTO v_worker FROM autopilot.job_catalog AS c WHERE c.name = p_name;
-        IF v_worker IS NULL THEN
-            RAISE EXCEPTION 'autopilot job % runs in the database, not on the runner', p_name
-                USING ERRCODE = 'feature_not_supported',
-                      HINT = format('Run it with "autopilot run %s" or CALL autopilot.run_scheduled_job(%L).', p_name, p_name);
-        END IF;
-        v_queue := 'default';
-        v_args := '{}';
-    END IF;
-    INSERT INTO autopilot.jobs AS j (queue, worker, args, unique_key, meta)
-    VALUES (v_queue, v_worker, v_args, v_key, jsonb_build_object('catalog', p_name))
-    ON CONFLICT (unique_key)
-    WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting')
-    DO NOTHING
-    RETURNING j.id INTO v_id;
-
-    IF v_id IS NOT NULL THEN
-        RETURN ROW(true, NULL, 1, format('enqueued job %s (%s)', v_id, v_worker),
-                   jsonb_build_object('job_id', v_id))::autopilot.job_step;
-    END IF;
-    SELECT j.id INTO v_id
-    FROM autopilot.jobs AS j
-    WHERE j.unique_key = v_key
-      AND j.state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting');
-    RETURN ROW(true, NULL, 0, format('job %s (%s) is still pending: not enqueued again', v_id, v_worker),
-               jsonb_build_object('job_id', v_id, 'deduplicated', true))::autopilot.job_step;
-END;
-$$;
-
-COMMENT ON FUNCTION autopilot._enqueue_catalog_job(text) IS
-'Private: enqueues the runner job of a runner-side catalog entry (or the cron_elsewhere_worker of a database-side one) into autopilot.jobs, unless one is still unfinished.';
 
 CREATE OR REPLACE FUNCTION autopilot._run_job_step(p_name text, p_cursor jsonb)
 RETURNS autopilot.job_step
@@ -8081,229 +7103,6 @@ SET
     || '(where pg_cron lives in another database, on the runner).'
 WHERE name = 'index-reindex';
 
--- sql/functions/queue/complete_many.sql: locks the batch through the primary key alone and matches
--- the attempts by a hash join (it walked jobs_executing_idx, matching every row against the batch)
-CREATE OR REPLACE FUNCTION autopilot.complete_many(p_ids bigint[], p_attempts integer[])
-RETURNS bigint
-LANGUAGE plpgsql
-VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
--- Marks jobs completed -- each only while it is still executing the attempt
--- given beside it (p_ids[i] at attempt p_attempts[i]): a job cancelled, or
--- rescued and claimed again meanwhile, is left alone. Each completed job's
--- attempt is recorded in autopilot.job_runs (side runner, succeeded), with the
--- worker's summary of the attempt as its message where it left one; the jobs
--- waiting for them (depends_on) are released once all they wait for has
--- completed. Returns how many were completed. One statement for a runner's
--- whole batch.
-DECLARE
-    v_jobs autopilot.jobs [];
-    v_messages text [];
-BEGIN
-    IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_attempts) THEN
-        RAISE EXCEPTION 'complete_many: % job ids but % attempts', cardinality(p_ids), cardinality(p_attempts)
-        USING ERRCODE = 'array_subscript_error';
-    END IF;
-    WITH mine AS (
-        -- locked in id order, as heartbeat() locks them (no deadlock between the two), through the
-        -- primary key alone: bounded by the batch whatever the statistics say about how many jobs are
-        -- executing (a condition on the state here would let the planner walk jobs_executing_idx and
-        -- match every row against the whole batch). A locked row is its latest version: its state
-        -- and attempt are checked below, against the batch's, by a hash join.
-        SELECT j.id, j.attempt, j.state
-        FROM autopilot.jobs AS j
-        WHERE j.id = ANY(p_ids)
-        ORDER BY j.id
-        FOR NO KEY UPDATE OF j
-    ),
-
-    done AS (
-        UPDATE autopilot.jobs AS j
-        SET state = 'completed',
-            completed_at = now()
-        FROM mine
-        INNER JOIN unnest(p_ids, p_attempts) AS u (id, attempt) ON mine.id = u.id AND mine.attempt = u.attempt
-        WHERE
-            j.id = mine.id
-            AND j.id = ANY(p_ids)
-            AND mine.state = 'executing'
-        RETURNING j.*
-    )
-
-    SELECT
-        coalesce(array_agg(d::autopilot.jobs), '{}'),
-        coalesce(array_agg(
-            CASE
-                -- the worker's own summary of this attempt (QueueClient.record_result), when it gave one
-                WHEN (d.meta -> 'result' ->> 'attempt')::integer = d.attempt THEN d.meta -> 'result' ->> 'text'
-                ELSE format('job %s (%s) completed by %s, attempt %s', d.id, d.worker, d.attempted_by, d.attempt)
-            END
-        ), '{}')
-    INTO v_jobs, v_messages
-    FROM done AS d;
-    -- a new statement, so a new snapshot: it sees a waiting job whose enqueue held a lock on one of
-    -- these jobs (autopilot._dependencies_met) until it committed
-    PERFORM autopilot._release_dependents(ARRAY(SELECT j.id FROM unnest(v_jobs) AS j));
-    RETURN autopilot._record_runner_attempts(v_jobs, 'succeeded', v_messages);
-END;
-$$;
-
-COMMENT ON FUNCTION autopilot.complete_many(bigint[], integer[]) IS
-'Completes the given jobs (each only while still executing the given attempt), recording each attempt in autopilot.job_runs; returns how many were completed.';
-
--- sql/functions/agents/_mark_metrics_pending.sql: after INSERT on autopilot.jobs, a row trigger
--- fired only for jobs inserted completed or discarded (an enqueue calls no metrics trigger)
-CREATE OR REPLACE FUNCTION autopilot._mark_metrics_pending()
-RETURNS trigger
-LANGUAGE plpgsql
-VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
--- Statement trigger (after INSERT and UPDATE) on autopilot.tasks, autopilot.jobs and
--- autopilot.job_runs: records in autopilot.performance_metrics_pending, once per transaction,
--- the hours whose metrics a statement changed -- a finished row appearing, changing, or
--- leaving (the hours before and after an update both count). After INSERT on autopilot.jobs it
--- is a row trigger instead, fired only for a job inserted already completed or discarded (its
--- WHEN clause, checked without calling the function): enqueueing a job, the queue's hot path,
--- calls no metrics trigger at all.
---
--- * tasks: a task with an agent that succeeded or failed, by finished_at (agent metrics);
--- * jobs: a completed or discarded job, by completed_at or discarded_at (worker metrics);
--- * job_runs: a failed run of the runner (side runner), by finished_at (worker metrics).
---
--- Deleting rows marks nothing: the cleanups delete old rows, and the metrics already
--- computed from them stay. One set-based INSERT per statement; ON CONFLICT DO NOTHING on
--- (transaction, kind, hour) never waits on another transaction.
---
--- Each table has a static branch, over transition tables named after it (new_tasks,
--- old_tasks, ...): PL/pgSQL compiles the function once per trigger and plans only the
--- statements a trigger runs, so one function costs what one per table did, where dynamic
--- SQL would be planned on every statement. tools/plpgsql_check.sql checks each branch
--- against its own table.
-BEGIN
-    IF TG_TABLE_NAME = 'tasks' THEN
-        IF TG_OP = 'INSERT' THEN
-            INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
-            SELECT DISTINCT 'agent'::text, date_trunc('hour', n.finished_at, 'UTC')
-            FROM new_tasks AS n
-            WHERE n.status IN ('succeeded', 'failed') AND n.agent_id IS NOT NULL AND n.finished_at IS NOT NULL
-            ON CONFLICT DO NOTHING;
-        ELSE
-            INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
-            SELECT DISTINCT 'agent'::text, date_trunc('hour', c.finished_at, 'UTC')
-            FROM (
-                (
-                    SELECT n.id, n.agent_id, n.status, n.started_at, n.finished_at AS finished_at
-                    FROM new_tasks AS n
-                    WHERE n.status IN ('succeeded', 'failed') AND n.agent_id IS NOT NULL AND n.finished_at IS NOT NULL
-                    EXCEPT
-                    SELECT o.id, o.agent_id, o.status, o.started_at, o.finished_at AS finished_at
-                    FROM old_tasks AS o
-                    WHERE o.status IN ('succeeded', 'failed') AND o.agent_id IS NOT NULL AND o.finished_at IS NOT NULL
-                )
-                UNION ALL
-                (
-                    SELECT o.id, o.agent_id, o.status, o.started_at, o.finished_at AS finished_at
-                    FROM old_tasks AS o
-                    WHERE o.status IN ('succeeded', 'failed') AND o.agent_id IS NOT NULL AND o.finished_at IS NOT NULL
-                    EXCEPT
-                    SELECT n.id, n.agent_id, n.status, n.started_at, n.finished_at AS finished_at
-                    FROM new_tasks AS n
-                    WHERE n.status IN ('succeeded', 'failed') AND n.agent_id IS NOT NULL AND n.finished_at IS NOT NULL
-                )
-            ) AS c
-            ON CONFLICT DO NOTHING;
-        END IF;
-    ELSIF TG_TABLE_NAME = 'jobs' THEN
-        IF TG_OP = 'INSERT' THEN
-            -- the row trigger jobs_metrics_insert_trg: a job inserted completed or discarded (its WHEN)
-            INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
-            VALUES ('worker', date_trunc('hour', coalesce(NEW.completed_at, NEW.discarded_at), 'UTC'))
-            ON CONFLICT DO NOTHING;
-        ELSE
-            INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
-            SELECT DISTINCT 'worker'::text, date_trunc('hour', c.finished_at, 'UTC')
-            FROM (
-                (
-                    SELECT n.id, n.worker, n.state, n.attempted_at, coalesce(n.completed_at, n.discarded_at) AS finished_at
-                    FROM new_jobs AS n
-                    WHERE n.state IN ('completed', 'discarded') AND coalesce(n.completed_at, n.discarded_at) IS NOT NULL
-                    EXCEPT
-                    SELECT o.id, o.worker, o.state, o.attempted_at, coalesce(o.completed_at, o.discarded_at) AS finished_at
-                    FROM old_jobs AS o
-                    WHERE o.state IN ('completed', 'discarded') AND coalesce(o.completed_at, o.discarded_at) IS NOT NULL
-                )
-                UNION ALL
-                (
-                    SELECT o.id, o.worker, o.state, o.attempted_at, coalesce(o.completed_at, o.discarded_at) AS finished_at
-                    FROM old_jobs AS o
-                    WHERE o.state IN ('completed', 'discarded') AND coalesce(o.completed_at, o.discarded_at) IS NOT NULL
-                    EXCEPT
-                    SELECT n.id, n.worker, n.state, n.attempted_at, coalesce(n.completed_at, n.discarded_at) AS finished_at
-                    FROM new_jobs AS n
-                    WHERE n.state IN ('completed', 'discarded') AND coalesce(n.completed_at, n.discarded_at) IS NOT NULL
-                )
-            ) AS c
-            ON CONFLICT DO NOTHING;
-        END IF;
-    ELSIF TG_TABLE_NAME = 'job_runs' THEN
-        IF TG_OP = 'INSERT' THEN
-            INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
-            SELECT DISTINCT 'worker'::text, date_trunc('hour', n.finished_at, 'UTC')
-            FROM new_runs AS n
-            WHERE n.side = 'runner' AND n.status = 'failed' AND n.finished_at IS NOT NULL
-            ON CONFLICT DO NOTHING;
-        ELSE
-            INSERT INTO autopilot.performance_metrics_pending (subject_kind, hour)
-            SELECT DISTINCT 'worker'::text, date_trunc('hour', c.finished_at, 'UTC')
-            FROM (
-                (
-                    SELECT n.id, n.job_name, n.started_at, n.finished_at AS finished_at
-                    FROM new_runs AS n
-                    WHERE n.side = 'runner' AND n.status = 'failed' AND n.finished_at IS NOT NULL
-                    EXCEPT
-                    SELECT o.id, o.job_name, o.started_at, o.finished_at AS finished_at
-                    FROM old_runs AS o
-                    WHERE o.side = 'runner' AND o.status = 'failed' AND o.finished_at IS NOT NULL
-                )
-                UNION ALL
-                (
-                    SELECT o.id, o.job_name, o.started_at, o.finished_at AS finished_at
-                    FROM old_runs AS o
-                    WHERE o.side = 'runner' AND o.status = 'failed' AND o.finished_at IS NOT NULL
-                    EXCEPT
-                    SELECT n.id, n.job_name, n.started_at, n.finished_at AS finished_at
-                    FROM new_runs AS n
-                    WHERE n.side = 'runner' AND n.status = 'failed' AND n.finished_at IS NOT NULL
-                )
-            ) AS c
-            ON CONFLICT DO NOTHING;
-        END IF;
-    ELSE
-        RAISE EXCEPTION '_mark_metrics_pending: no metrics are computed from table %.%', TG_TABLE_SCHEMA, TG_TABLE_NAME
-        USING ERRCODE = 'feature_not_supported',
-        HINT = 'It is the trigger function of autopilot.tasks, autopilot.jobs and autopilot.job_runs only.';
-    END IF;
-    RETURN NULL;
-END;
-$$;
-
-COMMENT ON FUNCTION autopilot._mark_metrics_pending() IS
-'Private: statement trigger on autopilot.tasks, autopilot.jobs and autopilot.job_runs (after INSERT on jobs, a row trigger for the jobs inserted completed or discarded); records in autopilot.performance_metrics_pending the hours (UTC) whose agent or worker metrics a statement changed, for metrics-refresh.';
-
-DROP TRIGGER jobs_metrics_insert_trg ON autopilot.jobs;
-
--- a row trigger: a job enqueued (available, scheduled, waiting) calls nothing
-CREATE TRIGGER jobs_metrics_insert_trg
-AFTER INSERT ON autopilot.jobs
-FOR EACH ROW
-WHEN (new.state IN ('completed', 'discarded') AND coalesce(new.completed_at, new.discarded_at) IS NOT NULL)
-EXECUTE FUNCTION autopilot._mark_metrics_pending();
-
-COMMENT ON TRIGGER jobs_metrics_insert_trg ON autopilot.jobs IS
-'Jobs inserted already completed or discarded: their hour''s worker metrics are recomputed by metrics-refresh.';
-
 -- A runner attempt's finished_at is its transaction's time, as jobs.completed_at: completions are
 -- recorded in the transaction of the next claim, which must not seem to start before them
 
@@ -8380,311 +7179,6 @@ $$;
 
 COMMENT ON FUNCTION autopilot._notify_jobs_available() IS
 'Private: statement trigger on autopilot.jobs (after UPDATE); NOTIFY autopilot_jobs (payload: the queue) for each queue in which a statement made a job ready to run now.';
-
--- sql/functions/queue/enqueue.sql
-CREATE OR REPLACE FUNCTION autopilot.enqueue(
-    p_worker text,
-    p_args jsonb DEFAULT '{}',
-    p_queue text DEFAULT 'default',
-    p_priority integer DEFAULT 0,
-    p_scheduled_at timestamptz DEFAULT NULL,
-    p_max_attempts integer DEFAULT 20,
-    p_unique_key text DEFAULT NULL,
-    p_meta jsonb DEFAULT '{}',
-    p_depends_on bigint[] DEFAULT NULL
-)
-RETURNS bigint
-LANGUAGE plpgsql
-VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
--- Adds a job to autopilot.jobs and returns its id: available now, or scheduled
--- when p_scheduled_at is in the future. Priority 0 runs first (0-9). With a
--- unique key, a job whose key is already held by an unfinished job
--- (available, scheduled, executing, retryable) is not added: the unfinished
--- job's id is returned. The dedupe is the partial unique index
--- jobs_unique_key_idx, so concurrent enqueues of one key leave one row (no
--- check-then-insert race). A runner LISTENing on autopilot_jobs hears of a job
--- available now at commit (NOTIFY here, not in a trigger on jobs: a statement
--- trigger's transition table on every one-job insert cost more than the NOTIFY).
--- With p_depends_on (ids of jobs enqueued before), the job is waiting until
--- all of those have completed (complete_many releases it).
-DECLARE
-    v_id bigint;
-    v_queue text := coalesce(p_queue, 'default');
-    v_depends_on bigint[] := nullif(p_depends_on, '{}');
-    v_state text := CASE WHEN p_scheduled_at > now() THEN 'scheduled' ELSE 'available' END;
-BEGIN
-    IF p_worker IS NULL OR p_worker = '' THEN
-        RAISE EXCEPTION 'a job needs a worker name' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    -- nested, not AND: a role that never names a dependency needs no EXECUTE on _dependencies_met
-    -- (a function in an expression is checked when the expression starts, whatever runs of it)
-    IF v_depends_on IS NOT NULL THEN
-        IF NOT autopilot._dependencies_met(v_depends_on) THEN
-            v_state := 'waiting';
-        END IF;
-    END IF;
-    IF p_unique_key IS NULL THEN
-        -- nothing to dedupe on: a plain insert (ON CONFLICT would make it a speculative insertion,
-        -- one more lock and WAL record on the queue's hot path)
-        INSERT INTO autopilot.jobs AS j (
-            queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at, depends_on
-        )
-        VALUES (
-            v_queue, p_worker, coalesce(p_args, '{}'), v_state,
-            coalesce(p_priority, 0), coalesce(p_max_attempts, 20), NULL, coalesce(p_meta, '{}'),
-            greatest(coalesce(p_scheduled_at, now()), now()), v_depends_on
-        )
-        RETURNING j.id INTO v_id;
-    ELSE
-        FOR v_try IN 1 .. 10 LOOP
-            INSERT INTO autopilot.jobs AS j (
-                queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at, depends_on
-            )
-            VALUES (
-                v_queue, p_worker, coalesce(p_args, '{}'), v_state,
-                coalesce(p_priority, 0), coalesce(p_max_attempts, 20), p_unique_key, coalesce(p_meta, '{}'),
-                greatest(coalesce(p_scheduled_at, now()), now()), v_depends_on
-            )
-            ON CONFLICT (unique_key)
-            WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting')
-            DO NOTHING
-            RETURNING j.id INTO v_id;
-            EXIT WHEN v_id IS NOT NULL;
-            -- the key is held: that job's id, and nothing added (nothing to announce)
-            SELECT j.id INTO v_id
-            FROM autopilot.jobs AS j
-            WHERE j.unique_key = p_unique_key
-              AND j.state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting');
-            IF v_id IS NOT NULL THEN
-                RETURN v_id;
-            END IF;
-            -- the holder finished between the two statements: try again
-        END LOOP;
-        IF v_id IS NULL THEN
-            RAISE EXCEPTION 'could not enqueue % with unique key %: its holder keeps changing', p_worker, p_unique_key
-            USING ERRCODE = 'serialization_failure';
-        END IF;
-    END IF;
-    -- a job added: an idle runner hears of it at commit when it can run now
-    IF v_state = 'available' THEN
-        PERFORM pg_notify('autopilot_jobs', v_queue);
-    END IF;
-    RETURN v_id;
-END;
-$$;
-
-COMMENT ON FUNCTION autopilot.enqueue(text, jsonb, text, integer, timestamptz, integer, text, jsonb, bigint[]) IS
-'Adds a runner job (worker, args, queue, priority 0-9 with 0 first, run at, max attempts, unique key, meta, the jobs it waits for) and returns its id; with a unique key held by an unfinished job, returns that job''s id and adds nothing.';
-
--- sql/functions/queue/enqueue_many.sql
-CREATE OR REPLACE FUNCTION autopilot.enqueue_many(p_jobs jsonb)
-RETURNS SETOF bigint
-LANGUAGE plpgsql
-VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
--- Adds many jobs in one statement: p_jobs is a JSON array of objects with the
--- keys of autopilot.enqueue() -- worker (required), args, queue, priority,
--- scheduled_at, max_attempts, unique_key, meta, depends_on (an array of ids of
--- jobs enqueued before: the job waits until they have completed). Returns the
--- ids of the jobs added; a job whose unique key is held by an unfinished job is
--- skipped. One NOTIFY autopilot_jobs per queue that got a job available now.
-DECLARE
-    v_depends_on bigint[];
-    v_ids bigint[];
-    v_queues text[];
-BEGIN
-    IF jsonb_typeof(p_jobs) IS DISTINCT FROM 'array' THEN
-        RAISE EXCEPTION 'enqueue_many takes a JSON array of jobs, not %', coalesce(jsonb_typeof(p_jobs), 'NULL')
-        USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    -- every dependency of the batch, checked and locked at once (none: no work at all)
-    v_depends_on := ARRAY(
-        SELECT DISTINCT d.id::bigint
-        FROM jsonb_array_elements(p_jobs) AS x (job)
-        CROSS JOIN LATERAL jsonb_array_elements_text(
-            CASE WHEN jsonb_typeof(x.job -> 'depends_on') = 'array' THEN x.job -> 'depends_on' ELSE '[]' END
-        ) AS d (id)
-    );
-    IF cardinality(v_depends_on) > 0 THEN
-        PERFORM autopilot._dependencies_met(v_depends_on);
-    END IF;
-    WITH added AS (
-        INSERT INTO autopilot.jobs AS j (
-            queue, worker, args, state, priority, max_attempts, unique_key, meta, scheduled_at, depends_on
-        )
-        SELECT
-            coalesce(x.queue, 'default'),
-            x.worker,
-            coalesce(x.args, '{}'),
-            CASE
-                WHEN
-                    cardinality(v_depends_on) > 0
-                    AND EXISTS (
-                        SELECT FROM autopilot.jobs AS d
-                        WHERE d.id = ANY(x.depends_on) AND d.state <> 'completed'
-                    )
-                    THEN 'waiting'
-                WHEN x.scheduled_at > now() THEN 'scheduled'
-                ELSE 'available'
-            END,
-            coalesce(x.priority, 0),
-            coalesce(x.max_attempts, 20),
-            x.unique_key,
-            coalesce(x.meta, '{}'),
-            greatest(coalesce(x.scheduled_at, now()), now()),
-            nullif(x.depends_on, '{}')
-        FROM jsonb_to_recordset(p_jobs) AS x (
-            worker text, args jsonb, queue text, priority smallint, scheduled_at timestamptz,
-            max_attempts integer, unique_key text, meta jsonb, depends_on bigint[]
-        )
-        ON CONFLICT (unique_key)
-        WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting')
-        DO NOTHING
-        RETURNING j.id, j.queue, j.state
-    )
-
-    SELECT
-        array_agg(a.id ORDER BY a.id),
-        array_agg(DISTINCT a.queue) FILTER (WHERE a.state = 'available')
-    INTO v_ids, v_queues
-    FROM added AS a;
-    PERFORM pg_notify('autopilot_jobs', q.queue) FROM unnest(v_queues) AS q (queue);
-    RETURN QUERY SELECT i.id FROM unnest(v_ids) AS i (id);
-END;
-$$;
-
-COMMENT ON FUNCTION autopilot.enqueue_many(jsonb) IS
-'Adds the jobs of a JSON array (each an object with enqueue()''s keys; worker required) in one statement; returns the ids added (jobs whose unique key is held by an unfinished job are skipped).';
-
--- sql/functions/core/_enqueue_catalog_job.sql
-CREATE OR REPLACE FUNCTION autopilot._enqueue_catalog_job(p_name text)
-RETURNS autopilot.job_step
-LANGUAGE plpgsql
-VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
--- A runner-side catalog entry only enqueues. The unique key dedupes against the
--- unfinished job of the same entry, so a runner that was down for a day finds
--- one pending backup, not twenty-four. A database-side entry with a
--- cron_elsewhere_worker (pg_cron in another database) enqueues that worker.
-DECLARE
-    v_job autopilot.job_definitions := autopilot._catalog_job(p_name);
-    v_key text := 'catalog:' || p_name;
-    v_worker text := v_job.target;
-    v_queue text := v_job.queue;
-    v_args jsonb := v_job.args;
-    v_id bigint;
-BEGIN
-    IF v_job.side = 'database' THEN
-        SELECT c.cron_elsewhere_worker INTO v_worker FROM autopilot.job_catalog AS c WHERE c.name = p_name;
-        IF v_worker IS NULL THEN
-            RAISE EXCEPTION 'autopilot job % runs in the database, not on the runner', p_name
-                USING ERRCODE = 'feature_not_supported',
-                      HINT = format('Run it with "autopilot run %s" or CALL autopilot.run_scheduled_job(%L).', p_name, p_name);
-        END IF;
-        v_queue := 'default';
-        v_args := '{}';
-    END IF;
-    INSERT INTO autopilot.jobs AS j (queue, worker, args, unique_key, meta)
-    VALUES (v_queue, v_worker, v_args, v_key, jsonb_build_object('catalog', p_name))
-    ON CONFLICT (unique_key)
-    WHERE unique_key IS NOT NULL AND state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting')
-    DO NOTHING
-    RETURNING j.id INTO v_id;
-
-    IF v_id IS NOT NULL THEN
-        PERFORM pg_notify('autopilot_jobs', v_queue);  -- an idle runner starts it at commit
-        RETURN ROW(true, NULL, 1, format('enqueued job %s (%s)', v_id, v_worker),
-                   jsonb_build_object('job_id', v_id))::autopilot.job_step;
-    END IF;
-    SELECT j.id INTO v_id
-    FROM autopilot.jobs AS j
-    WHERE j.unique_key = v_key
-      AND j.state IN ('available', 'scheduled', 'executing', 'retryable', 'waiting');
-    RETURN ROW(true, NULL, 0, format('job %s (%s) is still pending: not enqueued again', v_id, v_worker),
-               jsonb_build_object('job_id', v_id, 'deduplicated', true))::autopilot.job_step;
-END;
-$$;
-
-COMMENT ON FUNCTION autopilot._enqueue_catalog_job(text) IS
-'Private: enqueues the runner job of a runner-side catalog entry (or the cron_elsewhere_worker of a database-side one) into autopilot.jobs, unless one is still unfinished.';
-
--- complete_many is planned for each batch (a generic plan matched every locked row against the
--- whole batch), and its UPDATE joins the locked rows by primary key alone.
--- sql/functions/queue/complete_many.sql
-CREATE OR REPLACE FUNCTION autopilot.complete_many(p_ids bigint[], p_attempts integer[])
-RETURNS bigint
-LANGUAGE plpgsql
-VOLATILE
-SET search_path = pg_catalog, pg_temp
--- each call planned for its batch: a generic plan, not knowing the batch's size, matches every locked
--- row against the whole batch in a nested loop (500 x 500 comparisons per call)
-SET plan_cache_mode = force_custom_plan
-AS $$
--- Marks jobs completed -- each only while it is still executing the attempt
--- given beside it (p_ids[i] at attempt p_attempts[i]): a job cancelled, or
--- rescued and claimed again meanwhile, is left alone. Each completed job's
--- attempt is recorded in autopilot.job_runs (side runner, succeeded), with the
--- worker's summary of the attempt as its message where it left one; the jobs
--- waiting for them (depends_on) are released once all they wait for has
--- completed. Returns how many were completed. One statement for a runner's
--- whole batch.
-DECLARE
-    v_jobs autopilot.jobs [];
-    v_messages text [];
-BEGIN
-    IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_attempts) THEN
-        RAISE EXCEPTION 'complete_many: % job ids but % attempts', cardinality(p_ids), cardinality(p_attempts)
-        USING ERRCODE = 'array_subscript_error';
-    END IF;
-    WITH mine AS (
-        -- locked in id order, as heartbeat() locks them (no deadlock between the two), through the
-        -- primary key alone: bounded by the batch whatever the statistics say about how many jobs are
-        -- executing (a condition on the state here would let the planner walk jobs_executing_idx and
-        -- match every row against the whole batch). A locked row is its latest version: its state
-        -- and attempt are checked below, against the batch's, by a hash join.
-        SELECT j.id, j.attempt, j.state
-        FROM autopilot.jobs AS j
-        WHERE j.id = ANY(p_ids)
-        ORDER BY j.id
-        FOR NO KEY UPDATE OF j
-    ),
-
-    done AS (
-        UPDATE autopilot.jobs AS j
-        SET state = 'completed',
-            completed_at = now()
-        FROM mine
-        INNER JOIN unnest(p_ids, p_attempts) AS u (id, attempt) ON mine.id = u.id AND mine.attempt = u.attempt
-        WHERE
-            j.id = mine.id
-            AND mine.state = 'executing'
-        RETURNING j.*
-    )
-
-    SELECT
-        coalesce(array_agg(d::autopilot.jobs), '{}'),
-        coalesce(array_agg(
-            CASE
-                -- the worker's own summary of this attempt (QueueClient.record_result), when it gave one
-                WHEN (d.meta -> 'result' ->> 'attempt')::integer = d.attempt THEN d.meta -> 'result' ->> 'text'
-                ELSE format('job %s (%s) completed by %s, attempt %s', d.id, d.worker, d.attempted_by, d.attempt)
-            END
-        ), '{}')
-    INTO v_jobs, v_messages
-    FROM done AS d;
-    -- a new statement, so a new snapshot: it sees a waiting job whose enqueue held a lock on one of
-    -- these jobs (autopilot._dependencies_met) until it committed
-    PERFORM autopilot._release_dependents(ARRAY(SELECT j.id FROM unnest(v_jobs) AS j));
-    RETURN autopilot._record_runner_attempts(v_jobs, 'succeeded', v_messages);
-END;
-$$;
-
-COMMENT ON FUNCTION autopilot.complete_many(bigint[], integer[]) IS
-'Completes the given jobs (each only while still executing the given attempt), recording each attempt in autopilot.job_runs; returns how many were completed.';
 
 -- _code_tokens compiled where the library can be loaded (src/code_tokens.c)
 -- sql/functions/search/_code_tokens.sql (its second half)
