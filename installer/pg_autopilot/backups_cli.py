@@ -10,6 +10,7 @@ import signal
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Self
 
 import click
 from rich.markup import escape
@@ -60,23 +61,21 @@ def backups_group() -> None:
     """pg_dump backups: take one now (run), list them, verify their files again, restore one."""
 
 
-class _DumpProgress:
-    """The progress of `backups run` on stderr: a progress bar per database on a terminal (bytes written,
-    the rate, against the size of the last backup when there is one); elsewhere (a pipe, a log) a line now
-    and then (backups.LogCadence), as the runner logs it."""
+class _StderrBars:
+    """Transient progress bars on stderr while the block runs, on a terminal only (``bar`` stays None
+    elsewhere); each bar shows its description, the bar, ``FIGURE`` (a rich column template) and the time."""
+
+    FIGURE = ""
 
     def __init__(self) -> None:
-        self.live = err_console.is_terminal
-        self.cadence = backups.LogCadence()
         self.bar: Progress | None = None
-        self.tasks: dict[int, TaskID] = {}
 
-    def __enter__(self) -> _DumpProgress:
-        if self.live:
+    def __enter__(self) -> Self:
+        if err_console.is_terminal:
             self.bar = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
-                TextColumn("{task.fields[written]}"),
+                TextColumn(self.FIGURE),
                 TimeElapsedColumn(),
                 console=err_console,
                 transient=True,
@@ -87,6 +86,19 @@ class _DumpProgress:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+class _DumpProgress(_StderrBars):
+    """The progress of `backups run` on stderr: a progress bar per database on a terminal (bytes written,
+    the rate, against the size of the last backup when there is one); elsewhere (a pipe, a log) a line now
+    and then (backups.LogCadence), as the runner logs it."""
+
+    FIGURE = "{task.fields[written]}"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cadence = backups.LogCadence()
+        self.tasks: dict[int, TaskID] = {}
 
     def __call__(self, p: backups.BackupProgress) -> None:
         if self.bar is None:
@@ -328,29 +340,14 @@ _HINTS = {
 _OUTCOME_STYLE = {"ok": "green", "changed": "yellow"}
 
 
-class _ReadProgress:
+class _ReadProgress(_StderrBars):
     """On a terminal, a progress bar for each file `backups verify` reads; nothing elsewhere."""
 
+    FIGURE = "{task.percentage:>3.0f}%"
+
     def __init__(self) -> None:
-        self.bar: Progress | None = None
+        super().__init__()
         self.task: TaskID | None = None
-
-    def __enter__(self) -> _ReadProgress:
-        if err_console.is_terminal:
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TextColumn("{task.percentage:>3.0f}%"),
-                TimeElapsedColumn(),
-                console=err_console,
-                transient=True,
-            )
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
     def __call__(self, backup_id: int, archive: Path, size: int):
         if self.bar is None:
