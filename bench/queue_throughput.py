@@ -327,12 +327,11 @@ class Drain:
         return jobs / self.seconds
 
 
-# One statement, one snapshot: the jobs executing on each node, and those still waiting (node NULL,
-# executing false). Each half can use its partial index (jobs_executing_idx, jobs_claim_idx).
-# What the drain's watcher reads every SAMPLE_EVERY: the jobs executing per runner (jobs_executing_idx:
-# at most the runners' limits) and whether any job still waits (one entry of jobs_claim_idx). Cheap on
-# purpose: a count of the whole table here (a seq scan over 100,000 rows and their dead versions, ~20 ms
-# on three parallel processes) every 50 ms took a share of the two cores from the drain it watched.
+# What the drain's watcher reads every SAMPLE_EVERY, in one statement (one snapshot): the jobs
+# executing on each node (jobs_executing_idx: at most the runners' limits), and whether any job still
+# waits (node NULL, executing false; one entry of jobs_claim_idx). Cheap on purpose: counting every
+# unfinished job here was planned as a seq scan over 100,000 rows and their dead versions (~20 ms on
+# three parallel processes) every 50 ms, a share of the two cores taken from the drain it watched.
 LOOK = """
 SELECT attempted_by, true, count(*)
 FROM autopilot.jobs
