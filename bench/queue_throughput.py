@@ -26,11 +26,13 @@ What is measured, and how:
   in one call of all its jobs (printed for reference); the peers' batch APIs in the same chunks.
   One at a time: ``--single-chunks`` (10) alternations of ``--single-chunk-size`` (500) calls of
   each of: ``SELECT autopilot.enqueue('noop')``; the floor under any such enqueue on this server
-  and client, ``INSERT`` into a table holding only a bigserial primary key; and ``SELECT 1`` (the
-  round trip alone). Each call is its own autocommit transaction (one commit, one WAL flush, per
-  job); which of the three goes first turns with each alternation, so that the machine's noise
-  hits all alike. The report gives the median of the chunks' microseconds per job. The peers'
-  single-job APIs are timed on as many jobs, for reference.
+  and client, ``INSERT`` into a table holding only a bigserial primary key; ``SELECT 1`` (the
+  round trip alone); and, for reference, ``INSERT INTO autopilot.jobs (worker) VALUES ('noop')``
+  (the queue table's own cost: its row, CHECK constraints and index entries, without any function).
+  Each call is its own autocommit transaction (one commit, one WAL flush, per job); which of the
+  four goes first turns with each alternation, so that the machine's noise hits all alike. The
+  report gives the median of the chunks' microseconds per job. The peers' single-job APIs are timed
+  on as many jobs, for reference.
 * Drain, after an ``ANALYZE``, of a backlog of each ``--jobs`` size:
   - ours: the runner as a real subprocess, ``python -m pg_autopilot.cli runner start --queues
     default --concurrency N --worker-module queue_workers --no-startup-jobs --log-level warning``
@@ -125,6 +127,7 @@ RAW_BATCH = 100
 SAMPLE_EVERY = 0.05  # seconds between two looks at the jobs while draining
 FLOOR_INSERT = "floor: 1-row INSERT, pkey only"
 FLOOR_ROUND_TRIP = "floor: SELECT 1 round trip"
+QUEUE_INSERT = "bare INSERT into autopilot.jobs"
 
 # Each peer's drain configurations, likeliest fastest first (the first one bounds the others' time).
 PEER_CONFIGS: dict[str, list[dict[str, int]]] = {
@@ -281,12 +284,13 @@ def enqueue_batched(conn: psycopg.Connection, jobs: int, batch: int) -> float:
 def enqueue_single_interleaved(conn: psycopg.Connection, chunks: int, size: int) -> dict[str, list[float]]:
     """``chunks`` alternations of ``size`` one-at-a-time calls (autocommit, a commit each) of our
     enqueue, of the floor's ``INSERT INTO bench_floor DEFAULT VALUES`` (a bigserial primary key,
-    nothing else), and of ``SELECT 1``; the first of the three turns with each alternation. Returns
-    each one's microseconds per job, a figure per chunk."""
+    nothing else), of ``SELECT 1``, and of a bare INSERT of a job (no function); the first turns with
+    each alternation. Returns each one's microseconds per job, a figure per chunk."""
     calls = {
         "ours": ("SELECT autopilot.enqueue(%s)", ("noop",)),
         FLOOR_INSERT: ("INSERT INTO bench_floor DEFAULT VALUES", None),
         FLOOR_ROUND_TRIP: ("SELECT 1", None),
+        QUEUE_INSERT: ("INSERT INTO autopilot.jobs (worker) VALUES ('noop')", None),
     }
     names = list(calls)
     per_job: dict[str, list[float]] = {name: [] for name in names}
@@ -294,7 +298,7 @@ def enqueue_single_interleaved(conn: psycopg.Connection, chunks: int, size: int)
     conn.execute("CREATE TABLE bench_floor (id bigserial PRIMARY KEY)")
     try:
         for i in range(chunks):
-            for name in names[i % 3 :] + names[: i % 3]:
+            for name in names[i % len(names) :] + names[: i % len(names)]:
                 query, params = calls[name]
                 t0 = time.perf_counter()
                 for _ in range(size):
@@ -304,9 +308,10 @@ def enqueue_single_interleaved(conn: psycopg.Connection, chunks: int, size: int)
     finally:
         conn.execute("DROP TABLE bench_floor")
     (ours_rows,) = conn.execute("SELECT count(*) FROM autopilot.jobs").fetchone()
-    if ours_rows != chunks * size or floor_rows != chunks * size:
+    if ours_rows != 2 * chunks * size or floor_rows != chunks * size:  # enqueue's and the bare INSERTs
         raise CorrectnessError(
-            f"one-at-a-time enqueue: {ours_rows} jobs and {floor_rows} floor rows, expected {chunks * size}"
+            f"one-at-a-time enqueue: {ours_rows} jobs and {floor_rows} floor rows, expected "
+            f"{2 * chunks * size} and {chunks * size}"
         )
     reset(conn)
     return per_job
@@ -676,7 +681,7 @@ def print_enqueue(f: Figures, args: argparse.Namespace, goals: list[tuple[str, b
     for h in ("", "us/job", "jobs/s", "÷ floor", "goal", ""):
         t.add_column(h, justify="right")
     floor = statistics.median(f.per_job_us[FLOOR_INSERT]) if f.per_job_us.get(FLOOR_INSERT) else None
-    for name in ("ours", FLOOR_INSERT, FLOOR_ROUND_TRIP):
+    for name in ("ours", QUEUE_INSERT, FLOOR_INSERT, FLOOR_ROUND_TRIP):
         values = f.per_job_us.get(name)
         if not values:
             continue
@@ -694,6 +699,12 @@ def print_enqueue(f: Figures, args: argparse.Namespace, goals: list[tuple[str, b
         )
         if is_ours:
             goals.append(("single enqueue vs floor", ok))
+    bare = f.per_job_us.get(QUEUE_INSERT)
+    if bare and floor:  # what the table costs before enqueue does anything
+        t.caption = (
+            f"the queue table's own one-row INSERT (no function, no NOTIFY) is "
+            f"{statistics.median(bare) / floor:.2f}x the floor: an enqueue into it costs at least that"
+        )
     for peer in PEERS:
         values = f.seconds.get((peer, "enqueue_single", f.single_jobs))
         if values:
@@ -939,7 +950,8 @@ def bench_ours(dsn: str, f: Figures, args: argparse.Namespace, logfile: Path | N
             us = {k: statistics.median(v) for k, v in f.per_job_us.items()}
             console.print(
                 f"  round {rnd}, one at a time (us/job, medians so far): ours {us['ours']:,.0f}, "
-                f"insert floor {us[FLOOR_INSERT]:,.0f}, round trip {us[FLOOR_ROUND_TRIP]:,.0f}"
+                f"bare INSERT into jobs {us[QUEUE_INSERT]:,.0f}, insert floor {us[FLOOR_INSERT]:,.0f}, "
+                f"round trip {us[FLOOR_ROUND_TRIP]:,.0f}"
             )
         with console.status(f"ours: latency, {args.samples} jobs"):
             f.latency_ms["ours"], db = latency_runner(dsn, conn, args.samples, args.runner_path)
