@@ -22,8 +22,10 @@ What is measured, and how:
   from the call to its return (every row committed). ``--rounds`` rounds, each on empty code tables
   after a CHECKPOINT; the best is kept. During each, the CPU time of this process (walk, read,
   hash, the writes' client side), of its child processes (the parse pool) and of the server's
-  processes is sampled from /proc: where the time goes. ``--profile`` adds one round under cProfile
-  (this process only) and prints its top functions.
+  processes is sampled from /proc: where the time goes, and the ceiling it sets (the best round's
+  CPU over the cores is the least wall time any overlap could reach: its rate at most the floor's
+  seconds x cores / that CPU). ``--profile`` adds one round under cProfile (this process only) and
+  prints its top functions.
 * Re-ingest: the tree is embedded once with the hashing embedder (printed, not a goal), then ingested
   again with it, unchanged: files parsed, chunks embedded and seconds.
 * graph-populate: the worker ``graph_populate`` called with a job context, as the runner calls it,
@@ -362,6 +364,20 @@ def cpu_table(runs: dict[str, Run]) -> Table:
     return table
 
 
+def cpu_ceiling(run: Run, floor_s: float) -> str:
+    """The best rate the CPU an ingest spent allows on this machine's cores, against the floor's:
+    its wall time cannot be under (this process + parse pool + server CPU) / cores, whatever the
+    overlap. The goal (>= the floor's rate) needs that CPU under cores x the floor's seconds."""
+    cores = os.cpu_count() or 1
+    spent = sum(run.cpu.values())
+    return (
+        f"CPU this ingest spent: {spent:.1f} s ({run.cpu['main']:.1f} this process, {run.cpu['pool']:.1f} "
+        f"parse pool, {run.cpu['server']:.1f} server); on {cores} cores its rate can be at most "
+        f"{floor_s * cores / spent:.2f}x the floor's; the goal needs it under {cores} x {floor_s:.2f} s "
+        f"= {cores * floor_s:.1f} s"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -406,6 +422,8 @@ def main() -> int:
             f">= {GOAL_RATE_RATIO:.2f}x floor",
             ingest_rate >= GOAL_RATE_RATIO * floor_rate and first.summary.parsed == files,
         ))  # fmt: skip
+        if postmaster is not None:  # the server's CPU is part of the sum
+            console.print(cpu_ceiling(first, floor_s))
         if args.profile:
             profile_round(dsn, "stdlib")  # leaves the tables as a timed round does
 
