@@ -77,6 +77,35 @@ $$;
 COMMENT ON FUNCTION autopilot._cron_field_values(text, integer) IS
 'Private: the sorted values one field of a valid cron expression stands for (position 1 minute, 2 hour, 3 day of month, 4 month, 5 day of week with Sunday 0), read as pg_cron reads it; none for "$".';
 
+-- sql/functions/cron/_cron_fields.sql
+CREATE FUNCTION autopilot._cron_fields(p_schedule text)
+RETURNS text[]
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- pg_cron skips blanks and empty lines before a schedule and ignores white space after it;
+    -- a macro is the five fields pg_cron gives it (@weekly: Sunday 00:00)
+    SELECT regexp_split_to_array(
+        CASE t.schedule
+            WHEN '@yearly' THEN '0 0 1 1 *'
+            WHEN '@annually' THEN '0 0 1 1 *'
+            WHEN '@monthly' THEN '0 0 1 * *'
+            WHEN '@weekly' THEN '0 0 * * 0'
+            WHEN '@daily' THEN '0 0 * * *'
+            WHEN '@midnight' THEN '0 0 * * *'
+            WHEN '@hourly' THEN '0 * * * *'
+            ELSE t.schedule
+        END,
+        '[ \t]+'
+    )
+    FROM (SELECT regexp_replace(regexp_replace(p_schedule, '^[ \t\n]+', ''), '[[:space:]]+$', '') AS schedule) AS t
+$$;
+
+COMMENT ON FUNCTION autopilot._cron_fields(text) IS
+'Private: the five fields of a valid five-field schedule or macro as pg_cron reads them (white space around it dropped, a macro expanded: @weekly is 0 0 * * 0); what _cron_ticks and _schedule_interval compute from.';
+
 -- sql/functions/cron/_cron_ticks.sql
 CREATE FUNCTION autopilot._cron_ticks(p_schedule text, p_after timestamptz, p_until timestamptz)
 RETURNS SETOF timestamptz
@@ -95,21 +124,7 @@ AS $$
 -- one run behind, so there is nothing to catch up on. The schedule is valid
 -- (cron_expression_error); @reboot never reaches the catalog.
 DECLARE
-    -- pg_cron skips blanks and empty lines before a schedule and ignores white space after it
-    v_text text := regexp_replace(regexp_replace(p_schedule, '^[ \t\n]+', ''), '[[:space:]]+$', '');
-    v_fields text[] := regexp_split_to_array(
-        CASE v_text
-            WHEN '@yearly' THEN '0 0 1 1 *'
-            WHEN '@annually' THEN '0 0 1 1 *'
-            WHEN '@monthly' THEN '0 0 1 * *'
-            WHEN '@weekly' THEN '0 0 * * 0'
-            WHEN '@daily' THEN '0 0 * * *'
-            WHEN '@midnight' THEN '0 0 * * *'
-            WHEN '@hourly' THEN '0 * * * *'
-            ELSE v_text
-        END,
-        '[ \t]+'
-    );
+    v_fields text[] := autopilot._cron_fields(p_schedule);
     v_last_day boolean := v_fields[3] = '$';
     v_either_day boolean := NOT (starts_with(v_fields[3], '*')
                                  OR starts_with(v_fields[5], '*'));
@@ -121,7 +136,7 @@ DECLARE
     v_months integer[];
     v_dows integer[];
 BEGIN
-    IF v_text ~* '^[0-9]+[[:space:]]*seconds?$' THEN
+    IF p_schedule ~* '^[ \t\n]*[0-9]+[[:space:]]*seconds?[[:space:]]*$' THEN
         RETURN;
     END IF;
     v_minutes := autopilot._cron_field_values(v_fields[1], 1);
@@ -151,6 +166,7 @@ COMMENT ON FUNCTION autopilot._cron_ticks(text, timestamptz, timestamptz) IS
 'Private: the minutes (UTC) after p_after and up to p_until at which pg_cron fires the schedule (five fields or a macro), in order; none for a seconds schedule; looks at two days at most.';
 
 REVOKE ALL ON FUNCTION autopilot._cron_field_values(text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION autopilot._cron_fields(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION autopilot._cron_ticks(text, timestamptz, timestamptz) FROM PUBLIC;
 
 -- sql/functions/core/_run_start.sql
@@ -5895,20 +5911,7 @@ AS $$
 -- the first 13 (7 with a weekday) from today, as `status` looked at the coming 12 (6) fires. "N
 -- seconds" is N seconds; a schedule with fewer than two fire days in 13 years counts as 31 days.
 DECLARE
-    v_text text := regexp_replace(regexp_replace(p_schedule, '^[ \t\n]+', ''), '[[:space:]]+$', '');
-    v_fields text[] := regexp_split_to_array(
-        CASE v_text
-            WHEN '@yearly' THEN '0 0 1 1 *'
-            WHEN '@annually' THEN '0 0 1 1 *'
-            WHEN '@monthly' THEN '0 0 1 * *'
-            WHEN '@weekly' THEN '0 0 * * 0'
-            WHEN '@daily' THEN '0 0 * * *'
-            WHEN '@midnight' THEN '0 0 * * *'
-            WHEN '@hourly' THEN '0 * * * *'
-            ELSE v_text
-        END,
-        '[ \t]+'
-    );
+    v_fields text[] := autopilot._cron_fields(p_schedule);
     v_last_day boolean := v_fields[3] = '$';
     v_either_day boolean := NOT (starts_with(v_fields[3], '*') OR starts_with(v_fields[5], '*'));
     v_today date := (p_now AT TIME ZONE 'UTC')::date;
@@ -5922,8 +5925,8 @@ DECLARE
     v_span integer;
     v_days date[];
 BEGIN
-    IF v_text ~* '^[0-9]+[[:space:]]*seconds?$' THEN
-        RETURN make_interval(secs => substring(v_text FROM '^[0-9]+')::integer);
+    IF p_schedule ~* '^[ \t\n]*[0-9]+[[:space:]]*seconds?[[:space:]]*$' THEN
+        RETURN make_interval(secs => substring(p_schedule FROM '[0-9]+')::integer);
     END IF;
     v_times := ARRAY(
         SELECT h * 60 + m

@@ -15,21 +15,7 @@ AS $$
 -- one run behind, so there is nothing to catch up on. The schedule is valid
 -- (cron_expression_error); @reboot never reaches the catalog.
 DECLARE
-    -- pg_cron skips blanks and empty lines before a schedule and ignores white space after it
-    v_text text := regexp_replace(regexp_replace(p_schedule, '^[ \t\n]+', ''), '[[:space:]]+$', '');
-    v_fields text[] := regexp_split_to_array(
-        CASE v_text
-            WHEN '@yearly' THEN '0 0 1 1 *'
-            WHEN '@annually' THEN '0 0 1 1 *'
-            WHEN '@monthly' THEN '0 0 1 * *'
-            WHEN '@weekly' THEN '0 0 * * 0'
-            WHEN '@daily' THEN '0 0 * * *'
-            WHEN '@midnight' THEN '0 0 * * *'
-            WHEN '@hourly' THEN '0 * * * *'
-            ELSE v_text
-        END,
-        '[ \t]+'
-    );
+    v_fields text[] := autopilot._cron_fields(p_schedule);
     v_last_day boolean := v_fields[3] = '$';
     v_either_day boolean := NOT (starts_with(v_fields[3], '*')
                                  OR starts_with(v_fields[5], '*'));
@@ -41,7 +27,7 @@ DECLARE
     v_months integer[];
     v_dows integer[];
 BEGIN
-    IF v_text ~* '^[0-9]+[[:space:]]*seconds?$' THEN
+    IF p_schedule ~* '^[ \t\n]*[0-9]+[[:space:]]*seconds?[[:space:]]*$' THEN
         RETURN;
     END IF;
     v_minutes := autopilot._cron_field_values(v_fields[1], 1);

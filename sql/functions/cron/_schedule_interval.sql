@@ -12,20 +12,7 @@ AS $$
 -- the first 13 (7 with a weekday) from today, as `status` looked at the coming 12 (6) fires. "N
 -- seconds" is N seconds; a schedule with fewer than two fire days in 13 years counts as 31 days.
 DECLARE
-    v_text text := regexp_replace(regexp_replace(p_schedule, '^[ \t\n]+', ''), '[[:space:]]+$', '');
-    v_fields text[] := regexp_split_to_array(
-        CASE v_text
-            WHEN '@yearly' THEN '0 0 1 1 *'
-            WHEN '@annually' THEN '0 0 1 1 *'
-            WHEN '@monthly' THEN '0 0 1 * *'
-            WHEN '@weekly' THEN '0 0 * * 0'
-            WHEN '@daily' THEN '0 0 * * *'
-            WHEN '@midnight' THEN '0 0 * * *'
-            WHEN '@hourly' THEN '0 * * * *'
-            ELSE v_text
-        END,
-        '[ \t]+'
-    );
+    v_fields text[] := autopilot._cron_fields(p_schedule);
     v_last_day boolean := v_fields[3] = '$';
     v_either_day boolean := NOT (starts_with(v_fields[3], '*') OR starts_with(v_fields[5], '*'));
     v_today date := (p_now AT TIME ZONE 'UTC')::date;
@@ -39,8 +26,8 @@ DECLARE
     v_span integer;
     v_days date[];
 BEGIN
-    IF v_text ~* '^[0-9]+[[:space:]]*seconds?$' THEN
-        RETURN make_interval(secs => substring(v_text FROM '^[0-9]+')::integer);
+    IF p_schedule ~* '^[ \t\n]*[0-9]+[[:space:]]*seconds?[[:space:]]*$' THEN
+        RETURN make_interval(secs => substring(p_schedule FROM '[0-9]+')::integer);
     END IF;
     v_times := ARRAY(
         SELECT h * 60 + m
